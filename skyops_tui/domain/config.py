@@ -1,0 +1,238 @@
+"""The cluster's config.toml: nodes, node types and prices, tiers, grace periods, operators.
+
+`config.example.toml` documents every key; this module is the schema it follows.
+"""
+
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import InputError, read_toml, validation_messages
+from .money import to_micro
+
+FAKE_SPEC = re.compile(r"^\s*(\d+)\s*x\s*([A-Za-z0-9]+)(?:-(\d+)GB)?\s*$")
+
+
+def parse_fake_gpus(spec: str) -> list[tuple[int, str, int | None]]:
+    """'8xH100-80GB' or '4xL40S-48GB,2xA100' -> [(count, type, mem_gb)]."""
+    out = []
+    for part in spec.split(","):
+        m = FAKE_SPEC.match(part)
+        if not m:
+            raise ValueError(f"fake_gpus part {part.strip()!r} is not like '8xH100-80GB'")
+        out.append((int(m.group(1)), m.group(2), int(m.group(3)) if m.group(3) else None))
+    return out
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Money = Annotated[float, Field(ge=0)]
+
+
+class Tier(Strict):
+    gpu_hours: float = Field(ge=0, description="total committed GPU-hours at which it applies")
+    discount: float = Field(ge=0, le=0.5, description="fraction off the standard rate, at most 0.5")
+
+
+DEFAULT_TIERS = (
+    Tier(gpu_hours=24, discount=0.15),
+    Tier(gpu_hours=168, discount=0.30),
+    Tier(gpu_hours=720, discount=0.50),
+)
+
+
+class NodeType(Strict):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    rate: Money = Field(gt=0, description="standard price per GPU-hour")
+    tiers: tuple[Tier, ...] | None = None
+
+
+class NodeConfig(Strict):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    host: str = "localhost"
+    port: int = Field(default=22, ge=1, le=65535)
+    user: str | None = None
+    identity: str | None = None
+    gpu_type: str | None = None
+    gpus: int | None = Field(default=None, ge=1, le=64)
+    fake_gpus: str | None = None
+    count: int = Field(default=1, ge=1, le=100_000)
+    python: str = "python3"
+    agent_dir: str = "~/.skyops"
+    local: bool = False
+
+    @field_validator("fake_gpus")
+    @classmethod
+    def _fake(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_fake_gpus(v)
+        return v
+
+    @model_validator(mode="after")
+    def _shape(self) -> NodeConfig:
+        if self.fake_gpus is None and (self.gpu_type is None or self.gpus is None):
+            # Real nodes report their inventory; but the scheduler needs type and size.
+            raise ValueError("give gpu_type and gpus, or fake_gpus (e.g. '8xH100-80GB')")
+        return self
+
+    @property
+    def resolved_type(self) -> str:
+        if self.gpu_type:
+            return self.gpu_type
+        return parse_fake_gpus(self.fake_gpus or "")[0][1]
+
+    @property
+    def resolved_gpus(self) -> int:
+        if self.gpus:
+            return self.gpus
+        return sum(n for n, _, _ in parse_fake_gpus(self.fake_gpus or ""))
+
+    def expand(self) -> list[NodeConfig]:
+        """A node group (`count` > 1) becomes count nodes named name-1..name-N."""
+        if self.count == 1:
+            return [self]
+        width = len(str(self.count))
+        return [
+            self.model_copy(update={"name": f"{self.name}-{i:0{width}d}", "count": 1})
+            for i in range(1, self.count + 1)
+        ]
+
+
+class Cluster(Strict):
+    name: str = "skyops"
+    currency: str = "$"
+    checkpoint_signal: str = Field(default="SIGUSR1", pattern=r"^SIG[A-Z0-9]+$")
+    grace_s: float = Field(default=120, ge=0, description="Flex checkpoint grace before SIGTERM")
+    stop_grace_s: float = Field(default=30, ge=0, description="SIGTERM grace before SIGKILL")
+    shared_checkpoint_path: str | None = None
+    billing_interval_s: float = Field(default=60, gt=0)
+    tick_s: float = Field(default=1.0, gt=0)
+    heartbeat_timeout_s: float = Field(default=15, gt=0)
+
+
+class Pricing(Strict):
+    flex_floor: float = Field(default=0.30, gt=0, le=1)
+    min_outbid: float = Field(default=0.05, ge=0, le=10)
+    min_slice_s: float = Field(default=300, ge=0)
+    early_exit_refund: float = Field(default=0.5, ge=0, le=1)
+    min_funded_minutes: float = Field(default=10, ge=0)
+    warn_before_s: tuple[float, ...] = (600, 60)
+    retry_backoff_s: float = Field(default=30, ge=0)
+    retry_backoff_max_s: float = Field(default=3600, ge=0)
+    tiers: tuple[Tier, ...] = DEFAULT_TIERS
+
+    @field_validator("warn_before_s")
+    @classmethod
+    def _two_warnings(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        if len(v) != 2 or v[0] <= v[1] or v[1] <= 0:
+            raise ValueError("give two positive numbers, the earlier first, e.g. [600, 60]")
+        return v
+
+
+class UserAccount(Strict):
+    name: str = Field(min_length=1)
+    balance: Money = 0
+
+
+class Accounts(Strict):
+    operators: tuple[str, ...] = ()
+    default_balance: Money = 1000
+    credit_limit: Money = 0
+    users: tuple[UserAccount, ...] = ()
+
+
+class Simulation(Strict):
+    initial_balance: Money = 1_000_000_000
+    stop_delay_s: float = Field(
+        default=5, ge=0, description="seconds a simulated job takes to stop"
+    )
+
+
+class Config(Strict):
+    cluster: Cluster = Cluster()
+    pricing: Pricing = Pricing()
+    node_types: tuple[NodeType, ...] = ()
+    nodes: tuple[NodeConfig, ...] = ()
+    accounts: Accounts = Accounts()
+    simulation: Simulation = Simulation()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Config:
+        types = {t.name for t in self.node_types}
+        if len(types) != len(self.node_types):
+            raise ValueError("node_types: two entries share a name")
+        names: set[str] = set()
+        for i, n in enumerate(self.nodes):
+            if n.resolved_type not in types:
+                raise ValueError(
+                    f"nodes[{i}] ({n.name}): gpu type {n.resolved_type!r} has no [[node_types]] "
+                    f"entry (known: {', '.join(sorted(types)) or 'none'})"
+                )
+            for e in n.expand():
+                if e.name in names:
+                    raise ValueError(f"nodes[{i}]: node name {e.name!r} is used twice")
+                names.add(e.name)
+        return self
+
+    # Derived, in micro-units
+    def rate(self, gpu_type: str) -> int:
+        for t in self.node_types:
+            if t.name == gpu_type:
+                return to_micro(t.rate)
+        raise KeyError(gpu_type)
+
+    def floor(self, gpu_type: str) -> int:
+        return int(Fraction(self.rate(gpu_type)) * Fraction(str(self.pricing.flex_floor)))
+
+    def tiers(self, gpu_type: str) -> tuple[Tier, ...]:
+        for t in self.node_types:
+            if t.name == gpu_type and t.tiers is not None:
+                return t.tiers
+        return self.pricing.tiers
+
+    def all_nodes(self) -> list[NodeConfig]:
+        return [e for n in self.nodes for e in n.expand()]
+
+    def is_operator(self, user: str) -> bool:
+        return user in self.accounts.operators
+
+
+def load_config(path: str | Path) -> Config:
+    path = Path(path).expanduser()
+    data = read_toml(path)
+    return parse_config(data, str(path))
+
+
+def parse_config(data: dict, source: str = "config") -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        raise InputError(validation_messages(source, e)) from None
+
+
+DEMO_CONFIG = {
+    "cluster": {"name": "demo", "grace_s": 20, "stop_grace_s": 5},
+    "node_types": [
+        {"name": "H100", "rate": 2.50},
+        {"name": "A100", "rate": 1.60},
+        {"name": "L40S", "rate": 0.90},
+    ],
+    "nodes": [
+        {"name": "h100-a", "fake_gpus": "8xH100-80GB", "local": True},
+        {"name": "h100-b", "fake_gpus": "8xH100-80GB", "local": True},
+        {"name": "a100-a", "fake_gpus": "8xA100-80GB", "local": True},
+        {"name": "l40s-a", "fake_gpus": "4xL40S-48GB", "local": True},
+    ],
+    "accounts": {"operators": [], "default_balance": 5000},
+}
+
+
+def demo_config() -> Config:
+    return parse_config(DEMO_CONFIG, "demo config")

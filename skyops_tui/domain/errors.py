@@ -1,0 +1,59 @@
+"""Errors people see: each names the file, the key path and the reason."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from pydantic import ValidationError
+
+
+class InputError(Exception):
+    """Bad input (config, plan, trace): one or more messages, each naming where and why."""
+
+    def __init__(self, messages: list[str]) -> None:
+        self.messages = messages
+        super().__init__("\n".join(messages))
+
+
+class Refused(Exception):
+    """A command that is valid but not allowed now (mode lock, no capacity, funds...)."""
+
+
+def key_path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def validation_messages(source: str, exc: ValidationError) -> list[str]:
+    messages = []
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        msg = err["msg"]
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, ") :]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        got = err.get("input")
+        if err["type"] not in ("missing", "extra_forbidden") and not isinstance(got, dict | list):
+            msg = f"{msg} (got {got!r})"
+        messages.append(f"{source}: {key_path(loc)}: {msg}")
+    return messages
+
+
+def read_toml(path: Path) -> dict:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError([f"{path}: file not found"]) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError([f"{path}: cannot read: {e}"]) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise InputError([f"{path}: not valid TOML: {e}"]) from None

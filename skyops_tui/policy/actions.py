@@ -1,0 +1,84 @@
+"""What a scheduling pass decides. The executor carries out Start, Preempt and Stop;
+the rest is bookkeeping the grid applies to itself."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..domain.model import JobState, Placement
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    job: int
+    placement: tuple[Placement, ...]
+    market: str
+    resume: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Preempt:
+    """Flex: checkpoint signal, grace, SIGTERM, SIGKILL; the job then pauses."""
+
+    job: int
+    cause: str
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """SIGTERM, grace, SIGKILL; the job then ends as `outcome`."""
+
+    job: int
+    outcome: JobState
+    cause: str
+
+
+@dataclass(frozen=True, slots=True)
+class Renew:
+    job: int
+    end_at: float
+    cause: str
+
+
+@dataclass(frozen=True, slots=True)
+class Warn:
+    job: int
+    seconds_left: float
+    bit: int
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Fail:
+    """End a waiting job without running it (e.g. its reservation has no windows left)."""
+
+    job: int
+    cause: str
+
+
+@dataclass(frozen=True, slots=True)
+class OpenWindow:
+    reservation: str
+    index: int
+    held: tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CloseWindow:
+    reservation: str
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class Settle:
+    job: int
+
+
+@dataclass(frozen=True, slots=True)
+class SetPrice:
+    gpu_type: str
+    price: int
+
+
+Action = Start | Preempt | Stop | Renew | Warn | Fail | OpenWindow | CloseWindow | Settle | SetPrice
+EXECUTOR_ACTIONS = (Start, Preempt, Stop)

@@ -1,0 +1,891 @@
+"""The grid's state and every transition of it, with the ledger postings they cause.
+
+`Grid` holds nodes, jobs, reservations, markets and balances in memory, with indexes the
+planner reads (queues, order books). It changes only through the methods here: commands
+(submit, cancel, extend, change_bid...), executor reports (started, exited, node status)
+and the bookkeeping actions a scheduling pass returns. Each change records an `Event`
+and any ledger `Transaction` in the outbox, which the store writes in one transaction.
+No I/O happens here.
+"""
+
+from __future__ import annotations
+
+import bisect
+from fractions import Fraction
+
+from ..domain.config import Config
+from ..domain.errors import Refused
+from ..domain.model import (
+    DEPOSITS,
+    HOLDING,
+    REVENUE,
+    TERMINAL,
+    Event,
+    Job,
+    JobState,
+    Market,
+    Mode,
+    Node,
+    NodeStatus,
+    Placement,
+    Reservation,
+    Transaction,
+    held_account,
+    user_account,
+)
+from ..domain.money import fmt, to_micro
+from ..domain.specs import JobSpec, ReservationSpec
+from . import actions as A
+from . import pricing
+
+Q, S, R, PR = JobState.QUEUED, JobState.STARTING, JobState.RUNNING, JobState.PREEMPTING
+
+
+class Grid:
+    def __init__(self, cfg: Config, now: float = 0.0) -> None:
+        self.cfg = cfg
+        self.nodes: dict[str, Node] = {}
+        self.by_type: dict[str, list[Node]] = {}
+        self.markets: dict[str, Market] = {}
+        for t in cfg.node_types:
+            rate = to_micro(t.rate)
+            floor = cfg.floor(t.name)
+            self.markets[t.name] = Market(t.name, rate, floor, floor, now, 0)
+            self.by_type[t.name] = []
+        for nc in cfg.all_nodes():
+            self.add_node(
+                Node(
+                    nc.name,
+                    nc.resolved_type,
+                    nc.resolved_gpus,
+                    host=nc.host,
+                    fake=bool(nc.fake_gpus),
+                )
+            )
+        self.jobs: dict[int, Job] = {}
+        self.job_names: dict[str, int] = {}
+        self.reservations: dict[str, Reservation] = {}
+        self.balances: dict[str, int] = {}
+        self.next_job_id = 1
+        self.next_res_id = 1
+        self.next_seq = 1
+        # Indexes the planner reads
+        self.holding: set[int] = set()
+        self.priority_queue: list[tuple[int, int]] = []  # (seq, id), FIFO
+        self.commit_waiting: dict[str, list[tuple[int, int]]] = {}
+        self.flex_book: dict[str | None, list[tuple[int, int, int]]] = {}  # (-bid, seq, id)
+        self.flex_running: dict[str, set[int]] = {t: set() for t in self.markets}
+        self.priority_held: dict[str, int] = dict.fromkeys(self.markets, 0)
+        self.stopping: set[int] = set()  # holding jobs asked to stop or preempt
+        # Outbox, drained by whoever persists
+        self.events: list[Event] = []
+        self.transactions: list[Transaction] = []
+        self.prices: list[tuple[float, str, int]] = []
+        self.dirty_jobs: set[int] = set()
+        self.dirty_reservations: set[str] = set()
+        self.dirty_nodes: set[str] = set()
+
+    # ------------------------------------------------------------------ nodes
+    def add_node(self, node: Node) -> None:
+        if node.gpu_type not in self.markets:
+            raise Refused(f"node {node.name}: gpu type {node.gpu_type} has no price")
+        self.nodes[node.name] = node
+        self.by_type[node.gpu_type].append(node)
+        self.dirty_nodes.add(node.name)
+
+    # --------------------------------------------------------------- accounts
+    def balance(self, user: str) -> int:
+        return self.balances.get(user_account(user), 0)
+
+    def ensure_account(self, user: str, now: float, initial: int | None = None) -> None:
+        acct = user_account(user)
+        if acct in self.balances:
+            return
+        self.balances[acct] = 0
+        if initial is None:
+            initial = to_micro(self.cfg.accounts.default_balance)
+            for u in self.cfg.accounts.users:
+                if u.name == user:
+                    initial = to_micro(u.balance)
+        if initial:
+            self.post(now, f"opening balance for {user}", [(DEPOSITS, -initial), (acct, initial)])
+        else:
+            self.events.append(Event(now, "account", "opened", user=user))
+
+    def deposit(self, user: str, amount: int, now: float, reason: str = "deposit") -> None:
+        self.ensure_account(user, now)
+        self.post(now, reason, [(DEPOSITS, -amount), (user_account(user), amount)])
+
+    def post(
+        self,
+        now: float,
+        reason: str,
+        entries: list[tuple[str, int]],
+        job: int | None = None,
+        reservation: str | None = None,
+    ) -> Transaction | None:
+        entries = [(a, v) for a, v in entries if v]
+        if not entries:
+            return None
+        tx = Transaction(now, reason, entries, job, reservation)
+        if not tx.balanced:
+            raise AssertionError(f"unbalanced transaction: {tx}")
+        for acct, amount in entries:
+            self.balances[acct] = self.balances.get(acct, 0) + amount
+        self.transactions.append(tx)
+        return tx
+
+    def credit_limit(self) -> int:
+        return to_micro(self.cfg.accounts.credit_limit)
+
+    def can_fund(self, user: str, amount: int) -> bool:
+        return self.balance(user) + self.credit_limit() >= amount
+
+    # ------------------------------------------------------------ permissions
+    def authorize(self, owner: str, actor: str | None, what: str) -> None:
+        if actor is None or actor == owner or self.cfg.is_operator(actor):
+            return
+        raise Refused(f"{actor} may not {what}: it belongs to {owner} (operators may act on all)")
+
+    # --------------------------------------------------------------- job state
+    def _event(self, now: float, job: Job, kind: str, cause: str, old: str | None = None) -> None:
+        self.events.append(
+            Event(now, kind, cause, job=job.id, old=old, new=str(job.state), user=job.user)
+        )
+
+    def set_state(self, job: Job, new: JobState, now: float, cause: str) -> None:
+        old = job.state
+        if old is new:
+            return
+        self._unindex(job)
+        job.state = new
+        self._index(job)
+        if new in TERMINAL:
+            job.ended_at = now
+        self.dirty_jobs.add(job.id)
+        self._event(now, job, "state", cause, str(old))
+
+    def _index(self, job: Job) -> None:
+        st = job.state
+        if st in HOLDING:
+            self.holding.add(job.id)
+            if job.mode is Mode.FLEX and st is not PR and job.market:
+                self.flex_running[job.market].add(job.id)
+            if job.mode is Mode.PRIORITY and job.market:
+                self.priority_held[job.market] += job.gpu_total
+            if st is PR or job.stop_reason:
+                self.stopping.add(job.id)
+        elif st is Q or st is JobState.PAUSED:
+            if job.mode is Mode.PRIORITY:
+                bisect.insort(self.priority_queue, (job.seq, job.id))
+            elif job.mode is Mode.COMMIT:
+                bisect.insort(
+                    self.commit_waiting.setdefault(job.reservation or "", []), (job.seq, job.id)
+                )
+            else:
+                bisect.insort(
+                    self.flex_book.setdefault(job.gpu_type, []), (-job.bid, job.seq, job.id)
+                )
+
+    def _unindex(self, job: Job) -> None:
+        st = job.state
+        if st in HOLDING:
+            self.holding.discard(job.id)
+            self.stopping.discard(job.id)
+            if job.mode is Mode.FLEX and job.market:
+                self.flex_running[job.market].discard(job.id)
+            if job.mode is Mode.PRIORITY and job.market:
+                self.priority_held[job.market] -= job.gpu_total
+        elif st is Q or st is JobState.PAUSED:
+            if job.mode is Mode.PRIORITY:
+                _remove(self.priority_queue, (job.seq, job.id))
+            elif job.mode is Mode.COMMIT:
+                _remove(self.commit_waiting.get(job.reservation or "", []), (job.seq, job.id))
+            else:
+                _remove(self.flex_book.get(job.gpu_type, []), (-job.bid, job.seq, job.id))
+
+    def job_by_ref(self, ref: str | int) -> Job:
+        if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
+            job = self.jobs.get(int(ref))
+        else:
+            jid = self.job_names.get(ref)
+            job = self.jobs.get(jid) if jid is not None else None
+        if job is None:
+            raise Refused(f"no job {ref!r}")
+        return job
+
+    # ---------------------------------------------------------------- commands
+    def submit(self, spec: JobSpec, now: float, actor: str | None = None) -> Job:
+        """Admit a job to the queue, or refuse it saying why. Nothing changes on refusal."""
+        if actor is not None and actor != spec.user and not self.cfg.is_operator(actor):
+            raise Refused(f"{actor} may not submit jobs as {spec.user}")
+        if spec.name in self.job_names:
+            raise Refused(f"a job named {spec.name!r} exists already")
+        types = self._candidate_types(spec.gpu_type)
+        if spec.gpu_type and spec.gpu_type not in self.markets:
+            raise Refused(f"no node type {spec.gpu_type!r} (known: {', '.join(self.markets)})")
+        if not types:
+            raise Refused("the grid has no nodes")
+        if spec.nodes:
+            biggest = max(len(self.by_type[t]) for t in types)
+            if spec.nodes > biggest:
+                raise Refused(f"asks for {spec.nodes} whole nodes; the largest type has {biggest}")
+        else:
+            size = max(n.gpu_count for t in types for n in self.by_type[t])
+            if spec.gpu_count > size:
+                raise Refused(f"asks for {spec.gpu_count} GPUs on one node; the largest has {size}")
+        gpus_est = spec.gpu_count or spec.nodes * max(
+            n.gpu_count for t in types for n in self.by_type[t]
+        )
+        bid = 0
+        reservation = None
+        self.ensure_account(spec.user, now)
+        if spec.mode is Mode.PRIORITY:
+            rate = max(self.markets[t].rate for t in types)
+            hours = min(spec.hours or 1.0, 1.0)
+            need = int(gpus_est * rate * Fraction(str(hours)))
+            if not self.can_fund(spec.user, need):
+                raise Refused(
+                    f"account {spec.user} cannot cover the first hour ({fmt(need)}); "
+                    f"balance {fmt(self.balance(spec.user))}"
+                )
+        elif spec.mode is Mode.COMMIT:
+            reservation = self.reservations.get(spec.reservation or "")
+            if reservation is None:
+                raise Refused(f"no reservation {spec.reservation!r}")
+            self.authorize(reservation.user, spec.user, f"use reservation {reservation.name}")
+            if reservation.finished:
+                raise Refused(f"reservation {reservation.name} has no windows left")
+            if spec.gpu_type and spec.gpu_type != reservation.gpu_type:
+                raise Refused(
+                    f"reservation {reservation.name} holds {reservation.gpu_type}, not {spec.gpu_type}"
+                )
+            if spec.gpu_count > reservation.gpus:
+                raise Refused(f"reservation {reservation.name} holds only {reservation.gpus} GPUs")
+        else:
+            bid = to_micro(spec.bid or 0)
+            floor = min(self.markets[t].floor for t in types)
+            cap = max(self.markets[t].rate for t in types)
+            if bid < floor:
+                raise Refused(f"bid {fmt(bid)} is under the floor {fmt(floor)} per GPU-hour")
+            if bid > cap:
+                raise Refused(f"bid {fmt(bid)} is over the standard rate {fmt(cap)} per GPU-hour")
+            need = int(gpus_est * bid * Fraction(str(self.cfg.pricing.min_funded_minutes)) / 60)
+            if not self.can_fund(spec.user, need):
+                raise Refused(
+                    f"account {spec.user} cannot fund {self.cfg.pricing.min_funded_minutes:g} "
+                    f"minutes at the bid ({fmt(need)}); balance {fmt(self.balance(spec.user))}"
+                )
+        job = Job(
+            id=self.next_job_id,
+            name=spec.name,
+            user=spec.user,
+            mode=spec.mode,
+            seq=self.next_seq,
+            submitted_at=now,
+            argv=list(spec.argv),
+            gpus=spec.gpu_count if not spec.nodes else 0,
+            nodes=spec.nodes or 0,
+            gpu_type=spec.gpu_type or (reservation.gpu_type if reservation else None),
+            hours=spec.hours,
+            hourly=spec.hourly,
+            auto_renew=spec.auto_renew or spec.hourly,
+            renew_hours=spec.renew_hours or (1.0 if spec.hourly else (spec.hours or 1.0)),
+            reservation=spec.reservation,
+            bid=bid,
+            max_retries=spec.max_retries,
+            env=dict(spec.env),
+            workdir=spec.workdir,
+            runtime=spec.runtime,
+            checkpoint_every=spec.checkpoint_every,
+        )
+        self.next_job_id += 1
+        self.next_seq += 1
+        self.jobs[job.id] = job
+        self.job_names[job.name] = job.id
+        self._index(job)
+        self.dirty_jobs.add(job.id)
+        self._event(now, job, "submitted", f"{job.mode} job submitted by {actor or job.user}")
+        return job
+
+    def _candidate_types(self, gpu_type: str | None) -> list[str]:
+        if gpu_type:
+            return [gpu_type] if self.by_type.get(gpu_type) else []
+        return [t for t, ns in self.by_type.items() if ns]
+
+    def change_mode(self, ref: str | int, mode: str, actor: str | None = None) -> None:
+        job = self.job_by_ref(ref)
+        self.authorize(job.user, actor, f"change job {job.name}")
+        raise Refused(
+            f"job {job.name} is a {job.mode} job: the mode is locked at creation and cannot "
+            f"become {mode}; cancel it and submit a new {mode} job"
+        )
+
+    def cancel(self, ref: str | int, now: float, actor: str | None = None) -> list[A.Action]:
+        job = self.job_by_ref(ref)
+        self.authorize(job.user, actor, f"cancel job {job.name}")
+        if job.finished:
+            raise Refused(f"job {job.name} has already ended ({job.state})")
+        if job.state in HOLDING:
+            return [
+                self.request_stop(job, JobState.CANCELLED, f"cancelled by {actor or job.user}", now)
+            ]
+        self.set_state(job, JobState.CANCELLED, now, f"cancelled by {actor or job.user}")
+        return []
+
+    def request_stop(self, job: Job, outcome: JobState, cause: str, now: float) -> A.Stop:
+        self._unindex(job)
+        job.stop_reason = str(outcome)
+        self._index(job)
+        self.dirty_jobs.add(job.id)
+        self._event(now, job, "stop", cause)
+        return A.Stop(job.id, outcome, cause)
+
+    def change_bid(self, ref: str | int, bid: float, now: float, actor: str | None = None) -> Job:
+        job = self.job_by_ref(ref)
+        self.authorize(job.user, actor, f"change the bid of {job.name}")
+        if job.mode is not Mode.FLEX:
+            raise Refused(f"job {job.name} is a {job.mode} job: only flex jobs carry a bid")
+        if job.finished:
+            raise Refused(f"job {job.name} has already ended ({job.state})")
+        micro = to_micro(bid)
+        types = [job.market] if job.market else self._candidate_types(job.gpu_type)
+        floor = min(self.markets[t].floor for t in types)
+        cap = max(self.markets[t].rate for t in types)
+        if not floor <= micro <= cap:
+            raise Refused(f"bid must be between {fmt(floor)} and {fmt(cap)} per GPU-hour")
+        old = job.bid
+        self._unindex(job)
+        job.bid = micro
+        self._index(job)
+        self.dirty_jobs.add(job.id)
+        self._event(now, job, "bid", f"bid changed from {fmt(old)} to {fmt(micro)}")
+        return job
+
+    def extend(self, ref: str | int, hours: float, now: float, actor: str | None = None) -> Job:
+        job = self.job_by_ref(ref)
+        self.authorize(job.user, actor, f"extend job {job.name}")
+        if job.mode is not Mode.PRIORITY:
+            raise Refused(f"job {job.name} is a {job.mode} job: only priority bookings extend")
+        if hours <= 0:
+            raise Refused("extend by a positive number of hours")
+        if job.state not in (R, S) or job.end_at is None or job.stop_reason:
+            raise Refused(f"job {job.name} is {job.state}: only a running booking can be extended")
+        why = self.renewal_refusal(job, hours, now)
+        if why:
+            raise Refused(f"cannot extend {job.name}: {why}")
+        self.apply(A.Renew(job.id, job.end_at + hours * 3600, f"extended by {hours:g} h"), now)
+        return job
+
+    def renewal_refusal(self, job: Job, hours: float, now: float) -> str | None:
+        """Why a Priority booking may not be extended by `hours`, or None if it may."""
+        market = self.markets[job.market or ""]
+        cost = int(job.gpu_total * market.rate * Fraction(str(hours)))
+        if not self.can_fund(job.user, cost):
+            return f"account {job.user} cannot pay {fmt(cost)} for {hours:g} h more"
+        t = job.market or ""
+        for _seq, jid in self.priority_queue:
+            q = self.jobs[jid]
+            if q.gpu_type in (None, t):
+                return f"priority job {q.name} is queued for {t} GPUs"
+        start = job.end_at or now
+        end = start + hours * 3600
+        demand, res_name = self.commit_demand(t, start, end)
+        if demand:
+            capacity = sum(n.gpu_count for n in self.by_type[t] if n.schedulable)
+            others = self.priority_held[t] - job.gpu_total
+            if capacity - others - job.gpu_total < demand:
+                return f"a Commit window ({res_name}) is due on these GPUs"
+        return None
+
+    def commit_demand(
+        self, gpu_type: str, start: float, end: float, exclude: str | None = None
+    ) -> tuple[int, str | None]:
+        """Most GPUs Commit windows not yet open need at once during [start, end)."""
+        points: list[tuple[float, int, str]] = []
+        for res in self.reservations.values():
+            if res.gpu_type != gpu_type or res.cancelled_at is not None or res.name == exclude:
+                continue
+            for i, (s, e) in enumerate(res.windows):
+                if s < end and e > start and i != res.active_window and i >= res.settled_windows:
+                    points.append((max(s, start), res.gpus, res.name))
+                    points.append((min(e, end), -res.gpus, res.name))
+        load = best = 0
+        name = None
+        for _, delta, rname in sorted(points, key=lambda p: (p[0], p[1])):
+            load += delta
+            if load > best:
+                best, name = load, rname
+        return best, name
+
+    # ----------------------------------------------------------- reservations
+    def quote(self, spec: ReservationSpec) -> pricing.Quote:
+        if spec.gpu_type not in self.markets:
+            raise Refused(f"no node type {spec.gpu_type!r} (known: {', '.join(self.markets)})")
+        return pricing.quote(
+            spec.gpu_type,
+            spec.gpus,
+            spec.windows(),
+            self.markets[spec.gpu_type].rate,
+            self.cfg.tiers(spec.gpu_type),
+            self.cfg.pricing.early_exit_refund,
+        )
+
+    def capacity_refusal(self, spec: ReservationSpec, now: float) -> str | None:
+        t = spec.gpu_type
+        capacity = sum(
+            n.gpu_count for n in self.by_type.get(t, []) if n.status is not NodeStatus.UNREACHABLE
+        )
+        for s, e in spec.windows():
+            if e <= now:
+                return f"window {_hm(s)}-{_hm(e)} is in the past"
+            demand, _ = self.commit_demand(t, s, e)
+            active = sum(
+                r.gpus
+                for r in self.reservations.values()
+                if r.gpu_type == t
+                and r.active_window is not None
+                and r.cancelled_at is None
+                and r.windows[r.active_window][1] > s
+            )
+            booked = sum(
+                self.jobs[j].gpu_total
+                for j in self.holding
+                if self.jobs[j].mode is Mode.PRIORITY
+                and self.jobs[j].market == t
+                and (self.jobs[j].end_at or 0) > s
+            )
+            if demand + active + booked + spec.gpus > capacity:
+                free = max(capacity - demand - active - booked, 0)
+                return (
+                    f"no room on {t} for the window starting {_hm(s)}: {free} of {capacity} GPUs "
+                    f"left after other Commit windows and Priority bookings, {spec.gpus} asked"
+                )
+        return None
+
+    def reserve(self, spec: ReservationSpec, now: float, actor: str | None = None) -> Reservation:
+        if actor is not None and actor != spec.user and not self.cfg.is_operator(actor):
+            raise Refused(f"{actor} may not reserve as {spec.user}")
+        if spec.name in self.reservations:
+            raise Refused(f"a reservation named {spec.name!r} exists already")
+        q = self.quote(spec)
+        why = self.capacity_refusal(spec, now)
+        if why:
+            raise Refused(why)
+        self.ensure_account(spec.user, now)
+        if not self.can_fund(spec.user, q.price):
+            raise Refused(
+                f"account {spec.user} cannot prepay {fmt(q.price)}; balance {fmt(self.balance(spec.user))}"
+            )
+        res = Reservation(
+            id=self.next_res_id,
+            name=spec.name,
+            user=spec.user,
+            gpu_type=spec.gpu_type,
+            gpus=spec.gpus,
+            windows=spec.windows(),
+            rate=q.rate,
+            discount_bp=q.discount_bp,
+            prepaid=q.price,
+            created_at=now,
+        )
+        self.next_res_id += 1
+        self.reservations[res.name] = res
+        self.dirty_reservations.add(res.name)
+        self.post(
+            now,
+            f"prepay {res.name}: {res.gpus} x {res.gpu_type}, {q.gpu_hours:g} GPU-h, "
+            f"{q.discount_bp / 100:g}% off",
+            [(user_account(res.user), -q.price), (held_account(res.name), q.price)],
+            reservation=res.name,
+        )
+        self.events.append(
+            Event(
+                now,
+                "reservation",
+                f"reserved {len(res.windows)} window(s)",
+                reservation=res.name,
+                user=res.user,
+            )
+        )
+        return res
+
+    def cancel_reservation(self, name: str, now: float, actor: str | None = None) -> list[A.Action]:
+        res = self.reservations.get(name)
+        if res is None:
+            raise Refused(f"no reservation {name!r}")
+        self.authorize(res.user, actor, f"cancel reservation {name}")
+        if res.finished:
+            raise Refused(f"reservation {name} has already ended")
+        out: list[A.Action] = []
+        for jid in list(self.holding):
+            job = self.jobs[jid]
+            if job.reservation == name and not job.stop_reason:
+                out.append(
+                    self.request_stop(job, JobState.CANCELLED, f"reservation {name} cancelled", now)
+                )
+        for _seq, jid in list(self.commit_waiting.get(name, [])):
+            self.set_state(self.jobs[jid], JobState.CANCELLED, now, f"reservation {name} cancelled")
+        self._accrue_missing(res, now)
+        unused, downtime = pricing.early_exit_refund(res, now, self.cfg.pricing.early_exit_refund)
+        self._release_window(res)
+        res.cancelled_at = now
+        res.missing = 0
+        res.missing_since = None
+        res.downtime_gpu_s = 0.0
+        held = self.balances.get(held_account(name), 0)
+        user = user_account(res.user)
+        self.post(
+            now,
+            f"early exit refund {name}: unused future GPU-hours x "
+            f"{self.cfg.pricing.early_exit_refund:g}",
+            [(held_account(name), -unused), (user, unused)],
+            reservation=name,
+        )
+        self.post(
+            now,
+            f"downtime credit {name}",
+            [(held_account(name), -downtime), (user, downtime)],
+            reservation=name,
+        )
+        res.refunded += unused
+        res.credited += downtime
+        rest = held - unused - downtime
+        self.post(
+            now,
+            f"used part of {name}",
+            [(held_account(name), -rest), (REVENUE, rest)],
+            reservation=name,
+        )
+        self.dirty_reservations.add(name)
+        self.events.append(
+            Event(
+                now,
+                "reservation",
+                f"cancelled by {actor or res.user}; refund "
+                f"{fmt(unused)} + downtime credit {fmt(downtime)}",
+                reservation=name,
+                user=res.user,
+            )
+        )
+        return out
+
+    def refund_preview(self, name: str, now: float) -> tuple[int, int]:
+        res = self.reservations[name]
+        return pricing.early_exit_refund(res, now, self.cfg.pricing.early_exit_refund)
+
+    def _release_window(self, res: Reservation) -> None:
+        for node_name, idx in res.held:
+            node = self.nodes[node_name]
+            if node.reserved[idx] == res.name:
+                node.reserved[idx] = None
+                node.recount()
+                self.dirty_nodes.add(node_name)
+        res.held = []
+        res.active_window = None
+        self.dirty_reservations.add(res.name)
+
+    def _accrue_missing(self, res: Reservation, now: float) -> None:
+        if res.missing and res.missing_since is not None:
+            res.downtime_gpu_s += res.missing * (now - res.missing_since)
+        res.missing_since = now if res.missing else None
+
+    def set_missing(self, res: Reservation, now: float) -> None:
+        """Recount reserved GPUs lost to down nodes (or never found), accruing downtime."""
+        self._accrue_missing(res, now)
+        healthy = sum(1 for n, _ in res.held if self.nodes[n].status is not NodeStatus.UNREACHABLE)
+        res.missing = res.gpus - healthy if res.active_window is not None else 0
+        res.missing_since = now if res.missing else None
+        self.dirty_reservations.add(res.name)
+
+    # -------------------------------------------------------------- billing
+    def settle(self, job: Job, now: float) -> None:
+        """Charge a running job for the time since it was last billed."""
+        if job.billed_from is None or job.mode is Mode.COMMIT or job.market is None:
+            return
+        market = self.markets[job.market]
+        until = now
+        if job.mode is Mode.PRIORITY:
+            if job.end_at is not None:
+                until = min(until, job.end_at)
+            if until <= job.billed_from:
+                return
+            secs = until - job.billed_from
+            amount = pricing.accrue(job, job.gpu_total, int(market.rate * secs))
+            what = f"{secs:.0f} s x {job.gpu_total} GPU at {fmt(market.rate)}/GPU-h"
+        else:
+            mark = market.integral_at(until)
+            amount = pricing.accrue(job, job.gpu_total, mark - job.price_mark)
+            job.price_mark = mark
+            what = f"{until - job.billed_from:.0f} s x {job.gpu_total} GPU at the clearing price"
+        job.billed_from = until
+        self.dirty_jobs.add(job.id)
+        if amount:
+            job.charged += amount
+            self.post(
+                now,
+                f"{job.mode} usage {job.name}: {what}",
+                [(user_account(job.user), -amount), (REVENUE, amount)],
+                job=job.id,
+            )
+
+    # ------------------------------------------------------------ apply actions
+    def apply(self, action: A.Action, now: float) -> None:
+        match action:
+            case A.Start(job=jid, placement=pl, market=m, resume=resume):
+                self._start(self.jobs[jid], pl, m, resume, now)
+            case A.Preempt(job=jid, cause=cause):
+                job = self.jobs[jid]
+                job.stop_reason = "paused"
+                self.set_state(job, PR, now, cause)
+            case A.Stop(job=jid, outcome=outcome, cause=cause):
+                job = self.jobs[jid]
+                if not job.stop_reason:
+                    self.request_stop(job, outcome, cause, now)
+            case A.Renew(job=jid, end_at=end, cause=cause):
+                job = self.jobs[jid]
+                self.settle(job, now)
+                job.end_at = end
+                job.warned = 0
+                self.dirty_jobs.add(jid)
+                self._event(now, job, "renewed", f"{cause}; booked until {_hm(end)}")
+            case A.Warn(job=jid, seconds_left=left, bit=bit, note=note):
+                job = self.jobs[jid]
+                job.warned |= bit
+                self.dirty_jobs.add(jid)
+                what = "window ends" if job.mode is Mode.COMMIT else "booking expires"
+                self._event(now, job, "warning", f"{what} in {_duration(left)}{note}")
+            case A.Fail(job=jid, cause=cause):
+                self.set_state(self.jobs[jid], JobState.FAILED, now, cause)
+            case A.OpenWindow(reservation=name, index=i, held=held):
+                self._open_window(self.reservations[name], i, held, now)
+            case A.CloseWindow(reservation=name, index=i):
+                self._close_window(self.reservations[name], i, now)
+            case A.Settle(job=jid):
+                self.settle(self.jobs[jid], now)
+            case A.SetPrice(gpu_type=t, price=p):
+                m = self.markets[t]
+                m.integral = m.integral_at(now)
+                m.price_at = now
+                if p != m.price:
+                    m.price = p
+                    self.prices.append((now, t, p))
+
+    def _start(
+        self, job: Job, placement: tuple[Placement, ...], market: str, resume: bool, now: float
+    ) -> None:
+        job.placement = list(placement)
+        job.market = market
+        for p in placement:
+            node = self.nodes[p.node]
+            for i in p.gpus:
+                if node.holders[i] is not None:
+                    raise AssertionError(f"GPU {p.node}:{i} already held by job {node.holders[i]}")
+                node.holders[i] = job.id
+            node.recount()
+            self.dirty_nodes.add(p.node)
+        job.stop_reason = None
+        why = "resumed" if resume else "placed"
+        where = ", ".join(f"{p.node}[{','.join(map(str, p.gpus))}]" for p in placement)
+        self.set_state(job, S, now, f"{why} on {where}")
+
+    def started(self, ref: int, now: float) -> None:
+        job = self.jobs[ref]
+        if job.state is not S:
+            return
+        job.started_at = now
+        if job.first_started_at is None:
+            job.first_started_at = now
+        job.runs += 1
+        job.billed_from = now
+        job.run_acc = job.run_charged = 0
+        if job.market:
+            job.price_mark = self.markets[job.market].integral_at(now)
+        if job.mode is Mode.PRIORITY and job.end_at is None:
+            hours = job.hours if job.hours is not None else 1.0
+            job.end_at = now + hours * 3600
+        self.set_state(job, R, now, "process started")
+
+    def _release(self, job: Job, now: float) -> None:
+        self.settle(job, now)
+        for p in job.placement:
+            node = self.nodes[p.node]
+            for i in p.gpus:
+                if node.holders[i] == job.id:
+                    node.holders[i] = None
+            node.recount()
+            self.dirty_nodes.add(p.node)
+        self._unindex(job)
+        job.placement = []
+        self._index(job)
+        job.billed_from = None
+
+    def exited(
+        self, ref: int, exit_code: int | None, now: float, cause: str = "", completed: bool = False
+    ) -> None:
+        """The job's processes are gone: after a stop or preempt, or on their own
+        (`completed`: it ended before any stop signal reached it)."""
+        job = self.jobs[ref]
+        if job.state not in HOLDING:
+            return
+        self._release(job, now)
+        job.exit_code = exit_code
+        reason = job.stop_reason
+        job.stop_reason = None
+        if completed and exit_code == 0:
+            reason = None
+        if reason == "paused":
+            self.set_state(job, JobState.PAUSED, now, cause or "stopped after checkpoint signal")
+            return
+        if reason:
+            self.set_state(job, JobState(reason), now, cause or f"stopped ({reason})")
+            return
+        if exit_code == 0:
+            self.set_state(job, JobState.SUCCEEDED, now, cause or "exited with status 0")
+            return
+        why = cause or f"exited with status {exit_code}"
+        if job.mode is Mode.FLEX and job.retries < job.max_retries:
+            job.retries += 1
+            p = self.cfg.pricing
+            delay = min(p.retry_backoff_s * 2 ** (job.retries - 1), p.retry_backoff_max_s)
+            job.retry_at = now + delay
+            self.set_state(
+                job, Q, now, f"{why}; retry {job.retries}/{job.max_retries} in {delay:.0f} s"
+            )
+            return
+        self.set_state(job, JobState.FAILED, now, why)
+
+    def node_status(
+        self, name: str, status: NodeStatus, now: float, cause: str = ""
+    ) -> list[A.Action]:
+        """A node changed state. Losing one ends, moves or pauses the jobs on it per mode."""
+        node = self.nodes[name]
+        if node.status is status:
+            return []
+        old = node.status
+        node.status = status
+        self.dirty_nodes.add(name)
+        self.events.append(
+            Event(now, "node", cause or f"node {status}", node=name, old=str(old), new=str(status))
+        )
+        out: list[A.Action] = []
+        if status is not NodeStatus.UNREACHABLE:
+            for res in self.reservations.values():
+                if res.active_window is not None and any(n == name for n, _ in res.held):
+                    self.set_missing(res, now)
+            return out
+        lost = f"node {name} lost"
+        for jid in sorted({j for j in node.holders if j is not None}):
+            job = self.jobs[jid]
+            others = [p for p in job.placement if p.node != name]
+            if job.mode is Mode.PRIORITY:
+                outcome, why = JobState.FAILED, f"failed ({lost})"
+            elif job.mode is Mode.COMMIT:
+                outcome, why = Q, f"{lost}; will restart on spare reserved GPUs"
+            else:
+                outcome, why = JobState.PAUSED, f"{lost}; paused, resumes from its checkpoint"
+                job.preemptions += 1
+            if others:
+                # A gang keeps its healthy parts until the executor has stopped them.
+                job.stop_reason = "paused" if outcome is JobState.PAUSED else str(outcome)
+                self.set_state(job, PR if job.mode is Mode.FLEX else job.state, now, why)
+                self.stopping.add(job.id)
+                out.append(A.Stop(job.id, outcome, why))
+                continue
+            self._release(job, now)
+            job.stop_reason = None
+            self.set_state(job, outcome, now, why)
+        for res in self.reservations.values():
+            if res.active_window is not None and any(n == name for n, _ in res.held):
+                res.held = [(n, i) for n, i in res.held if n != name]
+                for i in range(node.gpu_count):
+                    if node.reserved[i] == res.name:
+                        node.reserved[i] = None
+                node.recount()
+                self.set_missing(res, now)
+        return out
+
+    def _open_window(
+        self, res: Reservation, index: int, held: tuple[tuple[str, int], ...], now: float
+    ) -> None:
+        first = res.active_window != index
+        res.active_window = index
+        for node_name, i in held:
+            node = self.nodes[node_name]
+            node.reserved[i] = res.name
+            node.recount()
+            self.dirty_nodes.add(node_name)
+        res.held = res.held + list(held) if not first else list(held)
+        if first:
+            res.missing = 0
+            res.missing_since = None
+        self.set_missing(res, now)
+        s, e = res.windows[index]
+        msg = (
+            f"window {index + 1}/{len(res.windows)} open until {_hm(e)}"
+            if first
+            else f"{len(held)} spare GPU(s) added"
+        )
+        if res.missing:
+            msg += f"; {res.missing} GPU(s) short, credited as downtime"
+        self.events.append(Event(now, "window", msg, reservation=res.name, user=res.user))
+
+    def _close_window(self, res: Reservation, index: int, now: float) -> None:
+        if res.active_window == index:
+            self._accrue_missing(res, now)
+            self._release_window(res)
+        value = pricing.window_value(res, index)
+        credit = min(int(pricing.effective_rate(res) * Fraction(res.downtime_gpu_s)), value)
+        res.downtime_gpu_s = 0.0
+        res.missing = 0
+        res.missing_since = None
+        res.settled_windows = index + 1
+        res.credited += credit
+        self.post(
+            now,
+            f"downtime credit {res.name} window {index + 1}",
+            [(held_account(res.name), -credit), (user_account(res.user), credit)],
+            reservation=res.name,
+        )
+        self.post(
+            now,
+            f"commit usage {res.name} window {index + 1}",
+            [(held_account(res.name), -(value - credit)), (REVENUE, value - credit)],
+            reservation=res.name,
+        )
+        self.dirty_reservations.add(res.name)
+        self.events.append(
+            Event(
+                now,
+                "window",
+                f"window {index + 1}/{len(res.windows)} closed",
+                reservation=res.name,
+                user=res.user,
+            )
+        )
+
+    def drain(self) -> tuple[list[Event], list[Transaction], list[tuple[float, str, int]]]:
+        ev, tx, pr = self.events, self.transactions, self.prices
+        self.events, self.transactions, self.prices = [], [], []
+        return ev, tx, pr
+
+
+def _remove(lst: list, item: tuple) -> None:
+    i = bisect.bisect_left(lst, item)
+    if i < len(lst) and lst[i] == item:
+        del lst[i]
+
+
+def _hm(t: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def _duration(s: float) -> str:
+    s = int(round(s))
+    if s >= 3600:
+        return f"{s // 3600} h {s % 3600 // 60} min"
+    if s >= 60:
+        return f"{s // 60} min"
+    return f"{s} s"

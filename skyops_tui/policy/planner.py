@@ -1,0 +1,562 @@
+"""One scheduling pass: a function of the grid and the time that returns actions.
+
+`plan(grid, now)` reads the grid and changes nothing; the caller records the actions
+in the store, then applies them (`grid.apply`) and hands the executor its share. Rules
+(PRODUCT.md §1, docs/modes.md), in the order a pass applies them:
+
+1. Timers: Priority bookings warn at T-10/T-1 min, renew or expire at their end;
+   running jobs are billed every `billing_interval_s`.
+2. Commit windows open (holding GPUs: free ones first, then ones Flex borrowed, which
+   are reclaimed) and close (the owner's jobs are stopped, the window's value is
+   recognised and its downtime credited). A window short of GPUs takes spares later.
+3. Priority admission, FIFO: free unreserved GPUs, else preempt Flex (lowest bid
+   first), else wait; a job that cannot be placed blocks later Priority jobs of the
+   same node type. Never on GPUs a Commit window needs before the booking ends.
+4. Commit jobs start on their reservation's held GPUs, reclaiming them from Flex.
+5. Flex market per node type: waiting jobs by bid then submission; each starts where
+   it fits; a bid higher by `min_outbid` displaces running jobs that have run
+   `min_slice`; then the clearing price is set.
+
+GPUs of jobs already being stopped count as "soon free": a waiting job claims them
+instead of preempting more.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Iterator
+
+from ..domain.model import Job, JobState, Mode, Node, NodeStatus, Placement, Reservation
+from . import actions as A
+from .grid import Grid
+from .pricing import clearing_price
+
+R = JobState.RUNNING
+PRIORITY_POOL, FLEX_POOL = "priority", "flex"
+
+
+def plan(grid: Grid, now: float) -> list[A.Action]:
+    return Planner(grid, now).run()
+
+
+class Planner:
+    def __init__(self, grid: Grid, now: float) -> None:
+        self.g = grid
+        self.now = now
+        self.cfg = grid.cfg
+        self.actions: list[A.Action] = []
+        self.taken: dict[str, set[int]] = {}  # GPUs given out in this pass
+        self.victims: set[int] = set()  # jobs this pass preempts or stops
+        self.claimed: dict[str, int] = {}  # soon-free GPUs claimed per node in this pass
+        self.started: set[int] = set()
+        self._soon: dict[str, list[int]] | None = None
+
+    def run(self) -> list[A.Action]:
+        self.timers()
+        self.windows()
+        self.priority()
+        self.commit()
+        self.flex()
+        return self.actions
+
+    # ------------------------------------------------------------- helpers
+    def emit(self, action: A.Action) -> None:
+        self.actions.append(action)
+
+    def free_indices(self, node: Node, pool: str, reservation: str | None = None) -> list[int]:
+        if not node.schedulable:
+            return []
+        taken = self.taken.get(node.name, ())
+        h, r = node.holders, node.reserved
+        if pool == PRIORITY_POOL:
+            return [
+                i for i in range(node.gpu_count) if h[i] is None and r[i] is None and i not in taken
+            ]
+        if pool == FLEX_POOL:
+            free = [i for i in range(node.gpu_count) if h[i] is None and i not in taken]
+            free.sort(key=lambda i: r[i] is not None)  # unreserved first: less to reclaim
+            return free
+        return [
+            i
+            for i in range(node.gpu_count)
+            if h[i] is None and r[i] == reservation and i not in taken
+        ]
+
+    def node_free_count(self, node: Node, pool: str) -> int:
+        if not node.schedulable:
+            return 0
+        n = node.n_free if pool == PRIORITY_POOL else node.n_free + node.n_idle_reserved
+        taken = self.taken.get(node.name)
+        if taken:
+            n = len(self.free_indices(node, pool))
+        return n
+
+    def type_free(self, gpu_type: str, pool: str) -> int:
+        return sum(self.node_free_count(n, pool) for n in self.g.by_type[gpu_type])
+
+    def take(self, node: str, idx: Iterable[int]) -> None:
+        self.taken.setdefault(node, set()).update(idx)
+
+    def soon(self) -> dict[str, list[int]]:
+        """GPUs held by jobs that are being stopped: free soon, per node."""
+        if self._soon is None:
+            self._soon = {}
+            for jid in self.g.stopping:
+                for p in self.g.jobs[jid].placement:
+                    self._soon.setdefault(p.node, []).extend(p.gpus)
+        return self._soon
+
+    def soon_count(self, node: Node, pool: str, reservation: str | None = None) -> int:
+        idx = self.soon().get(node.name)
+        if not idx:
+            return 0
+        if pool == PRIORITY_POOL:
+            n = sum(1 for i in idx if node.reserved[i] is None)
+        elif pool == FLEX_POOL:
+            n = len(idx)
+        else:
+            n = sum(1 for i in idx if node.reserved[i] == reservation)
+        return max(n - self.claimed.get(node.name, 0), 0)
+
+    def mark_stopping(self, job: Job) -> None:
+        self.victims.add(job.id)
+        for p in job.placement:
+            self.soon().setdefault(p.node, []).extend(p.gpus)
+
+    def start(self, job: Job, placement: list[Placement], market: str) -> None:
+        for p in placement:
+            self.take(p.node, p.gpus)
+        self.started.add(job.id)
+        self.emit(A.Start(job.id, tuple(placement), market, resume=job.runs > 0))
+
+    def best_fit(
+        self, nodes: list[Node], need: int, pool: str, reservation: str | None = None
+    ) -> Placement | None:
+        best: Node | None = None
+        best_free = 1 << 30
+        for node in nodes:
+            if pool == "commit":
+                n = len(self.free_indices(node, pool, reservation))
+            else:
+                n = self.node_free_count(node, pool)
+            if need <= n < best_free:
+                best, best_free = node, n
+                if n == need:
+                    break
+        if best is None:
+            return None
+        idx = self.free_indices(best, pool, reservation)[:need]
+        return Placement(best.name, tuple(sorted(idx)))
+
+    def whole_nodes(self, nodes: list[Node], count: int) -> list[Placement] | None:
+        """`count` nodes with every GPU free and unreserved."""
+        out = []
+        for node in nodes:
+            if node.schedulable and self.node_free_count(node, PRIORITY_POOL) == node.gpu_count:
+                out.append(Placement(node.name, tuple(range(node.gpu_count))))
+                if len(out) == count:
+                    return out
+        return None
+
+    def claim_soon(
+        self, nodes: list[Node], job: Job, pool: str, reservation: str | None = None
+    ) -> bool:
+        """Wait for GPUs already being freed instead of preempting more."""
+        if not self.soon():
+            return False
+        if job.nodes:
+            ready = [
+                n
+                for n in nodes
+                if n.name in self.soon()
+                and self.node_free_count(n, pool) + self.soon_count(n, pool) >= n.gpu_count
+            ]
+            if len(ready) >= job.nodes:
+                for n in ready[: job.nodes]:
+                    self.claimed[n.name] = self.claimed.get(n.name, 0) + n.gpu_count
+                return True
+            return False
+        for node in nodes:
+            if node.name not in self.soon():
+                continue
+            free = (
+                len(self.free_indices(node, pool, reservation))
+                if pool == "commit"
+                else self.node_free_count(node, pool)
+            )
+            soon = self.soon_count(node, pool, reservation)
+            if soon and free + soon >= job.gpus:
+                self.claimed[node.name] = self.claimed.get(node.name, 0) + (job.gpus - free)
+                return True
+        return False
+
+    def preempt(self, victims: list[Job], cause: str) -> None:
+        for v in victims:
+            if v.id in self.victims:
+                continue
+            self.mark_stopping(v)
+            self.emit(A.Preempt(v.id, cause))
+
+    def choose_victims(
+        self,
+        nodes: list[Node],
+        job: Job,
+        pool: str,
+        eligible,
+        reservation: str | None = None,
+    ) -> list[Job] | None:
+        """The cheapest set of Flex jobs whose preemption makes room for `job`.
+
+        Single-node requests: on one node, lowest bids first, then the least work lost
+        (newest checkpoint), then the youngest. Whole-node requests: nodes whose every GPU
+        is free or held by eligible Flex jobs. A gang victim is preempted whole.
+        """
+        on_node: dict[str, list[Job]] = {}
+        for t in {n.gpu_type for n in nodes}:
+            for vid in self.g.flex_running[t]:
+                if vid in self.victims:
+                    continue
+                v = self.g.jobs[vid]
+                if v.stop_reason or not eligible(v):
+                    continue
+                for p in v.placement:
+                    on_node.setdefault(p.node, []).append(v)
+        if not on_node:
+            return None
+
+        def usable(node: Node, v: Job) -> int:
+            idx = [i for p in v.placement if p.node == node.name for i in p.gpus]
+            if pool == PRIORITY_POOL:
+                return sum(1 for i in idx if node.reserved[i] is None)
+            if pool == "commit":
+                return sum(1 for i in idx if node.reserved[i] == reservation)
+            return len(idx)
+
+        best: tuple | None = None
+        chosen: list[Job] = []
+        need_nodes = job.nodes or 1
+        per_node: list[tuple[tuple, Node, list[Job]]] = []
+        for node in nodes:
+            vs = on_node.get(node.name)
+            if not vs or not node.schedulable:
+                continue
+            free = (
+                len(self.free_indices(node, pool, reservation))
+                if pool == "commit"
+                else self.node_free_count(node, pool)
+            ) + self.soon_count(node, pool, reservation)
+            need = node.gpu_count if job.nodes else job.gpus
+            if free >= need:
+                continue  # claim_soon or placement would have taken it
+            vs = sorted(vs, key=_victim_order)
+            picked: list[Job] = []
+            for v in vs:
+                picked.append(v)
+                free += usable(node, v)
+                if free >= need:
+                    break
+            if free < need:
+                continue
+            cost = (max(v.bid for v in picked), len(picked))
+            per_node.append((cost, node, picked))
+            if not job.nodes and (best is None or cost < best):
+                best, chosen = cost, picked
+        if job.nodes:
+            if len(per_node) < need_nodes:
+                return None
+            per_node.sort(key=lambda c: c[0])
+            out: dict[int, Job] = {}
+            for _, _, picked in per_node[:need_nodes]:
+                for v in picked:
+                    out[v.id] = v
+            return list(out.values())
+        return chosen or None
+
+    # -------------------------------------------------------------- timers
+    def timers(self) -> None:
+        g, now = self.g, self.now
+        w1, w2 = self.cfg.pricing.warn_before_s
+        interval = self.cfg.cluster.billing_interval_s
+        for jid in g.holding:
+            job = g.jobs[jid]
+            if job.state is not R or job.stop_reason:
+                continue
+            if job.mode is Mode.PRIORITY and job.end_at is not None:
+                left = job.end_at - now
+                if left <= 0:
+                    why = None
+                    if job.auto_renew:
+                        why = g.renewal_refusal(job, job.renew_hours, now)
+                        if why is None:
+                            self.emit(
+                                A.Renew(jid, job.end_at + job.renew_hours * 3600, "auto-renewed")
+                            )
+                            continue
+                    cause = "booking expired" + (f"; renewal refused: {why}" if why else "")
+                    self.victims.add(jid)
+                    self.emit(A.Stop(jid, JobState.EXPIRED, cause))
+                    continue
+                bit = 2 if left <= w2 else 1 if left <= w1 else 0
+                if bit and not job.warned & bit:
+                    if job.auto_renew:
+                        why = g.renewal_refusal(job, job.renew_hours, now)
+                        if why is None:
+                            continue  # renews at its end; no warning needed
+                        self.emit(
+                            A.Warn(jid, left, bit | (bit - 1), f"; renewal will be refused: {why}")
+                        )
+                    else:
+                        self.emit(A.Warn(jid, left, bit | (bit - 1)))
+            if (
+                job.billed_from is not None
+                and now - job.billed_from >= interval
+                and job.mode is not Mode.COMMIT
+            ):
+                self.emit(A.Settle(jid))
+
+    # ------------------------------------------------------------- windows
+    def windows(self) -> None:
+        g, now = self.g, self.now
+        w1, w2 = self.cfg.pricing.warn_before_s
+        for res in g.reservations.values():
+            if res.finished:
+                continue
+            aw = res.active_window
+            if aw is not None and now >= res.windows[aw][1]:
+                self.close_window(res, aw)
+                aw = None
+            i = res.settled_windows
+            while aw is None and i < len(res.windows) and res.windows[i][1] <= now:
+                self.emit(A.CloseWindow(res.name, i))  # a window that passed unseen
+                i += 1
+            if aw is None and i < len(res.windows) and res.windows[i][0] <= now:
+                self.open_window(res, i, res.gpus)
+            elif aw is not None:
+                if res.missing and len(res.held) < res.gpus:
+                    self.open_window(
+                        res,
+                        aw,
+                        res.gpus
+                        - len(
+                            [
+                                1
+                                for n, _ in res.held
+                                if g.nodes[n].status is not NodeStatus.UNREACHABLE
+                            ]
+                        ),
+                    )
+                left = res.windows[aw][1] - now
+                bit = 2 if left <= w2 else 1 if left <= w1 else 0
+                if bit:
+                    for jid in g.holding:
+                        job = g.jobs[jid]
+                        if job.reservation == res.name and job.state is R and not job.warned & bit:
+                            self.emit(A.Warn(jid, left, bit | (bit - 1)))
+
+    def close_window(self, res: Reservation, index: int) -> None:
+        for jid in list(self.g.holding):
+            job = self.g.jobs[jid]
+            if job.reservation == res.name and not job.stop_reason and jid not in self.victims:
+                self.victims.add(jid)
+                self.emit(A.Stop(jid, JobState.EXPIRED, f"window {index + 1} of {res.name} ended"))
+        self.emit(A.CloseWindow(res.name, index))
+
+    def open_window(self, res: Reservation, index: int, want: int) -> None:
+        """Hold `want` GPUs of the type for the window: free first, then Flex-held."""
+        g = self.g
+        nodes = sorted(
+            (n for n in g.by_type.get(res.gpu_type, []) if n.schedulable),
+            key=lambda n: -self.node_free_count(n, PRIORITY_POOL),
+        )
+        held: list[tuple[str, int]] = []
+        for node in nodes:
+            for i in self.free_indices(node, PRIORITY_POOL):
+                if len(held) < want:
+                    held.append((node.name, i))
+        reclaim: dict[int, Job] = {}
+        if len(held) < want:
+            for node in nodes:
+                taken = self.taken.get(node.name, ())
+                for i in range(node.gpu_count):
+                    h = node.holders[i]
+                    if len(held) >= want:
+                        break
+                    if h is None or node.reserved[i] is not None or i in taken:
+                        continue
+                    v = g.jobs[h]
+                    if v.mode is Mode.FLEX:
+                        held.append((node.name, i))
+                        reclaim[v.id] = v
+        if not held and index == res.active_window:
+            return
+        for n, i in held:
+            self.take(n, [i])
+        self.emit(A.OpenWindow(res.name, index, tuple(held)))
+        self.preempt(list(reclaim.values()), f"reclaimed for Commit window of {res.name}")
+
+    # ------------------------------------------------------------ priority
+    def priority(self) -> None:
+        g, now = self.g, self.now
+        if not g.priority_queue:
+            return
+        blocked: set[str] = set()
+        all_types = [t for t, ns in g.by_type.items() if ns]
+        demand_cache: dict[tuple[str, float], int] = {}
+        for _, jid in g.priority_queue:
+            job = g.jobs[jid]
+            types = [job.gpu_type] if job.gpu_type else all_types
+            types = [t for t in types if t not in blocked]
+            if not types:
+                if len(blocked) == len(all_types):
+                    break
+                continue
+            end = now + (job.hours if job.hours is not None else 1.0) * 3600
+            ok_types = []
+            for t in types:
+                key = (t, end)
+                if key not in demand_cache:
+                    demand_cache[key] = g.commit_demand(t, now, end)[0]
+                demand = demand_cache[key]
+                need = job.gpus or job.nodes * g.by_type[t][0].gpu_count
+                if demand:
+                    unreserved = sum(n.reserved.count(None) for n in g.by_type[t] if n.schedulable)
+                    if unreserved - g.priority_held[t] - demand < need:
+                        continue
+                ok_types.append(t)
+            if self.admit(job, ok_types, PRIORITY_POOL, "priority job"):
+                continue
+            blocked.update(types)
+
+    def admit(self, job: Job, types: list[str], pool: str, who: str) -> bool:
+        """Start `job`, or wait for GPUs being freed, or preempt Flex for it. False: none."""
+        g = self.g
+        for t in types:
+            nodes = g.by_type[t]
+            if job.nodes:
+                pl = self.whole_nodes(nodes, job.nodes)
+                if pl:
+                    self.start(job, pl, t)
+                    return True
+            elif self.type_free(t, pool) >= job.gpus:
+                p = self.best_fit(nodes, job.gpus, pool)
+                if p:
+                    self.start(job, [p], t)
+                    return True
+        for t in types:
+            if self.claim_soon(g.by_type[t], job, pool):
+                return True
+        for t in types:
+            victims = self.choose_victims(g.by_type[t], job, pool, lambda v: True)
+            if victims:
+                self.preempt(victims, f"preempted for {who} {job.name}")
+                # The victims' GPUs are this job's once they stop.
+                for v in victims:
+                    for p in v.placement:
+                        self.claimed[p.node] = self.claimed.get(p.node, 0) + len(p.gpus)
+                return True
+        return False
+
+    # -------------------------------------------------------------- commit
+    def commit(self) -> None:
+        g = self.g
+        for name, waiting in g.commit_waiting.items():
+            if not waiting:
+                continue
+            res = g.reservations.get(name)
+            if res is None or res.finished:
+                for _, jid in list(waiting):
+                    self.emit(A.Fail(jid, f"reservation {name} has no windows left"))
+                continue
+            if res.active_window is None:
+                continue
+            nodes = sorted(
+                {g.nodes[n] for n, _ in res.held if g.nodes[n].schedulable}, key=lambda n: n.name
+            )
+            for _, jid in waiting:
+                job = g.jobs[jid]
+                p = self.best_fit(nodes, job.gpus, "commit", name)
+                if p:
+                    self.start(job, [p], res.gpu_type)
+                    continue
+                if self.claim_soon(nodes, job, "commit", name):
+                    continue
+                victims = self.choose_victims(nodes, job, "commit", lambda v: True, name)
+                if victims:
+                    self.preempt(victims, f"reclaimed for Commit job {job.name} ({name})")
+                    for v in victims:
+                        for pl in v.placement:
+                            self.claimed[pl.node] = self.claimed.get(pl.node, 0) + len(pl.gpus)
+
+    # ---------------------------------------------------------------- flex
+    def flex(self) -> None:
+        g, now = self.g, self.now
+        pricing = self.cfg.pricing
+        min_slice = pricing.min_slice_s
+        outbid = 1 + pricing.min_outbid
+        untyped = g.flex_book.get(None, [])
+        for t, market in g.markets.items():
+            nodes = g.by_type[t]
+            book = g.flex_book.get(t, [])
+            running = [g.jobs[j] for j in g.flex_running[t] if j not in self.victims]
+            lowest = min((j.bid for j in running if not j.stop_reason), default=None)
+            free = self.type_free(t, FLEX_POOL) if nodes else 0
+            smallest_node = min((n.gpu_count for n in nodes), default=0)
+            highest_waiting = None
+            for entry in _merge(book, untyped):
+                job = g.jobs[entry[2]]
+                if job.id in self.started or job.retry_at > now or job.bid < market.floor:
+                    continue
+                if not nodes:
+                    break
+                need = job.gpus or job.nodes * smallest_node
+                if need <= free:
+                    if job.nodes:
+                        pl = self.whole_nodes(nodes, job.nodes)
+                    else:
+                        p = self.best_fit(nodes, job.gpus, FLEX_POOL)
+                        pl = [p] if p else None
+                    if pl:
+                        self.start(job, pl, t)
+                        free -= sum(len(p.gpus) for p in pl)
+                        lowest = job.bid if lowest is None else min(lowest, job.bid)
+                        continue
+                if highest_waiting is None:
+                    highest_waiting = job.bid
+                if self.claim_soon(nodes, job, FLEX_POOL):
+                    continue
+                if lowest is None or job.bid < lowest * outbid:
+                    if free <= 0:
+                        break  # nobody below can start or displace anyone
+                    continue
+                bid = job.bid
+
+                def eligible(v: Job, bid: int = bid) -> bool:
+                    return v.bid * outbid <= bid and now - (v.started_at or now) >= min_slice
+
+                victims = self.choose_victims(nodes, job, FLEX_POOL, eligible)
+                if victims:
+                    self.preempt(victims, f"outbid by {job.name}")
+                    for v in victims:
+                        for p in v.placement:
+                            self.claimed[p.node] = self.claimed.get(p.node, 0) + len(p.gpus)
+                    running = [j for j in running if j.id not in self.victims]
+                    lowest = min((j.bid for j in running if not j.stop_reason), default=None)
+            price = clearing_price(highest_waiting, lowest, market.floor)
+            if (
+                price != market.price
+                or now - market.price_at >= self.cfg.cluster.billing_interval_s
+            ):
+                self.emit(A.SetPrice(t, price))
+
+
+def _victim_order(v: Job) -> tuple:
+    work_at = v.last_checkpoint_at if v.last_checkpoint_at is not None else (v.started_at or 0)
+    return (v.bid, -work_at, -(v.started_at or 0))
+
+
+def _merge(a: list, b: list) -> Iterator[tuple[int, int, int]]:
+    if not b:
+        return iter(a)
+    if not a:
+        return iter(b)
+    return heapq.merge(a, b)
