@@ -52,16 +52,6 @@ class Grid:
             floor = cfg.floor(t.name)
             self.markets[t.name] = Market(t.name, rate, floor, floor, now, 0)
             self.by_type[t.name] = []
-        for nc in cfg.all_nodes():
-            self.add_node(
-                Node(
-                    nc.name,
-                    nc.resolved_type,
-                    nc.resolved_gpus,
-                    host=nc.host,
-                    fake=bool(nc.fake_gpus),
-                )
-            )
         self.jobs: dict[int, Job] = {}
         self.job_names: dict[str, int] = {}
         self.reservations: dict[str, Reservation] = {}
@@ -84,6 +74,16 @@ class Grid:
         self.dirty_jobs: set[int] = set()
         self.dirty_reservations: set[str] = set()
         self.dirty_nodes: set[str] = set()
+        for nc in cfg.all_nodes():
+            self.add_node(
+                Node(
+                    nc.name,
+                    nc.resolved_type,
+                    nc.resolved_gpus,
+                    host=nc.host,
+                    fake=bool(nc.fake_gpus),
+                )
+            )
 
     # ------------------------------------------------------------------ nodes
     def add_node(self, node: Node) -> None:
@@ -637,6 +637,7 @@ class Grid:
             case A.Preempt(job=jid, cause=cause):
                 job = self.jobs[jid]
                 job.stop_reason = "paused"
+                job.preemptions += 1
                 self.set_state(job, PR, now, cause)
             case A.Stop(job=jid, outcome=outcome, cause=cause):
                 job = self.jobs[jid]

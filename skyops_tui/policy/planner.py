@@ -470,7 +470,7 @@ class Planner:
             if res.active_window is None:
                 continue
             nodes = sorted(
-                {g.nodes[n] for n, _ in res.held if g.nodes[n].schedulable}, key=lambda n: n.name
+                (g.nodes[n] for n in {n for n, _ in res.held} if g.nodes[n].schedulable), key=lambda n: n.name
             )
             for _, jid in waiting:
                 job = g.jobs[jid]

@@ -1,0 +1,416 @@
+"""Jobs on this box: start them under a shim, stop them, and report what they did.
+
+Everything a job is lives in its folder under ``<state_dir>/jobs/`` (see jobdir.py), so a
+new agent process on the same state dir knows every job an earlier one started, and
+notices exits that happened while no agent was running.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from typing import Any, Dict, List, Optional
+
+from skyops_agent import __version__, checkpoints, jobdir, protocol
+from skyops_agent.protocol import ProtocolError
+from skyops_agent.zipapp import running_zipapp
+
+START_TIMEOUT_S = 10.0  # how long `start` waits for the shim to launch the job
+LOG_TAIL_MAX_BYTES = 1024 * 1024
+
+_LIVE = (protocol.STATE_STARTING, protocol.STATE_RUNNING, protocol.STATE_STOPPING)
+
+
+def default_state_dir() -> str:
+    return os.path.join(os.path.expanduser("~"), ".local", "share", "skyops-agent")
+
+
+def shim_command(job_dir: str) -> "tuple[list, str]":
+    """argv and cwd that start the shim from wherever this agent runs: zipapp or package."""
+    pyz = running_zipapp()
+    if pyz:
+        return [sys.executable, pyz, "shim", "--job-dir", job_dir], "/"
+    # `-m` puts the cwd first on sys.path, so the shim imports this very copy.
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return [sys.executable, "-m", "skyops_agent", "shim", "--job-dir", job_dir], root
+
+
+def _pid_alive(pid: Optional[int], must_contain: Optional[str] = None) -> bool:
+    """Is ``pid`` a live (non-zombie) process, whose command line names ``must_contain``?"""
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            if f.read().rsplit(b")", 1)[1].split()[0] == b"Z":
+                return False
+        if must_contain is not None:
+            with open("/proc/%d/cmdline" % pid, "rb") as f:
+                return must_contain.encode() in f.read()
+    except (OSError, IndexError):
+        pass  # no /proc (not Linux): trust kill(0)
+    return True
+
+
+def tail(path: str, lines: int, max_bytes: int = LOG_TAIL_MAX_BYTES) -> Dict[str, Any]:
+    """The last ``lines`` lines of a file, reading at most ``max_bytes`` from its end."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            start = max(0, size - max_bytes)
+            f.seek(start)
+            data = f.read()
+    except FileNotFoundError:
+        return {"lines": [], "truncated": False, "size": 0}
+    if start > 0:
+        data = data.split(b"\n", 1)[-1]  # drop the partial first line
+    text = data.decode("utf-8", "replace").splitlines()
+    kept = text[-lines:] if lines else []
+    return {"lines": kept, "truncated": start > 0 or len(kept) < len(text), "size": size}
+
+
+class JobRunner:
+    def __init__(self, state_dir: str) -> None:
+        self.state_dir = os.path.abspath(os.path.expanduser(state_dir))
+        self.jobs_dir = os.path.join(self.state_dir, "jobs")
+        self.checkpoints_dir = os.path.join(self.state_dir, "checkpoints")
+        os.makedirs(self.jobs_dir, exist_ok=True)
+        self._shims: List[subprocess.Popen] = []
+        self._shims_lock = threading.Lock()
+        # What poll_events() has told the console: job_id -> (run_id, phase, status stamp).
+        self._seen: Dict[str, tuple] = {}
+        self._scan(announce=False)  # learn what is already there; `jobs` reports old exits
+
+    # -- paths and records ----------------------------------------------------------
+
+    def job_dir(self, job_id: str) -> str:
+        return os.path.join(self.jobs_dir, job_id)
+
+    def _file(self, job_id: str, name: str) -> str:
+        return os.path.join(self.jobs_dir, job_id, name)
+
+    def default_checkpoint_dir(self, job_id: str) -> str:
+        return os.path.join(self.checkpoints_dir, job_id)
+
+    def resolve_checkpoint_dir(self, job_id: str, requested: str) -> str:
+        """Empty: the agent's own per-job folder; relative: under the user's home."""
+        if not requested:
+            return self.default_checkpoint_dir(job_id)
+        return os.path.normpath(os.path.join(os.path.expanduser("~"), os.path.expanduser(requested)))
+
+    def record(self, job_id: str, with_checkpoint: bool = True) -> Optional[Dict[str, Any]]:
+        """Everything known about a job, or None if there is no such job."""
+        spec = jobdir.read_json(self._file(job_id, jobdir.SPEC))
+        if spec is None:
+            return None
+        status = jobdir.read_json(self._file(job_id, jobdir.STATUS)) or {}
+        if status.get("run_id") != spec.get("run_id"):
+            status = {}
+        stop = jobdir.read_json(self._file(job_id, jobdir.STOP))
+        shim_pid = status.get("shim_pid") or self._read_shim_pid(job_id)
+        state = status.get("state", protocol.STATE_STARTING)
+        if state != protocol.STATE_EXITED:
+            alive = _pid_alive(shim_pid, must_contain=self.job_dir(job_id))
+            if not alive and (shim_pid or time.time() - spec["created_at"] > START_TIMEOUT_S):
+                state = protocol.STATE_LOST
+            elif state == protocol.STATE_RUNNING and stop is not None:
+                state = protocol.STATE_STOPPING
+        rec = {
+            "job_id": job_id,
+            "run_id": spec["run_id"],
+            "state": state,
+            "pid": status.get("pid"),
+            "pgid": status.get("pgid"),
+            "shim_pid": shim_pid,
+            "exit_code": status.get("exit_code"),
+            "signal": status.get("signal"),
+            "stop_reason": status.get("stop_reason"),
+            "error": status.get("error"),
+            "exec_failed": bool(status.get("exec_failed")),
+            "kill_failed": bool(status.get("kill_failed")),
+            "created_at": spec["created_at"],
+            "started_at": status.get("started_at"),
+            "ended_at": status.get("ended_at"),
+            "argv": spec["argv"],
+            "gpus": spec["gpus"],
+            "mode": spec["mode"],
+            "resume": spec["resume"],
+            "workdir": spec["workdir"],
+            "checkpoint_dir": spec["checkpoint_dir"],
+            "stop_requested": stop,
+        }
+        if with_checkpoint:
+            rec["last_checkpoint_at"] = checkpoints.newest_mtime(spec["checkpoint_dir"])
+        return rec
+
+    def _read_shim_pid(self, job_id: str) -> Optional[int]:
+        try:
+            with open(self._file(job_id, jobdir.SHIM_PID)) as f:
+                return int(f.read().strip())
+        except (OSError, ValueError):
+            return None
+
+    def _job_ids(self) -> List[str]:
+        try:
+            names = os.listdir(self.jobs_dir)
+        except FileNotFoundError:
+            return []
+        return sorted(n for n in names if protocol.JOB_ID_PATTERN.fullmatch(n))
+
+    def _existing(self, job_id: str) -> Dict[str, Any]:
+        rec = self.record(job_id)
+        if rec is None:
+            raise ProtocolError(protocol.E_UNKNOWN_JOB, "no job %r on this node" % job_id)
+        return rec
+
+    def list_jobs(self) -> List[Dict[str, Any]]:
+        records = [self.record(job_id) for job_id in self._job_ids()]
+        return sorted((r for r in records if r), key=lambda r: r["created_at"])
+
+    def busy_gpus(self) -> Dict[int, List[int]]:
+        busy: Dict[int, List[int]] = {}
+        for rec in self.list_jobs():
+            if rec["state"] in _LIVE and rec["pid"]:
+                for index in rec["gpus"]:
+                    busy.setdefault(index, []).append(rec["pid"])
+        return busy
+
+    # -- requests -------------------------------------------------------------------
+
+    def start(self, req: Dict[str, Any]) -> Dict[str, Any]:
+        job_id = req["job_id"]
+        existing = self.record(job_id, with_checkpoint=False)
+        if existing is not None or os.path.exists(self.job_dir(job_id)):
+            state = existing["state"] if existing else "being created"
+            raise ProtocolError(
+                protocol.E_JOB_EXISTS,
+                "job %r already exists here (%s); forget it first or use a new id"
+                % (job_id, state),
+            )
+        workdir = os.path.expanduser(req["workdir"] or "~")
+        if not os.path.isdir(workdir):
+            raise ProtocolError(protocol.E_BAD_FIELD, "workdir %s is not a directory" % workdir)
+        ckpt_dir = self.resolve_checkpoint_dir(job_id, req["checkpoint_dir"])
+        try:
+            os.makedirs(ckpt_dir, exist_ok=True)
+        except OSError as exc:
+            raise ProtocolError(
+                protocol.E_BAD_FIELD,
+                "cannot create checkpoint dir %s: %s" % (ckpt_dir, exc.strerror or exc),
+            ) from None
+        job_dir = self.job_dir(job_id)
+        try:
+            os.mkdir(job_dir)
+        except FileExistsError:
+            raise ProtocolError(protocol.E_JOB_EXISTS, "job %r already exists" % job_id) from None
+        spec = {
+            "job_id": job_id,
+            "run_id": uuid.uuid4().hex,
+            "created_at": time.time(),
+            "argv": req["argv"],
+            "env": req["env"],
+            "gpus": req["gpus"],
+            "workdir": os.path.abspath(workdir),
+            "checkpoint_dir": ckpt_dir,
+            "resume": req["resume"],
+            "mode": req["mode"],
+            "agent_version": __version__,
+        }
+        jobdir.write_json(os.path.join(job_dir, jobdir.SPEC), spec)
+        argv, cwd = shim_command(job_dir)
+        with open(os.path.join(job_dir, jobdir.SHIM_LOG), "ab") as shim_log:
+            shim = subprocess.Popen(
+                argv,
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=shim_log,
+                stderr=shim_log,
+                close_fds=True,
+                start_new_session=True,  # outlives the agent and the SSH session
+            )
+        with open(os.path.join(job_dir, jobdir.SHIM_PID), "w") as f:
+            f.write("%d\n" % shim.pid)
+        with self._shims_lock:
+            self._shims.append(shim)
+        rec = self._wait_launched(job_id)
+        if rec["exec_failed"]:
+            shutil.rmtree(job_dir, ignore_errors=True)
+            raise ProtocolError(protocol.E_EXEC_FAILED, rec["error"] or "the job did not start")
+        return rec
+
+    def _wait_launched(self, job_id: str) -> Dict[str, Any]:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            rec = self._existing(job_id)
+            if rec["state"] != protocol.STATE_STARTING or time.monotonic() > deadline:
+                return rec
+            time.sleep(0.005)
+
+    def stop(self, req: Dict[str, Any]) -> Dict[str, Any]:
+        job_id = req["job_id"]
+        rec = self._existing(job_id)
+        if rec["state"] == protocol.STATE_EXITED:
+            return rec
+        ckpt = req["checkpoint_signal"]
+        if ckpt is not None:
+            ckpt = jobdir.signal_name(self._signal(ckpt))
+        stop = {
+            "checkpoint_signal": ckpt,
+            "grace_s": req["grace_s"],
+            "term_grace_s": req["term_grace_s"],
+            "reason": req["reason"],
+            "requested_at": time.time(),
+        }
+        jobdir.write_json(self._file(job_id, jobdir.STOP), stop)
+        if rec["state"] == protocol.STATE_LOST:
+            self._stop_lost(rec, stop)
+        elif os.path.exists(self._file(job_id, jobdir.STATUS)):
+            # No status yet means the shim has not set its handler; it reads stop.json itself.
+            try:
+                os.kill(rec["shim_pid"], signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        return self._existing(job_id)
+
+    def _stop_lost(self, rec: Dict[str, Any], stop: Dict[str, Any]) -> None:
+        """No shim to carry out the stop: kill what is left and close the record here."""
+        if rec["pgid"]:
+            try:
+                os.killpg(rec["pgid"], signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        status = jobdir.read_json(self._file(rec["job_id"], jobdir.STATUS)) or {
+            "run_id": rec["run_id"]
+        }
+        status.update(
+            state=protocol.STATE_EXITED,
+            stop_reason=stop["reason"],
+            ended_at=time.time(),
+            error="the shim was gone; the agent killed the job's process group",
+        )
+        jobdir.write_json(self._file(rec["job_id"], jobdir.STATUS), status)
+
+    @staticmethod
+    def _signal(name: str) -> int:
+        try:
+            return jobdir.signal_number(name)
+        except ValueError as exc:
+            raise ProtocolError(protocol.E_BAD_FIELD, str(exc)) from None
+
+    def send_signal(self, job_id: str, name: str) -> Dict[str, Any]:
+        signum = self._signal(name)
+        rec = self._existing(job_id)
+        if rec["state"] not in (protocol.STATE_RUNNING, protocol.STATE_STOPPING):
+            raise ProtocolError(
+                protocol.E_NOT_RUNNING, "job %r is %s, not running" % (job_id, rec["state"])
+            )
+        try:
+            os.killpg(rec["pgid"], signum)
+        except ProcessLookupError:
+            pass
+        return {"job_id": job_id, "signal": jobdir.signal_name(signum)}
+
+    def logs(self, job_id: str, stream: str, tail_lines: int) -> Dict[str, Any]:
+        self._existing(job_id)
+        name = jobdir.STDOUT if stream == "stdout" else jobdir.STDERR
+        return dict(tail(self._file(job_id, name), tail_lines), job_id=job_id, stream=stream)
+
+    def checkpoint_dir_for(self, job_id: str, requested: Optional[str]) -> str:
+        if requested:
+            return self.resolve_checkpoint_dir(job_id, requested)
+        rec = self.record(job_id, with_checkpoint=False)
+        return rec["checkpoint_dir"] if rec else self.default_checkpoint_dir(job_id)
+
+    def check_unpack_target(self, target: str) -> None:
+        for rec in self.list_jobs():
+            if rec["state"] in _LIVE and rec["checkpoint_dir"] == target:
+                raise ProtocolError(
+                    protocol.E_JOB_RUNNING,
+                    "checkpoint dir %s belongs to running job %r" % (target, rec["job_id"]),
+                )
+
+    def forget(self, job_id: str, remove_checkpoint: bool) -> Dict[str, Any]:
+        rec = self._existing(job_id)
+        if rec["state"] in _LIVE or (
+            rec["state"] == protocol.STATE_LOST and _pid_alive(rec["pid"])
+        ):
+            raise ProtocolError(
+                protocol.E_JOB_RUNNING, "job %r is %s; stop it first" % (job_id, rec["state"])
+            )
+        shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
+        removed = False
+        ckpt = rec["checkpoint_dir"]
+        if remove_checkpoint and os.path.dirname(ckpt) == self.checkpoints_dir:
+            shutil.rmtree(ckpt, ignore_errors=True)
+            removed = True
+        return {"job_id": job_id, "checkpoint_removed": removed}
+
+    # -- watching -------------------------------------------------------------------
+
+    def _reap_shims(self) -> None:
+        with self._shims_lock:
+            self._shims = [s for s in self._shims if s.poll() is None]
+
+    def poll_events(self) -> List[Dict[str, Any]]:
+        """job_started / job_exited events for what changed since the last call."""
+        return self._scan(announce=True)
+
+    def _scan(self, announce: bool) -> List[Dict[str, Any]]:
+        self._reap_shims()
+        events: List[Dict[str, Any]] = []
+        seen: Dict[str, tuple] = {}
+        for job_id in self._job_ids():
+            try:
+                st = os.stat(self._file(job_id, jobdir.STATUS))
+                stamp: Optional[tuple] = (st.st_ino, st.st_mtime_ns, st.st_size)
+            except OSError:
+                stamp = None
+            old = self._seen.get(job_id)
+            if old is not None and old[1] == "exited" and old[2] == stamp:
+                seen[job_id] = old
+                continue
+            rec = self.record(job_id, with_checkpoint=False)
+            if rec is None:
+                continue
+            phase = old[1] if old is not None and old[0] == rec["run_id"] else None
+            if rec["exec_failed"]:
+                phase = "exited"  # refused at start: the console got an error, not a job
+            if rec["pid"] and phase is None:
+                if announce:
+                    events.append(
+                        protocol.event(
+                            protocol.JOB_STARTED,
+                            job_id=job_id,
+                            pid=rec["pid"],
+                            started_at=rec["started_at"],
+                        )
+                    )
+                phase = "started"
+            if rec["state"] == protocol.STATE_EXITED and phase != "exited":
+                if announce:
+                    events.append(
+                        protocol.event(
+                            protocol.JOB_EXITED,
+                            job_id=job_id,
+                            exit_code=rec["exit_code"],
+                            signal=rec["signal"],
+                            stop_reason=rec["stop_reason"],
+                            ended_at=rec["ended_at"],
+                        )
+                    )
+                phase = "exited"
+            seen[job_id] = (rec["run_id"], phase, stamp)
+        self._seen = seen
+        return events

@@ -1,0 +1,57 @@
+"""The narrow interface between the scheduler and whatever runs jobs.
+
+The scheduler hands an executor the actions that touch processes (start, preempt,
+stop). The executor carries them out on its own time and tells the scheduler what
+happened through reports. The simulated executor, the SSH fleet and a Slurm backend
+all fit behind it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..domain.model import Job, NodeStatus
+from ..policy.actions import Preempt, Start, Stop
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    job: int
+
+
+@dataclass(frozen=True, slots=True)
+class Exited:
+    job: int
+    exit_code: int | None
+    completed: bool = False  # ended on its own, before any stop signal
+    cause: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpointed:
+    job: int
+    at: float
+    work_lost_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class NodeChanged:
+    node: str
+    status: NodeStatus
+    cause: str = ""
+
+
+Report = Started | Exited | Checkpointed | NodeChanged
+ExecutorAction = Start | Preempt | Stop
+
+
+class Executor(Protocol):
+    def bind(self, report: Callable[[Report], None]) -> None:
+        """Where to send reports. Called once before any action."""
+        ...
+
+    def execute(self, action: ExecutorAction, job: Job) -> None:
+        """Carry out an action; must not block. Outcomes come back as reports."""
+        ...

@@ -1,0 +1,83 @@
+"""Simulated agents: jobs that need `runtime` seconds of work and checkpoint every
+`checkpoint_every` seconds, driven by simulated time."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+from collections.abc import Callable
+
+from ..clock import ManualClock
+from ..domain.model import Job
+from ..policy import actions as A
+from ..scheduler.executor import Exited, Report, Started
+
+
+class SimExecutor:
+    def __init__(self, clock: ManualClock, stop_delay_s: float, grace_s: float) -> None:
+        self.clock = clock
+        self.stop_delay = min(stop_delay_s, grace_s)
+        self.heap: list[tuple[float, int, Report, int]] = []
+        self.seq = itertools.count()
+        self.token: dict[int, int] = {}  # job -> current run token
+        self.run_start: dict[int, float] = {}
+        self.run_gpus: dict[int, int] = {}
+        self.report: Callable[[Report], None] = lambda r: None
+        self.lost_work_gpu_s = 0.0
+        self.used_gpu_s = 0.0
+
+    def bind(self, report: Callable[[Report], None]) -> None:
+        self.report = report
+
+    def _at(self, t: float, r: Report, token: int) -> None:
+        heapq.heappush(self.heap, (t, next(self.seq), r, token))
+
+    def execute(self, action: A.ExecutorAction, job: Job) -> None:
+        now = self.clock.now()
+        if isinstance(action, A.Start):
+            token = next(self.seq)
+            self.token[job.id] = token
+            self.run_start[job.id] = now
+            self.run_gpus[job.id] = job.gpu_total
+            self.report(Started(job.id))
+            remaining = max((job.runtime or 0.0) - job.work_done, 0.0)
+            self._at(now + remaining, Exited(job.id, 0, completed=True, cause="finished"), token)
+            return
+        start = self.run_start.get(job.id, now)
+        stop_at = now + self.stop_delay
+        done_at = start + max((job.runtime or 0.0) - job.work_done, 0.0)
+        if done_at <= stop_at:
+            return  # it finishes before the signal takes effect
+        token = self.token[job.id] = next(self.seq)
+        if isinstance(action, A.Preempt):
+            progress = stop_at - start
+            every = job.checkpoint_every
+            saved = math.floor(progress / every) * every if every else 0.0
+            job.work_done += saved
+            job.lost_work_s += progress - saved
+            self.lost_work_gpu_s += (progress - saved) * job.gpu_total
+            if every and progress >= every:
+                job.last_checkpoint_at = start + saved
+            cause = "stopped at the checkpoint signal"
+        else:
+            cause = f"stopped ({action.outcome})"
+        self._at(stop_at, Exited(job.id, None, completed=False, cause=cause), token)
+
+    def next_time(self) -> float | None:
+        while self.heap and self.token.get(self.heap[0][2].job) != self.heap[0][3]:
+            heapq.heappop(self.heap)
+        return self.heap[0][0] if self.heap else None
+
+    def fire(self, now: float) -> int:
+        n = 0
+        while self.heap and self.heap[0][0] <= now:
+            t, _, r, token = heapq.heappop(self.heap)
+            if self.token.get(r.job) != token:
+                continue
+            self.token.pop(r.job, None)
+            start = self.run_start.pop(r.job, t)
+            self.used_gpu_s += (t - start) * self.run_gpus.pop(r.job, 0)
+            self.report(r)
+            n += 1
+        return n

@@ -1,0 +1,217 @@
+"""`skyops simulate`: the real engine, market and ledger through simulated time."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..clock import ManualClock
+from ..domain.config import Config
+from ..domain.errors import Refused
+from ..domain.model import HOLDING, Job, JobState, Mode, NodeStatus
+from ..domain.money import to_micro
+from ..policy import actions as A
+from ..policy.grid import Grid
+from ..policy.invariants import check_actions, check_placements, check_transactions, ledger_sum
+from ..scheduler.engine import Engine
+from .agents import SimExecutor
+from .trace import TraceLine
+
+EPOCH = 1_767_225_600.0  # 2026-01-01T00:00:00Z: simulated time starts here
+FULL_CHECK_EVERY = 500
+
+
+@dataclass
+class SimResult:
+    summary: dict
+    grid: Grid
+    refused: list[str] = field(default_factory=list)
+
+
+def next_wakeup(grid: Grid, now: float) -> float | None:
+    """The next time a pass must run even if nothing reports: a warning, an expiry, a
+    window edge, a retry, or a min_slice that ends while higher bids wait."""
+    best = None
+
+    def consider(t: float | None) -> None:
+        nonlocal best
+        if t is not None and t > now and (best is None or t < best):
+            best = t
+
+    w1, w2 = grid.cfg.pricing.warn_before_s
+    waiting_flex = any(grid.flex_book.values())
+    min_slice = grid.cfg.pricing.min_slice_s
+    for jid in grid.holding:
+        job = grid.jobs[jid]
+        if job.end_at is not None and job.mode is Mode.PRIORITY and not job.stop_reason:
+            for t in (job.end_at - w1, job.end_at - w2, job.end_at):
+                if t > now:
+                    consider(t)
+                    break
+        elif waiting_flex and job.mode is Mode.FLEX and job.started_at is not None:
+            consider(job.started_at + min_slice)
+    for res in grid.reservations.values():
+        if res.finished:
+            continue
+        for s, e in res.windows[res.settled_windows :]:
+            for t in (s, e - w1, e - w2, e):
+                if t > now:
+                    consider(t)
+                    break
+            else:
+                continue
+            break
+    for book in grid.flex_book.values():
+        for _, _, jid in book:
+            job = grid.jobs[jid]
+            if job.retry_at > now:
+                consider(job.retry_at)
+    return best
+
+
+def simulate(
+    trace: list[TraceLine],
+    cfg: Config,
+    progress: Callable[[int, int], None] | None = None,
+) -> SimResult:
+    wall0 = time.perf_counter()
+    clock = ManualClock(EPOCH)
+    grid = Grid(cfg, EPOCH)
+    balance = to_micro(cfg.simulation.initial_balance)
+    for user in sorted({t.user for t in trace}):
+        grid.ensure_account(user, EPOCH, balance)
+    ex = SimExecutor(clock, cfg.simulation.stop_delay_s, cfg.cluster.grace_s)
+    engine = Engine(grid, ex)
+    violations: list[str] = []
+    refused: list[str] = []
+    preemptions = 0
+    counters = {"tx": 0}
+    grid.drain()
+    i, n = 0, len(trace)
+    wake: float | None = EPOCH
+    steps = 0
+    last_progress = 0
+    while True:
+        candidates = [
+            t
+            for t in (trace[i].submit + EPOCH if i < n else None, ex.next_time(), wake)
+            if t is not None
+        ]
+        if engine.pending:
+            candidates.append(clock.now())
+        if not candidates:
+            break
+        now = max(min(candidates), clock.now())
+        clock.set(now)
+        while i < n and trace[i].submit + EPOCH <= now:
+            item = trace[i]
+            i += 1
+            try:
+                _submit(engine, item, now)
+            except Refused as e:
+                refused.append(f"{item.name}: {e}")
+        ex.fire(now)
+        actions = engine.step(now)
+        steps += 1
+        preemptions += sum(1 for a in actions if isinstance(a, A.Preempt))
+        events, txs, _ = grid.drain()
+        counters["tx"] += len(txs)
+        violations += check_actions(grid, actions)
+        violations += check_transactions(grid, txs)
+        touched = {a.job for a in actions if isinstance(a, A.Start)}
+        violations += check_placements(grid, touched)
+        if steps % FULL_CHECK_EVERY == 0:
+            violations += check_placements(grid)
+        grid.dirty_jobs.clear()
+        grid.dirty_nodes.clear()
+        grid.dirty_reservations.clear()
+        wake = next_wakeup(grid, now)
+        if progress and (i - last_progress >= 1000 or i == n):
+            progress(i, n)
+            last_progress = i
+        if len(violations) > 1000:
+            break
+    violations += check_placements(grid)
+    end = clock.now()
+    # Settle what is still running at the end of the trace.
+    for jid in list(grid.holding):
+        grid.settle(grid.jobs[jid], end)
+    violations += check_transactions(grid, grid.drain()[1])
+    wall = time.perf_counter() - wall0
+    return SimResult(
+        _summary(grid, ex, preemptions, end - EPOCH, wall, violations, steps), grid, refused
+    )
+
+
+def _submit(engine: Engine, item: TraceLine, now: float) -> None:
+    if item.kind == "job":
+        spec = item.job_spec()
+        engine.command(lambda g, t: g.submit(spec, t), now)
+    elif item.kind == "reservation":
+        spec_r = item.reservation_spec(EPOCH)
+        engine.command(lambda g, t: g.reserve(spec_r, t), now)
+    elif item.kind == "cancel":
+        if item.name in engine.grid.reservations:
+            engine.command(lambda g, t: g.cancel_reservation(item.name, t), now)
+        else:
+            engine.command(lambda g, t: g.cancel(item.name, t), now)
+    elif item.kind == "bid":
+        engine.command(lambda g, t: g.change_bid(item.name, item.bid or 0, t), now)
+
+
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    values = sorted(values)
+    k = min(len(values) - 1, max(0, int(round(q * (len(values) - 1)))))
+    return values[k]
+
+
+def _summary(
+    grid: Grid,
+    ex: SimExecutor,
+    preemptions: int,
+    span: float,
+    wall: float,
+    violations: list[str],
+    steps: int,
+) -> dict:
+    jobs = list(grid.jobs.values())
+    by_state = {s: 0 for s in JobState}
+    for j in jobs:
+        by_state[j.state] += 1
+    waits: dict[str, list[float]] = {m.value: [] for m in Mode}
+    for j in jobs:
+        if j.first_started_at is not None:
+            waits[j.mode.value].append(j.first_started_at - j.submitted_at)
+    gpus = sum(n.gpu_count for n in grid.nodes.values() if n.status is not NodeStatus.UNREACHABLE)
+    used = ex.used_gpu_s
+    revenue = grid.balances.get("revenue", 0)
+    refunds = sum(r.refunded + r.credited for r in grid.reservations.values())
+    return {
+        "jobs": len(jobs),
+        "reservations": len(grid.reservations),
+        "succeeded": by_state[JobState.SUCCEEDED],
+        "failed": by_state[JobState.FAILED],
+        "expired": by_state[JobState.EXPIRED],
+        "cancelled": by_state[JobState.CANCELLED],
+        "unfinished": sum(1 for j in jobs if not j.finished),
+        "preemptions": preemptions,
+        "gpu_hours_used": round(used / 3600, 3),
+        "gpu_utilization": round(used / (gpus * span), 4) if gpus and span > 0 else 0.0,
+        "mean_wait_s": {m: round(sum(w) / len(w), 1) if w else 0.0 for m, w in waits.items()},
+        "p95_wait_s": {m: round(_pct(w, 0.95), 1) for m, w in waits.items()},
+        "lost_work_gpu_hours": round(ex.lost_work_gpu_s / 3600, 3),
+        "revenue": revenue,
+        "refunds": refunds,
+        "ledger_sum": sum(grid.balances.values()),
+        "simulated_s": round(span, 1),
+        "steps": steps,
+        "wall_s": round(wall, 3),
+        "jobs_per_wall_s": round(len(jobs) / wall, 1) if wall > 0 else 0.0,
+        "violations": violations[:100],
+    }
+
+
+__all__ = ["simulate", "SimResult", "EPOCH", "next_wakeup", "HOLDING", "Job", "ledger_sum"]

@@ -1,0 +1,125 @@
+"""Workload traces: JSON Lines, one submission a line (PRODUCT.md §4)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ..domain.errors import InputError, validation_messages
+from ..domain.model import Mode
+from ..domain.specs import JobSpec, ReservationSpec
+
+
+class TraceLine(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    user: str = Field(default="sim", min_length=1)
+    submit: float = Field(ge=0)
+    kind: Literal["job", "reservation", "cancel", "bid"] = "job"
+    mode: Mode | None = None
+    gpus: int | None = Field(default=None, ge=1)
+    nodes: int | None = Field(default=None, ge=1)
+    gpu_type: str | None = None
+    runtime: float | None = Field(default=None, ge=0)
+    hours: float | None = Field(default=None, gt=0)
+    hourly: bool = False
+    auto_renew: bool = False
+    start: float | None = Field(default=None, ge=0)
+    repeat: Literal["daily", "weekly"] | None = None
+    count: int = Field(default=1, ge=1)
+    reservation: str | None = None
+    bid: float | None = Field(default=None, gt=0)
+    checkpoint_every: float | None = Field(default=None, gt=0)
+    max_retries: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _kind(self) -> TraceLine:
+        if self.kind == "job" and self.mode is None:
+            raise ValueError("a job line needs mode (priority, commit or flex)")
+        if self.kind == "reservation" and (self.gpu_type is None or self.hours is None):
+            raise ValueError("a reservation line needs gpu_type, gpus and hours")
+        if self.kind == "bid" and self.bid is None:
+            raise ValueError("a bid line needs bid")
+        return self
+
+    def job_spec(self) -> JobSpec:
+        return JobSpec(
+            name=self.name,
+            user=self.user,
+            mode=self.mode or Mode.FLEX,
+            gpus=self.gpus if self.nodes is None else None,
+            nodes=self.nodes,
+            gpu_type=self.gpu_type,
+            hours=self.hours,
+            hourly=self.hourly,
+            auto_renew=self.auto_renew,
+            reservation=self.reservation,
+            bid=self.bid,
+            runtime=self.runtime,
+            checkpoint_every=self.checkpoint_every,
+            max_retries=self.max_retries,
+        )
+
+    def reservation_spec(self, epoch: float) -> ReservationSpec:
+        return ReservationSpec(
+            name=self.name,
+            user=self.user,
+            gpu_type=self.gpu_type or "",
+            gpus=self.gpus or 1,
+            start=epoch + (self.start if self.start is not None else self.submit),
+            hours=self.hours or 1,
+            repeat=self.repeat,
+            count=self.count,
+        )
+
+
+def parse_lines(lines: Iterable[str], source: str) -> list[TraceLine]:
+    out: list[TraceLine] = []
+    errors: list[str] = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as e:
+            errors.append(f"{source}:{n}: not valid JSON: {e.msg}")
+            continue
+        if not isinstance(data, dict):
+            errors.append(f"{source}:{n}: a line must be a JSON object")
+            continue
+        try:
+            item = TraceLine.model_validate(data)
+        except ValidationError as e:
+            errors.extend(validation_messages(f"{source}:{n}", e))
+            continue
+        try:
+            if item.kind == "job":
+                item.job_spec()
+            elif item.kind == "reservation":
+                item.reservation_spec(0)
+        except ValidationError as e:
+            errors.extend(validation_messages(f"{source}:{n}", e))
+            continue
+        out.append(item)
+        if len(errors) >= 50:
+            break
+    if errors:
+        raise InputError(errors)
+    out.sort(key=lambda t: t.submit)
+    return out
+
+
+def read_trace(path: str | Path) -> list[TraceLine]:
+    path = Path(path)
+    try:
+        with path.open(encoding="utf-8") as f:
+            return parse_lines(f, str(path))
+    except FileNotFoundError:
+        raise InputError([f"{path}: file not found"]) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError([f"{path}: cannot read: {e}"]) from None
