@@ -1,0 +1,98 @@
+"""Command line: ``skyops-agent serve --stdio | shim | inventory | version``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+from typing import List, Optional
+
+from skyops_agent import __version__, protocol
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="skyops-agent", description="The Skyops agent for one GPU box."
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    serve = sub.add_parser("serve", help="speak the agent protocol (JSON lines)")
+    serve.add_argument("--stdio", action="store_true", required=True, help="over stdin/stdout")
+    serve.add_argument("--state-dir", default=None, help="jobs and checkpoints live here")
+    serve.add_argument("--fake-gpus", default=None, metavar="SPEC", help="e.g. 8xH100-80GB")
+    serve.add_argument("--node-name", default=None, help="default: the host name")
+
+    shim = sub.add_parser("shim", help="(internal) supervise one job")
+    shim.add_argument("--job-dir", required=True)
+
+    inventory = sub.add_parser("inventory", help="print this box's GPUs as JSON")
+    inventory.add_argument("--fake-gpus", default=None, metavar="SPEC")
+    inventory.add_argument("--node-name", default=None)
+
+    version = sub.add_parser("version", help="print the agent and protocol versions")
+    version.add_argument("--json", action="store_true")
+    return parser
+
+
+def _check_fake_spec(spec: Optional[str]) -> Optional[str]:
+    """A clear one-line complaint for a bad --fake-gpus, or None."""
+    if not spec:
+        return None
+    from skyops_agent.gpus import parse_fake_spec
+
+    try:
+        parse_fake_spec(spec)
+    except ValueError as exc:
+        return "skyops-agent: %s" % exc
+    return None
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "shim":
+        from skyops_agent.shim import main as shim_main
+
+        return shim_main(["--job-dir", args.job_dir])
+    if args.command == "version":
+        from skyops_agent.zipapp import file_sha256, running_zipapp
+
+        pyz = running_zipapp()
+        info = {
+            "agent_version": __version__,
+            "protocol": protocol.PROTOCOL_VERSION,
+            "python": platform.python_version(),
+            "zipapp": pyz,
+            "zipapp_sha256": file_sha256(pyz) if pyz else None,
+        }
+        if args.json:
+            print(json.dumps(info, sort_keys=True))
+        else:
+            print("skyops-agent %s (protocol %d, Python %s)" % (
+                __version__, protocol.PROTOCOL_VERSION, info["python"]))
+        return 0
+    problem = _check_fake_spec(args.fake_gpus)
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
+    if args.command == "inventory":
+        import socket
+
+        from skyops_agent.gpus import make_probe
+
+        node_name = args.node_name or socket.gethostname()
+        probe = make_probe(args.fake_gpus, node_name)
+        print(json.dumps(dict(probe.inventory(), node_name=node_name), indent=2, sort_keys=True))
+        probe.close()
+        return 0
+    from skyops_agent.jobs import default_state_dir
+    from skyops_agent.server import serve_stdio
+
+    return serve_stdio(
+        args.state_dir or default_state_dir(), fake_gpus=args.fake_gpus, node_name=args.node_name
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

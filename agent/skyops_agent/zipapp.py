@@ -1,0 +1,81 @@
+"""Package the agent as one file the console pushes to each box: ``python3 agent.pyz ...``.
+
+The archive is deterministic (sorted entries, fixed timestamps and permissions), so its
+sha256 names its content: the console compares it with the box's copy to know when that
+copy is stale. pynvml.py from the installed nvidia-ml-py rides along when available.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import io
+import os
+import zipapp
+import zipfile
+from typing import Dict, Optional, Tuple
+
+ZIPAPP_NAME = "skyops-agent.pyz"
+INTERPRETER = "/usr/bin/env python3"
+_FIXED_TIME = (1980, 1, 1, 0, 0, 0)
+_MAIN = b"""import sys
+
+from skyops_agent.__main__ import main
+
+sys.exit(main())
+"""
+
+
+def running_zipapp() -> Optional[str]:
+    """The .pyz this agent runs from, or None when it runs from a plain package."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return root if os.path.isfile(root) else None
+
+
+def _sources(include_pynvml: bool) -> Dict[str, bytes]:
+    package = os.path.dirname(os.path.abspath(__file__))
+    if os.path.isfile(os.path.dirname(package)):
+        raise RuntimeError("build the zipapp from an installed or checked-out skyops_agent")
+    files: Dict[str, bytes] = {"__main__.py": _MAIN}
+    for current, dirs, names in os.walk(package):
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
+        for name in names:
+            if name.endswith(".py"):
+                path = os.path.join(current, name)
+                arcname = "skyops_agent/" + os.path.relpath(path, package).replace(os.sep, "/")
+                with open(path, "rb") as f:
+                    files[arcname] = f.read()
+    if include_pynvml:
+        spec = importlib.util.find_spec("pynvml")
+        origin = spec.origin if spec else None
+        if origin and origin.endswith(".py") and os.path.isfile(origin):
+            with open(origin, "rb") as f:
+                files["pynvml.py"] = f.read()
+    return files
+
+
+def build_zipapp(dest_dir: str, include_pynvml: bool = True) -> Tuple[str, str]:
+    """Write ``dest_dir/skyops-agent.pyz``; return its path and sha256 (hex)."""
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf:
+        for arcname, data in sorted(_sources(include_pynvml).items()):
+            info = zipfile.ZipInfo(arcname, date_time=_FIXED_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.create_system = 3
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, data, compresslevel=9)
+    archive.seek(0)
+    os.makedirs(dest_dir, exist_ok=True)
+    path = os.path.join(dest_dir, ZIPAPP_NAME)
+    tmp = "%s.tmp.%d" % (path, os.getpid())
+    zipapp.create_archive(archive, tmp, interpreter=INTERPRETER)  # adds the shebang line
+    os.replace(tmp, path)
+    return path, file_sha256(path)
+
+
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,128 @@
+"""`skyops`: the console, the simulator and the scripting commands.
+
+Every failure a person can cause (bad file, bad value, refused command) ends in a
+message naming the file, key and reason, and a non-zero exit code; never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+from .. import __version__
+from ..domain.config import Config, demo_config, load_config
+from ..domain.errors import InputError, Refused
+from ..domain.money import fmt
+
+EXIT_OK, EXIT_REFUSED, EXIT_INVALID, EXIT_JOB_FAILED = 0, 1, 2, 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="skyops",
+        description="Operator console for a self-hosted GPU grid (Priority, Commit, Flex).",
+    )
+    p.add_argument("--version", action="version", version=f"skyops {__version__}")
+    p.add_argument("--config", metavar="FILE", help="cluster config (default: the demo grid)")
+    p.add_argument("--db", metavar="PATH", help="state database (default: under the XDG data dir)")
+    sub = p.add_subparsers(dest="command")
+
+    sim = sub.add_parser("simulate", help="run a workload trace through the real scheduler")
+    sim.add_argument("trace", nargs="?", help="JSON Lines trace (PRODUCT.md §4); omit with --demo")
+    sim.add_argument("--demo", action="store_true", help="simulate a built-in day on the demo grid")
+    sim.add_argument("--json", action="store_true", help="print the summary as JSON")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    out = Console()
+    err = Console(stderr=True)
+    try:
+        if args.command == "simulate":
+            return cmd_simulate(args, out)
+        # Until the console lands, `skyops` alone simulates a day on the demo grid.
+        args.trace, args.demo, args.json = None, True, False
+        return cmd_simulate(args, out)
+    except InputError as e:
+        for m in e.messages:
+            err.print(f"[bold red]error:[/] {m}", highlight=False, markup=True)
+        return EXIT_INVALID
+    except Refused as e:
+        err.print(f"[bold red]refused:[/] {e}", highlight=False)
+        return EXIT_REFUSED
+    except KeyboardInterrupt:
+        return 130
+
+
+def _config(args: argparse.Namespace) -> Config:
+    return load_config(args.config) if args.config else demo_config()
+
+
+def cmd_simulate(args: argparse.Namespace, out: Console) -> int:
+    from ..sim.demo import demo_trace
+    from ..sim.simulator import simulate
+    from ..sim.trace import read_trace
+
+    if args.trace:
+        trace = read_trace(args.trace)
+    elif args.demo:
+        trace = demo_trace()
+    else:
+        raise InputError(["simulate: give a TRACE file, or --demo"])
+    cfg = _config(args)
+    if args.json or not out.is_terminal:
+        result = simulate(trace, cfg)
+    else:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=out,
+            transient=True,
+        ) as bar:
+            task = bar.add_task("simulating", total=len(trace))
+            result = simulate(trace, cfg, progress=lambda i, n: bar.update(task, completed=i))
+    summary = result.summary
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        _print_summary(out, summary, cfg.cluster.currency, args.trace or "built-in demo day")
+    return EXIT_OK if not summary["violations"] else EXIT_REFUSED
+
+
+def _print_summary(out: Console, s: dict, cur: str, source: str) -> None:
+    t = Table(title=f"Simulation of {source}", show_header=False, title_justify="left")
+    t.add_column(style="bold")
+    t.add_column(justify="right")
+    for key in ("jobs", "succeeded", "failed", "expired", "cancelled", "unfinished", "preemptions"):
+        t.add_row(key, str(s[key]))
+    t.add_row("GPU-hours used", f"{s['gpu_hours_used']:,.1f}")
+    t.add_row("GPU utilisation", f"{s['gpu_utilization']:.1%}")
+    t.add_row("work lost (GPU-h)", f"{s['lost_work_gpu_hours']:,.2f}")
+    for mode in ("priority", "commit", "flex"):
+        t.add_row(
+            f"wait {mode} mean / p95",
+            f"{s['mean_wait_s'][mode]:,.0f} s / {s['p95_wait_s'][mode]:,.0f} s",
+        )
+    t.add_row("revenue", fmt(s["revenue"], cur))
+    t.add_row("refunds and credits", fmt(s["refunds"], cur))
+    t.add_row("ledger sum", str(s["ledger_sum"]))
+    t.add_row("simulated", f"{s['simulated_s'] / 3600:,.1f} h in {s['wall_s']:.2f} s wall")
+    v = s["violations"]
+    t.add_row("violations", "[green]none[/]" if not v else f"[red]{len(v)}[/]")
+    out.print(t)
+    for line in v[:20]:
+        out.print(f"[red]violation:[/] {line}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

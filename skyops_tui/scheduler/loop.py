@@ -1,0 +1,103 @@
+"""The live scheduler: an asyncio task that runs a pass on every event and on a tick.
+
+Commands from the console or a plan go through `Scheduler` methods; each is applied to
+the grid, written to the store and dispatched before the call returns, then the loop is
+woken so a pass follows at once. Executor reports wake it too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from ..clock import Clock
+from ..domain.model import Job, Reservation
+from ..domain.specs import JobSpec, ReservationSpec
+from ..policy.grid import Grid
+from .engine import Engine
+from .executor import Report
+
+log = logging.getLogger(__name__)
+
+
+class Scheduler:
+    def __init__(self, engine: Engine, clock: Clock, tick_s: float = 1.0) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.tick_s = tick_s
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self.passes = 0
+        self.errors: list[str] = []
+        self.listeners: list[Callable[[], None]] = []
+        engine.executor.bind(self._report)
+
+    @property
+    def grid(self) -> Grid:
+        return self.engine.grid
+
+    def _report(self, report: Report) -> None:
+        self.engine.pending.append(report)
+        self._wake.set()
+
+    def poke(self) -> None:
+        self._wake.set()
+
+    def start(self) -> asyncio.Task:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self.run(), name="skyops-scheduler")
+        return self._task
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.tick_s)
+            self._wake.clear()
+            self.step()
+
+    def step(self) -> None:
+        try:
+            self.engine.step(self.clock.now())
+            self.passes += 1
+        except Exception as e:  # a bad pass must not kill the loop; it is logged and shown
+            log.exception("scheduling pass failed")
+            self.errors.append(f"scheduling pass failed: {e}")
+        for fn in self.listeners:
+            fn()
+
+    def command(self, fn: Callable[[Grid, float], Any]) -> Any:
+        result = self.engine.command(fn, self.clock.now())
+        self.poke()
+        return result
+
+    # Commands, in the words operators use. Each raises Refused with nothing changed.
+    def submit(self, spec: JobSpec, actor: str | None = None) -> Job:
+        return self.command(lambda g, t: g.submit(spec, t, actor))
+
+    def reserve(self, spec: ReservationSpec, actor: str | None = None) -> Reservation:
+        return self.command(lambda g, t: g.reserve(spec, t, actor))
+
+    def cancel(self, ref: str | int, actor: str | None = None) -> None:
+        self.command(lambda g, t: g.cancel(ref, t, actor))
+
+    def cancel_reservation(self, name: str, actor: str | None = None) -> None:
+        self.command(lambda g, t: g.cancel_reservation(name, t, actor))
+
+    def extend(self, ref: str | int, hours: float, actor: str | None = None) -> Job:
+        return self.command(lambda g, t: g.extend(ref, hours, t, actor))
+
+    def change_bid(self, ref: str | int, bid: float, actor: str | None = None) -> Job:
+        return self.command(lambda g, t: g.change_bid(ref, bid, t, actor))
+
+    def change_mode(self, ref: str | int, mode: str, actor: str | None = None) -> None:
+        self.command(lambda g, t: g.change_mode(ref, mode, actor))

@@ -1,0 +1,220 @@
+"""Agent test harness: real agent subprocesses over stdio, and waits that say what never happened.
+
+Helpers are fixtures (not importable modules) so they cannot clash with other test folders.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from skyops_agent import jobdir, protocol
+
+REPO = Path(__file__).resolve().parents[2]
+CKPT_TRAIN = str(REPO / "examples" / "ckpt_train.py")
+DEADLINE_S = 15.0
+
+
+def wait_until(predicate: Callable[[], Any], description: str, timeout: float = DEADLINE_S):
+    """Poll ``predicate`` until it returns something truthy; fail naming what never happened."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail("waited %.1f s, but never: %s" % (timeout, description))
+        time.sleep(0.01)
+
+
+class AgentProcess:
+    """One `skyops-agent serve --stdio` subprocess and the lines it has written."""
+
+    def __init__(self, argv: list[str], stderr_path: Path) -> None:
+        self.argv = argv
+        self.stderr_path = stderr_path
+        self._stderr = open(stderr_path, "wb")
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr
+        )
+        self.messages: list[dict] = []
+        self.bad_lines: list[bytes] = []
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            try:
+                msg = protocol.decode(line)
+            except protocol.ProtocolError:
+                with self._lock:
+                    self.bad_lines.append(line)
+                continue
+            with self._lock:
+                self.messages.append(msg)
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def send_line(self, line: bytes) -> None:
+        self.proc.stdin.write(line if line.endswith(b"\n") else line + b"\n")
+        self.proc.stdin.flush()
+
+    def send(self, type: str, **fields: Any) -> int:
+        rid = next(self._ids) * 10
+        self.send_line(protocol.encode(protocol.request(type, rid, **fields)))
+        return rid
+
+    def reply(self, rid: int, timeout: float = DEADLINE_S) -> dict:
+        return self.find(lambda m: m.get("re") == rid, "a reply to request %d" % rid, timeout)
+
+    def request(self, type: str, **fields: Any) -> dict:
+        """Send a request and return its reply (ok or error)."""
+        return self.reply(self.send(type, **fields))
+
+    def call(self, type: str, **fields: Any) -> dict:
+        """Send a request that must succeed; return its reply."""
+        reply = self.request(type, **fields)
+        assert reply["type"] == protocol.OK, "%s refused: %r" % (type, reply)
+        return reply
+
+    def events(self, type: str, **match: Any) -> list[dict]:
+        with self._lock:
+            return [
+                m
+                for m in self.messages
+                if m["type"] == type
+                and "re" not in m
+                and all(m.get(k) == v for k, v in match.items())
+            ]
+
+    def event(self, type: str, timeout: float = DEADLINE_S, **match: Any) -> dict:
+        found = wait_until(
+            lambda: self.events(type, **match),
+            "event %s %r from the agent (stderr: %s)" % (type, match, self.stderr()[-500:]),
+            timeout,
+        )
+        return found[0]
+
+    def find(self, predicate: Callable[[dict], bool], description: str, timeout: float) -> dict:
+        def look():
+            with self._lock:
+                return next((m for m in self.messages if predicate(m)), None)
+
+        return wait_until(look, "%s (agent stderr: %s)" % (description, self.stderr()[-500:]), timeout)
+
+    def job(self, job_id: str) -> dict:
+        jobs = self.call(protocol.JOBS)["jobs"]
+        return next(j for j in jobs if j["job_id"] == job_id)
+
+    def close(self, timeout: float = 10) -> int:
+        """EOF on stdin, as when the SSH channel closes; returns the exit status."""
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.close()
+            except BrokenPipeError:
+                pass
+        rc = self.proc.wait(timeout)
+        self._reader.join(timeout)
+        self._stderr.close()
+        return rc
+
+    def kill9(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+        self._stderr.close()
+
+
+def kill_leftover_jobs(state_dir: Path) -> None:
+    """Tests must not leave processes behind, even when they fail half-way."""
+    for status_path in state_dir.glob("jobs/*/" + jobdir.STATUS):
+        status = jobdir.read_json(str(status_path)) or {}
+        if status.get("state") == "exited":
+            continue
+        for pid, kill in ((status.get("pgid"), os.killpg), (status.get("shim_pid"), os.kill)):
+            if pid:
+                try:
+                    kill(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+
+
+@pytest.fixture
+def wait_for():
+    return wait_until
+
+
+@pytest.fixture
+def ckpt_train():
+    return CKPT_TRAIN
+
+
+@pytest.fixture
+def start_agent(tmp_path):
+    """start_agent(state_dir=None, fake_gpus="2xH100-80GB", argv=None) -> AgentProcess."""
+    agents: list[AgentProcess] = []
+    state_dirs: set[Path] = set()
+    counter = itertools.count(1)
+
+    def start(state_dir=None, fake_gpus="2xH100-80GB", argv=None, extra=()) -> AgentProcess:
+        state_dir = Path(state_dir or tmp_path / "state")
+        state_dirs.add(state_dir)
+        base = argv or [sys.executable, "-m", "skyops_agent"]
+        cmd = list(base) + ["serve", "--stdio", "--state-dir", str(state_dir), *extra]
+        if fake_gpus:
+            cmd += ["--fake-gpus", fake_gpus]
+        agent = AgentProcess(cmd, tmp_path / ("agent-%d.stderr" % next(counter)))
+        agents.append(agent)
+        return agent
+
+    yield start
+    for agent in agents:
+        if agent.proc.poll() is None:
+            agent.kill9()
+    for state_dir in state_dirs:
+        kill_leftover_jobs(state_dir)
+
+
+def process_gone(pid: int) -> bool:
+    """No such process, or only a zombie waiting for a parent that does not reap."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+    except FileNotFoundError:
+        return True
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes in process group ``pgid``."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry, "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != b"Z":
+            members.append(int(entry))
+    return members
+
+
+@pytest.fixture
+def procs():
+    class Procs:
+        gone = staticmethod(process_gone)
+        group = staticmethod(group_members)
+
+    return Procs
