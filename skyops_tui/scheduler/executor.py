@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ..domain.model import Job, NodeStatus
+from ..domain.telemetry import NodeSample
 from ..policy.actions import Preempt, Start, Stop
 
 
@@ -55,3 +56,11 @@ class Executor(Protocol):
     def execute(self, action: ExecutorAction, job: Job) -> None:
         """Carry out an action; must not block. Outcomes come back as reports."""
         ...
+
+
+class FleetView(Protocol):
+    """What an executor may also offer the screens (optional; checked with getattr)."""
+
+    def telemetry(self, node: str) -> NodeSample | None: ...
+
+    async def logs(self, job: Job, stream: str = "stdout", lines: int = 100) -> list[str]: ...

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from ..clock import ManualClock
 from ..domain.model import Job
+from ..domain.telemetry import GpuSample, NodeSample
 from ..policy import actions as A
 from ..scheduler.executor import Exited, Report, Started
 
@@ -63,6 +64,37 @@ class SimExecutor:
         else:
             cause = f"stopped ({action.outcome})"
         self._at(stop_at, Exited(job.id, None, completed=False, cause=cause), token)
+
+    def telemetry(self, node: str, grid=None) -> NodeSample | None:
+        """Simulated telemetry: busy GPUs run hot, idle ones cool. Deterministic."""
+        if grid is None or node not in grid.nodes:
+            return None
+        n = grid.nodes[node]
+        gpus = []
+        for i, h in enumerate(n.holders):
+            busy = h is not None
+            gpus.append(
+                GpuSample(
+                    i,
+                    f"{n.gpu_type} (simulated)",
+                    92 if busy else 0,
+                    61_440 if busy else 512,
+                    81_920,
+                    71 if busy else 34,
+                    610.0 if busy else 70.0,
+                    f"SIM-{node}-{i}",
+                    True,
+                )
+            )
+        return NodeSample(node, self.clock.now(), tuple(gpus), fake=True)
+
+    async def logs(self, job: Job, stream: str = "stdout", lines: int = 100) -> list[str]:
+        out = [f"[sim] {job.name}: run {job.runs}, {job.work_done:.0f} s of work saved"]
+        if job.last_checkpoint_at is not None:
+            out.append(
+                f"[sim] last checkpoint at +{job.last_checkpoint_at - job.submitted_at:.0f} s"
+            )
+        return out[-lines:]
 
     def next_time(self) -> float | None:
         while self.heap and self.token.get(self.heap[0][2].job) != self.heap[0][3]:
