@@ -80,6 +80,9 @@ class Runtime:
             grid = store.load_grid(cfg, now) if store is not None else Grid(cfg, now)
         for m in grid.markets.values():
             self.feed.prices.setdefault(m.gpu_type, deque(maxlen=FEED)).append((now, m.price))
+        attach = getattr(executor, "attach", None)
+        if attach is not None:
+            attach(grid)
         self.engine = Engine(grid, executor, self._persist)
         self.scheduler = Scheduler(self.engine, self.clock, cfg.cluster.tick_s)
 

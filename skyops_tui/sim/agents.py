@@ -26,6 +26,7 @@ class SimExecutor:
         self.run_gpus: dict[int, int] = {}
         self.report: Callable[[Report], None] = lambda r: None
         self.lost_work_gpu_s = 0.0
+        self.grid = None
         self.used_gpu_s = 0.0
 
     def bind(self, report: Callable[[Report], None]) -> None:
@@ -65,8 +66,12 @@ class SimExecutor:
             cause = f"stopped ({action.outcome})"
         self._at(stop_at, Exited(job.id, None, completed=False, cause=cause), token)
 
-    def telemetry(self, node: str, grid=None) -> NodeSample | None:
+    def attach(self, grid) -> None:
+        self.grid = grid
+
+    def telemetry(self, node: str) -> NodeSample | None:
         """Simulated telemetry: busy GPUs run hot, idle ones cool. Deterministic."""
+        grid = self.grid
         if grid is None or node not in grid.nodes:
             return None
         n = grid.nodes[node]
