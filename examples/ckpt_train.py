@@ -51,8 +51,8 @@ def main():
     args = parser.parse_args()
 
     for name in ("SKYOPS_JOB_ID", "SKYOPS_MODE", "SKYOPS_CHECKPOINT_DIR", "SKYOPS_RESUME"):
-        log("%s=%s" % (name, os.environ.get(name, "")))
-    log("CUDA_VISIBLE_DEVICES=%s" % os.environ.get("CUDA_VISIBLE_DEVICES", ""))
+        log("{}={}".format(name, os.environ.get(name, "")))
+    log("CUDA_VISIBLE_DEVICES={}".format(os.environ.get("CUDA_VISIBLE_DEVICES", "")))
 
     ckpt_dir = os.environ.get("SKYOPS_CHECKPOINT_DIR") or os.path.join(os.getcwd(), "ckpt")
     os.makedirs(ckpt_dir, exist_ok=True)
@@ -61,10 +61,10 @@ def main():
     if os.environ.get("SKYOPS_RESUME") == "1":
         saved = load(ckpt_dir)
         if saved is None:
-            log("SKYOPS_RESUME=1 but no checkpoint in %s: starting from step 0" % ckpt_dir)
+            log(f"SKYOPS_RESUME=1 but no checkpoint in {ckpt_dir}: starting from step 0")
         else:
             step = saved
-            log("resumed from step %d" % step)
+            log(f"resumed from step {step}")
 
     # The signal handler only records the signal; writing a byte to this pipe wakes the
     # step's wait at once, so the job checkpoints promptly even with long steps.
@@ -80,16 +80,16 @@ def main():
         if received:
             save(ckpt_dir, step)
             name = signal.Signals(received[0]).name
-            log("checkpoint saved at step %d on %s; exiting" % (step, name))
+            log(f"checkpoint saved at step {step} on {name}; exiting")
             return 0
         step += 1
-        log("step %d/%d" % (step, args.steps))
+        log(f"step {step}/{args.steps}")
         if args.checkpoint_every > 0 and step % args.checkpoint_every == 0:
             save(ckpt_dir, step)
-            log("checkpoint saved at step %d" % step)
+            log(f"checkpoint saved at step {step}")
 
     save(ckpt_dir, step)
-    log("done: %d steps" % step)
+    log(f"done: {step} steps")
     return 0
 
 

@@ -6,7 +6,6 @@ import argparse
 import json
 import platform
 import sys
-from typing import List, Optional
 
 from skyops_agent import __version__, protocol
 
@@ -36,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _check_fake_spec(spec: Optional[str]) -> Optional[str]:
+def _check_fake_spec(spec: str | None) -> str | None:
     """A clear one-line complaint for a bad --fake-gpus, or None."""
     if not spec:
         return None
@@ -45,11 +44,11 @@ def _check_fake_spec(spec: Optional[str]) -> Optional[str]:
     try:
         parse_fake_spec(spec)
     except ValueError as exc:
-        return "skyops-agent: %s" % exc
+        return f"skyops-agent: {exc}"
     return None
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "shim":
         from skyops_agent.shim import main as shim_main
@@ -69,8 +68,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.json:
             print(json.dumps(info, sort_keys=True))
         else:
-            print("skyops-agent %s (protocol %d, Python %s)" % (
-                __version__, protocol.PROTOCOL_VERSION, info["python"]))
+            print(
+                f"skyops-agent {__version__} (protocol {protocol.PROTOCOL_VERSION}, "
+                f"Python {info['python']})"
+            )
         return 0
     problem = _check_fake_spec(args.fake_gpus)
     if problem:

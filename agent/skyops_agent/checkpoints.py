@@ -18,7 +18,7 @@ import shutil
 import stat
 import tarfile
 import zlib
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from skyops_agent import protocol
 from skyops_agent.protocol import ProtocolError
@@ -40,7 +40,7 @@ def _walk(root: str):
                 yield os.path.relpath(path, root), path, st
 
 
-def newest_mtime(root: str) -> Optional[float]:
+def newest_mtime(root: str) -> float | None:
     newest = None
     for _, _, st in _walk(root):
         if stat.S_ISREG(st.st_mode) and (newest is None or st.st_mtime > newest):
@@ -48,8 +48,8 @@ def newest_mtime(root: str) -> Optional[float]:
     return newest
 
 
-def describe(root: str) -> Dict[str, Any]:
-    files: List[Dict[str, Any]] = []
+def describe(root: str) -> dict[str, Any]:
+    files: list[dict[str, Any]] = []
     for rel, _, st in _walk(root):
         if stat.S_ISREG(st.st_mode):
             files.append({"path": rel, "size": st.st_size, "mtime": st.st_mtime})
@@ -80,9 +80,9 @@ class _BoundedBuffer(io.RawIOBase):
         return self.buffer.write(data)
 
 
-def pack(root: str, max_bytes: int) -> Dict[str, Any]:
+def pack(root: str, max_bytes: int) -> dict[str, Any]:
     if not os.path.isdir(root):
-        raise ProtocolError(protocol.E_BAD_FIELD, "checkpoint dir %s does not exist" % root)
+        raise ProtocolError(protocol.E_BAD_FIELD, f"checkpoint dir {root} does not exist")
     sink = _BoundedBuffer(max_bytes)
     count = 0
     try:
@@ -93,8 +93,8 @@ def pack(root: str, max_bytes: int) -> Dict[str, Any]:
     except _TooLarge:
         raise ProtocolError(
             protocol.E_TOO_LARGE,
-            "checkpoint dir %s packs to more than %d bytes; use a shared filesystem for "
-            "checkpoints this large" % (root, max_bytes),
+            f"checkpoint dir {root} packs to more than {max_bytes} bytes; use a shared "
+            "filesystem for checkpoints this large",
         ) from None
     raw = sink.buffer.getvalue()
     return {
@@ -108,25 +108,25 @@ def pack(root: str, max_bytes: int) -> Dict[str, Any]:
 
 
 def _bad(message: str) -> ProtocolError:
-    return ProtocolError(protocol.E_BAD_FIELD, "checkpoint data: %s" % message)
+    return ProtocolError(protocol.E_BAD_FIELD, f"checkpoint data: {message}")
 
 
-def _safe_members(tar: tarfile.TarFile) -> List[tarfile.TarInfo]:
+def _safe_members(tar: tarfile.TarFile) -> list[tarfile.TarInfo]:
     members = tar.getmembers()
     total = 0
     for member in members:
         parts = member.name.replace("\\", "/").split("/")
         if member.name.startswith("/") or ".." in parts or not member.name:
-            raise _bad("refusing path %r outside the checkpoint dir" % member.name)
+            raise _bad(f"refusing path {member.name!r} outside the checkpoint dir")
         if not (member.isfile() or member.isdir()):
-            raise _bad("refusing %r: only regular files and folders are unpacked" % member.name)
+            raise _bad(f"refusing {member.name!r}: only regular files and folders are unpacked")
         total += member.size
     if total > UNPACK_MAX_TOTAL_BYTES:
-        raise _bad("archive expands to %d bytes, more than allowed" % total)
+        raise _bad(f"archive expands to {total} bytes, more than allowed")
     return members
 
 
-def unpack(root: str, data: str) -> Dict[str, Any]:
+def unpack(root: str, data: str) -> dict[str, Any]:
     """Replace ``root`` with the archive's content; on any error ``root`` is untouched."""
     try:
         raw = base64.b64decode(data, validate=True)
@@ -134,7 +134,7 @@ def unpack(root: str, data: str) -> Dict[str, Any]:
         raise _bad("not valid base64") from None
     parent = os.path.dirname(root.rstrip("/")) or "/"
     os.makedirs(parent, exist_ok=True)
-    staging = os.path.join(parent, ".%s.unpack-%d" % (os.path.basename(root), os.getpid()))
+    staging = os.path.join(parent, f".{os.path.basename(root)}.unpack-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     os.mkdir(staging)
     files = 0
@@ -165,7 +165,7 @@ def unpack(root: str, data: str) -> Dict[str, Any]:
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)
         raise ProtocolError(
-            protocol.E_BAD_FIELD, "cannot unpack into %s: %s" % (root, exc.strerror or exc)
+            protocol.E_BAD_FIELD, f"cannot unpack into {root}: {exc.strerror or exc}"
         ) from None
     except ProtocolError:
         shutil.rmtree(staging, ignore_errors=True)

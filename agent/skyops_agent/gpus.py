@@ -13,14 +13,14 @@ import random
 import re
 import time
 import uuid
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable
 
 NA = None  # what an NVML value is when the driver cannot give it
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB
 
-BusyGpus = Callable[[], Dict[int, List[int]]]
+BusyGpus = Callable[[], dict[int, list[int]]]
 """Returns, for each GPU index used by a running job of this agent, the jobs' pids."""
 
 
@@ -29,12 +29,12 @@ class GpuProbe:
 
     fake = False
 
-    def inventory(self) -> Dict[str, Any]:
+    def inventory(self) -> dict[str, Any]:
         """{"fake", "available", "gpus": [{index, uuid, name, gpu_type, memory_total_bytes}],
         "driver", "message", "hint"}; message/hint explain an unavailable probe."""
         raise NotImplementedError
 
-    def telemetry(self) -> Dict[str, Any]:
+    def telemetry(self) -> dict[str, Any]:
         """{"fake", "at", "gpus": [{index, uuid, utilization_pct, memory_used_bytes,
         memory_total_bytes, temperature_c, power_w, power_limit_w, processes}]}."""
         raise NotImplementedError
@@ -68,7 +68,7 @@ _NVML_VALUE_NOT_AVAILABLE = 2**63  # NVML reports "not available" as (unsigned) 
 HINT_FAKE = "or start the agent with --fake-gpus 8xH100-80GB for a demo"
 
 
-def explain_nvml_error(value: Optional[int], text: str) -> Tuple[str, str]:
+def explain_nvml_error(value: int | None, text: str) -> tuple[str, str]:
     """A plain message and HINT line for an NVML start-up failure."""
     if value == _NVML_ERROR_LIBRARY_NOT_FOUND:
         return (
@@ -103,7 +103,7 @@ class NvmlProbe(GpuProbe):
         self._nvml: Any = None
         self._unsupported: set = set()
         self._started = False
-        self._problem: Optional[Tuple[str, str]] = None
+        self._problem: tuple[str, str] | None = None
         try:
             import pynvml
         except ImportError:
@@ -124,7 +124,7 @@ class NvmlProbe(GpuProbe):
             self._problem = explain_nvml_error(getattr(exc, "value", None), str(exc))
             return False
         except Exception as exc:  # a broken install must not crash the agent
-            self._problem = explain_nvml_error(None, "%s" % exc)
+            self._problem = explain_nvml_error(None, f"{exc}")
             return False
         self._started = True
         self._problem = None
@@ -135,7 +135,7 @@ class NvmlProbe(GpuProbe):
         return self._started
 
     @property
-    def problem(self) -> Optional[Tuple[str, str]]:
+    def problem(self) -> tuple[str, str] | None:
         """(message, hint) when NVML is unusable, else None."""
         return self._problem
 
@@ -162,7 +162,7 @@ class NvmlProbe(GpuProbe):
         except Exception:
             return NA
 
-    def query_first(self, names: Tuple[str, ...], *args: Any) -> Any:
+    def query_first(self, names: tuple[str, ...], *args: Any) -> Any:
         """The newest variant of a call that answers, as nvitop does for _v3/_v2 calls."""
         for name in names:
             value = self.query(name, *args)
@@ -170,17 +170,17 @@ class NvmlProbe(GpuProbe):
                 return value
         return NA
 
-    def _handles(self) -> List[Tuple[int, Any]]:
+    def _handles(self) -> list[tuple[int, Any]]:
         count = self.query("nvmlDeviceGetCount")
         if not isinstance(count, int):
             return []
         return [(i, self.query("nvmlDeviceGetHandleByIndex", i)) for i in range(count)]
 
-    def _unavailable(self) -> Dict[str, Any]:
+    def _unavailable(self) -> dict[str, Any]:
         message, hint = self._problem or ("NVML is not available", "")
         return {"fake": False, "available": False, "message": message, "hint": hint}
 
-    def inventory(self) -> Dict[str, Any]:
+    def inventory(self) -> dict[str, Any]:
         if not self._start():
             return dict(self._unavailable(), gpus=[], driver=None)
         gpus = []
@@ -206,7 +206,7 @@ class NvmlProbe(GpuProbe):
             "driver_version": _text(self.query("nvmlSystemGetDriverVersion")),
             "nvml_version": _text(self.query("nvmlSystemGetNVMLVersion")),
             "cuda_driver_version": (
-                "%d.%d" % (cuda // 1000, (cuda % 1000) // 10) if isinstance(cuda, int) else NA
+                f"{cuda // 1000}.{(cuda % 1000) // 10}" if isinstance(cuda, int) else NA
             ),
         }
         return {
@@ -218,7 +218,7 @@ class NvmlProbe(GpuProbe):
             "hint": None,
         }
 
-    def telemetry(self) -> Dict[str, Any]:
+    def telemetry(self) -> dict[str, Any]:
         at = time.time()
         if not self._start():
             unavailable = self._unavailable()
@@ -273,13 +273,13 @@ class NvmlProbe(GpuProbe):
             self._started = False
 
 
-def _text(value: Any) -> Optional[str]:
+def _text(value: Any) -> str | None:
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     return value if isinstance(value, str) else NA
 
 
-def _value(value: Any) -> Optional[int]:
+def _value(value: Any) -> int | None:
     if not isinstance(value, int) or isinstance(value, bool) or value >= _NVML_VALUE_NOT_AVAILABLE:
         return NA
     return value
@@ -306,15 +306,15 @@ _SPEC_PART = re.compile(r"(\d+)[xX]([A-Za-z][A-Za-z0-9]*)-(\d+)GB", re.IGNORECAS
 _FAKE_NAMESPACE = uuid.UUID("5a7c0e1e-8d2b-4c55-9f1e-6b3c2a9d0f10")
 
 
-def parse_fake_spec(spec: str) -> List[Tuple[str, int]]:
-    """"8xH100-80GB" or "4xL40S-48GB,2xA100-40GB" -> [(model, memory GB), ...] per GPU."""
-    gpus: List[Tuple[str, int]] = []
+def parse_fake_spec(spec: str) -> list[tuple[str, int]]:
+    """ "8xH100-80GB" or "4xL40S-48GB,2xA100-40GB" -> [(model, memory GB), ...] per GPU."""
+    gpus: list[tuple[str, int]] = []
     for part in spec.split(","):
         match = _SPEC_PART.fullmatch(part.strip())
         if not match or not 1 <= int(match.group(1)) <= 64 or int(match.group(3)) == 0:
             raise ValueError(
-                "bad fake GPU spec %r: expected COUNTxMODEL-MEMGB such as 8xH100-80GB, "
-                "comma-separated for a mix (4xL40S-48GB,2xA100-40GB)" % part.strip()
+                f"bad fake GPU spec {part.strip()!r}: expected COUNTxMODEL-MEMGB such as 8xH100-80GB, "
+                "comma-separated for a mix (4xL40S-48GB,2xA100-40GB)"
             )
         model = match.group(2).upper()
         gpus.extend([(model, int(match.group(3)))] * int(match.group(1)))
@@ -326,38 +326,40 @@ class FakeProbe(GpuProbe):
 
     fake = True
 
-    def __init__(self, spec: str, node_name: str = "fake", busy: Optional[BusyGpus] = None):
+    def __init__(self, spec: str, node_name: str = "fake", busy: BusyGpus | None = None):
         self.spec = spec
         self._busy = busy or dict
         self._gpus = []
         for index, (model, mem_gb) in enumerate(parse_fake_spec(spec)):
-            key = "%s/%d/%s-%dGB" % (node_name, index, model, mem_gb)
+            key = f"{node_name}/{index}/{model}-{mem_gb}GB"
             self._gpus.append(
                 {
                     "index": index,
-                    "uuid": "GPU-%s" % uuid.uuid5(_FAKE_NAMESPACE, key),
-                    "name": "NVIDIA %s %dGB (fake)" % (model, mem_gb),
+                    "uuid": f"GPU-{uuid.uuid5(_FAKE_NAMESPACE, key)}",
+                    "name": f"NVIDIA {model} {mem_gb}GB (fake)",
                     "gpu_type": model,
                     "memory_total_bytes": mem_gb * GIB,
                 }
             )
-        seed = int(hashlib.sha256(("%s|%s" % (node_name, spec)).encode()).hexdigest()[:16], 16)
+        seed = int(hashlib.sha256((f"{node_name}|{spec}").encode()).hexdigest()[:16], 16)
         self._rng = random.Random(seed)
-        self._state = [
-            {"util": 0.0, "mem": 0.004, "temp": 32.0, "power": 0.1} for _ in self._gpus
-        ]
+        self._state = [{"util": 0.0, "mem": 0.004, "temp": 32.0, "power": 0.1} for _ in self._gpus]
 
-    def inventory(self) -> Dict[str, Any]:
+    def inventory(self) -> dict[str, Any]:
         return {
             "fake": True,
             "available": True,
             "gpus": [dict(g) for g in self._gpus],
-            "driver": {"driver_version": "fake", "nvml_version": "fake", "cuda_driver_version": "fake"},
-            "message": "fake GPUs (%s): simulated, not real hardware" % self.spec,
+            "driver": {
+                "driver_version": "fake",
+                "nvml_version": "fake",
+                "cuda_driver_version": "fake",
+            },
+            "message": f"fake GPUs ({self.spec}): simulated, not real hardware",
             "hint": None,
         }
 
-    def telemetry(self) -> Dict[str, Any]:
+    def telemetry(self) -> dict[str, Any]:
         busy = self._busy()
         gpus = []
         for gpu, state in zip(self._gpus, self._state):
@@ -399,9 +401,7 @@ def _clamp(value: float, low: float, high: float) -> float:
     return max(low, min(high, value))
 
 
-def make_probe(
-    fake_spec: Optional[str], node_name: str, busy: Optional[BusyGpus] = None
-) -> GpuProbe:
+def make_probe(fake_spec: str | None, node_name: str, busy: BusyGpus | None = None) -> GpuProbe:
     """FakeProbe when a spec is given, else NvmlProbe (which explains a missing driver)."""
     if fake_spec:
         return FakeProbe(fake_spec, node_name=node_name, busy=busy)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 import signal
-from typing import Any, Dict, Optional
+from typing import Any
 
 SPEC = "spec.json"
 STATUS = "status.json"
@@ -29,9 +29,9 @@ STDERR = "stderr.log"
 SHIM_LOG = "shim.log"
 
 
-def write_json(path: str, obj: Dict[str, Any]) -> None:
+def write_json(path: str, obj: dict[str, Any]) -> None:
     """Atomic replace: write a temporary file in the same folder, fsync, rename."""
-    tmp = "%s.tmp.%d" % (path, os.getpid())
+    tmp = f"{path}.tmp.{os.getpid()}"
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(obj, f, sort_keys=True)
         f.flush()
@@ -39,7 +39,7 @@ def write_json(path: str, obj: Dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def read_json(path: str) -> Optional[Dict[str, Any]]:
+def read_json(path: str) -> dict[str, Any] | None:
     """The file's object, or None if it is missing or not a JSON object."""
     try:
         with open(path, encoding="utf-8") as f:
@@ -50,16 +50,16 @@ def read_json(path: str) -> Optional[Dict[str, Any]]:
 
 
 def signal_number(name: str) -> int:
-    """"SIGUSR1" or "USR1" -> its number; ValueError naming the signal if unknown."""
+    """ "SIGUSR1" or "USR1" -> its number; ValueError naming the signal if unknown."""
     full = name if name.startswith("SIG") else "SIG" + name
     try:
         return int(signal.Signals[full])
     except KeyError:
-        raise ValueError("unknown signal %r" % name) from None
+        raise ValueError(f"unknown signal {name!r}") from None
 
 
 def signal_name(number: int) -> str:
     try:
         return signal.Signals(number).name
     except ValueError:
-        return "SIG%d" % number
+        return f"SIG{number}"

@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 import uuid
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from skyops_agent import __version__, checkpoints, jobdir, protocol
 from skyops_agent.protocol import ProtocolError
@@ -31,7 +31,7 @@ def default_state_dir() -> str:
     return os.path.join(os.path.expanduser("~"), ".local", "share", "skyops-agent")
 
 
-def shim_command(job_dir: str) -> "tuple[list, str]":
+def shim_command(job_dir: str) -> tuple[list, str]:
     """argv and cwd that start the shim from wherever this agent runs: zipapp or package."""
     pyz = running_zipapp()
     if pyz:
@@ -41,7 +41,7 @@ def shim_command(job_dir: str) -> "tuple[list, str]":
     return [sys.executable, "-m", "skyops_agent", "shim", "--job-dir", job_dir], root
 
 
-def _pid_alive(pid: Optional[int], must_contain: Optional[str] = None) -> bool:
+def _pid_alive(pid: int | None, must_contain: str | None = None) -> bool:
     """Is ``pid`` a live (non-zombie) process, whose command line names ``must_contain``?"""
     if not pid:
         return False
@@ -52,18 +52,18 @@ def _pid_alive(pid: Optional[int], must_contain: Optional[str] = None) -> bool:
     except PermissionError:
         return True
     try:
-        with open("/proc/%d/stat" % pid, "rb") as f:
+        with open(f"/proc/{pid}/stat", "rb") as f:
             if f.read().rsplit(b")", 1)[1].split()[0] == b"Z":
                 return False
         if must_contain is not None:
-            with open("/proc/%d/cmdline" % pid, "rb") as f:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
                 return must_contain.encode() in f.read()
     except (OSError, IndexError):
         pass  # no /proc (not Linux): trust kill(0)
     return True
 
 
-def tail(path: str, lines: int, max_bytes: int = LOG_TAIL_MAX_BYTES) -> Dict[str, Any]:
+def tail(path: str, lines: int, max_bytes: int = LOG_TAIL_MAX_BYTES) -> dict[str, Any]:
     """The last ``lines`` lines of a file, reading at most ``max_bytes`` from its end."""
     try:
         with open(path, "rb") as f:
@@ -87,10 +87,10 @@ class JobRunner:
         self.jobs_dir = os.path.join(self.state_dir, "jobs")
         self.checkpoints_dir = os.path.join(self.state_dir, "checkpoints")
         os.makedirs(self.jobs_dir, exist_ok=True)
-        self._shims: List[subprocess.Popen] = []
+        self._shims: list[subprocess.Popen] = []
         self._shims_lock = threading.Lock()
         # What poll_events() has told the console: job_id -> (run_id, phase, status stamp).
-        self._seen: Dict[str, tuple] = {}
+        self._seen: dict[str, tuple] = {}
         self._scan(announce=False)  # learn what is already there; `jobs` reports old exits
 
     # -- paths and records ----------------------------------------------------------
@@ -108,9 +108,11 @@ class JobRunner:
         """Empty: the agent's own per-job folder; relative: under the user's home."""
         if not requested:
             return self.default_checkpoint_dir(job_id)
-        return os.path.normpath(os.path.join(os.path.expanduser("~"), os.path.expanduser(requested)))
+        return os.path.normpath(
+            os.path.join(os.path.expanduser("~"), os.path.expanduser(requested))
+        )
 
-    def record(self, job_id: str, with_checkpoint: bool = True) -> Optional[Dict[str, Any]]:
+    def record(self, job_id: str, with_checkpoint: bool = True) -> dict[str, Any] | None:
         """Everything known about a job, or None if there is no such job."""
         spec = jobdir.read_json(self._file(job_id, jobdir.SPEC))
         if spec is None:
@@ -155,32 +157,32 @@ class JobRunner:
             rec["last_checkpoint_at"] = checkpoints.newest_mtime(spec["checkpoint_dir"])
         return rec
 
-    def _read_shim_pid(self, job_id: str) -> Optional[int]:
+    def _read_shim_pid(self, job_id: str) -> int | None:
         try:
             with open(self._file(job_id, jobdir.SHIM_PID)) as f:
                 return int(f.read().strip())
         except (OSError, ValueError):
             return None
 
-    def _job_ids(self) -> List[str]:
+    def _job_ids(self) -> list[str]:
         try:
             names = os.listdir(self.jobs_dir)
         except FileNotFoundError:
             return []
         return sorted(n for n in names if protocol.JOB_ID_PATTERN.fullmatch(n))
 
-    def _existing(self, job_id: str) -> Dict[str, Any]:
+    def _existing(self, job_id: str) -> dict[str, Any]:
         rec = self.record(job_id)
         if rec is None:
-            raise ProtocolError(protocol.E_UNKNOWN_JOB, "no job %r on this node" % job_id)
+            raise ProtocolError(protocol.E_UNKNOWN_JOB, f"no job {job_id!r} on this node")
         return rec
 
-    def list_jobs(self) -> List[Dict[str, Any]]:
+    def list_jobs(self) -> list[dict[str, Any]]:
         records = [self.record(job_id) for job_id in self._job_ids()]
         return sorted((r for r in records if r), key=lambda r: r["created_at"])
 
-    def busy_gpus(self) -> Dict[int, List[int]]:
-        busy: Dict[int, List[int]] = {}
+    def busy_gpus(self) -> dict[int, list[int]]:
+        busy: dict[int, list[int]] = {}
         for rec in self.list_jobs():
             if rec["state"] in _LIVE and rec["pid"]:
                 for index in rec["gpus"]:
@@ -189,32 +191,31 @@ class JobRunner:
 
     # -- requests -------------------------------------------------------------------
 
-    def start(self, req: Dict[str, Any]) -> Dict[str, Any]:
+    def start(self, req: dict[str, Any]) -> dict[str, Any]:
         job_id = req["job_id"]
         existing = self.record(job_id, with_checkpoint=False)
         if existing is not None or os.path.exists(self.job_dir(job_id)):
             state = existing["state"] if existing else "being created"
             raise ProtocolError(
                 protocol.E_JOB_EXISTS,
-                "job %r already exists here (%s); forget it first or use a new id"
-                % (job_id, state),
+                f"job {job_id!r} already exists here ({state}); forget it first or use a new id",
             )
         workdir = os.path.expanduser(req["workdir"] or "~")
         if not os.path.isdir(workdir):
-            raise ProtocolError(protocol.E_BAD_FIELD, "workdir %s is not a directory" % workdir)
+            raise ProtocolError(protocol.E_BAD_FIELD, f"workdir {workdir} is not a directory")
         ckpt_dir = self.resolve_checkpoint_dir(job_id, req["checkpoint_dir"])
         try:
             os.makedirs(ckpt_dir, exist_ok=True)
         except OSError as exc:
             raise ProtocolError(
                 protocol.E_BAD_FIELD,
-                "cannot create checkpoint dir %s: %s" % (ckpt_dir, exc.strerror or exc),
+                f"cannot create checkpoint dir {ckpt_dir}: {exc.strerror or exc}",
             ) from None
         job_dir = self.job_dir(job_id)
         try:
             os.mkdir(job_dir)
         except FileExistsError:
-            raise ProtocolError(protocol.E_JOB_EXISTS, "job %r already exists" % job_id) from None
+            raise ProtocolError(protocol.E_JOB_EXISTS, f"job {job_id!r} already exists") from None
         spec = {
             "job_id": job_id,
             "run_id": uuid.uuid4().hex,
@@ -241,7 +242,7 @@ class JobRunner:
                 start_new_session=True,  # outlives the agent and the SSH session
             )
         with open(os.path.join(job_dir, jobdir.SHIM_PID), "w") as f:
-            f.write("%d\n" % shim.pid)
+            f.write(f"{shim.pid}\n")
         with self._shims_lock:
             self._shims.append(shim)
         rec = self._wait_launched(job_id)
@@ -250,7 +251,7 @@ class JobRunner:
             raise ProtocolError(protocol.E_EXEC_FAILED, rec["error"] or "the job did not start")
         return rec
 
-    def _wait_launched(self, job_id: str) -> Dict[str, Any]:
+    def _wait_launched(self, job_id: str) -> dict[str, Any]:
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             rec = self._existing(job_id)
@@ -258,7 +259,7 @@ class JobRunner:
                 return rec
             time.sleep(0.005)
 
-    def stop(self, req: Dict[str, Any]) -> Dict[str, Any]:
+    def stop(self, req: dict[str, Any]) -> dict[str, Any]:
         job_id = req["job_id"]
         rec = self._existing(job_id)
         if rec["state"] == protocol.STATE_EXITED:
@@ -284,7 +285,7 @@ class JobRunner:
                 pass
         return self._existing(job_id)
 
-    def _stop_lost(self, rec: Dict[str, Any], stop: Dict[str, Any]) -> None:
+    def _stop_lost(self, rec: dict[str, Any], stop: dict[str, Any]) -> None:
         """No shim to carry out the stop: kill what is left and close the record here."""
         if rec["pgid"]:
             try:
@@ -309,12 +310,12 @@ class JobRunner:
         except ValueError as exc:
             raise ProtocolError(protocol.E_BAD_FIELD, str(exc)) from None
 
-    def send_signal(self, job_id: str, name: str) -> Dict[str, Any]:
+    def send_signal(self, job_id: str, name: str) -> dict[str, Any]:
         signum = self._signal(name)
         rec = self._existing(job_id)
         if rec["state"] not in (protocol.STATE_RUNNING, protocol.STATE_STOPPING):
             raise ProtocolError(
-                protocol.E_NOT_RUNNING, "job %r is %s, not running" % (job_id, rec["state"])
+                protocol.E_NOT_RUNNING, "job {!r} is {}, not running".format(job_id, rec["state"])
             )
         try:
             os.killpg(rec["pgid"], signum)
@@ -322,12 +323,12 @@ class JobRunner:
             pass
         return {"job_id": job_id, "signal": jobdir.signal_name(signum)}
 
-    def logs(self, job_id: str, stream: str, tail_lines: int) -> Dict[str, Any]:
+    def logs(self, job_id: str, stream: str, tail_lines: int) -> dict[str, Any]:
         self._existing(job_id)
         name = jobdir.STDOUT if stream == "stdout" else jobdir.STDERR
         return dict(tail(self._file(job_id, name), tail_lines), job_id=job_id, stream=stream)
 
-    def checkpoint_dir_for(self, job_id: str, requested: Optional[str]) -> str:
+    def checkpoint_dir_for(self, job_id: str, requested: str | None) -> str:
         if requested:
             return self.resolve_checkpoint_dir(job_id, requested)
         rec = self.record(job_id, with_checkpoint=False)
@@ -338,16 +339,16 @@ class JobRunner:
             if rec["state"] in _LIVE and rec["checkpoint_dir"] == target:
                 raise ProtocolError(
                     protocol.E_JOB_RUNNING,
-                    "checkpoint dir %s belongs to running job %r" % (target, rec["job_id"]),
+                    "checkpoint dir {} belongs to running job {!r}".format(target, rec["job_id"]),
                 )
 
-    def forget(self, job_id: str, remove_checkpoint: bool) -> Dict[str, Any]:
+    def forget(self, job_id: str, remove_checkpoint: bool) -> dict[str, Any]:
         rec = self._existing(job_id)
         if rec["state"] in _LIVE or (
             rec["state"] == protocol.STATE_LOST and _pid_alive(rec["pid"])
         ):
             raise ProtocolError(
-                protocol.E_JOB_RUNNING, "job %r is %s; stop it first" % (job_id, rec["state"])
+                protocol.E_JOB_RUNNING, "job {!r} is {}; stop it first".format(job_id, rec["state"])
             )
         shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
         removed = False
@@ -363,18 +364,18 @@ class JobRunner:
         with self._shims_lock:
             self._shims = [s for s in self._shims if s.poll() is None]
 
-    def poll_events(self) -> List[Dict[str, Any]]:
+    def poll_events(self) -> list[dict[str, Any]]:
         """job_started / job_exited events for what changed since the last call."""
         return self._scan(announce=True)
 
-    def _scan(self, announce: bool) -> List[Dict[str, Any]]:
+    def _scan(self, announce: bool) -> list[dict[str, Any]]:
         self._reap_shims()
-        events: List[Dict[str, Any]] = []
-        seen: Dict[str, tuple] = {}
+        events: list[dict[str, Any]] = []
+        seen: dict[str, tuple] = {}
         for job_id in self._job_ids():
             try:
                 st = os.stat(self._file(job_id, jobdir.STATUS))
-                stamp: Optional[tuple] = (st.st_ino, st.st_mtime_ns, st.st_size)
+                stamp: tuple | None = (st.st_ino, st.st_mtime_ns, st.st_size)
             except OSError:
                 stamp = None
             old = self._seen.get(job_id)

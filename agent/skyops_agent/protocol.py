@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any, Callable, Dict, NamedTuple, Optional, Union
+from typing import Any, Callable, NamedTuple
 
 PROTOCOL_VERSION = 1
 
@@ -80,20 +80,20 @@ MAX_LINE_BYTES = 128 * 1024 * 1024
 JOB_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _SIGNAL_PATTERN = re.compile(r"(SIG)?[A-Z][A-Z0-9+-]*")
 
-Message = Dict[str, Any]
+Message = dict[str, Any]
 
 
 class ProtocolError(Exception):
     """A message that cannot be accepted. ``re`` is the request id when one could be read."""
 
-    def __init__(self, code: str, message: str, re: Optional[int] = None) -> None:
+    def __init__(self, code: str, message: str, re: int | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.re = re
 
     def __str__(self) -> str:
-        return "%s: %s" % (self.code, self.message)
+        return f"{self.code}: {self.message}"
 
 
 class Kind(NamedTuple):
@@ -125,11 +125,7 @@ def _is_env(x: Any) -> bool:
 
 
 def _is_gpu_list(x: Any) -> bool:
-    return (
-        isinstance(x, list)
-        and all(_is_int(i) and i >= 0 for i in x)
-        and len(set(x)) == len(x)
-    )
+    return isinstance(x, list) and all(_is_int(i) and i >= 0 for i in x) and len(set(x)) == len(x)
 
 
 def _optional(kind: Kind) -> Kind:
@@ -156,10 +152,12 @@ JOB_ID = Kind(
 )
 ARGV = Kind(
     "a non-empty list of strings",
-    lambda x: isinstance(x, list)
-    and len(x) > 0
-    and all(isinstance(a, str) and "\0" not in a for a in x)
-    and x[0] != "",
+    lambda x: (
+        isinstance(x, list)
+        and len(x) > 0
+        and all(isinstance(a, str) and "\0" not in a for a in x)
+        and x[0] != ""
+    ),
 )
 ENV = Kind("an object of string to string", _is_env)
 GPU_LIST = Kind("a list of distinct GPU indices (integers >= 0)", _is_gpu_list)
@@ -179,7 +177,7 @@ def opt(kind: Kind, default: Any = None) -> Field:
     return Field(kind, required=False, default=default)
 
 
-REQUESTS: Dict[str, Dict[str, Field]] = {
+REQUESTS: dict[str, dict[str, Field]] = {
     HELLO: {"protocol": req(INT), "console_version": opt(STR, "")},
     INVENTORY: {},
     TELEMETRY: {},
@@ -223,7 +221,7 @@ REQUESTS: Dict[str, Dict[str, Field]] = {
     SHUTDOWN: {},
 }
 
-EVENTS: Dict[str, Dict[str, Field]] = {
+EVENTS: dict[str, dict[str, Field]] = {
     JOB_STARTED: {"job_id": req(JOB_ID), "pid": req(INT), "started_at": opt(NUMBER)},
     JOB_EXITED: {
         "job_id": req(JOB_ID),
@@ -235,7 +233,7 @@ EVENTS: Dict[str, Dict[str, Field]] = {
     TELEMETRY_EVENT: {"gpus": req(LIST), "fake": req(BOOL), "at": req(NUMBER)},
 }
 
-REPLIES: Dict[str, Dict[str, Field]] = {
+REPLIES: dict[str, dict[str, Field]] = {
     OK: {},
     ERROR: {"code": req(STR), "message": req(STR)},
 }
@@ -255,7 +253,7 @@ def ok(re: int, **payload: Any) -> Message:
     return dict({"v": PROTOCOL_VERSION, "type": OK, "re": re}, **payload)
 
 
-def error(re: Optional[int], code: str, message: str) -> Message:
+def error(re: int | None, code: str, message: str) -> Message:
     """An error reply; ``re`` is None when the request's id could not be read."""
     msg: Message = {"v": PROTOCOL_VERSION, "type": ERROR}
     if re is not None:
@@ -272,9 +270,7 @@ def event(type: str, **fields: Any) -> Message:
 def encode(msg: Message) -> bytes:
     """One line of UTF-8 JSON, newline included. NaN and infinity are refused."""
     return (
-        json.dumps(msg, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode(
-            "utf-8"
-        )
+        json.dumps(msg, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
         + b"\n"
     )
 
@@ -283,10 +279,10 @@ def encode(msg: Message) -> bytes:
 
 
 def _refuse_constant(name: str) -> Any:
-    raise ValueError("%s is not JSON" % name)
+    raise ValueError(f"{name} is not JSON")
 
 
-def _parse(line: Union[bytes, str]) -> Any:
+def _parse(line: bytes | str) -> Any:
     if isinstance(line, (bytes, bytearray)):
         try:
             line = bytes(line).decode("utf-8")
@@ -295,7 +291,7 @@ def _parse(line: Union[bytes, str]) -> Any:
     try:
         return json.loads(line, parse_constant=_refuse_constant)
     except (ValueError, RecursionError) as exc:
-        raise ProtocolError(E_BAD_JSON, "line is not JSON (%s)" % _short(exc)) from None
+        raise ProtocolError(E_BAD_JSON, f"line is not JSON ({_short(exc)})") from None
 
 
 def _short(exc: BaseException) -> str:
@@ -303,19 +299,21 @@ def _short(exc: BaseException) -> str:
     return text if len(text) <= 120 else text[:117] + "..."
 
 
-def _check_fields(msg: Message, table: Dict[str, Field], what: str, re: Optional[int]) -> None:
+def _check_fields(msg: Message, table: dict[str, Field], what: str, re: int | None) -> None:
     for name, field in table.items():
         if name not in msg:
             if field.required:
-                raise ProtocolError(E_BAD_FIELD, "%s: missing field '%s'" % (what, name), re)
+                raise ProtocolError(E_BAD_FIELD, f"{what}: missing field '{name}'", re)
             default = field.default
-            msg[name] = dict(default) if isinstance(default, dict) else (
-                list(default) if isinstance(default, list) else default
+            msg[name] = (
+                dict(default)
+                if isinstance(default, dict)
+                else (list(default) if isinstance(default, list) else default)
             )
         elif not field.kind.check(msg[name]):
             raise ProtocolError(
                 E_BAD_FIELD,
-                "%s: field '%s' must be %s" % (what, name, field.kind.description),
+                f"{what}: field '{name}' must be {field.kind.description}",
                 re,
             )
 
@@ -323,15 +321,10 @@ def _check_fields(msg: Message, table: Dict[str, Field], what: str, re: Optional
 def mismatch_message(peer: str, peer_version: Any) -> str:
     """Names both versions, e.g. "console speaks protocol 2, agent speaks protocol 1"."""
     me = "agent" if peer == "console" else "console"
-    return "%s speaks protocol %s, %s speaks protocol %d" % (
-        peer,
-        peer_version,
-        me,
-        PROTOCOL_VERSION,
-    )
+    return f"{peer} speaks protocol {peer_version}, {me} speaks protocol {PROTOCOL_VERSION}"
 
 
-def decode(line: Union[bytes, str]) -> Message:
+def decode(line: bytes | str) -> Message:
     """Parse and validate one line into a message dict, defaults filled in.
 
     Raises ProtocolError (and nothing else) for anything that is not a valid message of
@@ -360,11 +353,11 @@ def decode(line: Union[bytes, str]) -> Message:
         raise ProtocolError(E_BAD_MESSAGE, "field 'id' must be an integer")
     if table is None:
         if kind == "event" and mtype in REQUESTS:
-            raise ProtocolError(E_BAD_MESSAGE, "request '%s' has no 'id'" % _clip(mtype))
+            raise ProtocolError(E_BAD_MESSAGE, f"request '{_clip(mtype)}' has no 'id'")
         known = sorted(REQUESTS) if kind == "request" else sorted(EVENTS)
         raise ProtocolError(
             E_UNKNOWN_TYPE,
-            "unknown %s type '%s' (known: %s)" % (kind, _clip(mtype), ", ".join(known)),
+            "unknown {} type '{}' (known: {})".format(kind, _clip(mtype), ", ".join(known)),
             re_id,
         )
     if kind == "reply":
@@ -375,7 +368,7 @@ def decode(line: Union[bytes, str]) -> Message:
     return msg
 
 
-def decode_request(line: Union[bytes, str]) -> Message:
+def decode_request(line: bytes | str) -> Message:
     """decode() for the agent's side: anything but a request is refused."""
     msg = decode(line)
     if "id" not in msg or msg["type"] in (OK, ERROR):

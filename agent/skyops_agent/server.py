@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 import traceback
-from typing import Any, BinaryIO, Callable, Dict, Optional
+from typing import Any, BinaryIO, Callable
 
 from skyops_agent import __version__, checkpoints, protocol
 from skyops_agent.gpus import GpuProbe, make_probe
@@ -31,8 +31,8 @@ class Server:
         self,
         state_dir: str,
         out: BinaryIO,
-        fake_gpus: Optional[str] = None,
-        node_name: Optional[str] = None,
+        fake_gpus: str | None = None,
+        node_name: str | None = None,
         watch_interval_s: float = WATCH_INTERVAL_S,
     ) -> None:
         self.node_name = node_name or socket.gethostname()
@@ -46,8 +46,8 @@ class Server:
         self._watch_interval_s = watch_interval_s
         self._telemetry_interval_s = 0.0
         self._telemetry_wake = threading.Event()
-        self._telemetry_thread: Optional[threading.Thread] = None
-        self._handlers: Dict[str, Callable[[Dict[str, Any]], Dict[str, Any]]] = {
+        self._telemetry_thread: threading.Thread | None = None
+        self._handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             protocol.HELLO: self._hello,
             protocol.INVENTORY: self._inventory,
             protocol.TELEMETRY: lambda req: self._sample(),
@@ -71,7 +71,7 @@ class Server:
 
     # -- output ---------------------------------------------------------------------
 
-    def send(self, msg: Dict[str, Any]) -> None:
+    def send(self, msg: dict[str, Any]) -> None:
         line = protocol.encode(msg)
         with self._out_lock:
             if self._closing.is_set():
@@ -99,7 +99,7 @@ class Server:
                         protocol.error(
                             None,
                             protocol.E_LINE_TOO_LONG,
-                            "line longer than %d bytes ignored" % protocol.MAX_LINE_BYTES,
+                            f"line longer than {protocol.MAX_LINE_BYTES} bytes ignored",
                         )
                     )
                     continue
@@ -119,14 +119,14 @@ class Server:
                 self.probe.close()
         return 0
 
-    def _read(self, line: bytes) -> Optional[Dict[str, Any]]:
+    def _read(self, line: bytes) -> dict[str, Any] | None:
         try:
             return protocol.decode_request(line)
         except ProtocolError as exc:
             self.send(protocol.error(exc.re, exc.code, exc.message))
             return None
 
-    def handle(self, req: Dict[str, Any]) -> Dict[str, Any]:
+    def handle(self, req: dict[str, Any]) -> dict[str, Any]:
         """The reply to one decoded request; never raises."""
         try:
             payload = self._handlers[req["type"]](req)
@@ -137,7 +137,7 @@ class Server:
             return protocol.error(
                 req["id"],
                 protocol.E_INTERNAL,
-                "agent failed on %s: %s" % (req["type"], exc.__class__.__name__),
+                "agent failed on {}: {}".format(req["type"], exc.__class__.__name__),
             )
         return protocol.ok(req["id"], **payload)
 
@@ -153,7 +153,7 @@ class Server:
 
     # -- handlers -------------------------------------------------------------------
 
-    def _hello(self, req: Dict[str, Any]) -> Dict[str, Any]:
+    def _hello(self, req: dict[str, Any]) -> dict[str, Any]:
         if req["protocol"] != protocol.PROTOCOL_VERSION:
             raise ProtocolError(
                 protocol.E_VERSION_MISMATCH,
@@ -172,16 +172,16 @@ class Server:
             "started_at": self.started_at,
         }
 
-    def _inventory(self, req: Dict[str, Any]) -> Dict[str, Any]:
+    def _inventory(self, req: dict[str, Any]) -> dict[str, Any]:
         with self._probe_lock:
             inventory = self.probe.inventory()
         return dict(inventory, node_name=self.node_name, hostname=socket.gethostname())
 
-    def _sample(self) -> Dict[str, Any]:
+    def _sample(self) -> dict[str, Any]:
         with self._probe_lock:
             return self.probe.telemetry()
 
-    def _subscribe(self, req: Dict[str, Any]) -> Dict[str, Any]:
+    def _subscribe(self, req: dict[str, Any]) -> dict[str, Any]:
         interval = float(req["interval_s"])
         if interval:
             interval = max(interval, MIN_TELEMETRY_INTERVAL_S)
@@ -205,23 +205,21 @@ class Server:
                     traceback.print_exc(file=sys.stderr)
             self._telemetry_wake.wait(interval or None)
 
-    def _checkpoint_list(self, req: Dict[str, Any]) -> Dict[str, Any]:
+    def _checkpoint_list(self, req: dict[str, Any]) -> dict[str, Any]:
         root = self.runner.checkpoint_dir_for(req["job_id"], req["checkpoint_dir"])
         return dict(checkpoints.describe(root), job_id=req["job_id"])
 
-    def _checkpoint_pack(self, req: Dict[str, Any]) -> Dict[str, Any]:
+    def _checkpoint_pack(self, req: dict[str, Any]) -> dict[str, Any]:
         root = self.runner.checkpoint_dir_for(req["job_id"], req["checkpoint_dir"])
         return dict(checkpoints.pack(root, req["max_bytes"]), job_id=req["job_id"])
 
-    def _checkpoint_unpack(self, req: Dict[str, Any]) -> Dict[str, Any]:
+    def _checkpoint_unpack(self, req: dict[str, Any]) -> dict[str, Any]:
         root = self.runner.resolve_checkpoint_dir(req["job_id"], req["checkpoint_dir"])
         self.runner.check_unpack_target(root)
         return dict(checkpoints.unpack(root, req["data"]), job_id=req["job_id"])
 
 
-def serve_stdio(
-    state_dir: str, fake_gpus: Optional[str] = None, node_name: Optional[str] = None
-) -> int:
+def serve_stdio(state_dir: str, fake_gpus: str | None = None, node_name: str | None = None) -> int:
     out = sys.stdout.buffer
     sys.stdout = sys.stderr  # a stray print() must not corrupt the protocol stream
     server = Server(state_dir, out, fake_gpus=fake_gpus, node_name=node_name)

@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Any, Dict, Optional
+from typing import Any
 
 from skyops_agent import jobdir
 
@@ -24,7 +24,7 @@ KILL_FAILED_AFTER_S = 30.0  # a group still alive this long after SIGKILL is rep
 _PR_SET_CHILD_SUBREAPER = 36
 
 
-def job_env(spec: Dict[str, Any], base: Dict[str, str]) -> Dict[str, str]:
+def job_env(spec: dict[str, Any], base: dict[str, str]) -> dict[str, str]:
     """The job's environment: the agent's, the request's, then the checkpoint contract."""
     env = dict(base)
     env.update(spec.get("env") or {})
@@ -48,11 +48,11 @@ class StopSequence:
     def __init__(self, pgid: int) -> None:
         self.pgid = pgid
         self.phase = "idle"  # idle, checkpoint, term, kill
-        self.deadline: Optional[float] = None
+        self.deadline: float | None = None
         self.term_grace_s = 0.0
-        self.killed_at: Optional[float] = None
+        self.killed_at: float | None = None
 
-    def request(self, stop: Dict[str, Any], now: float) -> None:
+    def request(self, stop: dict[str, Any], now: float) -> None:
         grace = float(stop.get("grace_s", 0))
         self.term_grace_s = float(stop.get("term_grace_s", 0))
         ckpt = stop.get("checkpoint_signal")
@@ -114,8 +114,8 @@ class Shim:
         self.dir = job_dir
         self.spec = jobdir.read_json(self._path(jobdir.SPEC))
         if self.spec is None:
-            raise SystemExit("shim: no readable %s in %s" % (jobdir.SPEC, job_dir))
-        self.status: Dict[str, Any] = {
+            raise SystemExit(f"shim: no readable {jobdir.SPEC} in {job_dir}")
+        self.status: dict[str, Any] = {
             "run_id": self.spec["run_id"],
             "state": "starting",
             "shim_pid": os.getpid(),
@@ -139,7 +139,7 @@ class Shim:
         self.status.update(changes)
         jobdir.write_json(self._path(jobdir.STATUS), self.status)
 
-    def _stop_request(self) -> Dict[str, Any]:
+    def _stop_request(self) -> dict[str, Any]:
         stop = jobdir.read_json(self._path(jobdir.STOP))
         if stop is None:  # SIGTERM from someone other than the agent: stop without a checkpoint
             stop = {"reason": "shim terminated", "grace_s": 0, "term_grace_s": 10.0}
@@ -165,11 +165,12 @@ class Shim:
         self._supervise(proc.pid)
         return 0
 
-    def _launch(self) -> Optional[subprocess.Popen]:
+    def _launch(self) -> subprocess.Popen | None:
         spec = self.spec
-        with open(self._path(jobdir.STDOUT), "ab") as out, open(
-            self._path(jobdir.STDERR), "ab"
-        ) as err:
+        with (
+            open(self._path(jobdir.STDOUT), "ab") as out,
+            open(self._path(jobdir.STDERR), "ab") as err,
+        ):
             try:
                 proc = subprocess.Popen(
                     spec["argv"],
@@ -182,8 +183,8 @@ class Shim:
                     start_new_session=True,  # its own process group, apart from the shim's
                 )
             except OSError as exc:
-                message = "cannot start %r: %s" % (spec["argv"][0], exc.strerror or exc)
-                err.write(("skyops: %s\n" % message).encode())
+                message = "cannot start {!r}: {}".format(spec["argv"][0], exc.strerror or exc)
+                err.write((f"skyops: {message}\n").encode())
                 code = 127 if isinstance(exc, FileNotFoundError) else 126
                 self._save(
                     state="exited",
@@ -199,7 +200,7 @@ class Shim:
     def _supervise(self, pid: int) -> None:
         """Wait for the job and its group with sigtimedwait: no polling loop, no threads."""
         stop = StopSequence(pgid=pid)
-        exit_status: Optional[int] = None
+        exit_status: int | None = None
         while True:
             exit_status = self._reap(pid, exit_status)
             now = time.monotonic()
@@ -232,7 +233,7 @@ class Shim:
         )
 
     @staticmethod
-    def _reap(pid: int, exit_status: Optional[int]) -> Optional[int]:
+    def _reap(pid: int, exit_status: int | None) -> int | None:
         """Reap every exited child (the job, and orphans we adopted); keep the job's status."""
         while True:
             try:
@@ -245,7 +246,7 @@ class Shim:
                 exit_status = status
 
 
-def main(argv: Optional[list] = None) -> int:
+def main(argv: list | None = None) -> int:
     parser = argparse.ArgumentParser(prog="skyops-agent shim")
     parser.add_argument("--job-dir", required=True)
     args = parser.parse_args(argv)

@@ -13,7 +13,6 @@ import io
 import os
 import zipapp
 import zipfile
-from typing import Dict, Optional, Tuple
 
 ZIPAPP_NAME = "skyops-agent.pyz"
 INTERPRETER = "/usr/bin/env python3"
@@ -26,17 +25,17 @@ sys.exit(main())
 """
 
 
-def running_zipapp() -> Optional[str]:
+def running_zipapp() -> str | None:
     """The .pyz this agent runs from, or None when it runs from a plain package."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     return root if os.path.isfile(root) else None
 
 
-def _sources(include_pynvml: bool) -> Dict[str, bytes]:
+def _sources(include_pynvml: bool) -> dict[str, bytes]:
     package = os.path.dirname(os.path.abspath(__file__))
     if os.path.isfile(os.path.dirname(package)):
         raise RuntimeError("build the zipapp from an installed or checked-out skyops_agent")
-    files: Dict[str, bytes] = {"__main__.py": _MAIN}
+    files: dict[str, bytes] = {"__main__.py": _MAIN}
     for current, dirs, names in os.walk(package):
         dirs[:] = [d for d in dirs if d != "__pycache__"]
         for name in names:
@@ -54,7 +53,7 @@ def _sources(include_pynvml: bool) -> Dict[str, bytes]:
     return files
 
 
-def build_zipapp(dest_dir: str, include_pynvml: bool = True) -> Tuple[str, str]:
+def build_zipapp(dest_dir: str, include_pynvml: bool = True) -> tuple[str, str]:
     """Write ``dest_dir/skyops-agent.pyz``; return its path and sha256 (hex)."""
     archive = io.BytesIO()
     with zipfile.ZipFile(archive, "w") as zf:
@@ -67,7 +66,7 @@ def build_zipapp(dest_dir: str, include_pynvml: bool = True) -> Tuple[str, str]:
     archive.seek(0)
     os.makedirs(dest_dir, exist_ok=True)
     path = os.path.join(dest_dir, ZIPAPP_NAME)
-    tmp = "%s.tmp.%d" % (path, os.getpid())
+    tmp = f"{path}.tmp.{os.getpid()}"
     zipapp.create_archive(archive, tmp, interpreter=INTERPRETER)  # adds the shebang line
     os.replace(tmp, path)
     return path, file_sha256(path)

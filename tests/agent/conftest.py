@@ -12,8 +12,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -32,7 +33,7 @@ def wait_until(predicate: Callable[[], Any], description: str, timeout: float = 
         if value:
             return value
         if time.monotonic() > deadline:
-            pytest.fail("waited %.1f s, but never: %s" % (timeout, description))
+            pytest.fail(f"waited {timeout:.1f} s, but never: {description}")
         time.sleep(0.01)
 
 
@@ -77,7 +78,7 @@ class AgentProcess:
         return rid
 
     def reply(self, rid: int, timeout: float = DEADLINE_S) -> dict:
-        return self.find(lambda m: m.get("re") == rid, "a reply to request %d" % rid, timeout)
+        return self.find(lambda m: m.get("re") == rid, f"a reply to request {rid}", timeout)
 
     def request(self, type: str, **fields: Any) -> dict:
         """Send a request and return its reply (ok or error)."""
@@ -86,7 +87,7 @@ class AgentProcess:
     def call(self, type: str, **fields: Any) -> dict:
         """Send a request that must succeed; return its reply."""
         reply = self.request(type, **fields)
-        assert reply["type"] == protocol.OK, "%s refused: %r" % (type, reply)
+        assert reply["type"] == protocol.OK, f"{type} refused: {reply!r}"
         return reply
 
     def events(self, type: str, **match: Any) -> list[dict]:
@@ -102,7 +103,7 @@ class AgentProcess:
     def event(self, type: str, timeout: float = DEADLINE_S, **match: Any) -> dict:
         found = wait_until(
             lambda: self.events(type, **match),
-            "event %s %r from the agent (stderr: %s)" % (type, match, self.stderr()[-500:]),
+            f"event {type} {match!r} from the agent (stderr: {self.stderr()[-500:]})",
             timeout,
         )
         return found[0]
@@ -112,7 +113,7 @@ class AgentProcess:
             with self._lock:
                 return next((m for m in self.messages if predicate(m)), None)
 
-        return wait_until(look, "%s (agent stderr: %s)" % (description, self.stderr()[-500:]), timeout)
+        return wait_until(look, f"{description} (agent stderr: {self.stderr()[-500:]})", timeout)
 
     def job(self, job_id: str) -> dict:
         jobs = self.call(protocol.JOBS)["jobs"]
@@ -174,7 +175,7 @@ def start_agent(tmp_path):
         cmd = list(base) + ["serve", "--stdio", "--state-dir", str(state_dir), *extra]
         if fake_gpus:
             cmd += ["--fake-gpus", fake_gpus]
-        agent = AgentProcess(cmd, tmp_path / ("agent-%d.stderr" % next(counter)))
+        agent = AgentProcess(cmd, tmp_path / f"agent-{next(counter)}.stderr")
         agents.append(agent)
         return agent
 
@@ -189,7 +190,7 @@ def start_agent(tmp_path):
 def process_gone(pid: int) -> bool:
     """No such process, or only a zombie waiting for a parent that does not reap."""
     try:
-        with open("/proc/%d/stat" % pid, "rb") as f:
+        with open(f"/proc/{pid}/stat", "rb") as f:
             return f.read().rsplit(b")", 1)[1].split()[0] == b"Z"
     except FileNotFoundError:
         return True
@@ -202,7 +203,7 @@ def group_members(pgid: int) -> list[int]:
         if not entry.isdigit():
             continue
         try:
-            with open("/proc/%s/stat" % entry, "rb") as f:
+            with open(f"/proc/{entry}/stat", "rb") as f:
                 fields = f.read().rsplit(b")", 1)[1].split()
         except OSError:
             continue

@@ -48,7 +48,9 @@ def test_request_defaults_are_filled_in_and_not_shared():
     assert first["env"] == {} and first["gpus"] == [] and first["resume"] is False
     assert first["workdir"] is None and first["checkpoint_dir"] == ""
     first["env"]["X"] = "1"
-    second = decode(encode(protocol.request(protocol.START, 8, job_id="b", argv=["x"], mode="flex")))
+    second = decode(
+        encode(protocol.request(protocol.START, 8, job_id="b", argv=["x"], mode="flex"))
+    )
     assert second["env"] == {}
     stop = decode(encode(protocol.request(protocol.STOP, 9, job_id="a", reason="preempted")))
     assert stop["grace_s"] == protocol.DEFAULT_GRACE_S and stop["checkpoint_signal"] is None
@@ -99,7 +101,7 @@ def test_unknown_request_type_is_refused_naming_it_and_keeping_the_id():
 def test_start_fields_are_checked_against_the_table(fields, field):
     err = refused(encode(protocol.request(protocol.START, 3, **fields)))
     assert err.code == protocol.E_BAD_FIELD and err.re == 3
-    assert "'%s'" % field in err.message
+    assert f"'{field}'" in err.message
 
 
 def test_version_mismatch_names_both_versions_on_either_side():
@@ -160,13 +162,10 @@ def test_fuzz_random_bytes_only_raise_protocol_error(data):
 
 
 json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers()
-    | st.floats(allow_nan=False)
-    | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
     max_leaves=20,
 )
 any_type = st.sampled_from(

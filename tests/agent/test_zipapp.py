@@ -1,0 +1,112 @@
+"""The agent as one file: deterministic build, and it serves and runs jobs from the .pyz."""
+
+from __future__ import annotations
+
+import ast
+import glob
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from skyops_agent import protocol
+from skyops_agent.zipapp import build_zipapp
+
+AGENT_SOURCES = sorted(Path(protocol.__file__).parent.glob("*.py"))
+
+
+def test_build_is_deterministic_and_bundles_what_the_box_needs(tmp_path):
+    first, sha = build_zipapp(str(tmp_path / "a"))
+    second, sha_again = build_zipapp(str(tmp_path / "b"))
+    assert sha == sha_again
+    assert Path(first).read_bytes() == Path(second).read_bytes()
+    assert sha == hashlib.sha256(Path(first).read_bytes()).hexdigest()
+    assert Path(first).read_bytes().startswith(b"#!/usr/bin/env python3\n")
+    names = zipfile.ZipFile(first).namelist()
+    assert names == sorted(names)
+    assert {"__main__.py", "pynvml.py", "skyops_agent/protocol.py", "skyops_agent/shim.py"} <= set(
+        names
+    )
+    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+    assert {i.date_time for i in zipfile.ZipFile(first).infolist()} == {(1980, 1, 1, 0, 0, 0)}
+
+
+def test_the_zipapp_serves_and_its_shim_runs_from_it(
+    tmp_path, start_agent, wait_for, ckpt_train, procs
+):
+    pyz, sha = build_zipapp(str(tmp_path / "dist"))
+    version = subprocess.run(
+        [sys.executable, pyz, "version", "--json"], capture_output=True, text=True, timeout=60
+    )
+    assert json.loads(version.stdout)["zipapp_sha256"] == sha
+
+    agent = start_agent(argv=[sys.executable, pyz])
+    hello = agent.call(protocol.HELLO, protocol=protocol.PROTOCOL_VERSION)
+    assert hello["zipapp"] == pyz, "the agent must import itself from the .pyz"
+    argv = [sys.executable, ckpt_train, "--steps", "500", "--step-seconds", "0.05"]
+    job = agent.call(protocol.START, job_id="from-pyz", argv=argv, mode="flex", gpus=[0])
+    with open(f"/proc/{job['shim_pid']}/cmdline", "rb") as f:
+        shim_argv = f.read().split(b"\0")
+    assert shim_argv[1:3] == [pyz.encode(), b"shim"]
+    wait_for(
+        lambda: "step 1/500" in agent.call(protocol.LOGS, job_id="from-pyz")["lines"],
+        "the job reaching step 1 (its signal handler is set by then)",
+    )
+    agent.call(
+        protocol.STOP, job_id="from-pyz", checkpoint_signal="SIGUSR1", grace_s=5, reason="test"
+    )
+    exited = agent.event(protocol.JOB_EXITED, job_id="from-pyz")
+    assert exited["exit_code"] == 0 and exited["stop_reason"] == "test"
+    assert agent.close() == 0
+
+
+def test_agent_sources_stay_python39_compatible():
+    """3.9 syntax (no `match`), and annotations never evaluated (so `X | None` is safe)."""
+    for path in AGENT_SOURCES:
+        source = path.read_text()
+        ast.parse(source, filename=str(path), feature_version=(3, 9))
+        assert "from __future__ import annotations" in source, path.name
+
+
+def _older_python() -> str | None:
+    """A python3 older than this one (3.9 or 3.10), if the machine has one."""
+    candidates = [shutil.which(f"python3.{minor}") for minor in (9, 10)]
+    for minor in (9, 10):
+        pattern = os.path.expanduser(f"~/.pyenv/versions/3.{minor}*/bin/python3")
+        candidates += sorted(glob.glob(pattern))
+    for candidate in filter(None, candidates):
+        try:
+            out = subprocess.run(
+                [candidate, "-c", "import sys; print(sys.version_info[1])"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+        except OSError:
+            continue
+        if out.returncode == 0 and out.stdout.strip() in ("9", "10"):
+            return candidate
+    return None
+
+
+def test_the_zipapp_runs_on_an_older_python(tmp_path, start_agent, wait_for):
+    old = _older_python()
+    if old is None:
+        pytest.skip("no python3.9 or 3.10 on this machine; the ast check above still ran")
+    pyz, _ = build_zipapp(str(tmp_path / "dist"))
+    agent = start_agent(argv=[old, pyz], fake_gpus=None)
+    hello = agent.call(protocol.HELLO, protocol=protocol.PROTOCOL_VERSION)
+    assert hello["python"].startswith("3.")
+    assert int(hello["python"].split(".")[1]) < sys.version_info[1]
+    inv = agent.call(protocol.INVENTORY)
+    assert "bindings" not in (inv["message"] or ""), "pynvml should come from the zipapp"
+    agent.call(protocol.START, job_id="old", argv=["sh", "-c", "exit 5"], mode="flex")
+    assert agent.event(protocol.JOB_EXITED, job_id="old")["exit_code"] == 5
+    assert agent.close() == 0
+    assert "Traceback" not in agent.stderr()
