@@ -238,7 +238,7 @@ class Planner:
         per_node: list[tuple[tuple, Node, list[Job]]] = []
         for node in nodes:
             vs = on_node.get(node.name)
-            if not vs or not node.schedulable:
+            if not node.schedulable or (not vs and not job.nodes):
                 continue
             free = (
                 len(self.free_indices(node, pool, reservation))
@@ -247,6 +247,10 @@ class Planner:
             ) + self.soon_count(node, pool, reservation)
             need = node.gpu_count if job.nodes else job.gpus
             if free >= need:
+                if job.nodes:
+                    per_node.append(((0, 0), node, []))  # a whole free node joins the gang
+                continue
+            if not vs:
                 continue  # claim_soon or placement would have taken it
             vs = sorted(vs, key=_victim_order)
             picked: list[Job] = []
