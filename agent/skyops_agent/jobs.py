@@ -117,16 +117,18 @@ class JobRunner:
         spec = jobdir.read_json(self._file(job_id, jobdir.SPEC))
         if spec is None:
             return None
-        status = jobdir.read_json(self._file(job_id, jobdir.STATUS)) or {}
-        if status.get("run_id") != spec.get("run_id"):
-            status = {}
+        status_path = self._file(job_id, jobdir.STATUS)
+        status = jobdir.read_json(status_path) or {}
         stop = jobdir.read_json(self._file(job_id, jobdir.STOP))
         shim_pid = status.get("shim_pid") or self._read_shim_pid(job_id)
         state = status.get("state", protocol.STATE_STARTING)
         if state != protocol.STATE_EXITED:
-            alive = _pid_alive(shim_pid, must_contain=self.job_dir(job_id))
-            if not alive and (shim_pid or time.time() - spec["created_at"] > START_TIMEOUT_S):
-                state = protocol.STATE_LOST
+            if not _pid_alive(shim_pid, must_contain=self.job_dir(job_id)):
+                status = jobdir.read_json(status_path) or {}  # it may have just finished
+                state = status.get("state", protocol.STATE_STARTING)
+                overdue = time.time() - spec["created_at"] > START_TIMEOUT_S
+                if state != protocol.STATE_EXITED and (shim_pid or overdue):
+                    state = protocol.STATE_LOST
             elif state == protocol.STATE_RUNNING and stop is not None:
                 state = protocol.STATE_STOPPING
         rec = {
@@ -177,13 +179,13 @@ class JobRunner:
             raise ProtocolError(protocol.E_UNKNOWN_JOB, f"no job {job_id!r} on this node")
         return rec
 
-    def list_jobs(self) -> list[dict[str, Any]]:
-        records = [self.record(job_id) for job_id in self._job_ids()]
+    def list_jobs(self, with_checkpoint: bool = True) -> list[dict[str, Any]]:
+        records = [self.record(job_id, with_checkpoint) for job_id in self._job_ids()]
         return sorted((r for r in records if r), key=lambda r: r["created_at"])
 
     def busy_gpus(self) -> dict[int, list[int]]:
         busy: dict[int, list[int]] = {}
-        for rec in self.list_jobs():
+        for rec in self.list_jobs(with_checkpoint=False):
             if rec["state"] in _LIVE and rec["pid"]:
                 for index in rec["gpus"]:
                     busy.setdefault(index, []).append(rec["pid"])
@@ -194,6 +196,8 @@ class JobRunner:
     def start(self, req: dict[str, Any]) -> dict[str, Any]:
         job_id = req["job_id"]
         existing = self.record(job_id, with_checkpoint=False)
+        if existing is None:
+            self._remove_half_created(job_id)
         if existing is not None or os.path.exists(self.job_dir(job_id)):
             state = existing["state"] if existing else "being created"
             raise ProtocolError(
@@ -250,6 +254,15 @@ class JobRunner:
             shutil.rmtree(job_dir, ignore_errors=True)
             raise ProtocolError(protocol.E_EXEC_FAILED, rec["error"] or "the job did not start")
         return rec
+
+    def _remove_half_created(self, job_id: str) -> None:
+        """A folder without spec.json, left by an agent that died in `start`, is garbage."""
+        try:
+            age = time.time() - os.stat(self.job_dir(job_id)).st_mtime
+        except FileNotFoundError:
+            return
+        if age > START_TIMEOUT_S:
+            shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
 
     def _wait_launched(self, job_id: str) -> dict[str, Any]:
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -335,7 +348,7 @@ class JobRunner:
         return rec["checkpoint_dir"] if rec else self.default_checkpoint_dir(job_id)
 
     def check_unpack_target(self, target: str) -> None:
-        for rec in self.list_jobs():
+        for rec in self.list_jobs(with_checkpoint=False):
             if rec["state"] in _LIVE and rec["checkpoint_dir"] == target:
                 raise ProtocolError(
                     protocol.E_JOB_RUNNING,

@@ -319,3 +319,23 @@ def test_checkpoint_transfer_refuses_what_it_must(start_agent, tmp_path):
         protocol.CHECKPOINT_UNPACK, job_id="busy", checkpoint_dir=str(target), data=packed["data"]
     )
     assert clash["code"] == protocol.E_JOB_RUNNING
+
+
+def test_a_job_whose_shim_died_is_reported_lost_and_can_still_be_stopped(
+    start_agent, tmp_path, wait_for, procs
+):
+    agent = start_agent()
+    job = agent.call(
+        protocol.START,
+        job_id="orphan",
+        argv=WAIT_FOR_FILE + [str(tmp_path / "go"), "0"],
+        mode="flex",
+    )
+    os.kill(job["shim_pid"], 9)
+    wait_for(lambda: agent.job("orphan")["state"] == "lost", "the job being reported lost")
+    assert not procs.gone(job["pid"])
+    agent.call(protocol.STOP, job_id="orphan", reason="node drained")
+    exited = agent.event(protocol.JOB_EXITED, job_id="orphan")
+    assert exited["stop_reason"] == "node drained"
+    wait_for(lambda: procs.gone(job["pid"]), "the orphaned job being killed")
+    assert "shim was gone" in agent.job("orphan")["error"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -189,3 +190,16 @@ def test_fuzz_random_json_only_raises_protocol_error(value):
 def test_fuzz_near_valid_messages_only_raise_protocol_error(mtype, version, fields):
     msg = dict(fields, v=version, type=mtype)
     _decode_or_protocol_error(json.dumps(msg).encode())
+
+
+def test_docs_name_every_message_field_and_error_code():
+    """docs/protocol.md is the protocol's human form: it must not fall behind the tables."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text()
+    codes = [v for k, v in vars(protocol).items() if k.startswith("E_")]
+    tables = list(protocol.REQUESTS.items()) + list(protocol.EVENTS.items())
+    for mtype, fields in tables:
+        assert f"`{mtype}`" in doc, mtype
+        for name in fields:
+            assert f"`{name}`" in doc, f"{mtype}.{name}"
+    for code in codes:
+        assert f"`{code}`" in doc, code
