@@ -1,0 +1,386 @@
+"""The real executor: the scheduler's actions carried out by agents on the nodes.
+
+Each run of a job has its own agent job id (`j<job>-r<run>-p<part>`, one part per node
+of a gang), so a start that is retried after a reconnect is recognised, and a process
+of an older run found on a node is stopped rather than left running twice. After every
+(re)connect the agent's list of jobs is reconciled with the grid's intent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from skyops_agent import protocol
+
+from ..clock import Clock
+from ..domain.config import Config
+from ..domain.model import HOLDING, Job, JobState, NodeStatus
+from ..domain.telemetry import NodeSample
+from ..policy import actions as A
+from ..scheduler.executor import Exited, NodeChanged, Report, Started
+from .link import AgentError, LinkClosed, Transport
+from .node import NodeLink
+
+log = logging.getLogger(__name__)
+AGENT_ID = re.compile(r"^j(\d+)-r(\d+)-p(\d+)$")
+LIVE = {protocol.STATE_STARTING, protocol.STATE_RUNNING, protocol.STATE_STOPPING}
+
+
+def agent_id(job: int, run: int, part: int) -> str:
+    return f"j{job}-r{run}-p{part}"
+
+
+@dataclass
+class Run:
+    job: int
+    run: int
+    parts: dict[str, str]  # agent job id -> node
+    exits: dict[str, dict] = field(default_factory=dict)
+    stopping: bool = False
+    started: bool = False
+    reported: bool = False
+
+
+class FleetExecutor:
+    def __init__(
+        self,
+        cfg: Config,
+        transports: dict[str, Transport],
+        clock: Clock,
+        telemetry_interval_s: float = 1.0,
+    ) -> None:
+        self.cfg = cfg
+        self.clock = clock
+        self.transports = transports
+        self.telemetry_interval_s = telemetry_interval_s
+        self.links: dict[str, NodeLink] = {}
+        self.runs: dict[int, Run] = {}
+        self.last_node: dict[int, str] = {}
+        self.state_dirs: dict[str, str] = {}
+        self.report: Callable[[Report], None] = lambda r: None
+        self.grid = None
+        self._tasks: set[asyncio.Task] = set()
+        self.errors: list[str] = []
+
+    # --------------------------------------------------------------- wiring
+    def bind(self, report: Callable[[Report], None]) -> None:
+        self.report = report
+
+    def attach(self, grid) -> None:
+        self.grid = grid
+
+    async def start(self, runtime=None) -> None:
+        for name, transport in self.transports.items():
+            link = NodeLink(
+                name,
+                transport,
+                self.clock,
+                self.cfg.cluster.heartbeat_timeout_s,
+                self._on_event,
+                self._on_status,
+                self._on_connect,
+                self.telemetry_interval_s,
+            )
+            self.links[name] = link
+            if self.grid is not None and name in self.grid.nodes:
+                # Nothing is placed on a node until its agent has answered.
+                self.report(NodeChanged(name, NodeStatus.DEGRADED, "connecting"))
+            link.start()
+
+    async def close(self) -> None:
+        """Close the links; jobs keep running under their shims on the nodes."""
+        for t in list(self._tasks):
+            t.cancel()
+        await asyncio.gather(*(link.stop() for link in self.links.values()), return_exceptions=True)
+
+    def status_line(self) -> str:
+        waiting = [n for n, link in self.links.items() if link.status is not NodeStatus.UP]
+        if not waiting:
+            return ""
+        return "reconnecting to " + ", ".join(waiting[:4]) + ("..." if len(waiting) > 4 else "")
+
+    def telemetry(self, node: str) -> NodeSample | None:
+        link = self.links.get(node)
+        return link.sample if link else None
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.errors.append(str(task.exception()))
+            log.error("executor task failed", exc_info=task.exception())
+
+    def _agent(self, node: str):
+        link = self.links.get(node)
+        return link.link if link is not None else None
+
+    def checkpoint_dir(self, node: str, job: int) -> str:
+        shared = self.cfg.cluster.shared_checkpoint_path
+        if shared:
+            return f"{shared.rstrip('/')}/job-{job}"
+        return f"{self.state_dirs.get(node, '.skyops/state')}/checkpoints/job-{job}"
+
+    # -------------------------------------------------------------- actions
+    def execute(self, action: A.ExecutorAction, job: Job) -> None:
+        if isinstance(action, A.Start):
+            run = Run(
+                job.id,
+                job.runs + 1,
+                {agent_id(job.id, job.runs + 1, k): p.node for k, p in enumerate(action.placement)},
+            )
+            self.runs[job.id] = run
+            spec = {
+                "argv": list(job.argv) or ["true"],
+                "env": dict(job.env),
+                "workdir": job.workdir,
+                "mode": str(job.mode),
+                "resume": action.resume,
+            }
+            gpus = {p.node: list(p.gpus) for p in action.placement}
+            self._spawn(self._start(run, spec, gpus))
+        elif isinstance(action, A.Preempt):
+            self._spawn(self._stop(self._run_for(job), True, action.cause))
+        elif isinstance(action, A.Stop):
+            self._spawn(self._stop(self._run_for(job), False, action.cause))
+
+    def _run_for(self, job: Job) -> Run:
+        run = self.runs.get(job.id)
+        if run is None:
+            n = job.runs if job.state is not JobState.STARTING else job.runs + 1
+            run = Run(
+                job.id, n, {agent_id(job.id, n, k): p.node for k, p in enumerate(job.placement)}
+            )
+            self.runs[job.id] = run
+        return run
+
+    async def _start(self, run: Run, spec: dict, gpus: dict[str, list[int]]) -> None:
+        nodes = list(dict.fromkeys(run.parts.values()))
+        if spec["resume"] and not self.cfg.cluster.shared_checkpoint_path:
+            await self._follow_checkpoint(run.job, nodes[0])
+        for aid, node in run.parts.items():
+            if not await self._start_part(run, aid, node, spec, gpus[node]):
+                return
+        run.started = True
+        self.last_node[run.job] = nodes[0]
+        self.report(Started(run.job))
+
+    async def _start_part(self, run: Run, aid: str, node: str, spec: dict, gpus: list[int]) -> bool:
+        agent = self._agent(node)
+        if agent is None:
+            return False  # the node's reconcile will start it when the link is back
+        try:
+            await agent.request(
+                protocol.START,
+                job_id=aid,
+                gpus=gpus,
+                checkpoint_dir=self.checkpoint_dir(node, run.job),
+                **spec,
+            )
+        except AgentError as e:
+            if e.code == protocol.E_JOB_EXISTS:
+                return True
+            run.reported = True
+            await self._stop(run, False, f"a part failed to start: {e.message}")
+            self.report(Exited(run.job, None, False, f"start failed on {node}: {e.message}"))
+            return False
+        except (LinkClosed, TimeoutError):
+            return False
+        return True
+
+    async def _stop(self, run: Run, preempt: bool, reason: str) -> None:
+        run.stopping = True
+        c = self.cfg.cluster
+        for aid, node in run.parts.items():
+            if aid in run.exits:
+                continue
+            agent = self._agent(node)
+            if agent is None:
+                continue
+            try:
+                await agent.request(
+                    protocol.STOP,
+                    job_id=aid,
+                    reason=reason[:200] or "stop",
+                    checkpoint_signal=c.checkpoint_signal if preempt else None,
+                    grace_s=c.grace_s if preempt else 0.0,
+                    term_grace_s=c.stop_grace_s,
+                )
+            except AgentError as e:
+                if e.code in (protocol.E_UNKNOWN_JOB, protocol.E_NOT_RUNNING):
+                    self._part_exited(run, aid, {"exit_code": None, "stop_reason": reason})
+            except (LinkClosed, TimeoutError):
+                pass
+
+    async def _follow_checkpoint(self, job: int, target: str) -> None:
+        """Copy the job's checkpoint folder to the node it resumes on, from the node
+        that holds the newest one, through the agents (no shared filesystem)."""
+        sources = [self.last_node[job]] if job in self.last_node else list(self.links)
+        best = None
+        for node in sources:
+            agent = self._agent(node)
+            if node == target or agent is None:
+                continue
+            try:
+                info = await agent.request(
+                    protocol.CHECKPOINT_LIST,
+                    job_id=f"j{job}-ckpt",
+                    checkpoint_dir=self.checkpoint_dir(node, job),
+                )
+            except (AgentError, LinkClosed, TimeoutError):
+                continue
+            newest = info.get("newest_mtime")
+            if info.get("files") and newest is not None and (best is None or newest > best[0]):
+                best = (newest, node)
+        if best is None:
+            return
+        src, dst = self._agent(best[1]), self._agent(target)
+        if src is None or dst is None:
+            return
+        try:
+            packed = await src.request(
+                protocol.CHECKPOINT_PACK,
+                job_id=f"j{job}-ckpt",
+                checkpoint_dir=self.checkpoint_dir(best[1], job),
+            )
+            await dst.request(
+                protocol.CHECKPOINT_UNPACK,
+                job_id=f"j{job}-ckpt",
+                checkpoint_dir=self.checkpoint_dir(target, job),
+                data=packed["data"],
+            )
+            log.info(
+                "job %s: checkpoint copied %s -> %s (%s bytes)",
+                job,
+                best[1],
+                target,
+                packed.get("bytes"),
+            )
+        except (AgentError, LinkClosed, TimeoutError) as e:
+            self.errors.append(f"job {job}: checkpoint copy {best[1]} -> {target} failed: {e}")
+
+    async def logs(self, job: Job, stream: str = "stdout", lines: int = 100) -> list[str]:
+        run = self.runs.get(job.id)
+        node = job.placement[0].node if job.placement else self.last_node.get(job.id)
+        if node is None:
+            return ["(no run yet)"]
+        agent = self._agent(node)
+        if agent is None:
+            return [f"(node {node} is not connected)"]
+        aid = next(iter(run.parts)) if run else agent_id(job.id, max(job.runs, 1), 0)
+        try:
+            reply = await agent.request(protocol.LOGS, job_id=aid, stream=stream, tail_lines=lines)
+        except (AgentError, LinkClosed, TimeoutError) as e:
+            return [f"(logs unavailable: {e})"]
+        text = reply.get("lines") or reply.get("text") or []
+        return text.splitlines() if isinstance(text, str) else [str(x) for x in text]
+
+    # ---------------------------------------------------------------- events
+    def _on_status(self, node: str, status: NodeStatus, cause: str) -> None:
+        self.report(NodeChanged(node, status, cause))
+
+    def _on_event(self, node: str, msg: dict) -> None:
+        if msg.get("type") != protocol.JOB_EXITED:
+            return
+        aid = str(msg.get("job_id", ""))
+        m = AGENT_ID.match(aid)
+        if not m:
+            return
+        job, run_no = int(m.group(1)), int(m.group(2))
+        run = self.runs.get(job)
+        if run is None and self.grid is not None and job in self.grid.jobs:
+            run = self._run_for(self.grid.jobs[job])
+        if run is None or run.run != run_no:
+            return  # an older run, already accounted for
+        self._part_exited(run, aid, msg)
+
+    def _part_exited(self, run: Run, aid: str, rec: dict) -> None:
+        if aid in run.exits or run.reported:
+            return
+        run.exits[aid] = rec
+        code = rec.get("exit_code")
+        if len(run.exits) < len(run.parts):
+            if code != 0 and not run.stopping:
+                # A gang whose part failed stops as a whole.
+                self._spawn(self._stop(run, False, f"part {aid} exited with {code}"))
+            return
+        run.reported = True
+        codes = [r.get("exit_code") for r in run.exits.values()]
+        worst = next((c for c in codes if c != 0), 0) if None not in codes else None
+        on_its_own = all(not r.get("stop_reason") for r in run.exits.values())
+        sig = next((r.get("signal") for r in run.exits.values() if r.get("signal")), None)
+        cause = f"exited with status {worst}" if worst is not None else f"ended by {sig or 'stop'}"
+        self.report(Exited(run.job, worst, on_its_own and worst == 0, cause))
+
+    async def _on_connect(self, link: NodeLink) -> None:
+        """Reconcile what the agent runs with what the grid intends on this node."""
+        agent = link.link
+        assert agent is not None
+        self.state_dirs[link.name] = str(agent.hello.get("state_dir") or ".skyops/state")
+        listing = (await agent.request(protocol.JOBS)).get("jobs", [])
+        seen: set[str] = set()
+        grid = self.grid
+        for rec in listing:
+            aid = str(rec.get("job_id", ""))
+            m = AGENT_ID.match(aid)
+            if not m or grid is None:
+                continue
+            seen.add(aid)
+            job = grid.jobs.get(int(m.group(1)))
+            current = None
+            if job is not None and job.state in HOLDING:
+                run = self._run_for(job)
+                if run.run == int(m.group(2)) and aid in run.parts:
+                    current = run
+            state = rec.get("state")
+            if current is None:
+                if state in LIVE:  # not scheduled here (any more): never run twice
+                    await agent.request(
+                        protocol.STOP,
+                        job_id=aid,
+                        reason="not scheduled here",
+                        checkpoint_signal=None,
+                        grace_s=0.0,
+                        term_grace_s=self.cfg.cluster.stop_grace_s,
+                    )
+                continue
+            if state in (protocol.STATE_EXITED, protocol.STATE_LOST):
+                self._part_exited(current, aid, rec)
+            elif not current.started and all(
+                a in seen or self.runs[current.job].parts[a] != link.name for a in current.parts
+            ):
+                current.started = True
+                self.report(Started(current.job))
+        if grid is None:
+            return
+        for jid in list(grid.holding):
+            job = grid.jobs[jid]
+            run = self._run_for(job)
+            for aid, node in run.parts.items():
+                if node != link.name or aid in seen or aid in run.exits:
+                    continue
+                if job.state is JobState.STARTING and not run.stopping:
+                    spec = {
+                        "argv": list(job.argv) or ["true"],
+                        "env": dict(job.env),
+                        "workdir": job.workdir,
+                        "mode": str(job.mode),
+                        "resume": job.runs > 0,
+                    }
+                    gpus = next(list(p.gpus) for p in job.placement if p.node == node)
+                    if await self._start_part(run, aid, node, spec, gpus) and all(
+                        a in seen or a == aid for a in run.parts
+                    ):
+                        run.started = True
+                        self.report(Started(job.id))
+                else:
+                    self._part_exited(
+                        run, aid, {"exit_code": None, "stop_reason": "lost", "signal": None}
+                    )

@@ -1,0 +1,80 @@
+"""A real grid of local agents (subprocesses over pipes) for fleet tests."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from skyops_tui.clock import SystemClock
+from skyops_tui.domain.config import parse_config
+from skyops_tui.fleet.executor import FleetExecutor
+from skyops_tui.fleet.link import LocalTransport
+from skyops_tui.runtime import Runtime
+
+CONFIG = {
+    "cluster": {
+        "name": "test",
+        "grace_s": 2,
+        "stop_grace_s": 1,
+        "heartbeat_timeout_s": 1,
+        "tick_s": 0.2,
+    },
+    "pricing": {"min_slice_s": 0},
+    "node_types": [{"name": "H100", "rate": 2.5}],
+    "nodes": [
+        {"name": "node-a", "fake_gpus": "4xH100-80GB", "local": True},
+        {"name": "node-b", "fake_gpus": "4xH100-80GB", "local": True},
+    ],
+    "accounts": {"operators": ["ops"], "default_balance": 10000},
+}
+
+
+def make_runtime(tmp: Path, overrides: dict | None = None) -> Runtime:
+    data = {**CONFIG, **(overrides or {})}
+    cfg = parse_config(data, "test config")
+    transports = {
+        n.name: LocalTransport(n.name, str(tmp / n.name), n.fake_gpus) for n in cfg.all_nodes()
+    }
+    ex = FleetExecutor(cfg, transports, SystemClock(), telemetry_interval_s=0.2)
+    return Runtime(cfg, ex, user="ops")
+
+
+async def wait_for(predicate: Callable[[], object], what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"within {timeout:.0f} s, never: {what}")
+        await asyncio.sleep(0.05)
+
+
+async def up(rt: Runtime) -> None:
+    await wait_for(
+        lambda: all(n.status.value == "up" for n in rt.grid.nodes.values()), "every node up"
+    )
+
+
+async def wait_until(check, what: str, timeout: float = 20.0) -> None:
+    """Like wait_for, for an async check (e.g. reading a job's log over the link)."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"within {timeout:.0f} s, never: {what}")
+        await asyncio.sleep(0.1)
+
+
+async def log_text(rt: Runtime, job) -> str:
+    return "\n".join(await rt.executor.logs(job, "stdout", 1000))
+
+
+async def log_contains(rt: Runtime, job, text: str, timeout: float = 20.0) -> str:
+    out = ""
+
+    async def check() -> bool:
+        nonlocal out
+        out = await log_text(rt, job)
+        return text in out
+
+    await wait_until(check, f"{text!r} in the log of {job.name}", timeout)
+    return out
