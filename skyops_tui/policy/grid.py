@@ -33,6 +33,7 @@ from ..domain.model import (
     held_account,
     user_account,
 )
+from ..domain.money import cost as money_cost
 from ..domain.money import fmt, to_micro
 from ..domain.specs import JobSpec, ReservationSpec
 from . import actions as A
@@ -381,7 +382,11 @@ class Grid:
         """Why a Priority booking may not be extended by `hours`, or None if it may."""
         market = self.markets[job.market or ""]
         cost = int(job.gpu_total * market.rate * Fraction(str(hours)))
-        if not self.can_fund(job.user, cost):
+        # The booked time not yet billed is owed already: the account must cover both.
+        owed = 0
+        if job.billed_from is not None and job.end_at is not None:
+            owed = money_cost(job.gpu_total, market.rate, max(job.end_at - job.billed_from, 0))
+        if not self.can_fund(job.user, cost + owed):
             return f"account {job.user} cannot pay {fmt(cost)} for {hours:g} h more"
         t = job.market or ""
         for _seq, jid in self.priority_queue:
