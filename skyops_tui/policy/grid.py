@@ -793,8 +793,14 @@ class Grid:
                 job.preemptions += 1
             if others:
                 # A gang keeps its healthy parts until the executor has stopped them.
+                # It does no work from the loss on, so billing stops now.
+                self.settle(job, now)
+                job.billed_from = None
                 job.stop_reason = "paused" if outcome is JobState.PAUSED else str(outcome)
-                self.set_state(job, PR if job.mode is Mode.FLEX else job.state, now, why)
+                if job.mode is Mode.FLEX:
+                    self.set_state(job, PR, now, why)
+                else:
+                    self._event(now, job, "stop", why)
                 self.stopping.add(job.id)
                 out.append(A.Stop(job.id, outcome, why))
                 continue
