@@ -326,10 +326,10 @@ class Planner:
             if res.finished:
                 continue
             aw = res.active_window
+            i = res.settled_windows
             if aw is not None and now >= res.windows[aw][1]:
                 self.close_window(res, aw)
-                aw = None
-            i = res.settled_windows
+                i, aw = aw + 1, None
             while aw is None and i < len(res.windows) and res.windows[i][1] <= now:
                 self.emit(A.CloseWindow(res.name, i))  # a window that passed unseen
                 i += 1
