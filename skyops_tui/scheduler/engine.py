@@ -69,6 +69,12 @@ class Engine:
         actions = plan(self.grid, now)
         for a in actions:
             self.grid.apply(a, now)
+        if any(isinstance(a, A.OpenWindow) for a in actions):
+            # The owner's waiting jobs start the moment a window opens, not a pass later.
+            more = plan(self.grid, now)
+            for a in more:
+                self.grid.apply(a, now)
+            actions += more
         self._carry_out(actions)
         return actions
 
