@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import shlex
 import tempfile
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,8 +20,9 @@ import asyncssh
 from skyops_agent.zipapp import build_zipapp
 
 from ..domain.config import NodeConfig
-from .link import AgentLink
+from .link import AgentLink, LinkClosed
 
+STDERR_LINES = 20
 _ZIPAPP: tuple[str, str] | None = None
 
 
@@ -47,20 +49,18 @@ class HostKeyRefused(Exception):
     ) -> None:
         self.node, self.host, self.port = node, host, port
         self.fingerprint, self.key_type, self.known_hosts = fingerprint, key_type, known_hosts
+        self.changed = changed
         target = host if port == 22 else f"[{host}]:{port}"
         what = "does not match the one in" if changed else "is not in"
-        scan = f"ssh-keyscan -p {port} {shlex.quote(host)}"
+        kh = shlex.quote(known_hosts)
+        self.trust_command = f"ssh-keyscan -p {port} {shlex.quote(host)} >> {kh}"
+        self.forget_command = f"ssh-keygen -f {kh} -R {shlex.quote(target)}"
         super().__init__(
             f"{node}: host key of {target} ({key_type} {fingerprint}) {what} {known_hosts}; "
             f"refused. Check the fingerprint on the box (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub), "
-            f"then trust it with: {scan} >> {known_hosts}"
-            + (
-                "  (remove the old line first: ssh-keygen -R " + shlex.quote(target) + ")"
-                if changed
-                else ""
-            )
+            f"then trust it with: {self.trust_command}"
+            + (f"  (remove the old line first: {self.forget_command})" if changed else "")
         )
-        self.trust_command = f"{scan} >> {known_hosts}"
 
 
 class SshTransport:
@@ -77,7 +77,8 @@ class SshTransport:
         self.ssh_config = [str(cfg)] if cfg.exists() else []
         self.connect_timeout = connect_timeout
         self.agent_path: str | None = None
-        self.pushed = False
+        self.pushed = False  # did the last connect copy the agent over?
+        self.agent_stderr: deque[str] = deque(maxlen=STDERR_LINES)  # the agent's last words
 
     def describe(self) -> str:
         n = self.node
@@ -89,32 +90,60 @@ class SshTransport:
             return str(path)
         return asyncssh.import_known_hosts("")  # nothing trusted yet: every key refused
 
+    def _port_given(self) -> bool:
+        """A port written in config.toml wins; else ~/.ssh/config's, else 22."""
+        return "port" in self.node.model_fields_set or not self.ssh_config
+
+    def resolved(self) -> tuple[str, int]:
+        """Host name and port after ~/.ssh/config (HostName, Port): what ssh-keyscan
+        and known_hosts need, since they know nothing of ssh aliases."""
+        n = self.node
+        kwargs: dict = {"port": n.port} if self._port_given() else {}
+        with contextlib.suppress(Exception):
+            opts = asyncssh.SSHClientConnectionOptions(
+                config=self.ssh_config or None, host=n.host, **kwargs
+            )
+            return str(opts.host), int(opts.port)
+        return n.host, n.port
+
+    def _changed(self, host: str, port: int, fingerprint: str) -> bool:
+        """Does known_hosts list other keys for this host (a reinstall, or an attack)?"""
+        if not Path(self.known_hosts).exists():
+            return False
+        try:
+            keys = asyncssh.match_known_hosts(self.known_hosts, host, host, port)[0]
+        except Exception:
+            return False
+        return bool(keys) and fingerprint not in {k.get_fingerprint("sha256") for k in keys}
+
     async def open_connection(self) -> asyncssh.SSHClientConnection:
         n = self.node
         kwargs: dict = {
-            "port": n.port,
             "known_hosts": self._trusted(),
             "config": self.ssh_config or None,
             "connect_timeout": self.connect_timeout,
         }
+        if self._port_given():
+            kwargs["port"] = n.port
         if n.user:
             kwargs["username"] = n.user
         if n.identity:
             kwargs["client_keys"] = [str(Path(n.identity).expanduser())]
         try:
             return await asyncssh.connect(n.host, **kwargs)
-        except asyncssh.HostKeyNotVerifiable as e:
+        except asyncssh.HostKeyNotVerifiable:
+            host, port = self.resolved()
             key = None
+            probe: dict = {"port": n.port} if self._port_given() else {}
             with contextlib.suppress(Exception):
-                key = await asyncssh.get_server_host_key(
-                    n.host, n.port, config=self.ssh_config or None
+                key = await asyncio.wait_for(
+                    asyncssh.get_server_host_key(n.host, config=self.ssh_config or None, **probe),
+                    self.connect_timeout,
                 )
             fp = key.get_fingerprint("sha256") if key is not None else "unknown fingerprint"
             kt = key.get_algorithm() if key is not None else "?"
-            changed = "mismatch" in str(e).lower() or "changed" in str(e).lower()
-            raise HostKeyRefused(
-                n.name, n.host, n.port, fp, kt, self.known_hosts, changed
-            ) from None
+            changed = key is not None and self._changed(host, port, fp)
+            raise HostKeyRefused(n.name, host, port, fp, kt, self.known_hosts, changed) from None
 
     def remote_dir(self) -> str:
         d = self.node.agent_dir
@@ -123,6 +152,7 @@ class SshTransport:
     async def ensure_agent(self, conn: asyncssh.SSHClientConnection) -> str:
         """Push the zipapp unless this exact build (by hash) is already on the box."""
         local, digest = agent_zipapp()
+        self.pushed = False
         rdir = self.remote_dir()
         remote = f"{rdir}/skyops-agent-{digest[:16]}.pyz"
         async with conn.start_sftp_client() as sftp:
@@ -161,7 +191,9 @@ class SshTransport:
         except BaseException:
             conn.close()
             raise
-        reader = proc.stdout
+        self.agent_stderr.clear()
+        # Read stderr always: unread, it would fill the channel's window and stall stdout.
+        stderr_task = asyncio.get_running_loop().create_task(self._keep_stderr(proc.stderr))
 
         async def close() -> None:
             with contextlib.suppress(Exception):
@@ -169,11 +201,31 @@ class SshTransport:
             conn.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(conn.wait_closed(), 3)
+            stderr_task.cancel()
 
-        link = AgentLink(self.node.name, reader, proc.stdin, on_event, close)
+        link = AgentLink(self.node.name, proc.stdout, proc.stdin, on_event, close)
         try:
             await link.open()
+        except LinkClosed as e:
+            # The agent never answered: python missing, too old, a crash. Say what it said.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(stderr_task), 2)
+            await link.close()
+            said = " | ".join(self.agent_stderr) or "nothing on stderr"
+            status = proc.exit_status
+            raise LinkClosed(
+                f"{e}; `{self.command(remote)}` "
+                + (f"exited with status {status}; " if status is not None else "")
+                + f"it said: {said}"
+            ) from None
         except BaseException:
             await link.close()
             raise
         return link
+
+    async def _keep_stderr(self, stderr: asyncssh.SSHReader) -> None:
+        with contextlib.suppress(Exception):
+            while line := await stderr.readline():
+                text = line.decode("utf-8", "replace").rstrip()
+                if text:
+                    self.agent_stderr.append(text[:300])
