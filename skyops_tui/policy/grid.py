@@ -205,6 +205,24 @@ class Grid:
             else:
                 _remove(self.flex_book.get(job.gpu_type, []), (-job.bid, job.seq, job.id))
 
+    def reindex(self) -> None:
+        """Rebuild the planner's indexes from `jobs` (after loading them from the store)."""
+        self.holding = set()
+        self.priority_queue = []
+        self.commit_waiting = {}
+        self.flex_book = {}
+        self.flex_running = {t: set() for t in self.markets}
+        self.priority_held = dict.fromkeys(self.markets, 0)
+        self.stopping = set()
+        # In queue order, so each insort appends instead of shifting a long list.
+        flex = [j for j in self.jobs.values() if j.mode is Mode.FLEX]
+        flex.sort(key=lambda j: (-j.bid, j.seq, j.id))
+        for job in sorted(self.jobs.values(), key=lambda j: (j.seq, j.id)):
+            if job.mode is not Mode.FLEX:
+                self._index(job)
+        for job in flex:
+            self._index(job)
+
     def job_by_ref(self, ref: str | int) -> Job:
         if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
             job = self.jobs.get(int(ref))

@@ -1,0 +1,174 @@
+"""Domain objects to table rows and back.
+
+Columns follow the dataclass fields by name, so a field added to `Job` or `Reservation`
+without a migration adding its column fails at the first write (and in the tests),
+instead of being silently dropped.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import fields
+from operator import attrgetter
+from typing import Any
+
+from ..domain.model import Job, JobState, Market, Mode, Node, NodeStatus, Placement, Reservation
+from ..policy import actions as A
+
+JOB_COLUMNS = tuple(f.name for f in fields(Job))
+RESERVATION_COLUMNS = tuple(f.name for f in fields(Reservation))
+NODE_COLUMNS = ("name", "gpu_type", "gpu_count", "status", "host", "fake", "last_heartbeat")
+MARKET_COLUMNS = ("gpu_type", "rate", "floor", "price", "price_at", "integral")
+EVENT_COLUMNS = ("at", "kind", "cause", "job", "reservation", "node", "old", "new", "user")
+
+
+_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+
+
+def _dumps(value: Any) -> str:
+    return _encode(value) if value else ("[]" if isinstance(value, list | tuple) else "{}")
+
+
+# ------------------------------------------------------------------- jobs
+def _placement_out(placement: list[Placement]) -> str:
+    return _encode([[p.node, p.gpus] for p in placement]) if placement else "[]"
+
+
+def _placement_in(text: str) -> list[Placement]:
+    return [Placement(node, tuple(gpus)) for node, gpus in json.loads(text)]
+
+
+# Enums are str and bools are int to sqlite3 already: only the containers need encoding.
+_JOB_OUT = {"argv": _dumps, "env": _dumps, "placement": _placement_out}
+_JOB_IN = {
+    "argv": json.loads,
+    "env": json.loads,
+    "placement": _placement_in,
+    "mode": Mode,
+    "state": JobState,
+    "hourly": bool,
+    "auto_renew": bool,
+}
+
+
+_job_values = attrgetter(*JOB_COLUMNS)
+_job_conv = [(i, _JOB_OUT[c]) for i, c in enumerate(JOB_COLUMNS) if c in _JOB_OUT]
+
+
+def job_row(job: Job) -> list:
+    """Column values in JOB_COLUMNS order. On the hot path: one per dirty job per pass."""
+    row = list(_job_values(job))
+    for i, conv in _job_conv:
+        row[i] = conv(row[i])
+    return row
+
+
+def job_from_row(row: dict[str, Any]) -> Job:
+    kw = {}
+    for name in JOB_COLUMNS:
+        value = row[name]
+        conv = _JOB_IN.get(name)
+        kw[name] = conv(value) if conv is not None and value is not None else value
+    return Job(**kw)
+
+
+# ----------------------------------------------------------- reservations
+_RES_OUT = {"windows": _dumps, "held": _dumps}
+
+
+def reservation_row(res: Reservation) -> tuple:
+    out = []
+    for name in RESERVATION_COLUMNS:
+        value = getattr(res, name)
+        conv = _RES_OUT.get(name)
+        out.append(conv(value) if conv is not None else value)
+    return tuple(out)
+
+
+def reservation_from_row(row: dict[str, Any]) -> Reservation:
+    kw = {name: row[name] for name in RESERVATION_COLUMNS}
+    kw["windows"] = [(float(s), float(e)) for s, e in json.loads(kw["windows"])]
+    kw["held"] = [(n, int(i)) for n, i in json.loads(kw["held"])]
+    return Reservation(**kw)
+
+
+# ------------------------------------------------------------ nodes, markets
+def node_row(node: Node) -> tuple:
+    return (
+        node.name,
+        node.gpu_type,
+        node.gpu_count,
+        str(node.status),
+        node.host,
+        int(node.fake),
+        node.last_heartbeat,
+    )
+
+
+def node_from_row(row: dict[str, Any]) -> Node:
+    return Node(
+        row["name"],
+        row["gpu_type"],
+        row["gpu_count"],
+        status=NodeStatus(row["status"]),
+        host=row["host"],
+        fake=bool(row["fake"]),
+        last_heartbeat=row["last_heartbeat"],
+    )
+
+
+def market_row(m: Market) -> tuple:
+    return (m.gpu_type, m.rate, m.floor, m.price, m.price_at, m.integral)
+
+
+def market_from_row(row: dict[str, Any]) -> Market:
+    return Market(*(row[c] for c in MARKET_COLUMNS))
+
+
+# ---------------------------------------------------------------- actions
+ACTION_TYPES: dict[str, type] = {
+    t.__name__: t
+    for t in (
+        A.Start,
+        A.Preempt,
+        A.Stop,
+        A.Renew,
+        A.Warn,
+        A.Fail,
+        A.OpenWindow,
+        A.CloseWindow,
+        A.Settle,
+        A.SetPrice,
+    )
+}
+
+
+def _action_default(value: Any) -> Any:
+    if isinstance(value, Placement):
+        return [value.node, list(value.gpus)]
+    raise TypeError(f"cannot store a {type(value).__name__} in an action payload: {value!r}")
+
+
+def action_payload(action: A.Action) -> tuple[str, int | None, str]:
+    """(kind, job, JSON payload). Raises TypeError or ValueError for what JSON cannot hold."""
+    kind = type(action).__name__
+    if kind not in ACTION_TYPES:
+        raise TypeError(f"not an action: {action!r}")
+    payload = {f.name: getattr(action, f.name) for f in fields(action)}
+    text = json.dumps(payload, separators=(",", ":"), allow_nan=False, default=_action_default)
+    return kind, getattr(action, "job", None), text
+
+
+def action_from_payload(kind: str, text: str) -> A.Action | None:
+    """The action a row records, or None for a kind this code does not know."""
+    cls = ACTION_TYPES.get(kind)
+    if cls is None:
+        return None
+    kw = json.loads(text)
+    if cls is A.Start:
+        kw["placement"] = tuple(Placement(n, tuple(g)) for n, g in kw["placement"])
+    elif cls is A.Stop:
+        kw["outcome"] = JobState(kw["outcome"])
+    elif cls is A.OpenWindow:
+        kw["held"] = tuple((n, int(i)) for n, i in kw["held"])
+    return cls(**kw)

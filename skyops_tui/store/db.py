@@ -1,0 +1,542 @@
+"""The durable state store: one SQLite file in WAL mode, written through `Store.persist`.
+
+The engine changes the in-memory grid, then hands it to `persist`, which writes every
+change (dirty jobs, reservations and nodes, markets, the outbox of events, ledger
+transactions and prices, the pass's actions, the counters) in one transaction before
+the executor sees a single action. `load_grid` rebuilds the grid from the file, so a
+console that stops, crashes or is replaced continues where the last one left off.
+
+Schema creation and migrations go through sqlite-utils; the write path uses prepared
+statements on the bare connection, since it runs on every scheduling pass.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlite_utils import Database
+
+from ..clock import Clock
+from ..domain.config import Config
+from ..domain.model import HOLDING, Job, JobState, Market, Node, NodeStatus, Reservation
+from ..policy import actions as A
+from ..policy.grid import Grid
+from .codec import (
+    EVENT_COLUMNS,
+    JOB_COLUMNS,
+    MARKET_COLUMNS,
+    NODE_COLUMNS,
+    RESERVATION_COLUMNS,
+    action_from_payload,
+    action_payload,
+    job_from_row,
+    job_row,
+    market_from_row,
+    market_row,
+    node_from_row,
+    node_row,
+    reservation_from_row,
+    reservation_row,
+)
+from .records import ActionRecord, EventRecord, TransactionRecord
+from .schema import SCHEMA_VERSION, StoreError, migrate, schema_version
+
+BUSY_TIMEOUT_S = 10.0
+# Pages the WAL may reach before a commit checkpoints it (SQLite's default is 1000). A
+# checkpoint syncs to disk; fewer, larger ones keep bursts of small commits fast.
+WAL_AUTOCHECKPOINT = 4000
+COUNTERS = ("next_job_id", "next_res_id", "next_seq")
+OUTCOMES = ("done", "failed")
+
+
+def _upsert(table: str, columns: tuple[str, ...], key: str) -> str:
+    cols = ", ".join(f'"{c}"' for c in columns)
+    marks = ", ".join("?" for _ in columns)
+    sets = ", ".join(f'"{c}" = excluded."{c}"' for c in columns if c != key)
+    return (
+        f'INSERT INTO {table} ({cols}) VALUES ({marks}) ON CONFLICT("{key}") DO UPDATE SET {sets}'
+    )
+
+
+def _insert(table: str, columns: tuple[str, ...]) -> str:
+    cols = ", ".join(f'"{c}"' for c in columns)
+    return f"INSERT INTO {table} ({cols}) VALUES ({', '.join('?' for _ in columns)})"
+
+
+UPSERT_JOB = _upsert("jobs", JOB_COLUMNS, "id")
+UPSERT_RESERVATION = _upsert("reservations", RESERVATION_COLUMNS, "id")
+UPSERT_NODE = _upsert("nodes", NODE_COLUMNS, "name")
+UPSERT_MARKET = _upsert("markets", MARKET_COLUMNS, "gpu_type")
+UPSERT_COUNTER = _upsert("counters", ("name", "value"), "name")
+INSERT_EVENT = _insert("events", EVENT_COLUMNS)
+INSERT_PRICE = _insert("prices", ("at", "gpu_type", "price"))
+INSERT_TX = _insert("ledger_tx", ("at", "reason", "job", "reservation"))
+INSERT_ENTRY = _insert("ledger_entries", ("tx_id", "account", "amount"))
+INSERT_ACTION = _insert("actions", ("at", "kind", "job", "payload", "status", "outcome", "done_at"))
+ADD_TO_BALANCE = (
+    "INSERT INTO accounts (account, balance) VALUES (?, ?) "
+    "ON CONFLICT(account) DO UPDATE SET balance = balance + excluded.balance"
+)
+OPEN_ACCOUNT = "INSERT OR IGNORE INTO accounts (account, balance) VALUES (?, 0)"
+
+
+class Store:
+    """One console's connection to the state file. Thread-safe: calls are serialised."""
+
+    def __init__(self, path: str | Path, busy_timeout_s: float = BUSY_TIMEOUT_S) -> None:
+        self.path = Path(path).expanduser()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        # isolation_level=None: no implicit transactions; every write below is either a
+        # single statement or inside an explicit BEGIN IMMEDIATE ... COMMIT.
+        self.conn = sqlite3.connect(
+            str(self.path),
+            timeout=busy_timeout_s,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        try:
+            self.conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+            mode = self.conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StoreError(f"{self.path}: cannot switch to WAL mode (got {mode!r})")
+            self.conn.execute("PRAGMA synchronous = NORMAL")
+            self.conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT}")
+            self.conn.execute("PRAGMA foreign_keys = ON")
+            self.db = Database(self.conn, execute_plugins=False)
+            with self._write():
+                self.found_version = migrate(self.db, str(self.path))
+        except sqlite3.DatabaseError as e:
+            self.conn.close()
+            raise StoreError(f"{self.path}: cannot open the state database: {e}") from None
+        except BaseException:
+            self.conn.close()
+            raise
+        # What this store last wrote, to skip rows that did not change.
+        self._grid: weakref.ref[Grid] | None = None
+        self._markets: dict[str, tuple] = {}
+        self._accounts: set[str] = set()
+        self._counters = self._read_counters()
+
+    # ------------------------------------------------------------ plumbing
+    def close(self) -> None:
+        with self._lock:
+            self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def schema_version(self) -> int:
+        with self._lock:
+            return schema_version(self.db)
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taken at BEGIN so two consoles never deadlock
+        upgrading read locks; rolled back whole on any error."""
+        with self._lock:
+            conn = self.conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    @contextmanager
+    def _read(self) -> Iterator[Database]:
+        """One snapshot for reads that span several queries."""
+        with self._lock:
+            self.conn.execute("BEGIN")
+            try:
+                yield self.db
+            finally:
+                if self.conn.in_transaction:
+                    self.conn.execute("COMMIT")
+
+    def _rows(self, sql: str, params: Iterable[Any] | dict | None = None) -> list[dict]:
+        return list(self.db.query(sql, params))
+
+    def _read_counters(self) -> tuple[int, ...]:
+        with self._lock:
+            saved = dict(self.conn.execute("SELECT name, value FROM counters").fetchall())
+        return tuple(saved.get(name, 1) for name in COUNTERS)
+
+    def _bind(self, grid: Grid, markets: dict[str, tuple], accounts: set[str]) -> None:
+        self._grid = weakref.ref(grid)
+        self._markets = markets
+        self._accounts = accounts
+
+    # ---------------------------------------------------------------- writes
+    def persist(self, grid: Grid, actions: list[A.Action], now: float) -> list[int]:
+        """Write every change since the last call in one transaction; return the ids of
+        the action rows, in order. Executor actions are recorded 'intended' (their outcome
+        comes later, `record_outcome`); bookkeeping actions, already applied to the grid
+        and written with it, are recorded 'done'.
+
+        On any error nothing is written, the grid keeps its outbox and dirty marks (so a
+        later call writes them), and the exception propagates.
+        """
+        if self._grid is None or self._grid() is not grid:
+            self._bind(grid, {}, set())
+        events, txs, prices = grid.events, grid.transactions, grid.prices
+        markets = [market_row(m) for m in grid.markets.values()]
+        markets = [r for r in markets if self._markets.get(r[0]) != r]
+        new_accounts = []
+        if len(grid.balances) != len(self._accounts):
+            # Accounts opened with a zero balance have no ledger entry to create them.
+            new_accounts = [(a,) for a in grid.balances if a not in self._accounts]
+        counters = (grid.next_job_id, grid.next_res_id, grid.next_seq)
+        ids: list[int] = []
+        with self._write() as c:
+            if grid.dirty_reservations:
+                c.executemany(
+                    UPSERT_RESERVATION,
+                    [reservation_row(grid.reservations[n]) for n in grid.dirty_reservations],
+                )
+            if grid.dirty_jobs:
+                c.executemany(UPSERT_JOB, [job_row(grid.jobs[j]) for j in grid.dirty_jobs])
+            if grid.dirty_nodes:
+                rows = [node_row(grid.nodes[n]) for n in grid.dirty_nodes if n in grid.nodes]
+                c.executemany(UPSERT_NODE, rows)
+            if markets:
+                c.executemany(UPSERT_MARKET, markets)
+            if events:
+                c.executemany(
+                    INSERT_EVENT,
+                    [
+                        (e.at, e.kind, e.cause, e.job, e.reservation, e.node, e.old, e.new, e.user)
+                        for e in events
+                    ],
+                )
+            if txs:
+                entries: list[tuple[int, str, int]] = []
+                deltas: dict[str, int] = {}
+                for tx in txs:
+                    if sum(amount for _, amount in tx.entries) != 0:
+                        raise StoreError(f"refusing an unbalanced ledger transaction: {tx}")
+                    cur = c.execute(INSERT_TX, (tx.at, tx.reason, tx.job, tx.reservation))
+                    tx_id: int = cur.lastrowid  # type: ignore[assignment]
+                    for account, amount in tx.entries:
+                        entries.append((tx_id, account, amount))
+                        deltas[account] = deltas.get(account, 0) + amount
+                c.executemany(INSERT_ENTRY, entries)
+                c.executemany(ADD_TO_BALANCE, deltas.items())
+            if new_accounts:
+                c.executemany(OPEN_ACCOUNT, new_accounts)
+            if prices:
+                c.executemany(INSERT_PRICE, prices)
+            for action in actions:
+                kind, job, payload = action_payload(action)
+                if isinstance(action, A.EXECUTOR_ACTIONS):
+                    row = (now, kind, job, payload, "intended", None, None)
+                else:
+                    row = (now, kind, job, payload, "done", "applied", now)
+                ids.append(c.execute(INSERT_ACTION, row).lastrowid)  # type: ignore[arg-type]
+            if counters != self._counters:
+                c.executemany(UPSERT_COUNTER, zip(COUNTERS, counters, strict=True))
+        grid.drain()
+        grid.dirty_jobs.clear()
+        grid.dirty_reservations.clear()
+        grid.dirty_nodes.clear()
+        self._markets.update((r[0], r) for r in markets)
+        if new_accounts:
+            self._accounts.update(a for (a,) in new_accounts)
+        self._counters = counters
+        return ids
+
+    def persister(self, clock: Clock) -> Callable[[Grid, list[A.Action]], list[int]]:
+        """The engine's `persist` hook: `Engine(grid, executor, store.persister(clock))`."""
+
+        def persist(grid: Grid, actions: list[A.Action]) -> list[int]:
+            return self.persist(grid, actions, clock.now())
+
+        return persist
+
+    def record_outcome(self, action_id: int, status: str, outcome: str, now: float) -> None:
+        """What became of an intended action: 'done' or 'failed', with a reason.
+        Recorded once; a second outcome for the same action is refused."""
+        if status not in OUTCOMES:
+            raise ValueError(f"status must be one of {', '.join(OUTCOMES)}, not {status!r}")
+        with self._write() as c:
+            cur = c.execute(
+                "UPDATE actions SET status = ?, outcome = ?, done_at = ? "
+                "WHERE id = ? AND status = 'intended'",
+                (status, outcome, now, action_id),
+            )
+            if cur.rowcount == 0:
+                row = c.execute("SELECT status FROM actions WHERE id = ?", (action_id,)).fetchone()
+                if row is None:
+                    raise StoreError(f"no action {action_id}")
+                raise StoreError(f"action {action_id} already has an outcome ({row[0]})")
+
+    # ------------------------------------------------------------- load
+    def load_grid(self, cfg: Config, now: float) -> Grid:
+        """The grid as the file last recorded it, under the current config.
+
+        Rates and floors, and the node list, come from `cfg`; everything else (jobs,
+        reservations, balances, prices, node status) from the file. A node the config
+        no longer names (or names with another GPU type or count) is kept, with its
+        recorded shape, only while a job or a Commit window holds its GPUs, and is
+        drained (degraded: nothing new starts there) with an event saying why.
+        """
+        with self._read() as db:
+            node_rows = {r["name"]: r for r in db.query("SELECT * FROM nodes")}
+            market_rows = {r["gpu_type"]: r for r in db.query("SELECT * FROM markets")}
+            jobs = [job_from_row(r) for r in db.query("SELECT * FROM jobs ORDER BY id")]
+            reservations = [
+                reservation_from_row(r) for r in db.query("SELECT * FROM reservations ORDER BY id")
+            ]
+            balances = {r["account"]: r["balance"] for r in db.query("SELECT * FROM accounts")}
+            counters = {r["name"]: r["value"] for r in db.query("SELECT * FROM counters")}
+
+        grid = Grid(cfg, now)
+        grid.dirty_nodes.clear()
+        for t, m in grid.markets.items():
+            row = market_rows.get(t)
+            if row is not None:
+                m.price, m.price_at, m.integral = row["price"], row["price_at"], row["integral"]
+
+        used = {p.node for j in jobs if j.state in HOLDING for p in j.placement}
+        used |= {n for r in reservations if r.active_window is not None for n, _ in r.held}
+        kept: list[Node] = []
+        for name, row in node_rows.items():
+            node = grid.nodes.get(name)
+            same_shape = node is not None and (node.gpu_type, node.gpu_count) == (
+                row["gpu_type"],
+                row["gpu_count"],
+            )
+            if node is not None and (same_shape or name not in used):
+                node.status = NodeStatus(row["status"])
+                node.last_heartbeat = row["last_heartbeat"]
+                if not same_shape:
+                    grid.dirty_nodes.add(name)
+                continue
+            if name not in used:
+                continue  # gone from the config and nothing holds it: left in the file
+            if node is not None:
+                grid.by_type[node.gpu_type].remove(node)
+                del grid.nodes[name]
+            stored = node_from_row(row)
+            if stored.gpu_type not in grid.markets:
+                mrow = market_rows.get(stored.gpu_type)
+                if mrow is None:
+                    raise StoreError(
+                        f"{self.path}: node {name} ({stored.gpu_type}) is held by jobs but its "
+                        "GPU type has no market row"
+                    )
+                grid.markets[stored.gpu_type] = market_from_row(mrow)
+                grid.by_type[stored.gpu_type] = []
+            grid.add_node(stored)
+            grid.dirty_nodes.discard(name)
+            kept.append(stored)
+        grid.dirty_nodes.update(n for n in grid.nodes if n not in node_rows)
+
+        grid.jobs = {j.id: j for j in jobs}
+        grid.job_names = {j.name: j.id for j in jobs}
+        for job in jobs:
+            if job.state in HOLDING:
+                for p in job.placement:
+                    self._hold(grid, p.node, p.gpus, job)
+        grid.reservations = {r.name: r for r in reservations}
+        for res in reservations:
+            if res.active_window is not None:
+                for name, i in res.held:
+                    self._reserve(grid, name, i, res)
+        for node in grid.nodes.values():
+            node.recount()
+        grid.balances = balances
+        grid.next_job_id = max(counters.get("next_job_id", 1), max(grid.jobs, default=0) + 1)
+        grid.next_res_id = max(
+            counters.get("next_res_id", 1), max((r.id for r in reservations), default=0) + 1
+        )
+        grid.next_seq = max(counters.get("next_seq", 1), max((j.seq for j in jobs), default=0) + 1)
+        grid.reindex()
+        grid.drain()
+        grid.dirty_jobs.clear()
+        grid.dirty_reservations.clear()
+        for node in kept:
+            if node.status is NodeStatus.UP:
+                grid.node_status(
+                    node.name,
+                    NodeStatus.DEGRADED,
+                    now,
+                    f"node {node.name} is no longer in the config as {node.gpu_count}x"
+                    f"{node.gpu_type}; kept, drained, while jobs or a window hold its GPUs",
+                )
+        stored_markets = {t: market_row(market_from_row(r)) for t, r in market_rows.items()}
+        self._bind(grid, stored_markets, set(balances))
+        self._counters = tuple(counters.get(name, 1) for name in COUNTERS)
+        return grid
+
+    def _hold(self, grid: Grid, name: str, gpus: tuple[int, ...], job: Job) -> None:
+        node = grid.nodes.get(name)
+        if node is None:
+            raise StoreError(f"{self.path}: job {job.name} holds GPUs on unknown node {name}")
+        for i in gpus:
+            if not 0 <= i < node.gpu_count or node.holders[i] is not None:
+                raise StoreError(
+                    f"{self.path}: job {job.name} holds {name}:{i}, which "
+                    + ("does not exist" if i >= node.gpu_count else f"job {node.holders[i]} holds")
+                )
+            node.holders[i] = job.id
+
+    def _reserve(self, grid: Grid, name: str, i: int, res: Reservation) -> None:
+        node = grid.nodes.get(name)
+        if node is None or not 0 <= i < node.gpu_count:
+            raise StoreError(f"{self.path}: reservation {res.name} holds unknown GPU {name}:{i}")
+        node.reserved[i] = res.name
+
+    # ------------------------------------------------------------- reads
+    def jobs(
+        self, user: str | None = None, states: Iterable[JobState | str] | None = None
+    ) -> list[Job]:
+        where, params = [], []
+        if user is not None:
+            where.append("user = ?")
+            params.append(user)
+        if states is not None:
+            states = [str(s) for s in states]
+            where.append(f"state IN ({', '.join('?' for _ in states)})")
+            params += states
+        sql = "SELECT * FROM jobs" + (" WHERE " + " AND ".join(where) if where else "")
+        with self._lock:
+            return [job_from_row(r) for r in self._rows(sql + " ORDER BY id", params)]
+
+    def job(self, ref: str | int) -> Job | None:
+        """By id (an int or a string of digits) or by name."""
+        if isinstance(ref, int) or ref.isdigit():
+            sql, arg = "SELECT * FROM jobs WHERE id = ?", int(ref)
+        else:
+            sql, arg = "SELECT * FROM jobs WHERE name = ?", ref
+        with self._lock:
+            rows = self._rows(sql, [arg])
+        return job_from_row(rows[0]) if rows else None
+
+    def reservations(self) -> list[Reservation]:
+        with self._lock:
+            rows = self._rows("SELECT * FROM reservations ORDER BY id")
+        return [reservation_from_row(r) for r in rows]
+
+    def markets(self) -> list[Market]:
+        with self._lock:
+            return [market_from_row(r) for r in self._rows("SELECT * FROM markets")]
+
+    def events(
+        self,
+        limit: int = 200,
+        job: int | None = None,
+        reservation: str | None = None,
+        since_id: int | None = None,
+    ) -> list[EventRecord]:
+        """Oldest first. With `since_id`: the first `limit` events after it (to follow
+        the log); without: the latest `limit`."""
+        where, params = [], []
+        if job is not None:
+            where.append("job = ?")
+            params.append(job)
+        if reservation is not None:
+            where.append("reservation = ?")
+            params.append(reservation)
+        if since_id is not None:
+            where.append("id > ?")
+            params.append(since_id)
+        sql = "SELECT * FROM events" + (" WHERE " + " AND ".join(where) if where else "")
+        sql += " ORDER BY id" + (" DESC" if since_id is None else "") + " LIMIT ?"
+        with self._lock:
+            rows = self._rows(sql, [*params, limit])
+        if since_id is None:
+            rows.reverse()
+        return [EventRecord(**r) for r in rows]
+
+    def transactions(
+        self, limit: int = 200, account: str | None = None, job: int | None = None
+    ) -> list[TransactionRecord]:
+        """The latest `limit` ledger transactions, oldest first, with their entries."""
+        where, params = [], []
+        if account is not None:
+            where.append("id IN (SELECT tx_id FROM ledger_entries WHERE account = ?)")
+            params.append(account)
+        if job is not None:
+            where.append("job = ?")
+            params.append(job)
+        sql = "SELECT * FROM ledger_tx" + (" WHERE " + " AND ".join(where) if where else "")
+        with self._read():
+            txs = self._rows(sql + " ORDER BY id DESC LIMIT ?", [*params, limit])
+            txs.reverse()
+            entries: dict[int, list[tuple[str, int]]] = {t["id"]: [] for t in txs}
+            ids = list(entries)
+            for k in range(0, len(ids), 500):
+                chunk = ids[k : k + 500]
+                rows = self.conn.execute(
+                    "SELECT tx_id, account, amount FROM ledger_entries "
+                    f"WHERE tx_id IN ({', '.join('?' for _ in chunk)}) ORDER BY rowid",
+                    chunk,
+                )
+                for tx_id, acct, amount in rows:
+                    entries[tx_id].append((acct, amount))
+        return [
+            TransactionRecord(
+                t["id"], t["at"], t["reason"], tuple(entries[t["id"]]), t["job"], t["reservation"]
+            )
+            for t in txs
+        ]
+
+    def balances(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self.conn.execute("SELECT account, balance FROM accounts ORDER BY account"))
+
+    def prices(self, gpu_type: str, since: float | None = None) -> list[tuple[float, int]]:
+        """The clearing price history of one node type: (at, price per GPU-hour), oldest first."""
+        sql = "SELECT at, price FROM prices WHERE gpu_type = ?"
+        params: list[Any] = [gpu_type]
+        if since is not None:
+            sql += " AND at >= ?"
+            params.append(since)
+        with self._lock:
+            return [tuple(r) for r in self.conn.execute(sql + " ORDER BY at, id", params)]
+
+    def pending_actions(self) -> list[ActionRecord]:
+        """Actions decided and written but with no recorded outcome, oldest first: after a
+        crash, what the executor may or may not have carried out."""
+        with self._lock:
+            rows = self._rows("SELECT * FROM actions WHERE status = 'intended' ORDER BY id")
+        return [_action_record(r) for r in rows]
+
+    def actions(self, limit: int = 200, job: int | None = None) -> list[ActionRecord]:
+        """The latest `limit` actions, oldest first, whatever their status."""
+        sql = "SELECT * FROM actions" + (" WHERE job = ?" if job is not None else "")
+        params = [job] if job is not None else []
+        with self._lock:
+            rows = self._rows(sql + " ORDER BY id DESC LIMIT ?", [*params, limit])
+        rows.reverse()
+        return [_action_record(r) for r in rows]
+
+
+def _action_record(r: dict[str, Any]) -> ActionRecord:
+    return ActionRecord(
+        id=r["id"],
+        at=r["at"],
+        kind=r["kind"],
+        job=r["job"],
+        payload=r["payload"],
+        action=action_from_payload(r["kind"], r["payload"]),
+        status=r["status"],
+        outcome=r["outcome"],
+        done_at=r["done_at"],
+    )
+
+
+__all__ = ["Store", "StoreError", "SCHEMA_VERSION"]
