@@ -638,7 +638,10 @@ class Grid:
             what = f"{secs:.0f} s x {job.gpu_total} GPU at {fmt(market.rate)}/GPU-h"
         else:
             mark = market.integral_at(until)
-            amount = pricing.accrue(job, job.gpu_total, mark - job.price_mark)
+            # Never above its own bid: the price may pass a bid that was lowered since the
+            # last pass, or that of a job in its grace period (no longer in the book).
+            cap = int(job.bid * (until - job.billed_from))
+            amount = pricing.accrue(job, job.gpu_total, min(mark - job.price_mark, cap))
             job.price_mark = mark
             what = f"{until - job.billed_from:.0f} s x {job.gpu_total} GPU at the clearing price"
         job.billed_from = until
