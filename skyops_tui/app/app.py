@@ -1,0 +1,248 @@
+"""The Skyops console: a Textual app on one `Runtime`.
+
+It starts the runtime's scheduler on mount and stops it on unmount. Every view reads
+the in-memory grid (cheap, never stale) and is redrawn once a second and after each
+batch of events; anything slow (logs, executor calls) runs in a worker.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any, ClassVar
+
+from textual.app import App
+from textual.binding import Keymap
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Footer, Header
+
+from ..domain.model import Event
+from ..runtime import Runtime
+from . import palette
+from .commands import SkyopsCommands
+from .keys import bindings
+from .notify import Notifier
+from .screens.base import SkyScreen, chrome_bottom, chrome_top
+from .screens.grid import GridScreen
+from .screens.help import HelpScreen
+from .screens.jobs import JobsScreen
+from .screens.launch import LaunchScreen
+from .widgets.chrome import StatusLine, TopBar
+
+
+def _other_screens() -> dict[str, Any]:
+    """The market, reservations, ledger and events screens (built alongside this shell);
+    a missing one is shown as a placeholder rather than breaking the console."""
+    out: dict[str, Any] = {}
+    for view, module, cls in (
+        ("market", "market", "MarketScreen"),
+        ("reservations", "reservations", "ReservationsScreen"),
+        ("ledger", "ledger", "LedgerScreen"),
+        ("events", "events", "EventsScreen"),
+    ):
+        try:
+            mod = __import__(f"skyops_tui.app.screens.{module}", fromlist=[cls])
+            out[view] = getattr(mod, cls)
+        except (ImportError, AttributeError):
+            out[view] = None
+    return out
+
+
+class Placeholder(SkyScreen):
+    def __init__(self, runtime: Runtime, view: str) -> None:
+        super().__init__(runtime)
+        self.VIEW = view
+
+    def compose_body(self):
+        from textual.widgets import Static
+
+        yield Static(f"The {self.VIEW} screen is not available in this build.")
+
+
+class SkyopsApp(App):
+    CSS_PATH = "skyops.tcss"
+    TITLE = "Skyops"
+    BINDINGS = bindings("app")
+    COMMANDS = App.COMMANDS | {SkyopsCommands}
+    VIEWS: ClassVar[tuple[str, ...]] = (
+        "grid",
+        "jobs",
+        "launch",
+        "market",
+        "reservations",
+        "ledger",
+        "events",
+    )
+    REFRESH_S = 1.0
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        thresholds: palette.LoadThresholds | None = None,
+        keymap: Keymap | None = None,
+        sim_speed: float | None = None,
+        start_view: str = "grid",
+    ) -> None:
+        """`sim_speed`: on a simulated runtime (ManualClock), move simulated time this many
+        seconds per real second (for a live demo; tests move time themselves)."""
+        super().__init__()
+        self.runtime = runtime
+        self.thresholds = thresholds or palette.DEFAULT_THRESHOLDS
+        self.keymap_overrides: dict[str, str] = dict(keymap or {})
+        self.sim_speed = sim_speed
+        self.start_view = start_view
+        self.history: list[str] = []
+        self.notifier = Notifier(runtime, self.notify)
+        self._refresh_pending = False
+        others = _other_screens()
+        for view in self.VIEWS:
+            cls = {"grid": GridScreen, "jobs": JobsScreen, "launch": LaunchScreen}.get(view)
+            if cls is None:
+                cls = others.get(view)
+            factory = (
+                partial(cls, runtime) if cls is not None else partial(Placeholder, runtime, view)
+            )
+            self.add_mode(view, factory)
+
+    # Lifecycle ----------------------------------------------------------------
+    async def on_mount(self) -> None:
+        if self.keymap_overrides:
+            self.set_keymap(self.keymap_overrides)
+        feed = self.runtime.feed
+        feed.listeners.append(self._on_events)
+        await self.runtime.start()
+        await self.action_view(self.start_view)
+        self.set_interval(self.REFRESH_S, self._tick, name="refresh")
+        if self.sim_speed:
+            self.set_interval(1.0, self._advance_sim, name="simulated time")
+
+    async def on_unmount(self) -> None:
+        feed = self.runtime.feed
+        if self._on_events in feed.listeners:
+            feed.listeners.remove(self._on_events)
+        await self.runtime.stop()
+
+    def _on_events(self, events: list[Event]) -> None:
+        self.notifier.on_events(events)
+        if not self._refresh_pending:
+            self._refresh_pending = True
+            self.call_later(self.refresh_views)
+
+    def _tick(self) -> None:
+        self.notifier.flush()
+        self.refresh_views()
+
+    def _advance_sim(self) -> None:
+        from ..clock import ManualClock
+        from ..demo import advance
+
+        if isinstance(self.runtime.clock, ManualClock) and self.sim_speed:
+            advance(self.runtime, self.sim_speed, step=min(30.0, self.sim_speed))
+
+    def refresh_views(self) -> None:
+        """Redraw the visible screen from the in-memory grid."""
+        self._refresh_pending = False
+        for screen in self._visible_screens():
+            if not screen.is_mounted:
+                continue
+            tick = getattr(screen, "tick", None)
+            if tick is not None:
+                tick()
+                continue
+            for bar in screen.query(TopBar):
+                bar.update_bar()
+            for line in screen.query(StatusLine):
+                line.update_line()
+            refresh = getattr(screen, "refresh_view", None)
+            if callable(refresh):
+                refresh()
+
+    def _visible_screens(self) -> list[Screen]:
+        """The active screen, and the one under it while a dialog is open."""
+        out: list[Screen] = []
+        for screen in reversed(self.screen_stack):
+            out.append(screen)
+            if not isinstance(screen, ModalScreen):
+                break
+        return out
+
+    # Navigation ----------------------------------------------------------------
+    @property
+    def modal_open(self) -> bool:
+        return isinstance(self.screen, ModalScreen)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("view", "help") and self.modal_open:
+            return False
+        return True
+
+    async def action_view(self, view: str) -> None:
+        if view not in self.VIEWS:
+            self.notify(f"No view {view!r}.", severity="error")
+            return
+        if self.current_mode == view:
+            # Pressing a view's key again goes back to its top (e.g. from a job's detail).
+            while len(self.screen_stack) > 1:
+                self.pop_screen()
+            return
+        if self.current_mode in self.VIEWS:
+            self.history.append(self.current_mode)
+        await self.switch_mode(view)
+        self._ensure_chrome(self.screen)
+        self.refresh_views()
+
+    def action_back(self) -> None:
+        """esc: close the top screen, else go back to the previous view."""
+        if len(self.screen_stack) > 1:
+            self.pop_screen()
+            return
+        while self.history:
+            view = self.history.pop()
+            if view != self.current_mode:
+                self.switch_mode(view)
+                return
+
+    def action_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            self.pop_screen()
+            return
+        self.push_screen(HelpScreen(self.runtime))
+
+    def _ensure_chrome(self, screen: Screen) -> None:
+        """Screens built elsewhere get the same top bar and status line as ours."""
+        if isinstance(screen, SkyScreen) or screen.query(TopBar):
+            return
+        if not screen.query(Header):
+            screen.mount(chrome_top(self.runtime, self.current_mode))
+        if not screen.query(Footer):
+            screen.mount(chrome_bottom(self.runtime))
+
+    # Jumps the other screens and the palette use --------------------------------
+    def show_job(self, job_id: int, logs: bool = False) -> None:
+        from .screens.job import JobScreen
+
+        async def go() -> None:
+            await self.action_view("jobs")
+            while len(self.screen_stack) > 1:
+                self.pop_screen()
+            self.push_screen(JobScreen(self.runtime, job_id, logs=logs))
+
+        self.call_later(go)
+
+    def show_node(self, name: str) -> None:
+        from .screens.node import NodeScreen
+
+        async def go() -> None:
+            await self.action_view("grid")
+            while len(self.screen_stack) > 1:
+                self.pop_screen()
+            self.push_screen(NodeScreen(self.runtime, name))
+
+        self.call_later(go)
+
+    def launch(self, mode: str) -> None:
+        async def go() -> None:
+            await self.action_view("launch")
+            await self.run_action(f"pick_mode('{mode}')", self.screen)
+
+        self.call_later(go)

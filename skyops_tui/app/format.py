@@ -1,0 +1,150 @@
+"""How times, durations and prices read on screen (plain strings, no styling)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from fractions import Fraction
+
+from ..domain.model import Job, JobState, Mode, Reservation
+from ..domain.money import MICRO, fmt
+from ..runtime import Runtime
+
+
+def clock(t: float, seconds: bool = True) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%H:%M:%S" if seconds else "%H:%M")
+
+
+def stamp(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def duration(seconds: float | None) -> str:
+    """A short countdown/age: '2h 59m', '4m 05s', '12s'."""
+    if seconds is None:
+        return "—"
+    s = int(round(seconds))
+    sign = "-" if s < 0 else ""
+    s = abs(s)
+    if s >= 86400:
+        return f"{sign}{s // 86400}d {s % 86400 // 3600}h"
+    if s >= 3600:
+        return f"{sign}{s // 3600}h {s % 3600 // 60:02d}m"
+    if s >= 60:
+        return f"{sign}{s // 60}m {s % 60:02d}s"
+    return f"{sign}{s}s"
+
+
+def money(micro: int, currency: str = "$") -> str:
+    return fmt(micro, currency)
+
+
+def rate(micro: int, currency: str = "$") -> str:
+    """A per-GPU-hour price: '$2.50'."""
+    return fmt(micro, currency)
+
+
+def effective_rate(res: Reservation) -> int:
+    """The discounted rate the owner pays per GPU-hour."""
+    return int(Fraction(res.rate) * (10_000 - res.discount_bp) / 10_000)
+
+
+def placement(job: Job) -> str:
+    if not job.placement:
+        return "—"
+    return ",".join(p.node for p in job.placement)
+
+
+def gpus(job: Job) -> str:
+    if job.nodes:
+        held = job.gpu_total
+        return f"{job.nodes}n" + (f"/{held}" if held else "")
+    return str(job.gpus)
+
+
+def market_of(rt: Runtime, job: Job) -> str | None:
+    if job.market:
+        return job.market
+    if job.gpu_type:
+        return job.gpu_type
+    return None
+
+
+def price(rt: Runtime, job: Job, compact: bool = False) -> str:
+    """Priority: the standard rate; Commit: the discounted rate; Flex: bid and clearing price."""
+    cur = rt.cfg.cluster.currency
+    g = rt.grid
+    m = market_of(rt, job)
+    if job.mode is Mode.PRIORITY:
+        if m and m in g.markets:
+            return f"{rate(g.markets[m].rate, cur)}/h"
+        return "std rate"
+    if job.mode is Mode.COMMIT:
+        res = g.reservations.get(job.reservation or "")
+        if res is None:
+            return "—"
+        off = f" -{res.discount_bp / 100:g}%" if res.discount_bp and not compact else ""
+        return f"{rate(effective_rate(res), cur)}{off}"
+    bid = rate(job.bid, cur)
+    if m and m in g.markets:
+        now = rate(g.markets[m].price, cur)
+        return f"bid {bid}@{now}" if compact else f"bid {bid} · clearing {now}"
+    return f"bid {bid}"
+
+
+def countdown(rt: Runtime, job: Job, now: float) -> tuple[str, float | None]:
+    """Time left on a Priority booking or a Commit window, and the seconds (for sorting)."""
+    if job.finished:
+        return "", None
+    if job.mode is Mode.PRIORITY:
+        if job.end_at is not None and job.holding:
+            left = job.end_at - now
+            return duration(left) + (" ↻" if job.auto_renew else ""), left
+        if job.hours is not None:
+            return f"{job.hours:g}h booking", None
+        return "hourly", None
+    if job.mode is Mode.COMMIT:
+        res = rt.grid.reservations.get(job.reservation or "")
+        if res is None or res.cancelled_at is not None:
+            return "", None
+        if res.active_window is not None:
+            left = res.windows[res.active_window][1] - now
+            return duration(left), left
+        for s, _e in res.windows:
+            if s > now:
+                return f"opens {duration(s - now)}", s - now
+        return "", None
+    return "", None
+
+
+def queue(rt: Runtime, job: Job) -> str:
+    if job.mode is Mode.PRIORITY and job.state is JobState.QUEUED:
+        pos = rt.queue_position(job)
+        return f"#{pos}" if pos else ""
+    if job.mode is Mode.FLEX and job.state in (JobState.QUEUED, JobState.PAUSED):
+        rank = flex_rank(rt, job)
+        return f"bid #{rank}" if rank else ""
+    return ""
+
+
+def flex_rank(rt: Runtime, job: Job) -> int | None:
+    """1-based rank of a waiting Flex job among the waiting bids of its book."""
+    book = rt.grid.flex_book.get(job.gpu_type, [])
+    for k, (_, _, jid) in enumerate(book, 1):
+        if jid == job.id:
+            return k
+    return None
+
+
+def work_lost(job: Job) -> str:
+    if not job.lost_work_s:
+        return "none"
+    gpu_s = job.lost_work_s * max(job.gpu_total or job.gpus, 1)
+    return f"{duration(job.lost_work_s)} ({gpu_s / 3600:.2f} GPU-h)"
+
+
+def hours_text(seconds: float) -> str:
+    return f"{seconds / 3600:.2f} h"
+
+
+def micro_to_float(micro: int) -> float:
+    return micro / MICRO

@@ -1,0 +1,128 @@
+"""Every key of the console, as data: the screens build their BINDINGS from it, the
+help screen lists it and the command palette offers it. Each binding has an id
+(`scope.name`), so a keymap (`SkyopsApp(keymap={"jobs.cancel": "ctrl+x"})`) can move it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.binding import Binding
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    scope: str
+    name: str
+    keys: str  # comma-separated, Textual key names
+    action: str
+    description: str
+    show: bool = True  # in the footer
+    changes: bool = False  # changes the grid: refused in a read-only console
+    palette: bool = True  # offered in the command palette
+    priority: bool = False
+
+    @property
+    def id(self) -> str:
+        return f"{self.scope}.{self.name}"
+
+
+SCOPES: dict[str, str] = {
+    "app": "Everywhere",
+    "grid": "Grid",
+    "node": "Node detail",
+    "jobs": "Jobs",
+    "job": "Job detail",
+    "launch": "Launch",
+    "help": "Help",
+    "dialog": "Dialogs",
+}
+
+KEYS: tuple[Key, ...] = (
+    # Everywhere: switch screens, help, palette, quit.
+    Key("app", "grid", "g", "view('grid')", "Grid"),
+    Key("app", "jobs", "j", "view('jobs')", "Jobs"),
+    Key("app", "launch", "n", "view('launch')", "Launch"),
+    Key("app", "market", "m", "view('market')", "Market", show=False),
+    Key("app", "reservations", "r", "view('reservations')", "Reservations", show=False),
+    Key("app", "ledger", "L", "view('ledger')", "Ledger", show=False),
+    Key("app", "events", "e", "view('events')", "Events", show=False),
+    Key("app", "help", "question_mark", "help", "Help"),
+    Key("app", "palette", "colon,ctrl+p", "command_palette", "Commands", show=False),
+    Key("app", "quit", "q", "quit", "Quit"),
+    # Grid of nodes.
+    Key("grid", "describe", "d,enter", "describe", "Describe"),
+    # Node detail.
+    Key("node", "describe", "d,enter", "describe", "Describe job"),
+    Key("node", "back", "escape", "back", "Back"),
+    # Job list.
+    Key("jobs", "describe", "d,enter", "describe", "Describe"),
+    Key("jobs", "logs", "l", "logs", "Logs"),
+    Key("jobs", "filter", "slash", "filter", "Filter"),
+    Key("jobs", "sort", "s", "sort", "Sort"),
+    Key("jobs", "reverse", "S", "reverse", "Reverse", show=False),
+    Key("jobs", "ended", "a", "toggle_ended", "All/active", show=False),
+    Key("jobs", "cancel", "ctrl+d", "cancel", "Cancel", changes=True),
+    Key("jobs", "extend", "x", "extend", "Extend", changes=True),
+    Key("jobs", "bid", "b", "bid", "Bid", changes=True),
+    Key("jobs", "mode", "M", "change_mode", "Mode", changes=True, show=False),
+    Key("jobs", "back", "escape", "back", "Clear filter", show=False),
+    # Job detail.
+    Key("job", "logs", "l", "logs", "Logs"),
+    Key("job", "cancel", "ctrl+d", "cancel", "Cancel", changes=True),
+    Key("job", "extend", "x", "extend", "Extend", changes=True),
+    Key("job", "bid", "b", "bid", "Bid", changes=True),
+    Key("job", "mode", "M", "change_mode", "Mode", changes=True),
+    Key("job", "back", "escape", "back", "Back", show=False),
+    # Launch form.
+    Key("launch", "submit", "ctrl+s", "submit", "Submit", changes=True, priority=True),
+    Key("launch", "priority", "f1", "pick_mode('priority')", "Priority"),
+    Key("launch", "commit", "f2", "pick_mode('commit')", "Commit"),
+    Key("launch", "flex", "f3", "pick_mode('flex')", "Flex"),
+    Key("launch", "back", "escape", "back", "Back", show=False),
+    # Help.
+    Key("help", "close", "escape,question_mark,q", "close", "Close", palette=False),
+    # Dialogs.
+    Key("dialog", "cancel", "escape", "dismiss_cancel", "Cancel", palette=False),
+)
+
+BY_ID: dict[str, Key] = {k.id: k for k in KEYS}
+
+
+def keys_for(scope: str) -> list[Key]:
+    return [k for k in KEYS if k.scope == scope]
+
+
+def bindings(scope: str) -> list[Binding]:
+    """The Textual bindings of one scope, each with its id so a keymap can move it."""
+    return [
+        Binding(
+            k.keys,
+            k.action,
+            k.description,
+            show=k.show,
+            id=k.id,
+            priority=k.priority,
+        )
+        for k in keys_for(scope)
+    ]
+
+
+def changes(scope: str, action: str) -> bool:
+    """Whether `action` in `scope` changes the grid (and so is refused read-only)."""
+    return any(k.changes for k in keys_for(scope) if k.action == action)
+
+
+KEY_NAMES = {
+    "question_mark": "?",
+    "slash": "/",
+    "colon": ":",
+    "escape": "esc",
+    "enter": "enter",
+    "plus": "+",
+}
+
+
+def display(keys: str) -> str:
+    """'d,enter' -> 'd / enter'; 'ctrl+d' -> 'ctrl+d'."""
+    return " / ".join(KEY_NAMES.get(k.strip(), k.strip()) for k in keys.split(","))

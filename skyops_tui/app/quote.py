@@ -1,0 +1,227 @@
+"""The launch form's live quote: what a job would cost and what the scheduler would do
+with it right now. Plain functions over the grid (no Textual), so they are tested
+without a terminal.
+
+"What would happen" is answered by the scheduler itself: the job is submitted to a
+copy of the grid and one planning pass runs on the copy. The live grid is never
+touched, and the answer cannot drift from the real rules.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from ..domain.errors import Refused
+from ..domain.model import Job, Mode
+from ..domain.money import fmt, to_micro
+from ..domain.specs import JobSpec
+from ..policy import actions as A
+from ..policy.grid import Grid
+from ..policy.planner import plan
+from . import format as F
+
+DRY_RUN_MAX_JOBS = 20_000  # beyond this, copying the grid per keystroke costs too much
+
+
+@dataclass
+class Outcome:
+    """What one planning pass would do with the new job."""
+
+    refused: str | None = None
+    starts_on: str | None = None
+    preempts: list[Job] = field(default_factory=list)
+    waits: bool = False
+    skipped: bool = False
+
+
+@dataclass
+class QuoteLine:
+    text: str
+    style: str = ""  # a palette component class, or ""
+
+
+def dry_run(grid: Grid, spec: JobSpec, now: float, actor: str | None) -> Outcome:
+    if len(grid.jobs) > DRY_RUN_MAX_JOBS:
+        return Outcome(skipped=True)
+    shadow = copy.deepcopy(grid, {id(grid.cfg): grid.cfg})
+    try:
+        job = shadow.submit(spec, now, actor)
+    except Refused as e:
+        return Outcome(refused=str(e))
+    actions = plan(shadow, now)
+    out = Outcome()
+    for a in actions:
+        if isinstance(a, A.Start) and a.job == job.id:
+            out.starts_on = ", ".join(
+                f"{p.node}[{','.join(map(str, p.gpus))}]" for p in a.placement
+            )
+        elif isinstance(a, A.Preempt) and _names(a.cause, job.name):
+            victim = grid.jobs.get(a.job)
+            if victim is not None:
+                out.preempts.append(victim)
+    out.waits = out.starts_on is None and not out.preempts
+    return out
+
+
+def _names(cause: str, name: str) -> bool:
+    return name in cause.replace("(", " ").replace(")", " ").split()
+
+
+def money(micro: int, cur: str) -> str:
+    return fmt(micro, cur)
+
+
+def priority_quote(grid: Grid, spec: JobSpec, cur: str) -> list[QuoteLine]:
+    types = [spec.gpu_type] if spec.gpu_type else list(grid.markets)
+    rates = {t: grid.markets[t].rate for t in types if t in grid.markets}
+    if not rates:
+        return [QuoteLine(f"no node type {spec.gpu_type!r}", "tag--error")]
+    rate = max(rates.values())
+    gpus = _gpus(grid, spec, types)
+    lines = []
+    label = spec.gpu_type or "any type (up to)"
+    lines.append(QuoteLine(f"{label}: {money(rate, cur)} per GPU-hour (standard)"))
+    per_hour = rate * gpus
+    if spec.hourly:
+        lines.append(QuoteLine(f"{gpus} GPUs: {money(per_hour, cur)} per hour, renewed hourly"))
+    else:
+        hours = spec.hours or 0
+        total = int(Fraction(per_hour) * Fraction(str(hours)))
+        lines.append(
+            QuoteLine(
+                f"{money(rate, cur)} x {gpus} GPUs x {hours:g} h = {money(total, cur)}", "tag--key"
+            )
+        )
+        if spec.auto_renew:
+            lines.append(
+                QuoteLine(
+                    f"auto-renew: +{money(int(per_hour * Fraction(str(spec.renew_hours or hours))), cur)} per renewal"
+                )
+            )
+    lines.append(QuoteLine("billed per second held; an early exit stops billing", "tag--muted"))
+    return lines
+
+
+def commit_quote(grid: Grid, spec: JobSpec, now: float, cur: str) -> list[QuoteLine]:
+    res = grid.reservations.get(spec.reservation or "")
+    if res is None:
+        return [QuoteLine("pick one of your reservations", "tag--muted")]
+    eff = F.effective_rate(res)
+    lines = [
+        QuoteLine(
+            f"{res.name}: {res.gpus} x {res.gpu_type}, {res.discount_bp / 100:g}% off",
+        ),
+        QuoteLine(
+            f"{money(eff, cur)} per GPU-hour (standard {money(res.rate, cur)}), prepaid {money(res.prepaid, cur)}",
+            "tag--key",
+        ),
+        QuoteLine("this job adds no charge: the window is paid for", "tag--muted"),
+    ]
+    if res.cancelled_at is not None or res.finished:
+        lines.append(QuoteLine("this reservation has no windows left", "tag--error"))
+    elif res.active_window is not None:
+        s, e = res.windows[res.active_window]
+        lines.append(
+            QuoteLine(f"window open until {F.clock(e, False)} UTC ({F.duration(e - now)} left)")
+        )
+    else:
+        nxt = next((s for s, _ in res.windows if s > now), None)
+        if nxt is not None:
+            lines.append(
+                QuoteLine(
+                    f"next window opens {F.stamp(nxt)[:16]} UTC (in {F.duration(nxt - now)}); the job waits for it"
+                )
+            )
+    return lines
+
+
+def flex_quote(grid: Grid, spec: JobSpec, cur: str) -> list[QuoteLine]:
+    t = spec.gpu_type
+    if not t:
+        types = [m for m in grid.markets if grid.by_type.get(m)]
+        lines = [QuoteLine("any type: runs in whichever market has room", "tag--muted")]
+        for m in types:
+            mk = grid.markets[m]
+            lines.append(
+                QuoteLine(f"{m}: clearing {money(mk.price, cur)} (floor {money(mk.floor, cur)})")
+            )
+        return lines
+    m = grid.markets.get(t)
+    if m is None:
+        return [QuoteLine(f"no node type {t!r}", "tag--error")]
+    bid = to_micro(spec.bid or 0)
+    lines = [
+        QuoteLine(f"{t} market: floor {money(m.floor, cur)}, standard {money(m.rate, cur)}"),
+        QuoteLine(f"clearing price now {money(m.price, cur)} per GPU-hour", "mode--flex"),
+    ]
+    if not m.floor <= bid <= m.rate:
+        lines.append(
+            QuoteLine(
+                f"bid must be between {money(m.floor, cur)} and {money(m.rate, cur)}", "tag--error"
+            )
+        )
+        return lines
+    waiting = [grid.jobs[j] for _, _, j in grid.flex_book.get(t, [])]
+    ahead = sum(1 for j in waiting if j.bid >= bid)
+    lines.append(
+        QuoteLine(
+            f"your bid {money(bid, cur)} ranks #{ahead + 1} of {len(waiting) + 1} waiting bids",
+            "tag--key",
+        )
+    )
+    running = sorted((grid.jobs[j] for j in grid.flex_running.get(t, ())), key=lambda j: j.bid)
+    if running:
+        low = running[0]
+        need = int(Fraction(low.bid) * (1 + Fraction(str(grid.cfg.pricing.min_outbid))))
+        lines.append(
+            QuoteLine(
+                f"lowest running bid {money(low.bid, cur)} ({low.name}); displacing it takes ≥ {money(need, cur)}"
+            )
+        )
+    gpus = _gpus(grid, spec, [t])
+    lines.append(
+        QuoteLine(
+            f"pays at most {money(bid * gpus, cur)} per hour for {gpus} GPUs, never above the bid",
+            "tag--muted",
+        )
+    )
+    return lines
+
+
+def outcome_lines(outcome: Outcome, spec: JobSpec, grid: Grid, cur: str) -> list[QuoteLine]:
+    if outcome.skipped:
+        return []
+    if outcome.refused:
+        return [QuoteLine(f"would be refused: {outcome.refused}", "tag--error")]
+    if outcome.starts_on:
+        return [QuoteLine(f"would run now on {outcome.starts_on}", "load--light")]
+    if outcome.preempts:
+        who = ", ".join(
+            f"{v.name} ({money(v.bid, cur)})" if v.mode is Mode.FLEX else v.name
+            for v in outcome.preempts
+        )
+        if spec.mode is Mode.FLEX:
+            return [QuoteLine(f"would displace {who} by min_outbid, then start", "tag--warning")]
+        return [
+            QuoteLine(
+                f"would preempt Flex {who}, then start after their grace period", "tag--warning"
+            )
+        ]
+    if spec.mode is Mode.PRIORITY:
+        return [
+            QuoteLine(
+                "would wait in the Priority queue (no free or Flex-held GPUs fit)", "tag--warning"
+            )
+        ]
+    if spec.mode is Mode.COMMIT:
+        return [QuoteLine("would wait for its reservation's window", "tag--warning")]
+    return [QuoteLine("would wait: the bid does not clear now", "tag--warning")]
+
+
+def _gpus(grid: Grid, spec: JobSpec, types: list[str]) -> int:
+    if spec.nodes:
+        size = max((n.gpu_count for t in types for n in grid.by_type.get(t, [])), default=0)
+        return spec.nodes * size
+    return spec.gpu_count

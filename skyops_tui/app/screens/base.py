@@ -1,0 +1,115 @@
+"""What every Skyops screen shares: the frame (top bar, demo banner, status line,
+footer), a cheap `refresh_view` from the in-memory grid, the read-only guard and the
+way a refused command is shown."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.screen import Screen
+from textual.widget import Widget
+from textual.widgets import Footer
+
+from ...domain.errors import Refused
+from .. import palette
+from ..widgets.chrome import DemoBanner, StatusLine, TopBar
+
+if TYPE_CHECKING:
+    from ...runtime import Runtime
+
+T = TypeVar("T")
+
+
+class Masthead(Vertical):
+    pass
+
+
+class Baseline(Vertical):
+    pass
+
+
+def chrome_top(runtime: Runtime, view: str) -> Masthead:
+    parts: list[Widget] = [TopBar(runtime, view)]
+    if runtime.demo:
+        parts.append(DemoBanner())
+    return Masthead(*parts)
+
+
+def chrome_bottom(runtime: Runtime) -> Baseline:
+    return Baseline(StatusLine(runtime), Footer(compact=True))
+
+
+class SkyScreen(Screen):
+    """A console screen on one runtime. Subclasses compose their body and redraw it in
+    `refresh_view`, which the app calls every second and after each batch of events."""
+
+    SCOPE = ""
+    VIEW = ""
+    COMPONENT_CLASSES = palette.COMPONENT_CLASSES
+
+    def __init__(self, runtime: Runtime, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.runtime = runtime
+
+    def compose(self) -> ComposeResult:
+        yield chrome_top(self.runtime, self.VIEW)
+        yield from self.compose_body()
+        yield chrome_bottom(self.runtime)
+
+    def compose_body(self) -> Iterable[Widget]:
+        return ()
+
+    def refresh_view(self) -> None:
+        """Redraw from the in-memory grid. Must be cheap: no I/O."""
+
+    def tick(self) -> None:
+        if not self.is_mounted:
+            return
+        for bar in self.query(TopBar):
+            bar.update_bar()
+        for line in self.query(StatusLine):
+            line.update_line()
+        self.refresh_view()
+
+    @property
+    def paint(self) -> palette.Painter:
+        return palette.Painter(self)
+
+    # Commands -------------------------------------------------------------
+    def allowed(self, what: str) -> bool:
+        """False (and say so) when the console is read-only."""
+        if self.runtime.readonly:
+            self.notify(
+                f"Read-only console (--readonly): {what} is disabled.",
+                title="Read-only",
+                severity="warning",
+            )
+            return False
+        return True
+
+    def command(
+        self, fn: Callable[[], T], done: str | Callable[[T], str] | None = None
+    ) -> T | None:
+        """Run a scheduler command; a refusal becomes an error toast with its reason."""
+        try:
+            result = fn()
+        except Refused as e:
+            self.notify(str(e), title="Refused", severity="error", timeout=8)
+            return None
+        if done:
+            self.notify(done(result) if callable(done) else done, title="Done")
+        self.app.call_later(self.app_refresh)
+        return result
+
+    def app_refresh(self) -> None:
+        refresh = getattr(self.app, "refresh_views", None)
+        if refresh is not None:
+            refresh()
+
+    def action_back(self) -> None:
+        back = getattr(self.app, "action_back", None)
+        if back is not None:
+            back()

@@ -1,0 +1,218 @@
+"""The grid: one row per node, GPU cells coloured by what holds them, load bars from
+telemetry. Enter or `d` on a node opens its detail."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from rich.text import Text
+from textual.widget import Widget
+from textual.widgets import Static
+
+from ...domain.model import Node, NodeStatus
+from ...domain.telemetry import NodeSample
+from .. import format as F
+from .. import palette
+from ..keys import bindings
+from ..widgets.tables import Column, GridTable
+from .base import SkyScreen
+
+WIDE = 120  # from this many columns the grid shows wide GPU cells and more columns
+
+
+def telemetry(runtime, node: str) -> NodeSample | None:
+    """The executor's last sample for a node (a cached read, never I/O), if it offers one."""
+    fn = getattr(runtime.executor, "telemetry", None)
+    if fn is None:
+        return None
+    try:
+        return fn(node)
+    except Exception:
+        return None
+
+
+def node_load(sample: NodeSample | None) -> tuple[float | None, float | None, str]:
+    """Mean utilisation %, memory used %, and 'used/total G' over a node's GPUs."""
+    if sample is None or not sample.gpus:
+        return None, None, ""
+    utils = [g.util for g in sample.gpus if g.util is not None]
+    used = [g.mem_used_mb for g in sample.gpus if g.mem_used_mb is not None]
+    total = [g.mem_total_mb for g in sample.gpus if g.mem_total_mb is not None]
+    util = sum(utils) / len(utils) if utils else None
+    mem = 100 * sum(used) / sum(total) if used and total and sum(total) else None
+    label = f"{sum(used) / 1024:.0f}/{sum(total) / 1024:.0f}G" if used and total else ""
+    return util, mem, label
+
+
+def heartbeat(runtime, node: Node, sample: NodeSample | None) -> float | None:
+    seen = node.last_heartbeat
+    if seen is None and sample is not None:
+        seen = sample.at
+    return None if seen is None else max(0.0, runtime.clock.now() - seen)
+
+
+def gpu_cells(paint: palette.Painter, node: Node, jobs, wide: bool) -> Text:
+    t = Text(no_wrap=True)
+    for i in range(node.gpu_count):
+        kind = palette.gpu_kind(node, i, jobs)
+        glyph = palette.GPU_GLYPH[kind]
+        t.append(f" {glyph}" if wide else glyph, paint(f"gpu--{kind}"))
+    if wide:
+        t.append(" ")
+    return t
+
+
+def legend(paint: palette.Painter, short: bool = False) -> Text:
+    names = {
+        "priority": "Priority",
+        "commit": "Commit",
+        "flex": "Flex",
+        "free": "free",
+        "reserved": "reserved idle",
+        "down": "down",
+    }
+    if short:
+        names["reserved"] = "reserved"
+    t = Text(no_wrap=True, overflow="ellipsis")
+    for kind in palette.GPU_KINDS:
+        t.append(f" {palette.GPU_GLYPH[kind]} ", paint(f"gpu--{kind}"))
+        t.append(f" {names[kind]}" + (" " if short else "  "))
+    return t
+
+
+class GridScreen(SkyScreen):
+    SCOPE = "grid"
+    VIEW = "grid"
+    BINDINGS = bindings("grid")
+    AUTO_FOCUS = "#nodes"
+
+    def compose_body(self) -> Iterable[Widget]:
+        yield Static(id="legend", classes="legend")
+        yield GridTable(id="nodes")
+        yield Static(id="markets", classes="summary")
+
+    def on_mount(self) -> None:
+        self.refresh_view()
+
+    def on_resize(self) -> None:
+        self.refresh_view()
+
+    @property
+    def wide(self) -> bool:
+        return self.app.size.width >= WIDE
+
+    def columns(self) -> list[Column]:
+        if self.wide:
+            return [
+                Column("node", "Node"),
+                Column("type", "Type"),
+                Column("gpus", "GPUs"),
+                Column("util", "Utilisation"),
+                Column("mem", "Memory"),
+                Column("state", "State"),
+                Column("beat", "Beat", justify="right"),
+                Column("jobs", "Jobs"),
+            ]
+        return [
+            Column("node", "Node"),
+            Column("gpus", "GPUs"),
+            Column("util", "Util"),
+            Column("mem", "Mem"),
+            Column("state", "State"),
+            Column("beat", "Beat"),
+        ]
+
+    def refresh_view(self) -> None:
+        table = self.query_one("#nodes", GridTable)
+        wide = self.wide
+        table.set_columns(self.columns())
+        paint = table.paint
+        g = self.runtime.grid
+        thresholds = getattr(self.app, "thresholds", palette.DEFAULT_THRESHOLDS)
+        rows = []
+        for node in g.nodes.values():
+            sample = telemetry(self.runtime, node.name)
+            util, mem, mem_label = node_load(sample)
+            if node.status is NodeStatus.UNREACHABLE:
+                util = mem = None
+            beat = heartbeat(self.runtime, node, sample)
+            fake = node.fake or (sample is not None and sample.fake)
+            name = Text(node.name, style="bold")
+            state = paint.node_status(node.status)
+            bar_w = 10 if wide else 5
+            cells: list = [name]
+            if wide:
+                kind = Text(node.gpu_type)
+                if fake:
+                    kind.append(" FAKE", paint("tag--fake"))
+                cells.append(kind)
+            else:
+                if fake:
+                    name.append("*", paint("tag--fake"))
+            cells.append(gpu_cells(paint, node, g.jobs, wide))
+            cells.append(paint.bar(util, bar_w, thresholds, "util"))
+            cells.append(
+                paint.bar(
+                    mem,
+                    bar_w,
+                    thresholds,
+                    "memory",
+                    mem_label if wide and mem is not None else None,
+                )
+            )
+            cells.append(state)
+            cells.append(Text(F.duration(beat) if beat is not None else "—", justify="right"))
+            if wide:
+                names = sorted(
+                    {g.jobs[j].name for j in node.holders if j is not None and j in g.jobs}
+                )
+                cells.append(Text(", ".join(names), no_wrap=True, overflow="ellipsis"))
+            rows.append((node.name, cells))
+        table.show_rows(rows)
+        self.query_one("#legend", Static).update(self._legend(paint, wide))
+        self.query_one("#markets", Static).update(self._markets(paint, wide))
+
+    def _legend(self, paint: palette.Painter, wide: bool) -> Text:
+        t = legend(paint, short=not wide)
+        if not wide and any(n.fake for n in self.runtime.grid.nodes.values()):
+            t.append("* FAKE", paint("tag--fake"))
+        return t
+
+    def _markets(self, paint: palette.Painter, wide: bool) -> Text:
+        g = self.runtime.grid
+        cur = self.runtime.cfg.cluster.currency
+        t = Text()
+        for k, (name, m) in enumerate(g.markets.items()):
+            nodes = g.by_type.get(name, [])
+            total = sum(n.gpu_count for n in nodes)
+            busy = sum(1 for n in nodes for h in n.holders if h is not None)
+            waiting = len(g.flex_book.get(name, []))
+            if k:
+                t.append("\n")
+            t.append(f" {name:<5}", style="bold")
+            t.append(f" {busy:>2}/{total:<2} busy  ")
+            t.append("flex ")
+            t.append(F.rate(m.price, cur), paint("mode--flex"))
+            if wide:
+                t.append(f"  (floor {F.rate(m.floor, cur)}, standard {F.rate(m.rate, cur)})")
+                t.append(f"  {waiting} bid(s) waiting" if waiting else "")
+            else:
+                t.append(f"/{F.rate(m.rate, cur)} std")
+                t.append(f"  {waiting} waiting" if waiting else "")
+        return t
+
+    def selected_node(self) -> Node | None:
+        key = self.query_one("#nodes", GridTable).selected_key
+        return self.runtime.grid.nodes.get(key) if key else None
+
+    def action_describe(self) -> None:
+        node = self.selected_node()
+        if node is None:
+            return
+        from .node import NodeScreen
+
+        self.app.push_screen(NodeScreen(self.runtime, node.name))
+
+    def on_data_table_row_selected(self, event: GridTable.RowSelected) -> None:
+        event.stop()
+        self.action_describe()

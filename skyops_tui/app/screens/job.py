@@ -1,0 +1,233 @@
+"""One job: its fields, cost over all runs, preemptions and work lost, its event
+history, and the log tail (`l`, read by the executor in a worker)."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterable
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+from textual import work
+from textual.widget import Widget
+from textual.widgets import Label, Log, Static
+
+from ...domain.model import Job, Mode
+from .. import format as F
+from .. import palette
+from ..keys import bindings
+from ..widgets.tables import Column, GridTable
+from .base import SkyScreen
+from .job_actions import JobActions
+
+LOG_LINES = 200
+
+
+class JobScreen(JobActions, SkyScreen):
+    SCOPE = "job"
+    VIEW = "job"
+    BINDINGS = bindings("job")
+    AUTO_FOCUS = "#job-events"
+
+    def __init__(self, runtime, job_id: int, logs: bool = False) -> None:
+        super().__init__(runtime)
+        self.job_id = job_id
+        self.want_logs = logs
+        job = runtime.grid.jobs.get(job_id)
+        self.VIEW = f"job {job.name}" if job else f"job #{job_id}"
+
+    @property
+    def job(self) -> Job | None:
+        return self.runtime.grid.jobs.get(self.job_id)
+
+    def selected_job(self) -> Job | None:
+        return self.job
+
+    def compose_body(self) -> Iterable[Widget]:
+        yield Static(id="job-fields", classes="summary")
+        yield Label("Events", classes="section", id="events-label")
+        yield GridTable(id="job-events")
+        yield Label("Log tail (l: reload)", classes="section", id="log-label")
+        yield Log(id="job-log", max_lines=LOG_LINES, auto_scroll=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#job-log", Log).display = False
+        self.query_one("#log-label", Label).display = False
+        self.refresh_view()
+        if self.want_logs:
+            self.action_logs()
+
+    def refresh_view(self) -> None:
+        job = self.job
+        if job is None:
+            return
+        self.query_one("#job-fields", Static).update(self.fields(job))
+        self.show_events(job)
+
+    def fields(self, job: Job) -> Group:
+        rt = self.runtime
+        paint = self.query_one("#job-events", GridTable).paint
+        cur = rt.cfg.cluster.currency
+        now = rt.clock.now()
+        wide = self.app.size.width >= 120
+        rows: list[tuple[str, Text | str]] = []
+        title = Text()
+        title.append(job.name, style="bold")
+        title.append(f" #{job.id}  ")
+        title.append_text(paint.mode(job.mode))
+        title.append("  ")
+        title.append_text(paint.state(job.state))
+        if job.stop_reason and job.holding:
+            title.append(f" (stopping: {job.stop_reason})", paint("tag--warning"))
+        title.append(f"  {job.user}")
+        rows.append(("job", title))
+        where = ", ".join(f"{p.node}[{','.join(map(str, p.gpus))}]" for p in job.placement)
+        gpus = f"{job.nodes} whole node(s)" if job.nodes else f"{job.gpus} GPU(s)"
+        rows.append(
+            ("asks", f"{gpus} of {job.gpu_type or 'any type'}" + (f" on {where}" if where else ""))
+        )
+        rows.append(("price", F.price(rt, job)))
+        cost = F.money(job.charged, cur)
+        if job.mode is Mode.COMMIT:
+            cost = f"prepaid with reservation {job.reservation}"
+        rows.append(("cost so far", f"{cost} over {job.runs} run(s)"))
+        left, _ = F.countdown(rt, job, now)
+        if job.mode is Mode.PRIORITY:
+            ends = _short(job.end_at, now) if job.end_at else "when it starts"
+            renew = f", auto-renew {job.renew_hours:g} h" if job.auto_renew else ""
+            book = "hourly" if job.hourly else f"{job.hours:g} h" if job.hours else "—"
+            rows.append(("booking", f"{book}{renew}; ends {ends}" + (f" ({left})" if left else "")))
+            q = F.queue(rt, job)
+            if q:
+                rows.append(("queue", f"{q} in the Priority queue"))
+        elif job.mode is Mode.COMMIT:
+            rows.append(("window", f"{job.reservation}: {left or '—'}"))
+        else:
+            rank = F.flex_rank(rt, job)
+            rows.append(
+                (
+                    "market",
+                    f"{job.market or job.gpu_type or 'any'}"
+                    + (f", waiting bid #{rank}" if rank else ""),
+                )
+            )
+        if job.mode is Mode.FLEX or job.preemptions:
+            ck = (
+                f"{F.stamp(job.last_checkpoint_at)} UTC"
+                if job.last_checkpoint_at is not None
+                else "none reported"
+            )
+            rows.append(
+                (
+                    "preemptions",
+                    f"{job.preemptions}; work lost {F.work_lost(job)}; last checkpoint {ck}",
+                )
+            )
+        times = f"submitted {_short(job.submitted_at, now)}"
+        if job.started_at is not None and not job.finished:
+            times += f"; this run started {_short(job.started_at, now)} ({F.duration(now - job.started_at)} ago)"
+        if job.ended_at is not None:
+            times += f"; ended {_short(job.ended_at, now)}"
+            if job.exit_code is not None:
+                times += f", exit {job.exit_code}"
+        rows.append(("times", times))
+        rows.append(("command", shlex.join(job.argv) if job.argv else "—"))
+        t = Table.grid(padding=(0, 1), expand=True)
+        pairs = 2 if wide else 1
+        for _ in range(pairs):
+            t.add_column(style=paint("tag--key"), no_wrap=True, justify="right", min_width=11)
+            t.add_column(ratio=1, overflow="ellipsis", no_wrap=True)
+        # The title and the command take a whole line each; the rest pair up when wide.
+        head, body, tail = rows[0], rows[1:-1], rows[-1]
+        for i in range(0, len(body), pairs):
+            cells: list = []
+            for k, v in body[i : i + pairs]:
+                cells += [k, v]
+            cells += [""] * (2 * pairs - len(cells))
+            t.add_row(*cells)
+        line = Text(" ")
+        line.append_text(head[1])
+        command = Text(no_wrap=True, overflow="ellipsis")
+        command.append(f"{tail[0]:>11} ", paint("tag--key"))
+        command.append(str(tail[1]))
+        return Group(line, t, command)
+
+    def show_events(self, job: Job) -> None:
+        table = self.query_one("#job-events", GridTable)
+        table.set_columns(
+            [
+                Column("at", "Time (UTC)"),
+                Column("kind", "Event"),
+                Column("change", "State"),
+                Column("cause", "Cause"),
+            ]
+        )
+        paint = table.paint
+        events = [e for e in self.runtime.feed.events if e.job == job.id]
+        rows = []
+        for k, e in enumerate(reversed(events)):
+            change = Text()
+            if e.kind == "state" and e.old and e.new:
+                change.append(e.old, paint(_state_class(e.old)))
+                change.append(" → ")
+                change.append(e.new, paint(_state_class(e.new)))
+            rows.append(
+                (
+                    f"{len(events) - k}",
+                    [
+                        F.stamp(e.at)[5:],
+                        e.kind,
+                        change,
+                        Text(e.cause, no_wrap=True, overflow="ellipsis"),
+                    ],
+                )
+            )
+        table.show_rows(rows)
+
+    # Logs -----------------------------------------------------------------
+    def action_logs(self) -> None:
+        log = self.query_one("#job-log", Log)
+        log.display = True
+        self.query_one("#log-label", Label).display = True
+        self.add_class("-logs")
+        self.load_logs()
+
+    @work(exclusive=True, group="logs")
+    async def load_logs(self) -> None:
+        job = self.job
+        log = self.query_one("#job-log", Log)
+        if job is None:
+            return
+        fetch = getattr(self.runtime.executor, "logs", None)
+        if fetch is None:
+            log.clear()
+            log.write_line("This executor keeps no job logs.")
+            return
+        log.clear()
+        log.write_line(f"reading the log of {job.name}...")
+        try:
+            lines = await fetch(job, "stdout", LOG_LINES)
+        except Exception as e:  # an unreachable node must not crash the console
+            log.clear()
+            log.write_line(f"could not read the log: {e}")
+            return
+        log.clear()
+        if not lines:
+            log.write_line("(the log is empty)")
+        log.write_lines(lines)
+
+
+def _short(t: float, now: float) -> str:
+    """HH:MM:SS UTC today, else the date too."""
+    full = F.stamp(t)
+    return (full[11:] if full[:10] == F.stamp(now)[:10] else full) + " UTC"
+
+
+def _state_class(state: str) -> str:
+    from ...domain.model import JobState
+
+    try:
+        return palette.STATE_CLASS[JobState(state)]
+    except ValueError:
+        return "tag--muted"

@@ -1,0 +1,136 @@
+"""Cancel, extend, change bid and change mode: the same on the job list and in a job's
+detail. Each asks first (a confirmation that focuses Cancel, or the new value), then
+runs the scheduler command; a refusal shows the scheduler's own reason."""
+
+from __future__ import annotations
+
+from ...domain.model import Job, Mode
+from ...domain.money import MICRO
+from .. import format as F
+from .dialogs import AskDialog, ChoiceDialog, ConfirmDialog, positive_number
+
+
+class JobActions:
+    """Mixed into a SkyScreen that can say which job is selected."""
+
+    def selected_job(self) -> Job | None:  # pragma: no cover - overridden
+        return None
+
+    def _job_or_say(self) -> Job | None:
+        job = self.selected_job()
+        if job is None:
+            self.notify("No job selected.", severity="warning")
+        return job
+
+    def action_cancel(self) -> None:
+        if not self.allowed("cancelling a job"):
+            return
+        job = self._job_or_say()
+        if job is None:
+            return
+        where = f" on {F.placement(job)}" if job.placement else ""
+        how = (
+            "Its processes get SIGTERM, then SIGKILL after the grace period."
+            if job.holding
+            else "It has not started, so it just leaves the queue."
+        )
+        message = f"Cancel {job.mode} job {job.name} (#{job.id}, {job.state}{where})?\n{how}"
+
+        def done(yes: bool | None) -> None:
+            if yes:
+                self.command(
+                    lambda: self.runtime.scheduler.cancel(job.id, actor=self.runtime.user),
+                    f"Cancelling {job.name}.",
+                )
+
+        self.app.push_screen(ConfirmDialog("Cancel job", message, "Cancel job"), done)
+
+    def action_extend(self) -> None:
+        if not self.allowed("extending a booking"):
+            return
+        job = self._job_or_say()
+        if job is None:
+            return
+        sched, user = self.runtime.scheduler, self.runtime.user
+        if job.mode is not Mode.PRIORITY:
+            # The grid says why, in the same words as the CLI and plans.
+            self.command(lambda: sched.extend(job.id, 1.0, actor=user))
+            return
+        cur = self.runtime.cfg.cluster.currency
+        market = self.runtime.grid.markets.get(job.market or job.gpu_type or "")
+        ends = F.stamp(job.end_at) + " UTC" if job.end_at else "when it starts"
+        cost = (
+            f"{F.rate(market.rate * job.gpu_total, cur)} per hour for {job.gpu_total} GPUs"
+            if market
+            else ""
+        )
+        message = f"{job.name} is booked until {ends}.\nExtend by how many hours? {cost}"
+
+        def done(value: str | None) -> None:
+            if value:
+                hours = float(value)
+                self.command(
+                    lambda: sched.extend(job.id, hours, actor=user),
+                    lambda j: f"{j.name} extended by {hours:g} h, until {F.stamp(j.end_at)} UTC.",
+                )
+
+        self.app.push_screen(
+            AskDialog("Extend booking", message, "1", "hours", positive_number, "Extend"), done
+        )
+
+    def action_bid(self) -> None:
+        if not self.allowed("changing a bid"):
+            return
+        job = self._job_or_say()
+        if job is None:
+            return
+        sched, user = self.runtime.scheduler, self.runtime.user
+        if job.mode is not Mode.FLEX:
+            self.command(lambda: sched.change_bid(job.id, 1.0, actor=user))
+            return
+        g = self.runtime.grid
+        cur = self.runtime.cfg.cluster.currency
+        market = g.markets.get(job.market or job.gpu_type or "")
+        hint = ""
+        if market is not None:
+            hint = (
+                f"\n{market.gpu_type} market: floor {F.rate(market.floor, cur)}, "
+                f"standard {F.rate(market.rate, cur)}, clearing now {F.rate(market.price, cur)}."
+            )
+        message = f"{job.name} bids {F.rate(job.bid, cur)} per GPU-hour.{hint}\nNew bid:"
+
+        def done(value: str | None) -> None:
+            if value:
+                bid = float(value)
+                self.command(
+                    lambda: sched.change_bid(job.id, bid, actor=user),
+                    lambda j: f"{j.name} now bids {F.rate(j.bid, cur)} per GPU-hour.",
+                )
+
+        self.app.push_screen(
+            AskDialog(
+                "Change bid",
+                message,
+                f"{job.bid / MICRO:.2f}",
+                "per GPU-hour",
+                positive_number,
+                "Change bid",
+            ),
+            done,
+        )
+
+    def action_change_mode(self) -> None:
+        if not self.allowed("changing a job's mode"):
+            return
+        job = self._job_or_say()
+        if job is None:
+            return
+        sched, user = self.runtime.scheduler, self.runtime.user
+        others = [(m.value, m.value.capitalize()) for m in Mode if m is not job.mode]
+        message = f"{job.name} is a {job.mode} job. Switch it to:"
+
+        def done(mode: str | None) -> None:
+            if mode:
+                self.command(lambda: sched.change_mode(job.id, mode, actor=user))
+
+        self.app.push_screen(ChoiceDialog("Change mode", message, others), done)

@@ -1,0 +1,140 @@
+"""The frame around every screen: top bar, demo banner, status line."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.text import Text
+from textual.widgets import Static
+
+from .. import format as F
+from .. import palette
+from ..keys import display, keys_for
+
+if TYPE_CHECKING:
+    from ...runtime import Runtime
+
+DEMO_TEXT = "Demo grid: simulated GPUs. Point it at your cluster with `skyops --config FILE`."
+
+
+class TopBar(Static):
+    """Cluster, who is at the keyboard (operator or not), the grid's clock, the view."""
+
+    COMPONENT_CLASSES = palette.COMPONENT_CLASSES | {"topbar--title", "topbar--view"}
+
+    def __init__(self, runtime: Runtime, view: str = "", **kw) -> None:
+        super().__init__(**kw)
+        self.runtime = runtime
+        self.view = view
+
+    def on_mount(self) -> None:
+        self.update_bar()
+
+    def update_bar(self) -> None:
+        rt = self.runtime
+        p = palette.Painter(self)
+        role = "operator" if rt.is_operator else "user"
+        wide = self.size.width >= 100 or self.size.width == 0
+        t = Text(no_wrap=True, overflow="ellipsis")
+        t.append(" Skyops ", p("topbar--title"))
+        t.append(f" {rt.cfg.cluster.name} ")
+        if self.view:
+            t.append(f"› {self.view} ", p("topbar--view"))
+        t.append(f" {rt.user}", style="bold")
+        t.append(f" ({role})", p("tag--muted"))
+        if rt.readonly:
+            t.append("  READ-ONLY", p("tag--warning"))
+        now = rt.clock.now()
+        if self.size.width >= 150:
+            t.append("   ")
+            t.append_text(self.nav(p))
+        when = F.stamp(now) + " UTC" if wide else F.clock(now) + "Z"
+        pad = max(1, self.size.width - t.cell_len - len(when) - 1)
+        t.append(" " * pad)
+        t.append(when + " ")
+        self.update(t)
+
+    def on_resize(self) -> None:
+        self.update_bar()
+
+    def nav(self, p: palette.Painter) -> Text:
+        """The views and their keys, the current one marked (wide screens only)."""
+        overrides = getattr(self.app, "keymap_overrides", {}) or {}
+        t = Text()
+        current = getattr(self.app, "current_mode", "")
+        for k in keys_for("app"):
+            if not k.action.startswith("view("):
+                continue
+            view = k.action[len("view('") : -2]
+            key = display(overrides.get(k.id, k.keys)).split(" / ")[0]
+            style = p("topbar--view") if view == current else p("tag--muted")
+            t.append(f" {key}", p("tag--key"))
+            t.append(f" {k.description}", style)
+        return t
+
+
+class DemoBanner(Static):
+    """Says the grid is a demo; on a narrow terminal, one sentence a line."""
+
+    def __init__(self, **kw) -> None:
+        super().__init__(Text(DEMO_TEXT), **kw)
+
+    def on_resize(self) -> None:
+        fits = self.size.width >= len(DEMO_TEXT) + 2
+        self.update(Text(DEMO_TEXT if fits else DEMO_TEXT.replace(". ", ".\n", 1)))
+
+
+class StatusLine(Static):
+    """Long work and the scheduler's health: executor notes, pass errors, job counts."""
+
+    COMPONENT_CLASSES = palette.COMPONENT_CLASSES
+
+    def __init__(self, runtime: Runtime, **kw) -> None:
+        super().__init__(**kw)
+        self.runtime = runtime
+        self.note = ""
+
+    def on_mount(self) -> None:
+        self.update_line()
+
+    def update_line(self) -> None:
+        rt = self.runtime
+        p = palette.Painter(self)
+        counts: dict[str, int] = {}
+        for job in rt.grid.jobs.values():
+            counts[str(job.state)] = counts.get(str(job.state), 0) + 1
+        t = Text(no_wrap=True, overflow="ellipsis")
+        note = self.note or executor_note(rt)
+        if note:
+            t.append(f" {note} ", p("tag--warning"))
+        errors = rt.scheduler.errors
+        if errors:
+            t.append(f" {errors[-1]} ", p("tag--error"))
+        parts = []
+        for state in ("running", "starting", "preempting", "queued", "paused"):
+            n = counts.get(state, 0)
+            if n:
+                parts.append(f"{n} {state}")
+        down = sum(1 for n in rt.grid.nodes.values() if n.status != "up")
+        gpus = sum(n.gpu_count for n in rt.grid.nodes.values())
+        busy = sum(1 for n in rt.grid.nodes.values() for h in n.holders if h is not None)
+        t.append(f" jobs: {', '.join(parts) or 'none active'}")
+        t.append(f"  ·  GPUs {busy}/{gpus} busy")
+        if down:
+            t.append(f"  ·  {down} node(s) not up", p("tag--warning"))
+        self.update(t)
+
+
+def executor_note(rt: Runtime) -> str:
+    """What the executor says it is busy with (e.g. 'reconnecting to h100-b...'), if it says."""
+    ex = rt.executor
+    for attr in ("status_note", "status"):
+        value = getattr(ex, attr, None)
+        if callable(value):
+            try:
+                value = value()
+            except Exception:
+                value = None
+        if isinstance(value, str) and value:
+            return value
+    return ""

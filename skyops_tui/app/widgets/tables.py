@@ -1,0 +1,97 @@
+"""A DataTable that knows the console's palette and can be re-filled every second
+without losing the cursor, the scroll position or the sort."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from rich.text import Text
+from textual.widgets import DataTable
+
+from .. import palette
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    key: str
+    label: str
+    width: int | None = None
+    justify: str = "left"
+
+
+class GridTable(DataTable):
+    """DataTable with the palette's component classes and `show_rows`, which diffs."""
+
+    COMPONENT_CLASSES = DataTable.COMPONENT_CLASSES | palette.COMPONENT_CLASSES
+
+    def __init__(self, **kw: Any) -> None:
+        kw.setdefault("cursor_type", "row")
+        kw.setdefault("zebra_stripes", False)
+        super().__init__(**kw)
+        self._columns_now: tuple[Column, ...] = ()
+        self._keys_now: list[str] = []
+
+    @property
+    def paint(self) -> palette.Painter:
+        return palette.Painter(self)
+
+    def set_columns(self, columns: Sequence[Column]) -> None:
+        cols = tuple(columns)
+        if cols == self._columns_now:
+            return
+        self.clear(columns=True)
+        self._keys_now = []
+        for c in cols:
+            self.add_column(c.label, key=c.key, width=c.width)
+        self._columns_now = cols
+
+    def label_column(self, key: str, label: Text | str) -> None:
+        col = self.columns.get(key)  # type: ignore[call-overload]
+        if col is not None:
+            col.label = Text(label) if isinstance(label, str) else label
+            self.refresh()
+
+    @property
+    def selected_key(self) -> str | None:
+        if not self.row_count:
+            return None
+        try:
+            row_key, _ = self.coordinate_to_cell_key(self.cursor_coordinate)
+        except Exception:
+            return None
+        return row_key.value
+
+    def show_rows(self, rows: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        """Show `rows` (key, cells) in this order. Same keys in the same order: cells
+        are updated in place; otherwise the table is re-filled and the cursor follows
+        the row it was on."""
+        keys = [k for k, _ in rows]
+        cols = [c.key for c in self._columns_now]
+        if keys == self._keys_now:
+            for key, cells in rows:
+                old = self.get_row(key)
+                for ck, new, was in zip(cols, cells, old, strict=False):
+                    if new != was:
+                        self.update_cell(key, ck, new)
+            return
+        selected = self.selected_key
+        cursor_row = self.cursor_row
+        scroll = self.scroll_y
+        self.clear()
+        for key, cells in rows:
+            self.add_row(*cells, key=key)
+        self._keys_now = keys
+        if selected in keys:
+            self.move_cursor(row=keys.index(selected), animate=False, scroll=False)
+        elif keys:
+            self.move_cursor(row=min(cursor_row, len(keys) - 1), animate=False, scroll=False)
+        self.scroll_y = scroll
+        self.scroll_to(y=scroll, animate=False, immediate=True)
+        if keys:
+            self.call_after_refresh(self._keep_cursor_visible)
+
+    def _keep_cursor_visible(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=self.cursor_row, animate=False, scroll=True)
