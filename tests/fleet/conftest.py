@@ -1,0 +1,46 @@
+"""Fleet fixtures: SSH servers the real SshTransport connects to (see sshd.py).
+
+`asyncssh_box` is always there. `openssh_box` is OpenSSH's sshd; where it is not
+installed the test is skipped, except under CI (the CI variable set), where a missing
+sshd fails: CI must not pass by skipping. `ssh_box` runs a test over both.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from .sshd import SSHD, AsyncsshBox, OpenSshBox
+
+
+@pytest.fixture
+def asyncssh_box(tmp_path):
+    box = AsyncsshBox(tmp_path / "asyncssh").start()
+    try:
+        yield box
+    finally:
+        box.close()
+
+
+@pytest.fixture
+def openssh_box(tmp_path):
+    if not Path(SSHD).exists():
+        why = f"OpenSSH server not installed ({SSHD} missing): apt-get install openssh-server"
+        if os.environ.get("CI"):
+            pytest.fail(why + " -- CI must run the real-sshd tests")
+        pytest.skip(why)
+    box = OpenSshBox(tmp_path / "openssh").start()
+    try:
+        yield box
+    finally:
+        box.close()
+
+
+@pytest.fixture(
+    params=["asyncssh", pytest.param("openssh", marks=pytest.mark.integration)],
+)
+def ssh_box(request):
+    """The test runs against the in-process server and against OpenSSH's sshd."""
+    return request.getfixturevalue(f"{request.param}_box")
