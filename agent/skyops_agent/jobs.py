@@ -24,6 +24,7 @@ from skyops_agent.zipapp import running_zipapp
 START_TIMEOUT_S = 10.0  # how long `start` waits for the shim to launch the job
 LOG_TAIL_MAX_BYTES = 1024 * 1024
 
+_HAVE_PROC = os.path.exists("/proc/self/stat")
 _LIVE = (protocol.STATE_STARTING, protocol.STATE_RUNNING, protocol.STATE_STOPPING)
 
 
@@ -51,6 +52,8 @@ def _pid_alive(pid: int | None, must_contain: str | None = None) -> bool:
         return False
     except PermissionError:
         return True
+    if not _HAVE_PROC:
+        return True  # kill(0) is all we can know
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             if f.read().rsplit(b")", 1)[1].split()[0] == b"Z":
@@ -58,8 +61,10 @@ def _pid_alive(pid: int | None, must_contain: str | None = None) -> bool:
         if must_contain is not None:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
                 return must_contain.encode() in f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return False  # it exited while we looked
     except (OSError, IndexError):
-        pass  # no /proc (not Linux): trust kill(0)
+        pass
     return True
 
 
@@ -126,8 +131,9 @@ class JobRunner:
             if not _pid_alive(shim_pid, must_contain=self.job_dir(job_id)):
                 status = jobdir.read_json(status_path) or {}  # it may have just finished
                 state = status.get("state", protocol.STATE_STARTING)
+                # Before its first status the shim may still be between fork and exec.
                 overdue = time.time() - spec["created_at"] > START_TIMEOUT_S
-                if state != protocol.STATE_EXITED and (shim_pid or overdue):
+                if state != protocol.STATE_EXITED and (state != protocol.STATE_STARTING or overdue):
                     state = protocol.STATE_LOST
             elif state == protocol.STATE_RUNNING and stop is not None:
                 state = protocol.STATE_STOPPING
@@ -249,7 +255,7 @@ class JobRunner:
             f.write(f"{shim.pid}\n")
         with self._shims_lock:
             self._shims.append(shim)
-        rec = self._wait_launched(job_id)
+        rec = self._wait_launched(job_id, shim)
         if rec["exec_failed"]:
             shutil.rmtree(job_dir, ignore_errors=True)
             raise ProtocolError(protocol.E_EXEC_FAILED, rec["error"] or "the job did not start")
@@ -264,12 +270,20 @@ class JobRunner:
         if age > START_TIMEOUT_S:
             shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
 
-    def _wait_launched(self, job_id: str) -> dict[str, Any]:
+    def _wait_launched(self, job_id: str, shim: subprocess.Popen) -> dict[str, Any]:
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             rec = self._existing(job_id)
             if rec["state"] != protocol.STATE_STARTING or time.monotonic() > deadline:
                 return rec
+            exited = shim.poll() is not None  # then re-read: its last status is on disk
+            if exited and self._existing(job_id)["state"] == protocol.STATE_STARTING:
+                complaint = tail(self._file(job_id, jobdir.SHIM_LOG), 5)["lines"]
+                why = " / ".join(complaint) or f"exit status {shim.returncode}"
+                shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
+                raise ProtocolError(
+                    protocol.E_INTERNAL, f"the shim exited before starting the job: {why}"
+                )
             time.sleep(0.005)
 
     def stop(self, req: dict[str, Any]) -> dict[str, Any]:
