@@ -1,0 +1,239 @@
+"""The Flex bid ladder of one node type: who bids what, who runs, where the price clears.
+
+`ladder_view(grid, gpu_type)` reads the grid into plain data (testable without a
+terminal); `Ladder` draws it. Bids are stacked highest first (then by submission, as
+the market ranks them); a running tally of GPUs shows where the Flex capacity runs
+out, and a bar per bid, scaled to the standard rate, carries a vertical mark at the
+clearing price.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.widget import Widget
+
+from skyops_tui.domain.model import Job, JobState, Mode
+from skyops_tui.domain.money import fmt
+from skyops_tui.policy.grid import Grid
+
+BAR = " ▏▎▍▌▋▊▉█"
+
+
+@dataclass(frozen=True, slots=True)
+class Rung:
+    job: int
+    name: str
+    user: str
+    bid: int
+    gpus: int
+    state: str  # running, starting, preempting, stopping, queued, paused
+    any_type: bool  # the job names no gpu_type and bids in every market
+
+    @property
+    def holding(self) -> bool:
+        return self.state in ("running", "starting", "preempting", "stopping")
+
+
+@dataclass(frozen=True, slots=True)
+class LadderView:
+    gpu_type: str
+    rate: int
+    floor: int
+    price: int
+    gpus: int  # GPUs of this type on schedulable nodes
+    capacity: int  # GPUs Flex may use now: not held by Priority or Commit
+    in_use: int  # GPUs Flex jobs hold now
+    rungs: tuple[Rung, ...]
+
+    @property
+    def running(self) -> int:
+        return sum(1 for r in self.rungs if r.holding)
+
+    @property
+    def waiting(self) -> int:
+        return sum(1 for r in self.rungs if not r.holding)
+
+
+def _rung(job: Job, gpus: int) -> Rung:
+    if job.state is JobState.PREEMPTING:
+        state = "preempting"
+    elif job.state in (JobState.RUNNING, JobState.STARTING) and job.stop_reason:
+        state = "stopping"
+    else:
+        state = str(job.state)
+    return Rung(job.id, job.name, job.user, job.bid, gpus, state, job.gpu_type is None)
+
+
+def ladder_view(grid: Grid, gpu_type: str) -> LadderView:
+    market = grid.markets[gpu_type]
+    nodes = [n for n in grid.by_type.get(gpu_type, []) if n.schedulable]
+    smallest = min((n.gpu_count for n in nodes), default=0)
+    capacity = in_use = 0
+    held: dict[int, int] = {}
+    for node in nodes:
+        for h in node.holders:
+            if h is None:
+                capacity += 1
+            elif grid.jobs[h].mode is Mode.FLEX:
+                capacity += 1
+                in_use += 1
+                held[h] = held.get(h, 0) + 1
+    rungs = [_rung(grid.jobs[j], n) for j, n in held.items()]
+    for key in (gpu_type, None):
+        for _, _, jid in grid.flex_book.get(key, []):
+            job = grid.jobs[jid]
+            rungs.append(_rung(job, job.gpus or job.nodes * smallest))
+    rungs.sort(key=lambda r: (-r.bid, grid.jobs[r.job].seq))
+    return LadderView(
+        gpu_type,
+        market.rate,
+        market.floor,
+        market.price,
+        sum(n.gpu_count for n in nodes),
+        capacity,
+        in_use,
+        tuple(rungs),
+    )
+
+
+def _bar(value: int, scale: int, width: int) -> str:
+    """A left-aligned bar of `width` cells, filled value/scale, in eighths."""
+    eighths = max(0, min(width * 8, round(value * width * 8 / scale))) if scale else 0
+    full, part = divmod(eighths, 8)
+    return ("█" * full + (BAR[part] if part else "")).ljust(width)
+
+
+def layout(v: LadderView) -> list[tuple[str, object, int]]:
+    """The ladder's lines in order: ("rung", Rung, GPUs so far), ("price", label, 0),
+    ("capacity", label, 0) or ("empty", text, 0).
+
+    The clearing-price line goes above the first bid that does not pay it (under the
+    price, or at it and waiting: that bid sets the price); the capacity line goes
+    above the first bid that would take the tally past the GPUs Flex may use."""
+    price_label = f"clearing {fmt(v.price)}/GPU-h"
+    cap_label = f"Flex capacity {v.capacity} GPUs"
+    out: list[tuple[str, object, int]] = []
+    price_done = cap_done = False
+    cum = 0
+    for r in v.rungs:
+        at_price = not price_done and (r.bid < v.price or (r.bid == v.price and not r.holding))
+        at_cap = not cap_done and cum + r.gpus > v.capacity
+        if at_price and at_cap:
+            out.append(("price", f"{price_label} ── {cap_label}", 0))
+        elif at_price:
+            out.append(("price", price_label, 0))
+        elif at_cap:
+            out.append(("capacity", cap_label, 0))
+        price_done |= at_price
+        cap_done |= at_cap
+        cum += r.gpus
+        out.append(("rung", r, cum))
+    if not price_done and not cap_done:
+        out.append(("price", f"{price_label} ── {cap_label} ({v.capacity - cum} unbid)", 0))
+    elif not price_done:
+        out.append(("price", price_label, 0))
+    elif not cap_done:
+        out.append(("capacity", f"{cap_label} ({v.capacity - cum} unbid)", 0))
+    if not v.rungs:
+        out.append(("empty", "no Flex bids on this type", 0))
+    return out
+
+
+class Ladder(Widget):
+    """Draws a `LadderView`. Height follows the number of rungs, for a scrolling parent."""
+
+    COMPONENT_CLASSES = {
+        "ladder--header",
+        "ladder--running",
+        "ladder--waiting",
+        "ladder--paused",
+        "ladder--stopping",
+        "ladder--price",
+        "ladder--capacity",
+        "ladder--dim",
+    }
+
+    DEFAULT_CSS = """
+    Ladder { height: auto; }
+    """
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self.view: LadderView | None = None
+
+    def show(self, view: LadderView) -> None:
+        if view != self.view:
+            resized = self.view is None or len(view.rungs) != len(self.view.rungs)
+            self.view = view
+            self.refresh(layout=resized)
+
+    def get_content_height(self, container, viewport, width: int) -> int:  # noqa: ANN001
+        if self.view is None:
+            return 1
+        return 1 + len(layout(self.view)) + any(r.any_type for r in self.view.rungs)
+
+    def _style(self, rung: Rung):  # noqa: ANN202
+        name = {
+            "running": "running",
+            "starting": "running",
+            "preempting": "stopping",
+            "stopping": "stopping",
+            "paused": "paused",
+        }.get(rung.state, "waiting")
+        return self.get_component_rich_style(f"ladder--{name}", partial=True)
+
+    def render(self) -> Text:
+        v = self.view
+        if v is None:
+            return Text("")
+        width = max(self.content_size.width, 40)
+        header = self.get_component_rich_style("ladder--header", partial=True)
+        price_style = self.get_component_rich_style("ladder--price", partial=True)
+        cap_style = self.get_component_rich_style("ladder--capacity", partial=True)
+        dim = self.get_component_rich_style("ladder--dim", partial=True)
+        # columns: bid 7, bar, GPUs 5, cum 5, job, user 8, state 10
+        name_w = max((len(r.name) + (1 if r.any_type else 0) for r in v.rungs), default=3)
+        name_w = min(max(name_w, 3), 20)
+        fixed = 8 + 1 + 5 + 6 + 2 + name_w + 1 + 8 + 11
+        bar_w = max(6, min(40, width - fixed))
+        price_col = min(bar_w - 1, round(v.price * bar_w / v.rate)) if v.rate else 0
+        text = Text(no_wrap=True, overflow="crop")
+        text.append(
+            f"{'bid':>7}  {'bid / standard rate':<{bar_w}}{'GPUs':>5}{'total':>6}  "
+            f"{'job':<{name_w}} {'user':<8} state\n",
+            header,
+        )
+
+        def rule(label: str, style) -> None:  # noqa: ANN001
+            body = f"── {label} "
+            line = body + "─" * max(0, width - len(body) - 1)
+            text.append(line[: width - 1] + "\n", style)
+
+        for kind, item, cum in layout(v):
+            if kind == "price":
+                rule(item, price_style)
+            elif kind == "capacity":
+                rule(item, cap_style)
+            elif kind == "empty":
+                text.append(f"  {item}\n", dim)
+            else:
+                r = item
+                style = self._style(r)
+                bar = _bar(r.bid, v.rate, bar_w)
+                text.append(f"{fmt(r.bid):>7}  ", style)
+                text.append(bar[:price_col], style)
+                mark = bar[price_col]
+                text.append("┃" if mark == " " else mark, price_style if mark == " " else style)
+                text.append(bar[price_col + 1 :], style)
+                name = r.name + ("*" if r.any_type else "")
+                if len(name) > name_w:
+                    name = name[: name_w - 1] + "…"
+                text.append(f"{r.gpus:>5}", style)
+                text.append(f"{cum:>6}  ", dim)
+                text.append(f"{name:<{name_w}} {r.user[:8]:<8} {r.state}\n", style)
+        if any(r.any_type for r in v.rungs):
+            text.append("  * names no GPU type: bids in every market", dim)
+        text.rstrip()
+        return text
