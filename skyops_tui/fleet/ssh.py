@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import shlex
 import tempfile
 from collections import deque
@@ -150,7 +151,11 @@ class SshTransport:
         return d[2:] if d.startswith("~/") else d  # relative paths start in the home dir
 
     async def ensure_agent(self, conn: asyncssh.SSHClientConnection) -> str:
-        """Push the zipapp unless this exact build (by hash) is already on the box."""
+        """Push the zipapp unless this exact build (by hash) is already on the box.
+
+        Several connections may push at once (nodes sharing a box, two consoles): each
+        writes its own temp file, and a copy already in place is never removed, since
+        an agent may be starting from it; the same name means the same bytes."""
         local, digest = agent_zipapp()
         self.pushed = False
         rdir = self.remote_dir()
@@ -158,12 +163,16 @@ class SshTransport:
         async with conn.start_sftp_client() as sftp:
             await sftp.makedirs(rdir, exist_ok=True)
             if not await sftp.exists(remote):
-                tmp = remote + ".part"
+                tmp = f"{remote}.part-{secrets.token_hex(4)}"
                 await sftp.put(local, tmp)
-                with contextlib.suppress(asyncssh.SFTPError):
-                    await sftp.remove(remote)
-                await sftp.rename(tmp, remote)
-                self.pushed = True
+                try:
+                    await sftp.rename(tmp, remote)
+                    self.pushed = True
+                except asyncssh.SFTPError:
+                    with contextlib.suppress(asyncssh.SFTPError):
+                        await sftp.remove(tmp)
+                    if not await sftp.exists(remote):
+                        raise
         self.agent_path = remote
         return remote
 

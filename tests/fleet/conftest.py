@@ -16,12 +16,24 @@ from .sshd import SSHD, AsyncsshBox, OpenSshBox
 
 
 @pytest.fixture
-def asyncssh_box(tmp_path):
-    box = AsyncsshBox(tmp_path / "asyncssh").start()
+def asyncssh_boxes(tmp_path):
+    """asyncssh_boxes(name) -> a fresh in-process box, for tests that need several."""
+    boxes: list[AsyncsshBox] = []
+
+    def make(name: str = "asyncssh") -> AsyncsshBox:
+        boxes.append(AsyncsshBox(tmp_path / name).start())
+        return boxes[-1]
+
     try:
-        yield box
+        yield make
     finally:
-        box.close()
+        for box in boxes:
+            box.close()
+
+
+@pytest.fixture
+def asyncssh_box(asyncssh_boxes):
+    return asyncssh_boxes()
 
 
 @pytest.fixture

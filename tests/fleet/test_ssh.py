@@ -126,6 +126,19 @@ async def test_agent_is_pushed_once_per_build_and_reports_fake_gpus(ssh_box):
     assert not second.pushed
 
 
+async def test_connections_pushing_at_once_each_start_their_agent(ssh_box):
+    """Nodes sharing a box connect at the same moment: no push may pull the copy out
+    from under an agent that is starting from it."""
+    transports = [ssh_box.transport(ssh_box.node(f"n{i}")) for i in range(4)]
+    links = await asyncio.gather(*(t.connect(ignore) for t in transports))
+    try:
+        assert sorted(link.hello["node_name"] for link in links) == ["n0", "n1", "n2", "n3"]
+        assert any(t.pushed for t in transports)
+        assert agent_files(ssh_box) == [Path(transports[0].agent_path).name]
+    finally:
+        await asyncio.gather(*(link.close() for link in links))
+
+
 async def test_a_job_outlives_the_connection_and_reports_its_exit_later(ssh_box):
     transport = ssh_box.transport()
     link = await transport.connect(ignore)
