@@ -246,7 +246,8 @@ class Store:
                     row = (now, kind, job, payload, "done", "applied", now)
                 ids.append(c.execute(INSERT_ACTION, row).lastrowid)  # type: ignore[arg-type]
             if counters != self._counters:
-                c.executemany(UPSERT_COUNTER, zip(COUNTERS, counters, strict=True))
+                changed = zip(COUNTERS, counters, self._counters, strict=True)
+                c.executemany(UPSERT_COUNTER, [(n, v) for n, v, was in changed if v != was])
         grid.drain()
         grid.dirty_jobs.clear()
         grid.dirty_reservations.clear()
