@@ -50,6 +50,9 @@ class Planner:
         self.claimed: dict[str, int] = {}  # soon-free GPUs claimed per node in this pass
         self.started: set[int] = set()
         self._soon: dict[str, list[int]] | None = None
+        self._flex_free: dict[str, int] = {}  # Flex capacity left per type in this pass
+        self.waiting_elsewhere: set[int] = set()  # untyped jobs that claimed GPUs in a market
+        self._smallest: dict[str, int] = {}
 
     def run(self) -> list[A.Action]:
         self.timers()
@@ -93,6 +96,27 @@ class Planner:
 
     def type_free(self, gpu_type: str, pool: str) -> int:
         return sum(self.node_free_count(n, pool) for n in self.g.by_type[gpu_type])
+
+    def flex_free(self, gpu_type: str) -> int:
+        if gpu_type not in self._flex_free:
+            self._flex_free[gpu_type] = self.type_free(gpu_type, FLEX_POOL)
+        return self._flex_free[gpu_type]
+
+    def fits_elsewhere(self, job: Job, here: str) -> bool:
+        """An untyped job that has free room in another market it clears in."""
+        for t, market in self.g.markets.items():
+            if t == here or job.bid < market.floor or not self.g.by_type[t]:
+                continue
+            if job.nodes:
+                # whole nodes of the type's smallest size, as the market loop counts them
+                if t not in self._smallest:
+                    self._smallest[t] = min(n.gpu_count for n in self.g.by_type[t])
+                need = job.nodes * self._smallest[t]
+            else:
+                need = job.gpus
+            if need <= self.flex_free(t):
+                return True
+        return False
 
     def take(self, node: str, idx: Iterable[int]) -> None:
         self.taken.setdefault(node, set()).update(idx)
@@ -503,12 +527,14 @@ class Planner:
             book = g.flex_book.get(t, [])
             running = [g.jobs[j] for j in g.flex_running[t] if j not in self.victims]
             lowest = min((j.bid for j in running if not j.stop_reason), default=None)
-            free = self.type_free(t, FLEX_POOL) if nodes else 0
+            free = self.flex_free(t)
             smallest_node = min((n.gpu_count for n in nodes), default=0)
             highest_waiting = None
             for entry in _merge(book, untyped):
                 job = g.jobs[entry[2]]
                 if job.id in self.started or job.retry_at > now or job.bid < market.floor:
+                    continue
+                if job.id in self.waiting_elsewhere:
                     continue
                 if not nodes:
                     break
@@ -522,11 +548,16 @@ class Planner:
                     if pl:
                         self.start(job, pl, t)
                         free -= sum(len(p.gpus) for p in pl)
+                        self._flex_free[t] = free
                         lowest = job.bid if lowest is None else min(lowest, job.bid)
                         continue
+                if job.gpu_type is None and self.fits_elsewhere(job, t):
+                    continue  # it starts in another market this pass: no wait, no victims
                 if highest_waiting is None:
                     highest_waiting = job.bid
                 if self.claim_soon(nodes, job, FLEX_POOL):
+                    if job.gpu_type is None:
+                        self.waiting_elsewhere.add(job.id)
                     continue
                 if lowest is None or job.bid < lowest * outbid:
                     if free <= 0:
@@ -539,6 +570,8 @@ class Planner:
 
                 victims = self.choose_victims(nodes, job, FLEX_POOL, eligible)
                 if victims:
+                    if job.gpu_type is None:
+                        self.waiting_elsewhere.add(job.id)
                     self.preempt(victims, f"outbid by {job.name}")
                     for v in victims:
                         for p in v.placement:
