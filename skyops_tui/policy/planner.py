@@ -578,7 +578,7 @@ class Planner:
                             self.claimed[p.node] = self.claimed.get(p.node, 0) + len(p.gpus)
                     running = [j for j in running if j.id not in self.victims]
                     lowest = min((j.bid for j in running if not j.stop_reason), default=None)
-            price = clearing_price(highest_waiting, lowest, market.floor)
+            price = clearing_price(highest_waiting, lowest, market.floor, market.rate)
             if (
                 price != market.price
                 or now - market.price_at >= self.cfg.cluster.billing_interval_s

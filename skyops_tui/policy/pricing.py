@@ -6,8 +6,8 @@ All amounts are integer micro-units. Rules (see docs/modes.md):
   highest tier whose GPU-hours the reservation reaches, per node type.
 - Commit early exit: unused future GPU-seconds x effective rate x early_exit_refund,
   plus downtime GPU-seconds not yet credited x effective rate, floored.
-- Flex clearing price: the highest waiting bid, capped at the lowest running bid,
-  never under the floor.
+- Flex clearing price: the highest waiting bid, capped at the lowest running bid and
+  at the standard rate, never under the floor.
 """
 
 from __future__ import annotations
@@ -113,13 +113,20 @@ def downtime_credit(res: Reservation, now: float) -> int:
 
 
 def clearing_price(
-    highest_waiting_bid: int | None, lowest_running_bid: int | None, floor: int
+    highest_waiting_bid: int | None,
+    lowest_running_bid: int | None,
+    floor: int,
+    rate: int | None = None,
 ) -> int:
+    """The highest waiting bid, capped at the lowest running bid and at the standard
+    `rate` (an untyped bid may exceed the rate of a cheaper market), never under `floor`."""
     if highest_waiting_bid is None:
         return floor
     price = highest_waiting_bid
     if lowest_running_bid is not None:
         price = min(price, lowest_running_bid)
+    if rate is not None:
+        price = min(price, rate)
     return max(price, floor)
 
 
