@@ -25,7 +25,7 @@ from skyops_tui.policy.invariants import (
     ledger_sum,
 )
 from skyops_tui.scheduler.engine import Engine
-from skyops_tui.scheduler.executor import Exited, NodeChanged, Report, Started
+from skyops_tui.scheduler.executor import Checkpointed, Exited, NodeChanged, Report, Started
 from skyops_tui.sim.agents import SimExecutor
 from skyops_tui.sim.simulator import next_wakeup
 
@@ -90,6 +90,7 @@ class _World:
         self.actions: list[tuple[float, A.Action]] = []
         self.events: list[Event] = []
         self.transactions: list[Transaction] = []
+        self.prices: list[tuple[float, str, int]] = []
         self.violations: list[str] = []
         self._drain()
 
@@ -186,13 +187,17 @@ class _World:
         return acts
 
     def _drain(self) -> None:
-        events, txs, _ = self.grid.drain()
+        events, txs, prices = self.grid.drain()
         self.events += events
         self.transactions += txs
+        self.prices += prices
         self.violations += check_transactions(self.grid, txs)
         self.violations += check_placements(self.grid)
         if ledger_sum(self.grid) != 0:
             self.violations.append(f"ledger sums to {ledger_sum(self.grid)}")
+
+    def price(self, gpu_type: str = "H100") -> int:
+        return self.grid.markets[gpu_type].price
 
     def charged(self, name: str) -> int:
         """Settle the job up to now, then what it paid in all."""
@@ -256,6 +261,12 @@ class HandWorld(_World):
 
     def exited(self, name: str, code: int | None = 0, completed: bool = True) -> None:
         self.engine.pending.append(Exited(self.job(name).id, code, completed))
+        self.engine.absorb(self.now)
+        self._drain()
+
+    def checkpointed(self, name: str, t: float) -> None:
+        """The job reports a checkpoint written at T0 + t."""
+        self.engine.pending.append(Checkpointed(self.job(name).id, T0 + t))
         self.engine.absorb(self.now)
         self._drain()
 
