@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"skyops {__version__}")
     p.add_argument("--config", metavar="FILE", help="cluster config (default: the demo grid)")
     p.add_argument("--db", metavar="PATH", help="state database (default: under the XDG data dir)")
+    p.add_argument("--readonly", action="store_true", help="show everything, change nothing")
     sub = p.add_subparsers(dest="command")
 
     sim = sub.add_parser("simulate", help="run a workload trace through the real scheduler")
@@ -46,9 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "simulate":
             return cmd_simulate(args, out)
-        # Until the console lands, `skyops` alone simulates a day on the demo grid.
-        args.trace, args.demo, args.json = None, True, False
-        return cmd_simulate(args, out)
+        from .console import run_console
+
+        return run_console(load_config(args.config) if args.config else None, args.db, args.readonly)
     except InputError as e:
         for m in e.messages:
             err.print(f"[bold red]error:[/] {m}", highlight=False, markup=True)

@@ -324,6 +324,12 @@ class FleetExecutor:
         agent = link.link
         assert agent is not None
         self.state_dirs[link.name] = str(agent.hello.get("state_dir") or ".skyops/state")
+        # Only what was intended before the listing was taken can be judged by it.
+        intended = (
+            {jid: self._run_for(self.grid.jobs[jid]).run for jid in self.grid.holding}
+            if self.grid is not None
+            else {}
+        )
         listing = (await agent.request(protocol.JOBS)).get("jobs", [])
         seen: set[str] = set()
         grid = self.grid
@@ -363,6 +369,8 @@ class FleetExecutor:
         for jid in list(grid.holding):
             job = grid.jobs[jid]
             run = self._run_for(job)
+            if intended.get(jid) != run.run:
+                continue  # started after the listing: not ours to judge
             for aid, node in run.parts.items():
                 if node != link.name or aid in seen or aid in run.exits:
                     continue

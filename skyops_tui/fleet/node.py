@@ -62,6 +62,7 @@ class NodeLink:
         self.connects = 0
         self._task: asyncio.Task | None = None
         self.connected = asyncio.Event()
+        self.ready = False  # the link is open and reconciled: jobs may be placed here
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self.run(), name=f"link-{self.name}")
@@ -83,7 +84,7 @@ class NodeLink:
         self.last_heartbeat = self.clock.now()
         if msg.get("type") == protocol.TELEMETRY_EVENT:
             self.sample = to_sample(self.name, msg)
-            if self.status is NodeStatus.DEGRADED and self.link is not None:
+            if self.status is NodeStatus.DEGRADED and self.ready:
                 self._set(NodeStatus.UP, "heartbeat resumed")
             return
         self.on_event(self.name, msg)
@@ -102,6 +103,7 @@ class NodeLink:
                 self.inventory = (await link.request(protocol.INVENTORY)) or {}
                 await link.request(protocol.SUBSCRIBE, interval_s=self.telemetry_interval_s)
                 await self.on_connect(self)
+                self.ready = True
                 self._set(NodeStatus.UP, f"connected ({self.transport.describe()})")
                 self.connected.set()
                 await self._watch(link)
@@ -114,6 +116,7 @@ class NodeLink:
                 self.error = f"{type(e).__name__}: {e}"
                 log.info("%s: link failed: %s", self.name, self.error)
             finally:
+                self.ready = False
                 self.connected.clear()
                 if self.link is not None:
                     with contextlib.suppress(Exception):

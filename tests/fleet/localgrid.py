@@ -18,7 +18,7 @@ CONFIG = {
         "name": "test",
         "grace_s": 2,
         "stop_grace_s": 1,
-        "heartbeat_timeout_s": 1,
+        "heartbeat_timeout_s": 5,
         "tick_s": 0.2,
     },
     "pricing": {"min_slice_s": 0},

@@ -75,7 +75,7 @@ async def test_preempted_flex_job_checkpoints_and_resumes_on_another_node(tmp_pa
         await log_contains(rt, job, "step 30/", 30)
         boss = rt.scheduler.submit(priority("deadline", demo_argv(100_000, 0.05)))
         await wait_for(lambda: job.state is JobState.PAUSED, "flex job paused")
-        assert job.preemptions == 1
+        assert job.preemptions == 1, [(e.kind, e.cause) for e in rt.feed.events if e.job == job.id]
         await wait_for(lambda: boss.state is JobState.RUNNING, "priority job running")
         assert boss.placement[0].node == first
         # Free the other node: the Flex job resumes there, from its checkpoint.

@@ -1,0 +1,61 @@
+"""Building the live console: the demo grid or a real cluster, with its store and fleet."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..clock import SystemClock
+from ..domain.config import DEMO_CONFIG, Config, demo_config, parse_config
+from ..fleet.executor import FleetExecutor
+from ..fleet.link import LocalTransport, Transport
+from ..fleet.ssh import SshTransport
+from ..locations import data_dir, db_path, demo_db_path
+from ..runtime import Runtime, current_user
+from ..store.db import Store
+
+
+def demo_cluster(user: str | None = None) -> Config:
+    """The demo grid, with the person running it as its operator so every action works."""
+    data = dict(DEMO_CONFIG)
+    data["accounts"] = {**DEMO_CONFIG["accounts"], "operators": [user or current_user()]}
+    return parse_config(data, "demo config")
+
+
+def transports(cfg: Config, demo: bool, known_hosts: str | None = None) -> dict[str, Transport]:
+    out: dict[str, Transport] = {}
+    agents = data_dir() / ("demo-agents" if demo else "local-agents")
+    for node in cfg.all_nodes():
+        if demo or node.local:
+            out[node.name] = LocalTransport(node.name, str(agents / node.name), node.fake_gpus)
+        else:
+            out[node.name] = SshTransport(node, known_hosts=known_hosts)
+    return out
+
+
+def build_runtime(
+    cfg: Config | None,
+    db: str | Path | None = None,
+    readonly: bool = False,
+    user: str | None = None,
+) -> Runtime:
+    demo = cfg is None
+    cfg = cfg or demo_cluster(user)
+    path = Path(db) if db else (demo_db_path() if demo else db_path())
+    store = Store(path)
+    ex = FleetExecutor(cfg, transports(cfg, demo), SystemClock())
+    return Runtime(cfg, ex, store=store, user=user, demo=demo, readonly=readonly)
+
+
+def run_console(cfg: Config | None, db: str | None, readonly: bool = False) -> int:
+    from ..app.app import SkyopsApp
+    from ..demo import seed
+
+    rt = build_runtime(cfg, db, readonly)
+    if rt.demo and not rt.grid.jobs:
+        seed(rt)
+    SkyopsApp(rt).run()
+    rt.store.close()
+    return 0
+
+
+__all__ = ["build_runtime", "run_console", "demo_cluster", "demo_config"]
