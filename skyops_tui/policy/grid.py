@@ -818,6 +818,7 @@ class Grid:
                 self.settle(job, now)
                 job.billed_from = None
                 job.stop_reason = "paused" if outcome is JobState.PAUSED else str(outcome)
+                self.dirty_jobs.add(job.id)
                 if job.mode is Mode.FLEX:
                     self.set_state(job, PR, now, why)
                 else:

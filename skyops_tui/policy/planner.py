@@ -588,7 +588,7 @@ class Planner:
 
 def _victim_order(v: Job) -> tuple:
     work_at = v.last_checkpoint_at if v.last_checkpoint_at is not None else (v.started_at or 0)
-    return (v.bid, -work_at, -(v.started_at or 0))
+    return (v.bid, -work_at, -(v.started_at or 0), -v.id)
 
 
 def _merge(a: list, b: list) -> Iterator[tuple[int, int, int]]:

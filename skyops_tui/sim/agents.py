@@ -61,6 +61,8 @@ class SimExecutor:
             self.lost_work_gpu_s += (progress - saved) * job.gpu_total
             if every and progress >= every:
                 job.last_checkpoint_at = start + saved
+            if self.grid is not None:
+                self.grid.dirty_jobs.add(job.id)
             cause = "stopped at the checkpoint signal"
         else:
             cause = f"stopped ({action.outcome})"

@@ -696,12 +696,6 @@ def test_persist_sustains_thousands_of_small_writes_a_second(tmp_path):
     assert n / spent > 1000, f"{n / spent:.0f} persists a second"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Grid.node_status does not mark a non-Flex gang job dirty when it sets its "
-    "stop_reason and stops its billing, so nothing is written when settle had nothing to "
-    "charge (policy/grid.py); remove this mark once it adds the job to dirty_jobs",
-)
 def test_a_gang_job_losing_a_node_the_moment_it_was_billed_round_trips(tmp_path):
     c = Console(tmp_path / "skyops.db")
     c.account("carol")
