@@ -17,7 +17,7 @@ import pytest
 from skyops_agent import protocol
 from skyops_tui.clock import SystemClock
 from skyops_tui.demo import EXAMPLE_JOB, demo_argv
-from skyops_tui.domain.config import parse_config
+from skyops_tui.domain.config import NodeConfig, parse_config
 from skyops_tui.domain.model import JobState
 from skyops_tui.domain.specs import JobSpec
 from skyops_tui.fleet.executor import FleetExecutor
@@ -92,6 +92,34 @@ async def test_the_trust_command_from_a_refusal_lets_the_next_connect_through(ss
     try:
         assert link.hello["node_name"] == "box"
         assert transport.pushed
+    finally:
+        await link.close()
+
+
+async def test_an_ssh_config_alias_gives_host_port_user_and_key(asyncssh_box, tmp_path):
+    """host = an alias from ~/.ssh/config, no port in config.toml: ssh's Port applies, and
+    a refusal names the real HostName and Port, which ssh-keyscan needs."""
+    box = asyncssh_box
+    ssh_config = tmp_path / "ssh_config"
+    ssh_config.write_text(
+        f"Host gpu-box\n  HostName 127.0.0.1\n  Port {box.port}\n  User {box.user}\n"
+        f"  IdentityFile {box.identity}\n"
+    )
+    node = NodeConfig(
+        name="aliased", host="gpu-box", fake_gpus="1xH100-80GB", python=sys.executable
+    )
+    refused_by = SshTransport(
+        node, known_hosts=box.known_hosts("empty"), ssh_config=str(ssh_config)
+    )
+    with pytest.raises(HostKeyRefused) as refused:
+        await refused_by.connect(ignore)
+    assert f"ssh-keyscan -p {box.port} 127.0.0.1 >> " in refused.value.trust_command
+    assert refused.value.fingerprint == box.fingerprint
+
+    transport = SshTransport(node, known_hosts=box.known_hosts(), ssh_config=str(ssh_config))
+    link = await transport.connect(ignore)
+    try:
+        assert link.hello["node_name"] == "aliased"
     finally:
         await link.close()
 
@@ -257,8 +285,6 @@ async def _logged(lines_coro, wanted: str) -> list[str] | None:
 
 def test_the_command_run_on_the_box_is_quoted(tmp_path):
     """A node name or path with a space stays one argument on the remote shell."""
-    from skyops_tui.domain.config import NodeConfig
-
     node = NodeConfig(name="b", host="h", fake_gpus="1xH100", python="/opt/my py/bin/python3")
     cmd = SshTransport(node, known_hosts=str(tmp_path / "kh")).command("d/agent.pyz")
     assert cmd.startswith("'/opt/my py/bin/python3' d/agent.pyz serve --stdio")

@@ -155,8 +155,8 @@ def test_the_check_prints_no_traceback_on_stderr(asyncssh_box, tmp_path):
         '[[node_types]]\nname = "H100"\nrate = 2.5\n'
         f'[[nodes]]\nname = "a"\nhost = "127.0.0.1"\nport = {asyncssh_box.port}\n'
         f'user = "{asyncssh_box.user}"\nidentity = "{asyncssh_box.identity}"\n'
-        f'python = "{sys.executable}"\nfake_gpus = "1xH100"\n'
-        f'[[nodes]]\nname = "b"\nhost = "127.0.0.1"\nport = {free_port()}\nfake_gpus = "1xH100"\n'
+        f'python = "{sys.executable}"\nfake_gpus = "1xH100-80GB"\n'
+        f'[[nodes]]\nname = "b"\nhost = "127.0.0.1"\nport = {free_port()}\nfake_gpus = "1xH100-80GB"\n'
     )
     proc = subprocess.run(
         [sys.executable, "-c", script, str(toml), asyncssh_box.known_hosts("empty"),
