@@ -40,9 +40,10 @@ def seed(rt: Runtime, runtime_s: float | None = None) -> None:
     market with bids above and below the clearing price."""
     now = rt.clock.now()
     argv = demo_argv()
-    sched = rt.scheduler
+    sched = rt.local  # seeding acts as the system, before any console leads
     sched.reserve(
-        ReservationSpec(
+        actor="team",
+        spec=ReservationSpec(
             name="nightly-a100",
             user="team",
             gpu_type="A100",
@@ -51,7 +52,7 @@ def seed(rt: Runtime, runtime_s: float | None = None) -> None:
             hours=4,
             repeat="daily",
             count=30,
-        )
+        ),
     )
     jobs = [
         JobSpec(
@@ -141,12 +142,12 @@ def seed(rt: Runtime, runtime_s: float | None = None) -> None:
         ),
     ]
     for spec in jobs:
-        sched.submit(spec)
+        sched.submit(spec, actor=spec.user)
 
 
 def sim_runtime(cfg: Config | None = None, seeded: bool = True, user: str = "ops") -> Runtime:
     """The demo grid on simulated agents and a manual clock (tests, screenshots)."""
-    cfg = cfg or demo_config()
+    cfg = cfg or demo_config(operator=user)
     clock = ManualClock(DEMO_EPOCH)
     ex = SimExecutor(clock, cfg.simulation.stop_delay_s, cfg.cluster.grace_s)
     rt = Runtime(cfg, ex, clock=clock, user=user, demo=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..clock import SystemClock
-from ..domain.config import DEMO_CONFIG, Config, demo_config, parse_config
+from ..domain.config import Config, demo_config
 from ..fleet.executor import FleetExecutor
 from ..fleet.link import LocalTransport, Transport
 from ..fleet.ssh import SshTransport
@@ -16,9 +16,7 @@ from ..store.db import Store
 
 def demo_cluster(user: str | None = None) -> Config:
     """The demo grid, with the person running it as its operator so every action works."""
-    data = dict(DEMO_CONFIG)
-    data["accounts"] = {**DEMO_CONFIG["accounts"], "operators": [user or current_user()]}
-    return parse_config(data, "demo config")
+    return demo_config(user or current_user())
 
 
 def transports(cfg: Config, demo: bool, known_hosts: str | None = None) -> dict[str, Transport]:

@@ -234,5 +234,9 @@ DEMO_CONFIG = {
 }
 
 
-def demo_config() -> Config:
-    return parse_config(DEMO_CONFIG, "demo config")
+def demo_config(operator: str | None = None) -> Config:
+    """The demo grid; `operator` (the person trying it) may act on every job."""
+    data = dict(DEMO_CONFIG)
+    if operator:
+        data["accounts"] = {**DEMO_CONFIG["accounts"], "operators": [operator]}
+    return parse_config(data, "demo config")

@@ -33,6 +33,9 @@ class Scheduler:
         self.passes = 0
         self.errors: list[str] = []
         self.listeners: list[Callable[[], None]] = []
+        # Who commands act as when the caller names nobody (the console's user).
+        # None acts as the system itself (simulator, trace replay, demo seeding).
+        self.actor: str | None = None
         engine.executor.bind(self._report)
 
     @property
@@ -82,22 +85,22 @@ class Scheduler:
 
     # Commands, in the words operators use. Each raises Refused with nothing changed.
     def submit(self, spec: JobSpec, actor: str | None = None) -> Job:
-        return self.command(lambda g, t: g.submit(spec, t, actor))
+        return self.command(lambda g, t: g.submit(spec, t, actor or self.actor))
 
     def reserve(self, spec: ReservationSpec, actor: str | None = None) -> Reservation:
-        return self.command(lambda g, t: g.reserve(spec, t, actor))
+        return self.command(lambda g, t: g.reserve(spec, t, actor or self.actor))
 
     def cancel(self, ref: str | int, actor: str | None = None) -> None:
-        self.command(lambda g, t: g.cancel(ref, t, actor))
+        self.command(lambda g, t: g.cancel(ref, t, actor or self.actor))
 
     def cancel_reservation(self, name: str, actor: str | None = None) -> None:
-        self.command(lambda g, t: g.cancel_reservation(name, t, actor))
+        self.command(lambda g, t: g.cancel_reservation(name, t, actor or self.actor))
 
     def extend(self, ref: str | int, hours: float, actor: str | None = None) -> Job:
-        return self.command(lambda g, t: g.extend(ref, hours, t, actor))
+        return self.command(lambda g, t: g.extend(ref, hours, t, actor or self.actor))
 
     def change_bid(self, ref: str | int, bid: float, actor: str | None = None) -> Job:
-        return self.command(lambda g, t: g.change_bid(ref, bid, t, actor))
+        return self.command(lambda g, t: g.change_bid(ref, bid, t, actor or self.actor))
 
     def change_mode(self, ref: str | int, mode: str, actor: str | None = None) -> None:
-        self.command(lambda g, t: g.change_mode(ref, mode, actor))
+        self.command(lambda g, t: g.change_mode(ref, mode, actor or self.actor))

@@ -210,7 +210,27 @@ def _v1(db: Database) -> None:
 
 Migration = Callable[[Database], None]
 
-MIGRATIONS: list[Migration] = [_v1]
+
+def _v2(db: Database) -> None:
+    """Commands from other processes (CLI, other consoles) for the scheduler's leader."""
+    db["commands"].create(
+        {
+            "id": int,
+            "at": float,
+            "actor": str,
+            "kind": str,
+            "payload": str,
+            "status": str,  # pending | done | refused | failed
+            "result": str,
+            "done_at": float,
+        },
+        pk="id",
+        not_null={"at", "actor", "kind", "payload", "status"},
+    )
+    db.execute("CREATE INDEX idx_commands_pending ON commands(id) WHERE status = 'pending'")
+
+
+MIGRATIONS: list[Migration] = [_v1, _v2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
