@@ -37,6 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("trace", nargs="?", help="JSON Lines trace (PRODUCT.md §4); omit with --demo")
     sim.add_argument("--demo", action="store_true", help="simulate a built-in day on the demo grid")
     sim.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    nodes = sub.add_parser("nodes", help="the GPU boxes in the config")
+    nodes_sub = nodes.add_subparsers(dest="nodes_command", required=True)
+    check = nodes_sub.add_parser("check", help="connect to every node and show what it has")
+    check.add_argument("--known-hosts", metavar="FILE", help="default: ~/.ssh/known_hosts")
+    check.add_argument("--json", action="store_true", help="print the results as JSON")
     return p
 
 
@@ -47,9 +53,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "simulate":
             return cmd_simulate(args, out)
+        if args.command == "nodes":
+            from .nodes import run_nodes_check
+
+            if not args.config:
+                raise InputError(["nodes check: give the cluster config with --config FILE"])
+            return run_nodes_check(load_config(args.config), args.known_hosts, out, as_json=args.json)
         from .console import run_console
 
-        return run_console(load_config(args.config) if args.config else None, args.db, args.readonly)
+        return run_console(
+            load_config(args.config) if args.config else None, args.db, args.readonly
+        )
     except InputError as e:
         for m in e.messages:
             err.print(f"[bold red]error:[/] {m}", highlight=False, markup=True)

@@ -12,6 +12,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from skyops_agent.gpus import parse_fake_spec as agent_parse_fake_spec
+
 from .errors import InputError, read_toml, validation_messages
 from .money import to_micro
 
@@ -19,13 +21,15 @@ FAKE_SPEC = re.compile(r"^\s*(\d+)\s*x\s*([A-Za-z0-9]+)(?:-(\d+)GB)?\s*$")
 
 
 def parse_fake_gpus(spec: str) -> list[tuple[int, str, int | None]]:
-    """'8xH100-80GB' or '4xL40S-48GB,2xA100' -> [(count, type, mem_gb)]."""
+    """'8xH100-80GB' or '4xL40S-48GB,2xA100' -> [(count, type, mem_gb)]. The agent's own
+    parser judges the spec, so a config the console accepts is one the agent runs."""
+    agent_parse_fake_spec(spec)
     out = []
     for part in spec.split(","):
         m = FAKE_SPEC.match(part)
         if not m:
             raise ValueError(f"fake_gpus part {part.strip()!r} is not like '8xH100-80GB'")
-        out.append((int(m.group(1)), m.group(2), int(m.group(3)) if m.group(3) else None))
+        out.append((int(m.group(1)), m.group(2).upper(), int(m.group(3)) if m.group(3) else None))
     return out
 
 

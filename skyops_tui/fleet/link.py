@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -91,6 +92,8 @@ class AgentLink:
                 self.writer.write(protocol.encode(protocol.request(type, rid, **fields)))
                 await self.writer.drain()
             reply = await asyncio.wait_for(fut, timeout)
+        except LinkClosed:
+            raise
         except (BrokenPipeError, ConnectionError, OSError) as e:
             raise LinkClosed(f"link to {self.node} lost: {e}") from None
         finally:
@@ -181,13 +184,16 @@ class LocalTransport:
         return argv
 
     async def connect(self, on_event: Callable[[dict], None]) -> AgentLink:
-        proc = await asyncio.create_subprocess_exec(
-            *self.argv(),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL,
-            limit=LINE_LIMIT,
-        )
+        os.makedirs(self.state_dir, exist_ok=True)
+        errlog = os.path.join(self.state_dir, "agent.stderr.log")
+        with open(errlog, "ab") as err:  # the child keeps its own copy of the descriptor
+            proc = await asyncio.create_subprocess_exec(
+                *self.argv(),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=err,
+                limit=LINE_LIMIT,
+            )
         self.process = proc
         assert proc.stdin is not None and proc.stdout is not None
 
@@ -204,7 +210,25 @@ class LocalTransport:
         link = AgentLink(self.node, proc.stdout, proc.stdin, on_event, close)
         try:
             await link.open()
+        except Exception as e:
+            await link.close()
+            tail = _tail(errlog)
+            raise LinkClosed(
+                f"local agent for {self.node} did not answer: {e}"
+                + (f"; it said: {tail}" if tail else "")
+            ) from None
         except BaseException:
             await link.close()
             raise
         return link
+
+
+def _tail(path: str, limit: int = 300) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - limit))
+            lines = f.read().decode("utf-8", "replace").strip().splitlines()
+    except OSError:
+        return ""
+    return lines[-1] if lines else ""

@@ -83,7 +83,7 @@ class NodeLink:
     def _event(self, msg: dict) -> None:
         self.last_heartbeat = self.clock.now()
         if msg.get("type") == protocol.TELEMETRY_EVENT:
-            self.sample = to_sample(self.name, msg)
+            self.sample = to_sample(self.name, msg, self.inventory)
             if self.status is NodeStatus.DEGRADED and self.ready:
                 self._set(NodeStatus.UP, "heartbeat resumed")
             return
@@ -157,7 +157,12 @@ class NodeLink:
             await asyncio.sleep(min(left, 0.5))
 
 
-def to_sample(node: str, msg: dict) -> NodeSample:
+def to_sample(node: str, msg: dict, inventory: dict | None = None) -> NodeSample:
+    names = {
+        g.get("index"): g.get("name", "")
+        for g in (inventory or {}).get("gpus", [])
+        if isinstance(g, dict)
+    }
     gpus = []
     for g in msg.get("gpus", []):
         if not isinstance(g, dict):
@@ -165,7 +170,7 @@ def to_sample(node: str, msg: dict) -> NodeSample:
         gpus.append(
             GpuSample(
                 index=_int(g.get("index")) or 0,
-                name=str(g.get("name", "")),
+                name=str(g.get("name") or names.get(g.get("index"), "")),
                 util=_int(g.get("utilization_pct")),
                 mem_used_mb=_mb(g.get("memory_used_bytes")),
                 mem_total_mb=_mb(g.get("memory_total_bytes")),

@@ -16,8 +16,11 @@ def test_fake_spec_accepts_mixes_and_refuses_typos_plainly():
     assert parse_fake_spec("2xH100-80GB") == [("H100", 80)] * 2
     mix = parse_fake_spec("4xL40S-48GB, 1xA100-40GB")
     assert mix == [("L40S", 48)] * 4 + [("A100", 40)]
-    for bad in ("8H100-80GB", "0xH100-80GB", "2xH100", "2xH100-80", ""):
-        with pytest.raises(ValueError, match="COUNTxMODEL-MEMGB"):
+    # Memory may be left out: the model's usual size.
+    assert parse_fake_spec("2xH100") == [("H100", 80)] * 2
+    assert parse_fake_spec("1xL40S") == [("L40S", 48)]
+    for bad in ("8H100-80GB", "0xH100-80GB", "2xH100-0GB", "2xH100-80", "65xH100", ""):
+        with pytest.raises(ValueError, match=r"COUNTxMODEL\[-MEMGB\]"):
             parse_fake_spec(bad)
 
 
