@@ -7,6 +7,7 @@ batch of events; anything slow (logs, executor calls) runs in a worker.
 
 from __future__ import annotations
 
+from collections import deque
 from functools import partial
 from typing import Any, ClassVar
 
@@ -92,6 +93,7 @@ class SkyopsApp(App):
         self.sim_speed = sim_speed
         self.start_view = start_view
         self.history: list[str] = []
+        self.toast_log: deque[tuple[str, str, str]] = deque(maxlen=200)
         self.notifier = Notifier(runtime, self.notify)
         self._refresh_pending = False
         others = _other_screens()
@@ -103,6 +105,20 @@ class SkyopsApp(App):
                 partial(cls, runtime) if cls is not None else partial(Placeholder, runtime, view)
             )
             self.add_mode(view, factory)
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity="information",
+        timeout=None,
+        markup: bool = False,
+    ) -> None:
+        """A toast, also kept in `toast_log` (title, message, severity) for tests and the
+        events screen. Markup is off: messages carry user text (job names, commands)."""
+        self.toast_log.append((title, message, severity))
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
     # Lifecycle ----------------------------------------------------------------
     async def on_mount(self) -> None:

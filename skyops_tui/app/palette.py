@@ -66,6 +66,8 @@ COMPONENT_CLASSES: set[str] = {
     "tag--key",
     "tag--warning",
     "tag--error",
+    "topbar--title",
+    "topbar--view",
 }
 
 
@@ -92,13 +94,25 @@ DEFAULT_THRESHOLDS = LoadThresholds()
 
 
 class Painter:
-    """Looks up component-class styles on one widget (which must list COMPONENT_CLASSES)."""
+    """Looks up component-class styles. They are declared once per screen, on its
+    `Swatch` (see widgets/chrome.py), rather than on every widget: each declared class
+    costs a style computation per widget on every CSS update."""
 
     def __init__(self, widget) -> None:
-        self.widget = widget
+        self.source = _swatch_for(widget)
+        self.cache: dict[str, Style] = {}
 
     def __call__(self, name: str) -> Style:
-        return self.widget.get_component_rich_style(name, partial=True)
+        style = self.cache.get(name)
+        if style is None:
+            style = Style()
+            if self.source is not None:
+                try:
+                    style = self.source.get_component_rich_style(name, partial=True)
+                except (KeyError, AttributeError):
+                    pass
+            self.cache[name] = style
+        return style
 
     def text(self, value: str, name: str) -> Text:
         return Text(value, style=self(name))
@@ -128,12 +142,24 @@ class Painter:
             out.append("N/A".ljust(width), self("load--na"))
         else:
             filled = round(max(0.0, min(percent, 100.0)) / 100 * width)
-            out.append("▮" * filled, self(level))
-            out.append("▯" * (width - filled), self("tag--muted"))
+            out.append("█" * filled, self(level))
+            out.append("░" * (width - filled), self("tag--muted"))
         if label is None:
             label = "N/A" if percent is None else f"{percent:3.0f}%"
         out.append(" " + label, self(level) if percent is not None else self("load--na"))
         return out
+
+
+def state_class(state: str | None) -> str:
+    """The component class of a job or node state given as text (from an Event)."""
+    try:
+        return STATE_CLASS[JobState(state)]
+    except ValueError:
+        pass
+    try:
+        return NODE_CLASS[NodeStatus(state)]
+    except ValueError:
+        return "tag--muted"
 
 
 def gpu_kind(node: Node, index: int, jobs: dict[int, Job]) -> str:
@@ -147,3 +173,22 @@ def gpu_kind(node: Node, index: int, jobs: dict[int, Job]) -> str:
     if node.reserved[index] is not None:
         return "reserved"
     return "free"
+
+
+def _swatch_for(widget):
+    """The Swatch of the widget's screen (cached on the screen), or None."""
+    from textual.screen import Screen
+
+    if "mode--flex" in type(widget)._get_component_classes():
+        return widget
+    try:
+        screen = widget if isinstance(widget, Screen) else widget.screen
+    except Exception:  # not mounted yet
+        return None
+    cached = getattr(screen, "_palette_swatch", None)
+    if cached is not None and cached.is_attached:
+        return cached
+    for node in screen.query("Swatch"):
+        screen._palette_swatch = node
+        return node
+    return None

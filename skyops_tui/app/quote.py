@@ -137,7 +137,7 @@ def commit_quote(grid: Grid, spec: JobSpec, now: float, cur: str) -> list[QuoteL
     return lines
 
 
-def flex_quote(grid: Grid, spec: JobSpec, cur: str) -> list[QuoteLine]:
+def flex_quote(grid: Grid, spec: JobSpec, cur: str, now: float | None = None) -> list[QuoteLine]:
     t = spec.gpu_type
     if not t:
         types = [m for m in grid.markets if grid.by_type.get(m)]
@@ -175,11 +175,12 @@ def flex_quote(grid: Grid, spec: JobSpec, cur: str) -> list[QuoteLine]:
     if running:
         low = running[0]
         need = int(Fraction(low.bid) * (1 + Fraction(str(grid.cfg.pricing.min_outbid))))
-        lines.append(
-            QuoteLine(
-                f"lowest running bid {money(low.bid, cur)} ({low.name}); displacing it takes ≥ {money(need, cur)}"
-            )
-        )
+        text = f"lowest running bid {money(low.bid, cur)} ({low.name}); displacing it takes ≥ {money(need, cur)}"
+        min_slice = grid.cfg.pricing.min_slice_s
+        ran = (now - low.started_at) if now is not None and low.started_at is not None else None
+        if ran is not None and ran < min_slice:
+            text += f" and {F.duration(min_slice - ran)} more of its run (min_slice)"
+        lines.append(QuoteLine(text))
     gpus = _gpus(grid, spec, [t])
     lines.append(
         QuoteLine(

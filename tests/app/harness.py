@@ -1,7 +1,7 @@
 """Test harness for the Textual console: waiting without sleeps, deterministic
 snapshots, and the demo app on the seeded simulated grid.
 
-    from harness import demo_app, wait_for, no_blink
+    from tests.app.harness import demo_app, wait_for, no_blink
 
     async def test_x():
         app = demo_app()
@@ -105,3 +105,78 @@ def run_before(*steps: Any) -> Callable[[Any], Any]:
         await settle_ui(pilot)
 
     return go
+
+
+def toasts(app: Any, severity: str | None = None) -> list[str]:
+    """Every toast the app has shown, as 'title: message', optionally of one severity."""
+    return [
+        f"{title}: {message}" if title else message
+        for title, message, sev in getattr(app, "toast_log", [])
+        if severity is None or sev == severity
+    ]
+
+
+async def fill(pilot: Any, selector: str, text: str) -> None:
+    """Focus an Input, empty it and type `text` key by key."""
+    box = pilot.app.screen.query_one(selector)
+    box.focus()
+    await pilot.pause()
+    box.value = ""
+    if text:
+        await pilot.press(*[_key(c) for c in text])
+    await pilot.pause()
+
+
+def _key(c: str) -> str:
+    return {" ": "space", "-": "minus", ".": "full_stop", '"': "quotation_mark"}.get(c, c)
+
+
+async def choose(pilot: Any, selector: str, value: Any) -> None:
+    """Pick `value` in a Select with the keyboard: open it, move down to it, enter."""
+    select = pilot.app.screen.query_one(selector)
+    select.focus()
+    await pilot.pause()
+    values = [v for _, v in select._options if v is not select.NULL]
+    index = values.index(value) + (1 if select._allow_blank else 0)
+    await pilot.press("enter")
+    await pilot.pause()
+    await pilot.press("home")
+    for _ in range(index):
+        await pilot.press("down")
+    await pilot.press("enter")
+    await pilot.pause()
+
+
+def row_texts(table: Any) -> list[list[str]]:
+    """A DataTable's cells as plain strings, row by row."""
+    out = []
+    for row in table.ordered_rows:
+        out.append([str(getattr(c, "plain", c)) for c in table.get_row(row.key)])
+    return out
+
+
+def screen_text(app: Any) -> str:
+    """Everything the active screen shows, as plain text (for asserting on words)."""
+    import io
+
+    from rich.console import Console
+    from textual.widgets import DataTable, Static
+
+    console = Console(width=app.size.width, file=io.StringIO(), record=True, color_system=None)
+    parts = []
+    for w in app.screen.query("*"):
+        if not w.display:
+            continue
+        if isinstance(w, DataTable):
+            parts.append(
+                " ".join(str(getattr(c.label, "plain", c.label)) for c in w.ordered_columns)
+            )
+            parts += [" ".join(r) for r in row_texts(w)]
+        elif isinstance(w, Static):
+            content = w.content
+            plain = getattr(content, "plain", None)
+            if plain is None:
+                console.print(content)
+                plain = console.export_text()
+            parts.append(str(plain))
+    return "\n".join(parts)

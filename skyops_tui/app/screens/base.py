@@ -15,7 +15,7 @@ from textual.widgets import Footer
 
 from ...domain.errors import Refused
 from .. import palette
-from ..widgets.chrome import DemoBanner, StatusLine, TopBar
+from ..widgets.chrome import DemoBanner, StatusLine, Swatch, TopBar
 
 if TYPE_CHECKING:
     from ...runtime import Runtime
@@ -32,7 +32,7 @@ class Baseline(Vertical):
 
 
 def chrome_top(runtime: Runtime, view: str) -> Masthead:
-    parts: list[Widget] = [TopBar(runtime, view)]
+    parts: list[Widget] = [Swatch(), TopBar(runtime, view)]
     if runtime.demo:
         parts.append(DemoBanner())
     return Masthead(*parts)
@@ -48,7 +48,6 @@ class SkyScreen(Screen):
 
     SCOPE = ""
     VIEW = ""
-    COMPONENT_CLASSES = palette.COMPONENT_CLASSES
 
     def __init__(self, runtime: Runtime, **kw: Any) -> None:
         super().__init__(**kw)

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 from rich.text import Text
 from textual.widget import Widget
-from textual.widgets import Static
+from textual.widgets import Label, Static
 
 from ...domain.model import Node, NodeStatus
 from ...domain.telemetry import NodeSample
@@ -90,6 +90,10 @@ class GridScreen(SkyScreen):
         yield Static(id="legend", classes="legend")
         yield GridTable(id="nodes")
         yield Static(id="markets", classes="summary")
+        yield Label("Recent events", classes="section", id="recent-label")
+        recent = GridTable(id="recent", cursor_type="none")
+        recent.can_focus = False
+        yield recent
 
     def on_mount(self) -> None:
         self.refresh_view()
@@ -171,6 +175,50 @@ class GridScreen(SkyScreen):
         table.show_rows(rows)
         self.query_one("#legend", Static).update(self._legend(paint, wide))
         self.query_one("#markets", Static).update(self._markets(paint, wide))
+        self._recent(paint)
+
+    def _recent(self, paint: palette.Painter) -> None:
+        """The latest events of the whole grid, newest first (fills a tall screen)."""
+        table = self.query_one("#recent", GridTable)
+        room = (
+            self.app.size.height
+            - 14
+            - len(self.runtime.grid.nodes)
+            - len(self.runtime.grid.markets)
+        )
+        show = room >= 6
+        table.display = show
+        self.query_one("#recent-label", Label).display = show
+        if not show:
+            return
+        table.set_columns(
+            [
+                Column("at", "Time"),
+                Column("what", "What"),
+                Column("change", "Change"),
+                Column("cause", "Cause"),
+            ]
+        )
+        g = self.runtime.grid
+        events = list(self.runtime.feed.events)[-max(room, 1) :]
+        rows = []
+        for k, e in enumerate(reversed(events)):
+            job = g.jobs.get(e.job) if e.job is not None else None
+            what = job.name if job else (e.reservation or e.node or e.user or "")
+            change = Text()
+            if e.old and e.new:
+                change.append(e.old, paint(palette.state_class(e.old)))
+                change.append(" → ")
+                change.append(e.new, paint(palette.state_class(e.new)))
+            else:
+                change.append(e.kind, paint("tag--muted"))
+            rows.append(
+                (
+                    str(len(events) - k),
+                    [F.clock(e.at), what, change, Text(e.cause, no_wrap=True, overflow="ellipsis")],
+                )
+            )
+        table.show_rows(rows)
 
     def _legend(self, paint: palette.Painter, wide: bool) -> Text:
         t = legend(paint, short=not wide)

@@ -93,11 +93,12 @@ class JobScreen(JobActions, SkyScreen):
             cost = f"prepaid with reservation {job.reservation}"
         rows.append(("cost so far", f"{cost} over {job.runs} run(s)"))
         left, _ = F.countdown(rt, job, now)
+        long: list[tuple[str, Text | str]] = []  # each on a line of its own
         if job.mode is Mode.PRIORITY:
             ends = _short(job.end_at, now) if job.end_at else "when it starts"
             renew = f", auto-renew {job.renew_hours:g} h" if job.auto_renew else ""
             book = "hourly" if job.hourly else f"{job.hours:g} h" if job.hours else "—"
-            rows.append(("booking", f"{book}{renew}; ends {ends}" + (f" ({left})" if left else "")))
+            long.append(("booking", f"{book}{renew}; ends {ends}" + (f" ({left})" if left else "")))
             q = F.queue(rt, job)
             if q:
                 rows.append(("queue", f"{q} in the Priority queue"))
@@ -105,53 +106,31 @@ class JobScreen(JobActions, SkyScreen):
             rows.append(("window", f"{job.reservation}: {left or '—'}"))
         else:
             rank = F.flex_rank(rt, job)
-            rows.append(
-                (
-                    "market",
-                    f"{job.market or job.gpu_type or 'any'}"
-                    + (f", waiting bid #{rank}" if rank else ""),
-                )
-            )
+            market = job.market or job.gpu_type or "any"
+            rows.append(("market", market + (f", waiting bid #{rank}" if rank else "")))
         if job.mode is Mode.FLEX or job.preemptions:
             ck = (
-                f"{F.stamp(job.last_checkpoint_at)} UTC"
+                _short(job.last_checkpoint_at, now)
                 if job.last_checkpoint_at is not None
                 else "none reported"
             )
-            rows.append(
+            long.append(
                 (
                     "preemptions",
                     f"{job.preemptions}; work lost {F.work_lost(job)}; last checkpoint {ck}",
                 )
             )
         times = f"submitted {_short(job.submitted_at, now)}"
-        if job.started_at is not None and not job.finished:
-            times += f"; this run started {_short(job.started_at, now)} ({F.duration(now - job.started_at)} ago)"
+        if job.started_at is not None and job.holding:
+            ago = F.duration(now - job.started_at)
+            times += f"; this run started {_short(job.started_at, now)} ({ago} ago)"
         if job.ended_at is not None:
             times += f"; ended {_short(job.ended_at, now)}"
             if job.exit_code is not None:
                 times += f", exit {job.exit_code}"
-        rows.append(("times", times))
-        rows.append(("command", shlex.join(job.argv) if job.argv else "—"))
-        t = Table.grid(padding=(0, 1), expand=True)
-        pairs = 2 if wide else 1
-        for _ in range(pairs):
-            t.add_column(style=paint("tag--key"), no_wrap=True, justify="right", min_width=11)
-            t.add_column(ratio=1, overflow="ellipsis", no_wrap=True)
-        # The title and the command take a whole line each; the rest pair up when wide.
-        head, body, tail = rows[0], rows[1:-1], rows[-1]
-        for i in range(0, len(body), pairs):
-            cells: list = []
-            for k, v in body[i : i + pairs]:
-                cells += [k, v]
-            cells += [""] * (2 * pairs - len(cells))
-            t.add_row(*cells)
-        line = Text(" ")
-        line.append_text(head[1])
-        command = Text(no_wrap=True, overflow="ellipsis")
-        command.append(f"{tail[0]:>11} ", paint("tag--key"))
-        command.append(str(tail[1]))
-        return Group(line, t, command)
+        long.append(("times", times))
+        long.append(("command", shlex.join(job.argv) if job.argv else "—"))
+        return Group(*field_lines(rows, long, paint, wide))
 
     def show_events(self, job: Job) -> None:
         table = self.query_one("#job-events", GridTable)
@@ -169,9 +148,9 @@ class JobScreen(JobActions, SkyScreen):
         for k, e in enumerate(reversed(events)):
             change = Text()
             if e.kind == "state" and e.old and e.new:
-                change.append(e.old, paint(_state_class(e.old)))
+                change.append(e.old, paint(palette.state_class(e.old)))
                 change.append(" → ")
-                change.append(e.new, paint(_state_class(e.new)))
+                change.append(e.new, paint(palette.state_class(e.new)))
             rows.append(
                 (
                     f"{len(events) - k}",
@@ -218,16 +197,31 @@ class JobScreen(JobActions, SkyScreen):
         log.write_lines(lines)
 
 
+def field_lines(rows, long, paint, wide: bool) -> list:
+    """The title on its own line, short fields two to a line when wide, then the
+    long ones (booking, preemptions, times, command) a line each."""
+    head, body = rows[0], rows[1:]
+    pairs = 2 if wide else 1
+    t = Table.grid(padding=(0, 1), expand=True)
+    for _ in range(pairs):
+        t.add_column(style=paint("tag--key"), no_wrap=True, justify="right", min_width=11)
+        t.add_column(ratio=1, overflow="ellipsis", no_wrap=True)
+    for i in range(0, len(body), pairs):
+        cells: list = []
+        for k, v in body[i : i + pairs]:
+            cells += [k, v]
+        cells += [""] * (2 * pairs - len(cells))
+        t.add_row(*cells)
+    out: list = [Text(" ").append_text(head[1]), t]
+    for k, v in long:
+        line = Text(no_wrap=True, overflow="ellipsis")
+        line.append(f"{k:>11} ", paint("tag--key"))
+        line.append_text(v if isinstance(v, Text) else Text(v))
+        out.append(line)
+    return out
+
+
 def _short(t: float, now: float) -> str:
     """HH:MM:SS UTC today, else the date too."""
     full = F.stamp(t)
     return (full[11:] if full[:10] == F.stamp(now)[:10] else full) + " UTC"
-
-
-def _state_class(state: str) -> str:
-    from ...domain.model import JobState
-
-    try:
-        return palette.STATE_CLASS[JobState(state)]
-    except ValueError:
-        return "tag--muted"

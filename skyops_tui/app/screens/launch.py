@@ -293,7 +293,7 @@ class LaunchScreen(SkyScreen):
         elif spec.mode is Mode.COMMIT:
             lines = Q.commit_quote(rt.grid, spec, now, cur)
         else:
-            lines = Q.flex_quote(rt.grid, spec, cur)
+            lines = Q.flex_quote(rt.grid, spec, cur, now)
         outcome = Q.dry_run(rt.grid, spec, now, rt.user)
         lines += Q.outcome_lines(outcome, spec, rt.grid, cur)
         for line in lines:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from rich.text import Text
+from textual.widget import Widget
 from textual.widgets import Static
 
 from .. import format as F
@@ -17,10 +18,16 @@ if TYPE_CHECKING:
 DEMO_TEXT = "Demo grid: simulated GPUs. Point it at your cluster with `skyops --config FILE`."
 
 
+class Swatch(Widget):
+    """Never shown: declares the palette's component classes once per screen, so
+    every widget on it can ask for a colour by name (see palette.Painter)."""
+
+    COMPONENT_CLASSES = palette.COMPONENT_CLASSES
+    DEFAULT_CSS = "Swatch { display: none; }"
+
+
 class TopBar(Static):
     """Cluster, who is at the keyboard (operator or not), the grid's clock, the view."""
-
-    COMPONENT_CLASSES = palette.COMPONENT_CLASSES | {"topbar--title", "topbar--view"}
 
     def __init__(self, runtime: Runtime, view: str = "", **kw) -> None:
         super().__init__(**kw)
@@ -86,8 +93,6 @@ class DemoBanner(Static):
 
 class StatusLine(Static):
     """Long work and the scheduler's health: executor notes, pass errors, job counts."""
-
-    COMPONENT_CLASSES = palette.COMPONENT_CLASSES
 
     def __init__(self, runtime: Runtime, **kw) -> None:
         super().__init__(**kw)

@@ -22,9 +22,7 @@ class Column:
 
 
 class GridTable(DataTable):
-    """DataTable with the palette's component classes and `show_rows`, which diffs."""
-
-    COMPONENT_CLASSES = DataTable.COMPONENT_CLASSES | palette.COMPONENT_CLASSES
+    """DataTable with a palette painter and `show_rows`, which diffs."""
 
     def __init__(self, **kw: Any) -> None:
         kw.setdefault("cursor_type", "row")

@@ -1,0 +1,81 @@
+"""The grid and a node's detail."""
+
+from __future__ import annotations
+
+from skyops_tui.app.screens.grid import GridScreen
+from skyops_tui.app.screens.job import JobScreen
+from skyops_tui.app.screens.node import NodeScreen
+from skyops_tui.demo import advance
+from skyops_tui.domain.model import NodeStatus
+from skyops_tui.scheduler.executor import NodeChanged
+from tests.app.harness import demo_app, row_texts, screen_text, wait_for
+
+
+async def grid(pilot, app):
+    await wait_for(pilot, lambda: isinstance(app.screen, GridScreen), "grid screen")
+    return app.screen.query_one("#nodes")
+
+
+async def test_one_row_per_node_with_gpu_cells_by_holder_wide():
+    app = demo_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        table = await grid(pilot, app)
+        rows = {r[0]: r for r in row_texts(table)}
+        assert list(rows) == ["h100-a", "h100-b", "a100-a", "l40s-a"]
+        assert rows["h100-a"][1] == "H100 FAKE"
+        assert rows["h100-a"][2].split() == list("PPPPFFFF")
+        assert rows["h100-b"][2].split() == list("FFFF····")
+        assert rows["a100-a"][2].split() == list("CCCCFF··")
+        assert "92%" in rows["h100-a"][3] and "480/640G" in rows["h100-a"][4]
+        assert rows["h100-a"][5] == "up"
+        assert rows["a100-a"][7] == "embed-batch, nightly-train"
+        text = screen_text(app)
+        assert "Recent events" in text and "flex $0.90" in text
+
+
+async def test_compact_cells_at_80_columns_still_mark_fake():
+    app = demo_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        table = await grid(pilot, app)
+        rows = {r[0]: r for r in row_texts(table)}
+        assert rows["h100-a*"][1] == "PPPPFFFF"
+        assert "* FAKE" in screen_text(app)
+
+
+async def test_reserved_idle_and_down_nodes():
+    app = demo_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        table = await grid(pilot, app)
+        rt = app.runtime
+        rt.grid.jobs[3].argv = []  # nightly-train
+        rt.scheduler.cancel("nightly-train")
+        advance(rt, 30)
+        await wait_for(
+            pilot, lambda: row_texts(table)[2][2].split()[:4] == list("rrrr"), "reserved idle GPUs"
+        )
+        rt.engine.pending.append(NodeChanged("l40s-a", NodeStatus.UNREACHABLE, "heartbeat lost"))
+        advance(rt, 1)
+        await wait_for(pilot, lambda: row_texts(table)[3][2].split() == list("xxxx"), "down node")
+        assert row_texts(table)[3][5] == "unreachable"
+
+
+async def test_node_detail_lists_gpus_and_jobs_and_opens_a_job():
+    app = demo_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await grid(pilot, app)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, NodeScreen), "node detail on enter")
+        gpus = row_texts(app.screen.query_one("#gpus"))
+        assert len(gpus) == 8
+        assert "Priority train-llm" in gpus[0][1] and "Flex sweep-01" in gpus[7][1]
+        assert "92%" in gpus[0][2] and gpus[0][4] == "71°C" and gpus[0][5] == "610 W"
+        jobs = row_texts(app.screen.query_one("#node-jobs"))
+        assert [r[3] for r in jobs] == ["train-llm", "sweep-01"]
+        assert "FAKE GPUs (simulated)" in screen_text(app)
+        await pilot.press("d")
+        await wait_for(pilot, lambda: isinstance(app.screen, JobScreen), "d opens the GPU's job")
+        assert app.screen.job_id == 1
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, NodeScreen), "back to the node")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, GridScreen), "back to the grid")

@@ -1,0 +1,143 @@
+"""The frame: start-up, top bar, demo banner, view keys, help, palette, read-only."""
+
+from __future__ import annotations
+
+from textual.widgets import Input
+
+from skyops_tui.app.screens.grid import GridScreen
+from skyops_tui.app.screens.help import HelpScreen
+from skyops_tui.app.screens.jobs import JobsScreen
+from skyops_tui.app.screens.launch import LaunchScreen
+from skyops_tui.app.widgets.chrome import DEMO_TEXT, DemoBanner, StatusLine, TopBar
+from skyops_tui.demo import advance
+from tests.app.harness import demo_app, demo_runtime, screen_text, toasts, wait_for
+
+
+async def test_starts_on_the_grid_with_frame_and_running_scheduler():
+    app = demo_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, GridScreen), "grid screen shown")
+        bar = str(app.screen.query_one(TopBar).render())
+        assert "demo" in bar and "ops" in bar and "(user)" in bar
+        assert "2026-11-25 09:00:00 UTC" in bar
+        assert " ".join(str(app.screen.query_one(DemoBanner).render()).split()) == DEMO_TEXT
+        status = str(app.screen.query_one(StatusLine).render())
+        assert "6 running" in status and "2 queued" in status
+        assert app.runtime.scheduler._task is not None
+    assert app.runtime.scheduler._task is None  # stopped on unmount
+
+
+async def test_view_keys_switch_screens_and_esc_goes_back():
+    app = demo_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, GridScreen), "grid shown")
+        for key, view in [
+            ("j", "jobs"),
+            ("n", "launch"),
+            ("m", "market"),
+            ("r", "reservations"),
+            ("L", "ledger"),
+            ("e", "events"),
+            ("g", "grid"),
+        ]:
+            if isinstance(app.screen.focused, Input):
+                app.screen.set_focus(None)
+            await pilot.press(key)
+            await wait_for(pilot, lambda v=view: app.current_mode == v, f"{key} opens {view}")
+            await wait_for(pilot, lambda: app.screen.query(TopBar), f"{view} has the top bar")
+        await pilot.press("j")
+        await wait_for(pilot, lambda: isinstance(app.screen, JobsScreen), "jobs shown")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, GridScreen), "esc back to grid")
+
+
+async def test_help_lists_every_key_and_the_colours():
+    from skyops_tui.app.keys import KEYS, display
+
+    app = demo_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.press("question_mark")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), "help opens on ?")
+        text = screen_text(app)
+        for k in KEYS:
+            assert k.description in text, k
+            assert display(k.keys) in text, k
+        for word in ("Priority", "Commit", "Flex", "reserved idle", "light", "heavy", "FAKE"):
+            assert word in text
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, GridScreen), "esc closes help")
+
+
+async def test_keymap_moves_a_key_and_help_shows_it():
+    app = demo_app(keymap={"app.jobs": "J"})
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.press("J")
+        await wait_for(pilot, lambda: isinstance(app.screen, JobsScreen), "J opens jobs")
+        await pilot.press("question_mark")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), "help")
+        assert "J" in screen_text(app)
+
+
+async def test_command_palette_runs_an_action():
+    app = demo_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("colon")
+        await wait_for(
+            pilot, lambda: app.screen.__class__.__name__ == "CommandPalette", "palette opens on :"
+        )
+        await pilot.press(*"launch a flex")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, LaunchScreen), "launch screen")
+        await wait_for(pilot, lambda: app.screen.mode.value == "flex", "flex picked")
+
+
+async def test_palette_jumps_to_a_job():
+    app = demo_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("ctrl+p")
+        await wait_for(
+            pilot,
+            lambda: app.screen.__class__.__name__ == "CommandPalette",
+            "palette opens on ctrl+p",
+        )
+        await pilot.press(*"job sweep-02")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await wait_for(
+            pilot, lambda: getattr(app.screen, "job_id", None) == 5, "sweep-02's detail opens"
+        )
+
+
+async def test_readonly_refuses_changes_with_a_message():
+    rt = demo_runtime()
+    rt.readonly = True
+    app = demo_app(runtime=rt)
+    async with app.run_test(size=(120, 40)) as pilot:
+        assert "READ-ONLY" in str(app.screen.query_one(TopBar).render())
+        await pilot.press("j")
+        await wait_for(pilot, lambda: isinstance(app.screen, JobsScreen), "jobs")
+        for key in ("ctrl+d", "x", "b", "M"):
+            await pilot.press(key)
+            await pilot.pause()
+        assert isinstance(app.screen, JobsScreen)  # no dialog opened
+        msgs = toasts(app, "warning")
+        assert len(msgs) == 4 and all("Read-only console" in m for m in msgs)
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, LaunchScreen), "launch")
+        n_jobs = len(rt.grid.jobs)
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: len(toasts(app, "warning")) == 5, "launch refused")
+        assert len(rt.grid.jobs) == n_jobs
+
+
+async def test_screens_follow_simulated_time():
+    app = demo_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, GridScreen), "grid")
+        advance(app.runtime, 90)
+        await wait_for(
+            pilot,
+            lambda: "09:01:30" in str(app.screen.query_one(TopBar).render()),
+            "top bar clock moves with the grid's clock",
+        )
