@@ -27,7 +27,9 @@ import heapq
 from collections.abc import Iterable, Iterator
 
 from ..domain.model import Job, JobState, Mode, Node, NodeStatus, Placement, Reservation
+from ..domain.money import fmt
 from . import actions as A
+from .funding import Guard
 from .grid import Grid
 from .pricing import clearing_price
 
@@ -53,6 +55,7 @@ class Planner:
         self._flex_free: dict[str, int] = {}  # Flex capacity left per type in this pass
         self.waiting_elsewhere: set[int] = set()  # untyped jobs that claimed GPUs in a market
         self._smallest: dict[str, int] = {}
+        self.guard = Guard(grid, now)  # accounts that can no longer pay for what runs
 
     def run(self) -> list[A.Action]:
         self.timers()
@@ -151,6 +154,7 @@ class Planner:
         for p in placement:
             self.take(p.node, p.gpus)
         self.started.add(job.id)
+        self.guard.started(job, market, sum(len(p.gpus) for p in placement))
         self.emit(A.Start(job.id, tuple(placement), market, resume=job.runs > 0))
 
     def best_fit(
@@ -341,6 +345,22 @@ class Planner:
                 and job.mode is not Mode.COMMIT
             ):
                 self.emit(A.Settle(jid))
+        if any(f.short for f in self.guard.funds.values()):
+            self.stop_unfunded()
+
+    def stop_unfunded(self) -> None:
+        """Stop the jobs of accounts that cannot pay for them any longer."""
+        for jid in sorted(self.g.holding):
+            job = self.g.jobs[jid]
+            f = self.guard.short(job.user)
+            if f is None or job.mode is Mode.COMMIT or job.stop_reason or jid in self.victims:
+                continue
+            cause = f"account {job.user} cannot pay ({fmt(f.available)} left)"
+            if job.mode is Mode.FLEX:
+                self.preempt([job], cause)
+            else:
+                self.victims.add(jid)
+                self.emit(A.Stop(jid, JobState.EXPIRED, cause))
 
     # ------------------------------------------------------------- windows
     def windows(self) -> None:
@@ -440,17 +460,23 @@ class Planner:
                 continue
             end = now + (job.hours if job.hours is not None else 1.0) * 3600
             ok_types = []
+            unfunded = 0
             for t in types:
                 key = (t, end)
                 if key not in demand_cache:
                     demand_cache[key] = g.commit_demand(t, now, end)[0]
                 demand = demand_cache[key]
                 need = job.gpus or job.nodes * g.by_type[t][0].gpu_count
+                if not self.guard.can_start(job, t, need):
+                    unfunded += 1
+                    continue
                 if demand:
                     unreserved = sum(n.reserved.count(None) for n in g.by_type[t] if n.schedulable)
                     if unreserved - g.priority_held[t] - demand < need:
                         continue
                 ok_types.append(t)
+            if unfunded == len(types):
+                continue  # waits for funds, not for GPUs: it holds nobody up
             if self.admit(job, ok_types, PRIORITY_POOL, "priority job"):
                 continue
             blocked.update(types)
@@ -539,6 +565,8 @@ class Planner:
                 if not nodes:
                     break
                 need = job.gpus or job.nodes * smallest_node
+                if not self.guard.can_start(job, t, need):
+                    continue  # its account cannot fund it now: it neither runs nor bids
                 if need <= free:
                     if job.nodes:
                         pl = self.whole_nodes(nodes, job.nodes)

@@ -12,6 +12,7 @@ from ..domain.errors import Refused
 from ..domain.model import HOLDING, Job, JobState, Mode, NodeStatus
 from ..domain.money import to_micro
 from ..policy import actions as A
+from ..policy.funding import Guard
 from ..policy.grid import Grid
 from ..policy.invariants import check_actions, check_placements, check_transactions, ledger_sum
 from ..scheduler.engine import Engine
@@ -67,6 +68,7 @@ def next_wakeup(grid: Grid, now: float) -> float | None:
             job = grid.jobs[jid]
             if job.retry_at > now:
                 consider(job.retry_at)
+    consider(Guard(grid, now).runs_dry_at(now))  # an account about to run out of funds
     return best
 
 

@@ -1,0 +1,132 @@
+"""An account that cannot pay stops its jobs before it passes its credit limit.
+
+Admission checks funds once (PRODUCT.md §1.4); usage is then billed per second, so a
+long job on a small account would run its balance down without end. Each pass weighs,
+per account, what is left (balance + credit limit - usage not yet billed) against what
+its holding jobs may still cost once told to stop (their burn over the stop margin:
+checkpoint grace + SIGTERM grace for Flex, SIGTERM grace for Priority, plus one tick).
+When what is left no longer covers that, the planner stops the account's jobs: Flex
+jobs pause (and resume when the account can fund them again), Priority jobs expire.
+A job starts only if the account can still fund its first period (the first hour for
+Priority, `min_funded_minutes` at the bid for Flex, as at admission) on top of that
+reserve; until then it waits, without holding up the jobs behind it.
+Commit jobs are prepaid and never stopped for funds.
+
+These are estimates at the most a job can cost (its bid, the standard rate), so they
+err on the safe side; plain int/float arithmetic keeps a pass over thousands of jobs
+cheap. What is charged is computed exactly, elsewhere (`Grid.settle`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..domain.model import Job, Mode
+from .grid import Grid
+
+
+@dataclass(slots=True)
+class Funds:
+    available: int  # balance + credit limit - usage not yet billed (micro-units)
+    burn: int = 0  # micro-units per hour its holding jobs may cost at most
+    reserve: int = 0  # what they may still cost once told to stop
+
+    @property
+    def short(self) -> bool:
+        return self.available < self.reserve
+
+
+class Guard:
+    """Per-pass view of every account with jobs that cost money while they hold GPUs."""
+
+    def __init__(self, grid: Grid, now: float) -> None:
+        self.g = grid
+        c = grid.cfg.cluster
+        self.margin = {
+            Mode.FLEX: c.grace_s + c.stop_grace_s + c.tick_s,
+            Mode.PRIORITY: c.stop_grace_s + c.tick_s,
+        }
+        self.funded_s = grid.cfg.pricing.min_funded_minutes * 60
+        self.limit = grid.credit_limit()
+        self.funds: dict[str, Funds] = {}
+        # One tight loop over the holding jobs: per user, burn by mode and the burn-seconds
+        # not yet billed (a pass over thousands of jobs must stay cheap).
+        jobs, flex, priority = grid.jobs, Mode.FLEX, Mode.PRIORITY
+        rates = {t: m.rate for t, m in grid.markets.items()}
+        acc: dict[str, list] = {}
+        for jid in grid.holding:
+            job = jobs[jid]
+            mode = job.mode
+            if mode is flex:
+                burn = job.gpu_total * job.bid
+            elif mode is priority:
+                burn = job.gpu_total * rates.get(job.market or "", 0)
+            else:
+                continue
+            a = acc.get(job.user)
+            if a is None:
+                a = acc[job.user] = [0, 0, 0.0, 0]  # flex burn, priority burn, unbilled, jobs
+            a[0 if mode is flex else 1] += burn
+            a[3] += 1
+            since = job.billed_from
+            if since is not None:
+                until = now if job.end_at is None or job.end_at > now else job.end_at
+                if until > since:
+                    a[2] += burn * (until - since)
+        mf, mp = self.margin[flex], self.margin[priority]
+        for user, (bf, bp, unbilled, n) in acc.items():
+            self.funds[user] = Funds(
+                self.g.balance(user) + self.limit - int(unbilled / 3600) - n,
+                bf + bp,
+                int((bf * mf + bp * mp) / 3600) + n,
+            )
+
+    def account(self, user: str) -> Funds:
+        f = self.funds.get(user)
+        if f is None:
+            f = self.funds[user] = Funds(self.g.balance(user) + self.limit)
+        return f
+
+    def burn(self, job: Job, gpus: int, gpu_type: str | None = None) -> int:
+        """Most the job may cost per hour: its bid (Flex) or the standard rate (Priority)."""
+        if job.mode is Mode.FLEX:
+            return gpus * job.bid
+        if job.mode is Mode.PRIORITY:
+            market = self.g.markets.get(gpu_type or job.market or job.gpu_type or "")
+            return gpus * market.rate if market else 0
+        return 0
+
+    def add(self, f: Funds, job: Job, burn: int) -> None:
+        f.burn += burn
+        f.reserve += int(burn * self.margin[job.mode] / 3600) + 1
+
+    def short(self, user: str) -> Funds | None:
+        f = self.funds.get(user)
+        return f if f is not None and f.short else None
+
+    def can_start(self, job: Job, gpu_type: str, gpus: int) -> bool:
+        burn = self.burn(job, gpus, gpu_type)
+        if not burn:
+            return True
+        f = self.funds.get(job.user)
+        left = (f.available - f.reserve) if f else self.g.balance(job.user) + self.limit
+        if job.mode is Mode.FLEX:
+            first = burn * self.funded_s / 3600
+        else:
+            first = burn * min(job.hours if job.hours is not None else 1.0, 1.0)
+        return left >= first  # what admission asked, after what already runs
+
+    def started(self, job: Job, gpu_type: str, gpus: int) -> None:
+        burn = self.burn(job, gpus, gpu_type)
+        if burn:
+            self.add(self.account(job.user), job, burn)
+
+    def runs_dry_at(self, now: float) -> float | None:
+        """The first time, at today's burn, an account's funds reach its reserve."""
+        best = None
+        for f in self.funds.values():
+            left = f.available - f.reserve
+            if f.burn > 0 and left > 0:
+                t = now + max(1, -(-left * 3600 // f.burn))
+                best = t if best is None else min(best, t)
+        return best
