@@ -92,6 +92,9 @@ class _World:
         self.transactions: list[Transaction] = []
         self.prices: list[tuple[float, str, int]] = []
         self.violations: list[str] = []
+        # What each Flex job may have paid at most: GPUs x its bid x seconds billed.
+        self._flex_billed: dict[int, tuple[float, int, int]] = {}
+        self.flex_allowance: dict[int, int] = {}
         self._drain()
 
     # ----------------------------------------------------------------- access
@@ -195,6 +198,24 @@ class _World:
         self.violations += check_placements(self.grid)
         if ledger_sum(self.grid) != 0:
             self.violations.append(f"ledger sums to {ledger_sum(self.grid)}")
+        self._watch_flex()
+
+    def _watch_flex(self) -> None:
+        now, jobs = self.now, self.grid.jobs
+        for jid, (since, gpus, bid) in self._flex_billed.items():
+            more = gpus * min(bid, jobs[jid].bid) * (now - since)
+            self.flex_allowance[jid] = self.flex_allowance.get(jid, 0) + int(more)
+        self._flex_billed = {
+            j.id: (now, j.gpu_total, j.bid)
+            for j in (jobs[jid] for jid in self.grid.holding)
+            if j.mode is Mode.FLEX and j.billed_from is not None
+        }
+        for jid, allowed in self.flex_allowance.items():
+            job = jobs[jid]
+            if job.charged * 3600 > allowed:
+                self.violations.append(
+                    f"flex job {job.name} paid {job.charged}, above its bid ({allowed / 3600:.0f})"
+                )
 
     def price(self, gpu_type: str = "H100") -> int:
         return self.grid.markets[gpu_type].price

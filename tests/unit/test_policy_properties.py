@@ -1,0 +1,232 @@
+"""Properties that hold after every step, whatever people do (PRODUCT.md §4):
+
+- no GPU is held by two jobs, and every holder is placed where it holds;
+- no Priority or Commit job is ever preempted;
+- no Flex job pays above its bid, and no market price is under its floor;
+- every transaction balances and the ledger sums to zero;
+- no balance goes below its credit limit.
+
+Random small grids, random command sequences (submissions in all modes, cancels, bid
+changes, reservations, node loss and return, time passing), the real engine with
+simulated agents. The world checks the invariants after every pass and command.
+"""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from skyops_tui.domain.errors import Refused
+from skyops_tui.domain.model import HOLDING, Mode, NodeStatus
+from skyops_tui.policy import actions as A
+from skyops_tui.policy.invariants import ledger_sum
+from tests.helpers import HOUR, T0, World, config, micro
+
+TYPES = ["H100", "A100"]
+RATES = {"H100": 2.5, "A100": 1.6}
+USERS = ["ann", "bob", "cy"]
+
+node_specs = st.lists(
+    st.tuples(st.sampled_from(TYPES), st.sampled_from([2, 4, 8])), min_size=1, max_size=3
+)
+gpu_type = st.none() | st.sampled_from(TYPES)
+user = st.sampled_from(USERS)
+runtime = st.sampled_from([30, 300, 1200, 3600, 3 * 3600])
+
+priority = st.tuples(
+    st.just("priority"),
+    user,
+    st.integers(1, 8),
+    gpu_type,
+    st.sampled_from([0.25, 0.5, 1, 2, None]),  # None: hourly
+    st.booleans(),
+    runtime,
+)
+flex = st.tuples(
+    st.just("flex"),
+    user,
+    st.integers(1, 8) | st.just(-2),  # -2: two whole nodes
+    gpu_type,
+    st.floats(0, 1),  # where the bid lands between floor and cap
+    runtime,
+    st.sampled_from([None, 60, 600]),
+)
+reserve = st.tuples(
+    st.just("reserve"),
+    user,
+    st.integers(1, 8),
+    st.sampled_from(TYPES),
+    st.sampled_from([0, 600, 3600, 4 * 3600]),
+    st.sampled_from([0.5, 1, 2]),
+    st.sampled_from([None, "daily"]),
+)
+commit = st.tuples(st.just("commit"), st.integers(0, 5), st.integers(1, 8), runtime)
+cancel = st.tuples(st.just("cancel"), st.integers(0, 30))
+cancel_res = st.tuples(st.just("cancel_res"), st.integers(0, 5))
+rebid = st.tuples(st.just("bid"), st.integers(0, 30), st.floats(0, 1))
+node = st.tuples(st.just("node"), st.integers(0, 2), st.booleans())
+wait = st.tuples(st.just("wait"), st.sampled_from([1, 30, 200, 600, 1800, 3 * 3600]))
+command = st.one_of(priority, flex, reserve, commit, cancel, cancel_res, rebid, node, wait)
+
+
+def build(nodes: list[tuple[str, int]], balances: list[int]) -> World:
+    cfg = config(
+        [(f"n{i}", f"{size}x{t}") for i, (t, size) in enumerate(nodes)],
+        cluster={"grace_s": 60, "stop_grace_s": 10},
+        pricing={"min_slice_s": 120},
+        accounts={"credit_limit": 5},
+    )
+    w = World(cfg, stop_delay=20)
+    for u, b in zip(USERS, balances, strict=True):
+        w.account(u, b)
+    return w
+
+
+def bid_for(w: World, t: str | None, frac: float) -> float:
+    types = [t] if t else [n.gpu_type for n in w.grid.nodes.values()]
+    lo = max(RATES[x] for x in types) * 0.3 if t else min(RATES[x] for x in types) * 0.3
+    hi = max(RATES[x] for x in types)
+    return round(lo + (hi - lo) * frac + 0.005, 2) if frac < 1 else hi
+
+
+def run(w: World, cmds: list[tuple]) -> None:
+    names: list[str] = []
+    res: list[str] = []
+    nodes = sorted(w.grid.nodes)
+    for k, cmd in enumerate(cmds):
+        kind = cmd[0]
+        try:
+            if kind == "priority":
+                _, u, gpus, t, hours, renew, rt = cmd
+                kw = {"hourly": True} if hours is None else {"hours": hours, "auto_renew": renew}
+                w.submit(f"p{k}", "priority", user=u, gpus=gpus, gpu_type=t, runtime=rt, **kw)
+                names.append(f"p{k}")
+            elif kind == "flex":
+                _, u, gpus, t, frac, rt, every = cmd
+                size = {"nodes": 2} if gpus < 0 else {"gpus": gpus}
+                bid = bid_for(w, t, frac)
+                w.submit(
+                    f"f{k}", "flex", user=u, gpu_type=t, bid=bid, runtime=rt,
+                    checkpoint_every=every, max_retries=1, **size,
+                )  # fmt: skip
+                names.append(f"f{k}")
+            elif kind == "reserve":
+                _, u, gpus, t, start, hours, repeat = cmd
+                count = 3 if repeat else 1
+                w.reserve(
+                    f"r{k}", gpus=gpus, start=w.now + start, hours=hours, user=u,
+                    gpu_type=t, repeat=repeat, count=count,
+                )  # fmt: skip
+                res.append(f"r{k}")
+            elif kind == "commit" and res:
+                _, i, gpus, rt = cmd
+                r = w.grid.reservations[res[i % len(res)]]
+                w.submit(f"c{k}", "commit", user=r.user, gpus=gpus, reservation=r.name, runtime=rt)
+                names.append(f"c{k}")
+            elif kind == "cancel" and names:
+                name = names[cmd[1] % len(names)]
+                w.do(lambda g, t, n=name: g.cancel(n, t))
+            elif kind == "cancel_res" and res:
+                name = res[cmd[1] % len(res)]
+                w.do(lambda g, t, n=name: g.cancel_reservation(n, t))
+            elif kind == "bid" and names:
+                job = w.job(names[cmd[1] % len(names)])
+                bid = bid_for(w, job.market or job.gpu_type, cmd[2])
+                w.do(lambda g, t, j=job.name, b=bid: g.change_bid(j, b, t))
+            elif kind == "node":
+                name = nodes[cmd[1] % len(nodes)]
+                status = NodeStatus.UP if cmd[2] else NodeStatus.UNREACHABLE
+                w.node(name, status)
+            elif kind == "wait":
+                w.advance(cmd[1])
+        except Refused:
+            pass
+        w.step()
+        assert w.violations == [], (cmd, w.violations)
+    w.advance(6 * HOUR)
+    assert w.violations == []
+
+
+def check_modes(w: World) -> None:
+    for _, a in w.actions:
+        if isinstance(a, A.Preempt):
+            assert w.grid.jobs[a.job].mode is Mode.FLEX
+    for job in w.grid.jobs.values():
+        if job.mode is not Mode.FLEX:
+            assert job.preemptions == 0, job
+
+
+def check_books(w: World) -> None:
+    assert ledger_sum(w.grid) == 0
+    assert all(tx.balanced for tx in w.transactions)
+    limit = w.grid.credit_limit()
+    for acct, bal in w.grid.balances.items():
+        if acct.startswith("user:"):
+            assert bal >= -limit, (acct, bal)
+    for job in w.grid.jobs.values():
+        if job.mode is Mode.FLEX:
+            assert job.charged * 3600 <= w.flex_allowance.get(job.id, 0)
+    for m in w.grid.markets.values():
+        assert m.floor <= m.price <= m.rate
+
+
+SETTINGS = settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+
+@SETTINGS
+@given(
+    nodes=node_specs,
+    balances=st.lists(st.sampled_from([micro(1000), micro(1_000_000)]), min_size=3, max_size=3),
+    cmds=st.lists(command, max_size=25),
+)
+def test_invariants_hold_after_every_step(nodes, balances, cmds):
+    w = build(nodes, balances)
+    run(w, cmds)
+    check_modes(w)
+    check_books(w)
+    # nothing is left holding GPUs it does not own, and no job is lost
+    for job in w.grid.jobs.values():
+        if job.state in HOLDING:
+            assert job.placement
+
+
+@SETTINGS
+@given(
+    nodes=node_specs,
+    balances=st.lists(st.integers(0, micro(40)), min_size=3, max_size=3),
+    cmds=st.lists(command, max_size=25),
+)
+def test_small_accounts_never_go_below_their_credit_limit(nodes, balances, cmds):
+    w = build(nodes, balances)
+    run(w, cmds)
+    check_books(w)
+
+
+def test_a_day_of_mixed_work_keeps_every_invariant():
+    """A fixed, busier sequence: the same checks on a longer run."""
+    w = build([("H100", 8), ("H100", 8), ("A100", 4)], [micro(1_000_000)] * 3)
+    cmds: list[tuple] = [
+        ("reserve", "ann", 8, "H100", 600, 2, "daily"),
+        ("commit", 0, 8, 3600),
+        ("flex", "bob", 8, None, 0.2, 3 * 3600, 60),
+        ("flex", "cy", -2, "H100", 0.9, 2 * 3600, 600),
+        ("flex", "bob", 4, "A100", 0.5, 3600, None),
+        ("wait", 600),
+        ("priority", "cy", 8, "H100", 1, True, 5400),
+        ("flex", "ann", 2, None, 1.0, 1200, 60),
+        ("wait", 1800),
+        ("node", 0, False),
+        ("wait", 600),
+        ("node", 0, True),
+        ("bid", 2, 1.0),
+        ("wait", 3 * 3600),
+        ("cancel_res", 0),
+    ]
+    run(w, cmds)
+    check_modes(w)
+    check_books(w)
+    assert w.now > T0 + 6 * HOUR
