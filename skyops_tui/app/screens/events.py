@@ -24,8 +24,12 @@ if TYPE_CHECKING:
     from skyops_tui.runtime import Runtime
 
 
-def when(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).strftime("%m-%d %H:%M:%S")
+def when(t: float, now: float) -> str:
+    """'HH:MM:SS' for today (UTC), 'MM-DD HH:MM:SS' for other days."""
+    d = datetime.fromtimestamp(t, UTC)
+    if d.date() == datetime.fromtimestamp(now, UTC).date():
+        return d.strftime("%H:%M:%S")
+    return d.strftime("%m-%d %H:%M:%S")
 
 
 def matches(words: Sequence[str], row: Sequence[Any]) -> bool:
@@ -34,6 +38,30 @@ def matches(words: Sequence[str], row: Sequence[Any]) -> bool:
         return True
     hay = " ".join(c.plain if isinstance(c, Text) else str(c) for c in row).lower()
     return all(w in hay for w in words)
+
+
+class FeedTable(DataTable):
+    """A log table: home goes to the oldest row, end (or G) to the newest and follows."""
+
+    BINDINGS = [
+        Binding("home", "scroll_top", "Oldest", show=False, id="feed.oldest"),
+        Binding("end,G", "scroll_bottom", "Follow", id="feed.follow"),
+    ]
+
+    @property
+    def at_newest(self) -> bool:
+        return self.row_count == 0 or self.cursor_row >= self.row_count - 1
+
+    def show_newest(self) -> None:
+        """Cursor on the newest row, scrolled into view once the layout has settled
+        (rows added before the table is sized would otherwise stay out of sight)."""
+        if self.row_count:
+            self.move_cursor(row=self.row_count - 1, animate=False)
+            self.call_after_refresh(self.scroll_end, animate=False, x_axis=False, immediate=True)
+
+    def on_resize(self) -> None:
+        if self.row_count and self.at_newest:
+            self.show_newest()
 
 
 class FeedScreen(SkyScreen):
@@ -71,7 +99,7 @@ class FeedScreen(SkyScreen):
         filt = Input(placeholder=self.FILTER_HINT, id="filter", compact=True)
         filt.display = False
         yield filt
-        table: DataTable = DataTable(id="feed", cursor_type="row", zebra_stripes=True)
+        table = FeedTable(id="feed", cursor_type="row", zebra_stripes=True)
         for key, label in self.COLUMNS:
             table.add_column(label, key=key)
         yield table
@@ -135,13 +163,10 @@ class FeedScreen(SkyScreen):
 
     @property
     def following(self) -> bool:
-        table = self.query_one("#feed", DataTable)
-        return table.row_count == 0 or table.cursor_row >= table.row_count - 1
+        return self.query_one("#feed", FeedTable).at_newest
 
     def follow(self) -> None:
-        table = self.query_one("#feed", DataTable)
-        if table.row_count:
-            table.move_cursor(row=table.row_count - 1, animate=False)
+        self.query_one("#feed", FeedTable).show_newest()
         self._missed = 0
 
     def _status(self) -> None:
@@ -197,10 +222,6 @@ class FeedScreen(SkyScreen):
             self.rebuild()
         self.query_one("#feed", DataTable).focus()
 
-    def action_follow(self) -> None:
-        self.follow()
-        self._status()
-
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if self.following:
             self._missed = 0
@@ -219,13 +240,11 @@ class EventsScreen(FeedScreen):
     )
     BINDINGS = [
         Binding("slash", "filter", "Filter", id="events.filter"),
-        Binding("end,G", "follow", "Follow", id="events.follow"),
     ]
     COLUMNS = (
         ("at", "Time (UTC)"),
-        ("kind", "Kind"),
-        ("subject", "Job / reservation / node"),
-        ("change", "State"),
+        ("subject", "Subject"),
+        ("what", "What"),
         ("cause", "Cause"),
         ("user", "User"),
     )
@@ -248,9 +267,11 @@ class EventsScreen(FeedScreen):
         return " · ".join(parts) or "—"
 
     def row(self, e: Event) -> tuple:
-        change = ""
-        if e.old and e.new:
-            change = f"{e.old} → {e.new}"
-        elif e.new:
-            change = f"→ {e.new}"
-        return (when(e.at), e.kind, self.subject(e), change, e.cause, e.user or "")
+        """A state change reads 'old → new'; any other kind names itself ('bid', 'window')."""
+        if e.kind == "state" and e.old and e.new:
+            what = f"{e.old} → {e.new}"
+        elif e.kind == "submitted" and e.new:
+            what = f"submitted → {e.new}"
+        else:
+            what = e.kind
+        return (when(e.at, self.runtime.clock.now()), self.subject(e), what, e.cause, e.user or "")

@@ -50,7 +50,6 @@ class LedgerScreen(FeedScreen):
     FILTER_HINT = "filter transactions: e.g. refund, kim, nightly-a100 (all words must match)"
     BINDINGS = [
         Binding("slash", "filter", "Filter", id="ledger.filter"),
-        Binding("end,G", "follow", "Follow", id="ledger.follow"),
     ]
     COLUMNS = (
         ("at", "Time (UTC)"),
@@ -67,7 +66,6 @@ class LedgerScreen(FeedScreen):
     # balances ----------------------------------------------------------------
     def compose_feed(self) -> Iterable[Widget]:
         table: DataTable = DataTable(id="balances", cursor_type="none", show_cursor=False)
-        table.can_focus = False
         table.add_column("Account", key="account")
         table.add_column("Kind", key="kind")
         table.add_column("Balance", key="balance")
@@ -141,7 +139,7 @@ class LedgerScreen(FeedScreen):
         if tx.reservation:
             ref.append(tx.reservation)
         return (
-            when(tx.at),
+            when(tx.at, self.runtime.clock.now()),
             Text(fmt(amount, cur), justify="right"),
             flow,
             tx.reason,

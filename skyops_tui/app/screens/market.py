@@ -129,12 +129,14 @@ class MarketScreen(SkyScreen):
         self._chart(v)
 
     def _summary(self, v: LadderView) -> Text:
+        """One line, most important first: a narrow terminal crops the end (floor and
+        standard rate, which the chart's axis also shows)."""
         cur = self.runtime.cfg.cluster.currency
-        t = Text(no_wrap=False)
+        t = Text(no_wrap=True, overflow="ellipsis")
         t.append(f"clearing {fmt(v.price, cur)}/GPU-h", "bold")
-        t.append(f" · floor {fmt(v.floor, cur)} · standard {fmt(v.rate, cur)}")
-        t.append(f" · Flex may use {v.capacity} of {v.gpus} GPUs, {v.in_use} in use")
+        t.append(f" · Flex may use {v.capacity} of {v.gpus} GPUs, holds {v.in_use}")
         t.append(f" · {v.running} running, {v.waiting} waiting")
+        t.append(f" · floor {fmt(v.floor, cur)} · standard {fmt(v.rate, cur)}")
         return t
 
     def _chart(self, v: LadderView) -> None:

@@ -45,7 +45,8 @@ def sample(
 
 
 class PriceChart(Widget):
-    """Clearing price over time, on a scale from 0 to the standard rate."""
+    """Clearing price over time, up to the standard rate; the y axis marks the standard
+    rate, the floor and the latest price."""
 
     COMPONENT_CLASSES = {
         "chart--bar",
@@ -83,32 +84,38 @@ class PriceChart(Widget):
         floor_style = self.get_component_rich_style("chart--floor", partial=True)
         label = self.get_component_rich_style("chart--label", partial=True)
         top = max(self._rate, max((p for _, p in self._points), default=0), 1)
+        rows = height - 1
+        # Prices never go under the floor: start the scale one row below it, so a price
+        # at the floor is a one-row bar and the rows above show how far it rose.
+        lo = max(0.0, self._floor - (top - self._floor) / max(rows - 1, 1))
+        span = max(top - lo, 1)
         gutter = max(len(fmt(top)), len(fmt(self._floor))) + 1
         cols = width - gutter - 1
-        rows = height - 1
         values = sample(self._points, self._t0, self._t1, cols)
-        eighths = [None if v is None else round(v * rows * 8 / top) for v in values]
-        floor_row = min(rows - 1, int(self._floor * rows / top))  # from the bottom
+        eighths = [None if v is None else round((v - lo) * rows * 8 / span) for v in values]
+
+        def row_of(value: float) -> int:  # from the bottom
+            return min(rows - 1, max(0, int((value - lo) * rows / span - 1e-9)))
+
+        labels = {rows - 1: (fmt(top), label), row_of(self._floor): (fmt(self._floor), floor_style)}
+        last = next((v for v in reversed(values) if v is not None), None)
+        if last is not None:
+            labels.setdefault(row_of(last), (fmt(last), bar))
         text = Text(no_wrap=True, overflow="crop")
         for r in range(rows - 1, -1, -1):
-            if r == rows - 1:
-                text.append(f"{fmt(top):>{gutter - 1}} ", label)
-            elif r == floor_row:
-                text.append(f"{fmt(self._floor):>{gutter - 1}} ", floor_style)
+            if r in labels:
+                value, style = labels[r]
+                text.append(f"{value:>{gutter - 1}} ", style)
+                text.append("┤", axis)
             else:
                 text.append(" " * gutter)
-            text.append("┤" if r in (rows - 1, floor_row) else "│", axis)
+                text.append("│", axis)
             for e in eighths:
-                if e is None:
-                    text.append(" ")
-                    continue
-                fill = e - r * 8
+                fill = -1 if e is None else e - r * 8
                 if fill >= 8:
                     text.append("█", bar)
                 elif fill > 0:
                     text.append(EIGHTHS[fill], bar)
-                elif r == floor_row:
-                    text.append("┄", floor_style)
                 else:
                     text.append(" ")
             text.append("\n")

@@ -105,37 +105,49 @@ def _bar(value: int, scale: int, width: int) -> str:
     return ("█" * full + (BAR[part] if part else "")).ljust(width)
 
 
-def layout(v: LadderView) -> list[tuple[str, object, int]]:
-    """The ladder's lines in order: ("rung", Rung, GPUs so far), ("price", label, 0),
-    ("capacity", label, 0) or ("empty", text, 0).
+def layout(v: LadderView) -> list[tuple[str, object, int | None]]:
+    """The ladder's lines in order: ("rung", Rung, tally), ("price", label, None),
+    ("capacity", label, None) or ("empty", text, None).
 
-    The clearing-price line goes above the first bid that does not pay it (under the
-    price, or at it and waiting: that bid sets the price); the capacity line goes
-    above the first bid that would take the tally past the GPUs Flex may use."""
-    price_label = f"clearing {fmt(v.price)}/GPU-h"
-    cap_label = f"Flex capacity {v.capacity} GPUs"
-    out: list[tuple[str, object, int]] = []
-    price_done = cap_done = False
-    cum = 0
+    The tally counts, from the top, the GPUs of the bids that fit: running bids hold
+    theirs, waiting bids take what is left in bid order, and a bid too big for what is
+    left is skipped (tally None) because a smaller one below may still run. The
+    capacity line goes under the last bid that fits. The clearing-price line goes above
+    the first bid that does not pay it: one under the price, or one at the price that
+    waits (the highest waiting bid sets the price)."""
+    free = v.capacity - sum(r.gpus for r in v.rungs if r.holding)
+    tallies: list[int | None] = []
+    tally = 0
     for r in v.rungs:
-        at_price = not price_done and (r.bid < v.price or (r.bid == v.price and not r.holding))
-        at_cap = not cap_done and cum + r.gpus > v.capacity
-        if at_price and at_cap:
-            out.append(("price", f"{price_label} ── {cap_label}", 0))
-        elif at_price:
-            out.append(("price", price_label, 0))
-        elif at_cap:
-            out.append(("capacity", cap_label, 0))
-        price_done |= at_price
-        cap_done |= at_cap
-        cum += r.gpus
-        out.append(("rung", r, cum))
-    if not price_done and not cap_done:
-        out.append(("price", f"{price_label} ── {cap_label} ({v.capacity - cum} unbid)", 0))
-    elif not price_done:
-        out.append(("price", price_label, 0))
-    elif not cap_done:
-        out.append(("capacity", f"{cap_label} ({v.capacity - cum} unbid)", 0))
+        if r.holding or r.gpus <= free:
+            if not r.holding:
+                free -= r.gpus
+            tally += r.gpus
+            tallies.append(tally)
+        else:
+            tallies.append(None)
+    n = len(v.rungs)
+    cap_at = max((i + 1 for i, t in enumerate(tallies) if t is not None), default=0)
+    price_at = next(
+        (
+            i
+            for i, r in enumerate(v.rungs)
+            if r.bid < v.price or (r.bid == v.price and not r.holding)
+        ),
+        n,
+    )
+    price_label = f"clearing {fmt(v.price)}/GPU-h"
+    cap_label = f"Flex capacity {v.capacity} GPUs, {max(v.capacity - tally, 0)} free"
+    out: list[tuple[str, object, int | None]] = []
+    for i in range(n + 1):
+        if i == price_at and i == cap_at:
+            out.append(("price", f"{price_label} ── {cap_label}", None))
+        elif i == price_at:
+            out.append(("price", price_label, None))
+        elif i == cap_at:
+            out.append(("capacity", cap_label, None))
+        if i < n:
+            out.append(("rung", v.rungs[i], tallies[i]))
     if not v.rungs:
         out.append(("empty", "no Flex bids on this type", 0))
     return out
@@ -172,7 +184,9 @@ class Ladder(Widget):
     def get_content_height(self, container, viewport, width: int) -> int:  # noqa: ANN001
         if self.view is None:
             return 1
-        return 1 + len(layout(self.view)) + any(r.any_type for r in self.view.rungs)
+        lines = layout(self.view)
+        skipped = any(cum is None for kind, _, cum in lines if kind == "rung")
+        return 1 + len(lines) + skipped + any(r.any_type for r in self.view.rungs)
 
     def _style(self, rung: Rung):  # noqa: ANN202
         name = {
@@ -231,9 +245,14 @@ class Ladder(Widget):
                 if len(name) > name_w:
                     name = name[: name_w - 1] + "…"
                 text.append(f"{r.gpus:>5}", style)
-                text.append(f"{cum:>6}  ", dim)
+                text.append(f"{'—' if cum is None else cum:>6}  ", dim)
                 text.append(f"{name:<{name_w}} {r.user[:8]:<8} {r.state}\n", style)
+        notes = []
+        if any(cum is None for kind, _, cum in layout(v) if kind == "rung"):
+            notes.append("— too big for the GPUs left: smaller bids below may run first")
         if any(r.any_type for r in v.rungs):
-            text.append("  * names no GPU type: bids in every market", dim)
+            notes.append("* names no GPU type: bids in every market")
+        for note in notes:
+            text.append(f"  {note}\n", dim)
         text.rstrip()
         return text
