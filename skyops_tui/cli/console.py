@@ -56,4 +56,41 @@ def run_console(cfg: Config | None, db: str | None, readonly: bool = False) -> i
     return 0
 
 
+def serve(cfg: Config | None, db: str | None, duration: float | None, out) -> int:
+    """Headless console: lead the grid (or stand by to take over) until stopped."""
+    import asyncio
+    import signal
+
+    from ..demo import seed
+
+    async def main() -> None:
+        rt = build_runtime(cfg, db)
+        if rt.demo and not rt.grid.jobs:
+            seed(rt)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await rt.start()
+
+        def role() -> None:
+            out.print(
+                f"{'leading' if rt.leader else 'standing by (another console leads)'}: "
+                f"{rt.store.path}",
+                highlight=False,
+            )
+
+        rt.role_listeners.append(role)
+        role()
+        try:
+            await asyncio.wait_for(stop.wait(), duration)
+        except TimeoutError:
+            pass
+        await rt.stop()
+        rt.store.close()
+
+    asyncio.run(main())
+    return 0
+
+
 __all__ = ["build_runtime", "run_console", "demo_cluster", "demo_config"]

@@ -38,11 +38,23 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--demo", action="store_true", help="simulate a built-in day on the demo grid")
     sim.add_argument("--json", action="store_true", help="print the summary as JSON")
 
+    serve = sub.add_parser("serve", help="run the scheduler without the screen (lead or stand by)")
+    serve.add_argument(
+        "--for",
+        dest="duration",
+        type=float,
+        metavar="SECONDS",
+        help="stop after this long (default: until interrupted)",
+    )
+
     nodes = sub.add_parser("nodes", help="the GPU boxes in the config")
     nodes_sub = nodes.add_subparsers(dest="nodes_command", required=True)
     check = nodes_sub.add_parser("check", help="connect to every node and show what it has")
     check.add_argument("--known-hosts", metavar="FILE", help="default: ~/.ssh/known_hosts")
     check.add_argument("--json", action="store_true", help="print the results as JSON")
+    from .headless import add_headless_arguments
+
+    add_headless_arguments(p, sub)
     return p
 
 
@@ -51,14 +63,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Console()
     err = Console(stderr=True)
     try:
+        from .headless import dispatch
+
+        if (code := dispatch(args, out)) is not None:
+            return code
         if args.command == "simulate":
             return cmd_simulate(args, out)
+        if args.command == "serve":
+            from .console import serve
+
+            return serve(
+                load_config(args.config) if args.config else None, args.db, args.duration, out
+            )
         if args.command == "nodes":
             from .nodes import run_nodes_check
 
             if not args.config:
                 raise InputError(["nodes check: give the cluster config with --config FILE"])
-            return run_nodes_check(load_config(args.config), args.known_hosts, out, as_json=args.json)
+            return run_nodes_check(
+                load_config(args.config), args.known_hosts, out, as_json=args.json
+            )
         from .console import run_console
 
         return run_console(

@@ -359,6 +359,13 @@ class FleetExecutor:
                 continue
             if state in (protocol.STATE_EXITED, protocol.STATE_LOST):
                 self._part_exited(current, aid, rec)
+                continue
+            if job.stop_reason and state in (protocol.STATE_STARTING, protocol.STATE_RUNNING):
+                # A stop decided while this node was out of reach (or by a console that
+                # died before sending it): send it now.
+                self._spawn(
+                    self._stop(current, job.stop_reason == "paused", "stop resent after reconnect")
+                )
             elif not current.started and all(
                 a in seen or self.runs[current.job].parts[a] != link.name for a in current.parts
             ):
