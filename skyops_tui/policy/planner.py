@@ -577,6 +577,7 @@ class Planner:
                         self.start(job, pl, t)
                         free -= sum(len(p.gpus) for p in pl)
                         self._flex_free[t] = free
+                        running.append(job)  # counts when `lowest` is recomputed below
                         lowest = job.bid if lowest is None else min(lowest, job.bid)
                         continue
                 if job.gpu_type is None and self.fits_elsewhere(job, t):
