@@ -388,3 +388,19 @@ def test_an_untyped_job_does_not_preempt_in_one_market_while_another_has_room():
     w.at(400)
     assert not w.acted(A.Preempt)
     assert w.job("any").market == "L40S"
+
+
+def test_the_price_counts_jobs_started_in_the_same_pass_as_a_preemption():
+    w = HandWorld(config("2x8xH100"))
+    w.flex("v1", gpus=8, bid=1.0)
+    w.flex("v2", gpus=4, bid=2.4)
+    w.at(0)
+    w.run()
+    w.flex("gang", nodes=2, bid=2.0)  # waits: v2 cannot be outbid
+    w.flex("fits", gpus=4, bid=1.5)  # starts on the 4 free GPUs
+    w.flex("outbids", gpus=8, bid=1.2)  # displaces v1
+    w.at(400)
+    assert w.state("fits") is JobState.STARTING
+    assert [a.job for a in w.acted(A.Preempt)] == [w.job("v1").id]
+    assert w.price() == micro(1.5)  # never above a running bid, `fits` included
+    assert w.violations == []

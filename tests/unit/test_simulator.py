@@ -1,0 +1,188 @@
+"""`skyops simulate`: the real engine through simulated time (PRODUCT.md §4)."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from skyops_tui.domain.config import parse_config
+from skyops_tui.domain.errors import InputError
+from skyops_tui.sim.simulator import simulate
+from skyops_tui.sim.trace import parse_lines, read_trace
+
+CONFIG = {
+    "node_types": [{"name": "H100", "rate": 2.5}, {"name": "A100", "rate": 1.6}],
+    "nodes": [
+        {"name": "h", "fake_gpus": "8xH100-80GB", "count": 4},
+        {"name": "a", "fake_gpus": "8xA100-80GB", "count": 2},
+    ],
+    "cluster": {"grace_s": 60},
+    "pricing": {"min_slice_s": 120},
+}
+SUMMARY_KEYS = {
+    "jobs",
+    "succeeded",
+    "failed",
+    "expired",
+    "cancelled",
+    "preemptions",
+    "gpu_hours_used",
+    "gpu_utilization",
+    "mean_wait_s",
+    "p95_wait_s",
+    "lost_work_gpu_hours",
+    "revenue",
+    "refunds",
+    "ledger_sum",
+    "wall_s",
+    "violations",
+}
+
+
+def mixed_trace(n: int = 300, seed: int = 7) -> list[dict]:
+    """A day of work in every mode, with reservations, cancels and bid changes."""
+    r = random.Random(seed)
+    lines: list[dict] = [
+        {"name": "nightly", "kind": "reservation", "user": "team", "gpu_type": "A100",
+         "gpus": 8, "hours": 4, "start": 7200, "repeat": "daily", "count": 3, "submit": 0},
+        {"name": "burst", "kind": "reservation", "user": "lab", "gpu_type": "H100",
+         "gpus": 8, "hours": 2, "start": 20000, "submit": 100},
+    ]  # fmt: skip
+    flex: list[str] = []
+    for i in range(n):
+        t = r.uniform(0, 80000)
+        x = r.random()
+        if x < 0.15:
+            lines.append({"name": f"p{i}", "mode": "priority", "user": "prod", "submit": t,
+                          "gpus": r.choice([1, 2, 4, 8]), "hours": r.choice([0.5, 1, 2]),
+                          "runtime": r.uniform(600, 9000), "auto_renew": r.random() < 0.3})  # fmt: skip
+        elif x < 0.25:
+            res, start = r.choice([("nightly", 7200), ("burst", 20000)])
+            lines.append({"name": f"c{i}", "mode": "commit", "reservation": res,
+                          "user": "team" if res == "nightly" else "lab",
+                          "submit": start + r.uniform(-600, 3600), "gpus": r.choice([4, 8]),
+                          "runtime": r.uniform(600, 20000)})  # fmt: skip
+        else:
+            gtype = r.choice(["H100", "A100", None])
+            rate = {"H100": 2.5, "A100": 1.6, None: 1.6}[gtype]
+            floor = 0.75 if gtype != "A100" else 0.48
+            line = {"name": f"f{i}", "mode": "flex", "user": r.choice(["ann", "bob"]),
+                    "submit": t, "gpus": r.choice([1, 2, 4, 8]),
+                    "bid": round(r.uniform(floor, rate), 2), "runtime": r.uniform(300, 14400),
+                    "checkpoint_every": r.choice([60, 300, 900])}  # fmt: skip
+            if gtype:
+                line["gpu_type"] = gtype
+            if r.random() < 0.05:
+                line["nodes"] = 2
+                del line["gpus"]
+            lines.append(line)
+            flex.append(line["name"])
+    for name in r.sample(flex, 10):
+        lines.append({"name": name, "kind": "cancel", "submit": r.uniform(0, 80000)})
+    for name in r.sample(flex, 10):
+        lines.append({"name": name, "kind": "bid", "bid": 1.59, "submit": r.uniform(0, 80000)})
+    lines.append({"name": "nightly", "kind": "cancel", "user": "team", "submit": 100_000})
+    return lines
+
+
+def run(lines: list[dict], cfg: dict = CONFIG):
+    trace = parse_lines([json.dumps(x) for x in lines], "trace.jsonl")
+    return simulate(trace, parse_config(cfg))
+
+
+def test_a_mixed_trace_keeps_every_invariant_and_reports_the_summary():
+    result = run(mixed_trace())
+    s = result.summary
+    assert SUMMARY_KEYS <= s.keys()
+    assert s["violations"] == []
+    assert s["ledger_sum"] == 0
+    assert set(s["mean_wait_s"]) == set(s["p95_wait_s"]) == {"priority", "commit", "flex"}
+    assert s["jobs"] > 250 and s["succeeded"] > 100 and s["preemptions"] > 0
+    assert 0 < s["gpu_utilization"] <= 1
+    assert s["revenue"] > 0 and s["refunds"] > 0  # the nightly reservation was cancelled
+    assert (
+        s["succeeded"] + s["failed"] + s["expired"] + s["cancelled"] + s["unfinished"] == s["jobs"]
+    )
+
+
+def test_the_simulation_is_deterministic():
+    a = run(mixed_trace(80, seed=3)).summary
+    b = run(mixed_trace(80, seed=3)).summary
+    a.pop("wall_s"), b.pop("wall_s"), a.pop("jobs_per_wall_s"), b.pop("jobs_per_wall_s")
+    assert a == b
+
+
+def test_refused_lines_are_reported_not_fatal():
+    lines = [
+        {"name": "low", "mode": "flex", "gpus": 1, "bid": 0.1, "submit": 0, "runtime": 10},
+        {"name": "ok", "mode": "flex", "gpus": 1, "bid": 1.0, "submit": 0, "runtime": 10},
+    ]
+    result = run(lines)
+    assert len(result.refused) == 1 and result.refused[0].startswith("low: bid $0.10 is under")
+    assert result.summary["succeeded"] == 1
+
+
+def test_a_commit_job_runs_in_its_window_from_the_trace():
+    lines = [
+        {"name": "r", "kind": "reservation", "user": "team", "gpu_type": "A100", "gpus": 8,
+         "hours": 1, "start": 3600, "submit": 0},
+        {"name": "c", "mode": "commit", "reservation": "r", "user": "team", "gpus": 8,
+         "submit": 10, "runtime": 600},
+    ]  # fmt: skip
+    result = run(lines)
+    job = result.grid.job_by_ref("c")
+    assert job.state == "succeeded"
+    assert job.first_started_at - 1_767_225_600 == 3600  # the moment its window opened
+
+
+# ------------------------------------------------------------- trace reader
+def bad(*lines: str) -> list[str]:
+    with pytest.raises(InputError) as e:
+        parse_lines(list(lines), "t.jsonl")
+    return e.value.messages
+
+
+def test_an_unknown_key_names_the_line_and_the_key():
+    ok = json.dumps({"name": "a", "mode": "flex", "bid": 1, "submit": 0})
+    assert bad(ok, json.dumps({"name": "b", "mode": "flex", "submit": 0, "bidd": 1})) == [
+        "t.jsonl:2: bidd: unknown key"
+    ]
+
+
+def test_a_bad_type_names_the_line_the_key_and_the_value():
+    (msg,) = bad(json.dumps({"name": "a", "mode": "flex", "bid": 1, "submit": "soon"}))
+    assert msg.startswith("t.jsonl:1: submit: ") and "'soon'" in msg
+
+
+def test_bad_json_names_the_line():
+    (msg,) = bad('{"name": "a"', "")
+    assert msg.startswith("t.jsonl:1: not valid JSON")
+
+
+def test_a_line_must_be_an_object():
+    assert bad("[1, 2]") == ["t.jsonl:1: a line must be a JSON object"]
+
+
+def test_mode_rules_are_checked_per_line():
+    (msg,) = bad(json.dumps({"name": "p", "mode": "priority", "submit": 0, "gpus": 1}))
+    assert msg.startswith("t.jsonl:1: ") and "hours = N or hourly = true" in msg
+
+
+def test_every_bad_line_is_reported_at_once():
+    msgs = bad('{"x": 1', json.dumps({"name": "a", "submit": 0, "kind": "nope"}), "{}")
+    assert [m.split(":")[1] for m in msgs][:2] == ["1", "2"] and any(":3:" in m for m in msgs)
+
+
+def test_lines_are_ordered_by_submit_time(tmp_path):
+    path = tmp_path / "t.jsonl"
+    path.write_text(
+        "\n".join(
+            json.dumps({"name": n, "mode": "flex", "bid": 1, "submit": t})
+            for n, t in [("late", 50), ("early", 5)]
+        )
+    )
+    assert [t.name for t in read_trace(path)] == ["early", "late"]
+    with pytest.raises(InputError, match="file not found"):
+        read_trace(tmp_path / "missing.jsonl")
