@@ -70,9 +70,14 @@ async def no_blink(app: Any) -> None:
     _stop_blink(app)
 
 
-def demo_runtime(**kwargs: Any):
+def demo_runtime(operator: bool = True, **kwargs: Any):
+    """The seeded demo grid; the user ("ops") is an operator unless `operator=False`."""
     from skyops_tui.demo import sim_runtime
 
+    if not operator and "cfg" not in kwargs:
+        from skyops_tui.domain.config import demo_config
+
+        kwargs["cfg"] = demo_config()
     return sim_runtime(**kwargs)
 
 

@@ -18,13 +18,20 @@ async def test_starts_on_the_grid_with_frame_and_running_scheduler():
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for(pilot, lambda: isinstance(app.screen, GridScreen), "grid screen shown")
         bar = str(app.screen.query_one(TopBar).render())
-        assert "demo" in bar and "ops" in bar and "(user)" in bar
+        assert "demo" in bar and "ops (operator)" in bar
         assert "2026-11-25 09:00:00 UTC" in bar
         assert " ".join(str(app.screen.query_one(DemoBanner).render()).split()) == DEMO_TEXT
         status = str(app.screen.query_one(StatusLine).render())
         assert "6 running" in status and "2 queued" in status
         assert app.runtime.scheduler._task is not None
     assert app.runtime.scheduler._task is None  # stopped on unmount
+
+
+async def test_a_user_who_is_not_an_operator_is_shown_so():
+    app = demo_app(runtime=demo_runtime(operator=False))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, GridScreen), "grid")
+        assert "ops (user)" in str(app.screen.query_one(TopBar).render())
 
 
 async def test_view_keys_switch_screens_and_esc_goes_back():
