@@ -65,6 +65,10 @@ async def test_filter_with_slash_and_leave_with_escape() -> None:
         await wait_for(pilot, lambda: table.row_count == total, "filter cleared")
         assert not filt.display and filt.value == ""
         assert isinstance(app.screen, EventsScreen)
+        # esc straight from the filter box leaves it too.
+        await pilot.press("slash", *"window", "escape")
+        await wait_for(pilot, lambda: table.row_count == total and not filt.display, "left")
+        assert app.focused is table
 
 
 async def test_follows_new_events_unless_scrolled() -> None:

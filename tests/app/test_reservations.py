@@ -254,6 +254,22 @@ async def test_operator_may_book_for_another_user() -> None:
         assert rt.grid.reservations["lee-l40s"].user == "lee"
 
 
+async def test_read_only_console_books_and_cancels_nothing() -> None:
+    rt = runtime(user="team")
+    rt.readonly = True
+    app = app_on(rt)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, ReservationsScreen), "reservations")
+        await pilot.press("a", "ctrl+d")
+        await wait_for(
+            pilot,
+            lambda: sum("Read-only" in n.message for n in app._notifications) == 2,
+            "both refused as read-only",
+        )
+        assert isinstance(app.screen, ReservationsScreen), "no form, no confirmation"
+        assert rt.grid.reservations["nightly-a100"].cancelled_at is None
+
+
 def busy_runtime():
     """Reservations of several owners and types, one of them cancelled."""
     rt = runtime(user="ops", operator=True)

@@ -25,7 +25,7 @@ from skyops_tui.app.screens.base import SkyScreen
 from skyops_tui.app.screens.dialogs import ConfirmDialog, Dialog
 from skyops_tui.app.widgets.timeline import DAY, Timeline, day_start, lanes_by_type
 from skyops_tui.domain.errors import Refused
-from skyops_tui.domain.model import Reservation
+from skyops_tui.domain.model import Reservation, user_account
 from skyops_tui.domain.money import fmt
 from skyops_tui.domain.specs import ReservationSpec
 
@@ -50,10 +50,9 @@ def format_start(t: float) -> str:
 
 def windows_used(res: Reservation, now: float) -> tuple[int, int]:
     """(windows begun, windows not begun); a cancelled reservation has none left."""
-    used = sum(1 for s, _ in res.windows if s <= now)
-    if res.cancelled_at is not None:
-        return sum(1 for s, _ in res.windows if s <= res.cancelled_at), 0
-    return used, len(res.windows) - used
+    cut = now if res.cancelled_at is None else res.cancelled_at
+    used = sum(1 for s, _ in res.windows if s <= cut)
+    return used, 0 if res.cancelled_at is not None else len(res.windows) - used
 
 
 def next_window(res: Reservation, now: float) -> str:
@@ -175,9 +174,13 @@ class ReservationForm(Dialog):
             raise ValueError(f"{field}: {msg}" if field else msg) from None
 
     # ------------------------------------------------------------------ quote
+    def refresh_view(self) -> None:
+        """The app redraws open dialogs each second: the capacity check follows the grid."""
+        if self.is_mounted:
+            self.update_quote()
+
     def update_quote(self) -> None:
         quote = self.query_one("#res-quote", Static)
-        self.query_one("#res-error", Static).update("")
         try:
             spec = self.spec()
         except ValueError as e:
@@ -218,13 +221,20 @@ class ReservationForm(Dialog):
             t.append(f"✗ {why}", "bold")
         else:
             t.append("✓ the capacity calendar has room for every window", "bold")
-        bal = g.balance(spec.user)
-        if spec.user and g.balances.get(f"user:{spec.user}") is not None:
-            t.append(f" · {spec.user}: {fmt(bal, cur)} → {fmt(bal - q.price, cur)}")
+        if user_account(spec.user) in g.balances:
+            bal = g.balance(spec.user)
+            if g.can_fund(spec.user, q.price):
+                t.append(f" · {spec.user}: {fmt(bal, cur)} → {fmt(bal - q.price, cur)}")
+            else:
+                t.append(
+                    f"\n✗ {spec.user} cannot prepay {fmt(q.price, cur)}: balance {fmt(bal, cur)}",
+                    "bold",
+                )
         return t
 
     def on_input_changed(self, event: Input.Changed) -> None:
         event.stop()
+        self.query_one("#res-error", Static).update("")
         self.update_quote()
 
     def on_select_changed(self, event: Select.Changed) -> None:
