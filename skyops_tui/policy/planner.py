@@ -410,31 +410,39 @@ class Planner:
         self.emit(A.CloseWindow(res.name, index))
 
     def open_window(self, res: Reservation, index: int, want: int) -> None:
-        """Hold `want` GPUs of the type for the window: free first, then Flex-held."""
+        """Hold `want` GPUs of the type for the window on as few nodes as possible (the
+        owner's jobs each run on one node): nodes that can hold the most of it first,
+        free GPUs before Flex-held ones, which are reclaimed."""
         g = self.g
-        nodes = sorted(
-            (n for n in g.by_type.get(res.gpu_type, []) if n.schedulable),
-            key=lambda n: -self.node_free_count(n, PRIORITY_POOL),
-        )
+        cands = []
+        for node in g.by_type.get(res.gpu_type, []):
+            if not node.schedulable:
+                continue
+            free = self.free_indices(node, PRIORITY_POOL)
+            taken = self.taken.get(node.name, ())
+            lent = [
+                i
+                for i, h in enumerate(node.holders)
+                if h is not None
+                and node.reserved[i] is None
+                and i not in taken
+                and g.jobs[h].mode is Mode.FLEX
+            ]
+            if free or lent:
+                cands.append((-min(len(free) + len(lent), want), -len(free), node.name, free, lent))
+        cands.sort()
         held: list[tuple[str, int]] = []
-        for node in nodes:
-            for i in self.free_indices(node, PRIORITY_POOL):
-                if len(held) < want:
-                    held.append((node.name, i))
         reclaim: dict[int, Job] = {}
-        if len(held) < want:
-            for node in nodes:
-                taken = self.taken.get(node.name, ())
-                for i in range(node.gpu_count):
-                    h = node.holders[i]
-                    if len(held) >= want:
-                        break
-                    if h is None or node.reserved[i] is not None or i in taken:
-                        continue
-                    v = g.jobs[h]
-                    if v.mode is Mode.FLEX:
-                        held.append((node.name, i))
-                        reclaim[v.id] = v
+        for _, _, name, free, lent in cands:
+            node = g.nodes[name]
+            for i in free + lent:
+                if len(held) >= want:
+                    break
+                held.append((name, i))
+                if node.holders[i] is not None:
+                    reclaim[node.holders[i]] = g.jobs[node.holders[i]]
+            if len(held) >= want:
+                break
         if not held and index == res.active_window:
             return
         for n, i in held:
