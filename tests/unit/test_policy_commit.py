@@ -332,3 +332,23 @@ def test_reservation_without_spares_is_short_and_credited_until_the_node_returns
     w.at(4 * HOUR)
     # 1 h x 8 GPUs of 32 GPU-h at 1.60 x 0.85: 8/32 of 43.52
     assert w.grid.reservations["r"].credited == micro(10.88)
+
+
+def test_a_window_is_held_on_one_node_so_the_owners_job_can_run():
+    w = HandWorld(config("2x8xA100"))
+    w.flex("f1", gpus=6, bid=1.0, gpu_type="A100")
+    w.flex("f2", gpus=6, bid=1.0, gpu_type="A100")
+    w.at(0)
+    w.run()  # 2 GPUs free on each node
+    w.reserve("r", gpus=4, start=T0 + 600, hours=2, gpu_type="A100")
+    w.commit("c", "r", gpus=4)
+    w.at(600)
+    held = w.grid.reservations["r"].held
+    assert len({n for n, _ in held}) == 1  # not 2 + 2, where a 4-GPU job never fits
+    victim = [w.grid.jobs[a.job].name for a in w.acted(A.Preempt)]
+    assert len(victim) == 1
+    w.at(660)
+    w.stopped(victim[0])
+    w.at(660)
+    assert w.state("c") is JobState.STARTING
+    assert w.gpus_of("c") == set(held)
