@@ -417,7 +417,16 @@ class Grid:
         if demand:
             capacity = sum(n.gpu_count for n in self.by_type[t] if n.schedulable)
             others = self.priority_held[t] - job.gpu_total
-            if capacity - others - job.gpu_total < demand:
+            # Windows already open keep their GPUs through the extension too.
+            open_now = sum(
+                r.gpus
+                for r in self.reservations.values()
+                if r.gpu_type == t
+                and r.active_window is not None
+                and r.cancelled_at is None
+                and r.windows[r.active_window][1] > start
+            )
+            if capacity - open_now - others - job.gpu_total < demand:
                 return f"a Commit window ({res_name}) is due on these GPUs"
         return None
 
