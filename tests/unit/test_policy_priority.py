@@ -339,3 +339,16 @@ def test_priority_gang_losing_one_node_is_not_charged_after_the_loss():
     assert job.state is JobState.FAILED
     assert job.charged == 16 * RATE * 600 // 3600
     assert any("node h100-1 lost" in c for c in w.causes("p"))
+
+
+def test_auto_renew_counts_windows_already_open_when_another_is_due():
+    w = HandWorld(config("2x8xH100"))
+    w.reserve("open", gpus=8, start=T0, hours=4)  # holds one node all along
+    w.priority("p", gpus=8, hours=1, auto_renew=True)
+    w.at(0)
+    w.run()
+    w.reserve("due", gpus=8, start=T0 + HOUR, hours=1)  # needs p's node at its end
+    acts = w.at(HOUR)
+    stop = [a for a in acts if isinstance(a, A.Stop)]
+    assert stop and "Commit window (due)" in stop[0].cause
+    assert not [a for a in acts if isinstance(a, A.Renew)]
