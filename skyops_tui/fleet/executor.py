@@ -131,10 +131,11 @@ class FleetExecutor:
     # -------------------------------------------------------------- actions
     def execute(self, action: A.ExecutorAction, job: Job) -> None:
         if isinstance(action, A.Start):
+            # The grid numbered this run when it decided the start (job.runs).
             run = Run(
                 job.id,
-                job.runs + 1,
-                {agent_id(job.id, job.runs + 1, k): p.node for k, p in enumerate(action.placement)},
+                job.runs,
+                {agent_id(job.id, job.runs, k): p.node for k, p in enumerate(action.placement)},
             )
             self.runs[job.id] = run
             spec = {
@@ -153,8 +154,8 @@ class FleetExecutor:
 
     def _run_for(self, job: Job) -> Run:
         run = self.runs.get(job.id)
-        if run is None:
-            n = job.runs if job.state is not JobState.STARTING else job.runs + 1
+        if run is None or run.run != job.runs:
+            n = job.runs
             run = Run(
                 job.id, n, {agent_id(job.id, n, k): p.node for k, p in enumerate(job.placement)}
             )
@@ -387,7 +388,7 @@ class FleetExecutor:
                         "env": dict(job.env),
                         "workdir": job.workdir,
                         "mode": str(job.mode),
-                        "resume": job.runs > 0,
+                        "resume": job.runs > 1,
                     }
                     gpus = next(list(p.gpus) for p in job.placement if p.node == node)
                     if await self._start_part(run, aid, node, spec, gpus) and all(

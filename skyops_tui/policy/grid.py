@@ -721,6 +721,11 @@ class Grid:
             node.recount()
             self.dirty_nodes.add(p.node)
         job.stop_reason = None
+        # A run is numbered when it is decided, and the number is written with the
+        # decision: the agent knows the run by it, so a run that is stopped before its
+        # start was reported, or that ran while no console was there, is never confused
+        # with the next one.
+        job.runs += 1
         why = "resumed" if resume else "placed"
         where = ", ".join(f"{p.node}[{','.join(map(str, p.gpus))}]" for p in placement)
         self.set_state(job, S, now, f"{why} on {where}")
@@ -732,7 +737,6 @@ class Grid:
         job.started_at = now
         if job.first_started_at is None:
             job.first_started_at = now
-        job.runs += 1
         job.billed_from = now
         job.run_acc = job.run_charged = 0
         if job.market:

@@ -1,0 +1,570 @@
+"""Crash recovery: kill the console with SIGKILL while it runs real jobs, restart it,
+and check that nothing was lost, run twice, double-booked or charged wrongly.
+
+    python benchmarks/crash_harness.py --jobs 1000 --kills 12
+    python benchmarks/crash_harness.py --jobs 120 --kills 4 --transport ssh   # real sshd
+
+The console is `skyops serve --config C --db D`, a real subprocess, leading a grid of
+real agents (local subprocesses, or agents behind OpenSSH's sshd on 127.0.0.1). The
+harness submits jobs in all three modes through the store's command queue (as any other
+process would), kills the console at random points (progress thresholds, and moments
+just after a restart, while it reconnects and reconciles), restarts it after a random
+pause, and when every job has ended checks, from the store and from the agents' own job
+records (PRODUCT.md §2: the agent is the source of truth for processes):
+
+- states: every job ended, and its state matches its processes (no live process left,
+  one agent run per recorded run, the last run's exit agrees with the state);
+- no job ran twice: runs of one job never overlap, and their count is the job's own;
+- no GPU double-booked: `check_placements` on the grid loaded from the store;
+- the ledger sums to zero, every transaction balances, and each balance equals the sum
+  of its account's entries;
+- billing: each job is charged once for every second it held GPUs (see `check_billing`).
+
+Prints one JSON object: figures, kill points, and `violations` (must be empty). Exit
+status 0 when there are none. See docs/reliability.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+for p in (str(ROOT), str(ROOT / "agent")):
+    if p not in sys.path:
+        sys.path.insert(0, p)
+
+from skyops_agent.jobs import JobRunner  # noqa: E402
+from skyops_tui.domain.config import load_config  # noqa: E402
+from skyops_tui.domain.model import HOLDING, TERMINAL, JobState  # noqa: E402
+from skyops_tui.fleet.executor import AGENT_ID  # noqa: E402
+from skyops_tui.policy.invariants import check_placements  # noqa: E402
+from skyops_tui.store.control import enqueue, lease_holder  # noqa: E402
+from skyops_tui.store.db import Store  # noqa: E402
+
+CKPT_TRAIN = ROOT / "examples" / "ckpt_train.py"
+USERS = {"priority": "ana", "commit": "team", "flex": "kim"}
+RESERVATION = "nightly"
+NODES = 4
+GPUS_PER_NODE = 8
+RATE = 2.5
+
+
+def config_text(nodes: list[dict], heartbeat_s: float = 5.0) -> str:
+    out = [
+        "[cluster]",
+        'name = "crash-harness"',
+        "grace_s = 1",
+        "stop_grace_s = 1",
+        f"heartbeat_timeout_s = {heartbeat_s}",
+        "tick_s = 0.2",
+        "billing_interval_s = 1",
+        "[pricing]",
+        "min_slice_s = 2",
+        "retry_backoff_s = 0",
+        "[[node_types]]",
+        'name = "H100"',
+        f"rate = {RATE}",
+        "[accounts]",
+        'operators = ["ops"]',
+        "default_balance = 1000000",
+    ]
+    for n in nodes:
+        out.append("[[nodes]]")
+        out += [f"{k} = {json.dumps(v)}" for k, v in n.items()]
+    return "\n".join(out) + "\n"
+
+
+# ------------------------------------------------------------------- workload
+def workload(n: int, rng: random.Random) -> list[dict]:
+    """`n` short jobs: 40 % Flex, 35 % Priority, 25 % Commit; `sleep` mostly, and one
+    in ten the example checkpointing script (which answers the checkpoint signal)."""
+    specs = []
+    for i in range(n):
+        r = rng.random()
+        mode = "flex" if r < 0.40 else "priority" if r < 0.75 else "commit"
+        if rng.random() < 0.1:
+            argv = [sys.executable, str(CKPT_TRAIN), "--steps", str(rng.randint(3, 12))]
+            argv += ["--step-seconds", "0.1", "--checkpoint-every", "2"]
+        elif rng.random() < 0.1:
+            argv = ["true"]
+        else:
+            argv = ["sleep", f"{rng.uniform(0.2, 2.0):.2f}"]
+        spec: dict = {
+            "name": f"{mode[0]}{i:05d}",
+            "user": USERS[mode],
+            "mode": mode,
+            "gpus": rng.choice((1, 1, 2, 2, 4)),
+            "gpu_type": "H100",
+            "argv": argv,
+        }
+        if mode == "priority":
+            spec["hours"] = 1
+        elif mode == "commit":
+            spec["reservation"] = RESERVATION
+        else:
+            spec["bid"] = round(rng.uniform(0.8, RATE), 2)
+        specs.append(spec)
+    return specs
+
+
+# ------------------------------------------------------------------- console
+@dataclass
+class Console:
+    """`skyops serve` as a subprocess; each start appends to one log."""
+
+    config: Path
+    db: Path
+    env: dict
+    log: Path
+    proc: subprocess.Popen | None = None
+    starts: int = 0
+    started_at: float = 0.0
+
+    def start(self) -> None:
+        self.starts += 1
+        with open(self.log, "ab") as log:
+            log.write(f"--- start {self.starts} ---\n".encode())
+            log.flush()
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "skyops_tui", "--config", str(self.config)]
+                + ["--db", str(self.db), "serve"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self.env,
+                cwd=str(ROOT),
+            )
+        self.started_at = time.monotonic()
+
+    def leads(self, store: Store) -> bool:
+        holder = lease_holder(store, time.time()) or ""
+        return self.proc is not None and f":{self.proc.pid}:" in holder
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@dataclass
+class Run:
+    workdir: Path
+    jobs: int
+    kills: int
+    seed: int
+    transport: str = "local"
+    timeout_s: float = 0.0
+    kill_points: list[dict] = field(default_factory=list)
+    agent_dirs: dict[str, Path] = field(default_factory=dict)
+
+
+def _snapshot(store: Store) -> dict:
+    """What was in flight: jobs per state and commands not yet applied."""
+    states = Counter(
+        r["state"]
+        for r in store._rows("SELECT state FROM jobs")  # noqa: SLF001
+    )
+    pending = store._rows("SELECT COUNT(*) AS n FROM commands WHERE status = 'pending'")[0]["n"]
+    return {"states": dict(sorted(states.items())), "commands_pending": pending}
+
+
+def _boxes(run: Run):
+    """Nodes behind OpenSSH's sshd (tests/fleet/sshd.py): one box, one agent dir per node."""
+    from tests.fleet.sshd import SSHD, OpenSshBox
+
+    if not Path(SSHD).exists():
+        raise SystemExit(f"--transport ssh needs OpenSSH's sshd ({SSHD})")
+    box = OpenSshBox(run.workdir / "sshd").start()
+    home = run.workdir / "home"
+    (home / ".ssh").mkdir(parents=True, exist_ok=True)
+    (home / ".ssh" / "known_hosts").write_text(Path(box.known_hosts("trusted")).read_text())
+    nodes = []
+    for k in range(NODES):
+        name = f"node-{chr(97 + k)}"
+        agent_dir = run.workdir / "sshd" / "agents" / name
+        nodes.append(
+            {
+                "name": name,
+                "host": box.host,
+                "port": box.port,
+                "user": box.user,
+                "identity": box.identity,
+                "python": sys.executable,
+                "agent_dir": str(agent_dir),
+                "fake_gpus": f"{GPUS_PER_NODE}xH100-80GB",
+            }
+        )
+        run.agent_dirs[name] = agent_dir / "state"
+    return box, nodes, home
+
+
+def run_harness(run: Run, progress=lambda msg: None) -> dict:
+    rng = random.Random(run.seed)
+    run.workdir.mkdir(parents=True, exist_ok=True)
+    data = run.workdir / "data"
+    env = {
+        **os.environ,
+        "XDG_DATA_HOME": str(data),
+        "SKYOPS_USER": "ops",
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "agent")]),
+    }
+    env.pop("SKYOPS_DB", None)
+    box = None
+    if run.transport == "ssh":
+        box, nodes, home = _boxes(run)
+        env["HOME"] = str(home)
+    else:
+        nodes = [
+            {"name": f"node-{chr(97 + k)}", "fake_gpus": f"{GPUS_PER_NODE}xH100-80GB"}
+            | {"local": True}
+            for k in range(NODES)
+        ]
+        for n in nodes:
+            run.agent_dirs[n["name"]] = data / "skyops" / "local-agents" / n["name"]
+    cfg_path = run.workdir / "config.toml"
+    cfg_path.write_text(config_text(nodes))
+    cfg = load_config(cfg_path)
+    db_path = run.workdir / "state.db"
+    console = Console(cfg_path, db_path, env, run.workdir / "console.log")
+    specs = workload(run.jobs, rng)
+    total_gpus = NODES * GPUS_PER_NODE
+    timeout = run.timeout_s or max(120.0, run.jobs * 0.6 + run.kills * 15)
+    # Kill points: when this many jobs have ended, plus a random delay; every third one
+    # instead soon after the previous restart (while links reconnect and reconcile).
+    thresholds = sorted(rng.uniform(0.03, 0.92) for _ in range(run.kills))
+    plan: list[tuple[str, float]] = []
+    for k, frac in enumerate(thresholds):
+        if k % 3 == 2:
+            plan.append(("after restart", rng.uniform(0.3, 2.5)))
+        else:
+            plan.append(("progress", frac))
+    t0 = time.monotonic()
+    store = None
+    submitted = 0
+    try:
+        console.start()
+        store = Store(db_path)
+        now = time.time()
+        reserve = {
+            "name": RESERVATION,
+            "user": USERS["commit"],
+            "gpu_type": "H100",
+            "gpus": GPUS_PER_NODE,
+            "start": now - 1,
+            "hours": 2,
+        }
+        enqueue(store, "reserve", {"spec": reserve}, USERS["commit"], now)
+        pending_kill = plan.pop(0) if plan else None
+        armed_at: float | None = None
+        while True:
+            elapsed = time.monotonic() - t0
+            if elapsed > timeout:
+                raise TimeoutError(f"not every job ended within {timeout:.0f} s")
+            rows = store._rows("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")
+            by_state = {r["state"]: r["n"] for r in rows}
+            ended = sum(n for s, n in by_state.items() if JobState(s) in TERMINAL)
+            live = sum(n for s, n in by_state.items() if JobState(s) not in TERMINAL)
+            pending = store._rows("SELECT COUNT(*) AS n FROM commands WHERE status = 'pending'")
+            if submitted < len(specs) and live + pending[0]["n"] < 3 * total_gpus:
+                for spec in specs[submitted : submitted + 20]:
+                    enqueue(store, "submit", {"spec": spec}, spec["user"], time.time())
+                submitted = min(submitted + 20, len(specs))
+            if submitted == len(specs) and ended == len(specs) and pending_kill is None:
+                break
+            if pending_kill is not None:
+                kind, arg = pending_kill
+                due = False
+                if kind == "progress" and ended >= arg * len(specs):
+                    if armed_at is None:
+                        armed_at = time.monotonic() + rng.uniform(0.0, 1.5)
+                    due = time.monotonic() >= armed_at
+                elif kind == "after restart":
+                    if armed_at is None and console.leads(store):
+                        armed_at = time.monotonic() + arg
+                    due = armed_at is not None and time.monotonic() >= armed_at
+                if due:
+                    up_for = time.monotonic() - console.started_at
+                    leading = console.leads(store)
+                    console.kill()
+                    point = {
+                        "kill": len(run.kill_points) + 1,
+                        "trigger": kind,
+                        "at_s": round(time.monotonic() - t0, 2),
+                        "console_up_s": round(up_for, 2),
+                        "console_led": leading,
+                        "jobs_ended": ended,
+                        "submitted": submitted,
+                        **_snapshot(store),
+                    }
+                    pause = rng.uniform(0.0, 1.5)
+                    point["restart_after_s"] = round(pause, 2)
+                    run.kill_points.append(point)
+                    progress(f"kill {point['kill']}: {point}")
+                    time.sleep(pause)
+                    console.start()
+                    pending_kill = plan.pop(0) if plan else None
+                    armed_at = None
+            time.sleep(0.1)
+        wall = time.monotonic() - t0
+        console.stop()
+        store.close()
+        store = None
+        result = verify(cfg, db_path, run.agent_dirs)
+        result["figures"].update(
+            {
+                "transport": run.transport,
+                "jobs": len(specs),
+                "kills": len(run.kill_points),
+                "console_starts": console.starts,
+                "wall_s": round(wall, 1),
+                "seed": run.seed,
+            }
+        )
+        result["kill_points"] = run.kill_points
+        return result
+    finally:
+        console.stop()
+        if store is not None:
+            store.close()
+        for d in run.agent_dirs.values():
+            kill_leftovers(d)
+        if box is not None:
+            box.close()
+
+
+def kill_leftovers(state_dir: Path) -> None:
+    """Jobs outlive the console by design; the harness must not leave any behind."""
+    if not (state_dir / "jobs").is_dir():
+        return
+    for rec in JobRunner(str(state_dir)).list_jobs(with_checkpoint=False):
+        if rec["state"] in ("starting", "running", "stopping"):
+            for pid, kill in ((rec.get("pgid"), os.killpg), (rec.get("shim_pid"), os.kill)):
+                if pid:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        kill(pid, signal.SIGKILL)
+
+
+# ------------------------------------------------------------------- checks
+def agent_runs(agent_dirs: dict[str, Path]) -> dict[int, dict[int, list[dict]]]:
+    """job id -> run number -> the agent records of its parts (one per node)."""
+    out: dict[int, dict[int, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for node, d in agent_dirs.items():
+        if not (d / "jobs").is_dir():
+            continue
+        for rec in JobRunner(str(d)).list_jobs(with_checkpoint=False):
+            m = AGENT_ID.match(rec["job_id"])
+            if m:
+                out[int(m.group(1))][int(m.group(2))].append(dict(rec, node=node))
+    return out
+
+
+def verify(cfg, db_path: Path, agent_dirs: dict[str, Path]) -> dict:
+    store = Store(db_path)
+    try:
+        grid = store.load_grid(cfg, time.time())
+        events = store._rows("SELECT * FROM events WHERE job IS NOT NULL ORDER BY id")
+        txs = store.transactions(limit=10**9)
+        entries = store._rows(
+            "SELECT account, SUM(amount) AS s FROM ledger_entries GROUP BY account"
+        )
+        balances = store.balances()
+    finally:
+        store.close()
+    records = agent_runs(agent_dirs)
+    violations: list[str] = []
+    jobs = list(grid.jobs.values())
+
+    # 1. every job ended, in a state its processes agree with; 2. no job ran twice
+    runs_total = 0
+    for job in jobs:
+        recs = records.get(job.id, {})
+        if job.state not in TERMINAL:
+            violations.append(f"job {job.name} did not end: {job.state}")
+        for r, parts in recs.items():
+            for rec in parts:
+                if rec["state"] != "exited":
+                    violations.append(
+                        f"job {job.name} ({job.state}) run {r} on {rec['node']} is {rec['state']}"
+                    )
+            if len(parts) != 1:
+                violations.append(f"job {job.name} run {r} has {len(parts)} agent records")
+        started = sorted(r for r, parts in recs.items() if any(p["pid"] for p in parts))
+        runs_total += len(started)
+        if not set(recs) <= set(range(1, job.runs + 1)):
+            violations.append(
+                f"job {job.name}: the agents know runs {sorted(recs)}, the store {job.runs}"
+            )
+        spans = sorted(
+            (p["started_at"] or 0, p["ended_at"] or math.inf, r)
+            for r, parts in recs.items()
+            for p in parts
+            if p["pid"]
+        )
+        for (_, e1, r1), (s2, _, r2) in zip(spans, spans[1:], strict=False):
+            if s2 < e1:
+                violations.append(f"job {job.name}: run {r2} started before run {r1} ended")
+        if job.state is JobState.SUCCEEDED and started:
+            last = recs[started[-1]][0]
+            if last["exit_code"] != 0:
+                violations.append(
+                    f"job {job.name} succeeded but its last run exited {last['exit_code']}"
+                )
+        expected_runs = 1 + job.preemptions + job.retries
+        if job.state is JobState.SUCCEEDED and job.runs > expected_runs:
+            violations.append(
+                f"job {job.name} ran {job.runs} times; preemptions and retries explain "
+                f"{expected_runs}"
+            )
+
+    # 3. no GPU double-booked, nothing left holding
+    violations += check_placements(grid)
+    holding = [j.name for j in jobs if j.state in HOLDING]
+    if holding:
+        violations.append(f"jobs still holding GPUs: {holding[:10]}")
+
+    # 4. the ledger
+    total = sum(balances.values())
+    if total != 0:
+        violations.append(f"ledger sums to {total}, not 0")
+    for tx in txs:
+        if sum(a for _, a in tx.entries) != 0:
+            violations.append(f"unbalanced transaction {tx.id}: {tx.reason}")
+    sums = {r["account"]: r["s"] for r in entries}
+    for acct, bal in balances.items():
+        if sums.get(acct, 0) != bal:
+            violations.append(f"{acct}: balance {bal} but its entries sum to {sums.get(acct, 0)}")
+
+    # 5. billing
+    billing = check_billing(grid, events, txs, records)
+    violations += billing.pop("violations")
+
+    modes = Counter(str(j.mode) for j in jobs)
+    states = Counter(str(j.state) for j in jobs)
+    figures = {
+        "by_mode": dict(modes),
+        "by_state": dict(states),
+        "agent_runs": runs_total,
+        "preemptions": sum(j.preemptions for j in jobs),
+        "ledger_sum": total,
+        "transactions": len(txs),
+        **billing,
+    }
+    return {"violations": violations, "figures": figures}
+
+
+def check_billing(grid, events: list[dict], txs, records) -> dict:
+    """Each run's held seconds, from the state events: from `starting -> running` (the
+    console recorded the process started) to the event that released its GPUs.
+
+    - Priority: charged = gpus x rate x held / 3600 for each run, floored; settles every
+      `billing_interval_s` each floor their share, so the sum may be short by up to one
+      micro-unit per settle (here: its usage transactions, plus one per run) and never
+      above the exact amount.
+    - Flex: between the floor and the job's bid, x gpus x held / 3600 (same rounding).
+    - Commit: prepaid; its jobs carry no usage charge.
+    A charge twice for the same second, or a second held and not charged, breaks these.
+    """
+    violations: list[str] = []
+    spans: dict[int, list[tuple[float, float]]] = defaultdict(list)
+    open_at: dict[int, float] = {}
+    holding = {str(s) for s in HOLDING}
+    for e in events:
+        if e["kind"] != "state":
+            continue
+        jid = e["job"]
+        if e["old"] == "starting" and e["new"] == "running":
+            open_at[jid] = e["at"]
+        elif e["old"] in holding and e["new"] not in holding and jid in open_at:
+            spans[jid].append((open_at.pop(jid), e["at"]))
+    charged: dict[int, int] = defaultdict(int)
+    n_tx: dict[int, int] = defaultdict(int)
+    for tx in txs:
+        if tx.job is not None and "usage" in tx.reason:
+            charged[tx.job] += sum(a for acct, a in tx.entries if acct == "revenue")
+            n_tx[tx.job] += 1
+    held_s = 0.0
+    late_s = 0.0  # billed after the process had ended (the console learned it late)
+    for job in grid.jobs.values():
+        held = spans.get(job.id, [])
+        held_s += sum(b - a for a, b in held)
+        rate = grid.markets[job.market or "H100"].rate
+        gpus = job.gpus
+        if job.mode.value == "commit":
+            if charged.get(job.id):
+                violations.append(f"commit job {job.name} charged {charged[job.id]} for usage")
+            continue
+        tol = n_tx[job.id] + len(held)
+        if job.mode.value == "priority":
+            exact = sum(int(Fraction(gpus * rate) * Fraction(b - a) / 3600) for a, b in held)
+            lo, hi = exact - tol, exact + len(held)
+        else:
+            floor = grid.markets[job.market or "H100"].floor
+            lo = sum(int(Fraction(gpus * floor) * Fraction(b - a) / 3600) for a, b in held) - tol
+            hi = sum(int(Fraction(gpus * job.bid) * Fraction(b - a) / 3600) for a, b in held)
+            hi += len(held)
+        got = charged.get(job.id, 0)
+        if not lo <= got <= hi:
+            violations.append(
+                f"{job.mode} job {job.name}: charged {got}, expected {lo}..{hi} for "
+                f"{sum(b - a for a, b in held):.3f} s x {gpus} GPU in {len(held)} run(s)"
+            )
+        if job.charged != got:
+            violations.append(f"job {job.name}: its total says {job.charged}, the ledger {got}")
+        ends = sorted(
+            p["ended_at"] for parts in records.get(job.id, {}).values() for p in parts if p["pid"]
+        )
+        for (_, b), end in zip(held, ends, strict=False):
+            if end is not None and b > end:
+                late_s += b - end
+    return {
+        "violations": violations,
+        "held_gpu_runs": sum(len(v) for v in spans.values()),
+        "held_s": round(held_s, 1),
+        "billed_after_exit_s": round(late_s, 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--jobs", type=int, default=1000)
+    p.add_argument("--kills", type=int, default=12)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--transport", choices=("local", "ssh"), default="local")
+    p.add_argument("--workdir", help="default: a new temporary folder (kept on failure)")
+    p.add_argument("--timeout", type=float, default=0.0, help="seconds (default: from --jobs)")
+    args = p.parse_args(argv)
+    import tempfile
+
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="skyops-crash-"))
+    run = Run(workdir, args.jobs, args.kills, args.seed, args.transport, args.timeout)
+    result = run_harness(run, lambda m: print(m, file=sys.stderr, flush=True))
+    result["workdir"] = str(workdir)
+    print(json.dumps(result, indent=2))
+    return 0 if not result["violations"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

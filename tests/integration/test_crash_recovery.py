@@ -1,0 +1,104 @@
+"""Crash recovery: the console killed with SIGKILL while it runs real jobs, restarted,
+and nothing lost, run twice, double-booked or charged wrongly (benchmarks/crash_harness.py
+at CI size), plus the bugs that harness found, each pinned by a focused test."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+
+import pytest
+
+from benchmarks.crash_harness import Run, run_harness
+from skyops_agent import protocol
+from skyops_tui.demo import demo_argv
+from skyops_tui.domain.model import JobState
+from skyops_tui.domain.specs import JobSpec
+from skyops_tui.fleet.executor import agent_id
+from tests.fleet.localgrid import make_runtime, up, wait_for
+
+ONE_NODE = {"nodes": [{"name": "node-a", "fake_gpus": "4xH100-80GB", "local": True}]}
+
+
+@pytest.mark.integration
+def test_console_killed_at_random_points_loses_nothing(tmp_path):
+    run = Run(tmp_path / "crash", jobs=60, kills=3, seed=7, timeout_s=150)
+    result = run_harness(run)
+    assert result["violations"] == [], "\n".join(result["violations"][:20])
+    figures = result["figures"]
+    assert figures["by_state"] == {"succeeded": 60}
+    assert len(result["kill_points"]) == 3
+    assert all(p["console_led"] for p in result["kill_points"]), result["kill_points"]
+    assert figures["console_starts"] == 4
+    assert figures["ledger_sum"] == 0
+
+
+async def drive(rt, predicate, what: str, timeout: float = 20.0) -> None:
+    """Run scheduling passes by hand until `predicate` holds; fail saying what never did."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"within {timeout:.0f} s, never: {what}")
+        rt.engine.step(time.time())
+        await asyncio.sleep(0.05)
+
+
+async def agent_jobs(rt, node: str) -> dict[str, dict]:
+    link = rt.executor.links[node].link
+    reply = await link.request(protocol.JOBS)
+    return {r["job_id"]: r for r in reply["jobs"]}
+
+
+async def test_a_run_preempted_before_its_start_was_reported_is_not_taken_for_the_next(tmp_path):
+    """Found by the crash harness: a Flex job preempted while still `starting` kept its
+    run count, so its next run reused the agent id of the one before; the agent said
+    "exists", the console took that for a start, and the job sat `running` (and billed)
+    with no process. Runs are now numbered when the start is decided."""
+    rt = make_runtime(tmp_path, ONE_NODE)
+    await rt.start()
+    try:
+        await wait_for(lambda: rt.executor.links["node-a"].ready, "the agent connected")
+        await up(rt)
+        await rt.local.stop()  # passes by hand: the preempt must come before the report
+        await drive(rt, lambda: not rt.engine.pending, "the connect reports absorbed")
+        flex = rt.local.submit(
+            JobSpec(
+                name="sweep",
+                user="kim",
+                mode="flex",
+                gpus=4,
+                gpu_type="H100",
+                bid=1.0,
+                argv=demo_argv(100_000, 0.05),
+            )
+        )
+        rt.engine.step(time.time())
+        assert flex.state is JobState.STARTING
+        boss = rt.local.submit(
+            JobSpec(
+                name="boss",
+                user="ana",
+                mode="priority",
+                gpus=4,
+                gpu_type="H100",
+                hours=1,
+                argv=(sys.executable, "-c", "import time; time.sleep(600)"),
+            )
+        )
+        rt.engine.step(time.time())  # no report absorbed yet: the flex job is preempted
+        assert flex.state is JobState.PREEMPTING
+        await drive(rt, lambda: boss.state is JobState.RUNNING, "the priority job running")
+        assert flex.state is JobState.PAUSED
+        rt.local.cancel("boss")
+        await drive(
+            rt, lambda: flex.state is JobState.RUNNING, "the flex job resumed after the boss"
+        )
+        assert flex.runs == 2
+        records = await agent_jobs(rt, "node-a")
+        current = records.get(agent_id(flex.id, 2, 0))
+        assert current is not None, sorted(records)
+        assert current["state"] == "running", current
+        assert records[agent_id(flex.id, 1, 0)]["state"] == "exited"
+    finally:
+        await rt.stop()
