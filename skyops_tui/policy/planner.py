@@ -23,6 +23,7 @@ instead of preempting more.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 from collections.abc import Iterable, Iterator
 
@@ -56,6 +57,9 @@ class Planner:
         self.waiting_elsewhere: set[int] = set()  # untyped jobs that claimed GPUs in a market
         self._smallest: dict[str, int] = {}
         self.guard = Guard(grid, now)  # accounts that can no longer pay for what runs
+        self._demand: dict[tuple[str, float], int] = {}  # Commit demand by (type, until)
+        self._priority_ends: dict[str, tuple[list[float], list[int]]] = {}
+        self.priority_admitted: dict[str, int] = {}  # GPUs this pass gave Priority, per type
 
     def run(self) -> list[A.Action]:
         self.timers()
@@ -457,7 +461,6 @@ class Planner:
             return
         blocked: set[str] = set()
         all_types = [t for t, ns in g.by_type.items() if ns]
-        demand_cache: dict[tuple[str, float], int] = {}
         for _, jid in g.priority_queue:
             job = g.jobs[jid]
             types = [job.gpu_type] if job.gpu_type else all_types
@@ -470,27 +473,60 @@ class Planner:
             ok_types = []
             unfunded = 0
             for t in types:
-                key = (t, end)
-                if key not in demand_cache:
-                    demand_cache[key] = g.commit_demand(t, now, end)[0]
-                demand = demand_cache[key]
                 need = job.gpus or job.nodes * g.by_type[t][0].gpu_count
                 if not self.guard.can_start(job, t, need):
                     unfunded += 1
                     continue
-                if demand:
-                    unreserved = sum(n.reserved.count(None) for n in g.by_type[t] if n.schedulable)
-                    if unreserved - g.priority_held[t] - demand < need:
-                        continue
-                ok_types.append(t)
+                if self.beside_windows(t, end, need):
+                    ok_types.append(t)
             if unfunded == len(types):
                 continue  # waits for funds, not for GPUs: it holds nobody up
-            if self.admit(job, ok_types, PRIORITY_POOL, "priority job"):
+            t = self.admit(job, ok_types, PRIORITY_POOL, "priority job")
+            if t:
+                need = job.gpus or job.nodes * g.by_type[t][0].gpu_count
+                self.priority_admitted[t] = self.priority_admitted.get(t, 0) + need
                 continue
             blocked.update(types)
 
-    def admit(self, job: Job, types: list[str], pool: str, who: str) -> bool:
-        """Start `job`, or wait for GPUs being freed, or preempt Flex for it. False: none."""
+    def beside_windows(self, gpu_type: str, end: float, need: int) -> bool:
+        """Whether `need` GPUs booked until `end` leave room for the Commit windows due
+        before then, next to the Priority bookings that run into them."""
+        key = (gpu_type, end)
+        if key not in self._demand:
+            self._demand[key] = self.g.commit_demand(gpu_type, self.now, end)[0]
+        demand = self._demand[key]
+        if not demand:
+            return True
+        g = self.g
+        first = min(
+            max(s, self.now)
+            for r in g.reservations.values()
+            if r.gpu_type == gpu_type and r.cancelled_at is None
+            for i, (s, e) in enumerate(r.windows)
+            if s < end and e > self.now and i != r.active_window and i >= r.settled_windows
+        )
+        unreserved = sum(n.reserved.count(None) for n in g.by_type[gpu_type] if n.schedulable)
+        held = self.priority_after(gpu_type, first) + self.priority_admitted.get(gpu_type, 0)
+        return unreserved - held - demand >= need
+
+    def priority_after(self, gpu_type: str, t: float) -> int:
+        """GPUs Priority jobs of the type hold beyond `t` (their booked end)."""
+        if gpu_type not in self._priority_ends:
+            ends = sorted(
+                (job.end_at if job.end_at is not None else float("inf"), job.gpu_total)
+                for job in (self.g.jobs[j] for j in self.g.holding)
+                if job.mode is Mode.PRIORITY and job.market == gpu_type
+            )
+            suffix = [0] * (len(ends) + 1)
+            for k in range(len(ends) - 1, -1, -1):
+                suffix[k] = suffix[k + 1] + ends[k][1]
+            self._priority_ends[gpu_type] = ([e for e, _ in ends], suffix)
+        ends, suffix = self._priority_ends[gpu_type]
+        return suffix[bisect.bisect_right(ends, t)]
+
+    def admit(self, job: Job, types: list[str], pool: str, who: str) -> str | None:
+        """Start `job`, or wait for GPUs being freed, or preempt Flex for it, on the first
+        type that allows one of those; return that type (None: none does)."""
         g = self.g
         for t in types:
             nodes = g.by_type[t]
@@ -498,15 +534,15 @@ class Planner:
                 pl = self.whole_nodes(nodes, job.nodes)
                 if pl:
                     self.start(job, pl, t)
-                    return True
+                    return t
             elif self.type_free(t, pool) >= job.gpus:
                 p = self.best_fit(nodes, job.gpus, pool)
                 if p:
                     self.start(job, [p], t)
-                    return True
+                    return t
         for t in types:
             if self.claim_soon(g.by_type[t], job, pool):
-                return True
+                return t
         for t in types:
             victims = self.choose_victims(g.by_type[t], job, pool, lambda v: True)
             if victims:
@@ -515,8 +551,8 @@ class Planner:
                 for v in victims:
                     for p in v.placement:
                         self.claimed[p.node] = self.claimed.get(p.node, 0) + len(p.gpus)
-                return True
-        return False
+                return t
+        return None
 
     # -------------------------------------------------------------- commit
     def commit(self) -> None:
@@ -532,7 +568,8 @@ class Planner:
             if res.active_window is None:
                 continue
             nodes = sorted(
-                (g.nodes[n] for n in {n for n, _ in res.held} if g.nodes[n].schedulable), key=lambda n: n.name
+                (g.nodes[n] for n in {n for n, _ in res.held} if g.nodes[n].schedulable),
+                key=lambda n: n.name,
             )
             for _, jid in waiting:
                 job = g.jobs[jid]
