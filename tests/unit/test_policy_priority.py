@@ -352,3 +352,29 @@ def test_auto_renew_counts_windows_already_open_when_another_is_due():
     stop = [a for a in acts if isinstance(a, A.Stop)]
     assert stop and "Commit window (due)" in stop[0].cause
     assert not [a for a in acts if isinstance(a, A.Renew)]
+
+
+def test_priority_is_not_placed_on_gpus_a_commit_window_needs_before_it_ends():
+    w = HandWorld()
+    w.reserve("r", gpus=6, start=T0 + HOUR, hours=2)
+    w.priority("long", gpus=4, hours=2)  # would overlap the window: only 2 GPUs left
+    w.at(0)
+    assert w.state("long") is JobState.QUEUED
+    w.do(lambda g, t: g.cancel("long", t))
+    w.priority("brief", gpus=4, hours=0.5)  # ends before the window opens
+    w.at(1)
+    assert w.state("brief") is JobState.STARTING
+    w.run()
+    w.priority("two", gpus=2, hours=2)  # fits next to the window
+    w.at(2)
+    assert w.state("two") is JobState.STARTING
+
+
+def test_two_priority_jobs_in_one_pass_do_not_crowd_out_a_commit_window():
+    w = HandWorld()
+    w.reserve("r", gpus=6, start=T0 + 1800, hours=2)
+    w.priority("a", gpus=2, hours=1)
+    w.priority("b", gpus=2, hours=1)
+    w.at(0)
+    assert w.state("a") is JobState.STARTING
+    assert w.state("b") is JobState.QUEUED  # 2 + 2 + 6 would not fit on 8 GPUs
