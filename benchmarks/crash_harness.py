@@ -476,16 +476,19 @@ def verify(cfg, db_path: Path, agent_dirs: dict[str, Path]) -> dict:
 
 
 def check_billing(grid, events: list[dict], txs, records) -> dict:
-    """Each run's held seconds, from the state events: from `starting -> running` (the
-    console recorded the process started) to the event that released its GPUs.
+    """Each run's held seconds: from the console recording its process started (the
+    `starting -> running` event) to its end, which is the event that released its GPUs,
+    or, when the console learned of the end late (it was down, or the link was), the
+    moment the agent recorded the process ended. The two bound what may be charged:
 
-    - Priority: charged = gpus x rate x held / 3600 for each run, floored; settles every
-      `billing_interval_s` each floor their share, so the sum may be short by up to one
-      micro-unit per settle (here: its usage transactions, plus one per run) and never
-      above the exact amount.
-    - Flex: between the floor and the job's bid, x gpus x held / 3600 (same rounding).
+    - Priority: gpus x rate x held / 3600 for each run, floored; each settle (every
+      `billing_interval_s`) floors its share, so the sum may be short by one micro-unit
+      per settle (its usage transactions, plus one per run), never above.
+    - Flex: between the floor and the job's own bid, x gpus x held / 3600, same rounding.
     - Commit: prepaid; its jobs carry no usage charge.
-    A charge twice for the same second, or a second held and not charged, breaks these.
+    A second charged twice, or held and not charged, falls outside these bounds.
+    `billed_after_exit_s` sums, over Priority runs, the seconds charged after the
+    agent's recorded end (the watch interval, or a console outage if that were billed).
     """
     violations: list[str] = []
     spans: dict[int, list[tuple[float, float]]] = defaultdict(list)
@@ -506,39 +509,46 @@ def check_billing(grid, events: list[dict], txs, records) -> dict:
             charged[tx.job] += sum(a for acct, a in tx.entries if acct == "revenue")
             n_tx[tx.job] += 1
     held_s = 0.0
-    late_s = 0.0  # billed after the process had ended (the console learned it late)
+    late_s = 0.0
+
+    def cost(per_hour: int, a: float, b: float) -> int:
+        return int(Fraction(per_hour) * Fraction(max(b - a, 0.0)) / 3600)
+
     for job in grid.jobs.values():
         held = spans.get(job.id, [])
+        procs = [
+            (p["started_at"] or 0.0, p["ended_at"])
+            for parts in records.get(job.id, {}).values()
+            for p in parts
+            if p["pid"]
+        ]
+        runs = []  # (start, earliest end, latest end)
+        for a, b in held:
+            overlap = [(min(b, e or b) - max(a, s), e) for s, e in procs]
+            end = max(overlap)[1] if overlap else None
+            runs.append((a, min(b, end) if end is not None else b, b))
         held_s += sum(b - a for a, b in held)
-        rate = grid.markets[job.market or "H100"].rate
-        gpus = job.gpus
         if job.mode.value == "commit":
             if charged.get(job.id):
                 violations.append(f"commit job {job.name} charged {charged[job.id]} for usage")
             continue
-        tol = n_tx[job.id] + len(held)
-        if job.mode.value == "priority":
-            exact = sum(int(Fraction(gpus * rate) * Fraction(b - a) / 3600) for a, b in held)
-            lo, hi = exact - tol, exact + len(held)
-        else:
-            floor = grid.markets[job.market or "H100"].floor
-            lo = sum(int(Fraction(gpus * floor) * Fraction(b - a) / 3600) for a, b in held) - tol
-            hi = sum(int(Fraction(gpus * job.bid) * Fraction(b - a) / 3600) for a, b in held)
-            hi += len(held)
+        market = grid.markets[job.market or "H100"]
+        low = market.rate if job.mode.value == "priority" else market.floor
+        high = market.rate if job.mode.value == "priority" else job.bid
+        tol = n_tx[job.id] + len(runs)
+        lo = sum(cost(job.gpus * low, a, e1) for a, e1, _ in runs) - tol
+        hi = sum(cost(job.gpus * high, a, e2) for a, _, e2 in runs) + len(runs)
         got = charged.get(job.id, 0)
         if not lo <= got <= hi:
             violations.append(
                 f"{job.mode} job {job.name}: charged {got}, expected {lo}..{hi} for "
-                f"{sum(b - a for a, b in held):.3f} s x {gpus} GPU in {len(held)} run(s)"
+                f"{sum(b - a for a, b in held):.3f} s x {job.gpus} GPU in {len(held)} run(s)"
             )
         if job.charged != got:
             violations.append(f"job {job.name}: its total says {job.charged}, the ledger {got}")
-        ends = sorted(
-            p["ended_at"] for parts in records.get(job.id, {}).values() for p in parts if p["pid"]
-        )
-        for (_, b), end in zip(held, ends, strict=False):
-            if end is not None and b > end:
-                late_s += b - end
+        if job.mode.value == "priority" and runs:
+            billed_s = got * 3600 / (job.gpus * market.rate)
+            late_s += max(0.0, billed_s - sum(e1 - a for a, e1, _ in runs))
     return {
         "violations": violations,
         "held_gpu_runs": sum(len(v) for v in spans.values()),

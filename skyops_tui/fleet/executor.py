@@ -318,7 +318,10 @@ class FleetExecutor:
         on_its_own = all(not r.get("stop_reason") for r in run.exits.values())
         sig = next((r.get("signal") for r in run.exits.values() if r.get("signal")), None)
         cause = f"exited with status {worst}" if worst is not None else f"ended by {sig or 'stop'}"
-        self.report(Exited(run.job, worst, on_its_own and worst == 0, cause))
+        ended = [r.get("ended_at") for r in run.exits.values()]
+        late = all(r.get("found_late") for r in run.exits.values())
+        ended_at = max(ended) if late and None not in ended else None
+        self.report(Exited(run.job, worst, on_its_own and worst == 0, cause, ended_at))
 
     async def _on_connect(self, link: NodeLink) -> None:
         """Reconcile what the agent runs with what the grid intends on this node."""
@@ -359,7 +362,9 @@ class FleetExecutor:
                     )
                 continue
             if state in (protocol.STATE_EXITED, protocol.STATE_LOST):
-                self._part_exited(current, aid, rec)
+                # Ended while nobody listened: billing stops when it ended (the agent's
+                # record), not now.
+                self._part_exited(current, aid, dict(rec, found_late=True))
                 continue
             if job.stop_reason and state in (protocol.STATE_STARTING, protocol.STATE_RUNNING):
                 # A stop decided while this node was out of reach (or by a console that

@@ -631,12 +631,13 @@ class Grid:
         self.dirty_reservations.add(res.name)
 
     # -------------------------------------------------------------- billing
-    def settle(self, job: Job, now: float) -> None:
-        """Charge a running job for the time since it was last billed."""
+    def settle(self, job: Job, now: float, ended_at: float | None = None) -> None:
+        """Charge a running job for the time since it was last billed (up to `ended_at`
+        when its processes are known to have ended before now)."""
         if job.billed_from is None or job.mode is Mode.COMMIT or job.market is None:
             return
         market = self.markets[job.market]
-        until = now
+        until = now if ended_at is None else min(now, max(ended_at, job.billed_from))
         if job.mode is Mode.PRIORITY:
             if job.end_at is not None:
                 until = min(until, job.end_at)
@@ -746,8 +747,8 @@ class Grid:
             job.end_at = now + hours * 3600
         self.set_state(job, R, now, "process started")
 
-    def _release(self, job: Job, now: float) -> None:
-        self.settle(job, now)
+    def _release(self, job: Job, now: float, ended_at: float | None = None) -> None:
+        self.settle(job, now, ended_at)
         for p in job.placement:
             node = self.nodes[p.node]
             for i in p.gpus:
@@ -761,14 +762,22 @@ class Grid:
         job.billed_from = None
 
     def exited(
-        self, ref: int, exit_code: int | None, now: float, cause: str = "", completed: bool = False
+        self,
+        ref: int,
+        exit_code: int | None,
+        now: float,
+        cause: str = "",
+        completed: bool = False,
+        ended_at: float | None = None,
     ) -> None:
         """The job's processes are gone: after a stop or preempt, or on their own
-        (`completed`: it ended before any stop signal reached it)."""
+        (`completed`: it ended before any stop signal reached it). `ended_at`: when they
+        ended, if that was a while ago (learned after a console restart or a reconnect):
+        billing stops there, not when the news arrived."""
         job = self.jobs[ref]
         if job.state not in HOLDING:
             return
-        self._release(job, now)
+        self._release(job, now, ended_at)
         job.exit_code = exit_code
         reason = job.stop_reason
         job.stop_reason = None

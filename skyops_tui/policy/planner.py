@@ -347,7 +347,10 @@ class Planner:
                 job.billed_from is not None
                 and now - job.billed_from >= interval
                 and job.mode is not Mode.COMMIT
+                and all(g.nodes[p.node].status is NodeStatus.UP for p in job.placement)
             ):
+                # A node not heard from (a console just restarted, a link down) may yet
+                # say the job ended a while ago: it is billed up to then when it does.
                 self.emit(A.Settle(jid))
         if any(f.short for f in self.guard.funds.values()):
             self.stop_unfunded()

@@ -52,8 +52,8 @@ class Engine:
                 match r:
                     case Started(job=j):
                         self.grid.started(j, now)
-                    case Exited(job=j, exit_code=code, completed=done, cause=cause):
-                        self.grid.exited(j, code, now, cause, done)
+                    case Exited(job=j, exit_code=code, completed=done, cause=cause, ended_at=t):
+                        self.grid.exited(j, code, now, cause, done, t)
                     case Checkpointed(job=j, at=at):
                         self.grid.jobs[j].last_checkpoint_at = at
                         self.grid.dirty_jobs.add(j)

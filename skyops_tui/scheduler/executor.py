@@ -28,6 +28,7 @@ class Exited:
     exit_code: int | None
     completed: bool = False  # ended on its own, before any stop signal
     cause: str = ""
+    ended_at: float | None = None  # when it ended, if it was not just now (found late)
 
 
 @dataclass(frozen=True, slots=True)

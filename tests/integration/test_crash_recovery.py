@@ -12,11 +12,18 @@ import pytest
 
 from benchmarks.crash_harness import Run, run_harness
 from skyops_agent import protocol
+from skyops_agent.jobs import JobRunner
+from skyops_tui.clock import SystemClock
 from skyops_tui.demo import demo_argv
+from skyops_tui.domain.config import parse_config
 from skyops_tui.domain.model import JobState
 from skyops_tui.domain.specs import JobSpec
-from skyops_tui.fleet.executor import agent_id
-from tests.fleet.localgrid import make_runtime, up, wait_for
+from skyops_tui.fleet.executor import FleetExecutor, agent_id
+from skyops_tui.fleet.link import LocalTransport
+from skyops_tui.runtime import Runtime
+from skyops_tui.store.db import Store
+from tests.fleet.localgrid import CONFIG, make_runtime, up, wait_for
+from tests.fleet.sshd import until
 
 ONE_NODE = {"nodes": [{"name": "node-a", "fake_gpus": "4xH100-80GB", "local": True}]}
 
@@ -102,3 +109,60 @@ async def test_a_run_preempted_before_its_start_was_reported_is_not_taken_for_th
         assert records[agent_id(flex.id, 1, 0)]["state"] == "exited"
     finally:
         await rt.stop()
+
+
+def console(tmp) -> Runtime:
+    """A console on the store and agents in `tmp`: a new one picks up where the last left."""
+    cfg = parse_config({**CONFIG, **ONE_NODE}, "test config")
+    transports = {
+        n.name: LocalTransport(n.name, str(tmp / n.name), n.fake_gpus) for n in cfg.all_nodes()
+    }
+    ex = FleetExecutor(cfg, transports, SystemClock(), telemetry_interval_s=0.2)
+    return Runtime(cfg, ex, store=Store(tmp / "state.db"), user="ops")
+
+
+async def test_a_job_that_ended_while_the_console_was_down_is_billed_until_it_ended(tmp_path):
+    """Found by the crash harness: a console back from a crash billed the jobs it
+    thought running through its whole outage, before their agents said they had ended
+    long ago. It now bills up to the end the agent recorded."""
+    first = console(tmp_path)
+    await first.start()
+    try:
+        await wait_for(lambda: first.executor.links["node-a"].ready, "the agent connected")
+        job = first.scheduler.submit(
+            JobSpec(
+                name="short",
+                user="ana",
+                mode="priority",
+                gpus=4,
+                gpu_type="H100",
+                hours=1,
+                argv=("sleep", "0.5"),
+            )
+        )
+        await wait_for(lambda: job.state is JobState.RUNNING, "the job running")
+        started = job.started_at
+    finally:
+        await first.stop()  # the console goes away; the job runs on under its shim
+        first.store.close()
+    runner = JobRunner(str(tmp_path / "node-a"))
+    aid = agent_id(job.id, 1, 0)
+
+    def ended_a_while_ago():
+        rec = runner.record(aid)
+        return rec["state"] == "exited" and time.time() - rec["ended_at"] > 1.5 and rec
+
+    rec = await until(ended_a_while_ago, "the job ended 1.5 s before the console is back")
+    second = console(tmp_path)
+    await second.start()
+    try:
+        again = second.grid.jobs[job.id]
+        await wait_for(lambda: again.state is JobState.SUCCEEDED, "the job seen to succeed")
+        rate = second.grid.markets["H100"].rate
+        exact = int(4 * rate * (rec["ended_at"] - started) / 3600)
+        assert exact - 3 <= again.charged <= exact + 1, (again.charged, exact)
+        outage = int(4 * rate * (again.ended_at - started) / 3600)
+        assert outage - again.charged > 1000  # 1.5 s x 4 GPUs would have been ~4,000
+    finally:
+        await second.stop()
+        second.store.close()
