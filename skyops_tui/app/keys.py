@@ -40,9 +40,9 @@ SCOPES: dict[str, str] = {
 
 KEYS: tuple[Key, ...] = (
     # Everywhere: switch screens, help, palette, quit.
-    Key("app", "grid", "g", "view('grid')", "Grid"),
-    Key("app", "jobs", "j", "view('jobs')", "Jobs"),
-    Key("app", "launch", "n", "view('launch')", "Launch"),
+    Key("app", "grid", "g", "view('grid')", "Grid", show=False),
+    Key("app", "jobs", "j", "view('jobs')", "Jobs", show=False),
+    Key("app", "launch", "n", "view('launch')", "Launch", show=False),
     Key("app", "market", "m", "view('market')", "Market", show=False),
     Key("app", "reservations", "r", "view('reservations')", "Reservations", show=False),
     Key("app", "ledger", "L", "view('ledger')", "Ledger", show=False),

@@ -66,6 +66,7 @@ COMPONENT_CLASSES: set[str] = {
     "tag--key",
     "tag--warning",
     "tag--error",
+    "tag--section",
     "topbar--title",
     "topbar--view",
 }

@@ -80,7 +80,7 @@ def priority_quote(grid: Grid, spec: JobSpec, cur: str) -> list[QuoteLine]:
         return [QuoteLine(f"no node type {spec.gpu_type!r}", "tag--error")]
     rate = max(rates.values())
     gpus = _gpus(grid, spec, types)
-    lines = []
+    lines = [QuoteLine("Price", "tag--section")]
     label = spec.gpu_type or "any type (up to)"
     lines.append(QuoteLine(f"{label}: {money(rate, cur)} per GPU-hour (standard)"))
     per_hour = rate * gpus
@@ -110,6 +110,7 @@ def commit_quote(grid: Grid, spec: JobSpec, now: float, cur: str) -> list[QuoteL
         return [QuoteLine("pick one of your reservations", "tag--muted")]
     eff = F.effective_rate(res)
     lines = [
+        QuoteLine("Price", "tag--section"),
         QuoteLine(
             f"{res.name}: {res.gpus} x {res.gpu_type}, {res.discount_bp / 100:g}% off",
         ),
@@ -141,7 +142,8 @@ def flex_quote(grid: Grid, spec: JobSpec, cur: str, now: float | None = None) ->
     t = spec.gpu_type
     if not t:
         types = [m for m in grid.markets if grid.by_type.get(m)]
-        lines = [QuoteLine("any type: runs in whichever market has room", "tag--muted")]
+        lines = [QuoteLine("Markets", "tag--section")]
+        lines.append(QuoteLine("any type: runs in whichever market has room", "tag--muted"))
         for m in types:
             mk = grid.markets[m]
             lines.append(
@@ -152,7 +154,9 @@ def flex_quote(grid: Grid, spec: JobSpec, cur: str, now: float | None = None) ->
     if m is None:
         return [QuoteLine(f"no node type {t!r}", "tag--error")]
     bid = to_micro(spec.bid or 0)
+    gpus = _gpus(grid, spec, [t])
     lines = [
+        QuoteLine("Price", "tag--section"),
         QuoteLine(f"{t} market: floor {money(m.floor, cur)}, standard {money(m.rate, cur)}"),
         QuoteLine(f"clearing price now {money(m.price, cur)} per GPU-hour", "mode--flex"),
     ]
@@ -163,6 +167,13 @@ def flex_quote(grid: Grid, spec: JobSpec, cur: str, now: float | None = None) ->
             )
         )
         return lines
+    lines.append(
+        QuoteLine(
+            f"pays at most {money(bid * gpus, cur)} per hour for {gpus} GPUs, never above the bid",
+            "tag--muted",
+        )
+    )
+    lines.append(QuoteLine("Ladder", "tag--section"))
     waiting = [grid.jobs[j] for _, _, j in grid.flex_book.get(t, [])]
     ahead = sum(1 for j in waiting if j.bid >= bid)
     lines.append(
@@ -181,13 +192,6 @@ def flex_quote(grid: Grid, spec: JobSpec, cur: str, now: float | None = None) ->
         if ran is not None and ran < min_slice:
             text += f" and {F.duration(min_slice - ran)} more of its run (min_slice)"
         lines.append(QuoteLine(text))
-    gpus = _gpus(grid, spec, [t])
-    lines.append(
-        QuoteLine(
-            f"pays at most {money(bid * gpus, cur)} per hour for {gpus} GPUs, never above the bid",
-            "tag--muted",
-        )
-    )
     return lines
 
 

@@ -148,3 +148,14 @@ async def test_screens_follow_simulated_time():
             lambda: "09:01:30" in str(app.screen.query_one(TopBar).render()),
             "top bar clock moves with the grid's clock",
         )
+
+
+async def test_status_line_shows_what_the_executor_is_busy_with():
+    app = demo_app()
+    app.runtime.executor.status_line = lambda: "reconnecting to h100-b"
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(
+            pilot,
+            lambda: "reconnecting to h100-b" in str(app.screen.query_one(StatusLine).render()),
+            "executor note in the status line",
+        )

@@ -180,17 +180,7 @@ class GridScreen(SkyScreen):
     def _recent(self, paint: palette.Painter) -> None:
         """The latest events of the whole grid, newest first (fills a tall screen)."""
         table = self.query_one("#recent", GridTable)
-        room = (
-            self.app.size.height
-            - 14
-            - len(self.runtime.grid.nodes)
-            - len(self.runtime.grid.markets)
-        )
-        show = room >= 6
-        table.display = show
-        self.query_one("#recent-label", Label).display = show
-        if not show:
-            return
+        room = max(self.app.size.height, 10)
         table.set_columns(
             [
                 Column("at", "Time"),

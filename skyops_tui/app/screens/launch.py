@@ -111,7 +111,9 @@ class LaunchScreen(SkyScreen):
                     "Hours", Input("1", id="hours", compact=True), "hours", "only-priority"
                 )
                 yield Horizontal(
-                    Checkbox("hourly (rolling)", id="hourly", compact=True),
+                    Checkbox(
+                        "hourly", id="hourly", compact=True, tooltip="rolling, renewed each hour"
+                    ),
                     Checkbox("auto-renew", id="auto_renew", compact=True),
                     classes="field-line only-priority checks",
                 )
@@ -276,14 +278,11 @@ class LaunchScreen(SkyScreen):
         cur = rt.cfg.cluster.currency
         paint = self.paint
         t = Text()
-        t.append(self.mode.value.capitalize(), paint(f"mode--{self.mode.value}"))
-        t.append(" job\n")
+        t.append(self.mode.value.capitalize() + " job\n", paint(f"mode--{self.mode.value}"))
         if spec is None:
             t.append("Fix the marked fields to see the price.\n", paint("tag--muted"))
-            for name, msg in list(errors.items())[:3]:
-                t.append(f"· {name}: {msg}\n", paint("tag--muted"))
             for msg in general[:2]:
-                t.append(f"· {msg}\n", paint("tag--muted"))
+                t.append(f"· {msg}\n", paint("tag--error"))
             if self.mode is Mode.COMMIT and not self.my_reservations():
                 t.append("You have no reservations: book one on the reservations screen (r).\n")
             return t
@@ -295,10 +294,13 @@ class LaunchScreen(SkyScreen):
         else:
             lines = Q.flex_quote(rt.grid, spec, cur, now)
         outcome = Q.dry_run(rt.grid, spec, now, rt.user)
+        lines += [Q.QuoteLine("If submitted now", "tag--section")]
         lines += Q.outcome_lines(outcome, spec, rt.grid, cur)
+        lines += [Q.QuoteLine("Command (argv, no shell)", "tag--section")]
+        lines += [Q.QuoteLine(repr(list(spec.argv)) if spec.argv else "(none)", "tag--muted")]
         for line in lines:
             t.append(line.text + "\n", paint(line.style) if line.style else "")
-        t.append(f"argv: {list(spec.argv)!r}" if spec.argv else "argv: (none)", paint("tag--muted"))
+        t.rstrip()
         return t
 
     # Events ---------------------------------------------------------------

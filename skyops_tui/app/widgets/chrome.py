@@ -52,10 +52,12 @@ class TopBar(Static):
         if rt.readonly:
             t.append("  READ-ONLY", p("tag--warning"))
         now = rt.clock.now()
-        if self.size.width >= 150:
-            t.append("   ")
-            t.append_text(self.nav(p))
         when = F.stamp(now) + " UTC" if wide else F.clock(now) + "Z"
+        room = self.size.width - t.cell_len - len(when) - 4
+        nav = self.nav(p, room)
+        if nav.cell_len:
+            t.append("  ")
+            t.append_text(nav)
         pad = max(1, self.size.width - t.cell_len - len(when) - 1)
         t.append(" " * pad)
         t.append(when + " ")
@@ -64,8 +66,8 @@ class TopBar(Static):
     def on_resize(self) -> None:
         self.update_bar()
 
-    def nav(self, p: palette.Painter) -> Text:
-        """The views and their keys, the current one marked (wide screens only)."""
+    def nav(self, p: palette.Painter, room: int) -> Text:
+        """The views and their keys, the current one marked: as many as fit in `room`."""
         overrides = getattr(self.app, "keymap_overrides", {}) or {}
         t = Text()
         current = getattr(self.app, "current_mode", "")
@@ -75,6 +77,8 @@ class TopBar(Static):
             view = k.action[len("view('") : -2]
             key = display(overrides.get(k.id, k.keys)).split(" / ")[0]
             style = p("topbar--view") if view == current else p("tag--muted")
+            if t.cell_len + len(key) + len(k.description) + 2 > room:
+                break
             t.append(f" {key}", p("tag--key"))
             t.append(f" {k.description}", style)
         return t
@@ -133,7 +137,7 @@ class StatusLine(Static):
 def executor_note(rt: Runtime) -> str:
     """What the executor says it is busy with (e.g. 'reconnecting to h100-b...'), if it says."""
     ex = rt.executor
-    for attr in ("status_note", "status"):
+    for attr in ("status_line", "status_note", "status"):
         value = getattr(ex, attr, None)
         if callable(value):
             try:

@@ -27,6 +27,8 @@ class GridTable(DataTable):
     def __init__(self, **kw: Any) -> None:
         kw.setdefault("cursor_type", "row")
         kw.setdefault("zebra_stripes", False)
+        # The cursor row keeps its cells' colours (load bars, states, modes).
+        kw.setdefault("cursor_foreground_priority", "renderable")
         super().__init__(**kw)
         self._columns_now: tuple[Column, ...] = ()
         self._keys_now: list[str] = []
