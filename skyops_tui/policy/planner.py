@@ -334,15 +334,17 @@ class Planner:
                     continue
                 bit = 2 if left <= w2 else 1 if left <= w1 else 0
                 if bit and not job.warned & bit:
+                    note: str | None = ""
                     if job.auto_renew:
                         why = g.renewal_refusal(job, job.renew_hours, now)
-                        if why is None:
-                            continue  # renews at its end; no warning needed
-                        self.emit(
-                            A.Warn(jid, left, bit | (bit - 1), f"; renewal will be refused: {why}")
-                        )
-                    else:
-                        self.emit(A.Warn(jid, left, bit | (bit - 1)))
+                        if why is not None:
+                            note = f"; renewal will be refused: {why}"
+                        elif job.hourly:
+                            note = None  # renews every hour: no warning each hour
+                        else:
+                            note = f"; it will be renewed for {job.renew_hours:g} h"
+                    if note is not None:
+                        self.emit(A.Warn(jid, left, bit | (bit - 1), note))
             if (
                 job.billed_from is not None
                 and now - job.billed_from >= interval
