@@ -378,3 +378,15 @@ def test_two_priority_jobs_in_one_pass_do_not_crowd_out_a_commit_window():
     w.at(0)
     assert w.state("a") is JobState.STARTING
     assert w.state("b") is JobState.QUEUED  # 2 + 2 + 6 would not fit on 8 GPUs
+
+
+def test_an_auto_renew_booking_is_warned_that_it_will_renew():
+    w = World()
+    w.priority("p", gpus=4, hours=3, auto_renew=True, renew_hours=2, runtime=10 * HOUR)
+    w.run_until(T0 + 3 * HOUR + 60)
+    assert [e.cause for e in w.events_of("p", "warning")] == [
+        "booking expires in 10 min; it will be renewed for 2 h",
+        "booking expires in 1 min; it will be renewed for 2 h",
+    ]
+    assert w.state("p") is JobState.RUNNING
+    assert w.job("p").end_at == w.job("p").first_started_at + 5 * HOUR
