@@ -222,6 +222,10 @@ class FeedScreen(SkyScreen):
             self.rebuild()
         self.query_one("#feed", DataTable).focus()
 
+    def action_follow(self) -> None:
+        self.follow()
+        self._status()
+
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if self.following:
             self._missed = 0
@@ -240,6 +244,7 @@ class EventsScreen(FeedScreen):
     )
     BINDINGS = [
         Binding("slash", "filter", "Filter", id="events.filter"),
+        Binding("end", "follow", "Newest, and follow", show=False, id="events.follow"),
     ]
     COLUMNS = (
         ("at", "Time (UTC)"),

@@ -50,6 +50,7 @@ class LedgerScreen(FeedScreen):
     FILTER_HINT = "filter transactions: e.g. refund, kim, nightly-a100 (all words must match)"
     BINDINGS = [
         Binding("slash", "filter", "Filter", id="ledger.filter"),
+        Binding("end", "follow", "Newest, and follow", show=False, id="ledger.follow"),
     ]
     COLUMNS = (
         ("at", "Time (UTC)"),
