@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rich.style import Style
 from rich.text import Text
+from textual.geometry import Size
 from textual.widget import Widget
 
 from skyops_tui.domain.model import Job, JobState, Mode
@@ -177,18 +179,17 @@ class Ladder(Widget):
 
     def show(self, view: LadderView) -> None:
         if view != self.view:
-            resized = self.view is None or len(view.rungs) != len(self.view.rungs)
             self.view = view
-            self.refresh(layout=resized)
+            self.refresh(layout=True)
 
-    def get_content_height(self, container, viewport, width: int) -> int:  # noqa: ANN001
+    def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
         if self.view is None:
             return 1
         lines = layout(self.view)
         skipped = any(cum is None for kind, _, cum in lines if kind == "rung")
         return 1 + len(lines) + skipped + any(r.any_type for r in self.view.rungs)
 
-    def _style(self, rung: Rung):  # noqa: ANN202
+    def _style(self, rung: Rung) -> Style:
         name = {
             "running": "running",
             "starting": "running",
@@ -220,7 +221,7 @@ class Ladder(Widget):
             header,
         )
 
-        def rule(label: str, style) -> None:  # noqa: ANN001
+        def rule(label: str, style: Style) -> None:
             body = f"── {label} "
             line = body + "─" * max(0, width - len(body) - 1)
             text.append(line[: width - 1] + "\n", style)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from rich.text import Text
+from textual.geometry import Size
 from textual.widget import Widget
 
 from skyops_tui.domain.model import Reservation
@@ -120,11 +121,7 @@ class Timeline(Widget):
             self.groups, self.now, self.start = groups, now, start
             self.refresh(layout=resized)
 
-    def span(self) -> tuple[float, float]:
-        days, _ = fit(self.content_size.width)
-        return self.start, self.start + days * DAY
-
-    def get_content_height(self, container, viewport, width: int) -> int:  # noqa: ANN001
+    def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
         return 2 + sum(1 + max(len(g.lanes), 1) for g in self.groups)
 
     def render(self) -> Text:
