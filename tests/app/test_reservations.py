@@ -4,6 +4,7 @@ cancelling with the refund shown first, refusals, and snapshots."""
 from __future__ import annotations
 
 import copy
+import re
 
 import pytest
 from textual.widgets import DataTable, Input, Static
@@ -14,7 +15,7 @@ from skyops_tui.app.screens.reservations import (
     ReservationsScreen,
     parse_start,
 )
-from skyops_tui.app.widgets.timeline import Timeline
+from skyops_tui.app.widgets.timeline import Timeline, fit
 from skyops_tui.demo import advance, sim_runtime
 from skyops_tui.domain.config import DEMO_CONFIG, parse_config
 from skyops_tui.domain.money import fmt
@@ -54,6 +55,34 @@ async def test_timeline_shows_windows_and_now() -> None:
         row = table_rows(table)[0]
         assert row[0] == "nightly-a100" and row[1] == "team"
         assert "1/30" in row[3] and "29 left" in row[3]
+
+
+def blocks(line: str) -> int:
+    """How many windows a timeline lane shows: runs of block characters."""
+    return len(re.findall("[█▌▐]+", line))
+
+
+async def test_pan_through_all_thirty_windows() -> None:
+    rt = runtime()
+    app = app_on(rt)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, ReservationsScreen), "reservations")
+        tl = app.screen.query_one(Timeline)
+
+        def lane() -> str:
+            lines = [tl.render_line(y).text for y in range(tl.size.height)]
+            return next(line for line in lines if "nightly-a100" in line)
+
+        days = fit(tl.content_size.width)[0]
+        assert blocks(lane()) == days, "one window a day from today"
+        seen = 0
+        for _ in range(0, 30, days):
+            seen += blocks(lane())
+            await pilot.press(*["right_square_bracket"] * days)
+            await pilot.pause()
+        assert seen == 30
+        await pilot.press("t")
+        await wait_for(pilot, lambda: blocks(lane()) == days, "t goes back to today")
 
 
 async def test_book_through_the_form_quotes_then_prepays() -> None:
