@@ -63,6 +63,11 @@ class FeedTable(DataTable):
         if self.row_count and self.at_newest:
             self.show_newest()
 
+    def watch_show_horizontal_scrollbar(self, shown: bool) -> None:
+        # A horizontal scrollbar takes the bottom line: keep the newest row above it.
+        if self.row_count and self.at_newest:
+            self.show_newest()
+
 
 class FeedScreen(SkyScreen):
     """A table of one feed (events or transactions). Subclasses give the columns,
