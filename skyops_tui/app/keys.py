@@ -120,6 +120,16 @@ KEY_NAMES = {
     "escape": "esc",
     "enter": "enter",
     "plus": "+",
+    "minus": "-",
+    "left_square_bracket": "[",
+    "right_square_bracket": "]",
+    "left": "←",
+    "right": "→",
+    "up": "↑",
+    "down": "↓",
+    "space": "space",
+    "full_stop": ".",
+    "comma": ",",
 }
 
 

@@ -14,6 +14,7 @@ from ...domain.telemetry import NodeSample
 from .. import format as F
 from .. import palette
 from ..keys import bindings
+from ..widgets.chrome import show
 from ..widgets.tables import Column, GridTable
 from .base import SkyScreen
 
@@ -173,8 +174,8 @@ class GridScreen(SkyScreen):
                 cells.append(Text(", ".join(names), no_wrap=True, overflow="ellipsis"))
             rows.append((node.name, cells))
         table.show_rows(rows)
-        self.query_one("#legend", Static).update(self._legend(paint, wide))
-        self.query_one("#markets", Static).update(self._markets(paint, wide))
+        show(self.query_one("#legend", Static), self._legend(paint, wide))
+        show(self.query_one("#markets", Static), self._markets(paint, wide))
         self._recent(paint)
 
     def _recent(self, paint: palette.Painter) -> None:

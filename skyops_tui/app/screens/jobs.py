@@ -14,6 +14,7 @@ from textual.widgets import Input, Static
 from ...domain.model import TERMINAL, Job, JobState, Mode
 from .. import format as F
 from ..keys import bindings
+from ..widgets.chrome import show
 from ..widgets.tables import Column, GridTable
 from .base import SkyScreen
 from .job_actions import JobActions
@@ -192,7 +193,7 @@ class JobsScreen(JobActions, SkyScreen):
             info.append(f"  filter: {self.filter_text}", paint("tag--warning"))
         if self.hide_ended:
             info.append("  active only (a: show all)")
-        self.query_one("#jobs-info", Static).update(info)
+        show(self.query_one("#jobs-info", Static), info)
 
     def selected_job(self) -> Job | None:
         key = self.query_one("#jobs", GridTable).selected_key

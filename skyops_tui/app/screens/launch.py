@@ -21,6 +21,7 @@ from ...domain.model import Mode
 from ...domain.specs import JobSpec
 from .. import quote as Q
 from ..keys import bindings
+from ..widgets.chrome import show
 from .base import SkyScreen
 
 MODES = (Mode.PRIORITY, Mode.COMMIT, Mode.FLEX)
@@ -172,14 +173,17 @@ class LaunchScreen(SkyScreen):
             sel.value = current
 
     def apply_mode(self) -> None:
+        # Showing rows directly restyles only them; a class on the screen would restyle
+        # every widget on it.
         for m in MODES:
-            self.set_class(m is self.mode, f"-{m.value}")
+            for w in self.query(f".only-{m.value}"):
+                w.display = any(w.has_class(f"only-{x.value}") for x in (self.mode,))
         help_text = {
             Mode.PRIORITY: "Exclusive GPUs now, standard rate; preempts Flex if needed.",
             Mode.COMMIT: "Runs inside your prepaid, discounted reservation window.",
             Mode.FLEX: "Interruptible, by bid: checkpoint signal, pause, auto-resume.",
         }[self.mode]
-        self.query_one("#mode-help", Static).update(Text(help_text, style=self.paint("tag--muted")))
+        show(self.query_one("#mode-help", Static), Text(help_text, style=self.paint("tag--muted")))
 
     # Reading the form -----------------------------------------------------
     def value(self, wid: str) -> Any:
@@ -265,13 +269,11 @@ class LaunchScreen(SkyScreen):
             msg = errors.get(name, "")
             if not (self.show_all_errors or name in self.touched):
                 msg = ""
-            row.update(Text(msg, style=self.paint("tag--error")) if msg else "")
-            row.display = bool(msg)
+            show(row, Text(msg, style=self.paint("tag--error")), bool(msg))
         form_error = self.query_one("#form-error", Static)
         shown = general if (self.show_all_errors or self.touched) else []
-        form_error.update(Text("\n".join(shown), style=self.paint("tag--error")))
-        form_error.display = bool(shown)
-        self.query_one("#quote", Static).update(self.quote_text(spec, errors, general))
+        show(form_error, Text("\n".join(shown), style=self.paint("tag--error")), bool(shown))
+        show(self.query_one("#quote", Static), self.quote_text(spec, errors, general))
 
     def quote_text(self, spec: JobSpec | None, errors: dict[str, str], general: list[str]) -> Text:
         rt = self.runtime

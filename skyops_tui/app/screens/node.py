@@ -13,6 +13,7 @@ from ...domain.model import Job
 from .. import format as F
 from .. import palette
 from ..keys import bindings
+from ..widgets.chrome import show
 from ..widgets.tables import Column, GridTable
 from .base import SkyScreen
 from .grid import heartbeat, telemetry
@@ -63,7 +64,7 @@ class NodeScreen(SkyScreen):
         summary.append(f"  last heartbeat {F.duration(beat) + ' ago' if beat is not None else '—'}")
         if sample is not None and sample.note:
             summary.append(f"  {sample.note}", paint("tag--warning"))
-        self.query_one("#node-summary", Static).update(summary)
+        show(self.query_one("#node-summary", Static), summary)
 
         gt.set_columns(
             [

@@ -15,6 +15,17 @@ from ..keys import display, keys_for
 if TYPE_CHECKING:
     from ...runtime import Runtime
 
+
+def show(widget: Static, content, display: bool | None = None) -> None:
+    """Update a Static only when its content (or display) changes: every update costs a
+    layout pass, and views are redrawn every second."""
+    if display is not None and widget.display != display:
+        widget.display = display
+    if getattr(widget, "_skyops_shown", None) != content or not isinstance(content, Text | str):
+        widget._skyops_shown = content  # type: ignore[attr-defined]
+        widget.update(content)
+
+
 DEMO_TEXT = "Demo grid: simulated GPUs. Point it at your cluster with `skyops --config FILE`."
 
 
@@ -61,7 +72,7 @@ class TopBar(Static):
         pad = max(1, self.size.width - t.cell_len - len(when) - 1)
         t.append(" " * pad)
         t.append(when + " ")
-        self.update(t)
+        show(self, t)
 
     def on_resize(self) -> None:
         self.update_bar()
@@ -131,7 +142,7 @@ class StatusLine(Static):
         t.append(f"  ·  GPUs {busy}/{gpus} busy")
         if down:
             t.append(f"  ·  {down} node(s) not up", p("tag--warning"))
-        self.update(t)
+        show(self, t)
 
 
 def executor_note(rt: Runtime) -> str:

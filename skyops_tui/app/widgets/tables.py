@@ -49,8 +49,9 @@ class GridTable(DataTable):
 
     def label_column(self, key: str, label: Text | str) -> None:
         col = self.columns.get(key)  # type: ignore[call-overload]
-        if col is not None:
-            col.label = Text(label) if isinstance(label, str) else label
+        new = Text(label) if isinstance(label, str) else label
+        if col is not None and col.label != new:
+            col.label = new
             self.refresh()
 
     @property
