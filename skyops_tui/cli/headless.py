@@ -1,0 +1,993 @@
+"""Skyops without the TUI: `skyops --apply plan.toml` and the scripting commands
+(`status`, `jobs`, `logs`, `cancel`, `quote`), each with `--json` (docs/headless.md).
+
+Commands that change the grid (`--apply`, `cancel`) and those that need the nodes
+(`--wait`, `logs`) open a control session: they lead the grid when no console does, or
+queue their commands for the console that leads. Commands that only read (`status`,
+`jobs`, `quote`, `--apply --dry-run`) read the state store and take no lease, so they
+are instant and never start anything.
+
+Output: rich tables for people, plain JSON on stdout with `--json`, errors on stderr
+naming the file, the key and the reason. Exit codes: 0 applied or nothing to do,
+1 refused, 2 invalid input, 3 a waited job did not succeed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import copy
+import dataclasses
+import json
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from ..domain.config import Config, load_config
+from ..domain.errors import InputError, Refused, validation_messages
+from ..domain.model import Job, JobState, Mode, Node
+from ..domain.money import fmt, to_micro
+from ..domain.specs import JobSpec
+from ..locations import db_path, demo_db_path
+from ..policy.grid import Grid
+from ..runtime import current_user
+from ..store.schema import StoreError
+
+EXIT_OK, EXIT_REFUSED, EXIT_INVALID, EXIT_JOB_FAILED = 0, 1, 2, 3
+POLL_S = 0.5
+SYMBOL = {"create": "+", "change": "~", "unchanged": "=", "refuse": "!"}
+STYLE = {"create": "green", "change": "yellow", "unchanged": "dim", "refuse": "bold red"}
+STATE_STYLE = {
+    "queued": "cyan",
+    "starting": "cyan",
+    "running": "green",
+    "preempting": "yellow",
+    "paused": "yellow",
+    "succeeded": "bold green",
+    "failed": "bold red",
+    "cancelled": "magenta",
+    "expired": "red",
+}
+
+
+# ------------------------------------------------------------------ arguments
+def add_headless_arguments(
+    parser: argparse.ArgumentParser, subparsers: argparse._SubParsersAction
+) -> None:
+    g = parser.add_argument_group("headless (docs/headless.md)")
+    g.add_argument("--apply", metavar="PLAN", help="make the grid match a plan file (TOML)")
+    g.add_argument("--dry-run", action="store_true", help="with --apply: print, change nothing")
+    g.add_argument("--wait", action="store_true", help="with --apply: wait for the plan's jobs")
+    g.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+
+    def sub(name: str, help: str) -> argparse.ArgumentParser:
+        p = subparsers.add_parser(name, help=help, description=help)
+        # Also accepted after the command; SUPPRESS keeps a value given before it.
+        p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="JSON")
+        p.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS)
+        p.add_argument("--db", metavar="PATH", default=argparse.SUPPRESS)
+        return p
+
+    sub("status", "nodes and capacity per mode (like sinfo)")
+    jobs = sub("jobs", "jobs and their state (like squeue); live jobs unless --all")
+    jobs.add_argument("--all", action="store_true", help="ended jobs too")
+    jobs.add_argument("--user", help="only this user's jobs")
+    jobs.add_argument("--mode", choices=[m.value for m in Mode])
+    jobs.add_argument("--state", choices=[s.value for s in JobState])
+
+    logs = sub("logs", "a job's output (its latest run)")
+    logs.add_argument("job", metavar="JOB", help="job name or id")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing until it ends")
+    logs.add_argument("-n", "--lines", type=int, default=100, help="lines from the end")
+    logs.add_argument("--stderr", action="store_true", help="the job's stderr, not stdout")
+
+    cancel = sub("cancel", "cancel a job (or with --reservation, a reservation)")
+    cancel.add_argument("job", metavar="NAME", help="job name or id, or a reservation name")
+    cancel.add_argument("--reservation", action="store_true", help="NAME is a Commit reservation")
+
+    quote = sub("quote", "price, discount and admission of a request, before committing")
+    quote.add_argument("kind", choices=["priority", "commit", "flex", "reservation"])
+    quote.add_argument("--gpus", type=int)
+    quote.add_argument("--nodes", type=int)
+    quote.add_argument("--gpu-type")
+    quote.add_argument("--hours", type=float)
+    quote.add_argument("--hourly", action="store_true")
+    quote.add_argument("--auto-renew", action="store_true")
+    quote.add_argument("--bid", type=float, help="Flex: currency per GPU-hour")
+    quote.add_argument("--reservation", help="commit: the reservation the job runs in")
+    quote.add_argument("--start", help="reservation: 2026-12-01T02:00:00Z or epoch seconds")
+    quote.add_argument("--repeat", choices=["daily", "weekly"])
+    quote.add_argument("--count", type=int)
+    quote.add_argument("--user", help="the account (default: you)")
+
+
+def dispatch(args: argparse.Namespace, console: Console) -> int | None:
+    """Run the headless command the arguments name, or None when they name none."""
+    if getattr(args, "apply", None):
+        return cmd_apply(args, console)
+    if args.command in COMMANDS:
+        return COMMANDS[args.command](args, console)
+    for flag in ("dry_run", "wait"):
+        if getattr(args, flag, False):
+            name = "--" + flag.replace("_", "-")
+            raise InputError([f"{name}: goes with --apply PLAN"])
+    return None
+
+
+# ------------------------------------------------------------------- targets
+@dataclass
+class Target:
+    cfg: Config
+    db: Path
+    demo: bool
+    user: str
+
+
+def _target(args: argparse.Namespace) -> Target:
+    user = current_user()
+    if getattr(args, "config", None):
+        cfg = load_config(args.config)
+        return Target(cfg, Path(args.db) if args.db else db_path(), False, user)
+    from .console import demo_cluster
+
+    return Target(demo_cluster(user), Path(args.db) if args.db else demo_db_path(), True, user)
+
+
+@dataclass
+class Snapshot:
+    grid: Grid
+    now: float
+    leader: str | None
+
+
+@contextmanager
+def _snapshot(t: Target) -> Iterator[Snapshot]:
+    """The grid as the store last recorded it. Takes no lease, starts nothing."""
+    from ..store.control import lease_holder
+    from ..store.db import Store
+
+    store = Store(t.db)
+    try:
+        now = time.time()
+        yield Snapshot(store.load_grid(t.cfg, now), now, lease_holder(store, now))
+    finally:
+        store.close()
+
+
+@asynccontextmanager
+async def _session(t: Target) -> AsyncIterator[Any]:
+    """A control session whose body's refusals surface only after it has closed
+    normally (settled), never while the fleet is still connecting."""
+    from ..control.session import open_session
+
+    failure: Exception | None = None
+    async with open_session(t.cfg, t.db, t.user, demo=t.demo) as s:
+        try:
+            yield s
+        except (InputError, Refused, StoreError) as e:
+            failure = e
+    if failure is not None:
+        raise failure
+
+
+def _emit_json(doc: Any) -> None:
+    sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def _errors(messages: list[str]) -> None:
+    err = Console(stderr=True, highlight=False)
+    for m in messages:
+        err.print(Text("error: ", style="bold red") + Text(m), soft_wrap=True)
+
+
+def _guard(fn: Callable[[argparse.Namespace, Console], int]) -> Callable:
+    """Every failure a person can cause becomes a message and an exit code; with
+    --json, a JSON document on stdout too."""
+
+    def run(args: argparse.Namespace, console: Console) -> int:
+        try:
+            return fn(args, console)
+        except InputError as e:
+            if getattr(args, "json", False):
+                _emit_json({"status": "invalid", "errors": e.messages})
+            _errors(e.messages)
+            return EXIT_INVALID
+        except Refused as e:
+            if getattr(args, "json", False):
+                _emit_json({"status": "refused", "errors": [str(e)]})
+            Console(stderr=True, highlight=False).print(
+                Text("refused: ", style="bold red") + Text(str(e)), soft_wrap=True
+            )
+            return EXIT_REFUSED
+        except StoreError as e:
+            if getattr(args, "json", False):
+                _emit_json({"status": "invalid", "errors": [str(e)]})
+            _errors([str(e)])
+            return EXIT_INVALID
+
+    run.__name__ = fn.__name__
+    run.__doc__ = fn.__doc__
+    return run
+
+
+# --------------------------------------------------------------------- apply
+@_guard
+def cmd_apply(args: argparse.Namespace, console: Console) -> int:
+    """`skyops --apply PLAN [--dry-run] [--wait] [--json]`."""
+    from ..plan.schema import load_plan
+
+    if args.dry_run and args.wait:
+        raise InputError(["--wait: nothing to wait for in a --dry-run"])
+    pf = load_plan(args.apply)
+    t = _target(args)
+    if args.dry_run:
+        from ..plan.apply import plan_plan
+
+        with _snapshot(t) as snap:
+            doc = plan_plan(snap.grid, pf.plan, snap.now, t.user).to_json()
+        return _report_plan(args, console, pf, doc, dry_run=True)
+    if getattr(args, "readonly", False):
+        raise Refused("--readonly: this console changes nothing (use --dry-run)")
+    return asyncio.run(_apply(args, console, pf, t))
+
+
+async def _apply(args: argparse.Namespace, console: Console, pf: Any, t: Target) -> int:
+    async with _session(t) as s:
+        doc = await s.call(
+            "apply_plan", {"plan": pf.plan.payload(), "source": pf.source, "dry_run": False}
+        )
+        if doc.get("status") == "refused" or not args.wait:
+            return _report_plan(args, console, pf, doc, dry_run=False)
+        _report_plan(args, console, pf, doc, dry_run=False, final=False)
+        names = [j.name for j in pf.plan.jobs] + [b.name for b in pf.plan.bids]
+        jobs = await _wait(s, list(dict.fromkeys(names)), console, args.json)
+    failed = [j for j in jobs if j["state"] != "succeeded"]
+    code = EXIT_JOB_FAILED if failed else EXIT_OK
+    if args.json:
+        _emit_json({**_plan_doc(pf, doc, False), "jobs": jobs, "exit_code": code})
+    else:
+        _print_jobs_summary(console, jobs, t.cfg.cluster.currency)
+        if failed:
+            _errors([f"job {j['name']} ended {j['state']}" for j in failed])
+    return code
+
+
+def _plan_doc(pf: Any, doc: dict, dry_run: bool) -> dict:
+    out = {"plan": pf.source, "dry_run": dry_run, **doc}
+    for item in out.get("items", []):
+        table = {"node": "nodes", "reservation": "reservations", "job": "jobs", "bid": "bids"}
+        index = _index_of(pf, item)
+        item["line"] = pf.line(table[item["kind"]], index) if index is not None else None
+    return out
+
+
+def _index_of(pf: Any, item: dict) -> int | None:
+    plan = pf.plan
+    rows = {
+        "reservation": [r.name for r in plan.reservations],
+        "job": [j.name for j in plan.jobs],
+        "bid": [b.name for b in plan.bids],
+    }
+    if item["kind"] == "node":
+        for i, n in enumerate(plan.nodes):
+            if item["name"] in {e.name for e in n.expand()}:
+                return i
+        return None
+    names = rows[item["kind"]]
+    return names.index(item["name"]) if item["name"] in names else None
+
+
+def _report_plan(
+    args: argparse.Namespace,
+    console: Console,
+    pf: Any,
+    doc: dict,
+    dry_run: bool,
+    final: bool = True,
+) -> int:
+    full = _plan_doc(pf, doc, dry_run)
+    status = full["status"]
+    code = EXIT_REFUSED if status == "refused" else EXIT_OK
+    refused = [i for i in full["items"] if i["action"] == "refuse"]
+    if refused:
+        _errors(
+            [
+                f"{pf.source}{':' + str(i['line']) if i['line'] else ''}: "
+                f"{i['kind']} {i['name']}: {i['reason']}"
+                for i in refused
+            ]
+        )
+    if args.json:
+        if final:
+            _emit_json({**full, "exit_code": code})
+        return code
+    _print_plan(console, full)
+    c = full["counts"]
+    if status == "refused":
+        n = c["refuse"]
+        console.print(
+            f"[bold red]Refused:[/] {n} item{'s' if n != 1 else ''} cannot be applied; "
+            "nothing was changed."
+        )
+    elif status == "unchanged":
+        console.print(f"No change: the grid already matches {pf.source}.")
+    else:
+        what = f"{c['create']} to create, {c['change']} to change, {c['unchanged']} unchanged"
+        if dry_run:
+            console.print(f"[bold]Dry run:[/] {what}; nothing was applied.")
+        else:
+            console.print(
+                f"[bold green]Applied[/] {pf.source}: {c['create']} created, "
+                f"{c['change']} changed, {c['unchanged']} unchanged."
+            )
+    return code
+
+
+def _print_plan(console: Console, doc: dict) -> None:
+    t = Table(box=None, show_header=True, header_style="bold", pad_edge=False)
+    t.add_column("")
+    t.add_column("kind")
+    t.add_column("name")
+    t.add_column("line", justify="right")
+    t.add_column("plan")
+    for item in doc["items"]:
+        action = item["action"]
+        what = Text(item["summary"] or "")
+        if item["changes"]:
+            changes = ", ".join(f"{c['field']}: {c['from']} -> {c['to']}" for c in item["changes"])
+            what = Text(changes, style="yellow") if action != "refuse" else Text(changes)
+        if action == "refuse":
+            what = what + Text("\nrefused: " + str(item["reason"]), style="red")
+        elif item["reason"]:
+            what = what + Text(f" ({item['reason']})", style="dim")
+        t.add_row(
+            Text(SYMBOL[action], style=STYLE[action]),
+            item["kind"],
+            Text(item["name"], style=STYLE[action] if action != "unchanged" else ""),
+            str(item["line"] or ""),
+            what,
+        )
+    console.print(t)
+
+
+# ---------------------------------------------------------------------- wait
+async def _wait(s: Any, names: list[str], console: Console, as_json: bool) -> list[dict]:
+    """Until every named job has ended: a live table on a terminal, else a line per
+    state change (on stderr under --json, so stdout stays one JSON document)."""
+    seen: dict[str, tuple] = {}
+    line_out = Console(stderr=True, highlight=False) if as_json else console
+    live = console.is_terminal and not as_json
+    progress = None
+    tasks: dict[str, Any] = {}
+    if live:
+        from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        progress = Progress(
+            SpinnerColumn(finished_text=" "),
+            TextColumn("[bold]{task.fields[name]}"),
+            TextColumn("{task.fields[state]}"),
+            BarColumn(bar_width=20),
+            TextColumn("[dim]{task.fields[detail]}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        )
+        progress.start()
+        for n in names:
+            tasks[n] = progress.add_task(n, total=None, name=n, state="", detail="")
+    try:
+        while True:
+            await s.refresh()
+            grid = s.grid
+            done = True
+            for n in names:
+                job = _job_named(grid, n)
+                if job is None:
+                    continue
+                done = done and job.finished
+                key = (job.state, job.runs, job.preemptions, tuple(p.node for p in job.placement))
+                if progress is not None:
+                    style = STATE_STYLE.get(str(job.state), "")
+                    progress.update(
+                        tasks[n],
+                        state=f"[{style}]{job.state}[/]",
+                        detail=_detail(grid, job),
+                        total=1 if job.finished else None,
+                        completed=1 if job.finished else 0,
+                    )
+                elif seen.get(n) != key:
+                    stamp = datetime.now(UTC).strftime("%H:%M:%S")
+                    detail = _detail(grid, job)
+                    line_out.print(f"{stamp} {n}: {job.state}" + (f" ({detail})" if detail else ""))
+                seen[n] = key
+            if done:
+                break
+            await asyncio.sleep(POLL_S)
+    finally:
+        if progress is not None:
+            progress.stop()
+    return [job_json(s.grid, j) for j in (_job_named(s.grid, n) for n in names) if j is not None]
+
+
+def _job_named(grid: Grid, name: str) -> Job | None:
+    jid = grid.job_names.get(name)
+    return grid.jobs.get(jid) if jid is not None else None
+
+
+def _detail(grid: Grid, job: Job) -> str:
+    bits = []
+    if job.placement and job.holding:
+        bits.append("on " + _where(job))
+    if job.state is JobState.QUEUED and job.mode is Mode.PRIORITY:
+        pos = next((k for k, (_, j) in enumerate(grid.priority_queue, 1) if j == job.id), None)
+        if pos:
+            bits.append(f"priority queue #{pos}")
+    if job.state is JobState.PAUSED:
+        bits.append("resumes when its bid clears")
+    if job.preemptions:
+        bits.append(f"preempted {job.preemptions}x")
+    if job.runs > 1:
+        bits.append(f"run {job.runs}")
+    if job.finished and job.exit_code is not None:
+        bits.append(f"exit {job.exit_code}")
+    return ", ".join(bits)
+
+
+def _where(job: Job) -> str:
+    return ",".join(f"{p.node}[{','.join(map(str, p.gpus))}]" for p in job.placement)
+
+
+def _print_jobs_summary(console: Console, jobs: list[dict], cur: str) -> None:
+    t = Table(title="Plan jobs", title_justify="left", header_style="bold")
+    for col in ("job", "state", "runs", "preemptions", "work lost", "cost", "exit"):
+        t.add_column(col, justify="right" if col not in ("job", "state") else "left")
+    for j in jobs:
+        t.add_row(
+            j["name"],
+            Text(j["state"], style=STATE_STYLE.get(j["state"], "")),
+            str(j["runs"]),
+            str(j["preemptions"]),
+            f"{j['lost_work_s']:.0f} s",
+            fmt(j["charged"], cur),
+            "" if j["exit_code"] is None else str(j["exit_code"]),
+        )
+    console.print(t)
+
+
+# -------------------------------------------------------------------- status
+def job_json(grid: Grid, job: Job) -> dict:
+    """A job as the scripting commands print it. Money in micro-units (1,000,000 = 1)."""
+    return {
+        "id": job.id,
+        "name": job.name,
+        "user": job.user,
+        "mode": str(job.mode),
+        "state": str(job.state),
+        "gpus": job.gpu_total if job.nodes else job.gpus,
+        "nodes": job.nodes or None,
+        "gpu_type": job.gpu_type,
+        "market": job.market,
+        "placement": [{"node": p.node, "gpus": list(p.gpus)} for p in job.placement],
+        "command": list(job.argv),
+        "reservation": job.reservation,
+        "bid": job.bid if job.mode is Mode.FLEX else None,
+        "hours": job.hours,
+        "hourly": job.hourly,
+        "end_at": job.end_at,
+        "submitted_at": job.submitted_at,
+        "started_at": job.started_at,
+        "ended_at": job.ended_at,
+        "runs": job.runs,
+        "preemptions": job.preemptions,
+        "retries": job.retries,
+        "lost_work_s": job.lost_work_s,
+        "charged": job.charged,
+        "exit_code": job.exit_code,
+    }
+
+
+def _node_counts(grid: Grid, node: Node) -> dict[str, int]:
+    out = {"priority": 0, "commit": 0, "flex": 0, "reserved_idle": 0, "free": 0}
+    for holder, reserved in zip(node.holders, node.reserved, strict=True):
+        if holder is not None:
+            job = grid.jobs.get(holder)
+            out[str(job.mode) if job is not None else "priority"] += 1
+        elif reserved is not None:
+            out["reserved_idle"] += 1
+        else:
+            out["free"] += 1
+    return out
+
+
+def status_json(grid: Grid, leader: str | None) -> dict:
+    nodes = []
+    types: dict[str, dict[str, Any]] = {}
+    for node in grid.nodes.values():
+        c = _node_counts(grid, node)
+        reserved = sum(1 for r in node.reserved if r is not None)
+        nodes.append(
+            {
+                "name": node.name,
+                "gpu_type": node.gpu_type,
+                "gpus": node.gpu_count,
+                "status": str(node.status),
+                "fake": node.fake,
+                "held": {m: c[m] for m in ("priority", "commit", "flex")},
+                "reserved": reserved,
+                "reserved_idle": c["reserved_idle"],
+                "free": c["free"],
+            }
+        )
+        t = types.setdefault(
+            node.gpu_type,
+            {
+                "gpu_type": node.gpu_type,
+                "nodes": 0,
+                "gpus": 0,
+                "schedulable_gpus": 0,
+                "held": {"priority": 0, "commit": 0, "flex": 0},
+                "reserved": 0,
+                "free": 0,
+                "priority_available": 0,
+                "flex_capacity": 0,
+            },
+        )
+        t["nodes"] += 1
+        t["gpus"] += node.gpu_count
+        for m in ("priority", "commit", "flex"):
+            t["held"][m] += c[m]
+        t["reserved"] += reserved
+        t["free"] += c["free"]
+        if node.schedulable:
+            t["schedulable_gpus"] += node.gpu_count
+            for holder, res in zip(node.holders, node.reserved, strict=True):
+                job = grid.jobs.get(holder) if holder is not None else None
+                flexy = holder is None or (job is not None and job.mode is Mode.FLEX)
+                if flexy:
+                    t["flex_capacity"] += 1
+                    if res is None:
+                        t["priority_available"] += 1
+    for name, t in types.items():
+        m = grid.markets[name]
+        t.update(price=m.price, floor=m.floor, rate=m.rate)
+        t["waiting"] = {
+            "priority": sum(
+                1 for _, j in grid.priority_queue if grid.jobs[j].gpu_type in (None, name)
+            ),
+            "commit": sum(
+                len(q)
+                for r, q in grid.commit_waiting.items()
+                if r in grid.reservations and grid.reservations[r].gpu_type == name
+            ),
+            "flex": len(grid.flex_book.get(name, [])),
+        }
+    return {
+        "cluster": grid.cfg.cluster.name,
+        "leader": leader,
+        "nodes": nodes,
+        "capacity": list(types.values()),
+        "untyped_flex_waiting": len(grid.flex_book.get(None, [])),
+    }
+
+
+@_guard
+def cmd_status(args: argparse.Namespace, console: Console) -> int:
+    """`skyops status`: nodes, and capacity per node type and mode."""
+    t = _target(args)
+    with _snapshot(t) as snap:
+        doc = status_json(snap.grid, snap.leader)
+    if args.json:
+        _emit_json(doc)
+        return EXIT_OK
+    cur = t.cfg.cluster.currency
+    who = doc["leader"] or "none (state as last recorded)"
+    console.print(f"[bold]{doc['cluster']}[/]  scheduler: {who}")
+    nt = Table(box=None, header_style="bold", pad_edge=False)
+    for col in ("NODE", "TYPE", "GPUS", "STATUS", "PRIO", "COMMIT", "FLEX", "IDLE-RSV", "FREE"):
+        nt.add_column(col, justify="left" if col in ("NODE", "TYPE", "STATUS") else "right")
+    for n in doc["nodes"]:
+        style = {"up": "green", "degraded": "yellow", "unreachable": "red"}.get(n["status"], "")
+        nt.add_row(
+            n["name"],
+            n["gpu_type"] + (" (fake)" if n["fake"] else ""),
+            str(n["gpus"]),
+            Text(n["status"], style=style),
+            *(str(n["held"][m]) for m in ("priority", "commit", "flex")),
+            str(n["reserved_idle"]),
+            str(n["free"]),
+        )
+    console.print(nt)
+    console.print()
+    ct = Table(box=None, header_style="bold", pad_edge=False)
+    heads = ("TYPE", "GPUS", "UP", "PRIO-AVAIL", "COMMIT-RSV", "FLEX-CAP", "PRICE", "FLOOR")
+    for col in (*heads, "WAITING P/C/F"):
+        ct.add_column(col, justify="left" if col == "TYPE" else "right")
+    for c in doc["capacity"]:
+        w = c["waiting"]
+        ct.add_row(
+            c["gpu_type"],
+            str(c["gpus"]),
+            str(c["schedulable_gpus"]),
+            str(c["priority_available"]),
+            str(c["reserved"]),
+            str(c["flex_capacity"]),
+            fmt(c["price"], cur),
+            fmt(c["floor"], cur),
+            f"{w['priority']}/{w['commit']}/{w['flex']}",
+        )
+    console.print(ct)
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------- jobs
+@_guard
+def cmd_jobs(args: argparse.Namespace, console: Console) -> int:
+    """`skyops jobs`: live jobs (all with --all), oldest first."""
+    t = _target(args)
+    with _snapshot(t) as snap:
+        grid = snap.grid
+        jobs = [
+            j
+            for j in sorted(grid.jobs.values(), key=lambda j: j.id)
+            if (args.all or args.state or not j.finished)
+            and (args.user is None or j.user == args.user)
+            and (args.mode is None or str(j.mode) == args.mode)
+            and (args.state is None or str(j.state) == args.state)
+        ]
+        rows = [job_json(grid, j) for j in jobs]
+        now = snap.now
+    if args.json:
+        _emit_json(rows)
+        return EXIT_OK
+    cur = t.cfg.cluster.currency
+    table = Table(header_style="bold", box=None, pad_edge=False)
+    for col in ("ID", "NAME", "USER", "MODE", "STATE", "GPUS", "TYPE", "WHERE", "PRICE", "TIME"):
+        table.add_column(col, justify="right" if col in ("ID", "GPUS") else "left")
+    for j, row in zip(jobs, rows, strict=True):
+        price = ""
+        if j.mode is Mode.FLEX:
+            price = f"bid {fmt(j.bid, cur)}"
+        elif j.mode is Mode.COMMIT:
+            price = j.reservation or ""
+        elif j.end_at is not None and j.holding:
+            price = f"ends in {_duration(j.end_at - now)}"
+        elif j.hours is not None:
+            price = f"{j.hours:g} h"
+        since = j.started_at if j.holding else None
+        table.add_row(
+            str(j.id),
+            j.name,
+            j.user,
+            str(j.mode),
+            Text(str(j.state), style=STATE_STYLE.get(str(j.state), "")),
+            str(row["gpus"]) + (f" ({j.nodes}n)" if j.nodes else ""),
+            j.market or j.gpu_type or "any",
+            _where(j) if j.holding else "",
+            price,
+            _duration(now - since) if since else "",
+        )
+    console.print(table)
+    if not rows:
+        console.print("[dim]no jobs[/]" + ("" if args.all else " (live ones; --all for every job)"))
+    return EXIT_OK
+
+
+def _duration(s: float) -> str:
+    s = int(max(s, 0))
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    if s >= 60:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s}s"
+
+
+# ---------------------------------------------------------------------- logs
+@_guard
+def cmd_logs(args: argparse.Namespace, console: Console) -> int:
+    """`skyops logs JOB [-f]`: the job's latest run's output, from its node's agent."""
+    if args.lines < 1:
+        raise InputError([f"--lines: must be at least 1 (got {args.lines})"])
+    return asyncio.run(_logs(args, console, _target(args)))
+
+
+async def _logs(args: argparse.Namespace, console: Console, t: Target) -> int:
+    stream = "stderr" if args.stderr else "stdout"
+    async with _session(t) as s:
+        job = s.grid.job_by_ref(args.job)
+        await s.wait_for_nodes(10.0)
+        lines = await s.logs(_last_placed(s, job), stream, args.lines)
+        if not args.follow:
+            if args.json:
+                _emit_json({"job": job.name, "id": job.id, "stream": stream, "lines": lines})
+            else:
+                for line in lines:
+                    console.print(line, markup=False, highlight=False, soft_wrap=True)
+            return EXIT_OK
+        printed: list[str] = []
+        while True:
+            fresh = _new_lines(printed, lines)
+            for line in fresh:
+                if args.json:
+                    sys.stdout.write(json.dumps({"job": job.name, "line": line}) + "\n")
+                    sys.stdout.flush()
+                else:
+                    console.print(line, markup=False, highlight=False, soft_wrap=True)
+            printed = (printed + fresh)[-1000:]
+            if job.finished:
+                return EXIT_OK
+            await asyncio.sleep(1.0)
+            await s.refresh()
+            job = s.grid.job_by_ref(job.id)
+            lines = await s.logs(_last_placed(s, job), stream, 1000)
+
+
+def _last_placed(s: Any, job: Job) -> Job:
+    """The job as its latest run was placed: an ended job holds no GPUs, but its output
+    stays on the node it last ran on (from the store's record of its starts)."""
+    store = getattr(getattr(s, "rt", None), "store", None)
+    if job.placement or store is None:
+        return job
+    from ..policy import actions as A
+
+    starts = [r.action for r in store.actions(limit=1000, job=job.id)]
+    starts = [a for a in starts if isinstance(a, A.Start)]
+    if not starts:
+        return job
+    return dataclasses.replace(job, placement=list(starts[-1].placement))
+
+
+def _new_lines(printed: list[str], tail: list[str]) -> list[str]:
+    """The lines of `tail` after what was printed: the longest end of `printed` that
+    begins `tail` marks where the new ones start."""
+    for k in range(min(len(printed), len(tail)), 0, -1):
+        if printed[len(printed) - k :] == tail[:k]:
+            return tail[k:]
+    return tail
+
+
+# -------------------------------------------------------------------- cancel
+@_guard
+def cmd_cancel(args: argparse.Namespace, console: Console) -> int:
+    """`skyops cancel JOB` (or `--reservation NAME`)."""
+    if getattr(args, "readonly", False):
+        raise Refused("--readonly: this console changes nothing")
+    return asyncio.run(_cancel(args, console, _target(args)))
+
+
+async def _cancel(args: argparse.Namespace, console: Console, t: Target) -> int:
+    async with _session(t) as s:
+        if args.reservation:
+            doc = await s.call("cancel_reservation", {"name": args.job})
+        else:
+            doc = await s.call("cancel", {"ref": args.job})
+    if args.json:
+        _emit_json({"status": "cancelled", **doc})
+        return EXIT_OK
+    cur = t.cfg.cluster.currency
+    if args.reservation:
+        console.print(
+            f"Cancelled reservation {doc['name']}: refund {fmt(doc['refund'], cur)}, "
+            f"downtime credit {fmt(doc['downtime_credit'], cur)}."
+        )
+    else:
+        what = "stopping" if doc.get("state") not in ("cancelled",) else "cancelled"
+        console.print(f"Job {doc['name']} (id {doc['id']}): {what}.")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------- quote
+QUOTE_NAME = "quote"
+
+
+@_guard
+def cmd_quote(args: argparse.Namespace, console: Console) -> int:
+    """`skyops quote KIND ...`: what a request would cost and whether it is admitted."""
+    t = _target(args)
+    user = args.user or t.user
+    with _snapshot(t) as snap:
+        doc = quote_json(snap.grid, args, user, snap.now, t.user)
+    if args.json:
+        _emit_json(doc)
+    else:
+        _print_quote(console, doc, t.cfg.cluster.currency)
+    return EXIT_OK if doc["refused"] is None else EXIT_REFUSED
+
+
+def _quote_request(args: argparse.Namespace, user: str) -> dict:
+    keys = ("gpus", "nodes", "gpu_type", "hours", "bid", "reservation", "start", "repeat", "count")
+    data: dict[str, Any] = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
+    for flag in ("hourly", "auto_renew"):
+        if getattr(args, flag):
+            data[flag] = True
+    data.update(name=QUOTE_NAME, user=user)
+    return data
+
+
+def quote_json(grid: Grid, args: argparse.Namespace, user: str, now: float, actor: str) -> dict:
+    from ..plan.schema import PlanReservation
+
+    data = _quote_request(args, user)
+    source = "skyops quote"
+    try:
+        if args.kind == "reservation":
+            for k in ("nodes", "bid", "reservation", "hourly", "auto_renew"):
+                if k in data:
+                    raise InputError([f"{source}: --{k.replace('_', '-')}: not for a reservation"])
+            spec = PlanReservation.model_validate(data).spec(user)
+        else:
+            for k in ("start", "repeat", "count"):
+                if k in data:
+                    raise InputError([f"{source}: --{k}: only for a reservation"])
+            spec = JobSpec.model_validate({**data, "mode": args.kind})
+    except ValidationError as e:
+        raise InputError(_flag_messages(source, e)) from None
+    if args.kind == "reservation":
+        return _reservation_quote(grid, spec, now, actor)
+    return _job_quote(grid, spec, now, actor)
+
+
+def _flag_messages(source: str, e: ValidationError) -> list[str]:
+    """Pydantic's messages, naming the command-line flag instead of the key."""
+    out = []
+    for err, msg in zip(e.errors(), validation_messages(source, e), strict=True):
+        loc = [p for p in err["loc"] if isinstance(p, str) and not p.startswith("function-")]
+        if loc:
+            key = loc[0]
+            msg = msg.replace(f"{source}: {key}: ", f"{source}: --{key.replace('_', '-')}: ", 1)
+        out.append(msg)
+    return out
+
+
+def _reservation_quote(grid: Grid, spec: Any, now: float, actor: str) -> dict:
+    q = grid.quote(spec)
+    shadow = copy.deepcopy(grid, {id(grid.cfg): grid.cfg})
+    refused = None
+    try:
+        shadow.reserve(spec, now, actor)
+    except Refused as e:
+        refused = str(e)
+    windows = spec.windows()
+    return {
+        "kind": "reservation",
+        "user": spec.user,
+        "gpu_type": spec.gpu_type,
+        "gpus": spec.gpus,
+        "windows": len(windows),
+        "first_window": [_iso(windows[0][0]), _iso(windows[0][1])],
+        "gpu_hours": q.gpu_hours,
+        "rate": q.rate,
+        "list_price": q.list_price,
+        "discount_bp": q.discount_bp,
+        "price": q.price,
+        "early_exit_refund": q.refund_fraction,
+        "balance": grid.balance(spec.user),
+        "refused": refused,
+        "outcome": None if refused else "booked and prepaid",
+    }
+
+
+def _job_quote(grid: Grid, spec: JobSpec, now: float, actor: str) -> dict:
+    from ..app.quote import dry_run
+
+    out: dict[str, Any] = {
+        "kind": str(spec.mode),
+        "user": spec.user,
+        "gpu_type": spec.gpu_type,
+        "gpus": spec.gpu_count if not spec.nodes else None,
+        "nodes": spec.nodes,
+        "balance": grid.balance(spec.user),
+    }
+    types = [spec.gpu_type] if spec.gpu_type else [t for t, ns in grid.by_type.items() if ns]
+    markets = [grid.markets[t] for t in types if t in grid.markets]
+    size = max((n.gpu_count for t in types for n in grid.by_type.get(t, [])), default=0)
+    gpus = spec.nodes * size if spec.nodes else spec.gpu_count
+    if spec.mode is Mode.PRIORITY and markets:
+        rate = max(m.rate for m in markets)
+        out.update(rate=rate, per_hour=rate * gpus, hours=spec.hours, hourly=spec.hourly)
+        if spec.hours is not None:
+            out["price"] = int(rate * gpus * _frac(spec.hours))
+    elif spec.mode is Mode.FLEX and markets:
+        bid = to_micro(spec.bid or 0)
+        out.update(
+            bid=bid,
+            floor=min(m.floor for m in markets),
+            rate=max(m.rate for m in markets),
+            clearing_price={m.gpu_type: m.price for m in markets},
+            max_per_hour=bid * gpus,
+        )
+        book = grid.flex_book.get(spec.gpu_type, [])
+        out["rank"] = 1 + sum(1 for b, _, _ in book if -b >= bid)
+        out["waiting"] = len(book)
+    elif spec.mode is Mode.COMMIT:
+        res = grid.reservations.get(spec.reservation or "")
+        if res is not None:
+            from ..app.format import effective_rate
+
+            out.update(
+                reservation=res.name,
+                rate=res.rate,
+                effective_rate=effective_rate(res),
+                discount_bp=res.discount_bp,
+                prepaid=res.prepaid,
+                price=0,
+            )
+    o = dry_run(grid, spec, now, actor)
+    out["refused"] = o.refused
+    if o.refused:
+        out["outcome"] = None
+    elif o.starts_on:
+        out["outcome"] = f"starts now on {o.starts_on}"
+    elif o.preempts:
+        out["outcome"] = "starts after preempting " + ", ".join(v.name for v in o.preempts)
+    elif spec.mode is Mode.PRIORITY:
+        out["outcome"] = "waits in the Priority queue"
+    elif spec.mode is Mode.COMMIT:
+        out["outcome"] = "waits for its reservation's window"
+    else:
+        out["outcome"] = "waits: the bid does not clear now"
+    return out
+
+
+def _frac(x: float) -> Any:
+    from fractions import Fraction
+
+    return Fraction(str(x))
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _print_quote(console: Console, doc: dict, cur: str) -> None:
+    t = Table(show_header=False, box=None, pad_edge=False)
+    t.add_column(style="bold")
+    t.add_column()
+    money_keys = {
+        "rate",
+        "per_hour",
+        "price",
+        "list_price",
+        "bid",
+        "floor",
+        "max_per_hour",
+        "effective_rate",
+        "prepaid",
+        "balance",
+    }
+    for k, v in doc.items():
+        if v is None or k in ("refused", "outcome"):
+            continue
+        if k in money_keys:
+            v = fmt(v, cur)
+        elif k == "clearing_price":
+            v = ", ".join(f"{t_}: {fmt(p, cur)}" for t_, p in v.items())
+        elif k == "discount_bp":
+            k, v = "discount", f"{v / 100:g}%"
+        elif k == "first_window":
+            v = " to ".join(v)
+        t.add_row(k.replace("_", " "), str(v))
+    console.print(t)
+    if doc["refused"]:
+        console.print(Text("would be refused: ", style="bold red") + Text(doc["refused"]))
+    else:
+        console.print(Text("would be admitted: ", style="bold green") + Text(doc["outcome"]))
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, Console], int]] = {
+    "status": cmd_status,
+    "jobs": cmd_jobs,
+    "logs": cmd_logs,
+    "cancel": cmd_cancel,
+    "quote": cmd_quote,
+}
