@@ -7,10 +7,12 @@ batch of events; anything slow (logs, executor calls) runs in a worker.
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from functools import partial
 from typing import Any, ClassVar
 
+from textual import work
 from textual.app import App
 from textual.binding import Keymap
 from textual.screen import ModalScreen, Screen
@@ -96,6 +98,7 @@ class SkyopsApp(App):
         self.toast_log: deque[tuple[str, str, str]] = deque(maxlen=200)
         self.notifier = Notifier(runtime, self.notify)
         self._refresh_pending = False
+        self.status_note = ""
         others = _other_screens()
         for view in self.VIEWS:
             cls = {"grid": GridScreen, "jobs": JobsScreen, "launch": LaunchScreen}.get(view)
@@ -126,11 +129,25 @@ class SkyopsApp(App):
             self.set_keymap(self.keymap_overrides)
         feed = self.runtime.feed
         feed.listeners.append(self._on_events)
-        await self.runtime.start()
         await self.action_view(self.start_view)
         self.set_interval(self.REFRESH_S, self._tick, name="refresh")
+        self.start_runtime()
         if self.sim_speed:
             self.set_interval(1.0, self._advance_sim, name="simulated time")
+
+    @work(exclusive=True, group="runtime")
+    async def start_runtime(self) -> None:
+        """Start the scheduler (and connect to the nodes) after the first screen is up."""
+        self.status_note = "starting the scheduler and connecting to nodes..."
+        self.refresh_views()
+        try:
+            await self.runtime.start()
+        except Exception as e:  # e.g. a store that cannot be opened: say so, keep showing
+            self.status_note = f"the scheduler did not start: {e}"
+            self.notify(str(e), title="Scheduler not started", severity="error", timeout=15)
+        else:
+            self.status_note = ""
+        self.refresh_views()
 
     async def on_unmount(self) -> None:
         feed = self.runtime.feed
@@ -139,6 +156,10 @@ class SkyopsApp(App):
         await self.runtime.stop()
 
     def _on_events(self, events: list[Event]) -> None:
+        if threading.get_ident() != self._thread_id:
+            # A follower's command reloads the grid from a worker thread.
+            self.call_from_thread(self._on_events, events)
+            return
         self.notifier.on_events(events)
         if not self._refresh_pending:
             self._refresh_pending = True

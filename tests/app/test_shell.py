@@ -23,8 +23,8 @@ async def test_starts_on_the_grid_with_frame_and_running_scheduler():
         assert " ".join(str(app.screen.query_one(DemoBanner).render()).split()) == DEMO_TEXT
         status = str(app.screen.query_one(StatusLine).render())
         assert "6 running" in status and "2 queued" in status
-        assert app.runtime.scheduler._task is not None
-    assert app.runtime.scheduler._task is None  # stopped on unmount
+        await wait_for(pilot, lambda: app.runtime.local._task is not None, "scheduler started")
+    assert app.runtime.local._task is None  # stopped on unmount
 
 
 async def test_a_user_who_is_not_an_operator_is_shown_so():
@@ -159,3 +159,41 @@ async def test_status_line_shows_what_the_executor_is_busy_with():
             lambda: "reconnecting to h100-b" in str(app.screen.query_one(StatusLine).render()),
             "executor note in the status line",
         )
+
+
+async def test_a_follower_console_queues_commands_without_freezing():
+    import threading
+
+    app = demo_app()
+    rt = app.runtime
+    answered = threading.Event()
+
+    class Leader:
+        """Stands in for the leading console: answers after a while, off the UI thread."""
+
+        def submit(self, spec, actor=None):
+            assert threading.current_thread() is not threading.main_thread()
+            answered.wait(5)
+            return rt.local.submit(spec, actor)
+
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: rt.local._task is not None, "scheduler started")
+        rt.leader, rt.remote = False, Leader()
+        await wait_for(
+            pilot,
+            lambda: (
+                "following the leading console" in str(app.screen.query_one(StatusLine).render())
+            ),
+            "status line says this console follows",
+        )
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, LaunchScreen), "launch")
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: any("Queued" in t for t in toasts(app)), "queued toast")
+        await pilot.press("question_mark")  # the UI still answers while the leader thinks
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), "help opens meanwhile")
+        answered.set()
+        await wait_for(
+            pilot, lambda: any("Launched" in t for t in toasts(app)), "the answer arrives"
+        )
+        assert "job-9" in rt.grid.job_names

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from textual import work
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.screen import Screen
@@ -90,18 +91,50 @@ class SkyScreen(Screen):
         return True
 
     def command(
-        self, fn: Callable[[], T], done: str | Callable[[T], str] | None = None
+        self,
+        fn: Callable[[], T],
+        done: str | Callable[[T], str] | None = None,
+        then: Callable[[T], None] | None = None,
     ) -> T | None:
-        """Run a scheduler command; a refusal becomes an error toast with its reason."""
+        """Run a scheduler command; a refusal becomes an error toast with its reason.
+
+        In the console that leads, commands are in-memory and return at once (the result
+        is returned, and `then(result)` called). A follower's commands wait for the leading
+        console's answer, so they run in a thread worker; `then` is called when the
+        answer comes and None is returned now."""
+        if getattr(self.runtime, "leader", True):
+            try:
+                result = fn()
+            except Refused as e:
+                self._refused(e)
+                return None
+            self._succeeded(result, done, then)
+            return result
+        self.notify("Sent to the leading console...", title="Queued", timeout=2)
+        self._remote_command(fn, done, then)
+        return None
+
+    @work(thread=True, group="commands")
+    def _remote_command(self, fn: Callable[[], Any], done: Any, then: Any) -> None:
         try:
             result = fn()
         except Refused as e:
-            self.notify(str(e), title="Refused", severity="error", timeout=8)
-            return None
+            self.app.call_from_thread(self._refused, e)
+            return
+        except Exception as e:  # the store or the leader failed: say so, never crash
+            self.app.call_from_thread(self._refused, Refused(f"{type(e).__name__}: {e}"))
+            return
+        self.app.call_from_thread(self._succeeded, result, done, then)
+
+    def _refused(self, e: Exception) -> None:
+        self.notify(str(e), title="Refused", severity="error", timeout=8)
+
+    def _succeeded(self, result: Any, done: Any, then: Any) -> None:
         if done:
             self.notify(done(result) if callable(done) else done, title="Done")
+        if then is not None:
+            then(result)
         self.app.call_later(self.app_refresh)
-        return result
 
     def app_refresh(self) -> None:
         refresh = getattr(self.app, "refresh_views", None)

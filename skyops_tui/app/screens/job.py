@@ -4,6 +4,7 @@ history, and the log tail (`l`, read by the executor in a worker)."""
 from __future__ import annotations
 
 import shlex
+import time
 from collections.abc import Iterable
 
 from rich.console import Group
@@ -22,6 +23,7 @@ from .base import SkyScreen
 from .job_actions import JobActions
 
 LOG_LINES = 200
+LOG_FOLLOW_S = 3.0
 
 
 class JobScreen(JobActions, SkyScreen):
@@ -34,6 +36,8 @@ class JobScreen(JobActions, SkyScreen):
         super().__init__(runtime)
         self.job_id = job_id
         self.want_logs = logs
+        self.log_lines: list[str] = []
+        self.log_read_at = 0.0
         job = runtime.grid.jobs.get(job_id)
         self.VIEW = f"job {job.name}" if job else f"job #{job_id}"
 
@@ -48,7 +52,7 @@ class JobScreen(JobActions, SkyScreen):
         yield Static(id="job-fields", classes="summary")
         yield Label("Events", classes="section", id="events-label")
         yield GridTable(id="job-events")
-        yield Label("Log tail (l: reload)", classes="section", id="log-label")
+        yield Label("Log tail (follows; l: read now)", classes="section", id="log-label")
         yield Log(id="job-log", max_lines=LOG_LINES, auto_scroll=True)
 
     def on_mount(self) -> None:
@@ -64,6 +68,7 @@ class JobScreen(JobActions, SkyScreen):
             return
         self.query_one("#job-fields", Static).update(self.fields(job))
         self.show_events(job)
+        self.follow_logs()
 
     def fields(self, job: Job) -> Group:
         rt = self.runtime
@@ -174,27 +179,41 @@ class JobScreen(JobActions, SkyScreen):
 
     @work(exclusive=True, group="logs")
     async def load_logs(self) -> None:
+        """Read the tail through the executor (SSH for a real node): never on the UI's
+        own time. Rewrites the panel only when the tail changed, and keeps it at the end."""
         job = self.job
         log = self.query_one("#job-log", Log)
         if job is None:
             return
+        self.log_read_at = time.monotonic()
         fetch = getattr(self.runtime.executor, "logs", None)
         if fetch is None:
-            log.clear()
-            log.write_line("This executor keeps no job logs.")
+            self._show_log(["This executor keeps no job logs."])
             return
-        log.clear()
-        log.write_line(f"reading the log of {job.name}...")
+        if not self.log_lines:
+            self._show_log([f"reading the log of {job.name}..."])
         try:
             lines = await fetch(job, "stdout", LOG_LINES)
         except Exception as e:  # an unreachable node must not crash the console
-            log.clear()
-            log.write_line(f"could not read the log: {e}")
+            self._show_log([f"could not read the log: {e}"])
             return
+        self._show_log(list(lines) or ["(the log is empty)"])
+        log.scroll_end(animate=False)
+
+    def _show_log(self, lines: list[str]) -> None:
+        if lines == self.log_lines:
+            return
+        self.log_lines = lines
+        log = self.query_one("#job-log", Log)
         log.clear()
-        if not lines:
-            log.write_line("(the log is empty)")
         log.write_lines(lines)
+        self.call_after_refresh(log.scroll_end, animate=False)
+
+    def follow_logs(self) -> None:
+        """While the log panel is open, read the tail again every few seconds."""
+        log = self.query_one("#job-log", Log)
+        if log.display and time.monotonic() - self.log_read_at >= LOG_FOLLOW_S:
+            self.load_logs()
 
 
 def field_lines(rows, long, paint, wide: bool) -> list:

@@ -351,9 +351,9 @@ class LaunchScreen(SkyScreen):
             self.notify("Fix the marked fields first.", title="Not launched", severity="error")
             return
         rt = self.runtime
-        job = self.command(lambda: rt.scheduler.submit(spec, actor=rt.user))
-        if job is None:
-            return
+        self.command(lambda: rt.scheduler.submit(spec, actor=rt.user), then=self.launched)
+
+    def launched(self, job) -> None:
         self.notify(
             f"{job.mode.value.capitalize()} job {job.name} (#{job.id}) submitted.",
             title="Launched",

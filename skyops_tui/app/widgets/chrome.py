@@ -124,10 +124,14 @@ class StatusLine(Static):
         for job in rt.grid.jobs.values():
             counts[str(job.state)] = counts.get(str(job.state), 0) + 1
         t = Text(no_wrap=True, overflow="ellipsis")
-        note = self.note or executor_note(rt)
+        note = self.note or getattr(self.app, "status_note", "") or executor_note(rt)
         if note:
             t.append(f" {note} ", p("tag--warning"))
-        errors = rt.scheduler.errors
+        if not getattr(rt, "leader", True):
+            t.append(
+                " following the leading console: commands are queued to it ", p("tag--warning")
+            )
+        errors = getattr(rt.scheduler, "errors", None)
         if errors:
             t.append(f" {errors[-1]} ", p("tag--error"))
         parts = []

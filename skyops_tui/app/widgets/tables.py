@@ -75,7 +75,7 @@ class GridTable(DataTable):
                 old = self.get_row(key)
                 for ck, new, was in zip(cols, cells, old, strict=False):
                     if new != was:
-                        self.update_cell(key, ck, new)
+                        self.update_cell(key, ck, new, update_width=True)
             return
         selected = self.selected_key
         cursor_row = self.cursor_row
