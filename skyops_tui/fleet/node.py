@@ -133,8 +133,9 @@ class NodeLink:
     async def _watch(self, link: AgentLink) -> None:
         """While the link is open: late heartbeats degrade the node, long silence ends it."""
         while not link.closed.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(link.closed.wait(), timeout=min(1.0, self.timeout / 2))
+            with contextlib.suppress(TimeoutError):  # not wait_for: see Scheduler.run
+                async with asyncio.timeout(min(1.0, self.timeout / 2)):
+                    await link.closed.wait()
             age = self.clock.now() - (self.last_heartbeat or 0)
             if age > self.timeout * UNREACHABLE_FACTOR:
                 self.error = f"no heartbeat for {age:.0f} s"

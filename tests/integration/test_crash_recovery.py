@@ -166,3 +166,20 @@ async def test_a_job_that_ended_while_the_console_was_down_is_billed_until_it_en
     finally:
         await second.stop()
         second.store.close()
+
+
+async def test_the_scheduler_stops_even_when_told_to_as_it_wakes():
+    """Found by the node-loss tests: on Python 3.11, asyncio.wait_for swallowed a cancel
+    that arrived as the scheduler woke, so `stop` (a console quitting, a leader
+    demoted) waited forever."""
+    from skyops_tui.demo import sim_runtime
+
+    rt = sim_runtime(seeded=False)
+    for _ in range(20):
+        rt.local.start()
+        await asyncio.sleep(0)
+        rt.local.poke()
+        await asyncio.sleep(0)  # the wake-up is delivered; the loop has not run yet
+        stopping = asyncio.ensure_future(rt.local.stop())
+        done, _ = await asyncio.wait({stopping}, timeout=5)
+        assert done, "the scheduler never stopped"
