@@ -48,7 +48,7 @@ class Notifier:
             return ("Expiring", f"{who}: {cause}", "warning")
         if event.kind == "renewed":
             return ("Renewed", f"{who}: {cause}", "information")
-        if event.kind == "node" and event.new != "up":
+        if event.kind == "node" and event.new == "unreachable":
             return ("Node " + (event.new or ""), f"{event.node}: {cause}", "error")
         if event.kind != "state" or job is None:
             return None

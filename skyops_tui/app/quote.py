@@ -22,7 +22,7 @@ from ..policy.grid import Grid
 from ..policy.planner import plan
 from . import format as F
 
-DRY_RUN_MAX_JOBS = 20_000  # beyond this, copying the grid per keystroke costs too much
+DRY_RUN_MAX_JOBS = 2_000  # beyond this, copying the grid per keystroke costs too much
 
 
 @dataclass
@@ -197,7 +197,11 @@ def flex_quote(grid: Grid, spec: JobSpec, cur: str, now: float | None = None) ->
 
 def outcome_lines(outcome: Outcome, spec: JobSpec, grid: Grid, cur: str) -> list[QuoteLine]:
     if outcome.skipped:
-        return []
+        return [
+            QuoteLine(
+                "not previewed: the grid is too large to copy on each keystroke", "tag--muted"
+            )
+        ]
     if outcome.refused:
         return [QuoteLine(f"would be refused: {outcome.refused}", "tag--error")]
     if outcome.starts_on:

@@ -172,3 +172,16 @@ async def test_a_refused_submit_shows_the_reason():
         await wait_for(pilot, lambda: toasts(app, "error"), "refused")
         assert "a job named 'train-llm' exists already" in toasts(app, "error")[-1]
         assert isinstance(app.screen, LaunchScreen)
+
+
+async def test_enter_moves_to_the_next_field_and_never_launches():
+    app = demo_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_launch(pilot, app)
+        n = len(app.runtime.grid.jobs)
+        screen.query_one("#name").focus()
+        await pilot.press("enter")
+        await wait_for(
+            pilot, lambda: screen.focused and screen.focused.id == "user", "focus moved on"
+        )
+        assert len(app.runtime.grid.jobs) == n

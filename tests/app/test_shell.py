@@ -197,3 +197,13 @@ async def test_a_follower_console_queues_commands_without_freezing():
             pilot, lambda: any("Launched" in t for t in toasts(app)), "the answer arrives"
         )
         assert "job-9" in rt.grid.job_names
+
+
+async def test_sim_speed_moves_simulated_time_for_a_live_demo():
+    from skyops_tui.demo import DEMO_EPOCH
+
+    app = demo_app(sim_speed=60)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(
+            pilot, lambda: app.runtime.clock.now() >= DEMO_EPOCH + 60, "a simulated minute passes"
+        )

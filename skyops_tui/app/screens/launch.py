@@ -330,8 +330,10 @@ class LaunchScreen(SkyScreen):
         self.refresh_view()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
+        """Enter moves to the next field: launching spends money, so it takes ctrl+s or
+        the Launch button, never a stray enter."""
         event.stop()
-        self.action_submit()
+        self.focus_next()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "submit":

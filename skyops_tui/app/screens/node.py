@@ -60,8 +60,9 @@ class NodeScreen(SkyScreen):
         if node.fake or (sample is not None and sample.fake):
             summary.append("  FAKE GPUs (simulated)", paint("tag--fake"))
         beat = heartbeat(rt, node, sample)
-        summary.append(f"  host {node.host or '—'}")
-        summary.append(f"  last heartbeat {F.duration(beat) + ' ago' if beat is not None else '—'}")
+        if wide:
+            summary.append(f"  host {node.host or '—'}")
+        summary.append(f"  beat {F.duration(beat) + ' ago' if beat is not None else '—'}")
         if sample is not None and sample.note:
             summary.append(f"  {sample.note}", paint("tag--warning"))
         show(self.query_one("#node-summary", Static), summary)
