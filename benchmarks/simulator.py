@@ -17,9 +17,11 @@ import argparse
 import cProfile
 import json
 import pstats
+import re
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 from machine import machine
@@ -33,6 +35,16 @@ sys.path.insert(0, str(ROOT / "examples"))
 import gen_trace  # noqa: E402
 
 TARGET_JOBS_PER_S = 2000
+
+
+def refusal_reasons(refused: list[str], top: int = 5) -> dict[str, int]:
+    """Refusals counted by reason, names and amounts blanked (most are bid or cancel
+    lines for jobs that ended first: the trace does not know when jobs end)."""
+    counts = Counter(
+        re.sub(r"\$[\d,.]+|\b[jr]\d+\b|'[^']*'|\([a-z]+\)", "_", r.split(": ", 1)[-1])
+        for r in refused
+    )
+    return dict(counts.most_common(top))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,7 +106,9 @@ def main(argv: list[str] | None = None) -> int:
         "violations": len(s["violations"]),
         "first_violations": s["violations"][:5],
         "ledger_sum": s["ledger_sum"],
+        "violations_capped": len(s["violations"]) >= 100,  # the summary keeps 100
         "refused": len(result.refused),
+        "refused_why": refusal_reasons(result.refused),
         "profiled": bool(prof),
         "summary": {
             k: s[k]
