@@ -43,6 +43,7 @@ class Run:
     stopping: bool = False
     started: bool = False
     reported: bool = False
+    starting: asyncio.Task | None = None  # the start in flight, which a stop waits for
 
 
 class FleetExecutor:
@@ -107,10 +108,11 @@ class FleetExecutor:
         link = self.links.get(node)
         return link.sample if link else None
 
-    def _spawn(self, coro) -> None:
+    def _spawn(self, coro) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._done)
+        return task
 
     def _done(self, task: asyncio.Task) -> None:
         self._tasks.discard(task)
@@ -146,7 +148,7 @@ class FleetExecutor:
                 "resume": action.resume,
             }
             gpus = {p.node: list(p.gpus) for p in action.placement}
-            self._spawn(self._start(run, spec, gpus))
+            run.starting = self._spawn(self._start(run, spec, gpus))
         elif isinstance(action, A.Preempt):
             self._spawn(self._stop(self._run_for(job), True, action.cause))
         elif isinstance(action, A.Stop):
@@ -167,6 +169,8 @@ class FleetExecutor:
         if spec["resume"] and not self.cfg.cluster.shared_checkpoint_path:
             await self._follow_checkpoint(run.job, nodes[0])
         for aid, node in run.parts.items():
+            if run.stopping:
+                return  # stopped before it started: its stop finds nothing to stop
             if not await self._start_part(run, aid, node, spec, gpus[node]):
                 return
         run.started = True
@@ -198,6 +202,12 @@ class FleetExecutor:
 
     async def _stop(self, run: Run, preempt: bool, reason: str) -> None:
         run.stopping = True
+        start = run.starting
+        if start is not None and start is not asyncio.current_task():
+            # A stop sent while the start is still on its way (copying a checkpoint, say)
+            # would find no process, and the start would then leave one running that the
+            # console thinks stopped: the stop goes after the start.
+            await asyncio.wait({start})
         c = self.cfg.cluster
         for aid, node in run.parts.items():
             if aid in run.exits:

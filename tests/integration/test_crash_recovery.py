@@ -23,7 +23,7 @@ from skyops_tui.fleet.link import LocalTransport
 from skyops_tui.runtime import Runtime
 from skyops_tui.store.db import Store
 from tests.fleet.localgrid import CONFIG, make_runtime, up, wait_for
-from tests.fleet.sshd import until
+from tests.fleet.sshd import kill_leftover_jobs, until
 
 ONE_NODE = {"nodes": [{"name": "node-a", "fake_gpus": "4xH100-80GB", "local": True}]}
 
@@ -183,3 +183,69 @@ async def test_the_scheduler_stops_even_when_told_to_as_it_wakes():
         stopping = asyncio.ensure_future(rt.local.stop())
         done, _ = await asyncio.wait({stopping}, timeout=5)
         assert done, "the scheduler never stopped"
+
+
+async def test_a_stop_decided_while_the_start_is_on_its_way_stops_the_process(tmp_path):
+    """Found by the crash harness at full scale: a Flex job resuming on another node
+    first copies its checkpoint over; preempted meanwhile, its stop reached the agent
+    before its start, found nothing, and the start then left a process running that
+    the console thought paused (and gave its GPUs to the next job). A stop now waits
+    for the start it follows."""
+    rt = make_runtime(tmp_path)
+    await rt.start()
+    try:
+        await wait_for(
+            lambda: all(link.ready for link in rt.executor.links.values()), "agents connected"
+        )
+        await up(rt)
+        await rt.local.stop()
+        await drive(rt, lambda: not rt.engine.pending, "the connect reports absorbed")
+
+        def spec(name, mode, **kw):
+            argv = demo_argv(100_000, 0.05)
+            return JobSpec(name=name, mode=mode, gpus=4, gpu_type="H100", argv=argv, **kw)
+
+        flex = rt.local.submit(spec("sweep", "flex", user="kim", bid=1.0))
+        await drive(rt, lambda: flex.state is JobState.RUNNING, "the flex job running")
+        blocker = rt.local.submit(spec("blocker", "flex", user="kim", bid=2.5))
+        await drive(rt, lambda: blocker.state is JobState.RUNNING, "the other node busy")
+        first = flex.placement[0].node
+        boss = rt.local.submit(spec("boss", "priority", user="ana", hours=1))
+        await drive(rt, lambda: boss.state is JobState.RUNNING, "the flex job displaced")
+        assert flex.state is JobState.PAUSED
+        # Its checkpoint copy takes a while (a busy source agent, a large checkpoint).
+        copying = asyncio.Event()
+        copy = rt.executor._follow_checkpoint
+
+        async def slow_copy(job: int, target: str) -> None:
+            await copying.wait()
+            await copy(job, target)
+
+        rt.executor._follow_checkpoint = slow_copy
+        rt.local.cancel("blocker")
+        await drive(rt, lambda: flex.state is JobState.STARTING, "the flex job resuming elsewhere")
+        assert flex.placement[0].node != first
+        rt.local.submit(spec("boss2", "priority", user="ana", hours=1))
+        rt.engine.step(time.time())  # while its checkpoint is copied: preempted again
+        assert flex.state is JobState.PREEMPTING
+        for _ in range(5):  # a few passes while the copy is held: room for a stop to overtake
+            rt.engine.step(time.time())
+            await asyncio.sleep(0.05)
+        copying.set()
+        await drive(rt, lambda: flex.state is JobState.PAUSED, "the flex job paused again")
+        await until(lambda: not rt.executor._tasks, "the start and the stop done")
+        other = "node-b" if first == "node-a" else "node-a"
+
+        async def nothing_of_it_runs() -> bool:
+            records = await agent_jobs(rt, other)
+            mine = [r for r in records.values() if r["job_id"].startswith(f"j{flex.id}-")]
+            return all(r["state"] == "exited" for r in mine)
+
+        await until(nothing_of_it_runs, f"no process of the paused flex job left on {other}")
+        records = await agent_jobs(rt, other)
+        assert agent_id(flex.id, flex.runs, 0) not in records or (
+            records[agent_id(flex.id, flex.runs, 0)]["state"] == "exited"
+        )
+    finally:
+        await rt.stop()
+        kill_leftover_jobs(tmp_path)
