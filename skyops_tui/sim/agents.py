@@ -16,9 +16,20 @@ from ..scheduler.executor import Exited, Report, Started
 
 
 class SimExecutor:
-    def __init__(self, clock: ManualClock, stop_delay_s: float, grace_s: float) -> None:
+    def __init__(
+        self,
+        clock: ManualClock,
+        stop_delay_s: float,
+        grace_s: float,
+        stop_grace_s: float | None = None,
+    ) -> None:
         self.clock = clock
+        # A preempted job stops within its checkpoint grace; a stopped one within its
+        # SIGTERM grace (the agent kills it then), as on a real node.
         self.stop_delay = min(stop_delay_s, grace_s)
+        self.term_delay = (
+            self.stop_delay if stop_grace_s is None else min(stop_delay_s, stop_grace_s)
+        )
         self.heap: list[tuple[float, int, Report, int]] = []
         self.seq = itertools.count()
         self.token: dict[int, int] = {}  # job -> current run token
@@ -47,7 +58,7 @@ class SimExecutor:
             self._at(now + remaining, Exited(job.id, 0, completed=True, cause="finished"), token)
             return
         start = self.run_start.get(job.id, now)
-        stop_at = now + self.stop_delay
+        stop_at = now + (self.stop_delay if isinstance(action, A.Preempt) else self.term_delay)
         done_at = start + max((job.runtime or 0.0) - job.work_done, 0.0)
         if done_at <= stop_at:
             return  # it finishes before the signal takes effect

@@ -83,7 +83,9 @@ def simulate(
     balance = to_micro(cfg.simulation.initial_balance)
     for user in sorted({t.user for t in trace}):
         grid.ensure_account(user, EPOCH, balance)
-    ex = SimExecutor(clock, cfg.simulation.stop_delay_s, cfg.cluster.grace_s)
+    ex = SimExecutor(
+        clock, cfg.simulation.stop_delay_s, cfg.cluster.grace_s, cfg.cluster.stop_grace_s
+    )
     engine = Engine(grid, ex)
     violations: list[str] = []
     refused: list[str] = []
