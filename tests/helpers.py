@@ -235,7 +235,7 @@ class World(_World):
     ) -> None:
         cfg = cfg or config()
         clock = ManualClock(T0)
-        ex = SimExecutor(clock, stop_delay, cfg.cluster.grace_s)
+        ex = SimExecutor(clock, stop_delay, cfg.cluster.grace_s, cfg.cluster.stop_grace_s)
         super().__init__(cfg, ex, clock, balance)
         self.sim = ex
 

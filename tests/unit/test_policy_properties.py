@@ -181,7 +181,7 @@ SETTINGS = settings(
 @given(
     nodes=node_specs,
     balances=st.lists(st.sampled_from([micro(1000), micro(1_000_000)]), min_size=3, max_size=3),
-    cmds=st.lists(command, max_size=25),
+    cmds=st.lists(command, min_size=5, max_size=30),
 )
 def test_invariants_hold_after_every_step(nodes, balances, cmds):
     w = build(nodes, balances)
@@ -198,7 +198,7 @@ def test_invariants_hold_after_every_step(nodes, balances, cmds):
 @given(
     nodes=node_specs,
     balances=st.lists(st.integers(0, micro(40)), min_size=3, max_size=3),
-    cmds=st.lists(command, max_size=25),
+    cmds=st.lists(command, min_size=5, max_size=30),
 )
 def test_small_accounts_never_go_below_their_credit_limit(nodes, balances, cmds):
     w = build(nodes, balances)
