@@ -295,7 +295,10 @@ class FleetExecutor:
 
     # ---------------------------------------------------------------- events
     def _on_status(self, node: str, status: NodeStatus, cause: str) -> None:
-        self.report(NodeChanged(node, status, cause))
+        since = None
+        if status is NodeStatus.UNREACHABLE and node in self.links:
+            since = self.links[node].last_heartbeat  # nothing ran for us after that
+        self.report(NodeChanged(node, status, cause, since))
 
     def _on_event(self, node: str, msg: dict) -> None:
         if msg.get("type") != protocol.JOB_EXITED:

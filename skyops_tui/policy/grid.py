@@ -805,9 +805,15 @@ class Grid:
         self.set_state(job, JobState.FAILED, now, why)
 
     def node_status(
-        self, name: str, status: NodeStatus, now: float, cause: str = ""
+        self,
+        name: str,
+        status: NodeStatus,
+        now: float,
+        cause: str = "",
+        since: float | None = None,
     ) -> list[A.Action]:
-        """A node changed state. Losing one ends, moves or pauses the jobs on it per mode."""
+        """A node changed state. Losing one ends, moves or pauses the jobs on it per mode;
+        their billing stops when the node was last heard from (`since`), if known."""
         node = self.nodes[name]
         if node.status is status:
             return []
@@ -836,8 +842,8 @@ class Grid:
                 job.preemptions += 1
             if others:
                 # A gang keeps its healthy parts until the executor has stopped them.
-                # It does no work from the loss on, so billing stops now.
-                self.settle(job, now)
+                # It does no work from the loss on, so billing stops there.
+                self.settle(job, now, since)
                 job.billed_from = None
                 job.stop_reason = "paused" if outcome is JobState.PAUSED else str(outcome)
                 self.dirty_jobs.add(job.id)
@@ -848,7 +854,7 @@ class Grid:
                 self.stopping.add(job.id)
                 out.append(A.Stop(job.id, outcome, why))
                 continue
-            self._release(job, now)
+            self._release(job, now, since)
             job.stop_reason = None
             self.set_state(job, outcome, now, why)
         for res in self.reservations.values():

@@ -57,8 +57,8 @@ class Engine:
                     case Checkpointed(job=j, at=at):
                         self.grid.jobs[j].last_checkpoint_at = at
                         self.grid.dirty_jobs.add(j)
-                    case NodeChanged(node=name, status=status, cause=cause):
-                        actions += self.grid.node_status(name, status, now, cause)
+                    case NodeChanged(node=name, status=status, cause=cause, since=since):
+                        actions += self.grid.node_status(name, status, now, cause, since)
         if n:
             self._carry_out(actions)
         return n

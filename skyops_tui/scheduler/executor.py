@@ -43,6 +43,7 @@ class NodeChanged:
     node: str
     status: NodeStatus
     cause: str = ""
+    since: float | None = None  # unreachable: when the node was last heard from
 
 
 Report = Started | Exited | Checkpointed | NodeChanged
