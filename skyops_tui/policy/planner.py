@@ -244,15 +244,34 @@ class Planner:
         is free or held by eligible Flex jobs. A gang victim is preempted whole.
         """
         on_node: dict[str, list[Job]] = {}
-        for t in {n.gpu_type for n in nodes}:
-            for vid in self.g.flex_running[t]:
-                if vid in self.victims:
-                    continue
-                v = self.g.jobs[vid]
-                if v.stop_reason or not eligible(v):
-                    continue
-                for p in v.placement:
-                    on_node.setdefault(p.node, []).append(v)
+        running = sum(len(self.g.flex_running[t]) for t in {n.gpu_type for n in nodes})
+        if len(nodes) * 8 < running:
+            # Few nodes (a reservation's): read who holds their GPUs.
+            for node in nodes:
+                seen: set[int] = set()
+                for vid in node.holders:
+                    if vid is None or vid in seen or vid in self.victims:
+                        continue
+                    seen.add(vid)
+                    v = self.g.jobs[vid]
+                    if (
+                        v.mode is Mode.FLEX
+                        and v.holding
+                        and v.state is not JobState.PREEMPTING
+                        and not v.stop_reason
+                        and eligible(v)
+                    ):
+                        on_node.setdefault(node.name, []).append(v)
+        else:
+            for t in {n.gpu_type for n in nodes}:
+                for vid in self.g.flex_running[t]:
+                    if vid in self.victims:
+                        continue
+                    v = self.g.jobs[vid]
+                    if v.stop_reason or not eligible(v):
+                        continue
+                    for p in v.placement:
+                        on_node.setdefault(p.node, []).append(v)
         if not on_node:
             return None
 
@@ -576,12 +595,27 @@ class Planner:
                 (g.nodes[n] for n in {n for n, _ in res.held} if g.nodes[n].schedulable),
                 key=lambda n: n.name,
             )
+            # What the window can still give: idle held GPUs, and held GPUs lent to Flex.
+            idle = lent = 0
+            for node_name, i in res.held:
+                h = g.nodes[node_name].holders[i]
+                if h is None:
+                    idle += 1
+                elif g.jobs[h].mode is Mode.FLEX and h not in self.victims:
+                    lent += 1
+            reclaiming = True
             for _, jid in waiting:
+                if not idle and not lent:
+                    break  # the window is full of the owner's own jobs: the rest wait
                 job = g.jobs[jid]
                 p = self.best_fit(nodes, job.gpus, "commit", name)
                 if p:
                     self.start(job, [p], res.gpu_type)
+                    idle -= len(p.gpus)
                     continue
+                if not reclaiming:
+                    continue  # the queue is FIFO: only what fits now may pass the head
+                reclaiming = False
                 if self.claim_soon(nodes, job, "commit", name):
                     continue
                 victims = self.choose_victims(nodes, job, "commit", lambda v: True, name)
@@ -603,6 +637,8 @@ class Planner:
             book = g.flex_book.get(t, [])
             running = [g.jobs[j] for j in g.flex_running[t] if j not in self.victims]
             lowest = min((j.bid for j in running if not j.stop_reason), default=None)
+            movable = _lowest_movable(running, now, min_slice)
+            failed_need: int | None = None  # a displacement this big found no victims
             free = self.flex_free(t)
             smallest_node = min((n.gpu_count for n in nodes), default=0)
             highest_waiting = None
@@ -638,10 +674,12 @@ class Planner:
                     if job.gpu_type is None:
                         self.waiting_elsewhere.add(job.id)
                     continue
-                if lowest is None or job.bid < lowest * outbid:
+                if movable is None or job.bid < movable * outbid:
                     if free <= 0:
                         break  # nobody below can start or displace anyone
                     continue
+                if failed_need is not None and need >= failed_need:
+                    continue  # a higher bid could not make room this big; nor can this one
                 bid = job.bid
 
                 def eligible(v: Job, bid: int = bid) -> bool:
@@ -657,12 +695,24 @@ class Planner:
                             self.claimed[p.node] = self.claimed.get(p.node, 0) + len(p.gpus)
                     running = [j for j in running if j.id not in self.victims]
                     lowest = min((j.bid for j in running if not j.stop_reason), default=None)
+                    movable = _lowest_movable(running, now, min_slice)
+                else:
+                    failed_need = need if failed_need is None else min(failed_need, need)
             price = clearing_price(highest_waiting, lowest, market.floor, market.rate)
             if (
                 price != market.price
                 or now - market.price_at >= self.cfg.cluster.billing_interval_s
             ):
                 self.emit(A.SetPrice(t, price))
+
+
+def _lowest_movable(running: list[Job], now: float, min_slice: float) -> int | None:
+    """The lowest bid a higher one could displace now: running, not stopping, and past
+    its min_slice. Bids under it by min_outbid cannot displace anyone."""
+    return min(
+        (j.bid for j in running if not j.stop_reason and now - (j.started_at or now) >= min_slice),
+        default=None,
+    )
 
 
 def _victim_order(v: Job) -> tuple:
