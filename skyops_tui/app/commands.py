@@ -44,8 +44,8 @@ class SkyopsCommands(Provider):
                         "opens the launch form",
                     )
                 )
-        if scope == "jobs" and hasattr(screen, "columns"):
-            for col in screen.columns():
+        if scope == "jobs" and hasattr(screen, "plain_columns"):
+            for col in screen.plain_columns():
                 out.append(
                     (
                         f"Jobs: sort by {col.label.lower()}",

@@ -57,7 +57,7 @@ KEYS: tuple[Key, ...] = (
     Key("node", "back", "escape", "back", "Back"),
     # Job list.
     Key("jobs", "describe", "d,enter", "describe", "Describe"),
-    Key("jobs", "logs", "l", "logs", "Logs"),
+    Key("jobs", "logs", "l", "logs", "Logs", show=False),
     Key("jobs", "filter", "slash", "filter", "Filter"),
     Key("jobs", "sort", "s", "sort", "Sort"),
     Key("jobs", "reverse", "S", "reverse", "Reverse", show=False),

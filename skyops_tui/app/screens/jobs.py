@@ -112,6 +112,14 @@ class JobsScreen(JobActions, SkyScreen):
         return self.app.size.width >= WIDE
 
     def columns(self) -> list[Column]:
+        """The columns for this width, the sorted one marked ▲ or ▼."""
+        mark = " ▼" if self.sort_reverse else " ▲"
+        return [
+            Column(c.key, c.label + mark) if c.key == self.sort_key else c
+            for c in self.plain_columns()
+        ]
+
+    def plain_columns(self) -> list[Column]:
         if self.wide:
             cols = [
                 Column("id", "ID"),
@@ -182,9 +190,6 @@ class JobsScreen(JobActions, SkyScreen):
             }
             rows.append((str(job.id), [cells[c.key] for c in cols]))
         table.show_rows(rows)
-        for c in cols:
-            mark = (" ▼" if self.sort_reverse else " ▲") if c.key == self.sort_key else ""
-            table.label_column(c.key, c.label + mark)
         total = len(rt.grid.jobs)
         info = Text(no_wrap=True, overflow="ellipsis")
         info.append(f" {len(jobs)} of {total} jobs", style="bold")
@@ -248,7 +253,7 @@ class JobsScreen(JobActions, SkyScreen):
         super().action_back()
 
     def action_sort(self, key: str | None = None) -> None:
-        keys = [c.key for c in self.columns()]
+        keys = [c.key for c in self.plain_columns()]
         if key is None:
             i = keys.index(self.sort_key) if self.sort_key in keys else -1
             key = keys[(i + 1) % len(keys)]

@@ -32,6 +32,7 @@ class GridTable(DataTable):
         super().__init__(**kw)
         self._columns_now: tuple[Column, ...] = ()
         self._keys_now: list[str] = []
+        self._restore_key: str | None = None
 
     @property
     def paint(self) -> palette.Painter:
@@ -41,6 +42,7 @@ class GridTable(DataTable):
         cols = tuple(columns)
         if cols == self._columns_now:
             return
+        self._restore_key = self.selected_key
         self.clear(columns=True)
         self._keys_now = []
         for c in cols:
@@ -77,7 +79,8 @@ class GridTable(DataTable):
                     if new != was:
                         self.update_cell(key, ck, new, update_width=True)
             return
-        selected = self.selected_key
+        selected = self.selected_key or self._restore_key
+        self._restore_key = None
         cursor_row = self.cursor_row
         scroll = self.scroll_y
         self.clear()
