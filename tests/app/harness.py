@@ -185,3 +185,21 @@ def screen_text(app: Any) -> str:
                 plain = console.export_text()
             parts.append(str(plain))
     return "\n".join(parts)
+
+
+async def press_button(pilot: Any, button_id: str) -> None:
+    """In a dialog that focuses Cancel first: wait for that, tab to `button_id`, press
+    enter. Never presses enter before the focus is where a person would see it."""
+    screen = pilot.app.screen
+    await wait_for(
+        pilot,
+        lambda: screen.focused is not None and screen.focused.id == "cancel",
+        "Cancel focused",
+    )
+    for _ in range(5):
+        if screen.focused is not None and screen.focused.id == button_id:
+            break
+        await pilot.press("tab")
+        await pilot.pause()
+    assert screen.focused is not None and screen.focused.id == button_id, button_id
+    await pilot.press("enter")

@@ -9,7 +9,16 @@ from skyops_tui.app.screens.jobs import JobsScreen
 from skyops_tui.app.screens.launch import LaunchScreen
 from skyops_tui.demo import advance, settle
 from skyops_tui.domain.model import JobState
-from tests.app.harness import choose, demo_app, fill, row_texts, screen_text, toasts, wait_for
+from tests.app.harness import (
+    choose,
+    demo_app,
+    fill,
+    press_button,
+    row_texts,
+    screen_text,
+    toasts,
+    wait_for,
+)
 
 
 def state_of(table, name: str) -> str | None:
@@ -94,7 +103,7 @@ async def test_flex_job_is_preempted_by_priority_and_resumes():
         )
         await pilot.press("ctrl+d")
         await wait_for(pilot, lambda: app.screen.__class__.__name__ == "ConfirmDialog", "confirm")
-        await pilot.press("tab", "enter")
+        await press_button(pilot, "confirm")
         await wait_for(pilot, lambda: urgent.stop_reason == "cancelled", "stop asked")
         advance(rt, 30)
         assert urgent.state is JobState.CANCELLED

@@ -11,7 +11,16 @@ from skyops_tui.app.screens.jobs import JobsScreen, matches
 from skyops_tui.demo import advance, settle
 from skyops_tui.domain.model import JobState
 from skyops_tui.domain.specs import JobSpec
-from tests.app.harness import demo_app, demo_runtime, fill, row_texts, screen_text, toasts, wait_for
+from tests.app.harness import (
+    demo_app,
+    demo_runtime,
+    fill,
+    press_button,
+    row_texts,
+    screen_text,
+    toasts,
+    wait_for,
+)
 
 WIDE = (150, 40)
 
@@ -186,14 +195,18 @@ async def test_cancel_asks_first_with_cancel_focused():
         table.move_cursor(row=names(table).index("mine"))
         await pilot.press("ctrl+d")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), "confirmation")
-        assert isinstance(app.screen.focused, Button) and app.screen.focused.id == "cancel"
+        await wait_for(
+            pilot,
+            lambda: isinstance(app.screen.focused, Button) and app.screen.focused.id == "cancel",
+            "Cancel focused first",
+        )
         await pilot.press("enter")  # a stray enter keeps the job
         await wait_for(pilot, lambda: isinstance(app.screen, JobsScreen), "dialog closed")
         job = rt.grid.job_by_ref("mine")
         assert job.state is JobState.RUNNING and not job.stop_reason
         await pilot.press("ctrl+d")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), "confirmation again")
-        await pilot.press("tab", "enter")
+        await press_button(pilot, "confirm")
         await wait_for(pilot, lambda: job.stop_reason == "cancelled", "stop asked")
         advance(rt, 30)
         await wait_for(pilot, lambda: "cancelled" in column(table, "state"), "row shows cancelled")
@@ -205,7 +218,7 @@ async def test_cancel_someone_elses_job_is_refused_with_the_reason():
         await open_jobs(pilot, app)  # cursor on train-llm, ana's
         await pilot.press("ctrl+d")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), "confirmation")
-        await pilot.press("tab", "enter")
+        await press_button(pilot, "confirm")
         await wait_for(pilot, lambda: toasts(app, "error"), "refusal toast")
         assert "ops may not cancel job train-llm: it belongs to ana" in toasts(app, "error")[-1]
         assert app.runtime.grid.job_by_ref("train-llm").state is JobState.RUNNING
@@ -297,8 +310,8 @@ async def test_change_mode_is_always_refused_with_the_lock_reason():
         await wait_for(pilot, lambda: isinstance(app.screen, JobScreen), "detail")
         await pilot.press("M")
         await wait_for(pilot, lambda: isinstance(app.screen, ChoiceDialog), "asks which mode")
-        assert app.screen.focused.id == "cancel"
-        await pilot.press("tab", "enter")  # Priority
+        await wait_for(pilot, lambda: app.screen.focused.id == "cancel", "Cancel focused first")
+        await press_button(pilot, "choice-priority")
         await wait_for(pilot, lambda: toasts(app, "error"), "refused")
         msg = toasts(app, "error")[-1]
         assert (
