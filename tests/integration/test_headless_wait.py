@@ -6,6 +6,7 @@ checkpoints, and resumes from its checkpoint when the window's job is done."""
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -103,3 +104,39 @@ command = ["{sys.executable}", "-c", "import sys; sys.exit(4)"]
     doc = grid.json("--apply", str(plan), "--wait", code=3)
     states = {j["name"]: (j["state"], j["exit_code"]) for j in doc["jobs"]}
     assert states == {"ok": ("succeeded", 0), "broken": ("failed", 4)}
+
+
+def test_a_plan_is_queued_for_the_console_that_leads(grid: Grid) -> None:
+    """With `skyops serve` leading the grid, --apply follows: the plan goes through
+    the command queue, the leader applies it, and --wait watches from outside."""
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "skyops_tui", "--config", str(grid.config), "serve", "--for", "60"],
+        env=grid.env,
+        cwd=grid.tmp,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while grid.json("status")["leader"] is None:
+            assert serve.poll() is None, serve.stderr.read() if serve.stderr else ""
+            assert time.monotonic() < deadline, "skyops serve never took the lease"
+            time.sleep(0.2)
+        leader = grid.json("status")["leader"]
+        plan = grid.plan(
+            f'[[jobs]]\nname = "queued-in"\nmode = "flex"\ngpus = 2\nbid = 1.0\n'
+            f"command = {argv(steps=3)}\n"
+        )
+        doc = grid.json("--apply", str(plan), "--wait")
+        assert doc["status"] == "applied"
+        assert [(j["name"], j["state"]) for j in doc["jobs"]] == [("queued-in", "succeeded")]
+        assert grid.json("status")["leader"] == leader, "the follower never took over"
+        mode_lock = (
+            plan.read_text().replace('"flex"', '"priority"').replace("bid = 1.0", "hours = 1")
+        )
+        doc = grid.json("--apply", str(grid.plan(mode_lock, "other.toml")), code=1)
+        assert "the mode is locked" in doc["items"][0]["reason"]
+    finally:
+        serve.terminate()
+        serve.wait(timeout=30)
