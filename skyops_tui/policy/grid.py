@@ -505,9 +505,19 @@ class Grid:
         if why:
             raise Refused(why)
         self.ensure_account(spec.user, now)
-        if not self.can_fund(spec.user, q.price):
+        # The prepayment is taken now: it must leave what the account's running jobs
+        # still owe and may cost while they stop (see funding.py).
+        from .funding import Guard
+
+        f = Guard(self, now).funds.get(spec.user)
+        running = (
+            self.balance(spec.user) + self.credit_limit() - f.available + f.reserve if f else 0
+        )
+        if not self.can_fund(spec.user, q.price + running):
+            owed = f"; its running jobs may still cost {fmt(running)}" if running else ""
             raise Refused(
-                f"account {spec.user} cannot prepay {fmt(q.price)}; balance {fmt(self.balance(spec.user))}"
+                f"account {spec.user} cannot prepay {fmt(q.price)}; "
+                f"balance {fmt(self.balance(spec.user))}{owed}"
             )
         res = Reservation(
             id=self.next_res_id,
