@@ -168,6 +168,18 @@ def test_a_job_waiting_for_funds_does_not_hold_up_the_priority_queue():
     assert w.state("next") is JobState.STARTING
 
 
+def test_a_prepay_leaves_what_running_jobs_may_still_cost():
+    w = HandWorld()
+    w.account("alice", micro(10))
+    w.priority("p", gpus=2, hours=1)  # 5.00 an hour
+    w.at(0)
+    w.run()
+    w.at(1800)  # 2.50 billed, 7.50 left
+    with pytest.raises(Refused, match=r"cannot prepay \$7.50; balance \$7.50; its running jobs"):
+        w.reserve("r", gpus=3, start=T0 + HOUR, hours=1, user="alice")
+    w.reserve("r", gpus=2, start=T0 + HOUR, hours=1, user="alice")  # 5.00 leaves enough
+
+
 # ----------------------------------------------------------------- ledger
 def test_every_ledger_transaction_sums_to_zero():
     w = World(config("2x8xH100"))

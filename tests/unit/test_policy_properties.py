@@ -7,7 +7,7 @@
 - no balance goes below its credit limit.
 
 Random small grids, random command sequences (submissions in all modes, cancels, bid
-changes, reservations, node loss and return, time passing), the real engine with
+changes, reservations, node loss and return, crashes, time passing), the real engine with
 simulated agents. The world checks the invariants after every pass and command.
 """
 
@@ -17,9 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from skyops_tui.domain.errors import Refused
-from skyops_tui.domain.model import HOLDING, Mode, NodeStatus
+from skyops_tui.domain.model import HOLDING, JobState, Mode, NodeStatus
 from skyops_tui.policy import actions as A
 from skyops_tui.policy.invariants import ledger_sum
+from skyops_tui.scheduler.executor import Exited
 from tests.helpers import HOUR, T0, World, config, micro
 
 TYPES = ["H100", "A100"]
@@ -65,8 +66,9 @@ cancel = st.tuples(st.just("cancel"), st.integers(0, 30))
 cancel_res = st.tuples(st.just("cancel_res"), st.integers(0, 5))
 rebid = st.tuples(st.just("bid"), st.integers(0, 30), st.floats(0, 1))
 node = st.tuples(st.just("node"), st.integers(0, 2), st.booleans())
+crash = st.tuples(st.just("crash"), st.integers(0, 30))  # a running job exits non-zero
 wait = st.tuples(st.just("wait"), st.sampled_from([1, 30, 200, 600, 1800, 3 * 3600]))
-command = st.one_of(priority, flex, reserve, commit, cancel, cancel_res, rebid, node, wait)
+command = st.one_of(priority, flex, reserve, commit, cancel, cancel_res, rebid, node, crash, wait)
 
 
 def build(nodes: list[tuple[str, int]], balances: list[int]) -> World:
@@ -137,6 +139,10 @@ def run(w: World, cmds: list[tuple]) -> None:
                 name = nodes[cmd[1] % len(nodes)]
                 status = NodeStatus.UP if cmd[2] else NodeStatus.UNREACHABLE
                 w.node(name, status)
+            elif kind == "crash" and names:
+                job = w.job(names[cmd[1] % len(names)])
+                if job.state is JobState.RUNNING:
+                    w.engine.pending.append(Exited(job.id, 1, completed=True, cause="crashed"))
             elif kind == "wait":
                 w.advance(cmd[1])
         except Refused:
