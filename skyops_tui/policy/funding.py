@@ -130,3 +130,40 @@ class Guard:
                 t = now + max(1, -(-left * 3600 // f.burn))
                 best = t if best is None else min(best, t)
         return best
+
+
+def funds_may_run_low(grid: Grid, horizon_h: float = 24.0) -> bool:
+    """False when even the whole grid at its highest rate for `horizon_h` could not bring
+    any account down to its limit: then no account is short in this pass, every job can
+    fund its first period, and the per-account reckoning can be skipped."""
+    users = [b for a, b in grid.balances.items() if a.startswith("user:")]
+    if not users:
+        return False
+    whole = sum(n.gpu_count for n in grid.nodes.values())
+    worst = max((m.rate for m in grid.markets.values()), default=0) * whole * horizon_h
+    return min(users) + grid.credit_limit() < worst
+
+
+class AmpleFunds:
+    """The Guard when every account could pay for the whole grid for a day."""
+
+    funds: dict[str, Funds] = {}
+
+    def short(self, user: str) -> None:
+        return None
+
+    def can_start(self, job: Job, gpu_type: str, gpus: int) -> bool:
+        return True
+
+    def started(self, job: Job, gpu_type: str, gpus: int) -> None:
+        pass
+
+    def runs_dry_at(self, now: float) -> None:
+        return None
+
+
+AMPLE = AmpleFunds()
+
+
+def guard(grid: Grid, now: float) -> Guard | AmpleFunds:
+    return Guard(grid, now) if funds_may_run_low(grid) else AMPLE

@@ -30,7 +30,7 @@ from collections.abc import Iterable, Iterator
 from ..domain.model import Job, JobState, Mode, Node, NodeStatus, Placement, Reservation
 from ..domain.money import fmt
 from . import actions as A
-from .funding import Guard
+from .funding import guard
 from .grid import Grid
 from .pricing import clearing_price
 
@@ -56,7 +56,7 @@ class Planner:
         self._flex_free: dict[str, int] = {}  # Flex capacity left per type in this pass
         self.waiting_elsewhere: set[int] = set()  # untyped jobs that claimed GPUs in a market
         self._smallest: dict[str, int] = {}
-        self.guard = Guard(grid, now)  # accounts that can no longer pay for what runs
+        self.guard = guard(grid, now)  # accounts that can no longer pay for what runs
         self._demand: dict[tuple[str, float], int] = {}  # Commit demand by (type, until)
         self._priority_ends: dict[str, tuple[list[float], list[int]]] = {}
         self.priority_admitted: dict[str, int] = {}  # GPUs this pass gave Priority, per type
