@@ -17,7 +17,7 @@ NAME = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$"
 
 
 class Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class JobSpec(Spec):
@@ -85,6 +85,9 @@ class JobSpec(Spec):
 Timestamp = float | datetime
 
 
+LAST_EPOCH = 4_102_444_800.0  # 2100-01-01: later starts are typos, not plans
+
+
 def to_epoch(value: Timestamp) -> float:
     if isinstance(value, datetime):
         if value.tzinfo is None:
@@ -105,6 +108,8 @@ class ReservationSpec(Spec):
 
     @model_validator(mode="after")
     def _recurrence(self) -> ReservationSpec:
+        if not 0 <= to_epoch(self.start) <= LAST_EPOCH:
+            raise ValueError("start must be between 1970 and 2100 (UTC)")
         period = {"daily": 24, "weekly": 24 * 7}.get(self.repeat or "", None)
         if period is not None and self.hours > period:
             raise ValueError(f"a {self.repeat} window cannot last {self.hours} h (> {period} h)")

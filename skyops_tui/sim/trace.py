@@ -15,7 +15,7 @@ from ..domain.specs import JobSpec, ReservationSpec
 
 
 class TraceLine(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: str = Field(min_length=1)
     user: str = Field(default="sim", min_length=1)
