@@ -107,6 +107,16 @@ def test_a_mixed_trace_keeps_every_invariant_and_reports_the_summary():
     )
 
 
+def test_small_accounts_in_a_simulated_day_stay_within_their_credit_limit():
+    cfg = {**CONFIG, "simulation": {"initial_balance": 300}, "accounts": {"credit_limit": 10}}
+    result = run(mixed_trace(seed=11), cfg)
+    assert result.summary["violations"] == [] and result.summary["ledger_sum"] == 0
+    assert any("cannot" in r for r in result.refused)  # funding did refuse some
+    balances = [b for a, b in result.grid.balances.items() if a.startswith("user:")]
+    assert min(balances) >= -10_000_000
+    assert min(balances) < 0  # some account did run down into its credit
+
+
 def test_the_simulation_is_deterministic():
     a = run(mixed_trace(80, seed=3)).summary
     b = run(mixed_trace(80, seed=3)).summary
