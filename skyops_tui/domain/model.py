@@ -7,6 +7,7 @@ slotted dataclasses so a scheduling pass over thousands of jobs stays cheap.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -190,6 +191,9 @@ class Reservation:
         return self.cancelled_at is not None or self.settled_windows >= len(self.windows)
 
 
+HISTORY = 4096  # price changes kept per market for late billing
+
+
 @dataclass(slots=True)
 class Market:
     """The Flex market of one node type."""
@@ -200,9 +204,26 @@ class Market:
     price: int  # current clearing price per GPU-hour
     price_at: float = 0.0
     integral: int = 0  # sum of price x seconds (micro-unit seconds) up to price_at
+    # Price changes seen by this process: (from, integral then, price), so time billed
+    # after the fact (an exit reported late) is priced as it was, not as it is now.
+    history: list[tuple[float, int, int]] = field(default_factory=list, compare=False, repr=False)
 
     def integral_at(self, now: float) -> int:
-        return self.integral + int(self.price * (now - self.price_at))
+        h = self.history
+        if now >= self.price_at or not h or now < h[0][0]:
+            return self.integral + int(self.price * (now - self.price_at))
+        i = bisect.bisect_right(h, now, key=lambda b: b[0]) - 1
+        t, integral, price = h[i]
+        return integral + int(price * (now - t))
+
+    def set_price(self, price: int, now: float) -> None:
+        self.integral = self.integral_at(now)
+        self.price_at = now
+        if price != self.price or not self.history:
+            self.price = price
+            self.history.append((now, self.integral, price))
+            if len(self.history) > HISTORY:
+                del self.history[: len(self.history) - HISTORY]
 
 
 @dataclass(slots=True)

@@ -712,11 +712,9 @@ class Grid:
                 self.settle(self.jobs[jid], now)
             case A.SetPrice(gpu_type=t, price=p):
                 m = self.markets[t]
-                m.integral = m.integral_at(now)
-                m.price_at = now
                 if p != m.price:
-                    m.price = p
                     self.prices.append((now, t, p))
+                m.set_price(p, now)
 
     def _start(
         self, job: Job, placement: tuple[Placement, ...], market: str, resume: bool, now: float
