@@ -8,7 +8,11 @@ from .grid import Grid
 
 
 def check_actions(grid: Grid, actions: list[A.Action]) -> list[str]:
+    """Checks the actions of one step, once applied. A step may hold two passes (the
+    engine runs another when a window opens): only the last price of a market is in
+    force, so only that one is held against the bids running after the step."""
     out = []
+    last_price = {a.gpu_type: a for a in actions if isinstance(a, A.SetPrice)}
     for a in actions:
         if isinstance(a, A.Preempt):
             job = grid.jobs[a.job]
@@ -18,6 +22,8 @@ def check_actions(grid: Grid, actions: list[A.Action]) -> list[str]:
             m = grid.markets[a.gpu_type]
             if a.price < m.floor:
                 out.append(f"{a.gpu_type} clearing price {a.price} under the floor {m.floor}")
+            if last_price[a.gpu_type] is not a:
+                continue
             for jid in grid.flex_running[a.gpu_type]:
                 job = grid.jobs[jid]
                 if job.bid < a.price and not job.stop_reason:
