@@ -404,3 +404,17 @@ def test_the_price_counts_jobs_started_in_the_same_pass_as_a_preemption():
     assert [a.job for a in w.acted(A.Preempt)] == [w.job("v1").id]
     assert w.price() == micro(1.5)  # never above a running bid, `fits` included
     assert w.violations == []
+
+
+def test_a_window_opening_lends_its_idle_gpus_in_the_same_step_at_a_fair_price():
+    w = HandWorld(config("2x8xH100"))
+    w.priority("p", gpus=8, hours=4)
+    w.at(0)
+    w.run()
+    w.reserve("r", gpus=8, start=T0 + 600, hours=1)
+    w.flex("gang", nodes=2, bid=2.0)  # waits: p holds a node
+    w.flex("b", gpus=4, bid=1.0)
+    acts = w.at(600)  # the window takes the free node; b runs on its idle GPUs
+    assert w.state("b") is JobState.STARTING
+    assert [a.price for a in acts if isinstance(a, A.SetPrice)][-1] == micro(1.0)
+    assert w.violations == []
