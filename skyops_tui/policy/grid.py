@@ -65,6 +65,9 @@ class Grid:
         self.priority_queue: list[tuple[int, int]] = []  # (seq, id), FIFO
         self.commit_waiting: dict[str, list[tuple[int, int]]] = {}
         self.flex_book: dict[str | None, list[tuple[int, int, int]]] = {}  # (-bid, seq, id)
+        # Waiting Flex jobs per book by size (GPUs, or whole nodes): the smallest tells
+        # the planner when free GPUs can no longer fit anyone.
+        self.flex_needs: dict[str | None, dict[int, int]] = {}
         self.flex_running: dict[str, set[int]] = {t: set() for t in self.markets}
         self.priority_held: dict[str, int] = dict.fromkeys(self.markets, 0)
         self.stopping: set[int] = set()  # holding jobs asked to stop or preempt
@@ -187,6 +190,9 @@ class Grid:
                 bisect.insort(
                     self.flex_book.setdefault(job.gpu_type, []), (-job.bid, job.seq, job.id)
                 )
+                needs = self.flex_needs.setdefault(job.gpu_type, {})
+                k = job.gpus or job.nodes
+                needs[k] = needs.get(k, 0) + 1
 
     def _unindex(self, job: Job) -> None:
         st = job.state
@@ -204,6 +210,12 @@ class Grid:
                 _remove(self.commit_waiting.get(job.reservation or "", []), (job.seq, job.id))
             else:
                 _remove(self.flex_book.get(job.gpu_type, []), (-job.bid, job.seq, job.id))
+                needs = self.flex_needs.get(job.gpu_type, {})
+                k = job.gpus or job.nodes
+                if needs.get(k, 0) > 1:
+                    needs[k] -= 1
+                else:
+                    needs.pop(k, None)
 
     def reindex(self) -> None:
         """Rebuild the planner's indexes from `jobs` (after loading them from the store)."""
@@ -211,6 +223,7 @@ class Grid:
         self.priority_queue = []
         self.commit_waiting = {}
         self.flex_book = {}
+        self.flex_needs = {}
         self.flex_running = {t: set() for t in self.markets}
         self.priority_held = dict.fromkeys(self.markets, 0)
         self.stopping = set()

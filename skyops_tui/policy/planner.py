@@ -640,6 +640,15 @@ class Planner:
             movable = _lowest_movable(running, now, min_slice)
             failed_need: int | None = None  # a displacement this big found no victims
             free = self.flex_free(t)
+            # Per pass: the most GPUs free on one node, and the nodes with GPUs being
+            # freed; most waiting jobs are judged by these without a walk over the nodes.
+            widest = (
+                max((self.node_free_count(n, FLEX_POOL) for n in nodes), default=0) if free else 0
+            )
+            soon = self.soon()
+            soon_nodes = [n for n in nodes if n.name in soon] if soon else []
+            sizes = [k for k in g.flex_needs.get(t, {})] + [k for k in g.flex_needs.get(None, {})]
+            min_need = max(min(sizes, default=1), 1)
             smallest_node = min((n.gpu_count for n in nodes), default=0)
             highest_waiting = None
             for entry in _merge(book, untyped):
@@ -656,26 +665,31 @@ class Planner:
                 if need <= free:
                     if job.nodes:
                         pl = self.whole_nodes(nodes, job.nodes)
+                    elif job.gpus > widest:
+                        pl = None  # free GPUs exist, but no node has this many
                     else:
                         p = self.best_fit(nodes, job.gpus, FLEX_POOL)
                         pl = [p] if p else None
+                        if p is None:
+                            widest = job.gpus - 1
                     if pl:
                         self.start(job, pl, t)
                         free -= sum(len(p.gpus) for p in pl)
                         self._flex_free[t] = free
                         running.append(job)  # counts when `lowest` is recomputed below
+                        widest = max((self.node_free_count(n, FLEX_POOL) for n in nodes), default=0)
                         lowest = job.bid if lowest is None else min(lowest, job.bid)
                         continue
                 if job.gpu_type is None and self.fits_elsewhere(job, t):
                     continue  # it starts in another market this pass: no wait, no victims
                 if highest_waiting is None:
                     highest_waiting = job.bid
-                if self.claim_soon(nodes, job, FLEX_POOL):
+                if soon_nodes and self.claim_soon(soon_nodes, job, FLEX_POOL):
                     if job.gpu_type is None:
                         self.waiting_elsewhere.add(job.id)
                     continue
                 if movable is None or job.bid < movable * outbid:
-                    if free <= 0:
+                    if free < min_need:
                         break  # nobody below can start or displace anyone
                     continue
                 if failed_need is not None and need >= failed_need:
@@ -690,6 +704,7 @@ class Planner:
                     if job.gpu_type is None:
                         self.waiting_elsewhere.add(job.id)
                     self.preempt(victims, f"outbid by {job.name}")
+                    soon_nodes = [n for n in nodes if n.name in self.soon()]
                     for v in victims:
                         for p in v.placement:
                             self.claimed[p.node] = self.claimed.get(p.node, 0) + len(p.gpus)

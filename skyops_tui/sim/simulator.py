@@ -62,9 +62,12 @@ def next_wakeup(grid: Grid, now: float) -> float | None:
             and top.get(job.market or "", 0) >= job.bid * outbid
         ):
             consider(job.started_at + min_slice)
-    for res in grid.reservations.values():
-        if res.finished:
-            continue
+    live = getattr(grid, "_live_reservations", None)
+    if live is None or live[0] != len(grid.reservations):
+        live = (len(grid.reservations), [r for r in grid.reservations.values() if not r.finished])
+    live = (live[0], [r for r in live[1] if not r.finished])
+    grid._live_reservations = live  # type: ignore[attr-defined]
+    for res in live[1]:
         for s, e in res.windows[res.settled_windows :]:
             for t in (s, e - w1, e - w2, e):
                 if t > now:
