@@ -14,6 +14,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import asyncssh
+
 from skyops_agent import protocol
 
 from ..clock import Clock
@@ -24,6 +26,7 @@ from ..policy import actions as A
 from ..scheduler.executor import Exited, NodeChanged, Report, Started
 from .link import AgentError, LinkClosed, Transport
 from .node import NodeLink
+from .ssh import SshTransport, sftp_copy_dir
 
 log = logging.getLogger(__name__)
 AGENT_ID = re.compile(r"^j(\d+)-r(\d+)-p(\d+)$")
@@ -66,6 +69,7 @@ class FleetExecutor:
         self.grid = None
         self._tasks: set[asyncio.Task] = set()
         self.errors: list[str] = []
+        self.copies: list[tuple[int, str, str, str]] = []  # checkpoint copies: job, from, to, how
 
     # --------------------------------------------------------------- wiring
     def bind(self, report: Callable[[Report], None]) -> None:
@@ -255,6 +259,24 @@ class FleetExecutor:
         src, dst = self._agent(best[1]), self._agent(target)
         if src is None or dst is None:
             return
+        src_t, dst_t = self.transports.get(best[1]), self.transports.get(target)
+        if isinstance(src_t, SshTransport) and isinstance(dst_t, SshTransport):
+            try:
+                # SFTP starts in the login's home, where the agent's state folder lives.
+                size = await sftp_copy_dir(
+                    src_t, src_t.checkpoint_path(job), dst_t, dst_t.checkpoint_path(job)
+                )
+                log.info(
+                    "job %s: checkpoint copied %s -> %s over SFTP (%s bytes)",
+                    job,
+                    best[1],
+                    target,
+                    size,
+                )
+                self.copies.append((job, best[1], target, "sftp"))
+                return
+            except (OSError, asyncssh.Error) as e:
+                self.errors.append(f"job {job}: SFTP copy {best[1]} -> {target} failed: {e}")
         try:
             packed = await src.request(
                 protocol.CHECKPOINT_PACK,
@@ -274,6 +296,7 @@ class FleetExecutor:
                 target,
                 packed.get("bytes"),
             )
+            self.copies.append((job, best[1], target, "agent"))
         except (AgentError, LinkClosed, TimeoutError) as e:
             self.errors.append(f"job {job}: checkpoint copy {best[1]} -> {target} failed: {e}")
 

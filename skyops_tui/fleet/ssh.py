@@ -78,6 +78,7 @@ class SshTransport:
         self.ssh_config = [str(cfg)] if cfg.exists() else []
         self.connect_timeout = connect_timeout
         self.agent_path: str | None = None
+        self.conn: asyncssh.SSHClientConnection | None = None  # while linked: for SFTP
         self.pushed = False  # did the last connect copy the agent over?
         self.agent_stderr: deque[str] = deque(maxlen=STDERR_LINES)  # the agent's last words
 
@@ -176,6 +177,11 @@ class SshTransport:
         self.agent_path = remote
         return remote
 
+    def checkpoint_path(self, job: int) -> str:
+        """A job's checkpoint folder on this box, as SFTP sees it (from the home folder);
+        the same folder FleetExecutor.checkpoint_dir names through the agent."""
+        return f"{self.remote_dir()}/state/checkpoints/job-{job}"
+
     def command(self, remote: str) -> str:
         n = self.node
         argv = [
@@ -200,6 +206,7 @@ class SshTransport:
         except BaseException:
             conn.close()
             raise
+        self.conn = conn
         self.agent_stderr.clear()
         # Read stderr always: unread, it would fill the channel's window and stall stdout.
         stderr_task = asyncio.get_running_loop().create_task(self._keep_stderr(proc.stderr))
@@ -238,3 +245,22 @@ class SshTransport:
                 text = line.decode("utf-8", "replace").rstrip()
                 if text:
                     self.agent_stderr.append(text[:300])
+
+
+async def sftp_copy_dir(src: SshTransport, src_dir: str, dst: SshTransport, dst_dir: str) -> int:
+    """Copy a folder from one box to another through the console, over SFTP; returns
+    the bytes copied. The target is replaced whole (it may hold an older checkpoint)."""
+    if src.conn is None or dst.conn is None:
+        raise ConnectionError("both boxes must be connected")
+    with tempfile.TemporaryDirectory(prefix="skyops-ckpt-") as tmp:
+        local = Path(tmp) / "ckpt"
+        async with src.conn.start_sftp_client() as sftp:
+            await sftp.get(src_dir, str(local), recurse=True, preserve=True)
+        size = sum(f.stat().st_size for f in local.rglob("*") if f.is_file())
+        parent = dst_dir.rsplit("/", 1)[0] if "/" in dst_dir else "."
+        async with dst.conn.start_sftp_client() as sftp:
+            await sftp.makedirs(parent, exist_ok=True)
+            if await sftp.exists(dst_dir):
+                await sftp.rmtree(dst_dir)
+            await sftp.put(str(local), dst_dir, recurse=True, preserve=True)
+    return size

@@ -289,3 +289,71 @@ def test_the_command_run_on_the_box_is_quoted(tmp_path):
     cmd = SshTransport(node, known_hosts=str(tmp_path / "kh")).command("d/agent.pyz")
     assert cmd.startswith("'/opt/my py/bin/python3' d/agent.pyz serve --stdio")
     assert SshTransport(node).remote_dir() == ".skyops"  # relative: starts in the home dir
+
+
+async def test_flex_job_resumes_on_another_box_with_its_checkpoint_copied_over_sftp(
+    asyncssh_boxes,
+):
+    """PRODUCT.md 1.3: with no shared checkpoint path, the console copies the checkpoint
+    folder over SFTP to the box the job resumes on."""
+    box_a, box_b = asyncssh_boxes("box-a"), asyncssh_boxes("box-b")
+    nodes = [
+        box_a.node("box-a", fake_gpus="2xH100-80GB"),
+        box_b.node("box-b", fake_gpus="2xH100-80GB"),
+    ]
+    cfg = parse_config(
+        {
+            "cluster": {"grace_s": 10, "stop_grace_s": 2, "tick_s": 0.2},
+            "pricing": {"min_slice_s": 0},
+            "node_types": [{"name": "H100", "rate": 2.5}],
+            "nodes": [n.model_dump(exclude_none=True) for n in nodes],
+            "accounts": {"default_balance": 5000},
+        },
+        "ssh test config",
+    )
+    by_name = {n.name: n for n in cfg.all_nodes()}
+    transports = {
+        "box-a": box_a.transport(by_name["box-a"]),
+        "box-b": box_b.transport(by_name["box-b"]),
+    }
+    executor = FleetExecutor(cfg, transports, SystemClock(), telemetry_interval_s=0.2)
+    rt = Runtime(cfg, executor, SystemClock(), user="ana")
+    await rt.start()
+    try:
+        for name in ("box-a", "box-b"):
+            link = executor.links[name]
+            await until(lambda link=link: link.status.value == "up", f"{name} up ({link.error})")
+        flex = rt.scheduler.submit(
+            JobSpec(name="f1", user="ana", mode="flex", gpus=2, gpu_type="H100", bid=1.0,
+                    argv=demo_argv(4000, 0.02))
+        )  # fmt: skip
+        await until(lambda: flex.state is JobState.RUNNING, f"f1 running (is {flex.state})")
+        first = flex.placement[0].node
+        other = "box-b" if first == "box-a" else "box-a"
+        await until(lambda: _logged(executor.logs(flex), "checkpoint saved"), "a checkpoint")
+        # A higher bid takes the other box, then a Priority job takes f1's: f1 pauses.
+        blocker = rt.scheduler.submit(
+            JobSpec(name="blocker", user="ana", mode="flex", gpus=2, gpu_type="H100", bid=2.5,
+                    argv=demo_argv(4000, 0.05))
+        )  # fmt: skip
+        await until(lambda: blocker.state is JobState.RUNNING, "blocker running")
+        rt.scheduler.submit(
+            JobSpec(name="p1", user="ana", mode="priority", gpus=2, gpu_type="H100", hours=1,
+                    argv=demo_argv(100_000, 0.05))
+        )  # fmt: skip
+        await until(lambda: flex.state is JobState.PAUSED, f"f1 paused (is {flex.state})")
+        rt.scheduler.cancel("blocker")
+        await until(
+            lambda: flex.state is JobState.RUNNING and flex.runs == 2,
+            f"f1 resumed (is {flex.state}, runs {flex.runs})",
+            timeout=30,
+        )
+        assert flex.placement[0].node == other
+        assert (flex.id, first, other, "sftp") in executor.copies, executor.copies
+        logs = await until(
+            lambda: _logged(executor.logs(flex), "resumed from step"), "f1 resumed from its step"
+        )
+        step = next(x for x in logs if x.startswith("resumed from step "))
+        assert int(step.split()[3].strip(".,:")) > 0
+    finally:
+        await rt.stop()
