@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 
 from skyops_agent import protocol
@@ -54,8 +55,12 @@ class NodeLink:
         self.telemetry_interval_s = telemetry_interval_s
         self.link: AgentLink | None = None
         self.status = NodeStatus.DEGRADED
-        self.last_heartbeat: float | None = None
+        self.last_heartbeat: float | None = None  # wall clock, for people and the grid
         self.down_since: float = clock.now()
+        # Ages are judged on the monotonic clock: a wall-clock step must not declare
+        # every node lost (or hide a real silence).
+        self._seen = time.monotonic()
+        self._down = time.monotonic()
         self.error = ""
         self.inventory: dict = {}
         self.sample: NodeSample | None = None
@@ -82,6 +87,7 @@ class NodeLink:
 
     def _event(self, msg: dict) -> None:
         self.last_heartbeat = self.clock.now()
+        self._seen = time.monotonic()
         if msg.get("type") == protocol.TELEMETRY_EVENT:
             self.sample = to_sample(self.name, msg, self.inventory)
             if self.status is NodeStatus.DEGRADED and self.ready:
@@ -100,6 +106,7 @@ class NodeLink:
                 attempt = 0
                 self.error = ""
                 self.last_heartbeat = self.clock.now()
+                self._seen = time.monotonic()
                 self.inventory = (await link.request(protocol.INVENTORY)) or {}
                 await link.request(protocol.SUBSCRIBE, interval_s=self.telemetry_interval_s)
                 await self.on_connect(self)
@@ -124,6 +131,7 @@ class NodeLink:
                     self.link = None
             if self.status is NodeStatus.UP:
                 self.down_since = self.clock.now()
+                self._down = time.monotonic()
                 self._set(NodeStatus.DEGRADED, f"link lost: {self.error or 'closed'}")
             attempt += 1
             delay = delay or min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** min(attempt, 10))
@@ -136,7 +144,7 @@ class NodeLink:
             with contextlib.suppress(TimeoutError):  # not wait_for: see Scheduler.run
                 async with asyncio.timeout(min(1.0, self.timeout / 2)):
                     await link.closed.wait()
-            age = self.clock.now() - (self.last_heartbeat or 0)
+            age = time.monotonic() - self._seen
             if age > self.timeout * UNREACHABLE_FACTOR:
                 self.error = f"no heartbeat for {age:.0f} s"
                 return
@@ -149,7 +157,7 @@ class NodeLink:
         while True:
             if (
                 self.status is not NodeStatus.UNREACHABLE
-                and self.clock.now() - self.down_since > self.timeout * UNREACHABLE_FACTOR
+                and time.monotonic() - self._down > self.timeout * UNREACHABLE_FACTOR
             ):
                 self._set(NodeStatus.UNREACHABLE, f"unreachable: {self.error or 'no link'}")
             left = deadline - asyncio.get_running_loop().time()

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import secrets
 import shlex
+import shutil
 import tempfile
 from collections import deque
 from collections.abc import Callable
@@ -21,6 +23,7 @@ import asyncssh
 from skyops_agent.zipapp import build_zipapp
 
 from ..domain.config import NodeConfig
+from ..locations import data_dir
 from .link import AgentLink, LinkClosed
 
 STDERR_LINES = 20
@@ -28,10 +31,20 @@ _ZIPAPP: tuple[str, str] | None = None
 
 
 def agent_zipapp() -> tuple[str, str]:
-    """Build the agent zipapp once per process: (path, sha256)."""
+    """Build the agent zipapp once per process: (path, sha256). Kept under the data
+    folder by its hash, so every console on this machine shares one copy."""
     global _ZIPAPP
     if _ZIPAPP is None or not Path(_ZIPAPP[0]).exists():
-        _ZIPAPP = build_zipapp(tempfile.mkdtemp(prefix="skyops-agent-"))
+        tmp = tempfile.mkdtemp(prefix="skyops-agent-")
+        try:
+            built, digest = build_zipapp(tmp)
+            home = data_dir() / "agent"
+            home.mkdir(parents=True, exist_ok=True)
+            path = home / f"skyops-agent-{digest[:16]}.pyz"
+            os.replace(built, path)  # atomic: a console building beside us sees all or nothing
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        _ZIPAPP = (str(path), digest)
     return _ZIPAPP
 
 
