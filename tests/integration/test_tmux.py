@@ -1,0 +1,292 @@
+"""Story 1, "First look", in a real terminal: `skyops` with no arguments, in tmux.
+
+The real console starts on the embedded demo grid with real local agents, whose jobs are
+real processes under shims; the test reads the screen as a person would (capture-pane),
+presses keys, and quits. Its state lives under tmp_path (XDG_DATA_HOME), and every job
+it started is killed afterwards: demo jobs outlive the console by design.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from skyops_tui.app.keys import keys_for
+from tests.fleet.sshd import process_gone
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+WIDTH, HEIGHT = 120, 36
+NODES = ("h100-a", "h100-b", "a100-a", "l40s-a")
+BANNER = "Demo grid: simulated GPUs."
+RUNNING = (("Priority", "train-llm"), ("Commit", "nightly-train"), ("Flex", "sweep-01"))
+START_S = 15.0  # a cold start imports Textual and launches four agents and six jobs
+STEP_S = 8.0
+
+
+def wait_until(
+    predicate: Callable[[], Any],
+    description: str,
+    timeout: float,
+    show: Callable[[], str] | None = None,
+) -> Any:
+    """Poll until `predicate` is truthy; fail naming what never happened, with `show()`
+    (the last screen) to see why."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            seen = f"; the screen was:\n{show()}" if show is not None else ""
+            pytest.fail(f"waited {timeout:.0f} s, but never: {description}{seen}")
+        time.sleep(0.05)
+
+
+class Tmux:
+    """One tmux server of our own (its socket under tmp_path), one window running skyops."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.socket = tmp / "tmux.sock"
+        self.exit_file = tmp / "exit-status"
+        self.target = "skyops"
+
+    def __call__(self, *args: str, check: bool = True) -> str:
+        tmux = shutil.which("tmux") or "tmux"
+        done = subprocess.run(
+            [tmux, "-S", str(self.socket), *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=10,
+        )
+        if check and done.returncode:
+            raise AssertionError(f"tmux {' '.join(args)}: {done.stderr.strip()}")
+        return done.stdout
+
+    def start(self, command: list[str], env: dict[str, str]) -> None:
+        """Run `command` in a 120x36 window. A shell around it writes its exit status to
+        `exit_file` (tmux 3.3 sometimes leaves a dead pane's status unset, its process
+        unreaped); the pane stays after it ends, so its last screen can be read."""
+        # COLUMNS and LINES (pytest sets them to 80x24) would override the pane's size.
+        assignments = [f"{k}={v}" for k, v in env.items()]
+        run = shlex.join(["env", "-u", "COLUMNS", "-u", "LINES", *assignments, *command])
+        shell = f"{run}; echo $? > {shlex.quote(str(self.exit_file))}"
+        self(
+            "-f",
+            "/dev/null",
+            "new-session",
+            "-d",
+            "-s",
+            self.target,
+            "-x",
+            str(WIDTH),
+            "-y",
+            str(HEIGHT),
+            "-c",
+            str(ROOT),
+            shell,
+            ";",
+            "set-option",
+            "-t",
+            self.target,
+            "remain-on-exit",
+            "on",
+        )
+
+    def screen(self, colours: bool = False) -> str:
+        return self("capture-pane", "-p", *(["-e"] if colours else []), "-t", self.target)
+
+    def keys(self, *keys: str) -> None:
+        self("send-keys", "-t", self.target, *keys)
+
+    def exit_status(self) -> int | None:
+        """The command's exit status once it has ended, else None."""
+        text = self.exit_file.read_text() if self.exit_file.exists() else ""
+        return int(text) if text.strip() else None
+
+    def kill(self) -> None:
+        self("kill-server", check=False)
+
+
+def processes_of(root: Path) -> list[int]:
+    """Pids of the live processes whose command line or environment names `root`: the
+    tmux server, the console, its agents and shims (by their state folder), and the jobs
+    (their XDG_DATA_HOME and TMUX variables name it, whoever their parent now is)."""
+    mark = str(root).encode()
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            seen = (entry / "cmdline").read_bytes() + (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if mark in seen and not process_gone(int(entry.name)):
+            out.append(int(entry.name))
+    return out
+
+
+def job_groups(root: Path) -> list[int]:
+    """The process groups of the jobs whose folders are under `root`."""
+    from skyops_agent import jobdir
+
+    groups = []
+    for status in root.glob("**/jobs/*/" + jobdir.STATUS):
+        pgid = (jobdir.read_json(str(status)) or {}).get("pgid")
+        if pgid and not process_gone(pgid):
+            groups.append(pgid)
+    return groups
+
+
+def kill_everything(root: Path, timeout: float = 5.0) -> list[int]:
+    """SIGKILL every process of the test (see processes_of) and every job's process
+    group, again until none is left (an agent or a shim may be starting one as we go);
+    return what is still alive after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pids, groups = processes_of(root), job_groups(root)
+        if not pids and not groups:
+            return []
+        if time.monotonic() > deadline:
+            return pids + groups
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        for pgid in groups:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, signal.SIGKILL)
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def tmux(tmp_path: Path) -> Iterator[Tmux]:
+    if shutil.which("tmux") is None:
+        if os.environ.get("CI"):
+            pytest.fail("tmux is not installed (apt-get install tmux); CI must run this test")
+        pytest.skip("tmux is not installed")
+    term = Tmux(tmp_path)
+    try:
+        yield term
+    finally:
+        # The console ends with its tmux server; its jobs do not, by design.
+        term.kill()
+        left = kill_everything(tmp_path)
+        assert not left, f"processes left behind: {left}"
+
+
+def rows_with(screen: str, *words: str) -> list[str]:
+    return [line for line in screen.splitlines() if all(w in line for w in words)]
+
+
+SGR = re.compile(r"\x1b\[([0-9;]*)m")
+GPU_CELL = re.compile(r"(?<= )([PCF])(?= |$)")
+
+
+def gpu_backgrounds(ansi: str) -> dict[str, set[str]]:
+    """On the node rows of a `capture-pane -e` screen: the background colour(s) of the
+    GPU cells of each mode letter (P, C, F)."""
+    out: dict[str, set[str]] = {}
+    for line in ansi.splitlines():
+        if not any(n in SGR.sub("", line) for n in NODES):
+            continue
+        bg = None
+        for k, part in enumerate(SGR.split(line)):
+            if k % 2:  # the parameters of an escape sequence
+                params = part.split(";")
+                if part in ("", "0") or "49" in params:
+                    bg = None
+                elif "48" in params:
+                    i = params.index("48")
+                    bg = ";".join(params[i : i + 5])
+            elif bg is not None:
+                for letter in GPU_CELL.findall(part):
+                    out.setdefault(letter, set()).add(bg)
+    return out
+
+
+def test_first_look(tmux: Tmux, tmp_path: Path) -> None:
+    env = {
+        "XDG_DATA_HOME": str(tmp_path / "data"),
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "SKYOPS_USER": "ops",
+        "TERM": "xterm-256color",
+        "COLORTERM": "truecolor",
+    }
+    tmux.start([sys.executable, "-m", "skyops_tui"], env)
+
+    # The grid: four nodes, each with its GPUs, and the banner saying it is a demo.
+    grid = wait_until(
+        lambda: (
+            (s := tmux.screen()) and BANNER in s and all(rows_with(s, n, "up") for n in NODES) and s
+        ),
+        f"the grid showing {', '.join(NODES)} up and the demo banner",
+        START_S,
+        tmux.screen,
+    )
+    assert "› grid" in grid and "ops (operator)" in grid, grid
+    # GPUs coloured by mode (once the jobs are placed): one background per mode, a
+    # different one for each.
+    colours = wait_until(
+        lambda: (
+            (c := gpu_backgrounds(tmux.screen(colours=True))) and set(c) == {"P", "C", "F"} and c
+        ),
+        "GPU cells of all three modes on the grid",
+        STEP_S,
+        tmux.screen,
+    )
+    assert all(len(c) == 1 for c in colours.values()), colours
+    assert len(set.union(*colours.values())) == 3, colours
+
+    # The job list has jobs running in all three modes (real processes under shims).
+    tmux.keys("j")
+    wait_until(
+        lambda: (
+            (s := tmux.screen())
+            and "› jobs" in s
+            and all(rows_with(s, mode, name, "running") for mode, name in RUNNING)
+            and s
+        ),
+        "the job list with "
+        + ", ".join(f"{mode} job {name}" for mode, name in RUNNING)
+        + " running",
+        STEP_S,
+        tmux.screen,
+    )
+    assert len(job_groups(tmp_path / "data")) >= 3, "the running jobs have no processes"
+
+    # `?`: the help lists the keys that work everywhere.
+    tmux.keys("?")
+    help_screen = wait_until(
+        lambda: (s := tmux.screen()) and "› help" in s and "Everywhere" in s and s,
+        "the help screen",
+        STEP_S,
+        tmux.screen,
+    )
+    for key in keys_for("app"):
+        assert key.description in help_screen, f"help does not list {key.description!r}"
+
+    # On the help, q closes it; on a view, q quits.
+    tmux.keys("q")
+    wait_until(lambda: "› jobs" in tmux.screen(), "q closing the help", STEP_S, tmux.screen)
+    tmux.keys("q")
+    status = wait_until(
+        lambda: (code := tmux.exit_status()) is not None and (code,),
+        "skyops exiting",
+        STEP_S,
+        tmux.screen,
+    )
+    assert status == (0,), f"skyops exited with status {status[0]}:\n{tmux.screen()}"
