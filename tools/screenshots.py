@@ -1,6 +1,6 @@
 """Regenerate screenshots/: every screen of the console on the demo grid, as SVG and PNG.
 
-    python tools/screenshots.py [--out screenshots] [--no-png]
+    python tools/screenshots.py [--out DIR] [--no-png] [NAME ...]   # e.g. grid help
 
 Each shot is a fresh `SkyopsApp(sim_runtime())` (the seeded demo grid on simulated
 agents and a manual clock) driven by pilot keys, so the same commit gives the same
