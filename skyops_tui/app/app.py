@@ -7,6 +7,7 @@ batch of events; anything slow (logs, executor calls) runs in a worker.
 
 from __future__ import annotations
 
+import gc
 import threading
 from collections import deque
 from functools import partial
@@ -132,6 +133,9 @@ class SkyopsApp(App):
         await self.action_view(self.start_view)
         self.set_interval(self.REFRESH_S, self._tick, name="refresh")
         self.start_runtime()
+        # What exists after start-up lives as long as the app: keep it out of the
+        # collector's full passes, which otherwise stall a refresh on a big grid.
+        gc.freeze()
         if self.sim_speed:
             self.set_interval(1.0, self._advance_sim, name="simulated time")
 

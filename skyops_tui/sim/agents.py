@@ -38,6 +38,7 @@ class SimExecutor:
         self.report: Callable[[Report], None] = lambda r: None
         self.lost_work_gpu_s = 0.0
         self.grid = None
+        self._samples: dict[str, tuple[tuple, NodeSample]] = {}
         self.used_gpu_s = 0.0
 
     def bind(self, report: Callable[[Report], None]) -> None:
@@ -88,6 +89,10 @@ class SimExecutor:
         if grid is None or node not in grid.nodes:
             return None
         n = grid.nodes[node]
+        key = (n.status, tuple(n.holders))
+        hit = self._samples.get(node)
+        if hit is not None and hit[0] == key:
+            return NodeSample(node, self.clock.now(), hit[1].gpus, fake=True)
         gpus = []
         for i, h in enumerate(n.holders):
             busy = h is not None
@@ -104,7 +109,9 @@ class SimExecutor:
                     True,
                 )
             )
-        return NodeSample(node, self.clock.now(), tuple(gpus), fake=True)
+        sample = NodeSample(node, self.clock.now(), tuple(gpus), fake=True)
+        self._samples[node] = (key, sample)
+        return sample
 
     async def logs(self, job: Job, stream: str = "stdout", lines: int = 100) -> list[str]:
         out = [f"[sim] {job.name}: run {job.runs}, {job.work_done:.0f} s of work saved"]

@@ -96,10 +96,14 @@ class GridScreen(SkyScreen):
         recent.can_focus = False
         yield recent
 
+    _row_cache: dict[str, tuple[tuple, list]]
+
     def on_mount(self) -> None:
+        self._row_cache = {}
         self.refresh_view()
 
     def on_resize(self) -> None:
+        self._row_cache = {}
         self.refresh_view()
 
     @property
@@ -135,6 +139,9 @@ class GridScreen(SkyScreen):
         g = self.runtime.grid
         thresholds = getattr(self.app, "thresholds", palette.DEFAULT_THRESHOLDS)
         rows = []
+        changed: set[str] = set()
+        cache = self._row_cache
+        beat_at = 6 if wide else 5  # name, [type], GPUs, util, memory, state, beat
         for node in g.nodes.values():
             sample = telemetry(self.runtime, node.name)
             util, mem, mem_label = node_load(sample)
@@ -142,6 +149,30 @@ class GridScreen(SkyScreen):
                 util = mem = None
             beat = heartbeat(self.runtime, node, sample)
             fake = node.fake or (sample is not None and sample.fake)
+            # A row is rebuilt only when something it shows changed: most nodes do not
+            # change between two refreshes, and building cells is the cost of a refresh.
+            key = (
+                wide,
+                node.status,
+                tuple(node.holders),
+                tuple(node.reserved),
+                util,
+                mem,
+                mem_label,
+                fake,
+                id(thresholds),
+            )
+            beat_text = F.duration(beat) if beat is not None else "—"
+            hit = cache.get(node.name)
+            if hit is not None and hit[0] == key:
+                cells = hit[1]
+                if cells[beat_at].plain != beat_text:  # the heartbeat ticks on its own
+                    cells = list(cells)
+                    cells[beat_at] = Text(beat_text, justify="right")
+                    cache[node.name] = (key, cells)
+                    changed.add(node.name)
+                rows.append((node.name, cells))
+                continue
             name = Text(node.name, style="bold")
             state = paint.node_status(node.status)
             bar_w = 10 if wide else 5
@@ -166,14 +197,16 @@ class GridScreen(SkyScreen):
                 )
             )
             cells.append(state)
-            cells.append(Text(F.duration(beat) if beat is not None else "—", justify="right"))
+            cells.append(Text(beat_text, justify="right"))
             if wide:
                 names = sorted(
                     {g.jobs[j].name for j in node.holders if j is not None and j in g.jobs}
                 )
                 cells.append(Text(", ".join(names), no_wrap=True, overflow="ellipsis"))
+            cache[node.name] = (key, cells)
+            changed.add(node.name)
             rows.append((node.name, cells))
-        table.show_rows(rows)
+        table.show_rows(rows, changed)
         show(self.query_one("#legend", Static), self._legend(paint, wide))
         show(self.query_one("#markets", Static), self._markets(paint, wide))
         self._recent(paint)

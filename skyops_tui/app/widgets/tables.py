@@ -66,17 +66,21 @@ class GridTable(DataTable):
             return None
         return row_key.value
 
-    def show_rows(self, rows: Sequence[tuple[str, Sequence[Any]]]) -> None:
+    def show_rows(
+        self, rows: Sequence[tuple[str, Sequence[Any]]], changed: set[str] | None = None
+    ) -> None:
         """Show `rows` (key, cells) in this order. Same keys in the same order: cells
-        are updated in place; otherwise the table is re-filled and the cursor follows
-        the row it was on."""
+        are updated in place (only the rows in `changed`, when the caller knows which);
+        otherwise the table is re-filled and the cursor follows the row it was on."""
         keys = [k for k, _ in rows]
         cols = [c.key for c in self._columns_now]
         if keys == self._keys_now:
             for key, cells in rows:
+                if changed is not None and key not in changed:
+                    continue
                 old = self.get_row(key)
                 for ck, new, was in zip(cols, cells, old, strict=False):
-                    if new != was:
+                    if new is not was and new != was:
                         self.update_cell(key, ck, new, update_width=True)
             return
         selected = self.selected_key or self._restore_key
