@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from textual import work
 from textual.app import ComposeResult
 from textual.containers import Vertical
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer
@@ -68,11 +69,17 @@ class SkyScreen(Screen):
     def tick(self) -> None:
         if not self.is_mounted:
             return
-        for bar in self.query(TopBar):
-            bar.update_bar()
-        for line in self.query(StatusLine):
-            line.update_line()
-        self.refresh_view()
+        try:
+            for bar in self.query(TopBar):
+                bar.update_bar()
+            for line in self.query(StatusLine):
+                line.update_line()
+            self.refresh_view()
+        except NoMatches:
+            # A tick that lands while the screen is being torn down finds its widgets
+            # gone: there is nothing left to draw.
+            if self.is_mounted and not getattr(self.app, "_exit", False):
+                raise
 
     @property
     def paint(self) -> palette.Painter:
