@@ -216,7 +216,7 @@ class Ladder(Widget):
         price_col = min(bar_w - 1, round(v.price * bar_w / v.rate)) if v.rate else 0
         text = Text(no_wrap=True, overflow="crop")
         text.append(
-            f"{'bid':>7}  {'bid / standard rate':<{bar_w}}{'GPUs':>5}{'total':>6}  "
+            f"{'bid':>7}  {_fit('of standard', bar_w)}{'GPUs':>5}{'total':>6}  "
             f"{'job':<{name_w}} {'user':<8} state\n",
             header,
         )
@@ -257,3 +257,8 @@ class Ladder(Widget):
             text.append(f"  {note}\n", dim)
         text.rstrip()
         return text
+
+
+def _fit(label: str, width: int) -> str:
+    """A header exactly `width` wide: cut rather than push the columns after it."""
+    return label[:width].ljust(width)
