@@ -119,6 +119,9 @@ class Cluster(Strict):
     billing_interval_s: float = Field(default=60, gt=0)
     tick_s: float = Field(default=1.0, gt=0)
     heartbeat_timeout_s: float = Field(default=15, gt=0)
+    settle_s: float = Field(
+        default=5, ge=0, description="seconds after start before preempting for anyone"
+    )
 
 
 class Pricing(Strict):
