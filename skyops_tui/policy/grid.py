@@ -71,6 +71,9 @@ class Grid:
         self.flex_running: dict[str, set[int]] = {t: set() for t in self.markets}
         self.priority_held: dict[str, int] = dict.fromkeys(self.markets, 0)
         self.stopping: set[int] = set()  # holding jobs asked to stop or preempt
+        # No job is preempted for another before this time: a leader that has just
+        # started waits for its nodes to report (set by the fleet executor).
+        self.preempt_from = float("-inf")
         # Outbox, drained by whoever persists
         self.events: list[Event] = []
         self.transactions: list[Transaction] = []

@@ -19,6 +19,10 @@ in the store, then applies them (`grid.apply`) and hands the executor its share.
 
 GPUs of jobs already being stopped count as "soon free": a waiting job claims them
 instead of preempting more.
+
+Before `grid.preempt_from` (a leader still hearing from its nodes) nothing is preempted
+for anyone: no Flex victims for Priority, no reclaim for Commit, no outbids. Jobs still
+start on free GPUs; the rest wait for the next pass.
 """
 
 from __future__ import annotations
@@ -60,6 +64,8 @@ class Planner:
         self._demand: dict[tuple[str, float], int] = {}  # Commit demand by (type, until)
         self._priority_ends: dict[str, tuple[list[float], list[int]]] = {}
         self.priority_admitted: dict[str, int] = {}  # GPUs this pass gave Priority, per type
+        # A GPU that looks taken may be beside free ones on a node not heard from yet.
+        self.may_preempt = now >= grid.preempt_from
 
     def run(self) -> list[A.Action]:
         self.timers()
@@ -451,7 +457,8 @@ class Planner:
             lent = [
                 i
                 for i, h in enumerate(node.holders)
-                if h is not None
+                if self.may_preempt
+                and h is not None
                 and node.reserved[i] is None
                 and i not in taken
                 and g.jobs[h].mode is Mode.FLEX
@@ -567,6 +574,8 @@ class Planner:
         for t in types:
             if self.claim_soon(g.by_type[t], job, pool):
                 return t
+        if not self.may_preempt:
+            return None
         for t in types:
             victims = self.choose_victims(g.by_type[t], job, pool, lambda v: True)
             if victims:
@@ -616,7 +625,7 @@ class Planner:
                 if not reclaiming:
                     continue  # the queue is FIFO: only what fits now may pass the head
                 reclaiming = False
-                if self.claim_soon(nodes, job, "commit", name):
+                if self.claim_soon(nodes, job, "commit", name) or not self.may_preempt:
                     continue
                 victims = self.choose_victims(nodes, job, "commit", lambda v: True, name)
                 if victims:
@@ -637,7 +646,7 @@ class Planner:
             book = g.flex_book.get(t, [])
             running = [g.jobs[j] for j in g.flex_running[t] if j not in self.victims]
             lowest = min((j.bid for j in running if not j.stop_reason), default=None)
-            movable = _lowest_movable(running, now, min_slice)
+            movable = _lowest_movable(running, now, min_slice) if self.may_preempt else None
             failed_need: int | None = None  # a displacement this big found no victims
             free = self.flex_free(t)
             # Per pass: the most GPUs free on one node, and the nodes with GPUs being

@@ -390,3 +390,20 @@ def test_an_auto_renew_booking_is_warned_that_it_will_renew():
     ]
     assert w.state("p") is JobState.RUNNING
     assert w.job("p").end_at == w.job("p").first_started_at + 5 * HOUR
+
+
+def test_a_leader_still_hearing_from_its_nodes_preempts_no_flex_job_for_priority():
+    # Until grid.preempt_from, a node not heard from yet may have the free GPUs.
+    w = HandWorld(config(cluster={"grace_s": 120}))
+    w.grid.preempt_from = T0 + 30
+    w.flex("f", gpus=6, bid=0.8)
+    w.at(0)
+    w.run()
+    w.priority("small", gpus=2)
+    w.priority("p", gpus=4)
+    w.at(10)
+    assert w.state("small") is JobState.STARTING  # free GPUs need no waiting
+    assert w.state("p") is JobState.QUEUED
+    assert w.state("f") is JobState.RUNNING and not w.acted(A.Preempt)
+    acts = w.at(30)
+    assert [a.job for a in acts if isinstance(a, A.Preempt)] == [w.job("f").id]
