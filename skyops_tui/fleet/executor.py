@@ -4,6 +4,11 @@ Each run of a job has its own agent job id (`j<job>-r<run>-p<part>`, one part pe
 of a gang), so a start that is retried after a reconnect is recognised, and a process
 of an older run found on a node is stopped rather than left running twice. After every
 (re)connect the agent's list of jobs is reconciled with the grid's intent.
+
+A leader that has just started has not heard from every node: GPUs that look taken may
+sit beside free ones on a node about to answer. So nothing is preempted (`grid.
+preempt_from`) until every node has reported (up, or declared unreachable) or
+`settle_s` has passed since the start.
 """
 
 from __future__ import annotations
@@ -70,6 +75,8 @@ class FleetExecutor:
         self._tasks: set[asyncio.Task] = set()
         self.errors: list[str] = []
         self.copies: list[tuple[int, str, str, str]] = []  # checkpoint copies: job, from, to, how
+        self.preempt_from = float("-inf")
+        self.reported: set[str] = set()  # nodes heard from (or given up on) since start
 
     # --------------------------------------------------------------- wiring
     def bind(self, report: Callable[[Report], None]) -> None:
@@ -77,8 +84,17 @@ class FleetExecutor:
 
     def attach(self, grid) -> None:
         self.grid = grid
+        grid.preempt_from = self.preempt_from
+
+    def _settle_at(self, t: float) -> None:
+        self.preempt_from = t
+        if self.grid is not None:
+            self.grid.preempt_from = t
 
     async def start(self, runtime=None) -> None:
+        self.reported.clear()
+        if self.transports:
+            self._settle_at(self.clock.now() + self.cfg.cluster.settle_s)
         for name, transport in self.transports.items():
             link = NodeLink(
                 name,
@@ -321,6 +337,11 @@ class FleetExecutor:
         since = None
         if status is NodeStatus.UNREACHABLE and node in self.links:
             since = self.links[node].last_heartbeat  # nothing ran for us after that
+        if status is not NodeStatus.DEGRADED and self.preempt_from != float("-inf"):
+            self.reported.add(node)
+            if self.reported >= self.transports.keys():
+                log.info("every node has reported: preemption allowed")
+                self._settle_at(float("-inf"))
         self.report(NodeChanged(node, status, cause, since))
 
     def _on_event(self, node: str, msg: dict) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +33,29 @@ CONFIG = {
 }
 
 
+class Box:
+    """A node's transport that can be unplugged: while it is, connecting fails, as to a
+    box that is off the network (its agent and jobs, if any, run on)."""
+
+    def __init__(self, inner: LocalTransport) -> None:
+        self.inner = inner
+        self.unplugged = False
+        self.connects = 0
+
+    async def connect(self, on_event):
+        if self.unplugged:
+            raise ConnectionRefusedError(f"{self.inner.node}: no route to host (unplugged)")
+        self.connects += 1
+        return await self.inner.connect(on_event)
+
+    def describe(self) -> str:
+        return self.inner.describe()
+
+    def kill_agent(self) -> None:
+        assert self.inner.process is not None
+        os.kill(self.inner.process.pid, signal.SIGKILL)
+
+
 def make_runtime(tmp: Path, overrides: dict | None = None) -> Runtime:
     data = {**CONFIG, **(overrides or {})}
     cfg = parse_config(data, "test config")
@@ -39,6 +64,17 @@ def make_runtime(tmp: Path, overrides: dict | None = None) -> Runtime:
     }
     ex = FleetExecutor(cfg, transports, SystemClock(), telemetry_interval_s=0.2)
     return Runtime(cfg, ex, user="ops")
+
+
+def make_grid(tmp: Path, overrides: dict | None = None) -> tuple[Runtime, dict[str, Box]]:
+    """A runtime over local agents, each behind a Box the test can unplug."""
+    data = {**CONFIG, **(overrides or {})}
+    cfg = parse_config(data, "test config")
+    boxes = {
+        n.name: Box(LocalTransport(n.name, str(tmp / n.name), n.fake_gpus)) for n in cfg.all_nodes()
+    }
+    ex = FleetExecutor(cfg, dict(boxes), SystemClock(), telemetry_interval_s=0.2)
+    return Runtime(cfg, ex, user="ops"), boxes
 
 
 async def wait_for(predicate: Callable[[], object], what: str, timeout: float = 20.0) -> None:

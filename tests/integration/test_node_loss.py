@@ -11,8 +11,6 @@ what still runs there is stopped. A link that flaps never starts anything twice.
 
 from __future__ import annotations
 
-import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -26,33 +24,11 @@ from skyops_tui.domain.specs import JobSpec, ReservationSpec
 from skyops_tui.fleet.executor import FleetExecutor, agent_id
 from skyops_tui.fleet.link import LocalTransport
 from skyops_tui.runtime import Runtime
-from tests.fleet.localgrid import CONFIG, log_contains, wait_for
+from tests.fleet.localgrid import CONFIG, Box, log_contains, wait_for
 from tests.fleet.sshd import kill_leftover_jobs, until
 
 HEARTBEAT_S = 1.0  # unreachable after 4 s of silence
 LONG = (sys.executable, "-c", "import time; time.sleep(600)")
-
-
-class Box:
-    """A node's transport that can be unplugged: while it is, connecting fails."""
-
-    def __init__(self, inner: LocalTransport) -> None:
-        self.inner = inner
-        self.unplugged = False
-        self.connects = 0
-
-    async def connect(self, on_event):
-        if self.unplugged:
-            raise ConnectionRefusedError(f"{self.inner.node}: no route to host (unplugged)")
-        self.connects += 1
-        return await self.inner.connect(on_event)
-
-    def describe(self) -> str:
-        return self.inner.describe()
-
-    def kill_agent(self) -> None:
-        assert self.inner.process is not None
-        os.kill(self.inner.process.pid, signal.SIGKILL)
 
 
 def grid(tmp: Path, nodes: int = 2, **cluster) -> tuple[Runtime, dict[str, Box]]:
