@@ -6,16 +6,25 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from fractions import Fraction
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from skyops_agent.gpus import parse_fake_spec as agent_parse_fake_spec
 
 from .errors import InputError, read_toml, validation_messages
-from .money import to_micro
+from .money import MICRO, to_micro
 
 FAKE_SPEC = re.compile(r"^\s*(\d+)\s*x\s*([A-Za-z0-9]+)(?:-(\d+)GB)?\s*$")
 
@@ -33,15 +42,54 @@ def parse_fake_gpus(spec: str) -> list[tuple[int, str, int | None]]:
     return out
 
 
+# Bounds (config.example.toml, docs/reliability.md). Money is kept as integer
+# micro-units in SQLite's signed 64-bit INTEGER (at most 9.2e18 micro-units): an amount
+# of at most MAX_AMOUNT (1e15 micro-units) leaves room for thousands of accounts, each
+# at its balance plus its credit, in the ledger's sums (revenue, money paid in). A rate
+# above MAX_RATE is a typo in any currency; at it, one GPU's hour costs 1e12 micro-units.
+MAX_AMOUNT = 1_000_000_000  # currency units: a balance, credit limit or opening balance
+MAX_RATE = 1_000_000  # currency units per GPU-hour
+MAX_NODE_GROUP = 4096  # nodes in one `count` group (config.toml and plans)
+MAX_GRACE_S = 86_400.0  # checkpoint and stop graces: a job must stop within a day
+MAX_INTERVAL_S = 3600.0  # scheduler tick, billing interval, heartbeat timeout
+MAX_DURATION_S = 30 * 86_400.0  # slices, backoffs, warnings, simulated stop delays
+MAX_GPU_HOURS = 1e9  # a discount tier's threshold
+
+
+def plain_text(v: str) -> str:
+    """Text the console shows as is: no Rich markup ("[bold]", "[/x]") and no control
+    or format characters (a terminal would act on them)."""
+    for c in v:
+        if c in "[]\\":
+            raise ValueError(f"{c!r} is not allowed (it would be read as console markup)")
+        if unicodedata.category(c) in ("Cc", "Cf"):
+            raise ValueError(f"control character {c!r} is not allowed")
+    return v
+
+
+def no_control(v: str) -> str:
+    """Paths, hosts and names passed to ssh or the OS: no NUL or other control characters."""
+    for c in v:
+        if unicodedata.category(c) == "Cc":
+            raise ValueError(f"control character {c!r} is not allowed")
+    return v
+
+
+Label = Annotated[str, AfterValidator(plain_text)]
+Text = Annotated[str, AfterValidator(no_control)]
+
+
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
-Money = Annotated[float, Field(ge=0)]
+Money = Annotated[float, Field(ge=0, le=MAX_AMOUNT)]
 
 
 class Tier(Strict):
-    gpu_hours: float = Field(ge=0, description="total committed GPU-hours at which it applies")
+    gpu_hours: float = Field(
+        ge=0, le=MAX_GPU_HOURS, description="total committed GPU-hours at which it applies"
+    )
     discount: float = Field(ge=0, le=0.5, description="fraction off the standard rate, at most 0.5")
 
 
@@ -54,22 +102,29 @@ DEFAULT_TIERS = (
 
 class NodeType(Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
-    rate: Money = Field(gt=0, description="standard price per GPU-hour")
+    rate: float = Field(gt=0, le=MAX_RATE, description="standard price per GPU-hour")
     tiers: tuple[Tier, ...] | None = None
+
+    @field_validator("rate")
+    @classmethod
+    def _whole_micro(cls, v: float) -> float:
+        if to_micro(v) < 1:
+            raise ValueError(f"a rate is at least one micro-unit (1/{MICRO:,} of the currency)")
+        return v
 
 
 class NodeConfig(Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
-    host: str = "localhost"
+    host: Text = Field(default="localhost", min_length=1)
     port: int = Field(default=22, ge=1, le=65535)
-    user: str | None = None
-    identity: str | None = None
+    user: Text | None = None
+    identity: Text | None = None
     gpu_type: str | None = None
     gpus: int | None = Field(default=None, ge=1, le=64)
     fake_gpus: str | None = None
-    count: int = Field(default=1, ge=1, le=100_000)
-    python: str = "python3"
-    agent_dir: str = "~/.skyops"
+    count: int = Field(default=1, ge=1, le=MAX_NODE_GROUP)
+    python: Text = Field(default="python3", min_length=1)
+    agent_dir: Text = Field(default="~/.skyops", min_length=1)
     local: bool = False
 
     @field_validator("fake_gpus")
@@ -110,15 +165,19 @@ class NodeConfig(Strict):
 
 
 class Cluster(Strict):
-    name: str = "skyops"
-    currency: str = "$"
+    name: Label = Field(default="skyops", min_length=1, max_length=64)
+    currency: Label = Field(default="$", max_length=8)
     checkpoint_signal: str = Field(default="SIGUSR1", pattern=r"^SIG[A-Z0-9]+$")
-    grace_s: float = Field(default=120, ge=0, description="Flex checkpoint grace before SIGTERM")
-    stop_grace_s: float = Field(default=30, ge=0, description="SIGTERM grace before SIGKILL")
-    shared_checkpoint_path: str | None = None
-    billing_interval_s: float = Field(default=60, gt=0)
-    tick_s: float = Field(default=1.0, gt=0)
-    heartbeat_timeout_s: float = Field(default=15, gt=0)
+    grace_s: float = Field(
+        default=120, ge=0, le=MAX_GRACE_S, description="Flex checkpoint grace before SIGTERM"
+    )
+    stop_grace_s: float = Field(
+        default=30, ge=0, le=MAX_GRACE_S, description="SIGTERM grace before SIGKILL"
+    )
+    shared_checkpoint_path: Text | None = None
+    billing_interval_s: float = Field(default=60, gt=0, le=MAX_INTERVAL_S)
+    tick_s: float = Field(default=1.0, gt=0, le=MAX_INTERVAL_S)
+    heartbeat_timeout_s: float = Field(default=15, gt=0, le=MAX_INTERVAL_S)
     settle_s: float = Field(
         default=5, ge=0, description="seconds after start before preempting for anyone"
     )
@@ -127,12 +186,12 @@ class Cluster(Strict):
 class Pricing(Strict):
     flex_floor: float = Field(default=0.30, gt=0, le=1)
     min_outbid: float = Field(default=0.05, ge=0, le=10)
-    min_slice_s: float = Field(default=300, ge=0)
+    min_slice_s: float = Field(default=300, ge=0, le=MAX_DURATION_S)
     early_exit_refund: float = Field(default=0.5, ge=0, le=1)
-    min_funded_minutes: float = Field(default=10, ge=0)
-    warn_before_s: tuple[float, ...] = (600, 60)
-    retry_backoff_s: float = Field(default=30, ge=0)
-    retry_backoff_max_s: float = Field(default=3600, ge=0)
+    min_funded_minutes: float = Field(default=10, ge=0, le=MAX_DURATION_S / 60)
+    warn_before_s: tuple[Annotated[float, Field(le=MAX_DURATION_S)], ...] = (600, 60)
+    retry_backoff_s: float = Field(default=30, ge=0, le=MAX_DURATION_S)
+    retry_backoff_max_s: float = Field(default=3600, ge=0, le=MAX_DURATION_S)
     tiers: tuple[Tier, ...] = DEFAULT_TIERS
 
     @field_validator("warn_before_s")
@@ -144,12 +203,12 @@ class Pricing(Strict):
 
 
 class UserAccount(Strict):
-    name: str = Field(min_length=1)
+    name: Label = Field(min_length=1, max_length=64)
     balance: Money = 0
 
 
 class Accounts(Strict):
-    operators: tuple[str, ...] = ()
+    operators: tuple[Annotated[Label, Field(min_length=1, max_length=64)], ...] = ()
     default_balance: Money = 1000
     credit_limit: Money = 0
     users: tuple[UserAccount, ...] = ()
@@ -158,7 +217,7 @@ class Accounts(Strict):
 class Simulation(Strict):
     initial_balance: Money = 1_000_000_000
     stop_delay_s: float = Field(
-        default=5, ge=0, description="seconds a simulated job takes to stop"
+        default=5, ge=0, le=MAX_GRACE_S, description="seconds a simulated job takes to stop"
     )
 
 

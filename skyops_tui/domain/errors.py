@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import sys
 import tomllib
 from pathlib import Path
 
@@ -53,7 +55,23 @@ def read_toml(path: Path) -> dict:
         raise InputError([f"{path}: file not found"]) from None
     except (OSError, UnicodeDecodeError) as e:
         raise InputError([f"{path}: cannot read: {e}"]) from None
+    return loads_toml(text, str(path))
+
+
+def loads_toml(text: str, source: str) -> dict:
+    """tomllib.loads, with every way it can fail on bad text answered as an InputError:
+    nesting deeper than Python's stack (RecursionError) and an integer of more digits
+    than Python converts (ValueError) are not TOMLDecodeErrors."""
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise InputError([f"{path}: not valid TOML: {e}"]) from None
+        raise InputError([f"{source}: not valid TOML: {e}"]) from None
+    except RecursionError:
+        raise InputError([f"{source}: not valid TOML: nested too deeply"]) from None
+    except ValueError:  # an integer longer than Python converts (sys.get_int_max_str_digits)
+        digits = sys.get_int_max_str_digits()
+        m = re.search(rf"[0-9][0-9_]{{{digits},}}", text)
+        where = f"{source}:{text.count(chr(10), 0, m.start()) + 1}" if m else source
+        raise InputError(
+            [f"{where}: not valid TOML: a number longer than {digits} digits"]
+        ) from None

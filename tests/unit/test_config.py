@@ -140,3 +140,80 @@ def test_load_config_reports_a_missing_file_and_bad_toml(tmp_path):
     good = tmp_path / "ok.toml"
     good.write_text('[[node_types]]\nname = "H100"\nrate = 2.5\n')
     assert load_config(good).rate("H100") == 2_500_000
+
+
+def load_errors(tmp_path, text: str) -> list[str]:
+    path = tmp_path / "config.toml"
+    path.write_text('[[node_types]]\nname = "H100"\nrate = 2.5\n' + text)
+    with pytest.raises(InputError) as e:
+        load_config(path)
+    return [m.replace(str(path), "config.toml") for m in e.value.messages]
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "reason"),
+    [
+        ("[cluster]\nstop_grace_s = inf\n", "cluster.stop_grace_s", "finite"),
+        ("[cluster]\ngrace_s = nan\n", "cluster.grace_s", "finite"),
+        ("[cluster]\ngrace_s = 1e300\n", "cluster.grace_s", "less than or equal to 86400"),
+        ("[cluster]\ntick_s = -1\n", "cluster.tick_s", "greater than 0"),
+        ("[accounts]\ncredit_limit = inf\n", "accounts.credit_limit", "finite"),
+        ("[accounts]\ndefault_balance = 1e300\n", "accounts.default_balance", "less than"),
+        ("[simulation]\ninitial_balance = -5\n", "simulation.initial_balance", "greater"),
+        ("[pricing]\nwarn_before_s = [inf, 60]\n", "pricing.warn_before_s[0]", "finite"),
+        ("[pricing]\nretry_backoff_max_s = 1e300\n", "pricing.retry_backoff_max_s", "less"),
+        ("[cluster]\nname = '[bold]x'\n", "cluster.name", "markup"),
+        ("[cluster]\ncurrency = '[/x]'\n", "cluster.currency", "markup"),
+        ('[cluster]\nname = "a\\u001b[2Jb"\n', "cluster.name", "control character"),
+        ('[cluster]\ncurrency = "\\u202e$"\n', "cluster.currency", "control character"),
+        ('[cluster]\nshared_checkpoint_path = "/ck\\u0000pt"\n', "cluster.shared_", "control"),
+        ("[accounts]\noperators = ['[red]root']\n", "accounts.operators[0]", "markup"),
+    ],
+)
+def test_numbers_and_text_no_grid_can_use_are_refused_at_load(tmp_path, text, key, reason):
+    (msg,) = load_errors(tmp_path, text)
+    assert msg.startswith(f"config.toml: {key}"), msg
+    assert reason in msg, msg
+
+
+@pytest.mark.parametrize("rate", ["inf", "1e300", "nan", "1e-9"])
+def test_a_rate_must_fit_the_books_in_micro_units(tmp_path, rate):
+    path = tmp_path / "config.toml"
+    path.write_text(f'[[node_types]]\nname = "H100"\nrate = {rate}\n')
+    with pytest.raises(InputError) as e:
+        load_config(path)
+    (msg,) = e.value.messages
+    assert msg.startswith(f"{path}: node_types[0].rate: "), msg
+
+
+def test_the_largest_amounts_fit_sqlite_integers_with_room_for_sums():
+    from skyops_tui.domain.config import MAX_AMOUNT, MAX_RATE
+    from skyops_tui.domain.money import to_micro
+
+    c = cfg(
+        node_types=[{"name": "H100", "rate": MAX_RATE}],
+        accounts={"default_balance": MAX_AMOUNT, "credit_limit": MAX_AMOUNT},
+    )
+    int64 = 2**63 - 1
+    # thousands of accounts at balance plus credit still sum within a signed 64-bit INTEGER
+    per_account = to_micro(c.accounts.default_balance) + to_micro(c.accounts.credit_limit)
+    assert 4000 * per_account < int64
+    # the dearest GPU-hour, on a 64-GPU node for a year, is one number the store can hold
+    assert c.rate("H100") * 64 * 24 * 366 < int64
+
+
+def test_deep_nesting_and_giant_numbers_are_refused_not_raised(tmp_path):
+    path = tmp_path / "config.toml"
+    path.write_text("[cluster]\nbogus = " + "[" * 50_000 + "]" * 50_000 + "\n")
+    with pytest.raises(InputError) as e:
+        load_config(path)
+    assert e.value.messages == [f"{path}: not valid TOML: nested too deeply"]
+    path.write_text("[cluster]\n\ngrace_s = " + "1" * 5000 + "\n")
+    with pytest.raises(InputError) as e:
+        load_config(path)
+    assert e.value.messages == [f"{path}:3: not valid TOML: a number longer than 4300 digits"]
+
+
+def test_node_groups_are_bounded(tmp_path):
+    (msg,) = load_errors(tmp_path, '[[nodes]]\nname = "h"\nfake_gpus = "8xH100"\ncount = 100000\n')
+    assert msg.startswith("config.toml: nodes[0].count: ") and "4096" in msg, msg
