@@ -25,7 +25,7 @@ from skyops_agent import protocol
 
 from ..clock import Clock
 from ..domain.config import Config
-from ..domain.model import HOLDING, Job, JobState, NodeStatus
+from ..domain.model import HOLDING, Job, JobState, Mode, NodeStatus
 from ..domain.telemetry import NodeSample
 from ..policy import actions as A
 from ..scheduler.executor import Exited, NodeChanged, Report, Started
@@ -380,6 +380,15 @@ class FleetExecutor:
         ended_at = max(ended) if late and None not in ended else None
         self.report(Exited(run.job, worst, on_its_own and worst == 0, cause, ended_at))
 
+    def _orphan_grace(self, job: Job | None) -> dict:
+        """A Flex run left on a box that was cut off (its job paused, or resumed
+        elsewhere) has work to save: it is stopped as a preemption is, checkpoint signal
+        and grace first. Anything else ends with SIGTERM, as a stop does."""
+        c = self.cfg.cluster
+        if job is not None and job.mode is Mode.FLEX and not job.finished:
+            return {"checkpoint_signal": c.checkpoint_signal, "grace_s": c.grace_s}
+        return {"checkpoint_signal": None, "grace_s": 0.0}
+
     async def _on_connect(self, link: NodeLink) -> None:
         """Reconcile what the agent runs with what the grid intends on this node."""
         agent = link.link
@@ -413,9 +422,8 @@ class FleetExecutor:
                         protocol.STOP,
                         job_id=aid,
                         reason="not scheduled here",
-                        checkpoint_signal=None,
-                        grace_s=0.0,
                         term_grace_s=self.cfg.cluster.stop_grace_s,
+                        **self._orphan_grace(job),
                     )
                 continue
             if state in (protocol.STATE_EXITED, protocol.STATE_LOST):

@@ -265,3 +265,59 @@ async def test_a_flapping_link_never_starts_a_job_twice(tmp_path):
     finally:
         await rt.stop()
         kill_leftover_jobs(tmp_path)
+
+
+NOTES_SIGNALS = """
+import os, signal, sys, time
+def note(sig, _):
+    with open(sys.argv[1], "a") as f:
+        f.write(os.environ["SKYOPS_JOB_ID"] + " " + signal.Signals(sig).name + "\\n")
+    if sig == signal.SIGTERM:
+        sys.exit(0)
+signal.signal(signal.SIGUSR1, note)
+signal.signal(signal.SIGTERM, note)
+print("ready", flush=True)
+while True:
+    time.sleep(0.1)
+"""
+
+
+async def test_a_flex_run_left_on_a_box_that_comes_back_gets_its_checkpoint_signal(tmp_path):
+    marker = tmp_path / "signals.txt"
+    rt, boxes = grid(tmp_path)
+    await rt.start()
+    try:
+        await ready(rt)
+        f = rt.scheduler.submit(
+            job("sweep", "flex", argv=(sys.executable, "-c", NOTES_SIGNALS, str(marker)))
+        )
+        await wait_for(lambda: f.state is JobState.RUNNING, "the flex job running")
+        lost = f.placement[0].node
+        await log_contains(rt, f, "ready")
+        await unplug(rt, boxes, lost)
+        await wait_for(
+            lambda: f.state is JobState.RUNNING and f.runs == 2, "the flex job resumed elsewhere"
+        )
+        assert f.placement[0].node != lost
+        boxes[lost].unplugged = False
+        orphan = agent_id(f.id, 1, 0)
+
+        def signals(aid: str) -> list[str]:
+            lines = marker.read_text().splitlines() if marker.exists() else []
+            return [line.split()[1] for line in lines if line.split()[0] == aid]
+
+        await wait_for(
+            lambda: "SIGTERM" in signals(orphan), "the orphaned run terminated", timeout=30
+        )
+        # Checkpoint signal, grace (2 s), then SIGTERM: as a preemption, not a kill.
+        assert signals(orphan) == ["SIGUSR1", "SIGTERM"]
+        assert signals(agent_id(f.id, 2, 0)) == []
+        assert f.state is JobState.RUNNING and f.runs == 2
+
+        async def exited() -> bool:
+            return (await agent_records(rt, lost))[orphan]["state"] == "exited"
+
+        await until(exited, "the orphaned run's record closed on the returned box")
+    finally:
+        await rt.stop()
+        kill_leftover_jobs(tmp_path)
