@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
@@ -88,6 +89,13 @@ def parse_lines(lines: Iterable[str], source: str) -> list[TraceLine]:
             data = json.loads(line)
         except json.JSONDecodeError as e:
             errors.append(f"{source}:{n}: not valid JSON: {e.msg}")
+            continue
+        except RecursionError:
+            errors.append(f"{source}:{n}: not valid JSON: nested too deeply")
+            continue
+        except ValueError:  # an integer longer than Python converts
+            digits = sys.get_int_max_str_digits()
+            errors.append(f"{source}:{n}: not valid JSON: a number longer than {digits} digits")
             continue
         if not isinstance(data, dict):
             errors.append(f"{source}:{n}: a line must be a JSON object")
