@@ -11,6 +11,7 @@ from skyops_tui.domain.model import JobState
 from skyops_tui.domain.specs import JobSpec
 
 from .localgrid import log_contains, make_runtime, up, wait_for
+from .sshd import kill_leftover_jobs
 
 IGNORES_SIGNALS = (
     sys.executable,
@@ -58,6 +59,7 @@ async def test_job_starts_with_its_gpus_and_environment(tmp_path):
         assert sample is not None and sample.fake and len(sample.gpus) == 4
     finally:
         await rt.stop()
+        kill_leftover_jobs(tmp_path)
 
 
 async def test_preempted_flex_job_checkpoints_and_resumes_on_another_node(tmp_path):
@@ -87,6 +89,7 @@ async def test_preempted_flex_job_checkpoints_and_resumes_on_another_node(tmp_pa
         assert step >= 30
     finally:
         await rt.stop()
+        kill_leftover_jobs(tmp_path)
 
 
 async def test_job_that_ignores_signals_is_killed_after_grace(tmp_path):
@@ -110,6 +113,7 @@ async def test_job_that_ignores_signals_is_killed_after_grace(tmp_path):
         assert victim.preemptions == 1
     finally:
         await rt.stop()
+        kill_leftover_jobs(tmp_path)
 
 
 async def test_job_survives_a_killed_agent_and_its_exit_is_reported(tmp_path):
@@ -130,3 +134,4 @@ async def test_job_survives_a_killed_agent_and_its_exit_is_reported(tmp_path):
         assert job.exit_code == 0
     finally:
         await rt.stop()
+        kill_leftover_jobs(tmp_path)
