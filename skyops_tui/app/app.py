@@ -25,7 +25,7 @@ from . import palette
 from .commands import SkyopsCommands
 from .keys import bindings
 from .notify import Notifier
-from .screens.base import SkyScreen, chrome_bottom, chrome_top
+from .screens.base import SkyScreen, chrome_bottom, chrome_top, is_live
 from .screens.grid import GridScreen
 from .screens.help import HelpScreen
 from .screens.jobs import JobsScreen
@@ -184,7 +184,7 @@ class SkyopsApp(App):
         """Redraw the visible screen from the in-memory grid."""
         self._refresh_pending = False
         for screen in self._visible_screens():
-            if not screen.is_mounted:
+            if not is_live(screen):
                 continue
             tick = getattr(screen, "tick", None)
             if tick is not None:

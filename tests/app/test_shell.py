@@ -207,3 +207,30 @@ async def test_sim_speed_moves_simulated_time_for_a_live_demo():
         await wait_for(
             pilot, lambda: app.runtime.clock.now() >= DEMO_EPOCH + 60, "a simulated minute passes"
         )
+
+
+async def test_a_tick_while_a_screen_is_torn_down_draws_nothing():
+    """The refresh tick can land at any step of a screen's removal (a popped detail, the
+    app shutting down): it must draw nothing rather than fail on missing widgets."""
+    import asyncio
+
+    from skyops_tui.app.screens.job import JobScreen
+
+    app = demo_app()
+    errors: list[BaseException] = []
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.show_job(5)
+        await wait_for(pilot, lambda: isinstance(app.screen, JobScreen), "job detail open")
+        screen = app.screen
+        app.pop_screen()
+        for _ in range(200):  # a tick at every step of the removal
+            try:
+                screen.tick()
+                app.refresh_views()
+            except Exception as e:
+                errors.append(e)
+            if screen._closed:
+                break
+            await asyncio.sleep(0)
+        assert screen._closed, "the popped screen closed"
+    assert errors == [], errors

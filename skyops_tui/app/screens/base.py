@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from textual import work
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer
@@ -44,6 +43,21 @@ def chrome_bottom(runtime: Runtime) -> Baseline:
     return Baseline(StatusLine(runtime), Footer(compact=True))
 
 
+def is_live(screen: Screen) -> bool:
+    """Built and not being torn down: the only state in which a tick may draw.
+
+    A screen counts as mounted only once its composed widgets are. It starts coming
+    apart (its widgets pruned) as soon as it is popped or the app shuts down, while
+    `is_mounted` still says True: a tick then would find half its widgets gone."""
+    return (
+        screen.is_mounted
+        and screen.is_attached
+        and not (screen._closing or screen._closed or screen._pruning)
+        and screen.app.is_running
+        and not screen.app._closing
+    )
+
+
 class SkyScreen(Screen):
     """A console screen on one runtime. Subclasses compose their body and redraw it in
     `refresh_view`, which the app calls every second and after each batch of events."""
@@ -67,19 +81,13 @@ class SkyScreen(Screen):
         """Redraw from the in-memory grid. Must be cheap: no I/O."""
 
     def tick(self) -> None:
-        if not self.is_mounted:
+        if not is_live(self):
             return
-        try:
-            for bar in self.query(TopBar):
-                bar.update_bar()
-            for line in self.query(StatusLine):
-                line.update_line()
-            self.refresh_view()
-        except NoMatches:
-            # A tick that lands while the screen is being torn down finds its widgets
-            # gone: there is nothing left to draw.
-            if self.is_mounted and not getattr(self.app, "_exit", False):
-                raise
+        for bar in self.query(TopBar):
+            bar.update_bar()
+        for line in self.query(StatusLine):
+            line.update_line()
+        self.refresh_view()
 
     @property
     def paint(self) -> palette.Painter:
