@@ -267,25 +267,9 @@ def _plan_doc(pf: Any, doc: dict, dry_run: bool) -> dict:
     out = {"plan": pf.source, "dry_run": dry_run, **doc}
     for item in out.get("items", []):
         table = {"node": "nodes", "reservation": "reservations", "job": "jobs", "bid": "bids"}
-        index = _index_of(pf, item)
+        index = pf.index_of(item["kind"], item["name"])
         item["line"] = pf.line(table[item["kind"]], index) if index is not None else None
     return out
-
-
-def _index_of(pf: Any, item: dict) -> int | None:
-    plan = pf.plan
-    rows = {
-        "reservation": [r.name for r in plan.reservations],
-        "job": [j.name for j in plan.jobs],
-        "bid": [b.name for b in plan.bids],
-    }
-    if item["kind"] == "node":
-        for i, n in enumerate(plan.nodes):
-            if item["name"] in {e.name for e in n.expand()}:
-                return i
-        return None
-    names = rows[item["kind"]]
-    return names.index(item["name"]) if item["name"] in names else None
 
 
 def _report_plan(

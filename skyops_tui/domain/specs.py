@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .config import MAX_RATE
 from .model import Mode
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$"
@@ -33,17 +34,35 @@ class JobSpec(Spec):
     auto_renew: bool = False
     renew_hours: float | None = Field(default=None, gt=0, le=24 * 30)
     reservation: str | None = None
-    bid: float | None = Field(default=None, gt=0, description="currency per GPU-hour")
+    bid: float | None = Field(default=None, gt=0, le=MAX_RATE, description="currency per GPU-hour")
     max_retries: int = Field(default=0, ge=0, le=100)
     env: dict[str, str] = Field(default_factory=dict)
     workdir: str | None = None
     runtime: float | None = Field(default=None, ge=0, description="simulator: seconds of work")
     checkpoint_every: float | None = Field(default=None, gt=0)
 
+    @field_validator("argv")
+    @classmethod
+    def _argv(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        # The OS cannot pass a NUL inside an argument: refuse it here, not at start.
+        if v and not v[0]:
+            raise ValueError("the program (the first argument) is empty")
+        for i, a in enumerate(v):
+            if "\0" in a:
+                raise ValueError(f"argument {i} contains a NUL byte")
+        return v
+
+    @field_validator("workdir")
+    @classmethod
+    def _workdir(cls, v: str | None) -> str | None:
+        if v is not None and "\0" in v:
+            raise ValueError("a path cannot contain a NUL byte")
+        return v
+
     @field_validator("env")
     @classmethod
     def _env_names(cls, v: dict[str, str]) -> dict[str, str]:
-        for k in v:
+        for k, value in v.items():
             if (
                 not k
                 or not (k[0].isalpha() or k[0] == "_")
@@ -52,6 +71,8 @@ class JobSpec(Spec):
                 raise ValueError(f"environment variable name {k!r} is not valid")
             if k.startswith("SKYOPS_") or k == "CUDA_VISIBLE_DEVICES":
                 raise ValueError(f"{k} is set by Skyops and cannot be overridden")
+            if "\0" in value:
+                raise ValueError(f"the value of {k} contains a NUL byte")
         return v
 
     @model_validator(mode="after")

@@ -124,8 +124,9 @@ def diff_plan(grid: Grid, plan: Plan, now: float, actor: str) -> PlanDiff:
     """Compare the plan with the grid. The grid is not changed."""
     shadow = copy.deepcopy(grid, {id(grid.cfg): grid.cfg})
     d = _Differ(shadow, now, actor)
+    configured = {n.name: n for n in shadow.cfg.all_nodes()} if plan.nodes else {}
     for i, node in enumerate(plan.nodes):
-        d.items += _nodes(shadow, node, i)
+        d.items += _nodes(shadow, configured, node, i)
     for i, res in enumerate(plan.reservations):
         d.reservation(res, i)
     for i, job in enumerate(plan.jobs):
@@ -315,8 +316,7 @@ class _Differ:
         self._try(item, Op("bid", job.name, value=pb.bid))
 
 
-def _nodes(grid: Grid, pn: NodeConfig, index: int) -> list[Item]:
-    configured = {n.name: n for n in grid.cfg.all_nodes()}
+def _nodes(grid: Grid, configured: dict[str, NodeConfig], pn: NodeConfig, index: int) -> list[Item]:
     items = []
     for n in pn.expand():
         item = Item("node", n.name, index, summary=f"{n.resolved_gpus} x {n.resolved_type}")

@@ -23,8 +23,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ..domain.config import NodeConfig
-from ..domain.errors import InputError, key_path, validation_messages
+from ..domain.config import MAX_RATE, NodeConfig
+from ..domain.errors import InputError, key_path, loads_toml, validation_messages
 from ..domain.specs import NAME, JobSpec, ReservationSpec
 
 TABLES = ("nodes", "reservations", "jobs", "bids")
@@ -38,14 +38,19 @@ class PlanJob(JobSpec):
     user: str | None = Field(default=None, min_length=1, max_length=64)
     argv: tuple[str, ...] = Field(default=(), alias="command")
     bid: float | None = Field(
-        default=None, gt=0, allow_inf_nan=False, description="currency per GPU-hour"
+        default=None, gt=0, le=MAX_RATE, allow_inf_nan=False, description="currency per GPU-hour"
     )
 
     @field_validator("argv", mode="before")
     @classmethod
-    def _argv(cls, v: Any) -> Any:
+    def _command(cls, v: Any) -> Any:
         if isinstance(v, str):
             raise ValueError('give the command as a list of arguments, e.g. ["python", "train.py"]')
+        if isinstance(v, list | tuple) and not v:
+            raise ValueError(
+                "an empty command runs nothing: give the program and its arguments, e.g. "
+                '["python", "train.py"]'
+            )
         return v
 
     @field_validator("runtime", "checkpoint_every")
@@ -111,7 +116,7 @@ class PlanBid(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(pattern=NAME, description="the Flex job's name")
-    bid: float = Field(gt=0, allow_inf_nan=False, description="currency per GPU-hour")
+    bid: float = Field(gt=0, le=MAX_RATE, allow_inf_nan=False, description="currency per GPU-hour")
 
 
 class Plan(BaseModel):
@@ -142,6 +147,7 @@ class PlanLines:
 
     lines: list[str]
     headers: list[tuple[int, str, bool]] = field(default_factory=list)  # (line, name, array)
+    _starts: dict[str, list[int]] | None = None  # table -> indexes into headers
 
     HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
 
@@ -172,7 +178,12 @@ class PlanLines:
     def _entry(self, table: str, index: int) -> tuple[int, int] | None:
         """Lines of the index-th `[[table]]`: its header and the first header after its
         own sub-tables (`[table.env]`)."""
-        starts = [i for i, (_, name, array) in enumerate(self.headers) if array and name == table]
+        if self._starts is None:
+            self._starts = {}
+            for i, (_, name, array) in enumerate(self.headers):
+                if array:
+                    self._starts.setdefault(name, []).append(i)
+        starts = self._starts.get(table, [])
         if index >= len(starts):
             return None
         k = starts[index]
@@ -220,9 +231,29 @@ class PlanFile:
     plan: Plan
     source: str
     lines: PlanLines | None = None
+    _index: dict[tuple[str, str], int] | None = None
 
     def line(self, table: str, index: int) -> int | None:
         return self.lines.entry_line(table, index) if self.lines else None
+
+    def index_of(self, kind: str, name: str) -> int | None:
+        """The entry of the plan a diff item came from (`kind` as `Item.kind`): for a
+        node, the `[[nodes]]` group it expands from. Built once, so a report over a
+        group of thousands of nodes stays linear."""
+        if self._index is None:
+            index: dict[tuple[str, str], int] = {}
+            for i, n in enumerate(self.plan.nodes):
+                for e in n.expand():
+                    index.setdefault(("node", e.name), i)
+            for kind_, rows in (
+                ("reservation", self.plan.reservations),
+                ("job", self.plan.jobs),
+                ("bid", self.plan.bids),
+            ):
+                for i, r in enumerate(rows):
+                    index.setdefault((kind_, r.name), i)
+            self._index = index
+        return self._index.get((kind, name))
 
     def where(self, table: str, index: int) -> str:
         n = self.line(table, index)
@@ -245,15 +276,7 @@ def load_plan(path: str | Path) -> PlanFile:
 
 
 def parse_plan_text(text: str, source: str = "plan.toml") -> Plan:
-    import tomllib
-
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise InputError([f"{source}: not valid TOML: {e}"]) from None
-    except RecursionError:
-        raise InputError([f"{source}: not valid TOML: nested too deeply"]) from None
-    return parse_plan(data, source, PlanLines.of(text))
+    return parse_plan(loads_toml(text, source), source, PlanLines.of(text))
 
 
 def parse_plan(data: Any, source: str = "plan", lines: PlanLines | None = None) -> Plan:

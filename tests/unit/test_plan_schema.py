@@ -307,3 +307,62 @@ def test_plan_model_is_the_one_schema() -> None:
 
     assert issubclass(Plan.model_fields["jobs"].annotation.__args__[0], JobSpec)
     assert issubclass(Plan.model_fields["reservations"].annotation.__args__[0], ReservationSpec)
+
+
+def test_an_empty_command_is_refused_not_run_as_true() -> None:
+    msg = one_error(FLEX.replace('["python3", "train.py"]', "[]"))
+    assert msg.startswith("plan.toml:7: jobs[0].command: an empty command runs nothing"), msg
+    msg = one_error(FLEX.replace('["python3", "train.py"]', '["", "train.py"]'))
+    assert msg == "plan.toml:7: jobs[0].command: the program (the first argument) is empty"
+
+
+@pytest.mark.parametrize(
+    ("extra", "line", "key", "reason"),
+    [
+        ("", 7, "command", "argument 1 contains a NUL byte"),
+        ('workdir = "/data\\u0000x"\n', 8, "workdir", "a path cannot contain a NUL byte"),
+        ('[jobs.env]\nA = "x\\u0000y"\n', 8, "env", "the value of A contains a NUL byte"),
+        ('[jobs.env]\n"A\\u0000B" = "x"\n', 8, "env", "environment variable name 'A\\x00B'"),
+    ],
+)
+def test_a_nul_byte_is_refused_at_parse_not_at_start(extra, line, key, reason) -> None:
+    text = FLEX + extra
+    if not extra:
+        text = FLEX.replace('"train.py"', '"train\\u0000.py"')
+    msg = one_error(text)
+    assert msg.startswith(f"plan.toml:{line}: jobs[0].{key}: {reason}"), msg
+
+
+def test_a_nul_byte_is_refused_wherever_a_job_spec_is_built() -> None:
+    """The console's launch form, `skyops quote` and traces build the same JobSpec."""
+    from pydantic import ValidationError
+
+    from skyops_tui.domain.specs import JobSpec
+
+    base = {"name": "j", "user": "u", "mode": "flex", "bid": 1.0}
+    for bad in (
+        {"argv": ["python3", "a\0b"]},
+        {"argv": ["", "x"]},
+        {"env": {"A": "\0"}},
+        {"workdir": "/tmp/\0"},
+        {"bid": 1e300},
+    ):
+        with pytest.raises(ValidationError):
+            JobSpec.model_validate({**base, **bad})
+    assert JobSpec.model_validate(base).argv == ()  # quotes and simulated jobs run nothing
+
+
+def test_node_groups_are_bounded_in_plans() -> None:
+    msg = one_error('\n[[nodes]]\nname = "h"\nfake_gpus = "8xH100"\ncount = 4097\n')
+    assert msg.startswith("plan.toml:5: nodes[0].count: ") and "4096" in msg, msg
+
+
+def test_giant_numbers_deep_nesting_and_huge_bids_are_refused() -> None:
+    assert one_error(FLEX.replace("gpus = 2", "gpus = " + "2" * 5000)) == (
+        "plan.toml:5: not valid TOML: a number longer than 4300 digits"
+    )
+    assert one_error(FLEX + "x = " + "[" * 5000 + "]" * 5000) == (
+        "plan.toml: not valid TOML: nested too deeply"
+    )
+    msg = one_error(FLEX.replace("bid = 1.0", "bid = 1e300"))
+    assert msg.startswith("plan.toml:6: jobs[0].bid: ") and "1000000" in msg, msg
