@@ -120,6 +120,62 @@ def workload(n: int, rng: random.Random) -> list[dict]:
     return specs
 
 
+# ------------------------------------------------------------------- lock fault
+LOCKER = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=60)
+conn.execute("BEGIN EXCLUSIVE")
+print("locked", flush=True)
+sys.stdin.readline()
+conn.execute("COMMIT")
+"""
+
+
+class LockHolder:
+    """Another process holding the state database exclusively (`BEGIN EXCLUSIVE`, as a
+    backup tool does) from `hold` until `release`: every write waits for it, then fails
+    with 'database is locked'; in WAL mode reads go on."""
+
+    def __init__(self, db: Path) -> None:
+        self.db = db
+        self.proc: subprocess.Popen | None = None
+
+    def hold(self) -> LockHolder:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", LOCKER, str(self.db)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        if self.proc.stdout.readline().strip() != "locked":
+            self.release()
+            raise RuntimeError(f"{self.db}: the lock holder could not lock it")
+        return self
+
+    def release(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        with contextlib.suppress(OSError):
+            assert proc.stdin is not None
+            proc.stdin.write("\n")
+            proc.stdin.close()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+    def __enter__(self) -> LockHolder:
+        return self.hold()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
 # ------------------------------------------------------------------- console
 @dataclass
 class Console:

@@ -13,7 +13,9 @@ import contextlib
 import getpass
 import logging
 import os
+import random
 import socket
+import sqlite3
 import time
 import uuid
 from collections import deque
@@ -26,12 +28,15 @@ from .domain.config import Config
 from .domain.model import Event, Job, Mode, Transaction
 from .policy import actions as A
 from .policy.grid import Grid
-from .scheduler.engine import Engine
+from .scheduler.engine import Engine, LeaseLost, NotLeading
 from .scheduler.executor import Executor
 from .scheduler.loop import Scheduler
 
 FEED = 2000
 LEASE_TTL_S = 5.0  # a leader silent this long is replaced by another console
+# A leader stops acting this share of the TTL before its lease ends by its own clock, so
+# it is idle before any other console may take over.
+LEASE_MARGIN = 0.2
 POLL_S = 0.1  # how often the leader looks for queued commands
 FOLLOW_S = 1.0  # how often a follower reloads the grid and tries for the lease
 log = logging.getLogger(__name__)
@@ -58,6 +63,24 @@ class Feed:
                 fn(events)
 
 
+class Backoff:
+    """Retry delays for a store fault: doubling up to `cap_s`, each scaled by a random
+    0.5-1.0, so consoles that hit one lock together do not retry in step."""
+
+    def __init__(self, base_s: float, cap_s: float) -> None:
+        self.base_s = base_s
+        self.cap_s = cap_s
+        self.tries = 0
+
+    def next(self) -> float:
+        delay = min(self.cap_s, self.base_s * 2**self.tries)
+        self.tries += 1
+        return delay * random.uniform(0.5, 1.0)
+
+    def reset(self) -> None:
+        self.tries = 0
+
+
 def current_user() -> str:
     try:
         return os.environ.get("SKYOPS_USER") or getpass.getuser()
@@ -76,6 +99,8 @@ class Runtime:
         user: str | None = None,
         demo: bool = False,
         readonly: bool = False,
+        lease_ttl_s: float = LEASE_TTL_S,
+        follow_s: float = FOLLOW_S,
     ) -> None:
         self.cfg = cfg
         self.clock = clock or SystemClock()
@@ -104,6 +129,18 @@ class Runtime:
         self._started = False
         self._last_event_id = 0
         self.role_listeners: list[Callable[[], None]] = []
+        self.lease_ttl_s = lease_ttl_s
+        self.follow_s = follow_s
+        # A lease attempt waits this long for another process's lock, then backs off.
+        self.lease_wait_s = min(0.5, lease_ttl_s / 10)
+        self.epoch: int | None = None  # of the lease this console holds or last held
+        self._lease_until = float("-inf")  # by this console's clock, less the margin
+        self._renew_at = float("-inf")
+        self._fault: str | None = None
+        self._nudge = asyncio.Event()
+        # Commands applied whose answer could not be written yet (store fault).
+        self._unanswered: dict[int, tuple[str, dict]] = {}
+        self.engine.lost_listeners.append(self._nudge.set)
 
     @property
     def scheduler(self) -> Scheduler | RemoteScheduler:
@@ -130,82 +167,209 @@ class Runtime:
             grid.dirty_reservations.clear()
         self.feed.take(events, txs, prices)
 
+    @property
+    def store_fault(self) -> str | None:
+        """Why this console cannot use the state database right now (and so whether it
+        schedules), for the status line; None when all is well."""
+        if self._fault is None:
+            return None
+        if self.leader and self.engine.held(self.clock.now()) is not None:
+            return f"state database: {self._fault}; scheduling paused until the lease is renewed"
+        return f"state database: {self._fault}; retrying"
+
+    def _store_fault(self, e: Exception) -> None:
+        if self._fault is None:
+            log.warning(
+                "state database unavailable (%s); retrying with backoff (a leader that "
+                "cannot renew its lease stops scheduling)",
+                e,
+            )
+        self._fault = str(e) or type(e).__name__
+
+    def _store_ok(self) -> None:
+        if self._fault is not None:
+            log.warning("state database available again")
+            self._fault = None
+
+    def _hold(self, now: float) -> str | None:
+        """The engine's guard: act only while the lease is surely ours by our own clock."""
+        if now < self._lease_until:
+            return None
+        why = f": {self._fault}" if self._fault else ""
+        return f"scheduling paused, the scheduler lease is not renewed{why}"
+
+    async def _acquire(self) -> tuple[float, int | None]:
+        from .store.control import acquire_lease
+
+        now = self.clock.now()
+        # In a thread: a locked file must not freeze the screens while it waits.
+        epoch = await asyncio.to_thread(
+            acquire_lease, self.store, self.holder, now, self.lease_ttl_s, self.lease_wait_s
+        )
+        return now, epoch
+
+    def _hold_lease(self, now: float, epoch: int) -> None:
+        from .store.db import Fence
+
+        self.epoch = epoch
+        self._lease_until = now + self.lease_ttl_s * (1 - LEASE_MARGIN)
+        self._renew_at = now + self.lease_ttl_s / 4
+        self.store.fence = Fence(self.holder, epoch, self.clock.now)
+
+    def _spawn(self, coro) -> asyncio.Task:
+        task = asyncio.get_running_loop().create_task(coro)
+        task.add_done_callback(self._control_ended)
+        return task
+
+    def _control_ended(self, task: asyncio.Task) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            e = task.exception()
+            log.error("the scheduler lease loop stopped: %r", e, exc_info=e)
+            self._fault = f"the lease loop stopped: {e}"
+
     async def start(self) -> None:
         """Lead if no other console does (holding the scheduler lease), else follow."""
         if self.store is not None:
-            from .store.control import acquire_lease
+            from .store.db import Fence
 
-            self.leader = acquire_lease(self.store, self.holder, self.clock.now(), LEASE_TTL_S)
+            self.engine.hold = self._hold
+            epoch = None
+            try:
+                now, epoch = await self._acquire()
+            except sqlite3.DatabaseError as e:
+                self._store_fault(e)
+            if epoch is not None:
+                self._hold_lease(now, epoch)
+            else:
+                # No lease holds epoch 0: a follower's store refuses any decision.
+                self.store.fence = Fence(self.holder, 0, self.clock.now)
+            self.leader = epoch is not None
         if self.leader:
             await self._lead()
         else:
-            self._last_event_id = max((e.id for e in self.store.events(limit=1)), default=0)
-            self._control = asyncio.get_running_loop().create_task(self._follow())
+            with contextlib.suppress(sqlite3.DatabaseError):
+                self._last_event_id = max((e.id for e in self.store.events(limit=1)), default=0)
+            self._control = self._spawn(self._follow())
 
     async def _lead(self) -> None:
+        self.engine.lost = False
         starter = getattr(self.executor, "start", None)
         if starter is not None:
             await starter(self)
         self.local.start()
         self._started = True
         if self.store is not None:
-            self._control = asyncio.get_running_loop().create_task(self._lead_loop())
+            self._control = self._spawn(self._lead_loop())
         for fn in self.role_listeners:
             fn()
 
     async def _lead_loop(self) -> None:
-        from .control import commands
-        from .domain.errors import InputError, Refused
-        from .store.control import acquire_lease, finish_command, pending_commands
-
-        renewed = self.clock.now()
+        backoff = Backoff(2 * POLL_S, self.lease_ttl_s / 4)
         while True:
-            await asyncio.sleep(POLL_S)
-            now = self.clock.now()
-            if now - renewed >= LEASE_TTL_S / 4:
-                if not acquire_lease(self.store, self.holder, now, LEASE_TTL_S):
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(POLL_S):
+                    await self._nudge.wait()
+            self._nudge.clear()
+            if self.engine.lost:
+                log.warning("a write was refused: another console holds the scheduler lease")
+                await self._demote()
+                return
+            if self.clock.now() >= self._renew_at:
+                try:
+                    now, epoch = await self._acquire()
+                except sqlite3.DatabaseError as e:
+                    self._store_fault(e)
+                    self._renew_at = self.clock.now() + backoff.next()
+                    continue
+                backoff.reset()
+                self._store_ok()
+                if epoch != self.epoch:
+                    # Another console holds it, or held it meanwhile: this grid is stale.
                     log.warning("scheduler lease lost; following the new leader")
                     await self._demote()
                     return
-                renewed = now
-            for cmd in pending_commands(self.store):
-                try:
-                    result = commands.run(self.engine, cmd.kind, cmd.payload, cmd.actor, now)
-                    finish_command(self.store, cmd.id, "done", result, now)
-                except Refused as e:
-                    finish_command(self.store, cmd.id, "refused", {"message": str(e)}, now)
-                except InputError as e:
-                    finish_command(
-                        self.store, cmd.id, "refused", {"message": "\n".join(e.messages)}, now
-                    )
-                except Exception as e:  # a bad command must not stop the leader
-                    log.exception("command %s failed", cmd.id)
-                    finish_command(
-                        self.store, cmd.id, "failed", {"message": f"{type(e).__name__}: {e}"}, now
-                    )
+                paused = self.engine.held(now) is not None
+                self._hold_lease(now, epoch)
+                if paused:
+                    log.warning("scheduler lease renewed; scheduling resumes")
+                    self.local.poke()
+            if self.engine.held(self.clock.now()) is not None:
+                continue
+            try:
+                self._run_commands()
+            except sqlite3.DatabaseError as e:
+                self._store_fault(e)
+            except LeaseLost as e:
+                log.warning("answer refused: %s", e)
+                self.engine.lost = True
+
+    def _run_commands(self) -> None:
+        """Apply queued commands and answer each. One that cannot be applied now (the
+        lease is in doubt) stays queued; one applied whose answer could not be written
+        is answered on the next round, never applied twice."""
+        from .control import commands
+        from .domain.errors import InputError, Refused
+        from .store.control import finish_command, pending_commands
+
+        for cid, (status, result) in list(self._unanswered.items()):
+            finish_command(self.store, cid, status, result, self.clock.now())
+            del self._unanswered[cid]
+        for cmd in pending_commands(self.store):
+            now = self.clock.now()
+            try:
+                answer = ("done", commands.run(self.engine, cmd.kind, cmd.payload, cmd.actor, now))
+            except NotLeading:
+                return
+            except Refused as e:
+                answer = ("refused", {"message": str(e)})
+            except InputError as e:
+                answer = ("refused", {"message": "\n".join(e.messages)})
+            except Exception as e:  # a bad command must not stop the leader
+                log.exception("command %s failed", cmd.id)
+                answer = ("failed", {"message": f"{type(e).__name__}: {e}"})
+            self._unanswered[cmd.id] = answer
+            finish_command(self.store, cmd.id, *answer, now)
+            del self._unanswered[cmd.id]
 
     async def _demote(self) -> None:
         self.leader = False
+        self.engine.lost = True  # nothing more from this engine until it leads again
         await self.local.stop()
         closer = getattr(self.executor, "close", None)
         if closer is not None:
             await closer()
-        self._control = asyncio.get_running_loop().create_task(self._follow())
+        self._started = False
+        # Reports and answers belong to the grid being dropped; the new leader
+        # reconciles with the agents and answers the queue itself.
+        self.engine.pending.clear()
+        self._unanswered.clear()
+        self._control = self._spawn(self._follow())
         for fn in self.role_listeners:
             fn()
 
     async def _follow(self) -> None:
-        """Show the leader's state; take over when its lease lapses."""
-        from .store.control import acquire_lease
-
+        """Show the leader's state; take over when its lease lapses. Store faults are
+        retried with backoff: a follower outlives a locked file."""
+        backoff = Backoff(self.follow_s, max(self.follow_s, self.lease_ttl_s / 2))
+        delay = self.follow_s
         while True:
-            await asyncio.sleep(FOLLOW_S)
-            now = self.clock.now()
-            self.reload(now)
-            if acquire_lease(self.store, self.holder, now, LEASE_TTL_S):
-                log.info("took over the scheduler lease")
+            await asyncio.sleep(delay)
+            try:
+                self.reload()
+                now, epoch = await self._acquire()
+                if epoch is not None:
+                    self._hold_lease(now, epoch)
+                    self.reload(now)  # what the last leader wrote before its lease ended
+            except sqlite3.DatabaseError as e:
+                self._store_fault(e)
+                delay = backoff.next()
+                continue
+            self._store_ok()
+            backoff.reset()
+            delay = self.follow_s
+            if epoch is not None:
+                log.info("took over the scheduler lease (epoch %d)", epoch)
                 self.leader = True
-                self.reload(now)
                 await self._lead()
                 return
 
@@ -237,7 +401,10 @@ class Runtime:
         if self.store is not None and self.leader:
             from .store.control import release_lease
 
-            release_lease(self.store, self.holder)
+            try:
+                release_lease(self.store, self.holder, self.lease_wait_s)
+            except sqlite3.DatabaseError as e:
+                log.warning("could not release the scheduler lease (%s); it ends by itself", e)
 
     # Read helpers the screens share
     def jobs(self, mode: Mode | None = None) -> list[Job]:

@@ -11,12 +11,24 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ..domain.errors import Refused
 from ..policy import actions as A
 from ..policy.grid import Grid
 from ..policy.planner import plan
 from .executor import Checkpointed, Executor, Exited, NodeChanged, Report, Started
 
 Persist = Callable[[Grid, list[A.Action]], None]
+
+
+class LeaseLost(Exception):
+    """The persist hook refused a write: another console holds the scheduler lease now
+    (or this one's lapsed). Whatever this engine decided since is void; it must stop
+    acting and follow, not retry."""
+
+
+class NotLeading(Refused):
+    """A command arrived while this engine may not act (its lease is in doubt or lost);
+    nothing was changed, and the caller may try again (another console may answer)."""
 
 
 def executor_actions(result: Any) -> list[A.Action]:
@@ -32,16 +44,35 @@ class Engine:
         self.persist = persist
         self.pending: list[Report] = []
         executor.bind(self.pending.append)
+        # Why this engine must not act now (its lease is not known to be valid), or
+        # None; asked before every pass and command.
+        self.hold: Callable[[float], str | None] | None = None
+        self.lost = False  # a write was fenced off: act no more until reset
+        self.lost_listeners: list[Callable[[], None]] = []
+
+    def held(self, now: float) -> str | None:
+        if self.lost:
+            return "this console no longer holds the scheduler lease"
+        return self.hold(now) if self.hold is not None else None
 
     def command(self, fn: Callable[[Grid, float], Any], now: float) -> Any:
         """Run a command (submit, cancel, extend...). It raises `Refused` having changed
         nothing, or returns its result once its changes are recorded and dispatched."""
+        why = self.held(now)
+        if why is not None:
+            raise NotLeading(f"not applied: {why}; try again in a moment")
         result = fn(self.grid, now)
-        self._carry_out(executor_actions(result))
+        try:
+            self._carry_out(executor_actions(result))
+        except LeaseLost as e:
+            raise NotLeading(f"not applied: {e}; try again in a moment") from e
         return result
 
     def absorb(self, now: float) -> int:
-        """Apply the reports the executor has sent since the last call."""
+        """Apply the reports the executor has sent since the last call (kept for later
+        while the engine is held)."""
+        if self.held(now) is not None:
+            return 0
         n = 0
         actions: list[A.Action] = []
         while self.pending:
@@ -64,7 +95,10 @@ class Engine:
         return n
 
     def step(self, now: float) -> list[A.Action]:
-        """Absorb reports, run one scheduling pass, apply and dispatch what it decides."""
+        """Absorb reports, run one scheduling pass, apply and dispatch what it decides.
+        Nothing at all while held: no pass, no billing, no executor action."""
+        if self.held(now) is not None:
+            return []
         self.absorb(now)
         actions = plan(self.grid, now)
         for a in actions:
@@ -80,7 +114,13 @@ class Engine:
 
     def _carry_out(self, actions: list[A.Action]) -> None:
         if self.persist is not None:
-            self.persist(self.grid, actions)
+            try:
+                self.persist(self.grid, actions)
+            except LeaseLost:
+                self.lost = True
+                for fn in self.lost_listeners:
+                    fn()
+                raise
         for a in actions:
             if isinstance(a, A.EXECUTOR_ACTIONS):
                 self.executor.execute(a, self.grid.jobs[a.job])

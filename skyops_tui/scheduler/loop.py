@@ -17,7 +17,7 @@ from ..clock import Clock
 from ..domain.model import Job, Reservation
 from ..domain.specs import JobSpec, ReservationSpec
 from ..policy.grid import Grid
-from .engine import Engine
+from .engine import Engine, LeaseLost
 from .executor import Report
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,7 @@ class Scheduler:
         self._task: asyncio.Task | None = None
         self.passes = 0
         self.errors: list[str] = []
+        self.paused: str | None = None  # why the last pass did not run, if it did not
         self.listeners: list[Callable[[], None]] = []
         # Who commands act as when the caller names nobody (the console's user).
         # None acts as the system itself (simulator, trace replay, demo seeding).
@@ -62,7 +63,9 @@ class Scheduler:
             self._task = None
 
     async def run(self) -> None:
-        while True:
+        """Passes until stopped, or until a write is fenced off (the lease is gone:
+        retrying would only be refused again; the runtime demotes this console)."""
+        while not self.engine.lost:
             # Not asyncio.wait_for: on Python 3.11 it swallows a cancel that comes as
             # the wake-up does (bpo-42130), and `stop` would then wait forever.
             with contextlib.suppress(TimeoutError):
@@ -72,12 +75,22 @@ class Scheduler:
             self.step()
 
     def step(self) -> None:
+        now = self.clock.now()
+        self.paused = self.engine.held(now)
         try:
-            self.engine.step(self.clock.now())
-            self.passes += 1
+            if self.paused is None:
+                self.engine.step(now)
+                self.passes += 1
+        except LeaseLost as e:
+            log.warning("scheduling pass refused, the lease is gone: %s", e)
+            self.paused = f"lease lost: {e}"
         except Exception as e:  # a bad pass must not kill the loop; it is logged and shown
-            log.exception("scheduling pass failed")
-            self.errors.append(f"scheduling pass failed: {e}")
+            error = f"scheduling pass failed: {e}"
+            if self.errors and self.errors[-1] == error:
+                log.debug(error)  # the same fault again (a locked store): said once
+            else:
+                log.exception("scheduling pass failed")
+                self.errors.append(error)
         for fn in self.listeners:
             fn()
 

@@ -17,6 +17,7 @@ import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from ..domain.config import Config
 from ..domain.model import HOLDING, Job, JobState, Market, Node, NodeStatus, Reservation
 from ..policy import actions as A
 from ..policy.grid import Grid
+from ..scheduler.engine import LeaseLost
 from .codec import (
     EVENT_COLUMNS,
     JOB_COLUMNS,
@@ -84,10 +86,25 @@ ADD_TO_BALANCE = (
     "ON CONFLICT(account) DO UPDATE SET balance = balance + excluded.balance"
 )
 OPEN_ACCOUNT = "INSERT OR IGNORE INTO accounts (account, balance) VALUES (?, 0)"
+LEASE = "scheduler"
+
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """The lease a leader acquired. Its writes go through only while the lease row still
+    names this holder and epoch and has not ended by `clock`, checked inside the write's
+    own transaction: a console that lost the lease cannot slip in a late decision."""
+
+    holder: str
+    epoch: int
+    clock: Callable[[], float]
 
 
 class Store:
     """One console's connection to the state file. Thread-safe: calls are serialised."""
+
+    # Set by the runtime while it leads (see `_fenced_write`); None: writes are not fenced.
+    fence: Fence | None = None
 
     def __init__(self, path: str | Path, busy_timeout_s: float = BUSY_TIMEOUT_S) -> None:
         self.path = Path(path).expanduser()
@@ -156,6 +173,29 @@ class Store:
                 raise
 
     @contextmanager
+    def _fenced_write(self) -> Iterator[sqlite3.Connection]:
+        """A write of the leader's decisions: refused with `LeaseLost`, and rolled back,
+        unless this console still holds the lease it acquired (`fence`)."""
+        with self._write() as c:
+            fence = self.fence
+            if fence is not None:
+                row = c.execute(
+                    "SELECT holder, epoch, expires_at FROM lease WHERE name = ?", (LEASE,)
+                ).fetchone()
+                if row is None or (row[0], row[1]) != (fence.holder, fence.epoch):
+                    who = f"{row[0]} (epoch {row[1]})" if row else "nobody"
+                    raise LeaseLost(
+                        f"the scheduler lease is held by {who}, not by this console "
+                        f"(epoch {fence.epoch})"
+                    )
+                now = fence.clock()
+                if row[2] <= now:
+                    raise LeaseLost(
+                        f"this console's scheduler lease ended {now - row[2]:.1f} s ago"
+                    )
+            yield c
+
+    @contextmanager
     def _read(self) -> Iterator[Database]:
         """One snapshot for reads that span several queries."""
         with self._lock:
@@ -187,7 +227,8 @@ class Store:
         and written with it, are recorded 'done'.
 
         On any error nothing is written, the grid keeps its outbox and dirty marks (so a
-        later call writes them), and the exception propagates.
+        later call writes them), and the exception propagates. A leader that lost its
+        lease gets `LeaseLost` (see `_fenced_write`): it must demote, not retry.
         """
         if self._grid is None or self._grid() is not grid:
             self._bind(grid, {}, set())
@@ -200,7 +241,7 @@ class Store:
             new_accounts = [(a,) for a in grid.balances if a not in self._accounts]
         counters = (grid.next_job_id, grid.next_res_id, grid.next_seq)
         ids: list[int] = []
-        with self._write() as c:
+        with self._fenced_write() as c:
             if grid.dirty_reservations:
                 c.executemany(
                     UPSERT_RESERVATION,
@@ -271,7 +312,7 @@ class Store:
         Recorded once; a second outcome for the same action is refused."""
         if status not in OUTCOMES:
             raise ValueError(f"status must be one of {', '.join(OUTCOMES)}, not {status!r}")
-        with self._write() as c:
+        with self._fenced_write() as c:
             cur = c.execute(
                 "UPDATE actions SET status = ?, outcome = ?, done_at = ? "
                 "WHERE id = ? AND status = 'intended'",

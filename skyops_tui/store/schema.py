@@ -230,7 +230,13 @@ def _v2(db: Database) -> None:
     db.execute("CREATE INDEX idx_commands_pending ON commands(id) WHERE status = 'pending'")
 
 
-MIGRATIONS: list[Migration] = [_v1, _v2]
+def _v3(db: Database) -> None:
+    """The lease's epoch, bumped each time another console takes it: a leader's writes
+    carry the epoch it acquired, so the late writes of one that lost it are refused."""
+    db.execute("ALTER TABLE lease ADD COLUMN epoch INTEGER NOT NULL DEFAULT 1")
+
+
+MIGRATIONS: list[Migration] = [_v1, _v2, _v3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -706,3 +706,87 @@ def test_a_gang_job_losing_a_node_the_moment_it_was_billed_round_trips(tmp_path)
     c.step()
     assert c.grid.job_by_ref("gang").stop_reason == "failed"
     assert_same_grid(c.grid, Store(tmp_path / "skyops.db").load_grid(c.cfg, c.now))
+
+
+# ---------------------------------------------------------- the lease, fencing
+def test_the_lease_epoch_moves_only_when_the_holder_changes(tmp_path):
+    from skyops_tui.store.control import acquire_lease, lease_epoch, lease_holder, release_lease
+
+    with Store(tmp_path / "skyops.db") as store:
+        assert lease_epoch(store) == 0
+        assert acquire_lease(store, "a", T0, 5) == 1
+        assert acquire_lease(store, "a", T0 + 1, 5) == 1  # a renewal
+        assert acquire_lease(store, "b", T0 + 5.9, 5) is None  # a's runs to T0 + 6
+        assert acquire_lease(store, "b", T0 + 6, 5) == 2
+        assert lease_holder(store, T0 + 6) == "b"
+        release_lease(store, "b")
+        assert lease_holder(store, T0 + 7) is None
+        assert acquire_lease(store, "a", T0 + 7, 5) == 3  # released, still a new epoch
+        assert lease_epoch(store) == 3
+
+
+def test_a_lease_from_before_epochs_keeps_its_holder(tmp_path, monkeypatch):
+    from skyops_tui.store.control import acquire_lease, lease_epoch, lease_holder
+
+    path = tmp_path / "skyops.db"
+    with monkeypatch.context() as m:
+        m.setattr(schema_mod, "MIGRATIONS", schema_mod.MIGRATIONS[:2])
+        m.setattr(schema_mod, "SCHEMA_VERSION", 2)
+        Store(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "INSERT INTO lease (name, holder, expires_at) VALUES ('scheduler', 'old', ?)", [T0 + 5]
+    )
+    conn.commit()
+    conn.close()
+    with Store(path) as store:
+        assert store.found_version == 2 and store.schema_version == SCHEMA_VERSION
+        assert lease_holder(store, T0) == "old" and lease_epoch(store) == 1
+        assert acquire_lease(store, "new", T0, 5) is None
+        assert acquire_lease(store, "new", T0 + 5, 5) == 2
+
+
+def test_a_deposed_leaders_writes_are_refused_and_write_nothing(tmp_path):
+    from skyops_tui.scheduler.engine import LeaseLost
+    from skyops_tui.store.control import acquire_lease, enqueue, finish_command
+    from skyops_tui.store.db import Fence
+
+    path = tmp_path / "skyops.db"
+    c = Console(path)
+    busy_day(c)
+    epoch = acquire_lease(c.store, "a", c.now, 5)
+    c.store.fence = Fence("a", epoch, c.clock.now)
+    cid = enqueue(c.store, "cancel", {"ref": "f1"}, "bob", c.now)
+    _pending_changes(c)
+    c.store.persist(c.grid, [], c.now)  # while the lease is a's: written
+    assert c.store.job("late") is not None
+    pending = c.store.pending_actions()
+    assert pending
+
+    # a's lease runs out by the clock: nothing more from a, though nobody took it yet.
+    c.clock.advance(5)
+    spec = JobSpec(name="later", user="bob", mode=Mode.FLEX, gpus=1, bid=1.0)
+    c.grid.submit(spec, c.now)
+    before = dump(path)
+    with pytest.raises(LeaseLost, match="lease ended 0.0 s ago"):
+        c.store.persist(c.grid, [], c.now)
+    assert dump(path) == before and c.grid.dirty_jobs and c.grid.events
+
+    # b takes it: a's persist, answers and outcomes are all refused, all rolled back.
+    other = Store(path)
+    assert acquire_lease(other, "b", c.now + 0.1, 5) == epoch + 1
+    c.clock.advance(0.2)
+    before = dump(path)
+    with pytest.raises(LeaseLost, match=r"held by b \(epoch 2\), not by this console \(epoch 1\)"):
+        c.store.persist(c.grid, [A.Settle(1)], c.now)
+    with pytest.raises(LeaseLost):
+        finish_command(c.store, cid, "done", {}, c.now)
+    with pytest.raises(LeaseLost):
+        c.store.record_outcome(pending[0].id, "done", "late", c.now)
+    assert dump(path) == before
+    assert not c.store.conn.in_transaction
+    assert c.store.job("later") is None
+    # b, which holds it, writes; so would a again only under a lease of its own.
+    other.fence = Fence("b", epoch + 1, c.clock.now)
+    finish_command(other, cid, "done", {}, c.now)
+    other.close()

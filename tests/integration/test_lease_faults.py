@@ -1,0 +1,204 @@
+"""The scheduler lease under store faults, with two real runtimes on one real SQLite
+file: another process locking the file (`BEGIN EXCLUSIVE`, as a backup tool does) for
+longer than the lease, and a leader deposed behind its back. The grid is never led by
+two: a leader that cannot renew stops acting, and a deposed leader's writes are refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from benchmarks.crash_harness import LockHolder
+from skyops_tui.domain.config import parse_config
+from skyops_tui.domain.errors import Refused
+from skyops_tui.domain.specs import JobSpec
+from skyops_tui.runtime import Runtime
+from skyops_tui.store.control import command, enqueue, lease_epoch, lease_holder
+from skyops_tui.store.db import Store
+from tests.fleet.localgrid import wait_for
+from tests.helpers import Recorder
+
+TTL_S = 1.0
+BUSY_S = 0.2  # each console's busy timeout: a locked write fails fast
+
+CONFIG = {
+    "cluster": {"name": "lease", "tick_s": 0.05},
+    "node_types": [{"name": "H100", "rate": 2.5}],
+    "nodes": [{"name": "node-a", "fake_gpus": "8xH100-80GB", "local": True}],
+    "accounts": {"operators": ["ops"], "default_balance": 10000},
+}
+
+
+def console(path: Path) -> tuple[Runtime, Recorder]:
+    """A console on the file, with a short lease and a short busy timeout; its executor
+    records every action it is handed (that is what 'acting' means for a box)."""
+    ex = Recorder()
+    rt = Runtime(
+        parse_config(CONFIG, "test config"),
+        ex,
+        store=Store(path, busy_timeout_s=BUSY_S),
+        user="ops",
+        lease_ttl_s=TTL_S,
+        follow_s=0.1,
+    )
+    return rt, ex
+
+
+def spec(name: str) -> dict:
+    return {"name": name, "user": "ops", "mode": "priority", "gpus": 1, "hours": 1,
+            "gpu_type": "H100", "argv": ["true"]}  # fmt: skip
+
+
+def acting(rt: Runtime) -> bool:
+    """Would this console schedule right now: it leads and its engine is not held."""
+    return rt.leader and rt.engine.held(rt.clock.now()) is None
+
+
+class OneLeader:
+    """Samples both consoles on every turn of the loop: at no moment may two act."""
+
+    def __init__(self, *rts: Runtime) -> None:
+        self.rts = rts
+        self.violations: list[str] = []
+        self.task = asyncio.get_running_loop().create_task(self._watch())
+
+    async def _watch(self) -> None:
+        while True:
+            if sum(acting(rt) for rt in self.rts) > 1:
+                self.violations.append(f"two consoles acting at {time.time():.3f}")
+            await asyncio.sleep(0.005)
+
+    async def stop(self) -> None:
+        self.task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await self.task
+
+
+async def answered(store: Store, kind: str, payload: dict, timeout: float = 20.0):
+    cid = enqueue(store, kind, payload, "ops", time.time())
+    row = None
+
+    def done() -> bool:
+        nonlocal row
+        row = command(store, cid)
+        return row is not None and row.status != "pending"
+
+    await wait_for(done, f"an answer to {kind}", timeout)
+    return row
+
+
+async def test_a_locked_store_pauses_the_leader_and_one_console_leads_after(tmp_path):
+    path = tmp_path / "state.db"
+    a, a_ex = console(path)
+    b, _ = console(path)
+    probe = Store(path)
+    await a.start()
+    await b.start()
+    watch = OneLeader(a, b)
+    try:
+        assert a.leader and not b.leader
+        assert (await answered(probe, "submit", {"spec": spec("before")})).status == "done"
+        steps: list[tuple[str | None, int]] = []
+        a.local.listeners.append(lambda: steps.append((a.local.paused, a.local.passes)))
+
+        with LockHolder(path):
+            # Longer than the lease and than every busy timeout: A cannot renew.
+            await wait_for(
+                lambda: len(steps) > 5 and all(p for p, _ in steps[-5:]),
+                "the leader pausing its passes",
+                timeout=10,
+            )
+            paused_at = len(steps) - 5
+            handed = len(a_ex.actions)
+            await wait_for(lambda: len(steps) > paused_at + 15, "more paused ticks")
+            assert all(p is not None for p, _ in steps[paused_at:]), steps[paused_at:]
+            assert len({n for _, n in steps[paused_at:]}) == 1  # no pass ran
+            assert len(a_ex.actions) == handed  # nothing handed to the boxes
+            assert "locked" in (a.store_fault or "") and "paused" in a.store_fault
+            # The follower's loop lives through the fault too, and says so.
+            await wait_for(lambda: b.store_fault is not None, "the follower seeing the fault")
+            assert "locked" in b.store_fault
+            assert not b._control.done() and not a._control.done()
+            with pytest.raises(Refused, match="paused"):
+                a.local.submit(JobSpec(**spec("during")))
+
+        # Released: one console holds a live lease and acts, and answers commands.
+        await wait_for(
+            lambda: sum(acting(rt) for rt in (a, b)) == 1 and a.store_fault is None,
+            "one console leading again",
+        )
+        leader = a if acting(a) else b
+        holder = lease_holder(probe, time.time())
+        assert holder == leader.holder
+        assert leader.epoch == lease_epoch(probe)
+        row = await answered(probe, "submit", {"spec": spec("after")})
+        assert row.status == "done", row.result
+        assert probe.job("after") is not None and probe.job("during") is None
+        assert watch.violations == []
+    finally:
+        await watch.stop()
+        for rt in (a, b):
+            await rt.stop()
+            rt.store.close()
+        probe.close()
+
+
+async def test_a_deposed_leaders_writes_are_refused_and_it_follows(tmp_path):
+    path = tmp_path / "state.db"
+    a, a_ex = console(path)
+    b, _ = console(path)
+    probe = Store(path)
+    await a.start()
+    await b.start()
+    try:
+        assert a.leader and not b.leader
+        assert (await answered(probe, "submit", {"spec": spec("first")})).status == "done"
+        await wait_for(lambda: a_ex.actions, "the first job handed to its box")
+        # The lease goes to B behind A's back; A's own clock still says its lease runs,
+        # only the store can tell. (No await until the checks: nothing else runs.)
+        epoch = lease_epoch(probe)
+        conn = sqlite3.connect(path, isolation_level=None)
+        conn.execute(
+            "UPDATE lease SET holder = ?, epoch = epoch + 1, expires_at = ? WHERE name = ?",
+            (b.holder, time.time() + 60, "scheduler"),
+        )
+        conn.close()
+        marks = rowids(probe)
+        handed = len(a_ex.actions)
+        assert acting(a)
+
+        with pytest.raises(Refused, match="lease is held by"):
+            a.local.submit(JobSpec(**spec("late")))
+        passes = a.local.passes
+        a.local.step()  # no further pass: A does not retry, it demotes
+        assert a.local.passes == passes and "no longer holds" in (a.local.paused or "")
+        assert rowids(probe) == marks and probe.job("late") is None
+        assert len(a_ex.actions) == handed and not acting(a)
+
+        await wait_for(lambda: not a.leader, "A demoting itself")
+        await wait_for(lambda: b.leader, "B leading under the lease it was given")
+        assert b.epoch == epoch + 1 == lease_epoch(probe)
+        assert a.scheduler is a.remote and not a._control.done()
+        # A follows: commands go to B; nothing of A's ever reached the store or a box.
+        row = await answered(probe, "submit", {"spec": spec("through-b")})
+        assert row.status == "done", row.result
+        assert probe.job("late") is None and len(a_ex.actions) == handed
+        await wait_for(lambda: "through-b" in {j.name for j in a.grid.jobs.values()},
+                       "A's view showing B's decision")  # fmt: skip
+        assert not acting(a) and acting(b)
+    finally:
+        for rt in (a, b):
+            await rt.stop()
+            rt.store.close()
+        probe.close()
+
+
+def rowids(store: Store) -> dict[str, int]:
+    """The last row of every table a decision writes to."""
+    tables = ("events", "actions", "ledger_tx", "jobs", "commands", "prices")
+    return {t: store._rows(f"SELECT MAX(rowid) AS m FROM {t}")[0]["m"] or 0 for t in tables}
