@@ -131,6 +131,9 @@ class StatusLine(Static):
             t.append(
                 " following the leading console: commands are queued to it ", p("tag--warning")
             )
+        fault = getattr(rt, "store_fault", None)
+        if fault:
+            t.append(f" {fault} ", p("tag--error"))
         errors = getattr(rt.scheduler, "errors", None)
         if errors:
             t.append(f" {errors[-1]} ", p("tag--error"))
