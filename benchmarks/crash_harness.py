@@ -3,14 +3,19 @@ and check that nothing was lost, run twice, double-booked or charged wrongly.
 
     python benchmarks/crash_harness.py --jobs 1000 --kills 12
     python benchmarks/crash_harness.py --jobs 120 --kills 4 --transport ssh   # real sshd
+    python benchmarks/crash_harness.py --jobs 300 --kills 4 --locks 4        # lock faults
 
 The console is `skyops serve --config C --db D`, a real subprocess, leading a grid of
 real agents (local subprocesses, or agents behind OpenSSH's sshd on 127.0.0.1). The
 harness submits jobs in all three modes through the store's command queue (as any other
 process would), kills the console at random points (progress thresholds, and moments
 just after a restart, while it reconnects and reconciles), restarts it after a random
-pause, and when every job has ended checks, from the store and from the agents' own job
-records (PRODUCT.md §2: the agent is the source of truth for processes):
+pause. With `--locks N` another process also takes the database exclusively
+(`BEGIN EXCLUSIVE`, as a backup tool does) N times at random points, each for
+`--lock-s` seconds, longer than the scheduler lease: the console cannot renew, must stop
+acting, and take up again after. When every job has ended the harness checks, from the
+store and from the agents' own job records (PRODUCT.md §2: the agent is the source of
+truth for processes):
 
 - states: every job ended, and its state matches its processes (no live process left,
   one agent run per recorded run, the last run's exit agrees with the state);
@@ -51,6 +56,7 @@ from skyops_tui.domain.config import load_config  # noqa: E402
 from skyops_tui.domain.model import HOLDING, TERMINAL, JobState  # noqa: E402
 from skyops_tui.fleet.executor import AGENT_ID  # noqa: E402
 from skyops_tui.policy.invariants import check_placements  # noqa: E402
+from skyops_tui.runtime import LEASE_TTL_S  # noqa: E402
 from skyops_tui.store.control import enqueue, lease_holder  # noqa: E402
 from skyops_tui.store.db import Store  # noqa: E402
 
@@ -232,7 +238,10 @@ class Run:
     seed: int
     transport: str = "local"
     timeout_s: float = 0.0
+    locks: int = 0
+    lock_s: float = LEASE_TTL_S + 3.0
     kill_points: list[dict] = field(default_factory=list)
+    lock_points: list[dict] = field(default_factory=list)
     agent_dirs: dict[str, Path] = field(default_factory=dict)
 
 
@@ -308,6 +317,7 @@ def run_harness(run: Run, progress=lambda msg: None) -> dict:
     specs = workload(run.jobs, rng)
     total_gpus = NODES * GPUS_PER_NODE
     timeout = run.timeout_s or max(120.0, run.jobs * 0.6 + run.kills * 15)
+    timeout += run.locks * (run.lock_s + 10) if not run.timeout_s else 0
     # Kill points: when this many jobs have ended, plus a random delay; every third one
     # instead soon after the previous restart (while links reconnect and reconcile).
     thresholds = sorted(rng.uniform(0.03, 0.92) for _ in range(run.kills))
@@ -317,6 +327,10 @@ def run_harness(run: Run, progress=lambda msg: None) -> dict:
             plan.append(("after restart", rng.uniform(0.3, 2.5)))
         else:
             plan.append(("progress", frac))
+    # Lock faults: when this share of the jobs has ended, plus a random delay.
+    locks = sorted(rng.uniform(0.05, 0.9) for _ in range(run.locks))
+    lock: LockHolder | None = None
+    lock_armed: float | None = None
     t0 = time.monotonic()
     store = None
     submitted = 0
@@ -344,11 +358,47 @@ def run_harness(run: Run, progress=lambda msg: None) -> dict:
             ended = sum(n for s, n in by_state.items() if JobState(s) in TERMINAL)
             live = sum(n for s, n in by_state.items() if JobState(s) not in TERMINAL)
             pending = store._rows("SELECT COUNT(*) AS n FROM commands WHERE status = 'pending'")
+            if lock is not None:
+                # Reads go on under the lock; writes (submitting, a console starting)
+                # would only wait for it, so the harness neither submits nor kills.
+                point = run.lock_points[-1]
+                if time.monotonic() - point["_from"] >= run.lock_s:
+                    lock.release()
+                    lock = None
+                    point["held_s"] = round(time.monotonic() - point.pop("_from"), 2)
+                    point["jobs_ended_after"] = ended
+                    progress(f"lock {point['lock']} released: {point}")
+                time.sleep(0.1)
+                continue
+            if locks and ended >= locks[0] * len(specs):
+                if lock_armed is None:
+                    lock_armed = time.monotonic() + rng.uniform(0.0, 2.0)
+                if time.monotonic() >= lock_armed:
+                    locks.pop(0)
+                    lock_armed = None
+                    leading = console.leads(store)
+                    lock = LockHolder(db_path).hold()
+                    run.lock_points.append(
+                        {
+                            "lock": len(run.lock_points) + 1,
+                            "at_s": round(time.monotonic() - t0, 2),
+                            "console_led": leading,
+                            "jobs_ended": ended,
+                            "_from": time.monotonic(),
+                            **_snapshot(store),
+                        }
+                    )
+                    continue
             if submitted < len(specs) and live + pending[0]["n"] < 3 * total_gpus:
                 for spec in specs[submitted : submitted + 20]:
                     enqueue(store, "submit", {"spec": spec}, spec["user"], time.time())
                 submitted = min(submitted + 20, len(specs))
-            if submitted == len(specs) and ended == len(specs) and pending_kill is None:
+            if (
+                submitted == len(specs)
+                and ended == len(specs)
+                and pending_kill is None
+                and not locks
+            ):
                 break
             if pending_kill is not None:
                 kind, arg = pending_kill
@@ -399,9 +449,13 @@ def run_harness(run: Run, progress=lambda msg: None) -> dict:
                 "seed": run.seed,
             }
         )
+        result["figures"].update(lock_figures(run, console.log))
         result["kill_points"] = run.kill_points
+        result["lock_points"] = run.lock_points
         return result
     finally:
+        if lock is not None:
+            lock.release()
         console.stop()
         if store is not None:
             store.close()
@@ -409,6 +463,20 @@ def run_harness(run: Run, progress=lambda msg: None) -> dict:
             kill_leftovers(d)
         if box is not None:
             box.close()
+
+
+def lock_figures(run: Run, log: Path) -> dict:
+    """What the console said about the lock faults (its log: stdout and stderr)."""
+    text = log.read_text(errors="replace") if log.exists() else ""
+    return {
+        "locks": len(run.lock_points),
+        "lock_s": run.lock_s,
+        "faults_logged": text.count("state database unavailable"),
+        "lease_renewed_after_pause": text.count("scheduler lease renewed; scheduling resumes"),
+        "passes_fenced": text.count("scheduling pass refused"),
+        "demotions": text.count("a write was refused, the scheduler lease is not ours")
+        + text.count("scheduler lease lost; following"),
+    }
 
 
 def kill_leftovers(state_dir: Path) -> None:
@@ -621,11 +689,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--transport", choices=("local", "ssh"), default="local")
     p.add_argument("--workdir", help="default: a new temporary folder (kept on failure)")
     p.add_argument("--timeout", type=float, default=0.0, help="seconds (default: from --jobs)")
+    p.add_argument("--locks", type=int, default=0, help="lock faults (another process's lock)")
+    p.add_argument(
+        "--lock-s",
+        type=float,
+        default=LEASE_TTL_S + 3.0,
+        help=f"seconds each lock is held (default: the lease, {LEASE_TTL_S:g} s, + 3)",
+    )
     args = p.parse_args(argv)
     import tempfile
 
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="skyops-crash-"))
-    run = Run(workdir, args.jobs, args.kills, args.seed, args.transport, args.timeout)
+    run = Run(
+        workdir, args.jobs, args.kills, args.seed, args.transport, args.timeout, args.locks,
+        args.lock_s,
+    )  # fmt: skip
     result = run_harness(run, lambda m: print(m, file=sys.stderr, flush=True))
     result["workdir"] = str(workdir)
     print(json.dumps(result, indent=2))

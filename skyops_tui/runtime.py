@@ -158,8 +158,15 @@ class Runtime:
     def _persist(self, grid: Grid, actions: list[A.Action]) -> None:
         if self.store is not None:
             # The store drains the grid's outbox inside its transaction; mirror it first.
+            from .store.control import waiting_at_most
+
             events, txs, prices = list(grid.events), list(grid.transactions), list(grid.prices)
-            self.store.persist(grid, actions, self.clock.now())
+            now = self.clock.now()
+            # A leader's write waits for a lock only while its lease lasts: a pass stuck
+            # behind another process's lock must not freeze the console past that.
+            wait = max(self._lease_until - now, 0.05) if self.engine.hold is not None else None
+            with waiting_at_most(self.store, wait):
+                self.store.persist(grid, actions, now)
         else:
             events, txs, prices = grid.drain()
             grid.dirty_jobs.clear()
@@ -271,7 +278,7 @@ class Runtime:
                     await self._nudge.wait()
             self._nudge.clear()
             if self.engine.lost:
-                log.warning("a write was refused: another console holds the scheduler lease")
+                log.warning("a write was refused, the scheduler lease is not ours; following")
                 await self._demote()
                 return
             if self.clock.now() >= self._renew_at:

@@ -27,10 +27,10 @@ class CommandRow:
 
 
 @contextmanager
-def _waiting_at_most(store: Store, wait_s: float | None) -> Iterator[None]:
+def waiting_at_most(store: Store, wait_s: float | None) -> Iterator[None]:
     """Wait `wait_s` for another process's write lock instead of the connection's
-    whole busy timeout: a lease attempt must fail fast and be retried, not hold the
-    store (and the console) for ten seconds."""
+    whole busy timeout: a lease attempt must fail fast and be retried, and a leader's
+    write need not wait past its lease (it would be refused then anyway)."""
     if wait_s is None:
         yield
         return
@@ -51,7 +51,7 @@ def acquire_lease(
     so a leader can tell a plain renewal from getting the lease back after someone else
     held it (its grid is stale then). Raises sqlite3.OperationalError when the file is
     locked (after `wait_s`, default the busy timeout), unwritable or full."""
-    with _waiting_at_most(store, wait_s), store._write() as conn:
+    with waiting_at_most(store, wait_s), store._write() as conn:
         row = conn.execute(
             "SELECT holder, expires_at, epoch FROM lease WHERE name = ?", (LEASE,)
         ).fetchone()
@@ -70,7 +70,7 @@ def acquire_lease(
 def release_lease(store: Store, holder: str, wait_s: float | None = None) -> None:
     """End the lease at once so another console need not wait out its time. The row
     stays, with its epoch, so the next holder's epoch is still a new one."""
-    with _waiting_at_most(store, wait_s), store._write() as conn:
+    with waiting_at_most(store, wait_s), store._write() as conn:
         conn.execute(
             "UPDATE lease SET expires_at = 0 WHERE name = ? AND holder = ?", (LEASE, holder)
         )
