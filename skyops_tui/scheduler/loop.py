@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -18,7 +19,7 @@ from ..domain.model import Job, Reservation
 from ..domain.specs import JobSpec, ReservationSpec
 from ..policy.grid import Grid
 from .engine import Engine, LeaseLost
-from .executor import Report
+from .executor import Exited, Report
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,11 @@ class Scheduler:
         return self.engine.grid
 
     def _report(self, report: Report) -> None:
+        if isinstance(report, Exited) and report.ended_at is None:
+            now = self.clock.now()
+            if self.engine.held(now) is not None:
+                # Heard while paused: billing stops now, not when the pause ends.
+                report = dataclasses.replace(report, ended_at=now)
         self.engine.pending.append(report)
         self._wake.set()
 
