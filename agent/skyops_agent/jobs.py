@@ -83,7 +83,44 @@ def tail(path: str, lines: int, max_bytes: int = LOG_TAIL_MAX_BYTES) -> dict[str
         data = data.split(b"\n", 1)[-1]  # drop the partial first line
     text = data.decode("utf-8", "replace").splitlines()
     kept = text[-lines:] if lines else []
-    return {"lines": kept, "truncated": start > 0 or len(kept) < len(text), "size": size}
+    # Where an unfinished last line starts: following the file goes on from there.
+    partial = 0 if data.endswith(b"\n") else len(data) - data.rfind(b"\n") - 1
+    return {
+        "lines": kept,
+        "truncated": start > 0 or len(kept) < len(text),
+        "size": size,
+        "next_offset": size - partial,
+    }
+
+
+def read_from(path: str, offset: int, max_bytes: int = LOG_TAIL_MAX_BYTES) -> dict[str, Any]:
+    """The complete lines from byte ``offset`` on (at most ``max_bytes``), and where the
+    next read starts: following a log this way shows each line once, however fast it
+    grows. An unfinished last line is left for the next read, and also returned as
+    ``partial`` for a reader that will not come back. A file shorter than ``offset``
+    was replaced, and is read from its start."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            if offset > size:
+                offset = 0
+            f.seek(offset)
+            data = f.read(min(size - offset, max_bytes))
+    except FileNotFoundError:
+        return {"lines": [], "partial": "", "size": 0, "next_offset": 0}
+    end = data.rfind(b"\n") + 1
+    if end == 0 and len(data) == max_bytes:
+        end = len(data)  # one line longer than a read: hand it over in pieces
+    lines = data[:end].decode("utf-8", "replace").split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return {
+        "lines": [ln[:-1] if ln.endswith("\r") else ln for ln in lines],
+        "partial": data[end:].decode("utf-8", "replace"),
+        "size": size,
+        "next_offset": offset + end,
+    }
 
 
 class JobRunner:
@@ -350,10 +387,13 @@ class JobRunner:
             pass
         return {"job_id": job_id, "signal": jobdir.signal_name(signum)}
 
-    def logs(self, job_id: str, stream: str, tail_lines: int) -> dict[str, Any]:
+    def logs(
+        self, job_id: str, stream: str, tail_lines: int, offset: int | None = None
+    ) -> dict[str, Any]:
         self._existing(job_id)
-        name = jobdir.STDOUT if stream == "stdout" else jobdir.STDERR
-        return dict(tail(self._file(job_id, name), tail_lines), job_id=job_id, stream=stream)
+        path = self._file(job_id, jobdir.STDOUT if stream == "stdout" else jobdir.STDERR)
+        got = tail(path, tail_lines) if offset is None else read_from(path, offset)
+        return dict(got, job_id=job_id, stream=stream)
 
     def checkpoint_dir_for(self, job_id: str, requested: str | None) -> str:
         if requested:

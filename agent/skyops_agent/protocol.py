@@ -205,6 +205,7 @@ REQUESTS: dict[str, dict[str, Field]] = {
         "job_id": req(JOB_ID),
         "stream": opt(STREAM, "stdout"),
         "tail_lines": opt(NONNEG_INT, DEFAULT_TAIL_LINES),
+        "offset": opt(_optional(NONNEG_INT), None),
     },
     CHECKPOINT_LIST: {"job_id": req(JOB_ID), "checkpoint_dir": opt(_optional(STR), None)},
     CHECKPOINT_PACK: {

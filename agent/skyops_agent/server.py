@@ -57,7 +57,7 @@ class Server:
             protocol.SIGNAL: lambda req: self.runner.send_signal(req["job_id"], req["signal"]),
             protocol.JOBS: lambda req: {"jobs": self.runner.list_jobs()},
             protocol.LOGS: lambda req: self.runner.logs(
-                req["job_id"], req["stream"], req["tail_lines"]
+                req["job_id"], req["stream"], req["tail_lines"], req["offset"]
             ),
             protocol.CHECKPOINT_LIST: self._checkpoint_list,
             protocol.CHECKPOINT_PACK: self._checkpoint_pack,

@@ -44,11 +44,24 @@ def build_runtime(
     return Runtime(cfg, ex, store=store, user=user, demo=demo, readonly=readonly)
 
 
+def check_writable(store: Store) -> None:
+    """Raise SQLite's own error now if the file cannot be written (a read-only file or
+    folder, a full disk), while the terminal is still the shell's: the screen would only
+    find out when it first leads. Changes one row and back in one transaction: the page
+    is written (SQLite skips a write that changes nothing), its content is not."""
+    with store._write() as conn:
+        key = "WHERE key = 'schema_version'"
+        conn.execute(f"UPDATE meta SET value = value || ' ' {key}")
+        conn.execute(f"UPDATE meta SET value = rtrim(value, ' ') {key}")
+
+
 def run_console(cfg: Config | None, db: str | None, readonly: bool = False) -> int:
     from ..app.app import SkyopsApp
     from ..demo import seed
 
     rt = build_runtime(cfg, db, readonly)
+    if not readonly:
+        check_writable(rt.store)
     if rt.demo and not rt.grid.jobs:
         seed(rt)
     SkyopsApp(rt).run()
@@ -65,6 +78,7 @@ def serve(cfg: Config | None, db: str | None, duration: float | None, out) -> in
 
     async def main() -> None:
         rt = build_runtime(cfg, db)
+        check_writable(rt.store)
         if rt.demo and not rt.grid.jobs:
             seed(rt)
         stop = asyncio.Event()

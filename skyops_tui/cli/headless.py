@@ -9,7 +9,8 @@ are instant and never start anything.
 
 Output: rich tables for people, plain JSON on stdout with `--json`, errors on stderr
 naming the file, the key and the reason. Exit codes: 0 applied or nothing to do,
-1 refused, 2 invalid input, 3 a waited job did not succeed.
+1 refused, 2 invalid input, 3 a waited job did not succeed, 4 the state store cannot be
+used (locked, disk full, a folder or read-only file; the message names the file).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import asyncio
 import copy
 import dataclasses
 import json
+import sqlite3
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -43,7 +45,7 @@ from ..policy.grid import Grid
 from ..runtime import current_user
 from ..store.schema import StoreError
 
-EXIT_OK, EXIT_REFUSED, EXIT_INVALID, EXIT_JOB_FAILED = 0, 1, 2, 3
+EXIT_OK, EXIT_REFUSED, EXIT_INVALID, EXIT_JOB_FAILED, EXIT_STORE = 0, 1, 2, 3, 4
 POLL_S = 0.5
 SYMBOL = {"create": "+", "change": "~", "unchanged": "=", "refuse": "!"}
 STYLE = {"create": "green", "change": "yellow", "unchanged": "dim", "refuse": "bold red"}
@@ -136,11 +138,38 @@ class Target:
 def _target(args: argparse.Namespace) -> Target:
     user = current_user()
     if getattr(args, "config", None):
-        cfg = load_config(args.config)
-        return Target(cfg, Path(args.db) if args.db else db_path(), False, user)
+        return Target(load_config(args.config), db_of(args), False, user)
     from .console import demo_cluster
 
-    return Target(demo_cluster(user), Path(args.db) if args.db else demo_db_path(), True, user)
+    return Target(demo_cluster(user), db_of(args), True, user)
+
+
+def db_of(args: argparse.Namespace) -> Path:
+    """The state file the arguments name: --db, else a real grid's or the demo's."""
+    if getattr(args, "db", None):
+        return Path(args.db).expanduser()
+    return db_path() if getattr(args, "config", None) else demo_db_path()
+
+
+def store_error(args: argparse.Namespace, e: StoreError | sqlite3.Error) -> StoreError:
+    """A store failure as one line naming the file: SQLite's own errors carry no path."""
+    if isinstance(e, StoreError):
+        return e
+    from ..store.db import busy_timeout, store_fault
+
+    try:
+        waited: float | None = busy_timeout()
+    except InputError:
+        waited = None
+    return store_fault(db_of(args), e, waited)
+
+
+def report_store_error(args: argparse.Namespace, e: StoreError | sqlite3.Error) -> int:
+    message = str(store_error(args, e))
+    if getattr(args, "json", False):
+        _emit_json({"status": "unavailable", "errors": [message]})
+    _errors([message])
+    return EXIT_STORE
 
 
 @dataclass
@@ -174,7 +203,7 @@ async def _session(t: Target) -> AsyncIterator[Any]:
     async with open_session(t.cfg, t.db, t.user, demo=t.demo) as s:
         try:
             yield s
-        except (InputError, Refused, StoreError) as e:
+        except (InputError, Refused, StoreError, sqlite3.Error) as e:
             failure = e
     if failure is not None:
         raise failure
@@ -210,11 +239,8 @@ def _guard(fn: Callable[[argparse.Namespace, Console], int]) -> Callable:
                 Text("refused: ", style="bold red") + Text(str(e)), soft_wrap=True
             )
             return EXIT_REFUSED
-        except StoreError as e:
-            if getattr(args, "json", False):
-                _emit_json({"status": "invalid", "errors": [str(e)]})
-            _errors([str(e)])
-            return EXIT_INVALID
+        except (StoreError, sqlite3.Error) as e:
+            return report_store_error(args, e)
 
     run.__name__ = fn.__name__
     run.__doc__ = fn.__doc__
@@ -690,7 +716,8 @@ async def _logs(args: argparse.Namespace, console: Console, t: Target) -> int:
     async with _session(t) as s:
         job = s.grid.job_by_ref(args.job)
         await s.wait_for_nodes(10.0)
-        lines = await s.logs(_last_placed(s, job), stream, args.lines)
+        # With -f this only opens the links: the follow reads by offset.
+        lines = await s.logs(_last_placed(s, job), stream, 0 if args.follow else args.lines)
         if not args.follow:
             if args.json:
                 _emit_json({"job": job.name, "id": job.id, "stream": stream, "lines": lines})
@@ -698,22 +725,49 @@ async def _logs(args: argparse.Namespace, console: Console, t: Target) -> int:
                 for line in lines:
                     console.print(line, markup=False, highlight=False, soft_wrap=True)
             return EXIT_OK
-        printed: list[str] = []
-        while True:
-            fresh = _new_lines(printed, lines)
-            for line in fresh:
-                if args.json:
-                    sys.stdout.write(json.dumps({"job": job.name, "line": line}) + "\n")
-                    sys.stdout.flush()
-                else:
-                    console.print(line, markup=False, highlight=False, soft_wrap=True)
-            printed = (printed + fresh)[-1000:]
-            if job.finished:
-                return EXIT_OK
-            await asyncio.sleep(1.0)
-            await s.refresh()
-            job = s.grid.job_by_ref(job.id)
-            lines = await s.logs(_last_placed(s, job), stream, 1000)
+        return await _follow(args, s, job, stream, console)
+
+
+async def _follow(args: argparse.Namespace, s: Any, job: Job, stream: str, console: Console) -> int:
+    """Print the job's output as it grows, each line once: the last -n lines, then
+    every byte after them, read from the agent by offset. A new run (after a
+    preemption or a retry) is printed from its start."""
+
+    def emit(lines: list[str]) -> None:
+        for line in lines:
+            if args.json:
+                sys.stdout.write(json.dumps({"job": job.name, "line": line}) + "\n")
+            else:
+                console.print(line, markup=False, highlight=False, soft_wrap=True)
+        sys.stdout.flush()
+
+    read = getattr(s.rt.executor, "read_log", None)
+    run: str | None = None
+    offset: int | None = None
+    partial = ""
+    while True:
+        ended = job.finished  # read first: output written before the end is in the file
+        while read is not None:
+            got = await read(_last_placed(s, job), stream, offset, args.lines)
+            if got is None:
+                break
+            if got["run"] != run and run is not None:
+                run, offset, partial = got["run"], 0, ""
+                continue  # a new run: all of its output
+            lines = got["lines"]
+            if offset is None and got["next_offset"] < got["size"]:
+                lines = lines[:-1]  # the tail's unfinished last line comes with the next read
+            run, offset, partial = got["run"], got["next_offset"], got.get("partial", "")
+            emit(lines)
+            if not lines:
+                break
+        if ended:
+            if partial:
+                emit([partial])
+            return EXIT_OK
+        await asyncio.sleep(1.0)
+        await s.refresh()
+        job = s.grid.job_by_ref(job.id)
 
 
 def _last_placed(s: Any, job: Job) -> Job:
@@ -731,15 +785,6 @@ def _last_placed(s: Any, job: Job) -> Job:
     return dataclasses.replace(job, placement=list(starts[-1].placement))
 
 
-def _new_lines(printed: list[str], tail: list[str]) -> list[str]:
-    """The lines of `tail` after what was printed: the longest end of `printed` that
-    begins `tail` marks where the new ones start."""
-    for k in range(min(len(printed), len(tail)), 0, -1):
-        if printed[len(printed) - k :] == tail[:k]:
-            return tail[k:]
-    return tail
-
-
 # -------------------------------------------------------------------- cancel
 @_guard
 def cmd_cancel(args: argparse.Namespace, console: Console) -> int:
@@ -755,8 +800,17 @@ async def _cancel(args: argparse.Namespace, console: Console, t: Target) -> int:
             doc = await s.call("cancel_reservation", {"name": args.job})
         else:
             doc = await s.call("cancel", {"ref": args.job})
+    status = "cancelled"
+    if not args.reservation:
+        # The command's answer is the job as the cancel found it: a running job is still
+        # running until its process has gone. Report it as the grid has it now.
+        with _snapshot(t) as snap:
+            job = snap.grid.jobs.get(doc["id"])
+        if job is not None:
+            doc = {**doc, "state": str(job.state)}
+        status = "cancelled" if doc["state"] == "cancelled" else "stopping"
     if args.json:
-        _emit_json({"status": "cancelled", **doc})
+        _emit_json({"status": status, **doc})
         return EXIT_OK
     cur = t.cfg.cluster.currency
     if args.reservation:

@@ -2,12 +2,18 @@
 
 Every failure a person can cause (bad file, bad value, refused command) ends in a
 message naming the file, key and reason, and a non-zero exit code; never a traceback.
+So does a state store that cannot be used (exit 4), and a reader that stops reading
+(`skyops jobs | head -1`): the rest of the output is dropped, exit 141 as for a
+process killed by SIGPIPE.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
+import sqlite3
 import sys
 from collections.abc import Sequence
 
@@ -18,8 +24,11 @@ from .. import __version__
 from ..domain.config import Config, demo_config, load_config
 from ..domain.errors import InputError, Refused
 from ..domain.money import fmt
+from ..store.schema import StoreError
 
-EXIT_OK, EXIT_REFUSED, EXIT_INVALID, EXIT_JOB_FAILED = 0, 1, 2, 3
+EXIT_OK, EXIT_REFUSED, EXIT_INVALID, EXIT_JOB_FAILED, EXIT_STORE = 0, 1, 2, 3, 4
+# 128 + SIGPIPE: what a shell reports for `yes | head -1`'s yes.
+EXIT_PIPE = 141
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,7 +69,46 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    out = Console()
+    logging.lastResort.setFormatter(OneLine())
+    try:
+        return _run(args)
+    except BrokenPipeError:
+        _drop_output()
+        return EXIT_PIPE
+
+
+class OneLine(logging.Formatter):
+    """Warnings the scheduler logs while a command runs (a pass that could not be
+    written, say) as one line each: the reason, never a traceback."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            e = record.exc_info[1]
+            text += f": {type(e).__name__}: {e}"
+        return f"{record.levelname.lower()}: {text}"
+
+
+def _drop_output() -> None:
+    """The reader has gone: send what is left, and the flush at exit, nowhere, so
+    Python prints no 'Exception ignored' on the way out."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            os.dup2(devnull, stream.fileno())
+        except (OSError, ValueError):
+            pass
+
+
+class Stdout(Console):
+    """Rich's own answer to a closed pipe is exit 1, which means "refused" here."""
+
+    def on_broken_pipe(self) -> None:
+        raise BrokenPipeError
+
+
+def _run(args: argparse.Namespace) -> int:
+    out = Stdout()
     err = Console(stderr=True)
     try:
         from .headless import dispatch
@@ -95,6 +143,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Refused as e:
         err.print(f"[bold red]refused:[/] {e}", highlight=False)
         return EXIT_REFUSED
+    except (StoreError, sqlite3.Error) as e:
+        from .headless import report_store_error
+
+        return report_store_error(args, e)
     except KeyboardInterrupt:
         return 130
 

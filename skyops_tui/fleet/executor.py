@@ -332,6 +332,32 @@ class FleetExecutor:
         text = reply.get("lines") or reply.get("text") or []
         return text.splitlines() if isinstance(text, str) else [str(x) for x in text]
 
+    async def read_log(
+        self, job: Job, stream: str = "stdout", offset: int | None = None, lines: int = 100
+    ) -> dict | None:
+        """To follow a log: from byte `offset` of the job's latest run's file (its last
+        `lines` lines when None), with `run` (which file) and `next_offset`. None while
+        there is no run, or its node does not answer."""
+        run = self.runs.get(job.id)
+        node = job.placement[0].node if job.placement else self.last_node.get(job.id)
+        agent = self._agent(node) if node is not None else None
+        if agent is None:
+            return None
+        aid = next(iter(run.parts)) if run else agent_id(job.id, max(job.runs, 1), 0)
+        try:
+            reply = await agent.request(
+                protocol.LOGS, job_id=aid, stream=stream, tail_lines=lines, offset=offset
+            )
+        except (AgentError, LinkClosed, TimeoutError):
+            return None
+        return {
+            "run": aid,
+            "lines": [str(x) for x in reply.get("lines") or []],
+            "partial": str(reply.get("partial") or ""),
+            "size": int(reply.get("size") or 0),
+            "next_offset": int(reply.get("next_offset") or 0),
+        }
+
     # ---------------------------------------------------------------- events
     def _on_status(self, node: str, status: NodeStatus, cause: str) -> None:
         since = None

@@ -12,6 +12,7 @@ statements on the bare connection, since it runs on every scheduling pass.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import weakref
@@ -25,6 +26,7 @@ from sqlite_utils import Database
 
 from ..clock import Clock
 from ..domain.config import Config
+from ..domain.errors import InputError
 from ..domain.model import HOLDING, Job, JobState, Market, Node, NodeStatus, Reservation
 from ..policy import actions as A
 from ..policy.grid import Grid
@@ -100,26 +102,121 @@ class Fence:
     clock: Callable[[], float]
 
 
+def busy_timeout() -> float:
+    """How long to wait for another process's write lock: `SKYOPS_BUSY_TIMEOUT_S`, else
+    `BUSY_TIMEOUT_S`."""
+    raw = os.environ.get("SKYOPS_BUSY_TIMEOUT_S", "").strip()
+    if not raw:
+        return BUSY_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < 1e6:
+        raise InputError([f"SKYOPS_BUSY_TIMEOUT_S: must be seconds >= 0 (got {raw!r})"])
+    return value
+
+
+def _prepare_folder(path: Path) -> None:
+    """Refuse a path that can never hold the file, and create its folder, before SQLite
+    answers with its bare 'unable to open database file'."""
+    if path.is_dir():
+        raise StoreError(
+            f"{path}: is a folder, not a state database file; "
+            "point --db or SKYOPS_DB at a file in it"
+        )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise StoreError(
+            f"{path}: cannot create its folder {path.parent}: part of that path is a file"
+        ) from None
+    except OSError as e:
+        raise StoreError(
+            f"{path}: cannot create its folder {path.parent}: {e.strerror or e}"
+        ) from None
+
+
+def _disk_full(folder: Path) -> bool:
+    # SQLite says only "disk I/O error" when it cannot even size its -shm file.
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 64 * 1024
+
+
+def store_fault(path: Path, e: sqlite3.Error, busy_timeout_s: float | None = None) -> StoreError:
+    """An error from SQLite as a person can act on it: the file, what went wrong, what
+    to do. The command line exits 4 for every one (docs/headless.md)."""
+    code = (getattr(e, "sqlite_errorcode", None) or 0) & 0xFF
+    detail = str(e)
+    folder = path.parent
+    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        waited = f" (waited {busy_timeout_s:g} s)" if busy_timeout_s is not None else ""
+        why = (
+            f"the state database is locked by another process{waited}; try again when it "
+            "is free, or wait longer with SKYOPS_BUSY_TIMEOUT_S"
+        )
+    elif code == sqlite3.SQLITE_FULL or (code == sqlite3.SQLITE_IOERR and _disk_full(folder)):
+        why = f"the disk is full ({detail}); free some space and try again"
+    elif code == sqlite3.SQLITE_READONLY:
+        if path.exists() and not os.access(path, os.W_OK):
+            why = "the file is read-only; make it writable"
+        elif not os.access(folder, os.W_OK):
+            why = (
+                f"its folder {folder} is read-only (SQLite writes a -wal and a -shm file "
+                "beside the database)"
+            )
+        else:
+            why = f"the state database cannot be written ({detail})"
+    elif code == sqlite3.SQLITE_CANTOPEN:
+        if not path.exists() and not os.access(folder, os.W_OK):
+            why = f"cannot create the file: its folder {folder} is not writable"
+        elif path.exists() and not os.access(path, os.R_OK):
+            why = "cannot open the file: permission denied"
+        elif path.exists() and not os.access(folder, os.W_OK):
+            why = (
+                f"cannot open the file: its folder {folder} is read-only (SQLite needs to "
+                "create a -wal and a -shm file beside the database)"
+            )
+        else:
+            why = f"cannot open the file ({detail})"
+    elif code in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT):
+        why = f"cannot open the state database: {detail}; point --db or SKYOPS_DB at another file"
+    elif code == sqlite3.SQLITE_IOERR:
+        why = f"cannot read or write the file: disk I/O error ({detail})"
+    elif code == sqlite3.SQLITE_PERM:
+        why = f"permission denied ({detail})"
+    else:
+        why = f"cannot open the state database: {detail}"
+    return StoreError(f"{path}: {why}")
+
+
 class Store:
     """One console's connection to the state file. Thread-safe: calls are serialised."""
 
     # Set by the runtime while it leads (see `_fenced_write`); None: writes are not fenced.
     fence: Fence | None = None
 
-    def __init__(self, path: str | Path, busy_timeout_s: float = BUSY_TIMEOUT_S) -> None:
+    def __init__(self, path: str | Path, busy_timeout_s: float | None = None) -> None:
         self.path = Path(path).expanduser()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.busy_timeout_s = busy_timeout() if busy_timeout_s is None else busy_timeout_s
+        _prepare_folder(self.path)
         self._lock = threading.RLock()
-        # isolation_level=None: no implicit transactions; every write below is either a
-        # single statement or inside an explicit BEGIN IMMEDIATE ... COMMIT.
-        self.conn = sqlite3.connect(
-            str(self.path),
-            timeout=busy_timeout_s,
-            isolation_level=None,
-            check_same_thread=False,
-        )
         try:
-            self.conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+            # isolation_level=None: no implicit transactions; every write below is either a
+            # single statement or inside an explicit BEGIN IMMEDIATE ... COMMIT.
+            self.conn = sqlite3.connect(
+                str(self.path),
+                timeout=self.busy_timeout_s,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+        except sqlite3.Error as e:
+            raise store_fault(self.path, e, self.busy_timeout_s) from None
+        try:
+            self.conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
             mode = self.conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise StoreError(f"{self.path}: cannot switch to WAL mode (got {mode!r})")
@@ -129,9 +226,9 @@ class Store:
             self.db = Database(self.conn, execute_plugins=False)
             with self._write():
                 self.found_version = migrate(self.db, str(self.path))
-        except sqlite3.DatabaseError as e:
+        except sqlite3.Error as e:
             self.conn.close()
-            raise StoreError(f"{self.path}: cannot open the state database: {e}") from None
+            raise store_fault(self.path, e, self.busy_timeout_s) from None
         except BaseException:
             self.conn.close()
             raise
@@ -581,4 +678,4 @@ def _action_record(r: dict[str, Any]) -> ActionRecord:
     )
 
 
-__all__ = ["Store", "StoreError", "SCHEMA_VERSION"]
+__all__ = ["Store", "StoreError", "SCHEMA_VERSION", "busy_timeout", "store_fault"]

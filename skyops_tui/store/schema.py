@@ -18,7 +18,10 @@ from sqlite_utils import Database
 
 
 class StoreError(Exception):
-    """The state database cannot be used as it is; the message says why and what to do."""
+    """The state database cannot be used as it is, or cannot be reached now (locked by
+    another process, a full disk, a folder where the file should be, a folder or file
+    that cannot be written); the message names the file, says why and what to do. The
+    command line exits 4 for it (docs/headless.md)."""
 
 
 class SchemaTooNew(StoreError):
