@@ -110,7 +110,9 @@ class Field(NamedTuple):
 
 
 def _is_int(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
+    # Signed 64-bit, as the console's SQLite store keeps it; a larger one also breaks
+    # math.isfinite (OverflowError) where a number is asked for.
+    return isinstance(x, int) and not isinstance(x, bool) and -(2**63) <= x < 2**63
 
 
 def _is_number(x: Any) -> bool:

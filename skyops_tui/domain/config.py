@@ -23,7 +23,7 @@ from pydantic import (
 
 from skyops_agent.gpus import parse_fake_spec as agent_parse_fake_spec
 
-from .errors import InputError, read_toml, validation_messages
+from .errors import InputError, loads_toml, read_toml, validation_messages
 from .money import MICRO, to_micro
 
 FAKE_SPEC = re.compile(r"^\s*(\d+)\s*x\s*([A-Za-z0-9]+)(?:-(\d+)GB)?\s*$")
@@ -274,6 +274,11 @@ def load_config(path: str | Path) -> Config:
     path = Path(path).expanduser()
     data = read_toml(path)
     return parse_config(data, str(path))
+
+
+def parse_config_text(text: str, source: str = "config.toml") -> Config:
+    """A config from TOML text, every failure an InputError (load_config without a file)."""
+    return parse_config(loads_toml(text, source), source)
 
 
 def parse_config(data: dict, source: str = "config") -> Config:

@@ -96,7 +96,8 @@ def window_start(v: Any) -> Any:
     elif isinstance(v, date):
         moment = datetime(v.year, v.month, v.day, tzinfo=UTC)
     elif isinstance(v, int | float) and not isinstance(v, bool):
-        if not math.isfinite(v) or not 0 <= v < EPOCH_MAX:
+        # Compared before any float(): an integer past float's range overflows it.
+        if isinstance(v, float) and not math.isfinite(v) or not 0 <= v < EPOCH_MAX:
             raise ValueError("epoch seconds must be between 1970 and the year 3000")
         return float(v)
     else:

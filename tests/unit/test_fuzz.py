@@ -11,6 +11,7 @@ CI-sized (a few hundred examples each); `benchmarks/fuzz.py` runs 100,000+ input
 from __future__ import annotations
 
 import json
+import math
 import re
 
 import pytest
@@ -231,3 +232,186 @@ def test_plan_parser_refuses_with_messages_naming_the_file(text):
         assert e.messages
         for m in e.messages:
             assert m.startswith("plan.toml"), m
+
+
+# -- raw text: what arrives, before any parser has turned it into values -------------------
+
+DEEP = 100_000
+GIANT = "9" * 5000  # more digits than Python turns into an int
+HUGE = "9" * 400  # an int, but past float's range and SQLite's INTEGER
+HOSTILE_TOML = [
+    "[" * DEEP + "]" * DEEP,
+    "{a = " * DEEP + "1" + "}" * DEEP,
+    GIANT,
+    "-" + GIANT,
+    HUGE,
+    "inf",
+    "-inf",
+    "nan",
+    "1e300",
+    '"a\\u0000b"',
+    '["a\\u0000"]',
+    '"[bold]x"',
+    '"[/x]"',
+    '"\\u001b[2J"',
+    "[]",
+    '[""]',
+    "4097",
+]
+HOSTILE_JSON = [
+    "[" * DEEP + "]" * DEEP,
+    '{"a": ' * DEEP + "1" + "}" * DEEP,
+    GIANT,
+    "-" + GIANT,
+    HUGE,
+    "-" + HUGE,
+    "NaN",
+    "Infinity",
+    "1e999",
+    '"a\\u0000b"',
+    '"[bold]x"',
+]
+
+CONFIG_TEXT = """[cluster]
+name = "lab"
+currency = "$"
+grace_s = 20
+stop_grace_s = 5
+
+[[node_types]]
+name = "H100"
+rate = 2.5
+
+[[nodes]]
+name = "h"
+fake_gpus = "8xH100-80GB"
+count = 2
+
+[accounts]
+operators = ["ops"]
+credit_limit = 0
+"""
+
+
+def plant(text: str, key: str, value: str) -> str:
+    """The text with the value of the first `key = ...` line replaced."""
+    lines = text.splitlines()
+    i = next(i for i, line in enumerate(lines) if line.startswith(f"{key} ="))
+    lines[i] = f"{key} = {value}"
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("value", HOSTILE_TOML, ids=lambda v: v[:12])
+@pytest.mark.parametrize(
+    "key", ["name", "currency", "grace_s", "stop_grace_s", "rate", "count", "credit_limit"]
+)
+def test_config_text_with_a_hostile_value_is_refused_naming_where(tmp_path, key, value):
+    from skyops_tui.domain.config import load_config
+
+    path = tmp_path / "cfg.toml"
+    path.write_text(plant(CONFIG_TEXT, key, value))
+    try:
+        cfg = load_config(path)
+    except InputError as e:
+        for m in e.messages:
+            assert re.match(rf"^{re.escape(str(path))}(:\d+)?: \S", m), m
+        return
+    # What is accepted is what the grid can use and show
+    numbers = [cfg.cluster.grace_s, cfg.cluster.stop_grace_s, cfg.accounts.credit_limit]
+    assert all(math.isfinite(x) and 0 <= x <= 1e9 for x in numbers), numbers
+    assert cfg.rate("H100") < 2**63 // (64 * 24 * 366)
+    assert len(cfg.all_nodes()) <= 4096
+    for text in (cfg.cluster.name, cfg.cluster.currency):
+        assert all(c not in "[]" and c.isprintable() for c in text), text
+
+
+PLAN_TEXT = """[[nodes]]
+name = "h"
+fake_gpus = "8xH100-80GB"
+count = 2
+
+[[jobs]]
+name = "train"
+mode = "flex"
+gpus = 1
+bid = 1.0
+command = ["python", "train.py"]
+workdir = "/data"
+
+[[reservations]]
+name = "nightly"
+gpu_type = "H100"
+gpus = 2
+start = 2030-01-01T02:00:00
+hours = 4
+"""
+
+
+@pytest.mark.parametrize("value", HOSTILE_TOML, ids=lambda v: v[:12])
+@pytest.mark.parametrize("key", ["count", "gpus", "bid", "command", "workdir", "start"])
+def test_plan_text_with_a_hostile_value_is_refused_naming_the_file(key, value):
+    schema = pytest.importorskip("skyops_tui.plan.schema")
+    try:
+        plan = schema.parse_plan_text(plant(PLAN_TEXT, key, value), "plan.toml")
+    except InputError as e:
+        for m in e.messages:
+            assert re.match(r"^plan\.toml(:\d+)?: \S", m), m
+        return
+    job = plan.jobs[0]
+    assert job.argv and not any("\0" in a for a in [*job.argv, job.workdir or ""])
+
+
+def json_with(line: str, key: str, value: str) -> str:
+    obj = json.loads(line)
+    obj[key] = "\x01here\x01"
+    return json.dumps(obj).replace(json.dumps("\x01here\x01"), value)
+
+
+TRACE_LINE = '{"name": "a", "submit": 0, "mode": "flex", "gpus": 1, "bid": 1.0, "runtime": 60}'
+
+
+@pytest.mark.parametrize("value", HOSTILE_JSON, ids=lambda v: v[:12])
+@pytest.mark.parametrize("key", ["submit", "gpus", "name", "runtime"])
+def test_trace_text_with_a_hostile_value_is_refused_naming_the_line(key, value):
+    lines = [TRACE_LINE.replace('"a"', '"first"'), json_with(TRACE_LINE, key, value)]
+    with pytest.raises(InputError) as e:
+        parse_lines(lines, "t.jsonl")
+    assert e.value.messages and all(m.startswith("t.jsonl:2: ") for m in e.value.messages)
+
+
+@pytest.mark.parametrize("value", HOSTILE_JSON, ids=lambda v: v[:12])
+@pytest.mark.parametrize("key", ["id", "protocol", "ended_at", "exit_code", "job_id"])
+def test_protocol_bytes_with_a_hostile_value_are_refused(key, value):
+    hello = protocol.encode(protocol.request(protocol.HELLO, 1, protocol=1)).decode()
+    exited = protocol.encode(
+        protocol.event(
+            protocol.JOB_EXITED,
+            job_id="j1-r1-p0",
+            exit_code=0,
+            signal=None,
+            stop_reason=None,
+            ended_at=1.0,
+        )
+    ).decode()
+    base = hello if key in ("id", "protocol") else exited
+    with pytest.raises(protocol.ProtocolError) as e:
+        protocol.decode(json_with(base, key, value).encode())
+    assert e.value.code and e.value.message
+
+
+def test_the_benchmark_fuzzer_finds_nothing_in_a_ci_sized_run(capsys):
+    """benchmarks/fuzz.py itself, raw text and planted values included, at 2,000 inputs."""
+    from benchmarks import fuzz
+
+    code = fuzz.main(["--inputs", "2000", "--seed", "7"])
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["inputs"] == 2000
+    assert set(summary["readers"]) == {
+        "protocol.decode",
+        "parse_config",
+        "parse_config_text",
+        "parse_lines",
+        "parse_plan_text",
+    }
+    examples = [x for r in summary["readers"].values() for x in r.get("examples", [])]
+    assert code == 0 and summary["crashes"] == 0, examples
