@@ -13,7 +13,7 @@ simulated agents. The world checks the invariants after every pass and command.
 
 from __future__ import annotations
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from skyops_tui.domain.errors import Refused
@@ -236,3 +236,79 @@ def test_a_day_of_mixed_work_keeps_every_invariant():
     check_modes(w)
     check_books(w)
     assert w.now > T0 + 6 * HOUR
+
+
+# Crowded reservations: more than 8 small Flex jobs per reserved node, so the victim
+# search reads who holds the reserved nodes' GPUs (the path a sparse grid never takes),
+# and Commit jobs that overfill their window wait instead of displacing each other.
+crowd = st.lists(
+    st.tuples(
+        st.just("flex"),
+        user,
+        st.just(1),
+        st.just("H100"),
+        st.floats(0, 1),
+        runtime,
+        st.sampled_from([None, 60]),
+    ),  # fmt: skip
+    min_size=9,
+    max_size=24,
+)
+crowded_command = st.one_of(
+    st.tuples(
+        st.just("reserve"),
+        user,
+        st.integers(1, 8),
+        st.just("H100"),
+        st.sampled_from([0, 60, 600]),
+        st.sampled_from([0.5, 1, 2]),
+        st.just(None),
+    ),  # fmt: skip
+    commit,
+    commit,
+    priority,
+    rebid,
+    cancel,
+    st.tuples(st.just("wait"), st.sampled_from([1, 30, 200, 600])),
+)
+
+
+@st.composite
+def window_filled_twice(draw) -> list[tuple]:
+    """A window opens on GPUs lent to Flex; the owner fills part of it, then asks for
+    more than is left: the second job must wait or take Flex GPUs, never the first's."""
+    g = draw(st.integers(2, 8))
+    a, b = draw(st.integers(1, g)), draw(st.integers(1, g))
+    return [
+        ("reserve", "ann", g, "H100", 0, draw(st.sampled_from([0.5, 1, 2])), None),
+        ("wait", 30),
+        ("commit", 0, a, draw(runtime)),
+        ("wait", draw(st.sampled_from([1, 30, 200]))),
+        ("commit", 0, b, draw(runtime)),
+    ]
+
+
+@settings(SETTINGS, max_examples=100)
+@given(
+    sizes=st.integers(2, 3),
+    flex_jobs=crowd,
+    window=window_filled_twice(),
+    cmds=st.lists(crowded_command, max_size=15),
+)
+@example(
+    sizes=2,
+    flex_jobs=[("flex", "ann", 1, "H100", 0.0, 300, None)] * 12,
+    window=[
+        ("reserve", "ann", 5, "H100", 0, 0.5, None),
+        ("wait", 30),
+        ("commit", 0, 1, 30),
+        ("wait", 1),
+        ("commit", 0, 5, 30),
+    ],
+    cmds=[],
+)
+def test_crowded_reservations_preempt_only_flex(sizes, flex_jobs, window, cmds):
+    w = build([("H100", 8)] * sizes, [micro(1_000_000)] * 3)
+    run(w, [*flex_jobs, ("wait", 30), *window, *cmds])
+    check_modes(w)
+    check_books(w)
