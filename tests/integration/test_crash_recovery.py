@@ -127,6 +127,7 @@ async def test_a_run_preempted_before_its_start_was_reported_is_not_taken_for_th
         assert records[agent_id(flex.id, 1, 0)]["state"] == "exited"
     finally:
         await rt.stop()
+        kill_leftover_jobs(tmp_path)  # the resumed run outlives the console, by design
 
 
 def console(tmp) -> Runtime:
