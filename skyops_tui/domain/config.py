@@ -181,6 +181,22 @@ class Cluster(Strict):
     settle_s: float = Field(
         default=5, ge=0, description="seconds after start before preempting for anyone"
     )
+    # Jobs on a box (docs/security.md): Skyops user -> Unix user ("*": everyone not
+    # listed; unlisted users run as the same name), allowed work and checkpoint folders
+    # (empty: the job user's home and /tmp; the agent's own and the shared checkpoint
+    # folder), and what an unpacked checkpoint may grow to.
+    unix_users: dict[
+        Annotated[str, Field(pattern=r"^(\*|[A-Za-z0-9_.@-]{1,64})$")],
+        Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_-]{0,31}$")],
+    ] = {}
+    work_roots: tuple[Annotated[str, Field(pattern=r"^/[^\x00-\x1f]*$")], ...] = ()
+    checkpoint_roots: tuple[Annotated[str, Field(pattern=r"^/[^\x00-\x1f]*$")], ...] = ()
+    unpack_max_bytes: int = Field(default=16 * 1024**3, gt=0, le=2**50)
+    unpack_max_ratio: float = Field(default=200.0, ge=1, le=1e6)
+
+    def unix_user(self, user: str) -> str:
+        """The Unix account a Skyops user's jobs run as on a box."""
+        return self.unix_users.get(user) or self.unix_users.get("*") or user
 
 
 class Pricing(Strict):
