@@ -1,0 +1,1 @@
+"""Skyops on Slurm: the Slurm backend (docs/slurm.md) and a localhost Slurm for tests."""
