@@ -9,7 +9,7 @@ import re
 import unicodedata
 from fractions import Fraction
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
@@ -237,6 +237,24 @@ class Simulation(Strict):
     )
 
 
+SlurmName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+
+
+class Backend(Strict):
+    """What runs the jobs: Skyops's own fleet (agents over SSH or locally) or a Slurm
+    cluster (docs/slurm.md); with Slurm, `[[nodes]]` names are Slurm node names."""
+
+    kind: Literal["fleet", "slurm"] = "fleet"
+    slurm_conf: Text | None = None
+    priority_partition: SlurmName = "priority"
+    flex_partition: SlurmName = "flex"
+    commit_partition: SlurmName | None = None
+    account: SlurmName | None = None
+    gres_type: bool = False
+    state_dir: Text = Field(default="~/.skyops/slurm", min_length=1)
+    poll_s: float = Field(default=0.5, gt=0, le=60)
+
+
 class Config(Strict):
     cluster: Cluster = Cluster()
     pricing: Pricing = Pricing()
@@ -244,6 +262,7 @@ class Config(Strict):
     nodes: tuple[NodeConfig, ...] = ()
     accounts: Accounts = Accounts()
     simulation: Simulation = Simulation()
+    backend: Backend = Backend()
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:
