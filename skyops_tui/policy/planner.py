@@ -9,16 +9,19 @@ in the store, then applies them (`grid.apply`) and hands the executor its share.
 2. Commit windows open (holding GPUs: free ones first, then ones Flex borrowed, which
    are reclaimed) and close (the owner's jobs are stopped, the window's value is
    recognised and its downtime credited). A window short of GPUs takes spares later.
-3. Priority admission, FIFO: free unreserved GPUs, else preempt Flex (lowest bid
-   first), else wait; a job that cannot be placed blocks later Priority jobs of the
-   same node type. Never on GPUs a Commit window needs before the booking ends.
+3. Priority admission, FIFO: free unreserved GPUs, else GPUs being freed, else preempt
+   Flex (lowest bid first), else wait; the oldest job of a type that cannot do any of
+   these holds the node where it can start soonest, and later jobs backfill around it.
+   Never on GPUs a Commit window needs before the booking ends.
 4. Commit jobs start on their reservation's held GPUs, reclaiming them from Flex.
 5. Flex market per node type: waiting jobs by bid then submission; each starts where
    it fits; a bid higher by `min_outbid` displaces running jobs that have run
    `min_slice`; then the clearing price is set.
 
 GPUs of jobs already being stopped count as "soon free": a waiting job claims them
-instead of preempting more.
+instead of preempting more. A claim covers the free GPUs the job counts on beside them,
+so no other job is placed there in the same pass (docs/modes.md, *Queue, backfill and
+claims*). A blocked large Flex bid holds a node the same way.
 
 Before `grid.preempt_from` (a leader still hearing from its nodes) nothing is preempted
 for anyone: no Flex victims for Priority, no reclaim for Commit, no outbids. Jobs still
@@ -64,6 +67,12 @@ class Planner:
         self._demand: dict[tuple[str, float], int] = {}  # Commit demand by (type, until)
         self._priority_ends: dict[str, tuple[list[float], list[int]]] = {}
         self.priority_admitted: dict[str, int] = {}  # GPUs this pass gave Priority, per type
+        # Nodes held for a blocked head (the oldest Priority job, or the highest Flex bid,
+        # that cannot fit): when it can start there, and the free GPUs kept for it.
+        self.head_nodes: dict[str, float] = {}
+        self.head_free: dict[str, list[int]] = {}
+        self._victim_nodes: list[str] = []  # the nodes the last choose_victims picked
+        self.took = 0  # GPUs given out or held so far in this pass
         # A GPU that looks taken may be beside free ones on a node not heard from yet.
         self.may_preempt = now >= grid.preempt_from
 
@@ -132,7 +141,10 @@ class Planner:
         return False
 
     def take(self, node: str, idx: Iterable[int]) -> None:
-        self.taken.setdefault(node, set()).update(idx)
+        taken = self.taken.setdefault(node, set())
+        n = len(taken)
+        taken.update(idx)
+        self.took += len(taken) - n
 
     def soon(self) -> dict[str, list[int]]:
         """GPUs held by jobs that are being stopped: free soon, per node."""
@@ -186,11 +198,14 @@ class Planner:
         idx = self.free_indices(best, pool, reservation)[:need]
         return Placement(best.name, tuple(sorted(idx)))
 
-    def whole_nodes(self, nodes: list[Node], count: int) -> list[Placement] | None:
-        """`count` nodes with every GPU free and unreserved."""
+    def whole_nodes(
+        self, nodes: list[Node], count: int, pool: str = PRIORITY_POOL
+    ) -> list[Placement] | None:
+        """`count` nodes with every GPU free (for Priority: and unreserved; Flex may
+        borrow idle reserved GPUs, as its victim search counts them)."""
         out = []
         for node in nodes:
-            if node.schedulable and self.node_free_count(node, PRIORITY_POOL) == node.gpu_count:
+            if node.schedulable and self.node_free_count(node, pool) == node.gpu_count:
                 out.append(Placement(node.name, tuple(range(node.gpu_count))))
                 if len(out) == count:
                     return out
@@ -207,15 +222,18 @@ class Planner:
                 n
                 for n in nodes
                 if n.name in self.soon()
+                and n.name not in self.head_nodes
                 and self.node_free_count(n, pool) + self.soon_count(n, pool) >= n.gpu_count
             ]
             if len(ready) >= job.nodes:
                 for n in ready[: job.nodes]:
-                    self.claimed[n.name] = self.claimed.get(n.name, 0) + n.gpu_count
+                    free = self.node_free_count(n, pool)
+                    self.claimed[n.name] = self.claimed.get(n.name, 0) + n.gpu_count - free
+                    self.take(n.name, self.free_indices(n, pool))
                 return True
             return False
         for node in nodes:
-            if node.name not in self.soon():
+            if node.name not in self.soon() or node.name in self.head_nodes:
                 continue
             free = (
                 len(self.free_indices(node, pool, reservation))
@@ -225,8 +243,22 @@ class Planner:
             soon = self.soon_count(node, pool, reservation)
             if soon and free + soon >= job.gpus:
                 self.claimed[node.name] = self.claimed.get(node.name, 0) + (job.gpus - free)
+                # The free GPUs it counts on are its own too: nobody else gets them.
+                self.take(node.name, self.free_indices(node, pool, reservation)[: job.gpus])
                 return True
         return False
+
+    def hold_victim_nodes(
+        self, victims: list[Job], job: Job, pool: str, reservation: str | None = None
+    ) -> None:
+        """After preempting for `job`: the victims' GPUs are claimed for it, and so are the
+        free GPUs it counted on beside them, so nothing else is placed there meanwhile."""
+        for v in victims:
+            for p in v.placement:
+                self.claimed[p.node] = self.claimed.get(p.node, 0) + len(p.gpus)
+        for name in self._victim_nodes:
+            idx = self.free_indices(self.g.nodes[name], pool, reservation)
+            self.take(name, idx if job.nodes else idx[: job.gpus])
 
     def preempt(self, victims: list[Job], cause: str) -> None:
         for v in victims:
@@ -293,9 +325,10 @@ class Planner:
         chosen: list[Job] = []
         need_nodes = job.nodes or 1
         per_node: list[tuple[tuple, Node, list[Job]]] = []
+        best_node = ""
         for node in nodes:
             vs = on_node.get(node.name)
-            if not node.schedulable or (not vs and not job.nodes):
+            if not node.schedulable or (not vs and not job.nodes) or node.name in self.head_nodes:
                 continue
             free = (
                 len(self.free_indices(node, pool, reservation))
@@ -321,7 +354,7 @@ class Planner:
             cost = (max(v.bid for v in picked), len(picked))
             per_node.append((cost, node, picked))
             if not job.nodes and (best is None or cost < best):
-                best, chosen = cost, picked
+                best, chosen, best_node = cost, picked, node.name
         if job.nodes:
             if len(per_node) < need_nodes:
                 return None
@@ -330,7 +363,9 @@ class Planner:
             for _, _, picked in per_node[:need_nodes]:
                 for v in picked:
                     out[v.id] = v
+            self._victim_nodes = [n.name for _, n, _ in per_node[:need_nodes]]
             return list(out.values())
+        self._victim_nodes = [best_node] if chosen else []
         return chosen or None
 
     # -------------------------------------------------------------- timers
@@ -487,19 +522,21 @@ class Planner:
 
     # ------------------------------------------------------------ priority
     def priority(self) -> None:
+        """FIFO with one head reservation per node type and backfill (docs/modes.md,
+        *Queue and backfill*): a job starts on free GPUs, else waits for GPUs being freed,
+        else preempts Flex. The oldest job of a type that can do none of these (the head)
+        holds the node where it can start soonest: the free GPUs there are kept for it,
+        and a later job may use them only if its booking ends before the head could start.
+        Later jobs start elsewhere as they fit. A job waiting for funds holds nobody up."""
         g, now = self.g, self.now
         if not g.priority_queue:
             return
-        blocked: set[str] = set()
         all_types = [t for t, ns in g.by_type.items() if ns]
+        headed: set[str] = set()  # types whose head holds a node
+        no_room: dict[str, int] = {}  # per type: the smallest need that found no room
         for _, jid in g.priority_queue:
             job = g.jobs[jid]
             types = [job.gpu_type] if job.gpu_type else all_types
-            types = [t for t in types if t not in blocked]
-            if not types:
-                if len(blocked) == len(all_types):
-                    break
-                continue
             end = now + (job.hours if job.hours is not None else 1.0) * 3600
             ok_types = []
             unfunded = 0
@@ -512,12 +549,109 @@ class Planner:
                     ok_types.append(t)
             if unfunded == len(types):
                 continue  # waits for funds, not for GPUs: it holds nobody up
-            t = self.admit(job, ok_types, PRIORITY_POOL, "priority job")
+            room = [
+                t
+                for t in ok_types
+                if (job.gpus or job.nodes * g.by_type[t][0].gpu_count) < no_room.get(t, 1 << 30)
+            ]
+            t = self.admit(job, room, PRIORITY_POOL, "priority job") if room else None
+            if t is None:
+                for t2 in room:
+                    need = job.gpus or job.nodes * g.by_type[t2][0].gpu_count
+                    no_room[t2] = min(no_room.get(t2, 1 << 30), need)
+                t = self.backfill(job, ok_types, end)
             if t:
                 need = job.gpus or job.nodes * g.by_type[t][0].gpu_count
                 self.priority_admitted[t] = self.priority_admitted.get(t, 0) + need
                 continue
-            blocked.update(types)
+            if ok_types and not headed.intersection(ok_types):
+                headed.update(self.hold_for_head(job, ok_types))
+
+    def free_at(self, node: Node) -> list[float]:
+        """When each GPU of the node could be this pass's head's at the soonest: free ones
+        now, Flex-held ones after a preemption's grace, Priority-held ones at their booked
+        end, reserved ones when their window closes; GPUs given out in this pass never."""
+        g, now = self.g, self.now
+        grace = self.cfg.cluster.grace_s + self.cfg.cluster.stop_grace_s
+        taken = self.taken.get(node.name, ())
+        out = []
+        for i in range(node.gpu_count):
+            if i in taken:
+                out.append(float("inf"))
+                continue
+            at = now
+            r = node.reserved[i]
+            if r is not None:
+                res = g.reservations.get(r)
+                aw = res.active_window if res is not None else None
+                at = res.windows[aw][1] if res is not None and aw is not None else float("inf")
+            h = node.holders[i]
+            if h is not None:
+                j = g.jobs[h]
+                if j.mode is Mode.PRIORITY:
+                    hours = j.hours if j.hours is not None else 1.0
+                    e = j.end_at if j.end_at is not None else now + hours * 3600
+                elif j.mode is Mode.FLEX:
+                    e = now + grace
+                else:
+                    e = at  # a Commit job: until its window closes
+                at = max(at, e)
+            out.append(at)
+        return out
+
+    def hold_for_head(self, job: Job, types: list[str]) -> list[str]:
+        """Keep for `job` the node (or nodes, for a gang) where it can start soonest;
+        returns the types it now heads."""
+        best: tuple[float, str, list[str]] | None = None
+        for t in types:
+            per: list[tuple[float, str]] = []
+            for node in self.g.by_type[t]:
+                if not node.schedulable or node.name in self.head_nodes:
+                    continue
+                if job.nodes:
+                    at = max(self.free_at(node))
+                elif node.gpu_count >= job.gpus:
+                    at = sorted(self.free_at(node))[job.gpus - 1]
+                else:
+                    continue
+                per.append((at, node.name))
+            k = job.nodes or 1
+            if len(per) < k:
+                continue
+            per.sort()
+            at = per[k - 1][0]
+            if at != float("inf") and (best is None or at < best[0]):
+                best = (at, t, [name for _, name in per[:k]])
+        if best is None:
+            return []
+        at, t, names = best
+        for name in names:
+            idx = self.free_indices(self.g.nodes[name], PRIORITY_POOL)
+            if not job.nodes:
+                idx = idx[: job.gpus]
+            self.take(name, idx)
+            self.head_nodes[name] = at
+            self.head_free[name] = idx
+        return [t]
+
+    def backfill(self, job: Job, types: list[str], end: float) -> str | None:
+        """Start `job` on GPUs kept for a head if its booking ends before the head could
+        start there (it delays nobody)."""
+        if not self.head_free or job.nodes:
+            return None
+        for name, at in self.head_nodes.items():
+            node = self.g.nodes[name]
+            if end > at or node.gpu_type not in types:
+                continue
+            kept = self.head_free[name]
+            idx = kept + self.free_indices(node, PRIORITY_POOL)
+            if len(idx) < job.gpus:
+                continue
+            use = sorted(idx[: job.gpus])
+            self.head_free[name] = [i for i in kept if i not in use]
+            self.start(job, [Placement(name, tuple(use))], node.gpu_type)
+            return node.gpu_type
+        return None
 
     def beside_windows(self, gpu_type: str, end: float, need: int) -> bool:
         """Whether `need` GPUs booked until `end` leave room for the Commit windows due
@@ -580,10 +714,7 @@ class Planner:
             victims = self.choose_victims(g.by_type[t], job, pool, lambda v: True)
             if victims:
                 self.preempt(victims, f"preempted for {who} {job.name}")
-                # The victims' GPUs are this job's once they stop.
-                for v in victims:
-                    for p in v.placement:
-                        self.claimed[p.node] = self.claimed.get(p.node, 0) + len(p.gpus)
+                self.hold_victim_nodes(victims, job, pool)
                 return t
         return None
 
@@ -630,11 +761,48 @@ class Planner:
                 victims = self.choose_victims(nodes, job, "commit", lambda v: True, name)
                 if victims:
                     self.preempt(victims, f"reclaimed for Commit job {job.name} ({name})")
-                    for v in victims:
-                        for pl in v.placement:
-                            self.claimed[pl.node] = self.claimed.get(pl.node, 0) + len(pl.gpus)
+                    self.hold_victim_nodes(victims, job, "commit", name)
 
     # ---------------------------------------------------------------- flex
+    def hold_flex_head(self, job: Job, nodes: list[Node]) -> int:
+        """Keep for a blocked large bid the node (a gang: nodes) with the most GPUs free
+        or being freed, so smaller, lower bids do not starve it; returns GPUs kept."""
+        cands = []
+        for n in nodes:
+            if not n.schedulable or n.name in self.head_nodes:
+                continue
+            need = n.gpu_count if job.nodes else job.gpus
+            # Only where it can start once bids no higher than its own end or are
+            # outbid: never idle GPUs beside Priority, Commit or higher bids.
+            ok = self.node_free_count(n, FLEX_POOL) + self.soon_count(n, FLEX_POOL)
+            seen: set[int] = set()
+            for h in n.holders:
+                if ok >= need:
+                    break
+                if h is None or h in seen:
+                    continue
+                seen.add(h)
+                v = self.g.jobs[h]
+                if v.mode is Mode.FLEX and not v.stop_reason and v.bid <= job.bid:
+                    ok += sum(len(p.gpus) for p in v.placement if p.node == n.name)
+            if ok >= need:
+                cands.append(n)
+        k = job.nodes or 1
+        if len(cands) < k:
+            return 0
+        kept = 0
+        for node in heapq.nsmallest(k, cands, key=lambda n: _flex_head_order(self, n)):
+            idx = self.free_indices(node, FLEX_POOL)
+            if not job.nodes:
+                idx = idx[: job.gpus]
+            self.take(node.name, idx)
+            self.head_nodes[node.name] = float("inf")
+            self.head_free[node.name] = []
+            kept += len(idx)
+        if job.gpu_type is None:
+            self.waiting_elsewhere.add(job.id)  # it holds a node in one market only
+        return kept
+
     def flex(self) -> None:
         g, now = self.g, self.now
         pricing = self.cfg.pricing
@@ -660,6 +828,7 @@ class Planner:
             min_need = max(min(sizes, default=1), 1)
             smallest_node = min((n.gpu_count for n in nodes), default=0)
             highest_waiting = None
+            headed = False  # a blocked large bid holds a node in this market
             for entry in _merge(book, untyped):
                 job = g.jobs[entry[2]]
                 if job.id in self.started or job.retry_at > now or job.bid < market.floor:
@@ -693,10 +862,18 @@ class Planner:
                     continue  # it starts in another market this pass: no wait, no victims
                 if highest_waiting is None:
                     highest_waiting = job.bid
+                took = self.took
                 if soon_nodes and self.claim_soon(soon_nodes, job, FLEX_POOL):
                     if job.gpu_type is None:
                         self.waiting_elsewhere.add(job.id)
+                    free = self._flex_free[t] = free - (self.took - took)
                     continue
+                if not headed and need > 1:
+                    can_outbid = movable is not None and job.bid >= movable * outbid
+                    if not can_outbid or (failed_need is not None and need >= failed_need):
+                        headed = True
+                        free = self._flex_free[t] = free - self.hold_flex_head(job, nodes)
+                        widest = max((self.node_free_count(n, FLEX_POOL) for n in nodes), default=0)
                 if movable is None or job.bid < movable * outbid:
                     if free < min_need:
                         break  # nobody below can start or displace anyone
@@ -714,20 +891,31 @@ class Planner:
                         self.waiting_elsewhere.add(job.id)
                     self.preempt(victims, f"outbid by {job.name}")
                     soon_nodes = [n for n in nodes if n.name in self.soon()]
-                    for v in victims:
-                        for p in v.placement:
-                            self.claimed[p.node] = self.claimed.get(p.node, 0) + len(p.gpus)
+                    took = self.took
+                    self.hold_victim_nodes(victims, job, FLEX_POOL)
+                    free = self._flex_free[t] = free - (self.took - took)
                     running = [j for j in running if j.id not in self.victims]
                     lowest = min((j.bid for j in running if not j.stop_reason), default=None)
                     movable = _lowest_movable(running, now, min_slice)
                 else:
                     failed_need = need if failed_need is None else min(failed_need, need)
+                    if not headed and need > 1:
+                        headed = True
+                        free = self._flex_free[t] = free - self.hold_flex_head(job, nodes)
+                        widest = max((self.node_free_count(n, FLEX_POOL) for n in nodes), default=0)
             price = clearing_price(highest_waiting, lowest, market.floor, market.rate)
             if (
                 price != market.price
                 or now - market.price_at >= self.cfg.cluster.billing_interval_s
             ):
                 self.emit(A.SetPrice(t, price))
+
+
+def _flex_head_order(planner: Planner, node: Node) -> tuple:
+    return (
+        -(planner.node_free_count(node, FLEX_POOL) + planner.soon_count(node, FLEX_POOL)),
+        node.name,
+    )
 
 
 def _lowest_movable(running: list[Job], now: float, min_slice: float) -> int | None:

@@ -179,9 +179,13 @@ def test_priority_never_displaces_a_commit_job_or_its_window():
         assert w.state("p") is JobState.QUEUED
     assert w.state("c") is JobState.RUNNING
     assert not w.acted(A.Preempt) and not w.acted(A.Stop)
-    w.priority("fits", gpus=2)  # the two unreserved GPUs: but FIFO holds it behind p
+    # p heads the queue and holds the two unreserved GPUs until the window closes (4 h):
+    # a booking that ends before then delays nobody and backfills them; a longer one waits.
+    w.priority("long", gpus=2, hours=4)
+    w.priority("fits", gpus=2)
     w.at(3700)
-    assert w.state("fits") is JobState.QUEUED
+    assert w.state("long") is JobState.QUEUED
+    assert w.state("fits") is JobState.STARTING
 
 
 def test_priority_queue_is_fifo_per_node_type_with_a_visible_position():

@@ -1,0 +1,131 @@
+"""The modes keep their promises under contention (issue 17): Priority before Flex, a
+blocked head that neither blocks the queue nor starves, claims honoured within a pass.
+Each test is one story, its expected outcome written from docs/modes.md."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from skyops_tui.domain.config import load_config
+from skyops_tui.domain.model import JobState
+from skyops_tui.policy import actions as A
+from skyops_tui.sim.simulator import EPOCH, simulate
+from skyops_tui.sim.trace import read_trace
+from tests.helpers import HOUR, T0, HandWorld, World, config
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def test_priority_first_trace_serves_priority_before_flex_without_churn() -> None:
+    """examples/priority-first.jsonl: `big` (4 GPUs) heads the queue and holds the node
+    where s2-s5 end soonest; w0 and w1 start on the other node as s0 and s1 end; the
+    Flex jobs get nothing a Priority job could use, so nothing is preempted."""
+    result = simulate(
+        read_trace(EXAMPLES / "priority-first.jsonl"),
+        load_config(EXAMPLES / "priority-first.toml"),
+    )
+    g = result.grid
+    s = result.summary
+    assert s["violations"] == [] and result.refused == [] and s["unfinished"] == 0
+
+    def start(name: str) -> float:
+        return g.job_by_ref(name).first_started_at - EPOCH
+
+    assert s["preemptions"] == 0  # was 6,181
+    assert start("big") == 901  # when the last of s2-s5 ends on its node
+    assert (start("w0"), start("w1")) == (601, 661)  # backfilled beside big's node
+    assert start("w2") == 1501  # as big ends: before any Flex job
+    flex = [j for j in g.jobs.values() if j.name.startswith("f")]
+    assert min(j.first_started_at - EPOCH for j in flex) == 1501
+    assert all(j.preemptions == 0 and j.state is JobState.SUCCEEDED for j in flex)
+
+
+def test_a_claimed_gpu_is_not_given_to_a_lower_bid_in_the_same_pass() -> None:
+    """Story 4: `big` preempts s1 counting on the GPU s2 just freed; s3 (a lower bid)
+    must not be placed on it, and s1 does not come back before big has run."""
+    w = HandWorld(config("2xH100", types={"H100": 3.0}, cluster={"grace_s": 10}))
+    w.flex("s1", gpus=1, bid=1.2)
+    w.flex("s2", gpus=1, bid=1.2)
+    w.at(0)
+    w.run()
+    w.flex("s3", gpus=1, bid=1.1)
+    w.at(400)
+    w.exited("s2", 0)
+    w.flex("big", gpus=2, bid=3.0)
+    acts = w.at(400)
+    assert [w.grid.jobs[a.job].name for a in acts if isinstance(a, A.Preempt)] == ["s1"]
+    assert w.state("s3") is JobState.QUEUED
+    w.at(405)
+    assert w.state("s3") is JobState.QUEUED  # still kept for big during s1's grace
+    w.stopped("s1")
+    w.at(410)
+    assert w.state("big") is JobState.STARTING
+    assert w.state("s1") is JobState.PAUSED
+    assert len(w.acted(A.Preempt)) == 1
+    assert w.violations == []
+
+
+def test_a_priority_job_waiting_on_a_grace_takes_a_gpu_that_frees_elsewhere() -> None:
+    w = HandWorld(config("2x4xH100", cluster={"grace_s": 120}))
+    w.priority("a", gpus=4, hours=2)
+    w.flex("f", gpus=4, bid=1.0)
+    w.at(0)
+    w.run()
+    w.priority("p", gpus=4)
+    acts = w.at(10)
+    assert [w.grid.jobs[x.job].name for x in acts if isinstance(x, A.Preempt)] == ["f"]
+    w.at(30)
+    w.exited("a", 0)  # a's node frees while f is still in its grace
+    w.at(31)
+    assert w.state("p") is JobState.STARTING
+    assert w.gpus_of("p") == {("h100-1", i) for i in range(4)}  # a's, not f's
+    assert w.violations == []
+
+
+def test_a_blocked_head_keeps_its_node_and_later_jobs_backfill() -> None:
+    """The oldest Priority job that cannot fit holds the node where it can start
+    soonest; a later job starts on another node, or on the head's kept GPUs if its
+    booking ends before the head could start; no Flex job gets the kept GPUs."""
+    w = HandWorld(config("2x4xH100"))
+    w.priority("long", gpus=1, hours=5)
+    w.priority("soon", gpus=2, hours=1)
+    w.priority("other", gpus=3, hours=1)
+    w.at(0)
+    w.run()
+    assert {w.job(n).placement[0].node for n in ("long", "soon")} == {"h100-1"}
+    assert w.job("other").placement[0].node == "h100-2"
+    w.priority("head", gpus=4, hours=1)  # h100-2 is all its own at 1 h, h100-1 at 5 h
+    w.priority("small", gpus=1, hours=1)
+    w.priority("quick", gpus=1, hours=0.25)
+    w.flex("f", gpus=1, bid=2.5)
+    w.at(10)
+    assert w.state("head") is JobState.QUEUED
+    assert w.gpus_of("small") <= {("h100-1", i) for i in range(4)}  # elsewhere
+    assert w.gpus_of("quick") <= {("h100-2", i) for i in range(4)}  # ends before 1 h
+    assert w.state("f") is JobState.QUEUED
+    w.run()
+    w.at(HOUR + 5)
+    for n in ("soon", "other", "quick"):
+        if w.state(n) is not JobState.SUCCEEDED:
+            w.exited(n, 0)
+    w.at(HOUR + 6)
+    assert w.gpus_of("head") == {("h100-2", i) for i in range(4)}
+    assert w.violations == []
+
+
+def test_a_large_flex_bid_is_not_starved_by_smaller_ones() -> None:
+    """A 4-GPU bid waits behind four 1-GPU jobs of the same bid; smaller jobs keep
+    arriving. It holds the node: each GPU that frees is kept for it, and it starts as
+    the last of the four ends, not after the stream of small jobs."""
+    w = World(config("4xH100"), stop_delay=5)
+    for i, rt in enumerate((100, 200, 300, 400)):
+        w.flex(f"a{i}", gpus=1, bid=1.0, runtime=rt)
+    w.advance(10)
+    w.flex("large", gpus=4, bid=1.0, runtime=600)
+    w.advance(10)
+    for i in range(8):
+        w.flex(f"b{i}", gpus=1, bid=1.0, runtime=1000)
+    w.advance(500)
+    assert w.job("large").first_started_at == T0 + 400
+    assert all(w.state(f"b{i}") is JobState.QUEUED for i in range(8))
+    assert w.violations == []
