@@ -133,8 +133,10 @@ class Job:
     exit_code: int | None = None
     # Billing: seconds held in the current run already charged, and total charged.
     billed_from: float | None = None
-    price_mark: int = 0  # market price integral at billed_from (Flex)
-    run_acc: int = 0  # micro-unit seconds per GPU accrued in the current run
+    price_mark: int = 0  # unused since schema v4
+    # Per GPU, sum of min(price, bid) x microseconds from the run's start to billed_from
+    # (price per GPU-hour): the run's exact running total. Charged: its floor.
+    run_acc: int = 0
     run_charged: int = 0  # charged in the current run
     charged: int = 0
     env: dict[str, str] = field(default_factory=dict)
@@ -143,6 +145,10 @@ class Job:
     runtime: float | None = None
     work_done: float = 0.0
     checkpoint_every: float | None = None
+    refunded: int = 0  # of `charged`, credited back (time found not to have been used)
+    # Bid changes, (microseconds, bid per GPU-hour), oldest first: the bid in force at
+    # each instant, so every second is billed at the bid of that second.
+    bid_log: list[tuple[int, int]] = field(default_factory=list, repr=False)
 
     @property
     def gpu_total(self) -> int:
@@ -191,39 +197,56 @@ class Reservation:
         return self.cancelled_at is not None or self.settled_windows >= len(self.windows)
 
 
-HISTORY = 4096  # price changes kept per market for late billing
+US = 1_000_000  # billing measures time in whole microseconds
+
+
+def us(t: float) -> int:
+    """A clock reading in whole microseconds: every charge is an integer sum over these."""
+    return round(t * US)
 
 
 @dataclass(slots=True)
 class Market:
-    """The Flex market of one node type."""
+    """The Flex market of one node type, with its price timeline: the clearing price as
+    piecewise-constant segments (`starts[i]` in microseconds, `levels[i]` per GPU-hour),
+    each in force until the next one starts. Before the first segment: the floor."""
 
     gpu_type: str
     rate: int  # standard rate per GPU-hour
     floor: int
     price: int  # current clearing price per GPU-hour
-    price_at: float = 0.0
-    integral: int = 0  # sum of price x seconds (micro-unit seconds) up to price_at
-    # Price changes seen by this process: (from, integral then, price), so time billed
-    # after the fact (an exit reported late) is priced as it was, not as it is now.
-    history: list[tuple[float, int, int]] = field(default_factory=list, compare=False, repr=False)
+    price_at: float = 0.0  # when the price was last set (changed or confirmed)
+    integral: int = 0  # unused since schema v4; kept so old rows load
+    starts: list[int] = field(default_factory=list, compare=False, repr=False)
+    levels: list[int] = field(default_factory=list, compare=False, repr=False)
 
-    def integral_at(self, now: float) -> int:
-        h = self.history
-        if now >= self.price_at or not h or now < h[0][0]:
-            return self.integral + int(self.price * (now - self.price_at))
-        i = bisect.bisect_right(h, now, key=lambda b: b[0]) - 1
-        t, integral, price = h[i]
-        return integral + int(price * (now - t))
-
-    def set_price(self, price: int, now: float) -> None:
-        self.integral = self.integral_at(now)
+    def set_price(self, price: int, now: float) -> bool:
+        """Set the price from `now` on; True when that opens a new segment."""
         self.price_at = now
-        if price != self.price or not self.history:
-            self.price = price
-            self.history.append((now, self.integral, price))
-            if len(self.history) > HISTORY:
-                del self.history[: len(self.history) - HISTORY]
+        if price == self.price and self.starts:
+            return False
+        self.price = price
+        t = us(now)
+        starts, levels = self.starts, self.levels
+        while starts and starts[-1] >= t:  # set again at the same instant: the last wins
+            starts.pop()
+            levels.pop()
+        if levels and levels[-1] == price:
+            return False
+        starts.append(t)
+        levels.append(price)
+        return True
+
+    def price_in(self, t_us: int) -> int:
+        i = bisect.bisect_right(self.starts, t_us) - 1
+        return self.levels[i] if i >= 0 else self.floor
+
+    def prune(self, before_us: int) -> None:
+        """Forget segments wholly before `before_us` (nothing can be billed there)."""
+        i = bisect.bisect_right(self.starts, before_us) - 1
+        if i > 0:
+            del self.starts[:i]
+            del self.levels[:i]
 
 
 @dataclass(slots=True)

@@ -12,9 +12,10 @@ Priority, `min_funded_minutes` at the bid for Flex, as at admission) on top of t
 reserve; until then it waits, without holding up the jobs behind it.
 Commit jobs are prepaid and never stopped for funds.
 
-These are estimates at the most a job can cost (its bid, the standard rate), so they
-err on the safe side; plain int/float arithmetic keeps a pass over thousands of jobs
-cheap. What is charged is computed exactly, elsewhere (`Grid.settle`).
+What a job may still cost is an estimate at the most it can cost (its bid, the
+standard rate), so it errs on the safe side. What it owes already is not: usage not
+yet billed is valued exactly as billing will charge it (`Grid.unbilled`), so whether
+an account is short never depends on when billing last ran.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class Guard:
         # not yet billed (a pass over thousands of jobs must stay cheap).
         jobs, flex, priority = grid.jobs, Mode.FLEX, Mode.PRIORITY
         rates = {t: m.rate for t, m in grid.markets.items()}
+        unbilled = grid.unbilled
         acc: dict[str, list] = {}
         for jid in grid.holding:
             job = jobs[jid]
@@ -65,18 +67,15 @@ class Guard:
                 continue
             a = acc.get(job.user)
             if a is None:
-                a = acc[job.user] = [0, 0, 0.0, 0]  # flex burn, priority burn, unbilled, jobs
+                a = acc[job.user] = [0, 0, 0, 0]  # flex burn, priority burn, unbilled, jobs
             a[0 if mode is flex else 1] += burn
             a[3] += 1
-            since = job.billed_from
-            if since is not None:
-                until = now if job.end_at is None or job.end_at > now else job.end_at
-                if until > since:
-                    a[2] += burn * (until - since)
+            if job.billed_from is not None:
+                a[2] += unbilled(job, now)  # at the price owed, as billing would charge it
         mf, mp = self.margin[flex], self.margin[priority]
-        for user, (bf, bp, unbilled, n) in acc.items():
+        for user, (bf, bp, owed, n) in acc.items():
             self.funds[user] = Funds(
-                self.g.balance(user) + self.limit - int(unbilled / 3600) - n,
+                self.g.balance(user) + self.limit - owed - n,
                 bf + bp,
                 int((bf * mf + bp * mp) / 3600) + n,
             )

@@ -31,6 +31,7 @@ from ..domain.model import (
     Reservation,
     Transaction,
     held_account,
+    us,
     user_account,
 )
 from ..domain.money import cost as money_cost
@@ -51,7 +52,8 @@ class Grid:
         for t in cfg.node_types:
             rate = to_micro(t.rate)
             floor = cfg.floor(t.name)
-            self.markets[t.name] = Market(t.name, rate, floor, floor, now, 0)
+            self.markets[t.name] = m = Market(t.name, rate, floor, floor, now, 0)
+            m.set_price(floor, now)
             self.by_type[t.name] = []
         self.jobs: dict[int, Job] = {}
         self.job_names: dict[str, int] = {}
@@ -334,6 +336,8 @@ class Grid:
             runtime=spec.runtime,
             checkpoint_every=spec.checkpoint_every,
         )
+        if bid:
+            job.bid_log = [(us(now), bid)]
         self.next_job_id += 1
         self.next_seq += 1
         self.jobs[job.id] = job
@@ -390,6 +394,11 @@ class Grid:
         if not floor <= micro <= cap:
             raise Refused(f"bid must be between {fmt(floor)} and {fmt(cap)} per GPU-hour")
         old = job.bid
+        t = us(now)
+        log = job.bid_log or [(0, old)]
+        while log and log[-1][0] >= t and len(log) > 1:
+            log.pop()
+        job.bid_log = [*log, (t, micro)]
         self._unindex(job)
         job.bid = micro
         self._index(job)
@@ -657,39 +666,59 @@ class Grid:
         self.dirty_reservations.add(res.name)
 
     # -------------------------------------------------------------- billing
-    def settle(self, job: Job, now: float, ended_at: float | None = None) -> None:
-        """Charge a running job for the time since it was last billed (up to `ended_at`
-        when its processes are known to have ended before now)."""
+    def settle(self, job: Job, now: float, ended_at: float | None = None, why: str = "") -> None:
+        """Bring a job's charge to its running total at `now`, or at `ended_at` when its
+        processes are known to have stopped working earlier (an exit recorded by the
+        agent, a node last heard from). That may lie before the last billing: what was
+        charged past it is then credited back, so a bill never depends on when billing
+        ran (docs/modes.md, Billing)."""
         if job.billed_from is None or job.mode is Mode.COMMIT or job.market is None:
             return
-        market = self.markets[job.market]
-        until = now if ended_at is None else min(now, max(ended_at, job.billed_from))
-        if job.mode is Mode.PRIORITY:
-            if job.end_at is not None:
-                until = min(until, job.end_at)
-            if until <= job.billed_from:
-                return
-            secs = until - job.billed_from
-            amount = pricing.accrue(job, job.gpu_total, int(market.rate * secs))
-            what = f"{secs:.0f} s x {job.gpu_total} GPU at {fmt(market.rate)}/GPU-h"
-        else:
-            mark = market.integral_at(until)
-            # Never above its own bid: the price may pass a bid that was lowered since the
-            # last pass, or that of a job in its grace period (no longer in the book).
-            cap = int(job.bid * (until - job.billed_from))
-            amount = pricing.accrue(job, job.gpu_total, min(mark - job.price_mark, cap))
-            job.price_mark = mark
-            what = f"{until - job.billed_from:.0f} s x {job.gpu_total} GPU at the clearing price"
+        until = now if ended_at is None else min(now, ended_at)
+        acc, until = self._run_total(job, until)
+        due = pricing.owed(job.gpu_total, acc) - job.run_charged
+        secs = until - job.billed_from
+        job.run_acc = acc
+        job.run_charged += due
         job.billed_from = until
         self.dirty_jobs.add(job.id)
-        if amount:
-            job.charged += amount
-            self.post(
-                now,
-                f"{job.mode} usage {job.name}: {what}",
-                [(user_account(job.user), -amount), (REVENUE, amount)],
-                job=job.id,
-            )
+        if not due:
+            return
+        job.charged += due
+        if due > 0:
+            if job.mode is Mode.PRIORITY:
+                rate = fmt(self.markets[job.market].rate)
+                what = f"{secs:.0f} s x {job.gpu_total} GPU at {rate}/GPU-h"
+            else:
+                what = f"{secs:.0f} s x {job.gpu_total} GPU at the clearing price"
+            entries = [(user_account(job.user), -due), (REVENUE, due)]
+            self.post(now, f"{job.mode} usage {job.name}: {what}", entries, job=job.id)
+            return
+        job.refunded -= due
+        back = f"{-secs:.0f} s billed past {why or 'the end of the run'}"
+        entries = [(REVENUE, due), (user_account(job.user), -due)]
+        self.post(now, f"{job.mode} usage credit {job.name}: {back}", entries, job=job.id)
+
+    def _run_total(self, job: Job, until: float) -> tuple[int, float]:
+        """The run's exact running total at `until` (kept within the run and, for
+        Priority, the booking), and that time."""
+        market = self.markets[job.market or ""]
+        start = job.started_at if job.started_at is not None else job.billed_from
+        until = max(until, start or until)
+        if job.mode is Mode.PRIORITY and job.end_at is not None:
+            until = min(until, max(job.end_at, start or job.end_at))
+        a, b = us(job.billed_from or until), us(until)
+        if job.mode is Mode.PRIORITY:
+            return job.run_acc + market.rate * (b - a), until
+        if b >= a:
+            return job.run_acc + pricing.flex_usage(market, job.bid_log, job.bid, a, b), until
+        return job.run_acc - pricing.flex_usage(market, job.bid_log, job.bid, b, a), until
+
+    def unbilled(self, job: Job, now: float) -> int:
+        """What billing the job now would charge: the price owed, not an estimate."""
+        if job.billed_from is None or job.mode is Mode.COMMIT or job.market is None:
+            return 0
+        return pricing.owed(job.gpu_total, self._run_total(job, now)[0]) - job.run_charged
 
     # ------------------------------------------------------------ apply actions
     def apply(self, action: A.Action, now: float) -> None:
@@ -729,7 +758,7 @@ class Grid:
             case A.SetPrice(gpu_type=t, price=p):
                 m = self.markets[t]
                 if p != m.price:
-                    self.prices.append((now, t, p))
+                    self.prices.append((now, t, p))  # the store replays these in order
                 m.set_price(p, now)
 
     def _start(
@@ -764,15 +793,13 @@ class Grid:
             job.first_started_at = now
         job.billed_from = now
         job.run_acc = job.run_charged = 0
-        if job.market:
-            job.price_mark = self.markets[job.market].integral_at(now)
         if job.mode is Mode.PRIORITY and job.end_at is None:
             hours = job.hours if job.hours is not None else 1.0
             job.end_at = now + hours * 3600
         self.set_state(job, R, now, "process started")
 
-    def _release(self, job: Job, now: float, ended_at: float | None = None) -> None:
-        self.settle(job, now, ended_at)
+    def _release(self, job: Job, now: float, ended_at: float | None = None, why: str = "") -> None:
+        self.settle(job, now, ended_at, why)
         for p in job.placement:
             node = self.nodes[p.node]
             for i in p.gpus:
@@ -867,7 +894,7 @@ class Grid:
             if others:
                 # A gang keeps its healthy parts until the executor has stopped them.
                 # It does no work from the loss on, so billing stops there.
-                self.settle(job, now, since)
+                self.settle(job, now, since, f"when {lost} was last heard from")
                 job.billed_from = None
                 job.stop_reason = "paused" if outcome is JobState.PAUSED else str(outcome)
                 self.dirty_jobs.add(job.id)
@@ -878,7 +905,7 @@ class Grid:
                 self.stopping.add(job.id)
                 out.append(A.Stop(job.id, outcome, why))
                 continue
-            self._release(job, now, since)
+            self._release(job, now, since, f"when {lost} was last heard from")
             job.stop_reason = None
             self.set_state(job, outcome, now, why)
         for res in self.reservations.values():

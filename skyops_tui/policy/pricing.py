@@ -8,15 +8,20 @@ All amounts are integer micro-units. Rules (see docs/modes.md):
   plus downtime GPU-seconds not yet credited x effective rate, floored.
 - Flex clearing price: the highest waiting bid, capped at the lowest running bid and
   at the standard rate, never under the floor.
+- Usage (Priority and Flex): per GPU, the exact sum over the run of price x time, time
+  in whole microseconds, the Flex price being min(clearing price, own bid) at each
+  instant; what a run owes is that running total floored to a micro-unit, so billing
+  every second, every minute or once comes to the same sum.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass
 from fractions import Fraction
 
 from ..domain.config import Tier
-from ..domain.model import Reservation
+from ..domain.model import US, Market, Reservation
 
 
 def discount_bp(tiers: tuple[Tier, ...], gpu_hours: float) -> int:
@@ -130,10 +135,41 @@ def clearing_price(
     return max(price, floor)
 
 
-def accrue(job, gpus: int, acc: int) -> int:
-    """Add `acc` micro-unit-seconds per GPU to the job's run; return the whole micro-units
-    now due. Charging the running total keeps rounding from drifting over many settles."""
-    job.run_acc += acc
-    due = gpus * job.run_acc // 3600 - job.run_charged
-    job.run_charged += due
-    return due
+PER_HOUR = 3600 * US  # price per GPU-hour x microseconds -> micro-units
+
+
+def owed(gpus: int, acc: int) -> int:
+    """What a run's running total (per GPU, price x microseconds) comes to, floored."""
+    return gpus * acc // PER_HOUR
+
+
+def flex_usage(market: Market, bid_log: list[tuple[int, int]], bid: int, a: int, b: int) -> int:
+    """Per GPU, the sum of min(clearing price, bid) x microseconds over [a, b): the
+    market's price segments merged with the job's bid changes (`bid` when it has none)."""
+    if b <= a:
+        return 0
+    starts, levels = market.starts, market.levels
+    i = bisect_right(starts, a) - 1
+    price = levels[i] if i >= 0 else market.floor
+    n = len(starts)
+    if bid_log:
+        j = bisect_right(bid_log, (a, float("inf"))) - 1
+        cap = bid_log[j][1] if j >= 0 else bid_log[0][1]
+        m = len(bid_log)
+    else:
+        j, cap, m = 0, bid, 0
+    total = 0
+    t = a
+    while t < b:
+        nxt_p = starts[i + 1] if i + 1 < n else b
+        nxt_b = bid_log[j + 1][0] if j + 1 < m else b
+        end = min(b, nxt_p, nxt_b)
+        total += (price if price < cap else cap) * (end - t)
+        t = end
+        while i + 1 < n and starts[i + 1] <= t:
+            i += 1
+            price = levels[i]
+        while j + 1 < m and bid_log[j + 1][0] <= t:
+            j += 1
+            cap = bid_log[j][1]
+    return total

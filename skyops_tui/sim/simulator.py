@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from ..clock import ManualClock
 from ..domain.config import Config
 from ..domain.errors import Refused
-from ..domain.model import HOLDING, Job, JobState, Mode, NodeStatus
+from ..domain.model import HOLDING, Event, Job, JobState, Mode, NodeStatus
 from ..domain.money import to_micro
 from ..policy import actions as A
 from ..policy.funding import guard
@@ -21,7 +21,6 @@ from .trace import TraceLine
 
 EPOCH = 1_767_225_600.0  # 2026-01-01T00:00:00Z: simulated time starts here
 FULL_CHECK_EVERY = 500
-SIM_BILLING_S = 3600.0
 
 
 @dataclass
@@ -29,6 +28,9 @@ class SimResult:
     summary: dict
     grid: Grid
     refused: list[str] = field(default_factory=list)
+    # With `record`: every event and price row, as the store would have kept them.
+    events: list[Event] = field(default_factory=list)
+    prices: list[tuple[float, str, int]] = field(default_factory=list)
 
 
 def next_wakeup(grid: Grid, now: float) -> float | None:
@@ -89,14 +91,9 @@ def simulate(
     trace: list[TraceLine],
     cfg: Config,
     progress: Callable[[int, int], None] | None = None,
+    record: bool = False,
 ) -> SimResult:
     wall0 = time.perf_counter()
-    if cfg.cluster.billing_interval_s < SIM_BILLING_S:
-        # Totals do not depend on how often running jobs are billed (each charge is the
-        # exact running total); settling hourly keeps a long simulation fast.
-        cfg = cfg.model_copy(
-            update={"cluster": cfg.cluster.model_copy(update={"billing_interval_s": SIM_BILLING_S})}
-        )
     clock = ManualClock(EPOCH)
     grid = Grid(cfg, EPOCH)
     balance = to_micro(cfg.simulation.initial_balance)
@@ -110,6 +107,8 @@ def simulate(
     refused: list[str] = []
     preemptions = 0
     counters = {"tx": 0}
+    kept_events: list[Event] = []
+    kept_prices: list[tuple[float, str, int]] = []
     grid.drain()
     i, n = 0, len(trace)
     wake: float | None = EPOCH
@@ -139,7 +138,10 @@ def simulate(
         engine.absorb(now)  # simulated starts are instant: no second pass needed for them
         steps += 1
         preemptions += sum(1 for a in actions if isinstance(a, A.Preempt))
-        events, txs, _ = grid.drain()
+        events, txs, prices = grid.drain()
+        if record:
+            kept_events += events
+            kept_prices += prices
         counters["tx"] += len(txs)
         violations += check_actions(grid, actions)
         violations += check_transactions(grid, txs)
@@ -161,10 +163,18 @@ def simulate(
     # Settle what is still running at the end of the trace.
     for jid in list(grid.holding):
         grid.settle(grid.jobs[jid], end)
-    violations += check_transactions(grid, grid.drain()[1])
+    events, txs, prices = grid.drain()
+    if record:
+        kept_events += events
+        kept_prices += prices
+    violations += check_transactions(grid, txs)
     wall = time.perf_counter() - wall0
     return SimResult(
-        _summary(grid, ex, preemptions, end - EPOCH, wall, violations, steps), grid, refused
+        _summary(grid, ex, preemptions, end - EPOCH, wall, violations, steps),
+        grid,
+        refused,
+        kept_events,
+        kept_prices,
     )
 
 

@@ -39,8 +39,9 @@ def _placement_in(text: str) -> list[Placement]:
 
 
 # Enums are str and bools are int to sqlite3 already: only the containers need encoding.
-_JOB_OUT = {"argv": _dumps, "env": _dumps, "placement": _placement_out}
+_JOB_OUT = {"argv": _dumps, "env": _dumps, "placement": _placement_out, "bid_log": _dumps}
 _JOB_IN = {
+    "bid_log": lambda text: [(int(t), int(b)) for t, b in json.loads(text)],
     "argv": json.loads,
     "env": json.loads,
     "placement": _placement_in,

@@ -441,12 +441,20 @@ class Store:
             balances = {r["account"]: r["balance"] for r in db.query("SELECT * FROM accounts")}
             counters = {r["name"]: r["value"] for r in db.query("SELECT * FROM counters")}
 
+            # The price timeline from the segment in force when the oldest run still
+            # holding GPUs began: enough to bill, or credit back, any of its seconds.
+            since: dict[str, float] = {}
+            for j in jobs:
+                if j.state in HOLDING and j.market and j.started_at is not None:
+                    since[j.market] = min(since.get(j.market, j.started_at), j.started_at)
+            price_rows = {t: self._price_rows(db, t, since.get(t, now)) for t in market_rows}
+
         grid = Grid(cfg, now)
         grid.dirty_nodes.clear()
         for t, m in grid.markets.items():
             row = market_rows.get(t)
             if row is not None:
-                m.price, m.price_at, m.integral = row["price"], row["price_at"], row["integral"]
+                _replay_prices(m, price_rows.get(t, []), row)
 
         used = {p.node for j in jobs if j.state in HOLDING for p in j.placement}
         used |= {n for r in reservations if r.active_window is not None for n, _ in r.held}
@@ -476,7 +484,8 @@ class Store:
                         f"{self.path}: node {name} ({stored.gpu_type}) is held by jobs but its "
                         "GPU type has no market row"
                     )
-                grid.markets[stored.gpu_type] = market_from_row(mrow)
+                grid.markets[stored.gpu_type] = m = market_from_row(mrow)
+                _replay_prices(m, price_rows.get(stored.gpu_type, []), mrow)
                 grid.by_type[stored.gpu_type] = []
             grid.add_node(stored)
             grid.dirty_nodes.discard(name)
@@ -519,6 +528,17 @@ class Store:
         self._bind(grid, stored_markets, set(balances))
         self._counters = tuple(counters.get(name, 1) for name in COUNTERS)
         return grid
+
+    @staticmethod
+    def _price_rows(db: Database, gpu_type: str, since: float) -> list[tuple[float, int]]:
+        first = db.execute(
+            "SELECT max(at) FROM prices WHERE gpu_type = ? AND at <= ?", [gpu_type, since]
+        ).fetchone()[0]
+        rows = db.execute(
+            "SELECT at, price FROM prices WHERE gpu_type = ? AND at >= ? ORDER BY id",
+            [gpu_type, since if first is None else first],
+        )
+        return [(at, price) for at, price in rows]
 
     def _hold(self, grid: Grid, name: str, gpus: tuple[int, ...], job: Job) -> None:
         node = grid.nodes.get(name)
@@ -662,6 +682,17 @@ class Store:
             rows = self._rows(sql + " ORDER BY id DESC LIMIT ?", [*params, limit])
         rows.reverse()
         return [_action_record(r) for r in rows]
+
+
+def _replay_prices(m: Market, rows: list[tuple[float, int]], row: dict[str, Any]) -> None:
+    """Rebuild a market's price timeline as the passes that recorded it built it."""
+    m.starts, m.levels = [], []
+    m.price = m.floor
+    for at, price in rows:
+        m.set_price(price, at)
+    if not m.starts or m.price != row["price"]:
+        m.set_price(row["price"], row["price_at"])
+    m.price_at, m.integral = row["price_at"], row["integral"]
 
 
 def _action_record(r: dict[str, Any]) -> ActionRecord:

@@ -239,7 +239,21 @@ def _v3(db: Database) -> None:
     db.execute("ALTER TABLE lease ADD COLUMN epoch INTEGER NOT NULL DEFAULT 1")
 
 
-MIGRATIONS: list[Migration] = [_v1, _v2, _v3]
+def _v4(db: Database) -> None:
+    """Billing from one price timeline (docs/modes.md, Billing): each Flex job's bid
+    changes with their times, what was credited back to a job, and running totals in
+    price x microseconds (they were price x seconds)."""
+    db.execute("ALTER TABLE jobs ADD COLUMN refunded INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE jobs ADD COLUMN bid_log TEXT NOT NULL DEFAULT '[]'")
+    db.execute("UPDATE jobs SET run_acc = run_acc * 1000000 WHERE run_acc IS NOT NULL")
+    # A market whose price never changed has no row yet: its timeline starts here.
+    db.execute(
+        "INSERT INTO prices (at, gpu_type, price) SELECT price_at, gpu_type, price FROM markets "
+        "WHERE gpu_type NOT IN (SELECT DISTINCT gpu_type FROM prices)"
+    )
+
+
+MIGRATIONS: list[Migration] = [_v1, _v2, _v3, _v4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

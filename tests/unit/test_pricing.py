@@ -8,7 +8,7 @@ from fractions import Fraction
 import pytest
 
 from skyops_tui.domain.config import DEFAULT_TIERS, Tier
-from skyops_tui.domain.model import Job, Mode, Reservation
+from skyops_tui.domain.model import US, Market, Reservation
 from skyops_tui.domain.money import MICRO, cost, fmt, to_micro
 from skyops_tui.policy import pricing
 
@@ -113,13 +113,15 @@ def test_clearing_price_is_capped_at_the_standard_rate():
     assert pricing.clearing_price(500_000, 1_000_000, 270_000, 900_000) == 500_000
 
 
-def test_accruing_many_small_charges_does_not_drift():
-    job = Job(1, "j", "u", Mode.FLEX, 1, 0.0)
-    total = 0
-    for _ in range(3600):
-        total += pricing.accrue(job, 3, 777_777)  # one second at 0.777777 per GPU-hour
-    assert total == 3 * 777_777 * 3600 // 3600 == 2_333_331
-    assert job.run_charged == total
+def test_charging_the_floored_running_total_every_second_does_not_drift():
+    m = Market("H100", 1_000_000, 300_000, 777_777)
+    m.set_price(777_777, 0.0)
+    acc = charged = 0
+    for k in range(3600):  # one second at 0.777777 per GPU-hour, 3 GPUs, billed each second
+        acc += pricing.flex_usage(m, [], 1_000_000, k * US, (k + 1) * US)
+        charged += pricing.owed(3, acc) - charged
+    once = pricing.owed(3, pricing.flex_usage(m, [], 1_000_000, 0, 3600 * US))
+    assert charged == once == 3 * 777_777 * 3600 // 3600 == 2_333_331
 
 
 def test_micro_is_a_millionth():
