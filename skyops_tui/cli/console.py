@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ..clock import SystemClock
@@ -40,7 +41,12 @@ def build_runtime(
     cfg = cfg or demo_cluster(user)
     path = Path(db) if db else (demo_db_path() if demo else db_path())
     store = Store(path)
-    ex = FleetExecutor(cfg, transports(cfg, demo), SystemClock())
+    if cfg.backend.kind == "slurm":
+        from ..slurm.executor import SlurmExecutor
+
+        ex = SlurmExecutor(cfg, SystemClock())
+    else:
+        ex = FleetExecutor(cfg, transports(cfg, demo), SystemClock())
     return Runtime(cfg, ex, store=store, user=user, demo=demo, readonly=readonly)
 
 
@@ -59,6 +65,7 @@ def run_console(cfg: Config | None, db: str | None, readonly: bool = False) -> i
     from ..app.app import SkyopsApp
     from ..demo import seed
 
+    os.umask(0o077)  # logs and job files of local agents this console starts: private
     rt = build_runtime(cfg, db, readonly)
     if not readonly:
         check_writable(rt.store)
@@ -76,6 +83,8 @@ def serve(cfg: Config | None, db: str | None, duration: float | None, out) -> in
 
     from ..demo import seed
 
+    os.umask(0o077)  # logs and job files of local agents this service starts: private
+
     async def main() -> None:
         rt = build_runtime(cfg, db)
         check_writable(rt.store)
@@ -90,7 +99,7 @@ def serve(cfg: Config | None, db: str | None, duration: float | None, out) -> in
         def role() -> None:
             out.print(
                 f"{'leading' if rt.leader else 'standing by (another console leads)'}: "
-                f"{rt.store.path}",
+                f"{rt.store.path}" + (f", serving {rt.socket_path}" if rt.leader else ""),
                 highlight=False,
             )
 
