@@ -108,6 +108,7 @@ class SlurmJob:
     restarts: int
     time_limit: int | None
     reason: str
+    reservation: str = ""
 
 
 @dataclass
@@ -389,6 +390,7 @@ class SlurmExecutor:
             int(j.get("restart_cnt") or 0),
             int(limit) if isinstance(limit, int) else None,
             str(j.get("state_reason", "")),
+            str(j.get("reservation") or ""),
         )
 
     async def _jobs(self) -> dict[int, SlurmJob]:
@@ -527,7 +529,7 @@ class SlurmExecutor:
                 nodes = ",".join(sorted({n for n, _ in res.held}))
                 want[self._res_name(res.name)] = (nodes, end)
             for name in [n for n in self.reservations if n not in want]:
-                await self.slurm("scontrol", "delete", f"ReservationName={name}", check=False)
+                await self._end_reservation(name)
                 del self.reservations[name]
             for name, (nodes, end) in want.items():
                 have = self.reservations.get(name)
@@ -560,6 +562,22 @@ class SlurmExecutor:
                         "scontrol", "update", f"ReservationName={name}", f"Nodes={nodes}"
                     )
                 self.reservations[name] = nodes
+
+    async def _end_reservation(self, name: str) -> None:
+        """Slurm refuses to delete a reservation a job still runs in (a lent Flex job,
+        a Commit job in its stop grace): such a one is ended now instead (it goes
+        inactive; the jobs run on until Skyops stops them). Held jobs leave it first."""
+        for sj in self.slurm_jobs.values():
+            if sj.state == "PENDING" and sj.reservation == name:
+                await self.slurm(
+                    "scontrol", "update", f"JobId={sj.id}", "Reservation=", check=False
+                )
+        try:
+            await self.slurm("scontrol", "delete", f"ReservationName={name}")
+        except SlurmError as e:
+            if "in use" not in str(e):
+                log.warning("could not delete reservation %s: %s", name, e)
+            await self.slurm("scontrol", "update", f"ReservationName={name}", "EndTime=now")
 
     async def _reconcile(self) -> None:
         """A console that starts (or takes over) finds what Slurm runs for it: a job

@@ -4,8 +4,10 @@ GPUs): Skyops decides, Slurm runs."""
 from __future__ import annotations
 
 import re
+import time
 
 from skyops_tui.domain.model import JobState
+from skyops_tui.domain.specs import JobSpec, ReservationSpec
 
 from .harness import console, flex, log_contains, priority, train, up, wait_for
 
@@ -40,6 +42,64 @@ async def test_priority_preempts_flex_which_checkpoints_and_resumes(clean_slurm,
         assert rt.executor.runs[job.id].slurm_id == sid  # the same Slurm job, released
         text = await log_contains(rt, job, f"resumed from step {saved}")
         assert "SKYOPS_RESUME=1" in text
+    finally:
+        await rt.stop()
+        rt.store.close()
+
+
+async def test_commit_window_lends_to_flex_reclaims_and_refunds_early_exit(clean_slurm, tmp_path):
+    """A Commit window on n1 becomes a Slurm reservation (IGNORE_JOBS,FLEX) on n1. A
+    Flex job borrows the idle reserved GPUs (inside the reservation, so Slurm lets it);
+    the owner's Commit job reclaims them (Flex checkpoints and pauses); cancelling the
+    reservation early stops the Commit job, deletes the Slurm reservation and refunds."""
+    rt = console(clean_slurm, tmp_path, "commit", nodes=1)
+    await rt.start()
+    try:
+        await up(rt)
+        res = rt.scheduler.reserve(
+            ReservationSpec(
+                name="nightly", user="team", gpu_type="H100", gpus=8, start=time.time() + 1, hours=2
+            )
+        )
+        await wait_for(lambda: res.active_window == 0, "window open")
+        name = "skyops.commit.nightly"
+        await wait_for(lambda: name in rt.executor.reservations, "Slurm reservation made")
+        info = clean_slurm.run("scontrol", "show", "reservation", "-o", name)
+        assert "Nodes=n1" in info and "IGNORE_JOBS" in info and "FLEX" in info
+        lent = rt.scheduler.submit(flex("borrow", 8, 1.0, train()))
+        await wait_for(lambda: lent.state is JobState.RUNNING, "flex runs on lent GPUs", 30)
+        sid = rt.executor.runs[lent.id].slurm_id
+        assert f"Reservation={name}" in clean_slurm.run("scontrol", "show", "job", "-o", sid)
+        await log_contains(rt, lent, "step 5/")
+        own = rt.scheduler.submit(
+            JobSpec(
+                name="own",
+                user="team",
+                mode="commit",
+                gpus=8,
+                reservation="nightly",
+                argv=("sleep", "300"),
+            )
+        )
+        await wait_for(lambda: lent.state is JobState.PAUSED, "flex reclaimed", 30)
+        await log_contains(rt, lent, "on SIGUSR1; exiting")
+        await wait_for(lambda: own.state is JobState.RUNNING, "commit job running", 30)
+        osid = rt.executor.runs[own.id].slurm_id
+        assert f"Reservation={name}" in clean_slurm.run("scontrol", "show", "job", "-o", osid)
+        paid = res.prepaid
+        rt.scheduler.cancel_reservation("nightly")
+        await wait_for(lambda: own.state.value in ("cancelled", "expired"), "commit job stopped")
+        await wait_for(lambda: name not in rt.executor.reservations, "Slurm reservation gone")
+
+        def ended() -> bool:
+            out = clean_slurm.run("scontrol", "show", "reservation", "-o", name, check=False)
+            return not out.strip() or "State=INACTIVE" in out
+
+        await wait_for(ended, "the Slurm reservation deleted or ended")
+        assert 0 < res.refunded < paid
+        # The borrowed GPUs are free again: the Flex job resumes from its checkpoint.
+        await wait_for(lambda: lent.state is JobState.RUNNING and lent.runs == 2, "resumed", 30)
+        await log_contains(rt, lent, "resumed from step")
     finally:
         await rt.stop()
         rt.store.close()
