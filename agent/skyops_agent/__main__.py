@@ -22,6 +22,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--state-dir", default=None, help="jobs and checkpoints live here")
     serve.add_argument("--fake-gpus", default=None, metavar="SPEC", help="e.g. 8xH100-80GB")
     serve.add_argument("--node-name", default=None, help="default: the host name")
+    serve.add_argument(
+        "--single-user",
+        action="store_true",
+        help="run every job as the agent's own user, even when it could switch users",
+    )
 
     shim = sub.add_parser("shim", help="(internal) supervise one job")
     shim.add_argument("--job-dir", required=True)
@@ -91,7 +96,10 @@ def main(argv: list[str] | None = None) -> int:
     from skyops_agent.server import serve_stdio
 
     return serve_stdio(
-        args.state_dir or default_state_dir(), fake_gpus=args.fake_gpus, node_name=args.node_name
+        args.state_dir or default_state_dir(),
+        fake_gpus=args.fake_gpus,
+        node_name=args.node_name,
+        single_user=args.single_user,
     )
 
 

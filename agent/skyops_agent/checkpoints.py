@@ -23,7 +23,9 @@ from typing import Any
 from skyops_agent import protocol
 from skyops_agent.protocol import ProtocolError
 
-UNPACK_MAX_TOTAL_BYTES = 32 * 1024**3  # what an archive may expand to
+UNPACK_MAX_TOTAL_BYTES = 16 * 1024**3  # what an archive may expand to ([cluster] unpack_max_bytes)
+UNPACK_MAX_RATIO = 200.0  # expanded / packed size ([cluster] unpack_max_ratio)
+RATIO_FREE_BYTES = 1024 * 1024  # archives expanding to less are never refused for ratio
 
 
 def _walk(root: str):
@@ -85,9 +87,12 @@ def pack(root: str, max_bytes: int) -> dict[str, Any]:
         raise ProtocolError(protocol.E_BAD_FIELD, f"checkpoint dir {root} does not exist")
     sink = _BoundedBuffer(max_bytes)
     count = 0
+    owner = os.stat(root).st_uid
     try:
         with tarfile.open(fileobj=sink, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
             for rel, path, st in _walk(root):
+                if st.st_uid != owner:
+                    continue  # another user's file (a hard link planted there): not shipped
                 tar.add(path, arcname=rel, recursive=False)
                 count += stat.S_ISREG(st.st_mode)
     except _TooLarge:
@@ -111,7 +116,9 @@ def _bad(message: str) -> ProtocolError:
     return ProtocolError(protocol.E_BAD_FIELD, f"checkpoint data: {message}")
 
 
-def _safe_members(tar: tarfile.TarFile) -> list[tarfile.TarInfo]:
+def _safe_members(
+    tar: tarfile.TarFile, packed: int, max_bytes: int, max_ratio: float
+) -> list[tarfile.TarInfo]:
     members = tar.getmembers()
     total = 0
     for member in members:
@@ -121,12 +128,22 @@ def _safe_members(tar: tarfile.TarFile) -> list[tarfile.TarInfo]:
         if not (member.isfile() or member.isdir()):
             raise _bad(f"refusing {member.name!r}: only regular files and folders are unpacked")
         total += member.size
-    if total > UNPACK_MAX_TOTAL_BYTES:
-        raise _bad(f"archive expands to {total} bytes, more than allowed")
+    if total > max_bytes:
+        raise _bad(f"archive expands to {total} bytes, more than the {max_bytes} allowed")
+    if total > RATIO_FREE_BYTES and total > max_ratio * max(packed, 1):
+        raise _bad(
+            f"archive of {packed} bytes expands {total // max(packed, 1)} times, "
+            f"more than the {max_ratio:g} allowed"
+        )
     return members
 
 
-def unpack(root: str, data: str) -> dict[str, Any]:
+def unpack(
+    root: str,
+    data: str,
+    max_bytes: int = UNPACK_MAX_TOTAL_BYTES,
+    max_ratio: float = UNPACK_MAX_RATIO,
+) -> dict[str, Any]:
     """Replace ``root`` with the archive's content; on any error ``root`` is untouched."""
     try:
         raw = base64.b64decode(data, validate=True)
@@ -140,7 +157,7 @@ def unpack(root: str, data: str) -> dict[str, Any]:
     files = 0
     try:
         with tarfile.open(fileobj=io.BytesIO(raw), mode="r:gz") as tar:
-            members = _safe_members(tar)
+            members = _safe_members(tar, len(raw), max_bytes, max_ratio)
             for member in members:
                 target = os.path.join(staging, member.name)
                 if member.isdir():

@@ -10,14 +10,17 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
 from typing import Any
 
-from skyops_agent import __version__, checkpoints, jobdir, protocol
+from skyops_agent import __version__, checkpoints, identity, jobdir, protocol
+from skyops_agent.cgroups import Cgroup
 from skyops_agent.protocol import ProtocolError
 from skyops_agent.zipapp import running_zipapp
 
@@ -124,11 +127,25 @@ def read_from(path: str, offset: int, max_bytes: int = LOG_TAIL_MAX_BYTES) -> di
 
 
 class JobRunner:
-    def __init__(self, state_dir: str) -> None:
+    """The jobs of one state folder. In multi-user mode (an agent that may switch users,
+    not told --single-user) each job runs as the Unix user its start names; its folder,
+    records and checkpoints are kept out of other users' reach (docs/security.md)."""
+
+    def __init__(self, state_dir: str, single_user: bool = False) -> None:
         self.state_dir = os.path.abspath(os.path.expanduser(state_dir))
         self.jobs_dir = os.path.join(self.state_dir, "jobs")
         self.checkpoints_dir = os.path.join(self.state_dir, "checkpoints")
-        os.makedirs(self.jobs_dir, exist_ok=True)
+        self.multi_user = not single_user and identity.can_switch_users()
+        self.agent_user = identity.agent_user()
+        # Set by `configure`; empty work roots: the job user's home and the temp folder.
+        self.work_roots: list[str] = []
+        self.checkpoint_roots: list[str] = []
+        self.unpack_max_bytes = checkpoints.UNPACK_MAX_TOTAL_BYTES
+        self.unpack_max_ratio = checkpoints.UNPACK_MAX_RATIO
+        for folder in (self.state_dir, self.jobs_dir, self.checkpoints_dir):
+            os.makedirs(folder, exist_ok=True)
+            if self.multi_user:  # users reach their own logs and checkpoints by path
+                os.chmod(folder, 0o711)
         self._shims: list[subprocess.Popen] = []
         self._shims_lock = threading.Lock()
         # What poll_events() has told the console: job_id -> (run_id, phase, status stamp).
@@ -146,13 +163,71 @@ class JobRunner:
     def default_checkpoint_dir(self, job_id: str) -> str:
         return os.path.join(self.checkpoints_dir, job_id)
 
-    def resolve_checkpoint_dir(self, job_id: str, requested: str) -> str:
-        """Empty: the agent's own per-job folder; relative: under the user's home."""
+    def configure(self, req: dict[str, Any]) -> None:
+        self.work_roots = [os.path.realpath(r) for r in req["work_roots"]]
+        self.checkpoint_roots = [os.path.realpath(r) for r in req["checkpoint_roots"]]
+        self.unpack_max_bytes = req["unpack_max_bytes"]
+        self.unpack_max_ratio = req["unpack_max_ratio"]
+
+    def job_user(self, name: str) -> identity.JobUser:
+        """Whom a job of Unix user ``name`` runs as; refused when the box has no such user."""
+        if not self.multi_user:
+            return self.agent_user  # single-user mode: every job runs as the agent
+        user = identity.lookup(name or self.agent_user.name)
+        if user is None:
+            raise ProtocolError(
+                protocol.E_UNKNOWN_USER,
+                f"no Unix user {name!r} on this box; create it, or map the Skyops user "
+                "to an account here with [cluster] unix_users",
+            )
+        return user
+
+    def resolve_checkpoint_dir(self, job_id: str, requested: str, home: str | None = None) -> str:
+        """Empty: the agent's own per-job folder; relative: under the user's home. Only
+        under the agent's checkpoints folder or a configured root: the agent packs,
+        ships and unpacks what is there with its own rights."""
         if not requested:
             return self.default_checkpoint_dir(job_id)
-        return os.path.normpath(
-            os.path.join(os.path.expanduser("~"), os.path.expanduser(requested))
-        )
+        home = home or self.agent_user.home
+        path = os.path.realpath(os.path.join(home, os.path.expanduser(requested)))
+        if not identity.under(path, [self.checkpoints_dir, *self.checkpoint_roots]):
+            raise ProtocolError(
+                protocol.E_BAD_FIELD,
+                f"checkpoint dir {path} is outside the allowed roots "
+                f"({', '.join([self.checkpoints_dir, *self.checkpoint_roots])}); "
+                "add it to [cluster] checkpoint_roots",
+            )
+        return path
+
+    def _check_workdir(self, workdir: str, user: identity.JobUser) -> str:
+        path = os.path.realpath(workdir)
+        roots = self.work_roots or [user.home, tempfile.gettempdir()]
+        if not identity.under(path, roots):
+            raise ProtocolError(
+                protocol.E_BAD_FIELD,
+                f"workdir {path} is outside the allowed roots ({', '.join(roots)}); "
+                "add it to [cluster] work_roots",
+            )
+        return path
+
+    def _own_checkpoint_dir(self, path: str, user: identity.JobUser) -> None:
+        """The folder is the job user's alone (0700). What the agent put there (a copy
+        from another box) is handed over; links and files with other names are not."""
+        if os.path.islink(path):
+            raise ProtocolError(protocol.E_BAD_FIELD, f"checkpoint dir {path} is a symlink")
+        os.makedirs(path, exist_ok=True)
+        if not self.multi_user:
+            return
+        me = os.geteuid()
+        for current, dirs, files in os.walk(path):
+            for name in dirs + files:
+                full = os.path.join(current, name)
+                st = os.lstat(full)
+                if st.st_uid == me and (stat.S_ISDIR(st.st_mode) or st.st_nlink == 1):
+                    if not stat.S_ISLNK(st.st_mode):
+                        os.lchown(full, user.uid, user.gid)
+        os.lchown(path, user.uid, user.gid)
+        os.chmod(path, 0o700)
 
     def record(self, job_id: str, with_checkpoint: bool = True) -> dict[str, Any] | None:
         """Everything known about a job, or None if there is no such job."""
@@ -197,6 +272,9 @@ class JobRunner:
             "workdir": spec["workdir"],
             "checkpoint_dir": spec["checkpoint_dir"],
             "stop_requested": stop,
+            "user": spec.get("user"),
+            "grid": spec.get("grid") or "",
+            "tracking": status.get("tracking"),
         }
         if with_checkpoint:
             rec["last_checkpoint_at"] = checkpoints.newest_mtime(spec["checkpoint_dir"])
@@ -247,12 +325,17 @@ class JobRunner:
                 protocol.E_JOB_EXISTS,
                 f"job {job_id!r} already exists here ({state}); forget it first or use a new id",
             )
-        workdir = os.path.expanduser(req["workdir"] or "~")
+        user = self.job_user(req["user"])
+        workdir = req["workdir"] or "~"
+        if workdir == "~" or workdir.startswith("~/"):
+            workdir = user.home + workdir[1:]
+        workdir = os.path.join(user.home, workdir)
         if not os.path.isdir(workdir):
             raise ProtocolError(protocol.E_BAD_FIELD, f"workdir {workdir} is not a directory")
-        ckpt_dir = self.resolve_checkpoint_dir(job_id, req["checkpoint_dir"])
+        workdir = self._check_workdir(workdir, user)
+        ckpt_dir = self.resolve_checkpoint_dir(job_id, req["checkpoint_dir"], user.home)
         try:
-            os.makedirs(ckpt_dir, exist_ok=True)
+            self._own_checkpoint_dir(ckpt_dir, user)
         except OSError as exc:
             raise ProtocolError(
                 protocol.E_BAD_FIELD,
@@ -260,9 +343,11 @@ class JobRunner:
             ) from None
         job_dir = self.job_dir(job_id)
         try:
-            os.mkdir(job_dir)
+            os.mkdir(job_dir, 0o700)
         except FileExistsError:
             raise ProtocolError(protocol.E_JOB_EXISTS, f"job {job_id!r} already exists") from None
+        if self.multi_user:
+            os.chmod(job_dir, 0o711)  # the owner opens its logs by name; lists nothing
         spec = {
             "job_id": job_id,
             "run_id": uuid.uuid4().hex,
@@ -270,11 +355,14 @@ class JobRunner:
             "argv": req["argv"],
             "env": req["env"],
             "gpus": req["gpus"],
-            "workdir": os.path.abspath(workdir),
+            "workdir": workdir,
             "checkpoint_dir": ckpt_dir,
             "resume": req["resume"],
             "mode": req["mode"],
             "agent_version": __version__,
+            "user": user.name,
+            "run_as": user.to_json() if self.multi_user else None,
+            "grid": req["grid"],
         }
         jobdir.write_json(os.path.join(job_dir, jobdir.SPEC), spec)
         argv, cwd = shim_command(job_dir)
@@ -356,6 +444,14 @@ class JobRunner:
                 os.killpg(rec["pgid"], signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
+        status = jobdir.read_json(self._file(rec["job_id"], jobdir.STATUS)) or {}
+        cgroup = Cgroup.from_json(status.get("cgroup"))
+        if cgroup is not None:
+            deadline = time.monotonic() + 1.0
+            while cgroup.pids() and time.monotonic() < deadline:
+                cgroup.signal(signal.SIGKILL)
+                time.sleep(0.01)
+            cgroup.remove()
         status = jobdir.read_json(self._file(rec["job_id"], jobdir.STATUS)) or {
             "run_id": rec["run_id"]
         }
@@ -396,6 +492,7 @@ class JobRunner:
         return dict(got, job_id=job_id, stream=stream)
 
     def checkpoint_dir_for(self, job_id: str, requested: str | None) -> str:
+        """The folder to list or pack: a job's own, or one under the allowed roots."""
         if requested:
             return self.resolve_checkpoint_dir(job_id, requested)
         rec = self.record(job_id, with_checkpoint=False)

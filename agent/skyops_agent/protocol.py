@@ -17,10 +17,12 @@ import math
 import re
 from typing import Any, Callable, NamedTuple
 
-PROTOCOL_VERSION = 1
+# 2: jobs run as a Unix user (start.user), carry their grid (start.grid), `configure`.
+PROTOCOL_VERSION = 2
 
 # Requests, console -> agent.
 HELLO = "hello"
+CONFIGURE = "configure"
 INVENTORY = "inventory"
 TELEMETRY = "telemetry"
 SUBSCRIBE = "subscribe"
@@ -59,6 +61,8 @@ E_EXEC_FAILED = "exec_failed"
 E_TOO_LARGE = "too_large"
 E_LINE_TOO_LONG = "line_too_long"
 E_INTERNAL = "internal"
+E_UNKNOWN_USER = "unknown_user"
+E_OTHER_GRID = "other_grid"
 
 MODES = ("priority", "commit", "flex")
 STREAMS = ("stdout", "stderr")
@@ -76,6 +80,8 @@ DEFAULT_TAIL_LINES = 100
 DEFAULT_PACK_MAX_BYTES = 64 * 1024 * 1024
 # A checkpoint_unpack line carries base64 of up to DEFAULT_PACK_MAX_BYTES and then some.
 MAX_LINE_BYTES = 128 * 1024 * 1024
+DEFAULT_UNPACK_MAX_BYTES = 16 * 1024**3
+DEFAULT_UNPACK_MAX_RATIO = 200.0
 
 JOB_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _SIGNAL_PATTERN = re.compile(r"(SIG)?[A-Z][A-Z0-9+-]*")
@@ -167,6 +173,18 @@ SIGNAL_NAME = Kind(
     "a signal name such as 'SIGUSR1'",
     lambda x: isinstance(x, str) and _SIGNAL_PATTERN.fullmatch(x) is not None,
 )
+PATHS = Kind(
+    "a list of absolute paths",
+    lambda x: (
+        isinstance(x, list)
+        and all(isinstance(p, str) and p.startswith("/") and "\0" not in p for p in x)
+    ),
+)
+GRID_ID = Kind(
+    "a grid id (letters and digits, at most 32) or empty",
+    lambda x: isinstance(x, str) and re.fullmatch(r"[A-Za-z0-9]{0,32}", x) is not None,
+)
+RATIO = Kind("a number >= 1", lambda x: _is_number(x) and x >= 1)
 MODE = _one_of(*MODES)
 STREAM = _one_of(*STREAMS)
 
@@ -181,6 +199,13 @@ def opt(kind: Kind, default: Any = None) -> Field:
 
 REQUESTS: dict[str, dict[str, Field]] = {
     HELLO: {"protocol": req(INT), "console_version": opt(STR, "")},
+    CONFIGURE: {
+        "grid": opt(GRID_ID, ""),
+        "work_roots": opt(PATHS, []),
+        "checkpoint_roots": opt(PATHS, []),
+        "unpack_max_bytes": opt(POS_INT, DEFAULT_UNPACK_MAX_BYTES),
+        "unpack_max_ratio": opt(RATIO, DEFAULT_UNPACK_MAX_RATIO),
+    },
     INVENTORY: {},
     TELEMETRY: {},
     SUBSCRIBE: {"interval_s": req(NONNEG_NUMBER)},
@@ -193,6 +218,8 @@ REQUESTS: dict[str, dict[str, Field]] = {
         "checkpoint_dir": opt(STR, ""),
         "resume": opt(BOOL, False),
         "mode": req(MODE),
+        "user": opt(STR, ""),
+        "grid": opt(GRID_ID, ""),
     },
     STOP: {
         "job_id": req(JOB_ID),

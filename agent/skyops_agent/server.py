@@ -16,7 +16,7 @@ import time
 import traceback
 from typing import Any, BinaryIO, Callable
 
-from skyops_agent import __version__, checkpoints, protocol
+from skyops_agent import __version__, cgroups, checkpoints, protocol
 from skyops_agent.gpus import GpuProbe, make_probe
 from skyops_agent.jobs import JobRunner
 from skyops_agent.protocol import ProtocolError
@@ -34,9 +34,12 @@ class Server:
         fake_gpus: str | None = None,
         node_name: str | None = None,
         watch_interval_s: float = WATCH_INTERVAL_S,
+        single_user: bool = False,
     ) -> None:
         self.node_name = node_name or socket.gethostname()
-        self.runner = JobRunner(state_dir)
+        self.runner = JobRunner(state_dir, single_user=single_user)
+        self.tracking = cgroups.tracking()
+        self.grid = ""  # the console's grid, once it has said (`configure`)
         self.probe: GpuProbe = make_probe(fake_gpus, self.node_name, busy=self.runner.busy_gpus)
         self.started_at = time.time()
         self._out = out
@@ -49,12 +52,15 @@ class Server:
         self._telemetry_thread: threading.Thread | None = None
         self._handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             protocol.HELLO: self._hello,
+            protocol.CONFIGURE: self._configure,
             protocol.INVENTORY: self._inventory,
             protocol.TELEMETRY: lambda req: self._sample(),
             protocol.SUBSCRIBE: self._subscribe,
             protocol.START: self.runner.start,
-            protocol.STOP: self.runner.stop,
-            protocol.SIGNAL: lambda req: self.runner.send_signal(req["job_id"], req["signal"]),
+            protocol.STOP: lambda req: self.runner.stop(self._ours(req)),
+            protocol.SIGNAL: lambda req: self.runner.send_signal(
+                self._ours(req)["job_id"], req["signal"]
+            ),
             protocol.JOBS: lambda req: {"jobs": self.runner.list_jobs()},
             protocol.LOGS: lambda req: self.runner.logs(
                 req["job_id"], req["stream"], req["tail_lines"], req["offset"]
@@ -63,7 +69,7 @@ class Server:
             protocol.CHECKPOINT_PACK: self._checkpoint_pack,
             protocol.CHECKPOINT_UNPACK: self._checkpoint_unpack,
             protocol.FORGET: lambda req: self.runner.forget(
-                req["job_id"], req["remove_checkpoint"]
+                self._ours(req)["job_id"], req["remove_checkpoint"]
             ),
             protocol.SHUTDOWN: lambda req: {"jobs_left_running": True},
         }
@@ -170,7 +176,34 @@ class Server:
             "fake_gpus": self.probe.fake,
             "zipapp": running_zipapp(),
             "started_at": self.started_at,
+            "multi_user": self.runner.multi_user,
+            "agent_user": self.runner.agent_user.name,
+            "tracking": self.tracking,
         }
+
+    def _configure(self, req: dict[str, Any]) -> dict[str, Any]:
+        """The console's grid and limits, for this connection."""
+        self.runner.configure(req)
+        self.grid = req["grid"]
+        grids = {r["grid"] for r in self.runner.list_jobs(with_checkpoint=False)}
+        return {
+            "grid": self.grid,
+            "other_grids": sorted(g for g in grids if g and g != self.grid),
+            "multi_user": self.runner.multi_user,
+            "tracking": self.tracking,
+        }
+
+    def _ours(self, req: dict[str, Any]) -> dict[str, Any]:
+        """A console that said its grid never stops, signals or forgets another's job."""
+        rec = self.runner.record(req["job_id"], with_checkpoint=False)
+        if self.grid and rec is not None and rec["grid"] and rec["grid"] != self.grid:
+            raise ProtocolError(
+                protocol.E_OTHER_GRID,
+                "job {!r} belongs to another grid ({}); left alone".format(
+                    req["job_id"], rec["grid"]
+                ),
+            )
+        return req
 
     def _inventory(self, req: dict[str, Any]) -> dict[str, Any]:
         with self._probe_lock:
@@ -216,11 +249,21 @@ class Server:
     def _checkpoint_unpack(self, req: dict[str, Any]) -> dict[str, Any]:
         root = self.runner.resolve_checkpoint_dir(req["job_id"], req["checkpoint_dir"])
         self.runner.check_unpack_target(root)
-        return dict(checkpoints.unpack(root, req["data"]), job_id=req["job_id"])
+        r = self.runner
+        got = checkpoints.unpack(root, req["data"], r.unpack_max_bytes, r.unpack_max_ratio)
+        return dict(got, job_id=req["job_id"])
 
 
-def serve_stdio(state_dir: str, fake_gpus: str | None = None, node_name: str | None = None) -> int:
+def serve_stdio(
+    state_dir: str,
+    fake_gpus: str | None = None,
+    node_name: str | None = None,
+    single_user: bool = False,
+) -> int:
     out = sys.stdout.buffer
     sys.stdout = sys.stderr  # a stray print() must not corrupt the protocol stream
-    server = Server(state_dir, out, fake_gpus=fake_gpus, node_name=node_name)
+    os.umask(0o077)  # job folders and records: not for other users to read
+    server = Server(
+        state_dir, out, fake_gpus=fake_gpus, node_name=node_name, single_user=single_user
+    )
     return server.serve(sys.stdin.buffer)

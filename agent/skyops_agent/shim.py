@@ -6,6 +6,11 @@ records pid, exit status and times in status.json, and carries out stop requests
 (checkpoint signal, grace, SIGTERM, grace, SIGKILL of the whole group) so a stop finishes
 even when the agent is gone. It becomes a child subreaper (Linux) so processes the job
 leaves behind are reaped here and the group can be watched until it is empty.
+
+The shim runs as the agent's user; only the job's child drops to the job's Unix user
+(setgroups, setgid, setuid before exec), after joining the job's cgroup (cgroups.py).
+So the records the shim writes (status.json, in a folder the job cannot write) say what
+the shim saw, whatever the job does.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ import sys
 import time
 from typing import Any
 
-from skyops_agent import jobdir
+from skyops_agent import identity, jobdir
+from skyops_agent.cgroups import PROCESS_GROUP, Cgroup
 
 KILL_FAILED_AFTER_S = 30.0  # a group still alive this long after SIGKILL is reported
 _PR_SET_CHILD_SUBREAPER = 36
@@ -27,6 +33,9 @@ _PR_SET_CHILD_SUBREAPER = 36
 def job_env(spec: dict[str, Any], base: dict[str, str]) -> dict[str, str]:
     """The job's environment: the agent's, the request's, then the checkpoint contract."""
     env = dict(base)
+    run_as = spec.get("run_as")
+    if run_as:  # not the agent's home and name
+        env.update(HOME=run_as.get("home") or "/", USER=run_as["name"], LOGNAME=run_as["name"])
     env.update(spec.get("env") or {})
     env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in spec.get("gpus") or [])
     env["SKYOPS_JOB_ID"] = spec["job_id"]
@@ -45,8 +54,9 @@ class StopSequence:
     A second request may only make the remaining waits shorter.
     """
 
-    def __init__(self, pgid: int) -> None:
+    def __init__(self, pgid: int, cgroup: Cgroup | None = None) -> None:
         self.pgid = pgid
+        self.cgroup = cgroup
         self.phase = "idle"  # idle, checkpoint, term, kill
         self.deadline: float | None = None
         self.term_grace_s = 0.0
@@ -81,16 +91,23 @@ class StopSequence:
 
     def kill(self, now: float) -> None:
         self._send(signal.SIGKILL)
-        self.phase, self.deadline, self.killed_at = "kill", None, now
+        self.phase, self.deadline = "kill", None
+        if self.killed_at is None:
+            self.killed_at = now
 
     def _send(self, signum: int) -> None:
         try:
             os.killpg(self.pgid, signum)
         except (ProcessLookupError, PermissionError):
             pass
+        if self.cgroup is not None:
+            self.cgroup.signal(signum)  # what left the group by setsid() or double fork
 
 
-def _group_alive(pgid: int) -> bool:
+def group_alive(pgid: int, cgroup: Cgroup | None = None) -> bool:
+    """Is anything of the job left? With a cgroup: is it non-empty."""
+    if cgroup is not None:
+        return bool(cgroup.pids())
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
@@ -129,8 +146,12 @@ class Shim:
             "error": None,
             "exec_failed": False,
             "kill_failed": False,
+            "user": self.spec.get("user"),
+            "tracking": PROCESS_GROUP,
+            "cgroup": None,
         }
         self.stop_requested = False
+        self.cgroup: Cgroup | None = None
 
     def _path(self, name: str) -> str:
         return os.path.join(self.dir, name)
@@ -167,39 +188,78 @@ class Shim:
 
     def _launch(self) -> subprocess.Popen | None:
         spec = self.spec
+        run_as = spec.get("run_as")  # None: the job runs as the agent's user
+        user = None
+        if run_as:
+            user = identity.JobUser(
+                run_as["name"], run_as["uid"], run_as["gid"], tuple(run_as["groups"]), "/"
+            )
+        self.cgroup = Cgroup.create(spec["job_id"] + "-" + spec["run_id"][:12])
+        cgroup = self.cgroup
+
+        def in_child() -> None:
+            if cgroup is not None:
+                cgroup.add_self()
+            if run_as:
+                identity.drop_to(run_as)
+
         with (
             open(self._path(jobdir.STDOUT), "ab") as out,
             open(self._path(jobdir.STDERR), "ab") as err,
         ):
+            if user is not None:
+                for f in (out, err):  # the owner reads them; the agent (group) too
+                    os.fchown(f.fileno(), user.uid, os.getegid())
+                    os.fchmod(f.fileno(), 0o640)
+            try:
+                with identity.BecomeUser(user):
+                    os.chdir(spec["workdir"])  # with the job user's rights; the child inherits it
+            except OSError as exc:
+                return self._not_started(
+                    err, "cannot enter workdir {}: {}".format(spec["workdir"], exc.strerror or exc)
+                )
             try:
                 proc = subprocess.Popen(
                     spec["argv"],
                     env=job_env(spec, dict(os.environ)),
-                    cwd=spec["workdir"],
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=err,
                     close_fds=True,
                     start_new_session=True,  # its own process group, apart from the shim's
+                    preexec_fn=in_child if (cgroup is not None or run_as) else None,
                 )
             except OSError as exc:
                 message = "cannot start {!r}: {}".format(spec["argv"][0], exc.strerror or exc)
-                err.write((f"skyops: {message}\n").encode())
                 code = 127 if isinstance(exc, FileNotFoundError) else 126
-                self._save(
-                    state="exited",
-                    exit_code=code,
-                    error=message,
-                    exec_failed=True,
-                    ended_at=time.time(),
-                )
-                return None
-        self._save(state="running", pid=proc.pid, pgid=proc.pid, started_at=time.time())
+                return self._not_started(err, message, code)
+            except subprocess.SubprocessError:
+                who = run_as["name"] if run_as else "the agent's user"
+                return self._not_started(err, f"cannot join the job's cgroup or become {who}")
+            finally:
+                os.chdir("/")
+        self._save(
+            state="running",
+            pid=proc.pid,
+            pgid=proc.pid,
+            started_at=time.time(),
+            tracking=cgroup.kind if cgroup is not None else PROCESS_GROUP,
+            cgroup=cgroup.to_json() if cgroup is not None else None,
+        )
         return proc
+
+    def _not_started(self, err: Any, message: str, code: int = 126) -> None:
+        err.write((f"skyops: {message}\n").encode())
+        if self.cgroup is not None:
+            self.cgroup.remove()
+        self._save(
+            state="exited", exit_code=code, error=message, exec_failed=True, ended_at=time.time()
+        )
+        return None
 
     def _supervise(self, pid: int) -> None:
         """Wait for the job and its group with sigtimedwait: no polling loop, no threads."""
-        stop = StopSequence(pgid=pid)
+        stop = StopSequence(pgid=pid, cgroup=self.cgroup)
         exit_status: int | None = None
         while True:
             exit_status = self._reap(pid, exit_status)
@@ -209,11 +269,11 @@ class Shim:
                 request = self._stop_request()
                 self.status["stop_reason"] = request.get("reason")
                 stop.request(request, now)
-            if exit_status is not None:
-                if not _group_alive(pid):
+            if exit_status is not None or stop.phase == "kill":
+                if exit_status is not None and not group_alive(pid, self.cgroup):
                     break
-                if stop.phase == "idle":
-                    stop.kill(now)  # the job ended on its own: nothing it left may linger
+                if stop.phase == "idle" or (stop.phase == "kill" and self.cgroup is not None):
+                    stop.kill(now)  # nothing the job left may linger; forks race a kill
             if stop.killed_at is not None and now - stop.killed_at > KILL_FAILED_AFTER_S:
                 if not self.status["kill_failed"]:
                     self._save(kill_failed=True)
@@ -225,6 +285,8 @@ class Shim:
                 self.stop_requested = True
             stop.advance(time.monotonic())
         code = os.waitstatus_to_exitcode(exit_status)
+        if self.cgroup is not None and not self.cgroup.pids():
+            self.cgroup.remove()
         self._save(
             state="exited",
             exit_code=code if code >= 0 else None,
@@ -250,6 +312,7 @@ def main(argv: list | None = None) -> int:
     parser = argparse.ArgumentParser(prog="skyops-agent shim")
     parser.add_argument("--job-dir", required=True)
     args = parser.parse_args(argv)
+    os.umask(0o077)  # its records: the agent's alone
     return Shim(os.path.abspath(args.job_dir)).run()
 
 

@@ -58,6 +58,8 @@ class NodeCheck:
     agent_version: str = ""
     gpus: list[str] = field(default_factory=list)
     fake: bool = False
+    users: str = ""  # "multi-user" (jobs run as their owners) or "single-user"
+    tracking: str = ""  # "cgroup2", "cgroup1" or "process group"
     gpu_message: str = ""  # the agent's plain words when it has no GPUs to show
     hint: str = ""
     notes: list[str] = field(default_factory=list)
@@ -137,6 +139,7 @@ async def check_node(node: NodeConfig, transport: Transport, timeout_s: float) -
             check.agent = "local"
         check.agent_version = str(link.hello.get("agent_version", ""))
         _read_inventory(check, node, inventory)
+        _read_isolation(check, link.hello)
     except HostKeyRefused as e:
         check.result, check.detail = HOST_KEY_REFUSED, str(e)
         check.fingerprint, check.trust_command = e.fingerprint, e.trust_command
@@ -162,6 +165,23 @@ async def check_node(node: NodeConfig, transport: Transport, timeout_s: float) -
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(link.close(), 5)
     return check
+
+
+def _read_isolation(check: NodeCheck, hello: dict) -> None:
+    """How jobs are kept apart on the box (docs/security.md), and what is missing."""
+    multi = hello.get("multi_user")
+    check.users = "multi-user" if multi else "single-user"
+    check.tracking = str(hello.get("tracking") or "process group")
+    if not multi:
+        check.notes.append(
+            f"single-user mode: every job runs as {hello.get('agent_user') or 'the agent user'}"
+            ", not as its owner; jobs are not isolated from each other"
+        )
+    if check.tracking == "process group":
+        check.notes.append(
+            "no writable cgroup: jobs are tracked by process group, so a process that "
+            "leaves it (setsid, double fork) escapes a stop"
+        )
 
 
 def _read_inventory(check: NodeCheck, node: NodeConfig, inventory: dict) -> None:

@@ -178,6 +178,7 @@ class LocalTransport:
             self.state_dir,
             "--node-name",
             self.node,
+            "--single-user",  # a local node is the console's own account: jobs run as it
         ]
         if self.fake_gpus:
             argv += ["--fake-gpus", self.fake_gpus]

@@ -33,6 +33,16 @@ REFUSED_RETRY_S = 60.0  # a refused host key needs a person; retry slowly
 UNREACHABLE_FACTOR = 4
 
 
+def caveats(link: AgentLink) -> str:
+    """What the grid must know of a box whose jobs are not kept apart (docs/security.md)."""
+    said = []
+    if link.hello.get("multi_user") is False:
+        said.append(f"single-user: every job runs as {link.hello.get('agent_user')}")
+    if link.hello.get("tracking") == "process group":
+        said.append("no cgroup: jobs tracked by process group")
+    return "".join("; " + s for s in said)
+
+
 class NodeLink:
     def __init__(
         self,
@@ -111,7 +121,7 @@ class NodeLink:
                 await link.request(protocol.SUBSCRIBE, interval_s=self.telemetry_interval_s)
                 await self.on_connect(self)
                 self.ready = True
-                self._set(NodeStatus.UP, f"connected ({self.transport.describe()})")
+                self._set(NodeStatus.UP, f"connected ({self.transport.describe()}{caveats(link)})")
                 self.connected.set()
                 await self._watch(link)
             except asyncio.CancelledError:

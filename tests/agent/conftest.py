@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from skyops_agent import jobdir, protocol
+from skyops_agent.cgroups import Cgroup
 
 REPO = Path(__file__).resolve().parents[2]
 CKPT_TRAIN = str(REPO / "examples" / "ckpt_train.py")
@@ -137,6 +138,18 @@ class AgentProcess:
         self._stderr.close()
 
 
+def remove_cgroup(status: dict) -> None:
+    """Kill what is left in a job's cgroup (a double-forked child) and remove it."""
+    cgroup = Cgroup.from_json(status.get("cgroup"))
+    if cgroup is None:
+        return
+    deadline = time.monotonic() + 5
+    while cgroup.pids() and time.monotonic() < deadline:
+        cgroup.signal(signal.SIGKILL)
+        time.sleep(0.01)
+    cgroup.remove()
+
+
 def kill_leftover_jobs(state_dir: Path) -> None:
     """Tests must not leave processes behind, even when they fail half-way."""
     for status_path in state_dir.glob("jobs/*/" + jobdir.STATUS):
@@ -149,6 +162,7 @@ def kill_leftover_jobs(state_dir: Path) -> None:
                     kill(pid, signal.SIGKILL)
                 except (ProcessLookupError, PermissionError):
                     pass
+        remove_cgroup(status)
 
 
 @pytest.fixture

@@ -279,6 +279,7 @@ def test_fake_telemetry_shows_the_job_on_its_gpu(start_agent, tmp_path, wait_for
 
 def test_checkpoint_transfer_refuses_what_it_must(start_agent, tmp_path):
     agent = start_agent()
+    agent.call(protocol.CONFIGURE, checkpoint_roots=[str(tmp_path)])
     big = tmp_path / "big"
     big.mkdir()
     (big / "weights.bin").write_bytes(os.urandom(200_000))

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from .sshd import SSHD, AsyncsshBox, OpenSshBox
+from .unixusers import shared_openssh_box, unix_users  # noqa: F401 (fixtures)
 
 
 @pytest.fixture

@@ -32,6 +32,7 @@ from typing import Any
 import asyncssh
 
 from skyops_agent import jobdir
+from skyops_agent.cgroups import Cgroup
 from skyops_tui.domain.config import NodeConfig
 from skyops_tui.fleet.ssh import SshTransport
 
@@ -73,6 +74,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def remove_cgroup(status: dict) -> None:
+    """Kill what is left in a job's cgroup (a double-forked child) and remove it."""
+    cgroup = Cgroup.from_json(status.get("cgroup"))
+    if cgroup is None:
+        return
+    deadline = time.monotonic() + 5
+    while cgroup.pids() and time.monotonic() < deadline:
+        cgroup.signal(signal.SIGKILL)
+        time.sleep(0.01)
+    cgroup.remove()
+
+
 def kill_leftover_jobs(root: Path) -> None:
     """Jobs outlive their agent by design; a test must not leave them behind."""
     for status_path in root.glob("**/jobs/*/" + jobdir.STATUS):
@@ -83,6 +96,7 @@ def kill_leftover_jobs(root: Path) -> None:
             if pid:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     kill(pid, signal.SIGKILL)
+        remove_cgroup(status)
 
 
 def process_gone(pid: int) -> bool:

@@ -226,7 +226,12 @@ async def test_runtime_preempts_and_resumes_a_flex_job_on_an_ssh_box(ssh_box):
     node = ssh_box.node("box-a", fake_gpus="2xH100-80GB")
     cfg = parse_config(
         {
-            "cluster": {"grace_s": 10, "stop_grace_s": 2, "tick_s": 0.2},
+            "cluster": {
+                "grace_s": 10,
+                "stop_grace_s": 2,
+                "tick_s": 0.2,
+                "unix_users": {"*": ssh_box.user},  # ana has no account on the test box
+            },
             "node_types": [{"name": "H100", "rate": 2.5}],
             "nodes": [node.model_dump(exclude_none=True)],
             "accounts": {"default_balance": 5000},
@@ -303,7 +308,12 @@ async def test_flex_job_resumes_on_another_box_with_its_checkpoint_copied_over_s
     ]
     cfg = parse_config(
         {
-            "cluster": {"grace_s": 10, "stop_grace_s": 2, "tick_s": 0.2},
+            "cluster": {
+                "grace_s": 10,
+                "stop_grace_s": 2,
+                "tick_s": 0.2,
+                "unix_users": {"*": box_a.user},
+            },
             "pricing": {"min_slice_s": 0},
             "node_types": [{"name": "H100", "rate": 2.5}],
             "nodes": [n.model_dump(exclude_none=True) for n in nodes],
