@@ -485,7 +485,10 @@ class SlurmExecutor:
             if run.preempting:
                 cause = "stopped at the checkpoint signal, requeued and held"
             elif requeued:
+                # Slurm requeued it by itself (node failure, its own preemption): it
+                # waits, held, for Skyops to decide where and when it runs again.
                 cause = "requeued by Slurm"
+                self._spawn(self.slurm("scontrol", "hold", sj.id, check=False))
             elif sj.exit_code is not None and sj.state in ("COMPLETED", "FAILED"):
                 cause = f"exited with status {sj.exit_code}"
             else:

@@ -103,3 +103,63 @@ async def test_commit_window_lends_to_flex_reclaims_and_refunds_early_exit(clean
     finally:
         await rt.stop()
         rt.store.close()
+
+
+def time_limit(slurm, job_id: str) -> str:
+    return slurm.run("squeue", "-h", "-j", job_id, "-o", "%l", check=False).strip()
+
+
+async def test_priority_booking_renewed_and_extended_moves_slurm_time_limit(clean_slurm, tmp_path):
+    """A Priority job's --time is its booking; an auto-renewal and a manual extension
+    move Slurm's TimeLimit with the booking, so Slurm never kills a renewed job."""
+    rt = console(clean_slurm, tmp_path, "renew", nodes=1)
+    await rt.start()
+    try:
+        await up(rt)
+        job = rt.scheduler.submit(
+            priority(
+                "train", ("sleep", "600"), gpus=2, hours=0.004, auto_renew=True, renew_hours=0.5
+            )
+        )
+        await wait_for(lambda: job.state is JobState.RUNNING, "priority job running", 30)
+        sid = rt.executor.runs[job.id].slurm_id
+        assert time_limit(clean_slurm, sid) == "1:00"  # 14.4 s booked + stop grace
+        first_end = job.end_at
+        await wait_for(lambda: job.end_at > first_end + 1000, "booking renewed", 40)
+        await wait_for(lambda: time_limit(clean_slurm, sid) == "31:00", "limit renewed")
+        rt.scheduler.extend("train", 1)
+        await wait_for(lambda: time_limit(clean_slurm, sid) == "1:31:00", "limit extended")
+        assert job.state is JobState.RUNNING
+        assert slurm_state(clean_slurm, sid) == "RUNNING"
+    finally:
+        await rt.stop()
+        rt.store.close()
+
+
+async def test_lost_node_fails_priority_and_pauses_flex_then_flex_resumes(clean_slurm, tmp_path):
+    """A slurmd killed: Slurm marks its node down, Skyops ends the Priority job on it
+    (failed, node lost) and pauses the Flex one, which resumes on another node."""
+    rt = console(clean_slurm, tmp_path, "lost", nodes=2)
+    await rt.start()
+    try:
+        await up(rt)
+        boss = rt.scheduler.submit(priority("boss", ("sleep", "600"), gpus=4))
+        await wait_for(lambda: boss.state is JobState.RUNNING, "priority running", 30)
+        node = boss.placement[0].node
+        other = "n2" if node == "n1" else "n1"
+        fx = rt.scheduler.submit(flex("fx", 4, 1.0, train()))
+        await wait_for(lambda: fx.state is JobState.RUNNING, "flex running", 30)
+        assert fx.placement[0].node == node  # the planner packs the node first
+        await log_contains(rt, fx, "checkpoint saved at step 5")
+        clean_slurm.kill_node(node)
+        await wait_for(lambda: boss.state is JobState.FAILED, "priority failed", 60)
+        causes = [e.cause for e in rt.feed.events if e.job == boss.id]
+        assert any(f"node {node} lost" in c for c in causes), causes
+        await wait_for(
+            lambda: fx.state is JobState.RUNNING and fx.runs == 2, "flex resumed elsewhere", 60
+        )
+        assert fx.placement[0].node == other
+        await log_contains(rt, fx, "resumed from step")
+    finally:
+        await rt.stop()
+        rt.store.close()
