@@ -193,6 +193,16 @@ def store_fault(path: Path, e: sqlite3.Error, busy_timeout_s: float | None = Non
     return StoreError(f"{path}: {why}")
 
 
+def ensure_grid_id(conn: sqlite3.Connection) -> str:
+    """This database's grid id, made the first time it is opened: agents on the boxes
+    scope job records by it, so two grids sharing boxes never touch each other's jobs."""
+    conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    conn.execute(
+        "INSERT OR IGNORE INTO meta (key, value) VALUES ('grid_id', ?)", [os.urandom(6).hex()]
+    )
+    return str(conn.execute("SELECT value FROM meta WHERE key = 'grid_id'").fetchone()[0])
+
+
 class Store:
     """One console's connection to the state file. Thread-safe: calls are serialised."""
 
@@ -226,6 +236,7 @@ class Store:
             self.db = Database(self.conn, execute_plugins=False)
             with self._write():
                 self.found_version = migrate(self.db, str(self.path))
+                self.grid_id = ensure_grid_id(self.conn)
         except sqlite3.Error as e:
             self.conn.close()
             raise store_fault(self.path, e, self.busy_timeout_s) from None
