@@ -3,6 +3,7 @@ GPUs): Skyops decides, Slurm runs."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 
@@ -13,7 +14,7 @@ from .harness import console, flex, log_contains, priority, train, up, wait_for
 
 
 def slurm_state(slurm, job_id: str) -> str:
-    return slurm.run("squeue", "-h", "-j", job_id, "-o", "%T", check=False).strip()
+    return slurm.run("squeue", "-h", "-t", "all", "-j", job_id, "-o", "%T", check=False).strip()
 
 
 async def test_priority_preempts_flex_which_checkpoints_and_resumes(clean_slurm, tmp_path):
@@ -160,6 +161,50 @@ async def test_lost_node_fails_priority_and_pauses_flex_then_flex_resumes(clean_
         )
         assert fx.placement[0].node == other
         await log_contains(rt, fx, "resumed from step")
+    finally:
+        await rt.stop()
+        rt.store.close()
+
+
+def our_slurm_jobs(slurm, prefix: str) -> list[str]:
+    out = slurm.run("squeue", "-h", "-o", "%i %j %T", check=False)
+    return [line for line in out.splitlines() if line.split()[1].startswith(prefix)]
+
+
+async def test_console_restart_finds_running_jobs_and_bills_what_ended_meanwhile(
+    clean_slurm, tmp_path
+):
+    """The console stops; Slurm runs on. A new console on the same state database finds
+    the long job still running (not submitted again) and the short one ended while
+    nobody watched, billed up to its real end as Slurm recorded it."""
+    rt = console(clean_slurm, tmp_path, "restart", nodes=1)
+    await rt.start()
+    await up(rt)
+    long = rt.scheduler.submit(priority("long", ("sleep", "600"), gpus=2))
+    short = rt.scheduler.submit(priority("short", ("sleep", "3"), gpus=1))
+    await wait_for(
+        lambda: long.state is JobState.RUNNING and short.state is JobState.RUNNING, "running", 30
+    )
+    long_sid = rt.executor.runs[long.id].slurm_id
+    short_sid = rt.executor.runs[short.id].slurm_id
+    await rt.stop()
+    rt.store.close()
+    await wait_for(lambda: slurm_state(clean_slurm, short_sid) == "COMPLETED", "short ended", 30)
+    ended = time.time()
+    while time.time() < ended + 3:  # the console stays down a while after the end
+        await asyncio.sleep(0.1)
+    rt = console(clean_slurm, tmp_path, "restart", nodes=1)
+    await rt.start()
+    try:
+        long, short = rt.grid.jobs[long.id], rt.grid.jobs[short.id]
+        await wait_for(lambda: short.state is JobState.SUCCEEDED, "short found ended", 30)
+        # 1 GPU at 2.50/h for about 3 s; billing to the restart would be 6 s or more.
+        assert short.charged < 2_500_000 * 5 // 3600, short.charged
+        assert long.state is JobState.RUNNING
+        assert slurm_state(clean_slurm, long_sid) == "RUNNING"
+        assert rt.executor.runs[long.id].slurm_id == long_sid
+        live = [j for j in our_slurm_jobs(clean_slurm, "skyops.restart.") if "COMPLETED" not in j]
+        assert len(live) == 1, live
     finally:
         await rt.stop()
         rt.store.close()
