@@ -208,3 +208,63 @@ async def test_console_restart_finds_running_jobs_and_bills_what_ended_meanwhile
     finally:
         await rt.stop()
         rt.store.close()
+
+
+PLAN = """
+[[jobs]]
+name = "prod"
+user = "ana"
+mode = "priority"
+command = ["{py}", "-c", "import sys, time; print(sys.argv[1:], flush=True); time.sleep(600)",
+           "a b; $(touch {tmp}/pwned)", "'q' `id`"]
+gpus = 2
+hours = 1
+env = {{ NOTE = "it's \\"quoted\\" $HOME" }}
+
+[[jobs]]
+name = "sweep"
+user = "kim"
+mode = "flex"
+command = ["sleep", "600"]
+gpus = 4
+bid = 1.0
+"""
+
+
+async def test_plan_applied_twice_submits_once_and_passes_argv_verbatim(clean_slurm, tmp_path):
+    """Applying a plan twice: the second changes nothing, in Skyops and in Slurm (no
+    second submission). The job's argv reaches the process word for word: nothing in
+    it is read by a shell."""
+    import sys
+
+    from skyops_tui.control import commands
+    from skyops_tui.plan.schema import parse_plan_text
+
+    rt = console(clean_slurm, tmp_path, "plan", nodes=2)
+    await rt.start()
+    try:
+        await up(rt)
+        plan = parse_plan_text(PLAN.format(py=sys.executable, tmp=tmp_path), "plan.toml")
+        payload = {"plan": plan.payload(), "source": "plan.toml"}
+        first = commands.run(rt.engine, "apply_plan", payload, "ops", rt.clock.now())
+        assert first["status"] == "applied", first
+        prod, sweep = (rt.grid.jobs[rt.grid.job_names[n]] for n in ("prod", "sweep"))
+        await wait_for(
+            lambda: prod.state is JobState.RUNNING and sweep.state is JobState.RUNNING,
+            "both running",
+            30,
+        )
+        text = await log_contains(rt, prod, "['a b;")
+        assert "['a b; $(touch " in text and "\"'q' `id`\"]" in text, text
+        assert not (tmp_path / "pwned").exists()
+        before = our_slurm_jobs(clean_slurm, "skyops.plan.")
+        again = commands.run(rt.engine, "apply_plan", payload, "ops", rt.clock.now())
+        assert again["status"] == "unchanged", again
+        for _ in range(5):  # a few polls and passes: nothing new is submitted
+            rt.executor._polled.clear()
+            await wait_for(rt.executor._polled.is_set, "a poll")
+        assert our_slurm_jobs(clean_slurm, "skyops.plan.") == before
+        assert len(before) == 2
+    finally:
+        await rt.stop()
+        rt.store.close()
