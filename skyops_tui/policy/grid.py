@@ -476,13 +476,15 @@ class Grid:
         return best, name
 
     # ----------------------------------------------------------- reservations
-    def quote(self, spec: ReservationSpec) -> pricing.Quote:
+    def quote(self, spec: ReservationSpec, now: float | None = None) -> pricing.Quote:
+        """The price of a reservation made at `now`: a window already begun is sold
+        from `now` to its end only (docs/modes.md, Commit price)."""
         if spec.gpu_type not in self.markets:
             raise Refused(f"no node type {spec.gpu_type!r} (known: {', '.join(self.markets)})")
         return pricing.quote(
             spec.gpu_type,
             spec.gpus,
-            spec.windows(),
+            _from_now(spec.windows(), now),
             self.markets[spec.gpu_type].rate,
             self.cfg.tiers(spec.gpu_type),
             self.cfg.pricing.early_exit_refund,
@@ -525,7 +527,7 @@ class Grid:
             raise Refused(f"{actor} may not reserve as {spec.user}")
         if spec.name in self.reservations:
             raise Refused(f"a reservation named {spec.name!r} exists already")
-        q = self.quote(spec)
+        q = self.quote(spec, now)
         why = self.capacity_refusal(spec, now)
         if why:
             raise Refused(why)
@@ -550,7 +552,7 @@ class Grid:
             user=spec.user,
             gpu_type=spec.gpu_type,
             gpus=spec.gpus,
-            windows=spec.windows(),
+            windows=_from_now(spec.windows(), now),
             rate=q.rate,
             discount_bp=q.discount_bp,
             prepaid=q.price,
@@ -910,6 +912,11 @@ class Grid:
             self.set_state(job, outcome, now, why)
         for res in self.reservations.values():
             if res.active_window is not None and any(n == name for n, _ in res.held):
+                if since is not None:
+                    # Its silence is downtime too, as it is unbilled time for Priority.
+                    silent = now - max(since, res.windows[res.active_window][0])
+                    lost_gpus = sum(1 for n, _ in res.held if n == name)
+                    res.downtime_gpu_s += lost_gpus * max(silent, 0.0)
                 res.held = [(n, i) for n, i in res.held if n != name]
                 for i in range(node.gpu_count):
                     if node.reserved[i] == res.name:
@@ -981,6 +988,12 @@ class Grid:
         ev, tx, pr = self.events, self.transactions, self.prices
         self.events, self.transactions, self.prices = [], [], []
         return ev, tx, pr
+
+
+def _from_now(windows: list[tuple[float, float]], now: float | None) -> list[tuple[float, float]]:
+    if now is None:
+        return windows
+    return [(max(s, now), e) if s < now < e else (s, e) for s, e in windows]
 
 
 def _remove(lst: list, item: tuple) -> None:

@@ -5,7 +5,8 @@ worked by hand in the test."""
 
 from __future__ import annotations
 
-from skyops_tui.domain.model import JobState
+from skyops_tui.domain.model import JobState, NodeStatus
+from skyops_tui.scheduler.executor import NodeChanged
 from skyops_tui.store import Store
 from tests import billing_oracle
 from tests.helpers import T0, World, config, micro
@@ -109,3 +110,55 @@ def test_finding_8_seconds_billed_after_a_restart_are_priced_from_the_stored_tim
         ]
         g.exited(a, 0, T0 + 1000, "exited with status 0", completed=True, ended_at=T0 + 250)
         assert g.jobs[a].charged == 69_444
+
+
+def _lose(w: World, node: str, last_heard: float) -> None:
+    w.engine.pending.append(NodeChanged(node, NodeStatus.UNREACHABLE, f"{node} lost", last_heard))
+    w.engine.absorb(w.now)
+    w._drain()
+
+
+def test_finding_4_a_lost_nodes_silence_is_credited_back_when_a_billing_fell_inside_it():
+    # p runs from T0; its node is last heard from at T0+100, billed up to T0+120 by the
+    # minutely billing, declared lost at T0+200: it pays 100 s x 2.50 / 3600 = 69,444.
+    w = World(config("1xH100"))
+    w.priority("p", hours=1, runtime=10_000)
+    w.run_until(T0 + 120)
+    assert w.job("p").charged == 120 * micro(2.50) // 3600  # the pass inside the silence
+    w.clock.set(T0 + 200)
+    _lose(w, "h100-1", T0 + 100)
+    p = w.job("p")
+    assert p.state is JobState.FAILED
+    assert p.charged == 69_444
+    assert p.refunded == 83_333 - 69_444
+    credit = [t for t in w.transactions if t.job == p.id][-1]
+    assert (
+        credit.reason
+        == "priority usage credit p: 20 s billed past when node h100-1 lost was last heard from"
+    )
+    assert w.violations == []
+
+
+def test_finding_9_commit_downtime_counts_from_when_the_node_was_last_heard_from():
+    # 1 GPU for 1 h at 2.50, no discount: 2,500,000 prepaid. The node is last heard from at
+    # T0+600 and declared lost at T0+900, no spare: 3,000 GPU-s of downtime (as Priority
+    # stops billing at T0+600), credited at the close: 2,500,000 x 3000 / 3600 = 2,083,333.
+    w = World(config("1xH100"))
+    w.reserve("r", gpus=1, start=T0, hours=1)
+    w.commit("c", "r", runtime=10_000)
+    w.run_until(T0 + 900)
+    _lose(w, "h100-1", T0 + 600)
+    w.run_until(T0 + 3700)
+    res = w.grid.reservations["r"]
+    assert res.prepaid == 2_500_000
+    assert res.credited == 2_083_333
+
+
+def test_finding_9_a_reservation_whose_window_has_begun_is_sold_from_now():
+    # Booked at T0+1800 for the window T0..T0+1h: the half hour left, 0.5 x 2.50 = 1.25.
+    w = World(config("1xH100"))
+    w.clock.set(T0 + 1800)
+    res = w.reserve("r", gpus=1, start=T0, hours=1)
+    assert res.prepaid == 1_250_000
+    assert res.windows == [(T0 + 1800, T0 + 3600)]
+    assert w.grid.balances["held:r"] == 1_250_000
