@@ -160,19 +160,36 @@ class FleetExecutor:
                 {agent_id(job.id, job.runs, k): p.node for k, p in enumerate(action.placement)},
             )
             self.runs[job.id] = run
-            spec = {
-                "argv": list(job.argv) or ["true"],
-                "env": dict(job.env),
-                "workdir": job.workdir,
-                "mode": str(job.mode),
-                "resume": action.resume,
-            }
+            spec = self._spec(job, action.resume)
             gpus = {p.node: list(p.gpus) for p in action.placement}
             run.starting = self._spawn(self._start(run, spec, gpus))
         elif isinstance(action, A.Preempt):
             self._spawn(self._stop(self._run_for(job), True, action.cause))
         elif isinstance(action, A.Stop):
             self._spawn(self._stop(self._run_for(job), False, action.cause))
+
+    def _spec(self, job: Job, resume: bool) -> dict:
+        return {
+            "argv": list(job.argv) or ["true"],
+            "env": dict(job.env),
+            "workdir": job.workdir,
+            "mode": str(job.mode),
+            "resume": resume,
+            "user": self.cfg.cluster.unix_user(job.user),
+        }
+
+    def _configure(self) -> dict:
+        """What every agent is told on connect: this grid, and what it may accept."""
+        c = self.cfg.cluster
+        roots = list(c.checkpoint_roots)
+        if c.shared_checkpoint_path and c.shared_checkpoint_path.startswith("/"):
+            roots.append(c.shared_checkpoint_path)
+        return {
+            "work_roots": list(c.work_roots),
+            "checkpoint_roots": roots,
+            "unpack_max_bytes": c.unpack_max_bytes,
+            "unpack_max_ratio": c.unpack_max_ratio,
+        }
 
     def _run_for(self, job: Job) -> Run:
         run = self.runs.get(job.id)
@@ -420,6 +437,7 @@ class FleetExecutor:
         agent = link.link
         assert agent is not None
         self.state_dirs[link.name] = str(agent.hello.get("state_dir") or ".skyops/state")
+        await agent.request(protocol.CONFIGURE, **self._configure())
         # Only what was intended before the listing was taken can be judged by it.
         intended = (
             {jid: self._run_for(self.grid.jobs[jid]).run for jid in self.grid.holding}
@@ -479,13 +497,7 @@ class FleetExecutor:
                 if node != link.name or aid in seen or aid in run.exits:
                     continue
                 if job.state is JobState.STARTING and not run.stopping:
-                    spec = {
-                        "argv": list(job.argv) or ["true"],
-                        "env": dict(job.env),
-                        "workdir": job.workdir,
-                        "mode": str(job.mode),
-                        "resume": job.runs > 1,
-                    }
+                    spec = self._spec(job, job.runs > 1)
                     gpus = next(list(p.gpus) for p in job.placement if p.node == node)
                     if await self._start_part(run, aid, node, spec, gpus) and all(
                         a in seen or a == aid for a in run.parts
