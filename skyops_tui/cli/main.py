@@ -61,10 +61,20 @@ def build_parser() -> argparse.ArgumentParser:
     check = nodes_sub.add_parser("check", help="connect to every node and show what it has")
     check.add_argument("--known-hosts", metavar="FILE", help="default: ~/.ssh/known_hosts")
     check.add_argument("--json", action="store_true", help="print the results as JSON")
+    for cmd in (sim, serve, nodes, check):
+        _globals_after(cmd)
     from .headless import add_headless_arguments
 
     add_headless_arguments(p, sub)
     return p
+
+
+def _globals_after(cmd: argparse.ArgumentParser) -> None:
+    """The global options are accepted after the command too (`skyops simulate TRACE
+    --config FILE`, as the README prints it); SUPPRESS keeps a value given before it."""
+    cmd.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help="as above")
+    cmd.add_argument("--db", metavar="PATH", default=argparse.SUPPRESS, help="as above")
+    cmd.add_argument("--readonly", action="store_true", default=argparse.SUPPRESS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

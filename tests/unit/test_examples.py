@@ -134,3 +134,45 @@ def test_mixed_generator_is_deterministic_and_valid(tmp_path: Path) -> None:
     result = simulate(read_trace(path), cfg)
     assert result.summary["jobs"] == 300
     assert result.summary["ledger_sum"] == 0
+
+
+ROOT = EXAMPLES.parent
+
+
+def printed_command_lines() -> list[str]:
+    """Every `skyops ...` and `python examples/...` line in a code block of README.md and
+    examples/README.md, comments cut, placeholder lines (`[...]`, `a | b`, `...`) left out."""
+    out = []
+    for doc in (ROOT / "README.md", EXAMPLES / "README.md"):
+        fenced = False
+        for line in doc.read_text().splitlines():
+            if line.startswith("```"):
+                fenced = not fenced
+                continue
+            cmd = line.split("#", 1)[0].strip()
+            if fenced and (cmd.startswith("skyops ") or cmd.startswith("python examples/")):
+                if not any(mark in cmd for mark in ("[", " | ", "...")):
+                    out.append(cmd)
+    return out
+
+
+def test_every_printed_command_line_parses_and_the_runnable_ones_run(tmp_path: Path) -> None:
+    import shlex
+
+    from skyops_tui.cli.main import build_parser
+
+    lines = printed_command_lines()
+    assert "skyops simulate examples/contended-day.jsonl --config examples/sim-config.toml" in lines
+    parser = build_parser()
+    for line in lines:
+        argv = shlex.split(line)
+        if argv[0] == "skyops":
+            parser.parse_args(argv[1:])  # exits 2 on "unrecognized arguments"
+        files = [a for a in argv if "/" in a and not a.startswith("/")]
+        if all((ROOT / f).exists() for f in files) and "config.toml" not in argv:
+            if argv[0] == "skyops":
+                argv = [sys.executable, "-m", "skyops_tui.cli.main", *argv[1:]]
+            else:
+                argv = [sys.executable, *argv[1:]]
+            done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300)
+            assert done.returncode == 0, (line, done.stderr[-2000:])
