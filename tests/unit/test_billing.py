@@ -5,8 +5,15 @@ worked by hand in the test."""
 
 from __future__ import annotations
 
-from skyops_tui.domain.model import JobState, NodeStatus
+from pathlib import Path
+
+import pytest
+
+from skyops_tui.domain.config import load_config
+from skyops_tui.domain.model import JobState, Mode, NodeStatus
 from skyops_tui.scheduler.executor import NodeChanged
+from skyops_tui.sim.simulator import simulate
+from skyops_tui.sim.trace import read_trace
 from skyops_tui.store import Store
 from tests import billing_oracle
 from tests.helpers import T0, World, config, micro
@@ -162,3 +169,19 @@ def test_finding_9_a_reservation_whose_window_has_begun_is_sold_from_now():
     assert res.prepaid == 1_250_000
     assert res.windows == [(T0 + 1800, T0 + 3600)]
     assert w.grid.balances["held:r"] == 1_250_000
+
+
+@pytest.mark.parametrize("name", ["contended-day", "nightly-commit", "outbid-war", "early-exit"])
+def test_every_example_jobs_charge_matches_the_per_second_oracle(name: str) -> None:
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    cfg = load_config(examples / "sim-config.toml")
+    r = simulate(read_trace(examples / f"{name}.jsonl"), cfg, record=True)
+    checked = 0
+    for job in r.grid.jobs.values():
+        if job.mode is Mode.COMMIT or job.market is None:
+            continue
+        m = r.grid.markets[job.market]
+        expected = billing_oracle.charge(job, r.events, r.prices, m.floor, m.rate)
+        assert job.charged == expected, job.name
+        checked += 1
+    assert checked
