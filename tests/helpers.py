@@ -185,7 +185,7 @@ class _World:
     def step(self) -> list[A.Action]:
         acts = self.engine.step(self.now)
         self.actions += [(self.now, a) for a in acts]
-        self.violations += check_actions(self.grid, acts)
+        self.violations += check_actions(self.grid, acts, self.now)
         self._drain()
         return acts
 

@@ -6,8 +6,8 @@ in the store, then applies them (`grid.apply`) and hands the executor its share.
 
 1. Timers: Priority bookings warn at T-10/T-1 min, renew or expire at their end;
    running jobs are billed every `billing_interval_s`.
-2. Commit windows open (holding GPUs: free ones first, then ones Flex borrowed, which
-   are reclaimed) and close (the owner's jobs are stopped, the window's value is
+2. Commit windows open (holding GPUs: free ones first, then ones Flex holds, which stay
+   lent until an owner's job needs them) and close (the owner's jobs are stopped, the window's value is
    recognised and its downtime credited). A window short of GPUs takes spares later.
 3. Priority admission, FIFO: free unreserved GPUs, else GPUs being freed, else preempt
    Flex (lowest bid first), else wait; the oldest job of a type that cannot do any of
@@ -518,7 +518,9 @@ class Planner:
         for n, i in held:
             self.take(n, [i])
         self.emit(A.OpenWindow(res.name, index, tuple(held)))
-        self.preempt(list(reclaim.values()), f"reclaimed for Commit window of {res.name}")
+        # Flex jobs on the GPUs it holds keep them, lent, until an owner's job needs
+        # them (commit() reclaims then): a preemption nobody gains from is not made.
+        del reclaim
 
     # ------------------------------------------------------------ priority
     def priority(self) -> None:

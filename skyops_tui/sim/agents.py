@@ -1,5 +1,9 @@
 """Simulated agents: jobs that need `runtime` seconds of work and checkpoint every
-`checkpoint_every` seconds, driven by simulated time."""
+`checkpoint_every` seconds, driven by simulated time.
+
+As on a real node, a job saves a checkpoint every `checkpoint_every` seconds of its
+run, whatever ends the run: a preemption, a stop, or the loss of its node. A resumed
+run continues from the last checkpoint; the work since is lost."""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import math
 from collections.abc import Callable
 
 from ..clock import ManualClock
-from ..domain.model import Job
+from ..domain.model import HOLDING, Job, JobState, NodeStatus
 from ..domain.telemetry import GpuSample, NodeSample
 from ..policy import actions as A
 from ..scheduler.executor import Exited, Report, Started
@@ -40,6 +44,7 @@ class SimExecutor:
         self.grid = None
         self._samples: dict[str, tuple[tuple, NodeSample]] = {}
         self.used_gpu_s = 0.0
+        self.jobs: dict[int, Job] = {}  # jobs with a run under way
 
     def bind(self, report: Callable[[Report], None]) -> None:
         self.report = report
@@ -50,10 +55,13 @@ class SimExecutor:
     def execute(self, action: A.ExecutorAction, job: Job) -> None:
         now = self.clock.now()
         if isinstance(action, A.Start):
+            if job.id in self.run_start:
+                self._lost(job, now)  # its last run ended unreported (its node was lost)
             token = next(self.seq)
             self.token[job.id] = token
             self.run_start[job.id] = now
             self.run_gpus[job.id] = job.gpu_total
+            self.jobs[job.id] = job
             self.report(Started(job.id))
             remaining = max((job.runtime or 0.0) - job.work_done, 0.0)
             self._at(now + remaining, Exited(job.id, 0, completed=True, cause="finished"), token)
@@ -64,21 +72,46 @@ class SimExecutor:
         if done_at <= stop_at:
             return  # it finishes before the signal takes effect
         token = self.token[job.id] = next(self.seq)
+        if isinstance(action, A.Preempt) or action.outcome is JobState.PAUSED:
+            self._save(job, start, stop_at)
         if isinstance(action, A.Preempt):
-            progress = stop_at - start
-            every = job.checkpoint_every
-            saved = math.floor(progress / every) * every if every else 0.0
-            job.work_done += saved
-            job.lost_work_s += progress - saved
-            self.lost_work_gpu_s += (progress - saved) * job.gpu_total
-            if every and progress >= every:
-                job.last_checkpoint_at = start + saved
-            if self.grid is not None:
-                self.grid.dirty_jobs.add(job.id)
             cause = "stopped at the checkpoint signal"
         else:
             cause = f"stopped ({action.outcome})"
         self._at(stop_at, Exited(job.id, None, completed=False, cause=cause), token)
+
+    def _save(self, job: Job, start: float, end: float) -> None:
+        """Keep the checkpoints a run that ends at `end` saved on its way; the rest of
+        its work is lost."""
+        progress = max(end - start, 0.0)
+        every = job.checkpoint_every
+        saved = math.floor(progress / every) * every if every else 0.0
+        job.work_done += saved
+        job.lost_work_s += progress - saved
+        self.lost_work_gpu_s += (progress - saved) * job.gpu_total
+        if every and progress >= every:
+            job.last_checkpoint_at = start + saved
+        if self.grid is not None:
+            self.grid.dirty_jobs.add(job.id)
+
+    def _lost(self, job: Job, now: float) -> None:
+        """A run that ended without a report (its node was lost): it did its work up to
+        now and keeps its checkpoints."""
+        start = self.run_start.pop(job.id, now)
+        self.used_gpu_s += (now - start) * self.run_gpus.pop(job.id, 0)
+        self.token.pop(job.id, None)
+        self.jobs.pop(job.id, None)
+        self._save(job, start, now)
+
+    def _reap_lost(self, now: float) -> None:
+        grid = self.grid
+        if grid is None or not self.jobs:
+            return
+        if not any(n.status is NodeStatus.UNREACHABLE for n in grid.nodes.values()):
+            return
+        for jid, job in list(self.jobs.items()):
+            if job.state not in HOLDING and jid in self.run_start:
+                self._lost(job, now)
 
     def attach(self, grid) -> None:
         self.grid = grid
@@ -127,12 +160,14 @@ class SimExecutor:
         return self.heap[0][0] if self.heap else None
 
     def fire(self, now: float) -> int:
+        self._reap_lost(now)
         n = 0
         while self.heap and self.heap[0][0] <= now:
             t, _, r, token = heapq.heappop(self.heap)
             if self.token.get(r.job) != token:
                 continue
             self.token.pop(r.job, None)
+            self.jobs.pop(r.job, None)
             start = self.run_start.pop(r.job, t)
             self.used_gpu_s += (t - start) * self.run_gpus.pop(r.job, 0)
             self.report(r)

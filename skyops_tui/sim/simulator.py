@@ -17,6 +17,7 @@ from ..policy.grid import Grid
 from ..policy.invariants import check_actions, check_placements, check_transactions, ledger_sum
 from ..scheduler.engine import Engine
 from .agents import SimExecutor
+from .quality import quality
 from .trace import TraceLine
 
 EPOCH = 1_767_225_600.0  # 2026-01-01T00:00:00Z: simulated time starts here
@@ -87,6 +88,15 @@ def next_wakeup(grid: Grid, now: float) -> float | None:
     return best
 
 
+def pass_after(grid: Grid, now: float, actions: list) -> float | None:
+    """When the next pass runs. Production runs one at least every `tick_s`; here a pass
+    follows at once a step that closed a window (its GPUs are free only once the close
+    is applied, after the pass that decided it), else at the next timer."""
+    if any(isinstance(a, A.CloseWindow) for a in actions):
+        return now
+    return next_wakeup(grid, now)
+
+
 def simulate(
     trace: list[TraceLine],
     cfg: Config,
@@ -103,6 +113,7 @@ def simulate(
         clock, cfg.simulation.stop_delay_s, cfg.cluster.grace_s, cfg.cluster.stop_grace_s
     )
     engine = Engine(grid, ex)
+    ex.attach(grid)
     violations: list[str] = []
     refused: list[str] = []
     preemptions = 0
@@ -143,7 +154,7 @@ def simulate(
             kept_events += events
             kept_prices += prices
         counters["tx"] += len(txs)
-        violations += check_actions(grid, actions)
+        violations += check_actions(grid, actions, now)
         violations += check_transactions(grid, txs)
         touched = {a.job for a in actions if isinstance(a, A.Start)}
         violations += check_placements(grid, touched)
@@ -152,7 +163,7 @@ def simulate(
         grid.dirty_jobs.clear()
         grid.dirty_nodes.clear()
         grid.dirty_reservations.clear()
-        wake = next_wakeup(grid, now)
+        wake = pass_after(grid, now, actions)
         if progress and (i - last_progress >= 1000 or i == n):
             progress(i, n)
             last_progress = i
@@ -245,6 +256,7 @@ def _summary(
         "wall_s": round(wall, 3),
         "jobs_per_wall_s": round(len(jobs) / wall, 1) if wall > 0 else 0.0,
         "violations": violations[:100],
+        "quality": quality(grid, ex.lost_work_gpu_s, EPOCH + span),
     }
 
 

@@ -4,13 +4,14 @@ Each test is one story, its expected outcome written from docs/modes.md."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from skyops_tui.domain.config import load_config
-from skyops_tui.domain.model import JobState
+from skyops_tui.domain.model import JobState, NodeStatus
 from skyops_tui.policy import actions as A
 from skyops_tui.sim.simulator import EPOCH, simulate
-from skyops_tui.sim.trace import read_trace
+from skyops_tui.sim.trace import parse_lines, read_trace
 from tests.helpers import HOUR, T0, HandWorld, World, config
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -129,3 +130,37 @@ def test_a_large_flex_bid_is_not_starved_by_smaller_ones() -> None:
     assert w.job("large").first_started_at == T0 + 400
     assert all(w.state(f"b{i}") is JobState.QUEUED for i in range(8))
     assert w.violations == []
+
+
+def test_a_flex_job_on_a_lost_node_resumes_from_its_checkpoints() -> None:
+    """Story 8: simulated agents save a checkpoint every `checkpoint_every` as real ones
+    do, so a job whose node is lost resumes elsewhere from its last one."""
+    w = World(config("2x4xH100"), stop_delay=5)
+    w.sim.attach(w.grid)
+    w.flex("f", gpus=4, bid=1.0, runtime=1000, checkpoint_every=100)
+    w.advance(650)
+    node = w.job("f").placement[0].node
+    w.node(node, NodeStatus.UNREACHABLE, "heartbeat lost")
+    w.advance(1)
+    assert w.state("f") is JobState.RUNNING and w.job("f").placement[0].node != node
+    assert w.job("f").work_done == 600  # six checkpoints kept, 50 s lost
+    w.advance(1000)
+    assert w.state("f") is JobState.SUCCEEDED
+    assert w.job("f").ended_at == T0 + 650 + 400  # resumed at once on the other node
+
+
+def test_a_priority_job_queued_behind_a_window_starts_when_it_closes() -> None:
+    """Story 7: the simulator runs a pass when a window closes, as production does
+    within a tick: the job waiting for the window's GPUs starts then, not hours later."""
+    cfg = config("4xH100")
+    lines = [
+        {"name": "r", "kind": "reservation", "user": "team", "gpu_type": "H100", "gpus": 4,
+         "hours": 1, "start": 0, "submit": 0},
+        {"name": "p", "mode": "priority", "user": "prod", "gpus": 4, "hours": 1,
+         "runtime": 600, "submit": 10},
+    ]  # fmt: skip
+    result = simulate(parse_lines((json.dumps(x) for x in lines), "story-7"), cfg)
+    p = result.grid.job_by_ref("p")
+    assert p.state is JobState.SUCCEEDED
+    assert p.first_started_at == EPOCH + 3600
+    assert result.summary["violations"] == []

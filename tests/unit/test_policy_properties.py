@@ -312,3 +312,53 @@ def test_crowded_reservations_preempt_only_flex(sizes, flex_jobs, window, cmds):
     run(w, [*flex_jobs, ("wait", 30), *window, *cmds])
     check_modes(w)
     check_books(w)
+
+
+# Contention (issue 17): many Priority bookings, long and short, beside Flex jobs of every
+# size up to gangs of whole nodes at many bids, and windows. The world's invariants now
+# include order and waste (policy/invariants.py, check_order): no Flex start while a
+# fitting Priority job waits, no victim back on its GPUs while its preemptor still waits,
+# no job preempted N times an hour.
+contended_flex = st.tuples(
+    st.just("flex"),
+    user,
+    st.sampled_from([1, 1, 2, 3, 4, 8]) | st.just(-2),
+    gpu_type,
+    st.floats(0, 1),
+    runtime,
+    st.sampled_from([None, 60, 600]),
+)
+contended_priority = st.tuples(
+    st.just("priority"),
+    user,
+    st.sampled_from([1, 1, 2, 4, 8]),
+    gpu_type,
+    st.sampled_from([0.25, 1, 3, None]),
+    st.booleans(),
+    runtime,
+)
+contended_command = st.one_of(
+    contended_flex,
+    contended_flex,
+    contended_priority,
+    contended_priority,
+    reserve,
+    commit,
+    rebid,
+    cancel,
+    st.tuples(st.just("wait"), st.sampled_from([1, 30, 200, 600, 1800])),
+)
+
+
+@settings(SETTINGS, max_examples=80)
+@given(
+    nodes=st.lists(
+        st.tuples(st.sampled_from(TYPES), st.sampled_from([4, 8])), min_size=2, max_size=4
+    ),
+    cmds=st.lists(contended_command, min_size=10, max_size=40),
+)
+def test_contention_keeps_priority_first_and_no_preemption_churn(nodes, cmds):
+    w = build(nodes, [micro(1_000_000)] * 3)
+    run(w, cmds)
+    check_modes(w)
+    check_books(w)
