@@ -844,7 +844,7 @@ class Planner:
                     continue  # its account cannot fund it now: it neither runs nor bids
                 if need <= free:
                     if job.nodes:
-                        pl = self.whole_nodes(nodes, job.nodes)
+                        pl = self.whole_nodes(nodes, job.nodes, FLEX_POOL)
                     elif job.gpus > widest:
                         pl = None  # free GPUs exist, but no node has this many
                     else:

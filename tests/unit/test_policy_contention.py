@@ -164,3 +164,20 @@ def test_a_priority_job_queued_behind_a_window_starts_when_it_closes() -> None:
     assert p.state is JobState.SUCCEEDED
     assert p.first_started_at == EPOCH + 3600
     assert result.summary["violations"] == []
+
+
+def test_a_flex_gang_beside_idle_reserved_gpus_starts_after_one_preemption() -> None:
+    """Story 2: a gang counts idle reserved GPUs (lent to Flex) as placement does, so
+    its one preemption of l1 and l2 is followed by its start, not by a livelock."""
+    w = World(config("2x4xH100", types={"H100": 3.0}), stop_delay=5)
+    w.reserve("r", gpus=2, start=T0 + 30, hours=3)
+    w.flex("l1", gpus=2, bid=1.2, runtime=20000)
+    w.flex("l2", gpus=4, bid=1.2, runtime=20000)
+    w.advance(400)
+    w.flex("g", nodes=2, bid=3.0, runtime=600)
+    w.advance(60)
+    assert w.state("g") is JobState.RUNNING
+    assert len(w.acted(A.Preempt)) == 2
+    w.advance(1200)
+    assert len(w.acted(A.Preempt)) == 2
+    assert w.violations == []
