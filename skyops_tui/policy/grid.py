@@ -432,28 +432,80 @@ class Grid:
         if not self.can_fund(job.user, cost + owed):
             return f"account {job.user} cannot pay {fmt(cost)} for {hours:g} h more"
         t = job.market or ""
-        for _seq, jid in self.priority_queue:
-            q = self.jobs[jid]
-            if q.gpu_type in (None, t):
-                return f"priority job {q.name} is queued for {t} GPUs"
+        waiting = self.priority_waiting(t, now)
+        if waiting is not None:
+            return f"priority job {waiting.name} is queued for {t} GPUs"
         start = job.end_at or now
         end = start + hours * 3600
-        demand, res_name = self.commit_demand(t, start, end)
-        if demand:
-            capacity = sum(n.gpu_count for n in self.by_type[t] if n.schedulable)
-            others = self.priority_held[t] - job.gpu_total
+        res_name = self.window_squeezed(job, start, end)
+        if res_name:
+            return f"a Commit window ({res_name}) is due on these GPUs"
+        return None
+
+    def priority_waiting(self, gpu_type: str, now: float) -> Job | None:
+        """The first queued Priority job that could use GPUs of the type and that its
+        account can fund now: one waiting only for money holds nobody up."""
+        queued = [
+            q
+            for q in (self.jobs[j] for _seq, j in self.priority_queue)
+            if q.gpu_type in (None, gpu_type)
+        ]
+        if not queued:
+            return None
+        from .funding import guard
+
+        funds = guard(self, now)
+        size = max((n.gpu_count for n in self.by_type[gpu_type]), default=0)
+        for q in queued:
+            if funds.can_start(q, gpu_type, q.gpus or q.nodes * size):
+                return q
+        return None
+
+    def window_squeezed(self, job: Job, start: float, end: float) -> str | None:
+        """The Commit window due in [start, end) that would lack room if `job` kept its
+        GPUs until `end`, or None. At each window's opening only the Priority bookings
+        still running then count, and the windows open or due then."""
+        t = job.market or ""
+        points = self.window_points(t, start, end)
+        if not points:
+            return None
+        capacity = sum(n.gpu_count for n in self.by_type[t] if n.schedulable)
+        others = [
+            (o.end_at if o.end_at is not None else float("inf"), o.gpu_total)
+            for o in (self.jobs[j] for j in self.holding)
+            if o.mode is Mode.PRIORITY and o.market == t and o.id != job.id
+        ]
+        for at, load, name in points:
             # Windows already open keep their GPUs through the extension too.
-            open_now = sum(
+            open_then = sum(
                 r.gpus
                 for r in self.reservations.values()
                 if r.gpu_type == t
                 and r.active_window is not None
                 and r.cancelled_at is None
-                and r.windows[r.active_window][1] > start
+                and r.windows[r.active_window][1] > at
             )
-            if capacity - open_now - others - job.gpu_total < demand:
-                return f"a Commit window ({res_name}) is due on these GPUs"
+            held = sum(g for e, g in others if e > at)
+            if capacity - open_then - held - job.gpu_total < load:
+                return name
         return None
+
+    def window_points(
+        self, gpu_type: str, start: float, end: float
+    ) -> list[tuple[float, int, str]]:
+        """Each opening of a Commit window not yet open in [start, end) (clipped to
+        `start`): when, the GPUs the due windows need at once then, and its name."""
+        spans = [
+            (max(s, start), e, res.gpus, res.name)
+            for res in self.reservations.values()
+            if res.gpu_type == gpu_type and res.cancelled_at is None
+            for i, (s, e) in enumerate(res.windows)
+            if s < end and e > start and i != res.active_window and i >= res.settled_windows
+        ]
+        return [
+            (at, sum(g for s, e, g, _ in spans if s <= at < e), name)
+            for at, _e, _g, name in sorted(spans)
+        ]
 
     def commit_demand(
         self, gpu_type: str, start: float, end: float, exclude: str | None = None

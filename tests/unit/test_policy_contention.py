@@ -12,7 +12,7 @@ from skyops_tui.domain.model import JobState, NodeStatus
 from skyops_tui.policy import actions as A
 from skyops_tui.sim.simulator import EPOCH, simulate
 from skyops_tui.sim.trace import parse_lines, read_trace
-from tests.helpers import HOUR, T0, HandWorld, World, config
+from tests.helpers import HOUR, T0, HandWorld, World, config, micro
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -180,4 +180,47 @@ def test_a_flex_gang_beside_idle_reserved_gpus_starts_after_one_preemption() -> 
     assert len(w.acted(A.Preempt)) == 2
     w.advance(1200)
     assert len(w.acted(A.Preempt)) == 2
+    assert w.violations == []
+
+
+def test_an_unfunded_waiting_priority_job_does_not_block_a_renewal() -> None:
+    """Story 5: a Priority job waiting only for money holds nobody up (docs/modes.md,
+    *Admission*), so an hourly booking beside it is renewed and keeps its GPUs."""
+    w = HandWorld(config("4xH100,1xL40S"))
+    w.account("poor", micro(3))
+    w.priority("h", gpus=4, hourly=True)
+    w.priority("l", gpus=1, hours=10, user="poor", gpu_type="L40S")
+    w.at(0)
+    w.run()
+    w.priority("q", gpus=1, hours=1, user="poor", gpu_type="H100")  # 2.50 of 3.00: admitted
+    w.at(10)
+    assert w.state("q") is JobState.QUEUED
+    w.at(HOUR - 600)  # l has cost 0.75 by now: q's first hour can no longer be funded
+    acts = w.at(HOUR)
+    assert [a.cause for a in acts if isinstance(a, A.Renew)] == ["auto-renewed"]
+    assert not w.acted(A.Stop, "h") and not w.acted(A.Warn, "h")
+    assert w.state("h") is JobState.RUNNING and w.job("h").end_at == T0 + 2 * HOUR
+    assert w.state("q") is JobState.QUEUED
+    assert w.violations == []
+
+
+def test_a_renewal_ignores_priority_jobs_that_end_before_the_window() -> None:
+    """Story 6: the window (2 GPUs at 1.75 h) is due after `o` (2 GPUs) has ended, so
+    renewing the hourly 2-GPU booking leaves the window its room: it is renewed."""
+    w = HandWorld(config("4xH100"))
+    w.priority("h", gpus=2, hourly=True)
+    w.priority("o", gpus=2, hours=1.5)
+    w.at(0)
+    w.run()
+    w.reserve("r", gpus=2, start=T0 + 1.75 * HOUR, hours=1)
+    acts = w.at(HOUR)
+    assert [a.cause for a in acts if isinstance(a, A.Renew)] == ["auto-renewed"]
+    assert not w.acted(A.Stop, "h")
+    w.do(lambda g, t: g.extend("h", 1, t))  # an extension is judged the same way
+    assert w.job("h").end_at == T0 + 3 * HOUR
+    w.at(1.5 * HOUR)
+    w.exited("o", 0)
+    w.at(1.75 * HOUR)
+    assert len(w.grid.reservations["r"].held) == 2
+    assert w.state("h") is JobState.RUNNING
     assert w.violations == []
