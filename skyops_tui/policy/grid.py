@@ -299,6 +299,14 @@ class Grid:
                 )
             if spec.gpu_count > reservation.gpus:
                 raise Refused(f"reservation {reservation.name} holds only {reservation.gpus} GPUs")
+            t = reservation.gpu_type
+            widest = max((n.gpu_count for n in self.by_type.get(t, [])), default=0)
+            if spec.gpu_count > widest:
+                # A job runs on one node: it could never start in any window.
+                raise Refused(
+                    f"asks for {spec.gpu_count} GPUs on one node; the largest {t} node "
+                    f"(reservation {reservation.name}) has {widest}"
+                )
         else:
             bid = to_micro(spec.bid or 0)
             floor = min(self.markets[t].floor for t in types)

@@ -352,3 +352,17 @@ def test_a_window_is_held_on_one_node_so_the_owners_job_can_run():
     w.at(660)
     assert w.state("c") is JobState.STARTING
     assert w.gpus_of("c") == set(held)
+
+
+def test_a_commit_job_wider_than_any_node_of_its_type_is_refused_at_submit():
+    """A job runs on one node: 5 GPUs in an 8-GPU reservation on 4-GPU nodes could never
+    start, so it is refused when submitted, saying why, and nothing is queued."""
+    w = HandWorld(config("2x4xH100,1x8xA100"))
+    w.reserve("r", gpus=8, start=T0 + HOUR, hours=1)
+    with pytest.raises(
+        Refused, match=r"^asks for 5 GPUs on one node; the largest H100 node.* has 4$"
+    ):
+        w.commit("c", "r", gpus=5)
+    assert "c" not in w.grid.job_names
+    w.commit("fits", "r", gpus=4)
+    assert w.state("fits") is JobState.QUEUED
