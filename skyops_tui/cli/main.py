@@ -196,6 +196,16 @@ def cmd_simulate(args: argparse.Namespace, out: Console) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
+        # Refused lines are part of the outcome, not a failure of the run: each is told
+        # on stderr, named by file and line, and the summary counts them.
+        err = Console(stderr=True)
+        source = args.trace or "demo"
+        for r in summary["refused"]:
+            err.print(
+                f"[yellow]refused:[/] {source}:{r['line']}: {r['name'] or r['kind']}: "
+                f"{r['reason']}",
+                highlight=False,
+            )
         _print_summary(out, summary, cfg.cluster.currency, args.trace or "built-in demo day")
     return EXIT_OK if not summary["violations"] else EXIT_REFUSED
 
@@ -206,6 +216,7 @@ def _print_summary(out: Console, s: dict, cur: str, source: str) -> None:
     t.add_column(justify="right")
     for key in ("jobs", "succeeded", "failed", "expired", "cancelled", "unfinished", "preemptions"):
         t.add_row(key, str(s[key]))
+    t.add_row("refused lines", str(s["refused_lines"]))
     t.add_row("GPU-hours used", f"{s['gpu_hours_used']:,.1f}")
     t.add_row("GPU utilisation", f"{s['gpu_utilization']:.1%}")
     t.add_row("work lost (GPU-h)", f"{s['lost_work_gpu_hours']:,.2f}")

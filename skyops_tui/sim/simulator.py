@@ -9,16 +9,17 @@ from dataclasses import dataclass, field
 from ..clock import ManualClock
 from ..domain.config import Config
 from ..domain.errors import Refused
-from ..domain.model import HOLDING, Event, Job, JobState, Mode, NodeStatus
+from ..domain.model import HOLDING, Event, Job, JobState, Mode, NodeStatus, held_account
 from ..domain.money import to_micro
 from ..policy import actions as A
 from ..policy.funding import guard
 from ..policy.grid import Grid
 from ..policy.invariants import check_actions, check_placements, check_transactions, ledger_sum
 from ..scheduler.engine import Engine
+from ..scheduler.executor import Exited, NodeChanged
 from .agents import SimExecutor
 from .quality import quality
-from .trace import TraceLine
+from .trace import NODE_KINDS, TraceLine
 
 EPOCH = 1_767_225_600.0  # 2026-01-01T00:00:00Z: simulated time starts here
 FULL_CHECK_EVERY = 500
@@ -28,6 +29,7 @@ FULL_CHECK_EVERY = 500
 class SimResult:
     summary: dict
     grid: Grid
+    # "line N (name): reason" for each trace line the grid refused.
     refused: list[str] = field(default_factory=list)
     # With `record`: every event and price row, as the store would have kept them.
     events: list[Event] = field(default_factory=list)
@@ -102,12 +104,17 @@ def simulate(
     cfg: Config,
     progress: Callable[[int, int], None] | None = None,
     record: bool = False,
+    tick_s: float | None = None,
 ) -> SimResult:
+    """Run `trace` through the real engine. `tick_s`: also run a pass every that many
+    seconds while anything runs or is due, as production's loop does (billing then
+    happens at the config's `billing_interval_s` as it would there); by default passes
+    run only when something happens, which bills the same (docs/simulator.md)."""
     wall0 = time.perf_counter()
     clock = ManualClock(EPOCH)
     grid = Grid(cfg, EPOCH)
     balance = to_micro(cfg.simulation.initial_balance)
-    for user in sorted({t.user for t in trace}):
+    for user in sorted({t.user for t in trace if t.kind in _ACCOUNT_KINDS}):
         grid.ensure_account(user, EPOCH, balance)
     ex = SimExecutor(
         clock, cfg.simulation.stop_delay_s, cfg.cluster.grace_s, cfg.cluster.stop_grace_s
@@ -116,6 +123,9 @@ def simulate(
     ex.attach(grid)
     violations: list[str] = []
     refused: list[str] = []
+    refusals: list[dict] = []
+    nodes = _NodeWatch(cfg.cluster.heartbeat_timeout_s)
+    held = _Held()
     preemptions = 0
     counters = {"tx": 0}
     kept_events: list[Event] = []
@@ -131,6 +141,7 @@ def simulate(
             for t in (trace[i].submit + EPOCH if i < n else None, ex.next_time(), wake)
             if t is not None
         ]
+        candidates += _extra_wakeups(nodes, tick_s, clock.now(), bool(candidates or grid.holding))
         if engine.pending:
             candidates.append(clock.now())
         if not candidates:
@@ -141,15 +152,17 @@ def simulate(
             item = trace[i]
             i += 1
             try:
-                _submit(engine, item, now)
+                _submit(engine, item, now, ex, nodes)
             except Refused as e:
-                refused.append(f"{item.name}: {e}")
+                _refuse(refused, refusals, item, i, str(e))
+        engine.pending += nodes.due(now)
         ex.fire(now)
         actions = engine.step(now)
         engine.absorb(now)  # simulated starts are instant: no second pass needed for them
         steps += 1
         preemptions += sum(1 for a in actions if isinstance(a, A.Preempt))
         events, txs, prices = grid.drain()
+        held.see(grid, events)
         if record:
             kept_events += events
             kept_prices += prices
@@ -175,13 +188,16 @@ def simulate(
     for jid in list(grid.holding):
         grid.settle(grid.jobs[jid], end)
     events, txs, prices = grid.drain()
+    held.see(grid, events)
     if record:
         kept_events += events
         kept_prices += prices
     violations += check_transactions(grid, txs)
     wall = time.perf_counter() - wall0
+    summary = _summary(grid, ex, preemptions, end - EPOCH, wall, violations, steps)
+    summary.update(bills(grid, held.total(end), refusals))
     return SimResult(
-        _summary(grid, ex, preemptions, end - EPOCH, wall, violations, steps),
+        summary,
         grid,
         refused,
         kept_events,
@@ -189,8 +205,20 @@ def simulate(
     )
 
 
-def _submit(engine: Engine, item: TraceLine, now: float) -> None:
-    if item.kind == "job":
+def _submit(
+    engine: Engine, item: TraceLine, now: float, ex: SimExecutor, nodes: _NodeWatch
+) -> None:
+    name = item.name or ""
+    if item.kind in NODE_KINDS:
+        nodes.line(engine.grid, item, now)
+    elif item.kind == "extend":
+        engine.command(lambda g, t: g.extend(name, item.hours or 0, t), now)
+    elif item.kind == "deposit":
+        amount = to_micro(item.amount or 0)
+        engine.command(lambda g, t: g.deposit(item.user, amount, t, f"deposit by {item.user}"), now)
+    elif item.kind == "fail":
+        _fail(engine.grid, ex, name, item.exit_code, now)
+    elif item.kind == "job":
         spec = item.job_spec()
         engine.command(lambda g, t: g.submit(spec, t), now)
     elif item.kind == "reservation":
@@ -203,6 +231,162 @@ def _submit(engine: Engine, item: TraceLine, now: float) -> None:
             engine.command(lambda g, t: g.cancel(item.name, t), now)
     elif item.kind == "bid":
         engine.command(lambda g, t: g.change_bid(item.name, item.bid or 0, t), now)
+
+
+# ---------------------------------------------------------------- the whole bill
+def _refuse(
+    refused: list[str], refusals: list[dict], item: TraceLine, index: int, why: str
+) -> None:
+    line = item.line or index  # a trace built in code: its position
+    refused.append(f"line {line} ({item.name or item.node or item.user}): {why}")
+    refusals.append({"line": line, "kind": item.kind, "name": item.name, "reason": why})
+
+
+def _fail(grid: Grid, ex: SimExecutor, name: str, code: int, now: float) -> None:
+    """A `fail` line: the job's run in progress exits with `code` now, keeping the
+    checkpoints it saved on its way (docs/simulator.md)."""
+    job = grid.job_by_ref(name)
+    token = ex.token.get(job.id)
+    if job.state not in HOLDING or token is None:
+        raise Refused(f"job {job.name} has no run in progress ({job.state})")
+    if not job.stop_reason:  # a stopping run had its checkpoints counted when told to stop
+        ex._save(job, ex.run_start.get(job.id, now), now)
+    ex._at(now, Exited(job.id, code, completed=True, cause=f"exited with status {code}"), token)
+
+
+class _NodeWatch:
+    """`silent`, `back` and `lost` lines, as the fleet sees a node (fleet/node.py): no
+    heartbeat for `heartbeat_timeout_s` makes it degraded (nothing new placed there, its
+    jobs left alone), 4 x that makes it unreachable, its jobs handled as lost and billed
+    only to when it was last heard from."""
+
+    def __init__(self, heartbeat_timeout_s: float) -> None:
+        self.timeout = heartbeat_timeout_s
+        self.silent: dict[str, float] = {}  # node -> last heard from
+        self.timers: list[tuple[float, str, NodeStatus]] = []
+
+    def line(self, grid: Grid, item: TraceLine, now: float) -> None:
+        name = item.node or ""
+        node = grid.nodes.get(name)
+        if node is None:
+            raise Refused(f"no node named {name}")
+        if item.kind == "silent":
+            if name in self.silent or node.status is NodeStatus.UNREACHABLE:
+                raise Refused(f"node {name} is already silent")
+            self.silent[name] = now
+            self.timers += [
+                (now + self.timeout, name, NodeStatus.DEGRADED),
+                (now + 4 * self.timeout, name, NodeStatus.UNREACHABLE),
+            ]
+        elif item.kind == "lost":
+            if node.status is NodeStatus.UNREACHABLE:
+                raise Refused(f"node {name} is already lost")
+            self.timers = [t for t in self.timers if t[1] != name]
+            self.timers.append((now, name, NodeStatus.UNREACHABLE))
+            self.silent.setdefault(name, now)
+        else:
+            if name not in self.silent and node.status is not NodeStatus.UNREACHABLE:
+                raise Refused(f"node {name} was not silent")
+            self.silent.pop(name, None)
+            self.timers = [t for t in self.timers if t[1] != name]
+            self.timers.append((now, name, NodeStatus.UP))
+        self.timers.sort()
+
+    def next_time(self) -> float | None:
+        return self.timers[0][0] if self.timers else None
+
+    def due(self, now: float) -> list[NodeChanged]:
+        out: list[NodeChanged] = []
+        while self.timers and self.timers[0][0] <= now:
+            _, name, status = self.timers.pop(0)
+            since = self.silent.get(name)
+            if status is NodeStatus.UNREACHABLE:
+                self.silent.pop(name, None)
+                out.append(NodeChanged(name, status, f"node {name} unreachable", since))
+            elif status is NodeStatus.DEGRADED:
+                quiet = now - (since or now)
+                out.append(NodeChanged(name, status, f"no heartbeat for {quiet:.0f} s"))
+            else:
+                out.append(NodeChanged(name, status, f"node {name} heard from again"))
+        return out
+
+
+def _extra_wakeups(nodes: _NodeWatch, tick_s: float | None, now: float, busy: bool) -> list[float]:
+    out = [t for t in (nodes.next_time(),) if t is not None]
+    if tick_s and busy:
+        out.append(now + tick_s)
+    return out
+
+
+class _Held:
+    """GPU-seconds each job held its GPUs, from its process start to leaving them."""
+
+    def __init__(self) -> None:
+        self.since: dict[int, tuple[float, int]] = {}
+        self.gpu_s: dict[int, float] = {}
+
+    def see(self, grid: Grid, events: list[Event]) -> None:
+        for e in events:
+            if e.kind != "state" or e.job is None:
+                continue
+            if e.new == JobState.RUNNING:
+                self.since[e.job] = (e.at, grid.jobs[e.job].gpu_total)
+            elif e.job in self.since and e.new not in _HOLDING_NAMES:
+                start, gpus = self.since.pop(e.job)
+                self.gpu_s[e.job] = self.gpu_s.get(e.job, 0.0) + (e.at - start) * gpus
+
+    def total(self, end: float) -> dict[int, float]:
+        out = dict(self.gpu_s)
+        for jid, (start, gpus) in self.since.items():
+            out[jid] = out.get(jid, 0.0) + (end - start) * gpus
+        return out
+
+
+_HOLDING_NAMES = {str(s) for s in HOLDING}
+# Lines whose user has an account; on the others `user` is only who acts.
+_ACCOUNT_KINDS = ("job", "reservation", "deposit")
+
+
+def bills(grid: Grid, held_gpu_s: dict[int, float], refusals: list[dict]) -> dict:
+    """The summary's whole bill: per job, per reservation, per account, and the trace
+    lines the grid refused. Money in micro-units; `charged` is net of `refunded`."""
+    jobs = {
+        j.name: {
+            "user": j.user,
+            "mode": str(j.mode),
+            "state": str(j.state),
+            "runs": j.runs,
+            "gpu_seconds": round(held_gpu_s.get(j.id, 0.0), 3),
+            "charged": j.charged,
+            "refunded": j.refunded,
+            "preemptions": j.preemptions,
+            "retries": j.retries,
+            "lost_work_s": round(j.lost_work_s, 3),
+        }
+        for j in sorted(grid.jobs.values(), key=lambda j: j.id)
+    }
+    reservations = {
+        r.name: {
+            "user": r.user,
+            "prepaid": r.prepaid,
+            "refunded": r.refunded,
+            "credited": r.credited,
+            "held": grid.balances.get(held_account(r.name), 0),
+        }
+        for r in grid.reservations.values()
+    }
+    accounts = {
+        a.removeprefix("user:"): v
+        for a, v in sorted(grid.balances.items())
+        if a.startswith("user:")
+    }
+    return {
+        "bills": jobs,
+        "reservation_bills": reservations,
+        "balances": accounts,
+        "refused_lines": len(refusals),
+        "refused": refusals,
+    }
 
 
 def _pct(values: list[float], q: float) -> float:

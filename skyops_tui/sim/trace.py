@@ -1,4 +1,5 @@
-"""Workload traces: JSON Lines, one submission a line (PRODUCT.md §4)."""
+"""Workload traces: JSON Lines, one submission a line (PRODUCT.md §4; every kind is
+described in docs/simulator.md)."""
 
 from __future__ import annotations
 
@@ -8,20 +9,31 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
 
 from ..domain.errors import InputError, validation_messages
 from ..domain.model import Mode
 from ..domain.specs import JobSpec, ReservationSpec
 
+NODE_KINDS = ("silent", "back", "lost")
+
 
 class TraceLine(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    name: str = Field(min_length=1)
+    name: str | None = Field(default=None, min_length=1)
     user: str = Field(default="sim", min_length=1)
     submit: float = Field(ge=0)
-    kind: Literal["job", "reservation", "cancel", "bid"] = "job"
+    kind: Literal[
+        "job", "reservation", "cancel", "bid", "extend", "fail", "deposit", "silent", "back", "lost"
+    ] = "job"
     mode: Mode | None = None
     gpus: int | None = Field(default=None, ge=1)
     nodes: int | None = Field(default=None, ge=1)
@@ -37,9 +49,31 @@ class TraceLine(BaseModel):
     bid: float | None = Field(default=None, gt=0)
     checkpoint_every: float | None = Field(default=None, gt=0)
     max_retries: int = Field(default=0, ge=0)
+    renew_hours: float | None = Field(default=None, gt=0)
+    exit_code: int = Field(default=1, ge=1, le=255)  # fail
+    amount: float | None = Field(default=None, gt=0)  # deposit
+    node: str | None = Field(default=None, min_length=1)  # silent, back, lost
+    # The line's number in its file (0: not read from a file).
+    _line: int = PrivateAttr(default=0)
+
+    @property
+    def line(self) -> int:
+        return self._line
 
     @model_validator(mode="after")
     def _kind(self) -> TraceLine:
+        if self.kind in NODE_KINDS:
+            if self.node is None:
+                raise ValueError(f"a {self.kind} line needs node (the node's name)")
+        elif self.kind == "deposit":
+            if self.amount is None:
+                raise ValueError("a deposit line needs amount (currency, > 0) and user")
+        elif self.name is None:
+            raise ValueError(f"a {self.kind} line needs name")
+        if self.kind == "extend" and self.hours is None:
+            raise ValueError("an extend line needs hours")
+        if self.renew_hours is not None and (self.kind != "job" or self.mode is not Mode.PRIORITY):
+            raise ValueError("renew_hours belongs to priority job lines")
         if self.kind == "job" and self.mode is None:
             raise ValueError("a job line needs mode (priority, commit or flex)")
         if self.kind == "reservation" and (self.gpu_type is None or self.hours is None):
@@ -50,7 +84,7 @@ class TraceLine(BaseModel):
 
     def job_spec(self) -> JobSpec:
         return JobSpec(
-            name=self.name,
+            name=self.name or "",
             user=self.user,
             mode=self.mode or Mode.FLEX,
             gpus=self.gpus if self.nodes is None else None,
@@ -64,11 +98,12 @@ class TraceLine(BaseModel):
             runtime=self.runtime,
             checkpoint_every=self.checkpoint_every,
             max_retries=self.max_retries,
+            renew_hours=self.renew_hours,
         )
 
     def reservation_spec(self, epoch: float) -> ReservationSpec:
         return ReservationSpec(
-            name=self.name,
+            name=self.name or "",
             user=self.user,
             gpu_type=self.gpu_type or "",
             gpus=self.gpus or 1,
@@ -113,6 +148,7 @@ def parse_lines(lines: Iterable[str], source: str) -> list[TraceLine]:
         except ValidationError as e:
             errors.extend(validation_messages(f"{source}:{n}", e))
             continue
+        item._line = n
         out.append(item)
         if len(errors) >= 50:
             break

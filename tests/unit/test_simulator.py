@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 
 import pytest
 
@@ -130,8 +131,13 @@ def test_refused_lines_are_reported_not_fatal():
         {"name": "ok", "mode": "flex", "gpus": 1, "bid": 1.0, "submit": 0, "runtime": 10},
     ]
     result = run(lines)
-    assert len(result.refused) == 1 and result.refused[0].startswith("low: bid $0.10 is under")
+    assert len(result.refused) == 1
+    assert result.refused[0].startswith("line 1 (low): bid $0.10 is under")
     assert result.summary["succeeded"] == 1
+    (refusal,) = result.summary["refused"]
+    assert refusal["line"] == 1 and refusal["name"] == "low"
+    assert refusal["reason"].startswith("bid $0.10 is under")
+    assert result.summary["refused_lines"] == 1
 
 
 def test_a_commit_job_runs_in_its_window_from_the_trace():
@@ -196,3 +202,71 @@ def test_lines_are_ordered_by_submit_time(tmp_path):
     assert [t.name for t in read_trace(path)] == ["early", "late"]
     with pytest.raises(InputError, match="file not found"):
         read_trace(tmp_path / "missing.jsonl")
+
+
+# ------------------------------------------------------------- the whole bill
+ONE_GPU = """
+[simulation]
+initial_balance = 10
+
+[[node_types]]
+name = "H100"
+rate = 2.50
+
+[[nodes]]
+name = "h1"
+fake_gpus = "1xH100-80GB"
+"""
+
+
+def _cli(tmp_path, lines: list[dict], *flags: str, capsys) -> tuple[int, str, str]:
+    from skyops_tui.cli.main import main
+
+    trace = tmp_path / "t.jsonl"
+    trace.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(ONE_GPU)
+    code = main(["simulate", str(trace), "--config", str(cfg), *flags])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+BILL_TRACE = [
+    {"name": "a", "user": "ann", "mode": "flex", "bid": 1.0, "submit": 0, "runtime": 3000,
+     "checkpoint_every": 100},
+    {"name": "p", "user": "bob", "mode": "priority", "hours": 1, "submit": 650, "runtime": 1000},
+    {"name": "p", "kind": "bid", "bid": 2.0, "submit": 700},
+]  # fmt: skip
+
+
+def test_the_json_summary_tells_each_jobs_bill_each_balance_and_each_refused_line(tmp_path, capsys):
+    # 1 H100 at 2.50, floor 0.75. a (bid 1.00) runs alone at the floor from 0; p
+    # (Priority) preempts it at 650; a stops 5 s later, having checkpointed at 600:
+    # 655 s x 750,000 / 3600 = 136,458, 55 s of work lost. p runs 655-1655: 1000 s x
+    # 2,500,000 / 3600 = 694,444. a resumes for its 2,400 s left: 500,000; in all
+    # 636,458 over 2 runs and 3,055 GPU-seconds. Line 3 (a bid on a Priority job) is refused.
+    code, out, err = _cli(tmp_path, BILL_TRACE, "--json", capsys=capsys)
+    assert code == 0
+    s = json.loads(out)
+    a, p = s["bills"]["a"], s["bills"]["p"]
+    assert (a["runs"], a["gpu_seconds"], a["charged"], a["refunded"]) == (2, 3055, 636_458, 0)
+    assert (a["preemptions"], a["lost_work_s"], a["state"]) == (1, 55, "succeeded")
+    assert (p["runs"], p["gpu_seconds"], p["charged"], p["preemptions"]) == (1, 1000, 694_444, 0)
+    assert s["balances"] == {"ann": 10_000_000 - 636_458, "bob": 10_000_000 - 694_444}
+    assert s["refused_lines"] == 1
+    assert s["refused"] == [
+        {
+            "line": 3,
+            "kind": "bid",
+            "name": "p",
+            "reason": "job p is a priority job: only flex jobs carry a bid",
+        }
+    ]
+
+
+def test_without_json_refused_lines_go_to_stderr_and_the_summary_counts_them(tmp_path, capsys):
+    code, out, err = _cli(tmp_path, BILL_TRACE, capsys=capsys)
+    assert code == 0
+    trace = tmp_path / "t.jsonl"
+    assert f"refused: {trace}:3: p: job p is a priority job" in " ".join(err.split())
+    assert re.search(r"refused lines\s*│\s*1\s*│", out)
