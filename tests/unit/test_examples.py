@@ -176,3 +176,46 @@ def test_every_printed_command_line_parses_and_the_runnable_ones_run(tmp_path: P
                 argv = [sys.executable, *argv[1:]]
             done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300)
             assert done.returncode == 0, (line, done.stderr[-2000:])
+
+
+def test_billing_rules_example_bills_what_docs_modes_md_says() -> None:
+    """examples/billing-rules.jsonl, every figure worked by hand in examples/README.md."""
+    from skyops_tui.sim.simulator import EPOCH
+    from tests import billing_oracle
+
+    cfg = load_config(EXAMPLES / "billing-rules.toml")
+    r = simulate(read_trace(EXAMPLES / "billing-rules.jsonl"), cfg, record=True)
+    s = r.summary
+    assert s["violations"] == [] and s["ledger_sum"] == 0
+    # p0 comes before prod's deposit: 2.00 cannot cover its first hour at 2.50.
+    assert s["refused"] == [
+        {
+            "line": 1,
+            "kind": "job",
+            "name": "p0",
+            "reason": "account prod cannot cover the first hour ($2.50); balance $2.00",
+        }
+    ]
+    b = s["bills"]
+    # p: 1 h booked, extended by 0.25 h at 1,800 s, auto-renewed by 0.5 h at 4,500 s,
+    # done at 6,000 s: 6,000 x 2,500,000 / 3600 = 4,166,666.
+    assert (b["p"]["state"], b["p"]["charged"]) == ("succeeded", 4_166_666)
+    assert r.grid.job_by_ref("p").end_at == EPOCH + 6300
+    # f: exits 3 at 250 s (checkpoint at 200), retried 30 s later for its 800 s left;
+    # each run floored: 52,083 + 166,666 = 218,749 at the floor 0.75.
+    f = b["f"]
+    assert (f["runs"], f["retries"], f["lost_work_s"], f["charged"]) == (2, 1, 50, 218_749)
+    # g: its node is silent 2,300-2,340 s (degraded, not lost): billed in full, 375,000.
+    assert (b["g"]["charged"], b["g"]["preemptions"]) == (375_000, 0)
+    # q: its node is silent from 4,600 s and declared lost at 4,630 s: failed, billed
+    # to 4,600: 600 x 2,500,000 / 3600 = 416,666.
+    assert (b["q"]["state"], b["q"]["charged"]) == ("failed", 416_666)
+    assert s["balances"] == {
+        "ann": 2_000_000 - 218_749 - 375_000,
+        "prod": 2_000_000 + 10_000_000 - 4_166_666 - 416_666,
+    }
+    m = r.grid.markets["H100"]
+    lost = {"h100-2": EPOCH + 4600}
+    for job in r.grid.jobs.values():
+        expected = billing_oracle.charge(job, r.events, r.prices, m.floor, m.rate, lost)
+        assert job.charged == expected, job.name
