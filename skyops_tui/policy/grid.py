@@ -41,6 +41,7 @@ from . import actions as A
 from . import pricing
 
 Q, S, R, PR = JobState.QUEUED, JobState.STARTING, JobState.RUNNING, JobState.PREEMPTING
+CLAIM_SLACK_S = 60.0  # beyond the graces, how long a claim keeps its admitted end
 
 
 class Grid:
@@ -429,6 +430,19 @@ class Grid:
         self.apply(A.Renew(job.id, job.end_at + hours * 3600, f"extended by {hours:g} h"), now)
         return job
 
+    def booked_end(self, job: Job, now: float) -> float:
+        """Where a waiting Priority job's booking would end if admitted now. A job that
+        claimed GPUs being freed keeps the end it was admitted with while its victims
+        stop (docs/modes.md, *Queue, backfill and claims*): judged again at now + hours
+        it could overlap a window it fitted before. A claim that outlives the graces has
+        lapsed; the booking then counts from now again."""
+        span = (job.hours if job.hours is not None else 1.0) * 3600
+        if job.end_at is not None:
+            c = self.cfg.cluster
+            if now <= job.end_at - span + c.grace_s + c.stop_grace_s + CLAIM_SLACK_S:
+                return job.end_at
+        return now + span
+
     def renewal_refusal(self, job: Job, hours: float, now: float) -> str | None:
         """Why a Priority booking may not be extended by `hours`, or None if it may."""
         market = self.markets[job.market or ""]
@@ -802,7 +816,9 @@ class Grid:
                 job.end_at = end
                 job.warned = 0
                 self.dirty_jobs.add(jid)
-                self._event(now, job, "renewed", f"{cause}; booked until {_hm(end)}")
+                # A waiting job is booked when it claims GPUs being freed (see booked_end).
+                kind = "renewed" if job.state in HOLDING else "booked"
+                self._event(now, job, kind, f"{cause}; booked until {_hm(end)}")
             case A.Warn(job=jid, seconds_left=left, bit=bit, note=note):
                 job = self.jobs[jid]
                 job.warned |= bit
@@ -828,6 +844,9 @@ class Grid:
     ) -> None:
         job.placement = list(placement)
         job.market = market
+        if job.mode is Mode.PRIORITY and job.end_at is not None and job.state is Q:
+            if self.booked_end(job, now) != job.end_at:
+                job.end_at = None  # its claim lapsed: booked from its start, as usual
         for p in placement:
             node = self.nodes[p.node]
             for i in p.gpus:

@@ -539,7 +539,7 @@ class Planner:
         for _, jid in g.priority_queue:
             job = g.jobs[jid]
             types = [job.gpu_type] if job.gpu_type else all_types
-            end = now + (job.hours if job.hours is not None else 1.0) * 3600
+            end = g.booked_end(job, now)
             ok_types = []
             unfunded = 0
             for t in types:
@@ -565,6 +565,9 @@ class Planner:
             if t:
                 need = job.gpus or job.nodes * g.by_type[t][0].gpu_count
                 self.priority_admitted[t] = self.priority_admitted.get(t, 0) + need
+                if jid not in self.started and job.end_at != end:
+                    # It claims GPUs being freed: its booking ends where it was admitted.
+                    self.emit(A.Renew(jid, end, "claimed GPUs being freed"))
                 continue
             if ok_types and not headed.intersection(ok_types):
                 headed.update(self.hold_for_head(job, ok_types))

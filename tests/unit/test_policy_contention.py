@@ -224,3 +224,32 @@ def test_a_renewal_ignores_priority_jobs_that_end_before_the_window() -> None:
     assert len(w.grid.reservations["r"].held) == 2
     assert w.state("h") is JobState.RUNNING
     assert w.violations == []
+
+
+def test_a_priority_claim_made_before_a_window_keeps_its_admitted_end() -> None:
+    """Story 3: `p` (4 GPUs, 1 h) is admitted at 1 s, ending at 3,601 s, before the
+    window due at 3,605 s, and preempts `f`. When f has stopped (11 s) p starts with
+    the end it was admitted with; it is not judged again as 11 s + 1 h (which would
+    overlap the window) and dropped while f resumes."""
+    w = HandWorld(config("4xH100", cluster={"grace_s": 10}))
+    w.flex("f", gpus=4, bid=1.0)
+    w.at(0)
+    w.run()
+    w.reserve("r", gpus=4, start=T0 + 3605, hours=1)
+    w.priority("p", gpus=4, hours=1)
+    acts = w.at(1)
+    assert [w.grid.jobs[a.job].name for a in acts if isinstance(a, A.Preempt)] == ["f"]
+    assert w.job("p").end_at == T0 + 3601
+    w.at(11)
+    w.stopped("f")
+    w.at(11)
+    assert w.state("p") is JobState.STARTING and w.state("f") is JobState.PAUSED
+    w.run()
+    assert w.job("p").end_at == T0 + 3601  # booked from its admission, not its start
+    assert w.job("p").first_started_at == T0 + 11
+    acts = w.at(3601)
+    assert [a.outcome for a in acts if isinstance(a, A.Stop)] == [JobState.EXPIRED]
+    w.stopped("p")
+    w.at(3605)
+    assert len(w.grid.reservations["r"].held) == 4
+    assert w.violations == []
