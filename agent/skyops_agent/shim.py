@@ -96,12 +96,13 @@ class StopSequence:
             self.killed_at = now
 
     def _send(self, signum: int) -> None:
+        if self.cgroup is not None:
+            self.cgroup.signal(signum)  # the group, and what left it (setsid, double fork)
+            return
         try:
             os.killpg(self.pgid, signum)
         except (ProcessLookupError, PermissionError):
             pass
-        if self.cgroup is not None:
-            self.cgroup.signal(signum)  # what left the group by setsid() or double fork
 
 
 def group_alive(pgid: int, cgroup: Cgroup | None = None) -> bool:

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import os
+import sqlite3
 import tempfile
 from collections import Counter
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from skyops_agent import protocol
 from ..domain.config import Config, NodeConfig
 from ..fleet.link import AgentError, LinkClosed, LocalTransport, Transport
 from ..fleet.ssh import HostKeyRefused, SshTransport
+from ..locations import db_path
 
 OK = "ok"
 HOST_KEY_REFUSED = "host key refused"
@@ -60,6 +62,7 @@ class NodeCheck:
     fake: bool = False
     users: str = ""  # "multi-user" (jobs run as their owners) or "single-user"
     tracking: str = ""  # "cgroup2", "cgroup1" or "process group"
+    other_grids: list[str] = field(default_factory=list)  # grid ids of other jobs there
     gpu_message: str = ""  # the agent's plain words when it has no GPUs to show
     hint: str = ""
     notes: list[str] = field(default_factory=list)
@@ -121,7 +124,9 @@ def _say(e: BaseException) -> str:
     return text or type(e).__name__
 
 
-async def check_node(node: NodeConfig, transport: Transport, timeout_s: float) -> NodeCheck:
+async def check_node(
+    node: NodeConfig, transport: Transport, timeout_s: float, grid_id: str = ""
+) -> NodeCheck:
     """Connect, say hello, read the inventory, disconnect. Never raises."""
     check = NodeCheck(node.name, address(node))
     identity = Path(node.identity).expanduser() if node.identity and not node.local else None
@@ -133,6 +138,7 @@ async def check_node(node: NodeConfig, transport: Transport, timeout_s: float) -
         async with asyncio.timeout(timeout_s):
             link = await transport.connect(_ignore)
             inventory = await link.request(protocol.INVENTORY)
+            grids = await link.request(protocol.CONFIGURE, grid=grid_id)
         if isinstance(transport, SshTransport):
             check.agent = "pushed" if transport.pushed else "up to date"
         else:
@@ -140,6 +146,12 @@ async def check_node(node: NodeConfig, transport: Transport, timeout_s: float) -
         check.agent_version = str(link.hello.get("agent_version", ""))
         _read_inventory(check, node, inventory)
         _read_isolation(check, link.hello)
+        check.other_grids = [str(g) for g in grids.get("other_grids") or []]
+        if check.other_grids:
+            whose = "another grid also uses" if grid_id else "grids with jobs on"
+            check.notes.append(
+                f"{whose} this box: {', '.join(check.other_grids)}; their jobs are left alone"
+            )
     except HostKeyRefused as e:
         check.result, check.detail = HOST_KEY_REFUSED, str(e)
         check.fingerprint, check.trust_command = e.fingerprint, e.trust_command
@@ -208,6 +220,7 @@ async def check_nodes(
     ssh_config: str | None = None,
     timeout_s: float = 30.0,
     on_done: Callable[[NodeCheck], None] | None = None,
+    grid_id: str = "",
 ) -> list[NodeCheck]:
     """Check every configured node concurrently; results in config order."""
     nodes = cfg.all_nodes()
@@ -217,7 +230,7 @@ async def check_nodes(
         async def one(node: NodeConfig) -> NodeCheck:
             async with gate:
                 transport = transport_for(node, state_root, known_hosts, ssh_config)
-                result = await check_node(node, transport, timeout_s)
+                result = await check_node(node, transport, timeout_s, grid_id)
             if on_done is not None:
                 on_done(result)
             return result
@@ -233,9 +246,11 @@ def run_nodes_check(
     as_json: bool = False,
     ssh_config: str | None = None,
     timeout_s: float = 30.0,
+    grid_id: str | None = None,
 ) -> int:
     """`skyops nodes check`: print the table (or JSON); 0 when every node is ok, else 1."""
     console = console or Console()
+    grid_id = own_grid_id() if grid_id is None else grid_id
     nodes = cfg.all_nodes()
     if not nodes:
         if as_json:
@@ -245,9 +260,11 @@ def run_nodes_check(
         return 1
     try:
         if as_json or not console.is_terminal:
-            results = asyncio.run(check_nodes(cfg, known_hosts, ssh_config, timeout_s))
+            results = asyncio.run(
+                check_nodes(cfg, known_hosts, ssh_config, timeout_s, grid_id=grid_id)
+            )
         else:
-            results = _with_status(console, cfg, known_hosts, ssh_config, timeout_s)
+            results = _with_status(console, cfg, known_hosts, ssh_config, timeout_s, grid_id)
     except KeyboardInterrupt:
         raise
     except Exception as e:  # never a traceback
@@ -272,6 +289,7 @@ def _with_status(
     known_hosts: str | None,
     ssh_config: str | None,
     timeout_s: float,
+    grid_id: str = "",
 ) -> list[NodeCheck]:
     total = len(cfg.all_nodes())
     done: list[NodeCheck] = []
@@ -281,7 +299,24 @@ def _with_status(
             done.append(r)
             status.update(f"checking {total} nodes: {len(done)} done (last: {r.node}, {r.result})")
 
-        return asyncio.run(check_nodes(cfg, known_hosts, ssh_config, timeout_s, on_done))
+        return asyncio.run(check_nodes(cfg, known_hosts, ssh_config, timeout_s, on_done, grid_id))
+
+
+def own_grid_id() -> str:
+    """The grid id of this console's state database (SKYOPS_DB), read without creating
+    or changing anything; "" when there is none yet."""
+    path = db_path()
+    if not path.is_file():
+        return ""
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2)
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'grid_id'").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return ""
+    return str(row[0]) if row else ""
 
 
 def _write(console: Console, text: str) -> None:

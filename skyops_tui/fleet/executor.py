@@ -1,9 +1,12 @@
 """The real executor: the scheduler's actions carried out by agents on the nodes.
 
-Each run of a job has its own agent job id (`j<job>-r<run>-p<part>`, one part per node
-of a gang), so a start that is retried after a reconnect is recognised, and a process
-of an older run found on a node is stopped rather than left running twice. After every
-(re)connect the agent's list of jobs is reconciled with the grid's intent.
+Each run of a job has its own agent job id (`g<grid>-j<job>.<tag>-r<run>-p<part>`, one
+part per node of a gang), so a start that is retried after a reconnect is recognised,
+and a process of an older run found on a node is stopped rather than left running
+twice. After every (re)connect the agent's list of jobs is reconciled with the grid's
+intent. The grid id (the state database's) and the tag (from the job's submission
+time) keep grids apart: a record of another grid, or of a job this database never
+submitted (a restored copy's numbers reused), is never stopped nor adopted.
 
 A leader that has just started has not heard from every node: GPUs that look taken may
 sit beside free ones on a node about to answer. So nothing is preempted (`grid.
@@ -34,12 +37,35 @@ from .node import NodeLink
 from .ssh import SshTransport, sftp_copy_dir
 
 log = logging.getLogger(__name__)
-AGENT_ID = re.compile(r"^j(\d+)-r(\d+)-p(\d+)$")
+AGENT_ID = re.compile(r"^(?:g([0-9a-f]+)-)?j(\d+)(?:\.([0-9a-f]+))?-r(\d+)-p(\d+)$")
 LIVE = {protocol.STATE_STARTING, protocol.STATE_RUNNING, protocol.STATE_STOPPING}
 
 
-def agent_id(job: int, run: int, part: int) -> str:
-    return f"j{job}-r{run}-p{part}"
+def agent_id(job: int, run: int, part: int, grid: str = "", tag: str = "") -> str:
+    if not grid:
+        return f"j{job}-r{run}-p{part}"  # no state database: nothing to share boxes with
+    return f"g{grid}-j{job}.{tag}-r{run}-p{part}"
+
+
+def job_tag(job: Job) -> str:
+    """Tells this job from another that a restored database numbered the same."""
+    return f"{int(job.submitted_at * 1000) & 0xFFFFFFFF:08x}"
+
+
+@dataclass(frozen=True)
+class AgentId:
+    grid: str
+    job: int
+    tag: str
+    run: int
+    part: int
+
+
+def parse_agent_id(aid: str) -> AgentId | None:
+    m = AGENT_ID.match(aid)
+    if not m:
+        return None
+    return AgentId(m[1] or "", int(m[2]), m[3] or "", int(m[4]), int(m[5]))
 
 
 @dataclass
@@ -77,6 +103,8 @@ class FleetExecutor:
         self.copies: list[tuple[int, str, str, str]] = []  # checkpoint copies: job, from, to, how
         self.preempt_from = float("-inf")
         self.reported: set[str] = set()  # nodes heard from (or given up on) since start
+        self.grid_id = ""  # the state database's (start); "" without one
+        self.other_grids: dict[str, list[str]] = {}  # node -> other grids' ids seen there
 
     # --------------------------------------------------------------- wiring
     def bind(self, report: Callable[[Report], None]) -> None:
@@ -92,6 +120,7 @@ class FleetExecutor:
             self.grid.preempt_from = t
 
     async def start(self, runtime=None) -> None:
+        self.grid_id = str(getattr(getattr(runtime, "store", None), "grid_id", "") or "")
         self.reported.clear()
         if self.transports:
             self._settle_at(self.clock.now() + self.cfg.cluster.settle_s)
@@ -144,11 +173,34 @@ class FleetExecutor:
         link = self.links.get(node)
         return link.link if link is not None else None
 
+    def aid(self, job: Job, run: int, part: int) -> str:
+        """This grid's agent job id for a part of a run of `job`."""
+        return agent_id(job.id, run, part, self.grid_id, job_tag(job))
+
+    def ours(self, aid: str) -> tuple[AgentId, Job] | None:
+        """The job an agent record belongs to, if this grid started it."""
+        parsed = parse_agent_id(aid)
+        if parsed is None or self.grid is None or parsed.grid != self.grid_id:
+            return None
+        job = self.grid.jobs.get(parsed.job)
+        if job is None or (self.grid_id and parsed.tag != job_tag(job)):
+            return None  # numbered by another copy of this database
+        if parsed.run > job.runs:
+            return None  # a run this copy never decided
+        return parsed, job
+
+    def checkpoint_name(self, job: int) -> str:
+        known = self.grid.jobs.get(job) if self.grid is not None else None
+        if not self.grid_id or known is None:
+            return f"job-{job}"
+        return f"g{self.grid_id}-job-{job}.{job_tag(known)}"
+
     def checkpoint_dir(self, node: str, job: int) -> str:
         shared = self.cfg.cluster.shared_checkpoint_path
         if shared:
-            return f"{shared.rstrip('/')}/job-{job}"
-        return f"{self.state_dirs.get(node, '.skyops/state')}/checkpoints/job-{job}"
+            return f"{shared.rstrip('/')}/{self.checkpoint_name(job)}"
+        state = self.state_dirs.get(node, ".skyops/state")
+        return f"{state}/checkpoints/{self.checkpoint_name(job)}"
 
     # -------------------------------------------------------------- actions
     def execute(self, action: A.ExecutorAction, job: Job) -> None:
@@ -157,7 +209,7 @@ class FleetExecutor:
             run = Run(
                 job.id,
                 job.runs,
-                {agent_id(job.id, job.runs, k): p.node for k, p in enumerate(action.placement)},
+                {self.aid(job, job.runs, k): p.node for k, p in enumerate(action.placement)},
             )
             self.runs[job.id] = run
             spec = self._spec(job, action.resume)
@@ -195,9 +247,7 @@ class FleetExecutor:
         run = self.runs.get(job.id)
         if run is None or run.run != job.runs:
             n = job.runs
-            run = Run(
-                job.id, n, {agent_id(job.id, n, k): p.node for k, p in enumerate(job.placement)}
-            )
+            run = Run(job.id, n, {self.aid(job, n, k): p.node for k, p in enumerate(job.placement)})
             self.runs[job.id] = run
         return run
 
@@ -224,6 +274,7 @@ class FleetExecutor:
                 job_id=aid,
                 gpus=gpus,
                 checkpoint_dir=self.checkpoint_dir(node, run.job),
+                grid=self.grid_id,
                 **spec,
             )
         except AgentError as e:
@@ -297,7 +348,10 @@ class FleetExecutor:
             try:
                 # SFTP starts in the login's home, where the agent's state folder lives.
                 size = await sftp_copy_dir(
-                    src_t, src_t.checkpoint_path(job), dst_t, dst_t.checkpoint_path(job)
+                    src_t,
+                    src_t.checkpoint_path(self.checkpoint_name(job)),
+                    dst_t,
+                    dst_t.checkpoint_path(self.checkpoint_name(job)),
                 )
                 log.info(
                     "job %s: checkpoint copied %s -> %s over SFTP (%s bytes)",
@@ -341,7 +395,7 @@ class FleetExecutor:
         agent = self._agent(node)
         if agent is None:
             return [f"(node {node} is not connected)"]
-        aid = next(iter(run.parts)) if run else agent_id(job.id, max(job.runs, 1), 0)
+        aid = next(iter(run.parts)) if run else self.aid(job, max(job.runs, 1), 0)
         try:
             reply = await agent.request(protocol.LOGS, job_id=aid, stream=stream, tail_lines=lines)
         except (AgentError, LinkClosed, TimeoutError) as e:
@@ -360,7 +414,7 @@ class FleetExecutor:
         agent = self._agent(node) if node is not None else None
         if agent is None:
             return None
-        aid = next(iter(run.parts)) if run else agent_id(job.id, max(job.runs, 1), 0)
+        aid = next(iter(run.parts)) if run else self.aid(job, max(job.runs, 1), 0)
         try:
             reply = await agent.request(
                 protocol.LOGS, job_id=aid, stream=stream, tail_lines=lines, offset=offset
@@ -391,14 +445,14 @@ class FleetExecutor:
         if msg.get("type") != protocol.JOB_EXITED:
             return
         aid = str(msg.get("job_id", ""))
-        m = AGENT_ID.match(aid)
-        if not m:
-            return
-        job, run_no = int(m.group(1)), int(m.group(2))
+        found = self.ours(aid)
+        if found is None:
+            return  # another grid's job, or one this database never started
+        job, run_no = found[0].job, found[0].run
         run = self.runs.get(job)
-        if run is None and self.grid is not None and job in self.grid.jobs:
-            run = self._run_for(self.grid.jobs[job])
-        if run is None or run.run != run_no:
+        if run is None:
+            run = self._run_for(found[1])
+        if run.run != run_no or aid not in run.parts:
             return  # an older run, already accounted for
         self._part_exited(run, aid, msg)
 
@@ -437,7 +491,8 @@ class FleetExecutor:
         agent = link.link
         assert agent is not None
         self.state_dirs[link.name] = str(agent.hello.get("state_dir") or ".skyops/state")
-        await agent.request(protocol.CONFIGURE, **self._configure())
+        configured = await agent.request(protocol.CONFIGURE, grid=self.grid_id, **self._configure())
+        self.other_grids[link.name] = list(configured.get("other_grids") or [])
         # Only what was intended before the listing was taken can be judged by it.
         intended = (
             {jid: self._run_for(self.grid.jobs[jid]).run for jid in self.grid.holding}
@@ -449,15 +504,15 @@ class FleetExecutor:
         grid = self.grid
         for rec in listing:
             aid = str(rec.get("job_id", ""))
-            m = AGENT_ID.match(aid)
-            if not m or grid is None:
-                continue
+            found = self.ours(aid)
+            if found is None:
+                continue  # not started by this grid: never stopped nor adopted here
             seen.add(aid)
-            job = grid.jobs.get(int(m.group(1)))
+            job = found[1]
             current = None
-            if job is not None and job.state in HOLDING:
+            if job.state in HOLDING:
                 run = self._run_for(job)
-                if run.run == int(m.group(2)) and aid in run.parts:
+                if run.run == found[0].run and aid in run.parts:
                     current = run
             state = rec.get("state")
             if current is None:

@@ -190,10 +190,10 @@ class SshTransport:
         self.agent_path = remote
         return remote
 
-    def checkpoint_path(self, job: int) -> str:
+    def checkpoint_path(self, name: str) -> str:
         """A job's checkpoint folder on this box, as SFTP sees it (from the home folder);
         the same folder FleetExecutor.checkpoint_dir names through the agent."""
-        return f"{self.remote_dir()}/state/checkpoints/job-{job}"
+        return f"{self.remote_dir()}/state/checkpoints/{name}"
 
     def command(self, remote: str) -> str:
         n = self.node

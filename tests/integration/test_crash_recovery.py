@@ -18,7 +18,7 @@ from skyops_tui.demo import demo_argv
 from skyops_tui.domain.config import parse_config
 from skyops_tui.domain.model import JobState
 from skyops_tui.domain.specs import JobSpec
-from skyops_tui.fleet.executor import FleetExecutor, agent_id
+from skyops_tui.fleet.executor import FleetExecutor
 from skyops_tui.fleet.link import LocalTransport
 from skyops_tui.runtime import Runtime
 from skyops_tui.store.db import Store
@@ -121,10 +121,10 @@ async def test_a_run_preempted_before_its_start_was_reported_is_not_taken_for_th
         )
         assert flex.runs == 2
         records = await agent_jobs(rt, "node-a")
-        current = records.get(agent_id(flex.id, 2, 0))
+        current = records.get(rt.executor.aid(flex, 2, 0))
         assert current is not None, sorted(records)
         assert current["state"] == "running", current
-        assert records[agent_id(flex.id, 1, 0)]["state"] == "exited"
+        assert records[rt.executor.aid(flex, 1, 0)]["state"] == "exited"
     finally:
         await rt.stop()
         kill_leftover_jobs(tmp_path)  # the resumed run outlives the console, by design
@@ -165,7 +165,7 @@ async def test_a_job_that_ended_while_the_console_was_down_is_billed_until_it_en
         await first.stop()  # the console goes away; the job runs on under its shim
         first.store.close()
     runner = JobRunner(str(tmp_path / "node-a"))
-    aid = agent_id(job.id, 1, 0)
+    aid = first.executor.aid(job, 1, 0)
 
     def ended_a_while_ago():
         rec = runner.record(aid)
@@ -257,13 +257,17 @@ async def test_a_stop_decided_while_the_start_is_on_its_way_stops_the_process(tm
 
         async def nothing_of_it_runs() -> bool:
             records = await agent_jobs(rt, other)
-            mine = [r for r in records.values() if r["job_id"].startswith(f"j{flex.id}-")]
+            mine = [
+                r
+                for r in records.values()
+                if (o := rt.executor.ours(r["job_id"])) and o[1].id == flex.id
+            ]
             return all(r["state"] == "exited" for r in mine)
 
         await until(nothing_of_it_runs, f"no process of the paused flex job left on {other}")
         records = await agent_jobs(rt, other)
-        assert agent_id(flex.id, flex.runs, 0) not in records or (
-            records[agent_id(flex.id, flex.runs, 0)]["state"] == "exited"
+        assert rt.executor.aid(flex, flex.runs, 0) not in records or (
+            records[rt.executor.aid(flex, flex.runs, 0)]["state"] == "exited"
         )
     finally:
         await rt.stop()
