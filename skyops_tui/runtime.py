@@ -16,12 +16,12 @@ import os
 import random
 import socket
 import sqlite3
-import time
 import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .clock import Clock, SystemClock
 from .domain.config import Config
@@ -31,13 +31,18 @@ from .policy.grid import Grid
 from .scheduler.engine import Engine, LeaseLost, NotLeading
 from .scheduler.executor import Executor
 from .scheduler.loop import Scheduler
+from .store.schema import StoreError
+
+if TYPE_CHECKING:
+    from .control.commands import Command
+    from .domain.telemetry import NodeSample
 
 FEED = 2000
 LEASE_TTL_S = 5.0  # a leader silent this long is replaced by another console
 # A leader stops acting this share of the TTL before its lease ends by its own clock, so
 # it is idle before any other console may take over.
 LEASE_MARGIN = 0.2
-POLL_S = 0.1  # how often the leader looks for queued commands
+POLL_S = 0.1  # how often the leader checks its lease and its unanswered journal rows
 FOLLOW_S = 1.0  # how often a follower reloads the grid and tries for the lease
 log = logging.getLogger(__name__)
 
@@ -50,6 +55,8 @@ class Feed:
     transactions: deque[Transaction] = field(default_factory=lambda: deque(maxlen=FEED))
     prices: dict[str, deque[tuple[float, int]]] = field(default_factory=dict)
     listeners: list[Callable[[list[Event]], None]] = field(default_factory=list)
+    # Every change, for the API's watchers: (events, transactions, prices).
+    watchers: list[Callable[[list, list, list], None]] = field(default_factory=list)
 
     def take(
         self, events: list[Event], txs: list[Transaction], prices: list[tuple[float, str, int]]
@@ -61,6 +68,9 @@ class Feed:
         if events:
             for fn in self.listeners:
                 fn(events)
+        if events or txs or prices:
+            for w in list(self.watchers):
+                w(events, txs, prices)
 
 
 class Backoff:
@@ -82,6 +92,9 @@ class Backoff:
 
 
 def current_user() -> str:
+    """Who the person running this process says they are: names the demo's operator
+    and the user a process that leads acts as. Never an identity on the socket: the
+    server asks the kernel (api/server.py)."""
     try:
         return os.environ.get("SKYOPS_USER") or getpass.getuser()
     except Exception:  # no passwd entry in some containers
@@ -101,6 +114,7 @@ class Runtime:
         readonly: bool = False,
         lease_ttl_s: float = LEASE_TTL_S,
         follow_s: float = FOLLOW_S,
+        socket_path: str | Path | None = None,
     ) -> None:
         self.cfg = cfg
         self.clock = clock or SystemClock()
@@ -121,7 +135,12 @@ class Runtime:
         self.engine = Engine(grid, executor, self._persist)
         self.local = Scheduler(self.engine, self.clock, cfg.cluster.tick_s)
         self.local.actor = self.user
-        self.remote = RemoteScheduler(self)
+        # Where the leader serves the API (docs/api.md); None serves nothing.
+        self.socket_path = Path(socket_path) if socket_path is not None else None
+        self.api: Any = None
+        self.samples: dict[str, NodeSample] = {}  # a follower's telemetry, from the leader
+        self._watch: asyncio.Task | None = None
+        self._reload_now = asyncio.Event()
         # Without a store nobody shares the grid: this process leads.
         self.leader = store is None
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -137,15 +156,120 @@ class Runtime:
         self._lease_until = float("-inf")  # by this console's clock, less the margin
         self._renew_at = float("-inf")
         self._fault: str | None = None
+        self._fault_error: Exception | None = None
         self._nudge = asyncio.Event()
         # Commands applied whose answer could not be written yet (store fault).
         self._unanswered: dict[int, tuple[str, dict]] = {}
         self.engine.lost_listeners.append(self._nudge.set)
+        self._watching = False  # the feed comes from the leader's watch stream
 
     @property
-    def scheduler(self) -> Scheduler | RemoteScheduler:
-        """Where commands go: this process's scheduler if it leads, else the queue."""
-        return self.local if self.leader else self.remote
+    def scheduler(self) -> Scheduler:
+        """The in-process scheduler (a leader's; tests and seeding drive it directly).
+        People's commands go through `call`, whoever leads."""
+        return self.local
+
+    # ------------------------------------------------------------------ commands
+    async def call(self, cmd: Command) -> dict:
+        """Apply a command as this console's user: in-process when this console leads,
+        else through the leader's socket. Never blocks the event loop waiting for
+        another process. Raises Refused (or StoreError) with nothing changed."""
+        if self.leader:
+            return self.apply(cmd, self.user)
+        from .api.client import ApiClient, NoLeader
+
+        try:
+            async with ApiClient.connected(self.api_path()) as client:
+                result = await client.command(cmd.kind, cmd.payload())
+        except NoLeader:
+            if self._fault_error is not None:  # why this process could not lead itself
+                raise StoreError(self.store_message(self._fault_error)) from None
+            raise
+        if self.store is not None:
+            with contextlib.suppress(sqlite3.Error):
+                await asyncio.to_thread(self.reload)
+        return result
+
+    def apply(self, cmd: Command, actor: str | None, journal: bool = False) -> dict:
+        """The leader's side of every command. With `journal` (commands from the
+        socket) the command is first recorded as received, and its event is written in
+        the same transaction as its change, so after a crash it is known whether it was
+        applied (docs/api.md, "Exactly once"). A change that could not be written is
+        voided: this console drops its grid and reloads the store's."""
+        from .control import commands
+        from .domain.errors import Refused
+        from .store.control import enqueue, waiting_at_most
+
+        now = self.clock.now()
+        why = self.engine.held(now)
+        if why is not None:
+            raise NotLeading(f"not applied: {why}; try again in a moment")
+        cid = None
+        if journal and self.store is not None:
+            with waiting_at_most(self.store, max(self._lease_until - now, 0.05)):
+                cid = enqueue(self.store, cmd.kind, cmd.payload(), actor or "system", now)
+        try:
+            result = commands.run(self.engine, cmd, actor=actor, now=now, journal=cid)
+        except Refused as e:
+            self._answer(cid, "refused", {"message": str(e)})
+            raise
+        except sqlite3.Error as e:
+            log.warning("a command could not be written (%s); reloading the stored grid", e)
+            self._store_fault(e)
+            self.engine.lost = True  # the grid holds a change the store does not: void it
+            self._nudge.set()
+            raise
+        self._answer(cid, "done", result)
+        self.local.poke()
+        return result
+
+    def _answer(self, cid: int | None, status: str, result: dict) -> None:
+        if cid is None:
+            return
+        self._unanswered[cid] = (status, result)
+        self._flush_answers()
+
+    def _flush_answers(self) -> None:
+        from .store.control import finish_command
+
+        for cid, (status, result) in list(self._unanswered.items()):
+            try:
+                finish_command(self.store, cid, status, result, self.clock.now())
+            except (sqlite3.Error, LeaseLost) as e:
+                log.debug("answer to command %s not written yet: %s", cid, e)
+                return
+            del self._unanswered[cid]
+
+    def api_path(self) -> Path:
+        if self.socket_path is None:
+            from .domain.errors import Refused
+
+            raise Refused("this console serves no API socket")
+        return self.socket_path
+
+    def store_message(self, e: Exception) -> str:
+        if self.store is None or not isinstance(e, sqlite3.Error):
+            return str(e)
+        from .store.db import store_fault
+
+        return str(store_fault(Path(self.store.path), e))
+
+    def sample(self, node: str) -> NodeSample | None:
+        """The node's last telemetry: the executor's when leading, the leader's (by
+        watch) when following."""
+        if not self.leader:
+            return self.samples.get(node)
+        fn = getattr(self.executor, "telemetry", None)
+        return fn(node) if fn is not None else None
+
+    def telemetry(self) -> dict[str, dict]:
+        """Every node's last sample, for the API's watchers."""
+        out = {}
+        for name in self.grid.nodes:
+            s = self.sample(name)
+            if s is not None:
+                out[name] = _sample_json(s)
+        return out
 
     @property
     def grid(self) -> Grid:
@@ -192,11 +316,13 @@ class Runtime:
                 e,
             )
         self._fault = str(e) or type(e).__name__
+        self._fault_error = e
 
     def _store_ok(self) -> None:
         if self._fault is not None:
             log.warning("state database available again")
             self._fault = None
+            self._fault_error = None
 
     def _hold(self, now: float) -> str | None:
         """The engine's guard: act only while the lease is surely ours by our own clock."""
@@ -266,6 +392,8 @@ class Runtime:
         self.local.start()
         self._started = True
         if self.store is not None:
+            self._settle_journal()
+            await self._serve()
             self._control = self._spawn(self._lead_loop())
         for fn in self.role_listeners:
             fn()
@@ -302,45 +430,55 @@ class Runtime:
                     self.local.poke()
             if self.engine.held(self.clock.now()) is not None:
                 continue
-            try:
-                self._run_commands()
-            except sqlite3.DatabaseError as e:
-                self._store_fault(e)
-            except LeaseLost as e:
-                log.warning("answer refused: %s", e)
-                self.engine.lost = True
+            self._flush_answers()
 
-    def _run_commands(self) -> None:
-        """Apply queued commands and answer each. One that cannot be applied now (the
-        lease is in doubt) stays queued; one applied whose answer could not be written
-        is answered on the next round, never applied twice."""
-        from .control import commands
-        from .domain.errors import InputError, Refused
+    async def _serve(self) -> None:
+        if self.socket_path is None or self.api is not None:
+            return
+        from .api.server import ApiServer
+
+        api = ApiServer(self, self.socket_path)
+        try:
+            await api.start()
+        except OSError as e:
+            log.error("cannot serve the API on %s: %s", self.socket_path, e)
+            self._fault = f"the API socket {self.socket_path}: {e}"
+            return
+        self.api = api
+
+    async def _unserve(self) -> None:
+        if self.api is not None:
+            api, self.api = self.api, None
+            await api.close()
+
+    def _settle_journal(self) -> None:
+        """Answer what the last leader received but did not answer: a command whose
+        event is in the store was applied (once); any other never was, and never will
+        be (its caller was told the scheduler went away)."""
         from .store.control import finish_command, pending_commands
 
-        for cid, (status, result) in list(self._unanswered.items()):
-            finish_command(self.store, cid, status, result, self.clock.now())
-            del self._unanswered[cid]
-        for cmd in pending_commands(self.store):
-            now = self.clock.now()
-            try:
-                answer = ("done", commands.run(self.engine, cmd.kind, cmd.payload, cmd.actor, now))
-            except NotLeading:
-                return
-            except Refused as e:
-                answer = ("refused", {"message": str(e)})
-            except InputError as e:
-                answer = ("refused", {"message": "\n".join(e.messages)})
-            except Exception as e:  # a bad command must not stop the leader
-                log.exception("command %s failed", cmd.id)
-                answer = ("failed", {"message": f"{type(e).__name__}: {e}"})
-            self._unanswered[cmd.id] = answer
-            finish_command(self.store, cmd.id, *answer, now)
-            del self._unanswered[cmd.id]
+        try:
+            for cmd in pending_commands(self.store, limit=10_000):
+                with self.store._lock:
+                    applied = self.store._rows(
+                        "SELECT 1 FROM events WHERE kind = 'command' AND cause LIKE ? LIMIT 1",
+                        (f"#{cmd.id} %",),
+                    )
+                if applied:
+                    answer = ("done", {"message": "applied before the scheduler restarted"})
+                else:
+                    answer = (
+                        "failed",
+                        {"message": "the scheduler stopped before applying it; nothing changed"},
+                    )
+                finish_command(self.store, cmd.id, *answer, self.clock.now())
+        except (sqlite3.Error, LeaseLost) as e:
+            log.warning("could not settle the command journal yet: %s", e)
 
     async def _demote(self) -> None:
         self.leader = False
         self.engine.lost = True  # nothing more from this engine until it leads again
+        await self._unserve()
         await self.local.stop()
         closer = getattr(self.executor, "close", None)
         if closer is not None:
@@ -359,8 +497,13 @@ class Runtime:
         retried with backoff: a follower outlives a locked file."""
         backoff = Backoff(self.follow_s, max(self.follow_s, self.lease_ttl_s / 2))
         delay = self.follow_s
+        if self.socket_path is not None and self._watch is None:
+            self._watch = asyncio.get_running_loop().create_task(self._watch_leader())
         while True:
-            await asyncio.sleep(delay)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._reload_now.wait()
+            self._reload_now.clear()
             try:
                 self.reload()
                 now, epoch = await self._acquire()
@@ -376,9 +519,53 @@ class Runtime:
             delay = self.follow_s
             if epoch is not None:
                 log.info("took over the scheduler lease (epoch %d)", epoch)
+                await self._unwatch()
                 self.leader = True
                 await self._lead()
                 return
+
+    async def _unwatch(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._watch
+            self._watch = None
+        self.samples.clear()
+
+    async def _watch_leader(self) -> None:
+        """A follower's live view: the leader's history (events, transactions, prices)
+        and telemetry, as the leader has them, then each change; the grid itself is
+        reloaded (read-only) from the store when a change arrives."""
+        from .api.client import ApiClient, NoLeader
+
+        while True:
+            try:
+                async with ApiClient.connected(self.api_path()) as client:
+                    async for msg in client.watch():
+                        self._take_watch(msg)
+            except (NoLeader, ConnectionError, OSError) as e:
+                log.debug("no leader to watch yet: %s", e)
+            except Exception as e:  # a bad message must not end the follower's view
+                log.warning("watching the leader failed: %r", e)
+            self._watching = False
+            await asyncio.sleep(self.follow_s)
+
+    def _take_watch(self, msg: dict) -> None:
+        from .api import protocol as P
+
+        events = [Event(**e) for e in msg.get("events", [])]
+        txs = [_tx_from_json(t) for t in msg.get("transactions", [])]
+        if msg["type"] == P.SNAPSHOT:
+            self._watching = True
+            self.feed.events.clear()
+            self.feed.transactions.clear()
+            self.feed.prices.clear()
+            prices = [(at, t, p) for t, pts in msg.get("prices", {}).items() for at, p in pts]
+        else:
+            prices = [tuple(p) for p in msg.get("prices", [])]
+        self.samples = {n: _sample_from_json(d) for n, d in msg.get("telemetry", {}).items()}
+        self.feed.take(events, txs, prices)
+        self._reload_now.set()
 
     def reload(self, now: float | None = None) -> None:
         """Replace the grid with the store's (a follower's view of the leader's state)."""
@@ -389,11 +576,13 @@ class Runtime:
         if attach is not None:
             attach(grid)
         events = self.store.events(limit=FEED, since_id=self._last_event_id)
-        if events:
+        if events and not self._watching:
             self._last_event_id = events[-1].id
             self.feed.take(list(events), [], [])
 
     async def stop(self) -> None:
+        await self._unwatch()
+        await self._unserve()
         if self._control is not None:
             self._control.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -426,57 +615,23 @@ class Runtime:
         return None
 
 
-class RemoteScheduler:
-    """A follower's commands: queued in the store for the leader, answered within a
-    second or two. Same methods as `Scheduler`; raises `Refused` the same way."""
+def _sample_json(s: NodeSample) -> dict:
+    return {
+        "node": s.node,
+        "at": s.at,
+        "fake": s.fake,
+        "note": s.note,
+        "gpus": [{k: getattr(g, k) for k in g.__dataclass_fields__} for g in s.gpus],
+    }
 
-    def __init__(self, rt: Runtime, timeout_s: float = 10.0) -> None:
-        self.rt = rt
-        self.timeout_s = timeout_s
 
-    def call(self, kind: str, payload: dict) -> dict:
-        from .domain.errors import Refused
-        from .store.control import command, enqueue
+def _sample_from_json(d: dict) -> NodeSample:
+    from .domain.telemetry import GpuSample, NodeSample
 
-        store = self.rt.store
-        cid = enqueue(store, kind, payload, self.rt.user, self.rt.clock.now())
-        deadline = time.monotonic() + self.timeout_s
-        while time.monotonic() < deadline:
-            row = command(store, cid)
-            if row is not None and row.status != "pending":
-                self.rt.reload()
-                if row.status == "done":
-                    return row.result or {}
-                raise Refused((row.result or {}).get("message", row.status))
-            time.sleep(0.02)
-        raise Refused(
-            f"no scheduler answered within {self.timeout_s:.0f} s (is a console running?)"
-        )
+    gpus = tuple(GpuSample(**g) for g in d.get("gpus", []))
+    return NodeSample(d["node"], d["at"], gpus, d.get("fake", False), d.get("note", ""))
 
-    def submit(self, spec, actor: str | None = None) -> Job:
-        r = self.call("submit", {"spec": spec.model_dump(mode="json")})
-        return self.rt.grid.jobs[r["id"]]
 
-    def reserve(self, spec, actor: str | None = None):
-        r = self.call("reserve", {"spec": spec.model_dump(mode="json")})
-        return self.rt.grid.reservations[r["name"]]
-
-    def cancel(self, ref, actor: str | None = None) -> None:
-        self.call("cancel", {"ref": ref})
-
-    def cancel_reservation(self, name: str, actor: str | None = None) -> None:
-        self.call("cancel_reservation", {"name": name})
-
-    def extend(self, ref, hours: float, actor: str | None = None) -> Job:
-        r = self.call("extend", {"ref": ref, "hours": hours})
-        return self.rt.grid.jobs[r["id"]]
-
-    def change_bid(self, ref, bid: float, actor: str | None = None) -> Job:
-        r = self.call("bid", {"ref": ref, "bid": bid})
-        return self.rt.grid.jobs[r["id"]]
-
-    def change_mode(self, ref, mode: str, actor: str | None = None) -> None:
-        self.call("mode", {"ref": ref, "mode": mode})
-
-    def poke(self) -> None:
-        pass
+def _tx_from_json(d: dict) -> Transaction:
+    entries = [(a, v) for a, v in d["entries"]]
+    return Transaction(d["at"], d["reason"], entries, d.get("job"), d.get("reservation"))

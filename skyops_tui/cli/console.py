@@ -31,6 +31,62 @@ def transports(cfg: Config, demo: bool, known_hosts: str | None = None) -> dict[
     return out
 
 
+def socket_path(cfg: Config, db: Path) -> Path:
+    """Where the leader serves the API: SKYOPS_SOCKET, else the config's
+    `[cluster] api_socket`, else beside the state file (docs/api.md)."""
+    given = os.environ.get("SKYOPS_SOCKET") or cfg.cluster.api_socket
+    return Path(given).expanduser() if given else db.with_suffix(".sock")
+
+
+def owns_state(db: Path) -> bool:
+    """Whether this account owns the state file: only the owner may lead the grid;
+    every other account is a client of the leader's socket. With no file yet there is
+    nothing to be a client of: this account would create its own."""
+    try:
+        return db.stat().st_uid == os.geteuid()
+    except PermissionError:
+        return False
+    except OSError:  # missing, or a file where a folder should be: the store says which
+        return True
+
+
+def open_private(path: Path) -> Store:
+    """The state store, private to this account: a state folder this process creates
+    is 0700 (the default data folder always), the database 0600; SQLite gives its -wal
+    and -shm files the database's mode."""
+    made = not path.parent.exists()
+    old = os.umask(0o077)
+    try:
+        store = Store(path)
+    finally:
+        os.umask(old)
+    if made or path.parent == data_dir():
+        os.chmod(path.parent, 0o700)
+    if path.exists() and path.stat().st_uid == os.geteuid():
+        os.chmod(path, 0o600)
+    return store
+
+
+def state_path(cfg: Config | None, db: str | Path | None) -> Path:
+    return Path(db).expanduser() if db else (demo_db_path() if cfg is None else db_path())
+
+
+def refuse_other_account(cfg: Config | None, db: str | Path | None) -> None:
+    """A console or service runs only as the account that owns the state; any other
+    account is a client of the leader's socket (docs/security.md)."""
+    path = state_path(cfg, db)
+    if owns_state(path):
+        return
+    from ..store.schema import StoreError
+
+    sock = socket_path(cfg or demo_cluster(), path)
+    raise StoreError(
+        f"{path}: the state belongs to another account, which runs its scheduler "
+        f"(`skyops serve`, serving {sock}); from this account use the client commands "
+        "(skyops jobs, cancel, logs, quote, --apply)"
+    )
+
+
 def build_runtime(
     cfg: Config | None,
     db: str | Path | None = None,
@@ -40,14 +96,22 @@ def build_runtime(
     demo = cfg is None
     cfg = cfg or demo_cluster(user)
     path = Path(db) if db else (demo_db_path() if demo else db_path())
-    store = Store(path)
+    store = open_private(path)
     if cfg.backend.kind == "slurm":
         from ..slurm.executor import SlurmExecutor
 
         ex = SlurmExecutor(cfg, SystemClock())
     else:
         ex = FleetExecutor(cfg, transports(cfg, demo), SystemClock())
-    return Runtime(cfg, ex, store=store, user=user, demo=demo, readonly=readonly)
+    return Runtime(
+        cfg,
+        ex,
+        store=store,
+        user=user,
+        demo=demo,
+        readonly=readonly,
+        socket_path=socket_path(cfg, path),
+    )
 
 
 def check_writable(store: Store) -> None:
@@ -66,6 +130,7 @@ def run_console(cfg: Config | None, db: str | None, readonly: bool = False) -> i
     from ..demo import seed
 
     os.umask(0o077)  # logs and job files of local agents this console starts: private
+    refuse_other_account(cfg, db)
     rt = build_runtime(cfg, db, readonly)
     if not readonly:
         check_writable(rt.store)
@@ -84,6 +149,8 @@ def serve(cfg: Config | None, db: str | None, duration: float | None, out) -> in
     from ..demo import seed
 
     os.umask(0o077)  # logs and job files of local agents this service starts: private
+
+    refuse_other_account(cfg, db)
 
     async def main() -> None:
         rt = build_runtime(cfg, db)

@@ -37,7 +37,7 @@ from rich.text import Text
 
 from ..domain.config import Config, load_config
 from ..domain.errors import InputError, Refused, validation_messages
-from ..domain.model import Job, JobState, Mode, Node
+from ..domain.model import TERMINAL, Job, JobState, Mode, Node
 from ..domain.money import fmt, to_micro
 from ..domain.specs import JobSpec
 from ..locations import db_path, demo_db_path
@@ -96,6 +96,9 @@ def add_headless_arguments(
     cancel = sub("cancel", "cancel a job (or with --reservation, a reservation)")
     cancel.add_argument("job", metavar="NAME", help="job name or id, or a reservation name")
     cancel.add_argument("--reservation", action="store_true", help="NAME is a Commit reservation")
+    cancel.add_argument(
+        "--as", dest="as_user", metavar="USER", help="operators: act for USER (logged as such)"
+    )
 
     quote = sub("quote", "price, discount and admission of a request, before committing")
     quote.add_argument("kind", choices=["priority", "commit", "flex", "reservation"])
@@ -134,6 +137,20 @@ class Target:
     demo: bool
     user: str
 
+    @property
+    def socket(self) -> Path:
+        from .console import socket_path
+
+        return socket_path(self.cfg, self.db)
+
+    @property
+    def client_only(self) -> bool:
+        """This account does not own the state: it may only ask the leader's socket,
+        which decides who it is from the kernel."""
+        from .console import owns_state
+
+        return not owns_state(self.db)
+
 
 def _target(args: argparse.Namespace) -> Target:
     user = current_user()
@@ -142,6 +159,30 @@ def _target(args: argparse.Namespace) -> Target:
     from .console import demo_cluster
 
     return Target(demo_cluster(user), db_of(args), True, user)
+
+
+def no_scheduler(t: Target) -> StoreError:
+    return StoreError(
+        f"{t.db}: no scheduler is running for this state (nothing answers on {t.socket}); "
+        "its owner starts one with `skyops serve` (docs/api.md has a systemd unit)"
+    )
+
+
+def _ask(t: Target, type_: str, kind: str, payload: dict | None = None) -> Any:
+    """One request to the leader's socket, for an account that does not own the state."""
+    from ..api.client import ApiClient, NoLeader
+
+    async def go() -> Any:
+        try:
+            client = await ApiClient.connect(t.socket)
+        except NoLeader:
+            raise no_scheduler(t) from None
+        try:
+            return await client.request(type_, kind, payload)
+        finally:
+            await client.close()
+
+    return asyncio.run(go())
 
 
 def db_of(args: argparse.Namespace) -> Path:
@@ -257,6 +298,15 @@ def cmd_apply(args: argparse.Namespace, console: Console) -> int:
         raise InputError(["--wait: nothing to wait for in a --dry-run"])
     pf = load_plan(args.apply)
     t = _target(args)
+    if t.client_only and not getattr(args, "readonly", False):
+        if args.wait:
+            raise Refused(
+                "--wait: only the account that owns the state waits on jobs; "
+                "apply without --wait and follow with `skyops jobs`"
+            )
+        payload = {"plan": pf.plan.payload(), "source": pf.source, "dry_run": args.dry_run}
+        doc = _ask(t, "command", "apply_plan", payload)
+        return _report_plan(args, console, pf, doc, dry_run=args.dry_run)
     if args.dry_run:
         from ..plan.apply import plan_plan
 
@@ -595,14 +645,17 @@ def status_json(grid: Grid, leader: str | None) -> dict:
 def cmd_status(args: argparse.Namespace, console: Console) -> int:
     """`skyops status`: nodes, and capacity per node type and mode."""
     t = _target(args)
-    with _snapshot(t) as snap:
-        doc = status_json(snap.grid, snap.leader)
+    if t.client_only:
+        doc = _ask(t, "query", "status")
+    else:
+        with _snapshot(t) as snap:
+            doc = status_json(snap.grid, snap.leader)
     if args.json:
         _emit_json(doc)
         return EXIT_OK
     cur = t.cfg.cluster.currency
     who = doc["leader"] or "none (state as last recorded)"
-    console.print(f"[bold]{doc['cluster']}[/]  scheduler: {who}")
+    console.print(Text(doc["cluster"], style="bold") + Text(f"  scheduler: {who}"))
     nt = Table(box=None, header_style="bold", pad_edge=False)
     for col in ("NODE", "TYPE", "GPUS", "STATUS", "PRIO", "COMMIT", "FLEX", "IDLE-RSV", "FREE"):
         nt.add_column(col, justify="left" if col in ("NODE", "TYPE", "STATUS") else "right")
@@ -645,18 +698,22 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
 def cmd_jobs(args: argparse.Namespace, console: Console) -> int:
     """`skyops jobs`: live jobs (all with --all), oldest first."""
     t = _target(args)
-    with _snapshot(t) as snap:
-        grid = snap.grid
-        jobs = [
-            j
-            for j in sorted(grid.jobs.values(), key=lambda j: j.id)
-            if (args.all or args.state or not j.finished)
-            and (args.user is None or j.user == args.user)
-            and (args.mode is None or str(j.mode) == args.mode)
-            and (args.state is None or str(j.state) == args.state)
-        ]
-        rows = [job_json(grid, j) for j in jobs]
-        now = snap.now
+    if t.client_only:
+        got = _ask(t, "query", "jobs")
+        all_rows, now = got["jobs"], got["now"]
+    else:
+        with _snapshot(t) as snap:
+            grid = snap.grid
+            all_rows = [job_json(grid, j) for j in sorted(grid.jobs.values(), key=lambda j: j.id)]
+            now = snap.now
+    rows = [
+        r
+        for r in all_rows
+        if (args.all or args.state or r["state"] not in FINISHED)
+        and (args.user is None or r["user"] == args.user)
+        and (args.mode is None or r["mode"] == args.mode)
+        and (args.state is None or r["state"] == args.state)
+    ]
     if args.json:
         _emit_json(rows)
         return EXIT_OK
@@ -664,33 +721,39 @@ def cmd_jobs(args: argparse.Namespace, console: Console) -> int:
     table = Table(header_style="bold", box=None, pad_edge=False)
     for col in ("ID", "NAME", "USER", "MODE", "STATE", "GPUS", "TYPE", "WHERE", "PRICE", "TIME"):
         table.add_column(col, justify="right" if col in ("ID", "GPUS") else "left")
-    for j, row in zip(jobs, rows, strict=True):
+    for row in rows:
+        holding = bool(row["placement"]) and row["state"] not in FINISHED
         price = ""
-        if j.mode is Mode.FLEX:
-            price = f"bid {fmt(j.bid, cur)}"
-        elif j.mode is Mode.COMMIT:
-            price = j.reservation or ""
-        elif j.end_at is not None and j.holding:
-            price = f"ends in {_duration(j.end_at - now)}"
-        elif j.hours is not None:
-            price = f"{j.hours:g} h"
-        since = j.started_at if j.holding else None
+        if row["mode"] == "flex":
+            price = f"bid {fmt(row['bid'] or 0, cur)}"
+        elif row["mode"] == "commit":
+            price = row["reservation"] or ""
+        elif row["end_at"] is not None and holding:
+            price = f"ends in {_duration(row['end_at'] - now)}"
+        elif row["hours"] is not None:
+            price = f"{row['hours']:g} h"
+        since = row["started_at"] if holding else None
+        where = ",".join(f"{p['node']}[{','.join(map(str, p['gpus']))}]" for p in row["placement"])
+        # Names come from users: cells are Text, never markup (a name "[/x]" is shown).
         table.add_row(
-            str(j.id),
-            j.name,
-            j.user,
-            str(j.mode),
-            Text(str(j.state), style=STATE_STYLE.get(str(j.state), "")),
-            str(row["gpus"]) + (f" ({j.nodes}n)" if j.nodes else ""),
-            j.market or j.gpu_type or "any",
-            _where(j) if j.holding else "",
-            price,
+            str(row["id"]),
+            Text(row["name"]),
+            Text(row["user"]),
+            row["mode"],
+            Text(row["state"], style=STATE_STYLE.get(row["state"], "")),
+            str(row["gpus"]) + (f" ({row['nodes']}n)" if row["nodes"] else ""),
+            Text(row["market"] or row["gpu_type"] or "any"),
+            Text(where if holding else ""),
+            Text(price),
             _duration(now - since) if since else "",
         )
     console.print(table)
     if not rows:
         console.print("[dim]no jobs[/]" + ("" if args.all else " (live ones; --all for every job)"))
     return EXIT_OK
+
+
+FINISHED = frozenset(str(s) for s in TERMINAL)
 
 
 def _duration(s: float) -> str:
@@ -708,7 +771,56 @@ def cmd_logs(args: argparse.Namespace, console: Console) -> int:
     """`skyops logs JOB [-f]`: the job's latest run's output, from its node's agent."""
     if args.lines < 1:
         raise InputError([f"--lines: must be at least 1 (got {args.lines})"])
-    return asyncio.run(_logs(args, console, _target(args)))
+    t = _target(args)
+    if t.client_only:
+        return _remote_logs(args, console, t)
+    return asyncio.run(_logs(args, console, t))
+
+
+def _remote_logs(args: argparse.Namespace, console: Console, t: Target) -> int:
+    """Logs through the leader, which checks that the caller may read them."""
+    stream = "stderr" if args.stderr else "stdout"
+    if not args.follow:
+        doc = _ask(t, "query", "logs", {"ref": args.job, "stream": stream, "lines": args.lines})
+        if args.json:
+            _emit_json({k: doc[k] for k in ("job", "id", "stream", "lines")})
+        else:
+            for line in doc["lines"]:
+                console.print(line, markup=False, highlight=False, soft_wrap=True)
+        return EXIT_OK
+    run: str | None = None
+    offset: int | None = None
+    while True:
+        doc = _ask(
+            t,
+            "query",
+            "logs",
+            {
+                "ref": args.job,
+                "stream": stream,
+                "lines": args.lines,
+                "follow": True,
+                "offset": offset,
+            },
+        )
+        got = doc["read"]
+        if got is not None:
+            if got["run"] != run and run is not None:
+                offset = 0
+            else:
+                for line in got["lines"]:
+                    if args.json:
+                        sys.stdout.write(json.dumps({"job": doc["job"], "line": line}) + "\n")
+                    else:
+                        console.print(line, markup=False, highlight=False, soft_wrap=True)
+                sys.stdout.flush()
+                offset = got["next_offset"]
+            run = got["run"]
+            if got["lines"]:
+                continue
+        if doc["finished"]:
+            return EXIT_OK
+        time.sleep(1.0)
 
 
 async def _logs(args: argparse.Namespace, console: Console, t: Target) -> int:
@@ -717,7 +829,7 @@ async def _logs(args: argparse.Namespace, console: Console, t: Target) -> int:
         job = s.grid.job_by_ref(args.job)
         await s.wait_for_nodes(10.0)
         # With -f this only opens the links: the follow reads by offset.
-        lines = await s.logs(_last_placed(s, job), stream, 0 if args.follow else args.lines)
+        lines = await s.logs(last_placed(s.rt.store, job), stream, 0 if args.follow else args.lines)
         if not args.follow:
             if args.json:
                 _emit_json({"job": job.name, "id": job.id, "stream": stream, "lines": lines})
@@ -748,7 +860,7 @@ async def _follow(args: argparse.Namespace, s: Any, job: Job, stream: str, conso
     while True:
         ended = job.finished  # read first: output written before the end is in the file
         while read is not None:
-            got = await read(_last_placed(s, job), stream, offset, args.lines)
+            got = await read(last_placed(s.rt.store, job), stream, offset, args.lines)
             if got is None:
                 break
             if got["run"] != run and run is not None:
@@ -770,10 +882,9 @@ async def _follow(args: argparse.Namespace, s: Any, job: Job, stream: str, conso
         job = s.grid.job_by_ref(job.id)
 
 
-def _last_placed(s: Any, job: Job) -> Job:
+def last_placed(store: Any, job: Job) -> Job:
     """The job as its latest run was placed: an ended job holds no GPUs, but its output
     stays on the node it last ran on (from the store's record of its starts)."""
-    store = getattr(getattr(s, "rt", None), "store", None)
     if job.placement or store is None:
         return job
     from ..policy import actions as A
@@ -791,16 +902,23 @@ def cmd_cancel(args: argparse.Namespace, console: Console) -> int:
     """`skyops cancel JOB` (or `--reservation NAME`)."""
     if getattr(args, "readonly", False):
         raise Refused("--readonly: this console changes nothing")
-    return asyncio.run(_cancel(args, console, _target(args)))
+    t = _target(args)
+    if t.client_only:
+        kind, payload = _cancel_command(args)
+        return _print_cancel(args, console, t, _ask(t, "command", kind, payload))
+    return asyncio.run(_cancel(args, console, t))
+
+
+def _cancel_command(args: argparse.Namespace) -> tuple[str, dict]:
+    who = {"as_user": args.as_user} if getattr(args, "as_user", None) else {}
+    if args.reservation:
+        return "cancel_reservation", {"name": args.job, **who}
+    return "cancel", {"ref": args.job, **who}
 
 
 async def _cancel(args: argparse.Namespace, console: Console, t: Target) -> int:
     async with _session(t) as s:
-        if args.reservation:
-            doc = await s.call("cancel_reservation", {"name": args.job})
-        else:
-            doc = await s.call("cancel", {"ref": args.job})
-    status = "cancelled"
+        doc = await s.call(*_cancel_command(args))
     if not args.reservation:
         # The command's answer is the job as the cancel found it: a running job is still
         # running until its process has gone. Report it as the grid has it now.
@@ -808,6 +926,12 @@ async def _cancel(args: argparse.Namespace, console: Console, t: Target) -> int:
             job = snap.grid.jobs.get(doc["id"])
         if job is not None:
             doc = {**doc, "state": str(job.state)}
+    return _print_cancel(args, console, t, doc)
+
+
+def _print_cancel(args: argparse.Namespace, console: Console, t: Target, doc: dict) -> int:
+    status = "cancelled"
+    if not args.reservation:
         status = "cancelled" if doc["state"] == "cancelled" else "stopping"
     if args.json:
         _emit_json({"status": status, **doc})
@@ -815,26 +939,47 @@ async def _cancel(args: argparse.Namespace, console: Console, t: Target) -> int:
     cur = t.cfg.cluster.currency
     if args.reservation:
         console.print(
-            f"Cancelled reservation {doc['name']}: refund {fmt(doc['refund'], cur)}, "
-            f"downtime credit {fmt(doc['downtime_credit'], cur)}."
+            Text(
+                f"Cancelled reservation {doc['name']}: refund {fmt(doc['refund'], cur)}, "
+                f"downtime credit {fmt(doc['downtime_credit'], cur)}."
+            )
         )
     else:
         what = "stopping" if doc.get("state") not in ("cancelled",) else "cancelled"
-        console.print(f"Job {doc['name']} (id {doc['id']}): {what}.")
+        console.print(Text(f"Job {doc['name']} (id {doc['id']}): {what}."))
     return EXIT_OK
 
 
 # --------------------------------------------------------------------- quote
 QUOTE_NAME = "quote"
+QUOTE_FIELDS = (
+    "kind",
+    "gpus",
+    "nodes",
+    "gpu_type",
+    "hours",
+    "hourly",
+    "auto_renew",
+    "bid",
+    "reservation",
+    "start",
+    "repeat",
+    "count",
+    "user",
+)
 
 
 @_guard
 def cmd_quote(args: argparse.Namespace, console: Console) -> int:
     """`skyops quote KIND ...`: what a request would cost and whether it is admitted."""
     t = _target(args)
-    user = args.user or t.user
-    with _snapshot(t) as snap:
-        doc = quote_json(snap.grid, args, user, snap.now, t.user)
+    if t.client_only:
+        req = {k: v for k, v in vars(args).items() if k in QUOTE_FIELDS and v not in (None, False)}
+        doc = _ask(t, "query", "quote", req)
+    else:
+        user = args.user or t.user
+        with _snapshot(t) as snap:
+            doc = quote_json(snap.grid, args, user, snap.now, t.user)
     if args.json:
         _emit_json(doc)
     else:

@@ -1,56 +1,67 @@
-"""Every change a person can ask for, as a named command with a JSON payload.
+"""Every change a person can ask for, as one typed command: the one command path.
 
-The leader applies commands to its grid (directly, or from the store's queue when they
-come from another process). A handler returns a JSON-able result and the executor
-actions it implies; it raises `Refused` having changed nothing.
+Each command is a pydantic model with one handler (`apply`) and one rights check
+(`owner` says whose thing it touches; `run` decides). The console (leader or
+follower), the CLI, plans and the socket API all build these models and hand them to
+`run` on the process that leads; nothing else changes the grid on a person's behalf.
+
+Rights (docs/security.md, "Identity and rights"): a user acts only on their own jobs,
+reservations and balance; an operator on all. An operator acting on someone else's
+thing is recorded in the event log naming both; `as_user` (`--as USER`) says so
+up front and is refused for anyone but an operator. A handler raises `Refused` having
+changed nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, ClassVar, Literal
 
-from ..domain.errors import Refused
-from ..domain.model import Job, Reservation
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+
+from ..domain.errors import Refused, validation_messages
+from ..domain.model import Event, Job, Reservation
 from ..domain.specs import JobSpec, ReservationSpec
 from ..policy import actions as A
 from ..policy.grid import Grid
 from ..scheduler.engine import Engine
 
-Handler = Callable[[Grid, float, str, dict], tuple[dict, list[A.Action]]]
-HANDLERS: dict[str, Handler] = {}
+OPERATORS = "operators"  # `owner` of a command only operators may give
+Result = tuple[dict, list[A.Action]]
 
 
-def register(kind: str) -> Callable[[Handler], Handler]:
-    def deco(fn: Handler) -> Handler:
-        HANDLERS[kind] = fn
-        return fn
+class Command(BaseModel):
+    """One request to change the grid. `as_user`: an operator acting for that user."""
 
-    return deco
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: ClassVar[str] = ""
+    as_user: str | None = Field(default=None, min_length=1, max_length=64)
+
+    def owner(self, grid: Grid) -> str | None:
+        """Whose job, reservation or account this touches (OPERATORS: nobody's but
+        the operators'; None: the system's, as a plan that checks each item itself)."""
+        return None
+
+    def target(self) -> str:
+        return ""
+
+    def refusal(self, caller: str, owner: str) -> str:
+        what = f"{self.kind} {self.target()}".strip()
+        return f"{caller} may not {what}: it belongs to {owner} (operators may act on all)"
+
+    def apply(self, grid: Grid, now: float, actor: str | None) -> Result:
+        raise NotImplementedError
+
+    def payload(self) -> dict:
+        return self.model_dump(mode="json", exclude_none=True)
 
 
-def run(engine: Engine, kind: str, payload: dict, actor: str, now: float) -> dict:
-    """Apply one command on the leader: recorded and dispatched before it returns."""
-    _load_plugins()
-    handler = HANDLERS.get(kind)
-    if handler is None:
-        raise Refused(f"unknown command {kind!r} (known: {', '.join(sorted(HANDLERS))})")
-    box: dict = {}
-
-    def fn(grid: Grid, t: float) -> list[A.Action]:
-        result, actions = handler(grid, t, actor, payload)
-        box["result"] = result
-        return list(actions)
-
-    engine.command(fn, now)
-    return box["result"]
+REGISTRY: dict[str, type[Command]] = {}
 
 
-def _load_plugins() -> None:
-    # Plan handling registers itself on import; it is optional for the core.
-    try:
-        import skyops_tui.plan.apply  # noqa: F401
-    except ImportError:
-        pass
+def command(cls: type[Command]) -> type[Command]:
+    REGISTRY[cls.kind] = cls
+    return cls
 
 
 def job_summary(job: Job) -> dict:
@@ -66,44 +77,269 @@ def reservation_summary(res: Reservation) -> dict:
     }
 
 
-@register("submit")
-def _submit(grid: Grid, now: float, actor: str, p: dict) -> tuple[dict, list]:
-    spec = JobSpec.model_validate(p["spec"])
-    return job_summary(grid.submit(spec, now, actor)), []
+Ref = str | int
 
 
-@register("reserve")
-def _reserve(grid: Grid, now: float, actor: str, p: dict) -> tuple[dict, list]:
-    spec = ReservationSpec.model_validate(p["spec"])
-    return reservation_summary(grid.reserve(spec, now, actor)), []
+@command
+class Submit(Command):
+    kind: ClassVar[str] = "submit"
+    spec: JobSpec
+
+    def owner(self, grid: Grid) -> str:
+        return self.spec.user
+
+    def target(self) -> str:
+        return f"job {self.spec.name}"
+
+    def refusal(self, caller: str, owner: str) -> str:
+        return f"{caller} may not submit jobs as {owner}"
+
+    def apply(self, grid: Grid, now: float, actor: str | None) -> Result:
+        return job_summary(grid.submit(self.spec, now, actor)), []
 
 
-@register("cancel")
-def _cancel(grid: Grid, now: float, actor: str, p: dict) -> tuple[dict, list]:
-    actions = grid.cancel(p["ref"], now, actor)
-    return job_summary(grid.job_by_ref(p["ref"])), actions
+@command
+class Reserve(Command):
+    kind: ClassVar[str] = "reserve"
+    spec: ReservationSpec
+
+    def owner(self, grid: Grid) -> str:
+        return self.spec.user
+
+    def target(self) -> str:
+        return f"reservation {self.spec.name}"
+
+    def refusal(self, caller: str, owner: str) -> str:
+        return f"{caller} may not reserve as {owner}"
+
+    def apply(self, grid: Grid, now: float, actor: str | None) -> Result:
+        return reservation_summary(grid.reserve(self.spec, now, actor)), []
 
 
-@register("cancel_reservation")
-def _cancel_reservation(grid: Grid, now: float, actor: str, p: dict) -> tuple[dict, list]:
-    refund = grid.refund_preview(p["name"], now) if p["name"] in grid.reservations else (0, 0)
-    actions = grid.cancel_reservation(p["name"], now, actor)
-    return {"name": p["name"], "refund": refund[0], "downtime_credit": refund[1]}, actions
+class JobCommand(Command):
+    ref: Ref
+    _name: str | None = PrivateAttr(default=None)  # the job's name, once found
+
+    def owner(self, grid: Grid) -> str:
+        job = grid.job_by_ref(self.ref)
+        self._name = job.name
+        return job.user
+
+    def target(self) -> str:
+        return f"job {self._name or self.ref}"
 
 
-@register("extend")
-def _extend(grid: Grid, now: float, actor: str, p: dict) -> tuple[dict, list]:
-    job = grid.extend(p["ref"], float(p["hours"]), now, actor)
-    return {**job_summary(job), "end_at": job.end_at}, []
+@command
+class Cancel(JobCommand):
+    kind: ClassVar[str] = "cancel"
+
+    def apply(self, grid: Grid, now: float, actor: str | None) -> Result:
+        actions = grid.cancel(self.ref, now, actor)
+        return job_summary(grid.job_by_ref(self.ref)), actions
 
 
-@register("bid")
-def _bid(grid: Grid, now: float, actor: str, p: dict) -> tuple[dict, list]:
-    job = grid.change_bid(p["ref"], float(p["bid"]), now, actor)
-    return {**job_summary(job), "bid": job.bid}, []
+@command
+class Extend(JobCommand):
+    kind: ClassVar[str] = "extend"
+    hours: float = Field(gt=0, le=24 * 366)
+
+    def apply(self, grid: Grid, now: float, actor: str | None) -> Result:
+        job = grid.extend(self.ref, self.hours, now, actor)
+        return {**job_summary(job), "end_at": job.end_at}, []
 
 
-@register("mode")
-def _mode(grid: Grid, now: float, actor: str, p: dict) -> tuple[dict, list]:
-    grid.change_mode(p["ref"], str(p["mode"]), actor)
-    return {}, []  # never reached: the mode is locked
+@command
+class Bid(JobCommand):
+    kind: ClassVar[str] = "bid"
+    bid: float = Field(gt=0, le=1e9)
+
+    def apply(self, grid: Grid, now: float, actor: str | None) -> Result:
+        job = grid.change_bid(self.ref, self.bid, now, actor)
+        return {**job_summary(job), "bid": job.bid}, []
+
+
+@command
+class ChangeMode(JobCommand):
+    kind: ClassVar[str] = "mode"
+    mode: Literal["priority", "commit", "flex"]
+
+    def apply(self, grid: Grid, now: float, actor: str | None) -> Result:
+        grid.change_mode(self.ref, self.mode, actor)
+        return {}, []  # never reached: the mode is locked
+
+
+@command
+class CancelReservation(Command):
+    kind: ClassVar[str] = "cancel_reservation"
+    name: str = Field(min_length=1, max_length=128)
+
+    def owner(self, grid: Grid) -> str:
+        res = grid.reservations.get(self.name)
+        if res is None:
+            raise Refused(f"no reservation {self.name!r}")
+        return res.user
+
+    def target(self) -> str:
+        return f"reservation {self.name}"
+
+    def apply(self, grid: Grid, now: float, actor: str | None) -> Result:
+        refund = grid.refund_preview(self.name, now) if self.name in grid.reservations else (0, 0)
+        actions = grid.cancel_reservation(self.name, now, actor)
+        return {"name": self.name, "refund": refund[0], "downtime_credit": refund[1]}, actions
+
+
+@command
+class Deposit(Command):
+    """Money into a user's account: an operator's act (a top-up or a grant)."""
+
+    kind: ClassVar[str] = "deposit"
+    user: str = Field(min_length=1, max_length=64)
+    amount: int = Field(gt=0, lt=2**62, description="micro-units")
+    reason: str = Field(default="deposit", max_length=200)
+
+    def owner(self, grid: Grid) -> str:
+        return OPERATORS
+
+    def target(self) -> str:
+        return f"account {self.user}"
+
+    def apply(self, grid: Grid, now: float, actor: str | None) -> Result:
+        grid.deposit(self.user, self.amount, now, f"{self.reason} by {actor or 'system'}")
+        return {"user": self.user, "balance": grid.balance(self.user)}, []
+
+
+Handler = Callable[[Grid, float, str, dict], tuple[dict, list[A.Action]]]
+
+
+class ApplyPlan(Command):
+    """A plan file, applied whole or refused whole; each item's rights are checked by
+    the plan's diff with the caller as actor (plan/apply.py registers the handler)."""
+
+    kind: ClassVar[str] = "apply_plan"
+    plan: dict
+    source: str = "plan"
+    dry_run: bool = False
+    handler: ClassVar[Handler | None] = None
+
+    def apply(self, grid: Grid, now: float, actor: str | None) -> Result:
+        _load_plugins()
+        if ApplyPlan.handler is None:
+            raise Refused("plans are not available in this build")
+        return ApplyPlan.handler(grid, now, actor or "", self.model_dump(mode="json"))
+
+
+REGISTRY[ApplyPlan.kind] = ApplyPlan
+
+
+def register(kind: str) -> Callable[[Handler], Handler]:
+    """How the plan module plugs its handler into `apply_plan`."""
+
+    def deco(fn: Handler) -> Handler:
+        if kind != ApplyPlan.kind:
+            raise ValueError(f"only {ApplyPlan.kind} takes a plugged-in handler, not {kind}")
+        ApplyPlan.handler = fn
+        return fn
+
+    return deco
+
+
+def _load_plugins() -> None:
+    # Plan handling registers itself on import; it is optional for the core.
+    try:
+        import skyops_tui.plan.apply  # noqa: F401
+    except ImportError:
+        pass
+
+
+def parse(kind: str, payload: dict) -> Command:
+    """A command from its wire form; Refused (naming the field) when it is not one."""
+    cls = REGISTRY.get(kind)
+    if cls is None:
+        raise Refused(f"unknown command {kind!r} (known: {', '.join(sorted(REGISTRY))})")
+    if not isinstance(payload, dict):
+        raise Refused(f"{kind}: the payload must be an object")
+    try:
+        return cls.model_validate(payload)
+    except ValidationError as e:
+        raise Refused("; ".join(validation_messages(kind, e))) from None
+
+
+def authorize(grid: Grid, cmd: Command, caller: str | None) -> str | None:
+    """The one rights check. Returns the user the command acts for when that is not
+    the caller (an operator acting for someone), else None. `caller=None` is the
+    system itself (seeding, traces): it may do anything."""
+    if caller is None:
+        return None
+    operator = grid.cfg.is_operator(caller)
+    what = f"{cmd.kind} {cmd.target()}".strip()
+    if cmd.as_user is not None and cmd.as_user != caller and not operator:
+        raise Refused(f"{caller} may not act as {cmd.as_user}: only operators act for others")
+    owner = cmd.owner(grid)
+    if owner == OPERATORS:
+        if not operator:
+            raise Refused(f"{caller} may not {what}: only operators may")
+        return None
+    if owner is None:
+        return cmd.as_user if cmd.as_user not in (None, caller) else None
+    if owner != caller and not operator:
+        raise Refused(cmd.refusal(caller, owner))
+    if cmd.as_user is not None and cmd.as_user != owner:
+        raise Refused(f"{what} belongs to {owner}, not {cmd.as_user} (--as {cmd.as_user})")
+    return owner if owner != caller else None
+
+
+def run(
+    engine: Engine,
+    cmd: Command | str,
+    payload: dict | None = None,
+    actor: str | None = None,
+    now: float = 0.0,
+    journal: int | None = None,
+) -> dict:
+    """Apply one command on the leader: rights checked, recorded and dispatched before
+    it returns. `journal` is the command's row in the store's journal: its event is
+    written in the same transaction as the change, so a restarted leader can tell a
+    command it applied from one it never did (exactly once)."""
+    if isinstance(cmd, str):
+        cmd = parse(cmd, payload or {})
+    box: dict[str, Any] = {}
+
+    def fn(grid: Grid, t: float) -> list[A.Action]:
+        acting_for = authorize(grid, cmd, actor)
+        result, actions = cmd.apply(grid, t, actor)
+        if acting_for is not None or journal is not None:
+            who = f"{actor} for {acting_for}" if acting_for is not None else f"{actor or 'system'}"
+            tag = f"#{journal} " if journal is not None else ""
+            grid.events.append(
+                Event(
+                    t,
+                    "command",
+                    f"{tag}{cmd.kind} {cmd.target()} by {who}".replace("  ", " "),
+                    job=result.get("id") if isinstance(result.get("id"), int) else None,
+                    user=acting_for or actor,
+                )
+            )
+        box["result"] = result
+        return list(actions)
+
+    engine.command(fn, now)
+    return box["result"]
+
+
+__all__ = [
+    "REGISTRY",
+    "Command",
+    "Submit",
+    "Reserve",
+    "Cancel",
+    "Extend",
+    "Bid",
+    "ChangeMode",
+    "CancelReservation",
+    "Deposit",
+    "ApplyPlan",
+    "authorize",
+    "parse",
+    "register",
+    "run",
+]

@@ -3,7 +3,7 @@ way a console would.
 
 If no console leads the grid, the session leads it for its lifetime (connecting the
 fleet, running the scheduler); otherwise it follows the leader, reading state from the
-store and queueing commands for it. Either way `call` applies a command or raises
+store and sending commands to the leader's socket. Either way `call` applies a command or raises
 `Refused` with the reason.
 """
 
@@ -47,9 +47,9 @@ class Session:
             await asyncio.to_thread(self.rt.reload)
 
     async def call(self, kind: str, payload: dict) -> dict:
-        if self.rt.leader:
-            return commands.run(self.rt.engine, kind, payload, self.rt.user, self.rt.clock.now())
-        return await asyncio.to_thread(self.rt.remote.call, kind, payload)
+        """One command through the one command path: applied here when this session
+        leads, else sent to the leader's socket."""
+        return await self.rt.call(commands.parse(kind, payload))
 
     async def logs(self, job: Job, stream: str = "stdout", lines: int = 100) -> list[str]:
         ex = self.rt.executor

@@ -193,6 +193,9 @@ class Cluster(Strict):
     checkpoint_roots: tuple[Annotated[str, Field(pattern=r"^/[^\x00-\x1f]*$")], ...] = ()
     unpack_max_bytes: int = Field(default=16 * 1024**3, gt=0, le=2**50)
     unpack_max_ratio: float = Field(default=200.0, ge=1, le=1e6)
+    # Where the leading scheduler serves the API (docs/api.md); default: beside the
+    # state file. A service for several Unix users puts it in a folder they can reach.
+    api_socket: Annotated[str, Field(pattern=r"^[^\x00-\x1f]{1,100}$")] | None = None
 
     def unix_user(self, user: str) -> str:
         """The Unix account a Skyops user's jobs run as on a box."""
@@ -225,6 +228,8 @@ class UserAccount(Strict):
 
 class Accounts(Strict):
     operators: tuple[Annotated[Label, Field(min_length=1, max_length=64)], ...] = ()
+    # Members of this Unix group are operators too (docs/security.md).
+    operator_group: Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_-]{0,31}$")] | None = None
     default_balance: Money = 1000
     credit_limit: Money = 0
     users: tuple[UserAccount, ...] = ()
@@ -302,7 +307,11 @@ class Config(Strict):
         return [e for n in self.nodes for e in n.expand()]
 
     def is_operator(self, user: str) -> bool:
-        return user in self.accounts.operators
+        if user in self.accounts.operators:
+            return True
+        return self.accounts.operator_group is not None and in_unix_group(
+            user, self.accounts.operator_group
+        )
 
 
 def load_config(path: str | Path) -> Config:
@@ -346,3 +355,20 @@ def demo_config(operator: str | None = None) -> Config:
     if operator:
         data["accounts"] = {**DEMO_CONFIG["accounts"], "operators": [operator]}
     return parse_config(data, "demo config")
+
+
+def in_unix_group(user: str, group: str) -> bool:
+    """Whether a Unix user is in a Unix group (as a member or by its primary group)."""
+    import grp
+    import pwd
+
+    try:
+        g = grp.getgrnam(group)
+    except KeyError:
+        return False
+    if user in g.gr_mem:
+        return True
+    try:
+        return pwd.getpwnam(user).pw_gid == g.gr_gid
+    except KeyError:
+        return False

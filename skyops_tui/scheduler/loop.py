@@ -105,24 +105,46 @@ class Scheduler:
         self.poke()
         return result
 
-    # Commands, in the words operators use. Each raises Refused with nothing changed.
+    # In-process conveniences over the one command path (control/commands.py): the
+    # same models, handlers and rights check as the console, the CLI and the socket.
+    def do(self, cmd: Any, actor: str | None = None) -> dict:
+        from ..control import commands
+
+        result = commands.run(self.engine, cmd, actor=actor or self.actor, now=self.clock.now())
+        self.poke()
+        return result
+
     def submit(self, spec: JobSpec, actor: str | None = None) -> Job:
-        return self.command(lambda g, t: g.submit(spec, t, actor or self.actor))
+        from ..control.commands import Submit
+
+        return self.grid.jobs[self.do(Submit(spec=spec), actor)["id"]]
 
     def reserve(self, spec: ReservationSpec, actor: str | None = None) -> Reservation:
-        return self.command(lambda g, t: g.reserve(spec, t, actor or self.actor))
+        from ..control.commands import Reserve
+
+        return self.grid.reservations[self.do(Reserve(spec=spec), actor)["name"]]
 
     def cancel(self, ref: str | int, actor: str | None = None) -> None:
-        self.command(lambda g, t: g.cancel(ref, t, actor or self.actor))
+        from ..control.commands import Cancel
+
+        self.do(Cancel(ref=ref), actor)
 
     def cancel_reservation(self, name: str, actor: str | None = None) -> None:
-        self.command(lambda g, t: g.cancel_reservation(name, t, actor or self.actor))
+        from ..control.commands import CancelReservation
+
+        self.do(CancelReservation(name=name), actor)
 
     def extend(self, ref: str | int, hours: float, actor: str | None = None) -> Job:
-        return self.command(lambda g, t: g.extend(ref, hours, t, actor or self.actor))
+        from ..control.commands import Extend
+
+        return self.grid.jobs[self.do(Extend(ref=ref, hours=hours), actor)["id"]]
 
     def change_bid(self, ref: str | int, bid: float, actor: str | None = None) -> Job:
-        return self.command(lambda g, t: g.change_bid(ref, bid, t, actor or self.actor))
+        from ..control.commands import Bid
+
+        return self.grid.jobs[self.do(Bid(ref=ref, bid=bid), actor)["id"]]
 
     def change_mode(self, ref: str | int, mode: str, actor: str | None = None) -> None:
-        self.command(lambda g, t: g.change_mode(ref, mode, actor or self.actor))
+        from ..control import commands
+
+        self.do(commands.parse("mode", {"ref": ref, "mode": mode}), actor)

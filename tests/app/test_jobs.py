@@ -341,3 +341,22 @@ async def test_queue_position_for_waiting_priority_jobs():
         rows = {r[3]: r for r in row_texts(table)}
         assert rows["big-1"][2] == "queued" and rows["big-1"][9] == "#1"
         assert rows["big-2"][9] == "#2"
+
+
+async def test_names_with_markup_and_control_characters_are_shown_literally():
+    """A user named "[/x]" (and one with a bold tag and an escape in it) is text: the
+    Jobs screen shows the names as typed instead of failing on them."""
+    rt = demo_runtime()
+    for user in ("[/x]", "[bold]ev\x1bil"):
+        rt.scheduler.submit(
+            JobSpec(name=f"odd-{len(user)}", user=user, mode="flex", gpus=1, gpu_type="L40S",
+                    bid=0.5, runtime=3600)
+        )  # fmt: skip
+    settle(rt)
+    app = demo_app(runtime=rt)
+    async with app.run_test(size=WIDE) as pilot:
+        table = await open_jobs(pilot, app)
+        cols = [c.key.value for c in table.ordered_columns]
+        users = {r[cols.index("user")] for r in row_texts(table)}
+        assert "[/x]" in users
+        assert any(u.startswith("[bold]ev") for u in users), users

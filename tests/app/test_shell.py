@@ -161,42 +161,82 @@ async def test_status_line_shows_what_the_executor_is_busy_with():
         )
 
 
-async def test_a_follower_console_queues_commands_without_freezing():
-    import threading
+LEADER_CONFIG = """
+[cluster]
+name = "follow"
+tick_s = 0.2
+[[node_types]]
+name = "H100"
+rate = 2.5
+[[nodes]]
+name = "node-a"
+fake_gpus = "4xH100-80GB"
+local = true
+[accounts]
+operators = ["ops"]
+"""
 
-    app = demo_app()
-    rt = app.runtime
-    answered = threading.Event()
 
-    class Leader:
-        """Stands in for the leading console: answers after a while, off the UI thread."""
+async def test_a_follower_console_sends_commands_without_freezing(tmp_path):
+    """A console that follows sends its commands to the leader's socket; while the
+    leader is slow to answer (stopped with SIGSTOP) the console's loop keeps turning."""
+    import asyncio
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
 
-        def submit(self, spec, actor=None):
-            assert threading.current_thread() is not threading.main_thread()
-            answered.wait(5)
-            return rt.local.submit(spec, actor)
+    from skyops_tui.app.app import SkyopsApp
+    from skyops_tui.cli.console import build_runtime
+    from skyops_tui.domain.config import load_config
 
-    async with app.run_test(size=(120, 40)) as pilot:
-        await wait_for(pilot, lambda: rt.local._task is not None, "scheduler started")
-        rt.leader, rt.remote = False, Leader()
-        await wait_for(
-            pilot,
-            lambda: (
-                "following the leading console" in str(app.screen.query_one(StatusLine).render())
-            ),
-            "status line says this console follows",
-        )
-        await pilot.press("n")
-        await wait_for(pilot, lambda: isinstance(app.screen, LaunchScreen), "launch")
-        await pilot.press("ctrl+s")
-        await wait_for(pilot, lambda: any("Queued" in t for t in toasts(app)), "queued toast")
-        await pilot.press("question_mark")  # the UI still answers while the leader thinks
-        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), "help opens meanwhile")
-        answered.set()
-        await wait_for(
-            pilot, lambda: any("Launched" in t for t in toasts(app)), "the answer arrives"
-        )
-        assert "job-9" in rt.grid.job_names
+    (tmp_path / "config.toml").write_text(LEADER_CONFIG)
+    db = tmp_path / "state.db"
+    env = {**os.environ, "XDG_DATA_HOME": str(tmp_path / "data"), "SKYOPS_USER": "ops"}
+    argv = [sys.executable, "-m", "skyops_tui", "--config", str(tmp_path / "config.toml")]
+    log = (tmp_path / "leader.log").open("w")
+    leader = subprocess.Popen([*argv, "--db", str(db), "serve"], stdout=log, stderr=log, env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while "leading" not in (tmp_path / "leader.log").read_text():
+            assert time.monotonic() < deadline, "the leader never started"
+            await asyncio.sleep(0.05)
+        rt = build_runtime(load_config(str(tmp_path / "config.toml")), db, user="ops")
+        app = SkyopsApp(rt)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_for(pilot, lambda: not rt.leader and rt._watching, "following, watching")
+            await pilot.press("n")
+            await wait_for(pilot, lambda: isinstance(app.screen, LaunchScreen), "launch")
+            leader.send_signal(signal.SIGSTOP)
+            lags: list[float] = []
+            try:
+                await pilot.press("ctrl+s")
+                await wait_for(pilot, lambda: any("Queued" in t for t in toasts(app)), "queued")
+                await pilot.press("question_mark")  # the UI answers while the leader is stuck
+                await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), "help opens")
+                end = time.monotonic() + 1.0
+                while time.monotonic() < end:
+                    t0 = time.monotonic()
+                    await asyncio.sleep(0.01)
+                    lags.append(time.monotonic() - t0 - 0.01)
+            finally:
+                leader.send_signal(signal.SIGCONT)
+            assert max(lags) < 0.5, f"the console's loop stalled {max(lags):.2f} s"
+            await wait_for(
+                pilot, lambda: any("Launched" in t for t in toasts(app)), "the answer arrives"
+            )
+            await wait_for(pilot, lambda: len(rt.grid.jobs) == 1, "the follower's grid shows it")
+        rt.store.close()
+    finally:
+        leader.send_signal(signal.SIGCONT)
+        leader.terminate()
+        try:
+            leader.wait(10)
+        except subprocess.TimeoutExpired:
+            leader.kill()
+            leader.wait()
+        log.close()
 
 
 async def test_sim_speed_moves_simulated_time_for_a_live_demo():

@@ -4,6 +4,7 @@ the leader."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -11,8 +12,10 @@ import sys
 import time
 from pathlib import Path
 
+from skyops_tui.api.client import ApiClient, NoLeader
+from skyops_tui.domain.errors import Refused
 from skyops_tui.domain.model import JobState
-from skyops_tui.store.control import command, enqueue, lease_holder
+from skyops_tui.store.control import lease_holder
 from skyops_tui.store.db import Store
 
 CONFIG = """
@@ -86,11 +89,28 @@ def wait_for(predicate, what: str, timeout: float = 30.0):
         time.sleep(0.1)
 
 
-def ask(store: Store, kind: str, payload: dict, actor: str = "ops"):
-    cid = enqueue(store, kind, payload, actor, time.time())
-    return wait_for(
-        lambda: (r := command(store, cid)) and r.status != "pending" and r, f"an answer to {kind}"
-    )
+def ask(sock: Path, kind: str, payload: dict) -> tuple[str, dict]:
+    """A command to the leader's socket, as a third process sends it."""
+
+    async def go() -> tuple[str, dict]:
+        try:
+            async with ApiClient.connected(sock) as client:
+                return "done", await client.command(kind, payload)
+        except Refused as e:
+            return "refused", {"message": str(e)}
+
+    return asyncio.run(go())
+
+
+def serving(sock: Path) -> dict | None:
+    async def go() -> dict | None:
+        try:
+            async with ApiClient.connected(sock) as client:
+                return await client.query("whoami")
+        except NoLeader:
+            return None
+
+    return asyncio.run(go())
 
 
 def test_one_leads_another_takes_over_and_commands_reach_the_leader(tmp_path):
@@ -122,10 +142,11 @@ def test_one_leads_another_takes_over_and_commands_reach_the_leader(tmp_path):
                 "0.2",
             ],
         }
-        done = ask(store, "submit", {"spec": spec})
-        assert done.status == "done", done.result
-        refused = ask(store, "mode", {"ref": "long", "mode": "priority"})
-        assert refused.status == "refused" and "locked" in refused.result["message"]
+        sock = tmp_path / "state.sock"
+        status, result = ask(sock, "submit", {"spec": spec})
+        assert status == "done", result
+        status, result = ask(sock, "mode", {"ref": "long", "mode": "priority"})
+        assert status == "refused" and "locked" in result["message"]
         job = wait_for(
             lambda: (j := store.job("long")) and j.state is JobState.RUNNING and j,
             "the job running under console A",
@@ -140,9 +161,11 @@ def test_one_leads_another_takes_over_and_commands_reach_the_leader(tmp_path):
         assert time.monotonic() - killed_at < 5.0 + 1.0 + 3.0  # lease + follow poll + start
         assert f":{b.proc.pid}:" in (lease_holder(store, time.time()) or "")
 
-        # The job kept running and was not started twice; B answers commands now.
-        cancel = ask(store, "cancel", {"ref": "long"})
-        assert cancel.status == "done", cancel.result
+        # The job kept running and was not started twice; B serves the socket now.
+        assert wait_for(lambda: serving(sock), "B serving the socket", timeout=10)["user"] == "ops"
+        assert time.monotonic() - killed_at < 5.0 + 1.0 + 3.0
+        status, result = ask(sock, "cancel", {"ref": "long"})
+        assert status == "done", result
         final = wait_for(
             lambda: (j := store.job("long")) and j.state is JobState.CANCELLED and j,
             "the job cancelled by console B",

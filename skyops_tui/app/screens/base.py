@@ -5,9 +5,8 @@ way a refused command is shown."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-from textual import work
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.screen import Screen
@@ -19,9 +18,8 @@ from .. import palette
 from ..widgets.chrome import DemoBanner, StatusLine, Swatch, TopBar
 
 if TYPE_CHECKING:
+    from ...control.commands import Command
     from ...runtime import Runtime
-
-T = TypeVar("T")
 
 
 class Masthead(Vertical):
@@ -107,46 +105,35 @@ class SkyScreen(Screen):
 
     def command(
         self,
-        fn: Callable[[], T],
-        done: str | Callable[[T], str] | None = None,
-        then: Callable[[T], None] | None = None,
-    ) -> T | None:
-        """Run a scheduler command; a refusal becomes an error toast with its reason.
+        cmd: Command,
+        done: str | Callable[[dict], str] | None = None,
+        then: Callable[[dict], None] | None = None,
+    ) -> None:
+        """Send a command through the one command path; a refusal becomes an error
+        toast with its reason. It runs as a worker, never blocking the screen: the
+        leading console applies it at once, a follower waits on the leader's socket.
+        `done` (a toast) and `then` get the command's result when it comes."""
+        if not getattr(self.runtime, "leader", True):
+            self.notify("Sent to the leading console...", title="Queued", timeout=2)
+        self.run_worker(self._command(cmd, done, then), group="commands", exit_on_error=False)
 
-        In the console that leads, commands are in-memory and return at once (the result
-        is returned, and `then(result)` called). A follower's commands wait for the leading
-        console's answer, so they run in a thread worker; `then` is called when the
-        answer comes and None is returned now."""
-        if getattr(self.runtime, "leader", True):
-            try:
-                result = fn()
-            except Refused as e:
-                self._refused(e)
-                return None
-            self._succeeded(result, done, then)
-            return result
-        self.notify("Sent to the leading console...", title="Queued", timeout=2)
-        self._remote_command(fn, done, then)
-        return None
-
-    @work(thread=True, group="commands")
-    def _remote_command(self, fn: Callable[[], Any], done: Any, then: Any) -> None:
+    async def _command(self, cmd: Command, done: Any, then: Any) -> None:
         try:
-            result = fn()
+            result = await self.runtime.call(cmd)
         except Refused as e:
-            self.app.call_from_thread(self._refused, e)
+            self._refused(e)
             return
         except Exception as e:  # the store or the leader failed: say so, never crash
-            self.app.call_from_thread(self._refused, Refused(f"{type(e).__name__}: {e}"))
+            self._refused(Refused(f"{type(e).__name__}: {e}"))
             return
-        self.app.call_from_thread(self._succeeded, result, done, then)
+        self._succeeded(result, done, then)
 
     def _refused(self, e: Exception) -> None:
-        self.notify(str(e), title="Refused", severity="error", timeout=8)
+        self.notify(str(e), title="Refused", severity="error", timeout=8, markup=False)
 
     def _succeeded(self, result: Any, done: Any, then: Any) -> None:
         if done:
-            self.notify(done(result) if callable(done) else done, title="Done")
+            self.notify(done(result) if callable(done) else done, title="Done", markup=False)
         if then is not None:
             then(result)
         self.app.call_later(self.app_refresh)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
@@ -33,7 +34,10 @@ class ConfirmDialog(Dialog):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Label(self.title_text, classes="dialog-title")
-            yield Static(self.message, classes="dialog-body")
+            yield Static(
+                Text(self.message) if isinstance(self.message, str) else self.message,
+                classes="dialog-body",
+            )
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Cancel", id="cancel", compact=True)
                 yield Button(self.confirm, id="confirm", variant="error", compact=True)
@@ -71,7 +75,10 @@ class AskDialog(Dialog):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Label(self.title_text, classes="dialog-title")
-            yield Static(self.message, classes="dialog-body")
+            yield Static(
+                Text(self.message) if isinstance(self.message, str) else self.message,
+                classes="dialog-body",
+            )
             yield Input(self.value, placeholder=self.placeholder, id="value", compact=True)
             yield Static("", id="error", classes="field-error")
             with Horizontal(classes="dialog-buttons"):
@@ -112,7 +119,10 @@ class ChoiceDialog(Dialog):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Label(self.title_text, classes="dialog-title")
-            yield Static(self.message, classes="dialog-body")
+            yield Static(
+                Text(self.message) if isinstance(self.message, str) else self.message,
+                classes="dialog-body",
+            )
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Cancel", id="cancel", compact=True)
                 for value, label in self.choices:

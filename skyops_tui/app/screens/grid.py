@@ -22,8 +22,9 @@ WIDE = 120  # from this many columns the grid shows wide GPU cells and more colu
 
 
 def telemetry(runtime, node: str) -> NodeSample | None:
-    """The executor's last sample for a node (a cached read, never I/O), if it offers one."""
-    fn = getattr(runtime.executor, "telemetry", None)
+    """The node's last sample (a cached read, never I/O): the executor's, or on a
+    follower the leader's, as its watch stream brought it."""
+    fn = getattr(runtime, "sample", None) or getattr(runtime.executor, "telemetry", None)
     if fn is None:
         return None
     try:

@@ -4,6 +4,7 @@ runs the scheduler command; a refusal shows the scheduler's own reason."""
 
 from __future__ import annotations
 
+from ...control.commands import Bid, Cancel, ChangeMode, Extend
 from ...domain.model import Job, Mode
 from ...domain.money import MICRO
 from .. import format as F
@@ -38,10 +39,7 @@ class JobActions:
 
         def done(yes: bool | None) -> None:
             if yes:
-                self.command(
-                    lambda: self.runtime.scheduler.cancel(job.id, actor=self.runtime.user),
-                    f"Cancelling {job.name}.",
-                )
+                self.command(Cancel(ref=job.id), f"Cancelling {job.name}.")
 
         self.app.push_screen(ConfirmDialog("Cancel job", message, "Cancel job"), done)
 
@@ -51,10 +49,9 @@ class JobActions:
         job = self._job_or_say()
         if job is None:
             return
-        sched, user = self.runtime.scheduler, self.runtime.user
         if job.mode is not Mode.PRIORITY:
             # The grid says why, in the same words as the CLI and plans.
-            self.command(lambda: sched.extend(job.id, 1.0, actor=user))
+            self.command(Extend(ref=job.id, hours=1.0))
             return
         cur = self.runtime.cfg.cluster.currency
         market = self.runtime.grid.markets.get(job.market or job.gpu_type or "")
@@ -70,8 +67,10 @@ class JobActions:
             if value:
                 hours = float(value)
                 self.command(
-                    lambda: sched.extend(job.id, hours, actor=user),
-                    lambda j: f"{j.name} extended by {hours:g} h, until {F.stamp(j.end_at)} UTC.",
+                    Extend(ref=job.id, hours=hours),
+                    lambda j: (
+                        f"{j['name']} extended by {hours:g} h, until {F.stamp(j['end_at'])} UTC."
+                    ),
                 )
 
         self.app.push_screen(
@@ -84,9 +83,8 @@ class JobActions:
         job = self._job_or_say()
         if job is None:
             return
-        sched, user = self.runtime.scheduler, self.runtime.user
         if job.mode is not Mode.FLEX:
-            self.command(lambda: sched.change_bid(job.id, 1.0, actor=user))
+            self.command(Bid(ref=job.id, bid=1.0))
             return
         g = self.runtime.grid
         cur = self.runtime.cfg.cluster.currency
@@ -103,8 +101,8 @@ class JobActions:
             if value:
                 bid = float(value)
                 self.command(
-                    lambda: sched.change_bid(job.id, bid, actor=user),
-                    lambda j: f"{j.name} now bids {F.rate(j.bid, cur)} per GPU-hour.",
+                    Bid(ref=job.id, bid=bid),
+                    lambda j: f"{j['name']} now bids {F.rate(j['bid'], cur)} per GPU-hour.",
                 )
 
         self.app.push_screen(
@@ -125,12 +123,11 @@ class JobActions:
         job = self._job_or_say()
         if job is None:
             return
-        sched, user = self.runtime.scheduler, self.runtime.user
         others = [(m.value, m.value.capitalize()) for m in Mode if m is not job.mode]
         message = f"{job.name} is a {job.mode} job. Switch it to:"
 
         def done(mode: str | None) -> None:
             if mode:
-                self.command(lambda: sched.change_mode(job.id, mode, actor=user))
+                self.command(ChangeMode(ref=job.id, mode=mode))
 
         self.app.push_screen(ChoiceDialog("Change mode", message, others), done)

@@ -17,6 +17,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Input, Label, RadioButton, RadioSet, Select, Static
 
+from ...control.commands import Submit
 from ...domain.model import Mode
 from ...domain.specs import JobSpec
 from .. import quote as Q
@@ -352,13 +353,13 @@ class LaunchScreen(SkyScreen):
         if spec is None:
             self.notify("Fix the marked fields first.", title="Not launched", severity="error")
             return
-        rt = self.runtime
-        self.command(lambda: rt.scheduler.submit(spec, actor=rt.user), then=self.launched)
+        self.command(Submit(spec=spec), then=self.launched)
 
-    def launched(self, job) -> None:
+    def launched(self, job: dict) -> None:
         self.notify(
-            f"{job.mode.value.capitalize()} job {job.name} (#{job.id}) submitted.",
+            f"{job['mode'].capitalize()} job {job['name']} (#{job['id']}) submitted.",
             title="Launched",
+            markup=False,
         )
         self.show_all_errors = False
         self.touched.clear()
@@ -366,4 +367,4 @@ class LaunchScreen(SkyScreen):
         self.touched.discard("name")
         show = getattr(self.app, "show_job", None)
         if show is not None:
-            show(job.id)
+            show(job["id"])

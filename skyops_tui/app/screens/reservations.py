@@ -24,6 +24,7 @@ from skyops_tui.app import format as F
 from skyops_tui.app.screens.base import SkyScreen
 from skyops_tui.app.screens.dialogs import ConfirmDialog, Dialog
 from skyops_tui.app.widgets.timeline import DAY, Timeline, day_start, lanes_by_type
+from skyops_tui.control.commands import CancelReservation, Reserve
 from skyops_tui.domain.errors import Refused
 from skyops_tui.domain.model import Reservation, user_account
 from skyops_tui.domain.money import fmt
@@ -258,12 +259,17 @@ class ReservationForm(Dialog):
         except ValueError as e:
             self.query_one("#res-error", Static).update(str(e))
             return
+        self.run_worker(self._reserve(rt, spec), group="commands", exit_on_error=False)
+
+    async def _reserve(self, rt: Runtime, spec: ReservationSpec) -> None:
+        """Off the screen's loop: a follower waits for the leader's answer."""
         try:
-            res = rt.scheduler.reserve(spec, actor=rt.user)
-        except Refused as e:
-            self.query_one("#res-error", Static).update(f"Refused: {e}")
+            res = await rt.call(Reserve(spec=spec))
+        except Exception as e:  # refused, or the leader or store failed: say so
+            why = str(e) if isinstance(e, Refused) else f"{type(e).__name__}: {e}"
+            self.query_one("#res-error", Static).update(Text(f"Refused: {why}"))
             return
-        self.dismiss(res.name)
+        self.dismiss(res["name"])
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()
@@ -492,5 +498,5 @@ class ReservationsScreen(SkyScreen):
                 f"{fmt(res.credited, cur)} to {res.user}"
             )
 
-        self.command(lambda: rt.scheduler.cancel_reservation(name, actor=rt.user), done)
+        self.command(CancelReservation(name=name), done)
         self.refresh_view()

@@ -72,6 +72,9 @@ class GridTable(DataTable):
         """Show `rows` (key, cells) in this order. Same keys in the same order: cells
         are updated in place (only the rows in `changed`, when the caller knows which);
         otherwise the table is re-filled and the cursor follows the row it was on."""
+        # Cells hold names, commands and reasons people typed: plain strings are shown
+        # literally (a user named "[/x]" is text, not markup).
+        rows = [(k, [literal(c) for c in cells]) for k, cells in rows]
         keys = [k for k, _ in rows]
         cols = [c.key for c in self._columns_now]
         if keys == self._keys_now:
@@ -103,3 +106,10 @@ class GridTable(DataTable):
     def _keep_cursor_visible(self) -> None:
         if self.row_count:
             self.move_cursor(row=self.cursor_row, animate=False, scroll=True)
+
+
+def literal(cell: Any) -> Any:
+    """A plain string as text that is never read as markup; anything else as it is."""
+    if isinstance(cell, str):
+        return Text(cell)
+    return cell

@@ -1,0 +1,80 @@
+"""A follower console's view comes from the leader: through the socket's watch stream
+it shows the same grid, events, transactions and price history; its commands go
+through the socket, never blocking its loop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from skyops_tui.clock import SystemClock
+from skyops_tui.control.commands import Bid, Submit
+from skyops_tui.domain.config import parse_config
+from skyops_tui.domain.errors import Refused
+from skyops_tui.domain.specs import JobSpec
+from skyops_tui.runtime import Runtime
+from skyops_tui.sim.agents import SimExecutor
+from skyops_tui.store.db import Store
+from tests.fleet.localgrid import wait_for
+
+CONFIG = {
+    "cluster": {"name": "watch", "tick_s": 0.1},
+    "node_types": [{"name": "H100", "rate": 2.5}],
+    "nodes": [{"name": "n", "fake_gpus": "8xH100-80GB", "count": 2}],
+    "accounts": {"operators": ["ops"], "default_balance": 10000},
+}
+
+
+def console(path: Path) -> Runtime:
+    clock = SystemClock()
+    return Runtime(
+        parse_config(CONFIG, "test config"),
+        SimExecutor(clock, 5, 120),  # type: ignore[arg-type]
+        clock=clock,
+        store=Store(path),
+        user="ops",
+        socket_path=path.with_suffix(".sock"),
+    )
+
+
+def flex(name: str, bid: float, gpus: int = 8) -> JobSpec:
+    return JobSpec(name=name, user="kim", mode="flex", gpus=gpus, gpu_type="H100", bid=bid,
+                   argv=("true",), runtime=3600.0)  # fmt: skip
+
+
+def view(rt: Runtime) -> tuple:
+    jobs = sorted((j.name, str(j.state), j.bid, j.user) for j in rt.grid.jobs.values())
+    prices = {t: list(pts) for t, pts in rt.feed.prices.items()}
+    return jobs, list(rt.feed.events), [t.reason for t in rt.feed.transactions], prices
+
+
+async def test_a_follower_shows_what_the_leader_shows(tmp_path):
+    path = tmp_path / "state.db"
+    leader, follower = console(path), console(path)
+    await leader.start()
+    await follower.start()
+    try:
+        assert leader.leader and not follower.leader
+        # Commands from the follower go to the leader's socket.
+        for k in range(3):
+            await follower.call(Submit(spec=flex(f"sweep-{k}", 1.0 + k / 10)))
+        await follower.call(Bid(ref="sweep-0", bid=2.5))
+        try:
+            await follower.call(Bid(ref="nope", bid=2.5))
+        except Refused as e:
+            assert "no job 'nope'" in str(e)
+        else:
+            raise AssertionError("a bid on no job was accepted")
+        await wait_for(lambda: follower._watching, "the follower watching the leader")
+        await wait_for(
+            lambda: view(follower) == view(leader) and len(leader.feed.events) > 5,
+            "the follower's grid, events, ledger and prices matching the leader's",
+        )
+        jobs, events, txs, prices = view(follower)
+        assert ("sweep-0", "running", 2_500_000, "kim") in jobs
+        assert any("by ops for kim" in e.cause for e in events if e.kind == "command")
+        assert prices["H100"], "the price history came with the snapshot"
+    finally:
+        await follower.stop()
+        await leader.stop()
+        follower.store.close()
+        leader.store.close()
