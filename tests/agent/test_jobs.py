@@ -340,3 +340,44 @@ def test_a_job_whose_shim_died_is_reported_lost_and_can_still_be_stopped(
     assert exited["stop_reason"] == "node drained"
     wait_for(lambda: procs.gone(job["pid"]), "the orphaned job being killed")
     assert "shim was gone" in agent.job("orphan")["error"]
+
+
+def test_the_agent_takes_paths_only_under_its_roots_and_bounds_archives(start_agent, tmp_path):
+    """A console (or a job spec) naming /etc as a checkpoint or work folder is refused:
+    the agent would pack and ship it with its own rights. So is an archive bomb."""
+    agent = start_agent()
+    for request, fields in (
+        (protocol.CHECKPOINT_PACK, {"job_id": "x", "checkpoint_dir": "/etc"}),
+        (protocol.CHECKPOINT_LIST, {"job_id": "x", "checkpoint_dir": "/etc"}),
+        (
+            protocol.START,
+            {"job_id": "etc", "argv": ["true"], "mode": "flex", "checkpoint_dir": "/etc"},
+        ),
+        (protocol.START, {"job_id": "wd", "argv": ["true"], "mode": "flex", "workdir": "/etc"}),
+    ):
+        refused = agent.request(request, **fields)
+        assert refused["code"] == protocol.E_BAD_FIELD, refused
+        assert "outside the allowed roots" in refused["message"], refused
+    assert agent.call(protocol.JOBS)["jobs"] == []
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        zeros = b"\0" * (8 * 1024 * 1024)
+        info = tarfile.TarInfo("zeros.bin")
+        info.size = len(zeros)
+        tar.addfile(info, io.BytesIO(zeros))
+    bomb = base64.b64encode(buf.getvalue()).decode()
+    target = tmp_path / "ckpt"
+    agent.call(protocol.CONFIGURE, checkpoint_roots=[str(tmp_path)])
+    refused = agent.request(
+        protocol.CHECKPOINT_UNPACK, job_id="x", checkpoint_dir=str(target), data=bomb
+    )
+    assert refused["code"] == protocol.E_BAD_FIELD and "times" in refused["message"], refused
+    agent.call(protocol.CONFIGURE, checkpoint_roots=[str(tmp_path)], unpack_max_bytes=1024)
+    refused = agent.request(
+        protocol.CHECKPOINT_UNPACK, job_id="x", checkpoint_dir=str(target), data=bomb
+    )
+    assert "more than the 1024 allowed" in refused["message"], refused
+    agent.call(protocol.CONFIGURE, checkpoint_roots=[str(tmp_path)], unpack_max_ratio=1e5)
+    agent.call(protocol.CHECKPOINT_UNPACK, job_id="x", checkpoint_dir=str(target), data=bomb)
+    assert (target / "zeros.bin").stat().st_size == len(zeros)
