@@ -436,13 +436,15 @@ class Runtime:
         if self.socket_path is None or self.api is not None:
             return
         from .api.server import ApiServer
+        from .domain.errors import InputError
 
         api = ApiServer(self, self.socket_path)
         try:
             await api.start()
-        except OSError as e:
-            log.error("cannot serve the API on %s: %s", self.socket_path, e)
-            self._fault = f"the API socket {self.socket_path}: {e}"
+        except (OSError, InputError) as e:
+            # This process still leads; other processes cannot reach it (said once).
+            why = "; ".join(e.messages) if isinstance(e, InputError) else str(e)
+            log.warning("not serving the API on %s: %s", self.socket_path, why)
             return
         self.api = api
 

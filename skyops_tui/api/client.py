@@ -133,9 +133,11 @@ class ApiClient:
 def error_of(reply: dict) -> Exception:
     code = reply.get("code")
     message = str(reply.get("message", code))
-    if code == P.E_STORE:
-        return StoreError(message)
-    if code in (P.E_REFUSED, P.E_NOT_LEADING):
+    if code in (P.E_STORE, P.E_NOT_LEADING):
+        # Nothing was applied, and it is not the request's fault: the scheduler cannot
+        # act now (its store is locked or full, or its lease is in doubt). Exit 4.
+        return StoreError(f"the scheduler cannot act now: {message}")
+    if code == P.E_REFUSED:
         return Refused(message)
     return Refused(f"the scheduler could not handle the request ({code}): {message}")
 

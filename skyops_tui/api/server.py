@@ -252,8 +252,9 @@ class ApiServer:
             read = getattr(self.rt.executor, "read_log", None)
             if offset is not None and (not isinstance(offset, int) or offset < 0):
                 raise Refused("logs: offset: must be an integer >= 0")
+            finished = job.finished  # first: output written before the end is in the file
             got = await read(placed, stream, offset, lines) if read is not None else None
-            return {**doc, "read": got, "finished": job.finished}
+            return {**doc, "read": got, "finished": finished}
         reader = getattr(self.rt.executor, "logs", None)
         return {**doc, "lines": await reader(placed, stream, lines) if reader else []}
 

@@ -168,14 +168,21 @@ def no_scheduler(t: Target) -> StoreError:
     )
 
 
+NO_LEADER = object()
+
+
 def _ask(t: Target, type_: str, kind: str, payload: dict | None = None) -> Any:
-    """One request to the leader's socket, for an account that does not own the state."""
+    """One request to the leader's socket: the one door while a scheduler runs. With
+    none running, NO_LEADER for the account that owns the state (it may lead itself,
+    or read the file), and a "no scheduler" error (exit 4) for any other."""
     from ..api.client import ApiClient, NoLeader
 
     async def go() -> Any:
         try:
             client = await ApiClient.connect(t.socket)
         except NoLeader:
+            if not t.client_only:
+                return NO_LEADER
             raise no_scheduler(t) from None
         try:
             return await client.request(type_, kind, payload)
@@ -298,7 +305,8 @@ def cmd_apply(args: argparse.Namespace, console: Console) -> int:
         raise InputError(["--wait: nothing to wait for in a --dry-run"])
     pf = load_plan(args.apply)
     t = _target(args)
-    if t.client_only and not getattr(args, "readonly", False):
+    remote = t.client_only or not (args.dry_run or args.wait)
+    if remote and not getattr(args, "readonly", False):
         if args.wait:
             raise Refused(
                 "--wait: only the account that owns the state waits on jobs; "
@@ -306,7 +314,8 @@ def cmd_apply(args: argparse.Namespace, console: Console) -> int:
             )
         payload = {"plan": pf.plan.payload(), "source": pf.source, "dry_run": args.dry_run}
         doc = _ask(t, "command", "apply_plan", payload)
-        return _report_plan(args, console, pf, doc, dry_run=args.dry_run)
+        if doc is not NO_LEADER:
+            return _report_plan(args, console, pf, doc, dry_run=args.dry_run)
     if args.dry_run:
         from ..plan.apply import plan_plan
 
@@ -645,9 +654,8 @@ def status_json(grid: Grid, leader: str | None) -> dict:
 def cmd_status(args: argparse.Namespace, console: Console) -> int:
     """`skyops status`: nodes, and capacity per node type and mode."""
     t = _target(args)
-    if t.client_only:
-        doc = _ask(t, "query", "status")
-    else:
+    doc = _ask(t, "query", "status")
+    if doc is NO_LEADER:
         with _snapshot(t) as snap:
             doc = status_json(snap.grid, snap.leader)
     if args.json:
@@ -698,8 +706,8 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
 def cmd_jobs(args: argparse.Namespace, console: Console) -> int:
     """`skyops jobs`: live jobs (all with --all), oldest first."""
     t = _target(args)
-    if t.client_only:
-        got = _ask(t, "query", "jobs")
+    got = _ask(t, "query", "jobs")
+    if got is not NO_LEADER:
         all_rows, now = got["jobs"], got["now"]
     else:
         with _snapshot(t) as snap:
@@ -772,53 +780,62 @@ def cmd_logs(args: argparse.Namespace, console: Console) -> int:
     if args.lines < 1:
         raise InputError([f"--lines: must be at least 1 (got {args.lines})"])
     t = _target(args)
-    if t.client_only:
-        return _remote_logs(args, console, t)
-    return asyncio.run(_logs(args, console, t))
+    code = _remote_logs(args, console, t)
+    return asyncio.run(_logs(args, console, t)) if code is NO_LEADER else code
 
 
-def _remote_logs(args: argparse.Namespace, console: Console, t: Target) -> int:
+def _remote_logs(args: argparse.Namespace, console: Console, t: Target) -> Any:
     """Logs through the leader, which checks that the caller may read them."""
     stream = "stderr" if args.stderr else "stdout"
     if not args.follow:
         doc = _ask(t, "query", "logs", {"ref": args.job, "stream": stream, "lines": args.lines})
+        if doc is NO_LEADER:
+            return doc
         if args.json:
             _emit_json({k: doc[k] for k in ("job", "id", "stream", "lines")})
         else:
             for line in doc["lines"]:
                 console.print(line, markup=False, highlight=False, soft_wrap=True)
         return EXIT_OK
+
+    def emit(job: str, lines: list[str]) -> None:
+        for line in lines:
+            if args.json:
+                sys.stdout.write(json.dumps({"job": job, "line": line}) + "\n")
+            else:
+                console.print(line, markup=False, highlight=False, soft_wrap=True)
+        sys.stdout.flush()
+
+    # As `_follow` does in-process: each line once, a new run from its start.
     run: str | None = None
     offset: int | None = None
+    partial = ""
     while True:
-        doc = _ask(
-            t,
-            "query",
-            "logs",
-            {
-                "ref": args.job,
-                "stream": stream,
-                "lines": args.lines,
-                "follow": True,
-                "offset": offset,
-            },
-        )
-        got = doc["read"]
-        if got is not None:
+        ended: bool | None = None
+        while True:
+            req = {"ref": args.job, "stream": stream, "lines": args.lines, "follow": True}
+            doc = _ask(t, "query", "logs", {**req, "offset": offset})
+            if doc is NO_LEADER:
+                if run is None and offset is None:
+                    return doc
+                raise no_scheduler(t)  # the leader went away while following
+            ended = doc["finished"] if ended is None else ended
+            got = doc["read"]
+            if got is None:
+                break
             if got["run"] != run and run is not None:
-                offset = 0
-            else:
-                for line in got["lines"]:
-                    if args.json:
-                        sys.stdout.write(json.dumps({"job": doc["job"], "line": line}) + "\n")
-                    else:
-                        console.print(line, markup=False, highlight=False, soft_wrap=True)
-                sys.stdout.flush()
-                offset = got["next_offset"]
-            run = got["run"]
-            if got["lines"]:
+                run, offset, partial = got["run"], 0, ""
                 continue
-        if doc["finished"]:
+            lines = got["lines"]
+            if offset is None and got["next_offset"] < got["size"]:
+                lines = lines[:-1]
+            run, offset, partial = got["run"], got["next_offset"], got.get("partial", "")
+            emit(doc["job"], lines)
+            if not lines:
+                break
+        if ended:
+            if partial:
+                emit(doc["job"], [partial])
             return EXIT_OK
         time.sleep(1.0)
 
@@ -903,9 +920,9 @@ def cmd_cancel(args: argparse.Namespace, console: Console) -> int:
     if getattr(args, "readonly", False):
         raise Refused("--readonly: this console changes nothing")
     t = _target(args)
-    if t.client_only:
-        kind, payload = _cancel_command(args)
-        return _print_cancel(args, console, t, _ask(t, "command", kind, payload))
+    doc = _ask(t, "command", *_cancel_command(args))
+    if doc is not NO_LEADER:
+        return _print_cancel(args, console, t, doc)
     return asyncio.run(_cancel(args, console, t))
 
 
@@ -973,10 +990,9 @@ QUOTE_FIELDS = (
 def cmd_quote(args: argparse.Namespace, console: Console) -> int:
     """`skyops quote KIND ...`: what a request would cost and whether it is admitted."""
     t = _target(args)
-    if t.client_only:
-        req = {k: v for k, v in vars(args).items() if k in QUOTE_FIELDS and v not in (None, False)}
-        doc = _ask(t, "query", "quote", req)
-    else:
+    req = {k: v for k, v in vars(args).items() if k in QUOTE_FIELDS and v not in (None, False)}
+    doc = _ask(t, "query", "quote", req)
+    if doc is NO_LEADER:
         user = args.user or t.user
         with _snapshot(t) as snap:
             doc = quote_json(snap.grid, args, user, snap.now, t.user)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.crash_harness import LockHolder
-from skyops_tui.api.client import ApiClient, NoLeader
+from skyops_tui.api.client import ApiClient
 from skyops_tui.control.commands import Submit
 from skyops_tui.domain.config import parse_config
 from skyops_tui.domain.errors import Refused
@@ -22,6 +22,7 @@ from skyops_tui.domain.specs import JobSpec
 from skyops_tui.runtime import Runtime
 from skyops_tui.store.control import lease_epoch, lease_holder
 from skyops_tui.store.db import Store
+from skyops_tui.store.schema import StoreError
 from tests.fleet.localgrid import wait_for
 from tests.helpers import Recorder
 
@@ -95,11 +96,10 @@ async def answered(path: Path, kind: str, payload: dict, timeout: float = 20.0) 
         try:
             async with ApiClient.connected(path.with_suffix(".sock")) as client:
                 return Answer("done", await client.command(kind, payload))
-        except NoLeader:
+        except StoreError:  # nobody leads, or the leader cannot act yet: ask again
             pass
         except Refused as e:
-            if "not applied" not in str(e):
-                return Answer("refused", {"message": str(e)})
+            return Answer("refused", {"message": str(e)})
         if time.monotonic() > deadline:
             raise AssertionError(f"within {timeout:.0f} s, never: an answer to {kind}")
         await asyncio.sleep(0.05)
