@@ -459,7 +459,7 @@ class Grid:
             return f"priority job {waiting.name} is queued for {t} GPUs"
         start = job.end_at or now
         end = start + hours * 3600
-        res_name = self.window_squeezed(job, start, end)
+        res_name = self.window_squeezed(job, start, end, now)
         if res_name:
             return f"a Commit window ({res_name}) is due on these GPUs"
         return None
@@ -483,51 +483,21 @@ class Grid:
                 return q
         return None
 
-    def window_squeezed(self, job: Job, start: float, end: float) -> str | None:
-        """The Commit window due in [start, end) that would lack room if `job` kept its
-        GPUs until `end`, or None. At each window's opening only the Priority bookings
-        still running then count, and the windows open or due then."""
-        t = job.market or ""
-        points = self.window_points(t, start, end)
-        if not points:
-            return None
-        capacity = sum(n.gpu_count for n in self.by_type[t] if n.schedulable)
-        others = [
-            (o.end_at if o.end_at is not None else float("inf"), o.gpu_total)
-            for o in (self.jobs[j] for j in self.holding)
-            if o.mode is Mode.PRIORITY and o.market == t and o.id != job.id
-        ]
-        for at, load, name in points:
-            # Windows already open keep their GPUs through the extension too.
-            open_then = sum(
-                r.gpus
-                for r in self.reservations.values()
-                if r.gpu_type == t
-                and r.active_window is not None
-                and r.cancelled_at is None
-                and r.windows[r.active_window][1] > at
-            )
-            held = sum(g for e, g in others if e > at)
-            if capacity - open_then - held - job.gpu_total < load:
-                return name
-        return None
+    def window_squeezed(self, job: Job, start: float, end: float, now: float) -> str | None:
+        """The Commit window due in [start, end) that could no longer be held on the
+        nodes its owner's jobs need (windows.py) if `job` kept its GPUs until `end`,
+        though it could otherwise; or None. Only what will really hold GPUs when each
+        window opens counts: a Priority booking that ends before it does not."""
+        from .windows import due_windows, plan_windows
 
-    def window_points(
-        self, gpu_type: str, start: float, end: float
-    ) -> list[tuple[float, int, str]]:
-        """Each opening of a Commit window not yet open in [start, end) (clipped to
-        `start`): when, the GPUs the due windows need at once then, and its name."""
-        spans = [
-            (max(s, start), e, res.gpus, res.name)
-            for res in self.reservations.values()
-            if res.gpu_type == gpu_type and res.cancelled_at is None
-            for i, (s, e) in enumerate(res.windows)
-            if s < end and e > start and i != res.active_window and i >= res.settled_windows
-        ]
-        return [
-            (at, sum(g for s, e, g, _ in spans if s <= at < e), name)
-            for at, _e, _g, name in sorted(spans)
-        ]
+        t = job.market or ""
+        if not due_windows(self, t, start, end):
+            return None
+        was = {(d.reservation, d.index) for d in plan_windows(self, t, now, end) if d.broken}
+        for d in plan_windows(self, t, now, end, ends={job.id: end}):
+            if d.broken and d.start >= start and (d.reservation, d.index) not in was:
+                return d.reservation
+        return None
 
     def commit_demand(
         self, gpu_type: str, start: float, end: float, exclude: str | None = None

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from ..domain.model import HOLDING, JobState, Mode, Transaction, user_account
 from . import actions as A
 from .grid import Grid
+from .windows import fits_shape, shape
 
 # Whom a preemption was for, read from its cause (planner.py words them so).
 _PREEMPTOR = re.compile(
@@ -50,8 +51,8 @@ def check_order(grid: Grid, actions: list[A.Action], now: float) -> list[str]:
     """Order and waste (docs/modes.md, *Queue, backfill and claims*): no Flex start
     while a fitting Priority job waits; no victim resumed on its GPUs while the job it
     was preempted for still waits; no Commit owner job kept waiting in an open window
-    that holds enough GPUs for it (`check_commit_waits`, not yet run here); no job
-    preempted more than N times an hour."""
+    that holds enough GPUs for it (`check_commit_waits`); no job preempted more than N
+    times an hour."""
     w = watch(grid)
     out: list[str] = []
     limit = max_preemptions_per_hour(grid)
@@ -94,6 +95,8 @@ def check_order(grid: Grid, actions: list[A.Action], now: float) -> list[str]:
                 flex_starts.append(a)
     if flex_starts and grid.priority_queue:
         out += _flex_before_priority(grid, flex_starts, now)
+    if grid.commit_waiting:
+        out += check_commit_waits(grid, now)
     return out
 
 
@@ -131,6 +134,8 @@ def _flex_before_priority(grid: Grid, starts: list[A.Start], now: float) -> list
         for p in a.placement:
             node = grid.nodes[p.node]
             mine = sum(1 for i in p.gpus if node.reserved[i] is None)
+            if not mine:
+                continue  # lent reserved GPUs only: nothing a Priority job could use
             room = node.n_free + mine
             for q in waiting:
                 if q.nodes or q.gpus > room or q.gpu_type not in (None, node.gpu_type):
@@ -151,8 +156,8 @@ def _flex_before_priority(grid: Grid, starts: list[A.Start], now: float) -> list
 
 def check_commit_waits(grid: Grid, now: float) -> list[str]:
     """An owner's job kept out of an open window that holds enough GPUs for it (a
-    window split across nodes, issue 17 story 1). Not yet run by `check_order`: window
-    placement before opening is still to do, and random traces find such splits."""
+    window split across nodes, issue 17 story 1): windows are held in their shape
+    (policy/windows.py), so the GPUs a window holds can take its owner's jobs."""
     w = watch(grid)
     out = []
     c = grid.cfg.cluster
@@ -162,16 +167,27 @@ def check_commit_waits(grid: Grid, now: float) -> list[str]:
         res = grid.reservations.get(name)
         if not queue or res is None or res.active_window is None:
             continue
-        usable = 0
+        per_node: dict[str, int] = {}
         for n, i in res.held:
             node = grid.nodes[n]
             h = node.holders[i]
             if node.schedulable and (h is None or grid.jobs[h].mode is Mode.FLEX):
-                usable += 1
+                per_node[n] = per_node.get(n, 0) + 1
+        usable = sum(per_node.values())
         job = grid.jobs[queue[0][1]]
         widest = max((n.gpu_count for n in grid.by_type.get(res.gpu_type, [])), default=0)
         if job.gpus > usable or job.gpus > widest:
             continue  # (a job wider than any node of the type can never start)
+        if max(per_node.values()) < job.gpus:
+            # No node has room for it: a wait for the owner's own jobs, unless the
+            # window is held split, out of its shape (windows.py).
+            on: dict[str, int] = {}
+            for n, _ in res.held:
+                on[n] = on.get(n, 0) + 1
+            sizes = [n.gpu_count for n in grid.by_type.get(res.gpu_type, [])]
+            parts = sorted(on.values(), reverse=True)
+            if len(res.held) < res.gpus or fits_shape(parts, shape(sizes, res.gpus), res.gpus):
+                continue
         still.add(job.id)
         since = w.commit_blocked.setdefault(job.id, now)
         if now - since > allowed:

@@ -30,7 +30,6 @@ start on free GPUs; the rest wait for the next pass.
 
 from __future__ import annotations
 
-import bisect
 import heapq
 from collections.abc import Iterable, Iterator
 
@@ -40,6 +39,7 @@ from . import actions as A
 from .funding import guard
 from .grid import Grid
 from .pricing import clearing_price
+from .windows import plan_windows, shape
 
 R = JobState.RUNNING
 PRIORITY_POOL, FLEX_POOL = "priority", "flex"
@@ -59,14 +59,16 @@ class Planner:
         self.victims: set[int] = set()  # jobs this pass preempts or stops
         self.claimed: dict[str, int] = {}  # soon-free GPUs claimed per node in this pass
         self.started: set[int] = set()
+        self.start_of: dict[int, list[Placement]] = {}
         self._soon: dict[str, list[int]] | None = None
         self._flex_free: dict[str, int] = {}  # Flex capacity left per type in this pass
         self.waiting_elsewhere: set[int] = set()  # untyped jobs that claimed GPUs in a market
         self._smallest: dict[str, int] = {}
         self.guard = guard(grid, now)  # accounts that can no longer pay for what runs
-        self._demand: dict[tuple[str, float], int] = {}  # Commit demand by (type, until)
-        self._priority_ends: dict[str, tuple[list[float], list[int]]] = {}
-        self.priority_admitted: dict[str, int] = {}  # GPUs this pass gave Priority, per type
+        # Per type, per node a Commit window not yet open is planned on: each opening
+        # there, and the GPUs a Priority booking running past it may still take.
+        self._window_room: dict[str, dict[str, list[list[float]]]] = {}
+        self._horizon: float | None = None
         # Nodes held for a blocked head (the oldest Priority job, or the highest Flex bid,
         # that cannot fit): when it can start there, and the free GPUs kept for it.
         self.head_nodes: dict[str, float] = {}
@@ -176,6 +178,7 @@ class Planner:
         for p in placement:
             self.take(p.node, p.gpus)
         self.started.add(job.id)
+        self.start_of[job.id] = placement
         self.guard.started(job, market, sum(len(p.gpus) for p in placement))
         self.emit(A.Start(job.id, tuple(placement), market, resume=job.runs > 0))
 
@@ -226,6 +229,7 @@ class Planner:
                 and self.node_free_count(n, pool) + self.soon_count(n, pool) >= n.gpu_count
             ]
             if len(ready) >= job.nodes:
+                self._victim_nodes = [n.name for n in ready[: job.nodes]]
                 for n in ready[: job.nodes]:
                     free = self.node_free_count(n, pool)
                     self.claimed[n.name] = self.claimed.get(n.name, 0) + n.gpu_count - free
@@ -233,7 +237,7 @@ class Planner:
                 return True
             return False
         for node in nodes:
-            if node.name not in self.soon() or node.name in self.head_nodes:
+            if node.name not in self.soon() or (node.name in self.head_nodes and pool != "commit"):
                 continue
             free = (
                 len(self.free_indices(node, pool, reservation))
@@ -242,6 +246,7 @@ class Planner:
             )
             soon = self.soon_count(node, pool, reservation)
             if soon and free + soon >= job.gpus:
+                self._victim_nodes = [node.name]
                 self.claimed[node.name] = self.claimed.get(node.name, 0) + (job.gpus - free)
                 # The free GPUs it counts on are its own too: nobody else gets them.
                 self.take(node.name, self.free_indices(node, pool, reservation)[: job.gpus])
@@ -316,7 +321,9 @@ class Planner:
         def usable(node: Node, v: Job) -> int:
             idx = [i for p in v.placement if p.node == node.name for i in p.gpus]
             if pool == PRIORITY_POOL:
-                return sum(1 for i in idx if node.reserved[i] is None)
+                # not GPUs a window opening in this pass took (reserved once applied)
+                taken = self.taken.get(node.name, ())
+                return sum(1 for i in idx if node.reserved[i] is None and i not in taken)
             if pool == "commit":
                 return sum(1 for i in idx if node.reserved[i] == reservation)
             return len(idx)
@@ -328,7 +335,9 @@ class Planner:
         best_node = ""
         for node in nodes:
             vs = on_node.get(node.name)
-            if not node.schedulable or (not vs and not job.nodes) or node.name in self.head_nodes:
+            # A head keeps a node's unreserved GPUs; a window's own GPUs stay its owner's.
+            headed = node.name in self.head_nodes and pool != "commit"
+            if not node.schedulable or (not vs and not job.nodes) or headed:
                 continue
             free = (
                 len(self.free_indices(node, pool, reservation))
@@ -479,48 +488,59 @@ class Planner:
         self.emit(A.CloseWindow(res.name, index))
 
     def open_window(self, res: Reservation, index: int, want: int) -> None:
-        """Hold `want` GPUs of the type for the window on as few nodes as possible (the
-        owner's jobs each run on one node): nodes that can hold the most of it first,
-        free GPUs before Flex-held ones, which are reclaimed."""
+        """Hold `want` more GPUs for the window in its shape (windows.py: as few nodes as
+        possible, since each of the owner's jobs runs on one node): nodes that can hold
+        the most of it first, free GPUs before Flex-held ones, which stay lent. A node
+        that cannot hold its part of the shape (counting GPUs Flex holds, and what the
+        window holds there already) is not used: GPUs no owner job could use would be
+        held for nothing. What is not held counts as downtime, credited at the close."""
         g = self.g
+        first = index != res.active_window
+        here: dict[str, int] = {}
+        if not first:
+            for n, _ in res.held:
+                here[n] = here.get(n, 0) + 1
         cands = []
         for node in g.by_type.get(res.gpu_type, []):
             if not node.schedulable:
                 continue
             free = self.free_indices(node, PRIORITY_POOL)
             taken = self.taken.get(node.name, ())
-            lent = [
+            flex = [
                 i
                 for i, h in enumerate(node.holders)
-                if self.may_preempt
-                and h is not None
+                if h is not None
                 and node.reserved[i] is None
                 and i not in taken
                 and g.jobs[h].mode is Mode.FLEX
             ]
-            if free or lent:
-                cands.append((-min(len(free) + len(lent), want), -len(free), node.name, free, lent))
-        cands.sort()
+            lent = flex if self.may_preempt else []
+            potential = here.get(node.name, 0) + len(free) + len(flex)
+            if free or lent or node.name in here:
+                cands.append(
+                    (
+                        -here.get(node.name, 0),
+                        -min(potential, res.gpus),
+                        -len(free),
+                        node.name,
+                        free + lent,
+                    )
+                )
+        cands.sort()  # spares go first beside what the window holds already
         held: list[tuple[str, int]] = []
-        reclaim: dict[int, Job] = {}
-        for _, _, name, free, lent in cands:
-            node = g.nodes[name]
-            for i in free + lent:
-                if len(held) >= want:
-                    break
-                held.append((name, i))
-                if node.holders[i] is not None:
-                    reclaim[node.holders[i]] = g.jobs[node.holders[i]]
-            if len(held) >= want:
+        parts = shape([n.gpu_count for n in g.by_type.get(res.gpu_type, [])], res.gpus)
+        for k, (_, neg, _, name, avail) in enumerate(cands):
+            if k >= len(parts) or len(held) >= want or -neg < parts[k]:
                 break
-        if not held and index == res.active_window:
+            more = min(parts[k] - here.get(name, 0), want - len(held))
+            held += [(name, i) for i in avail[: max(more, 0)]]
+        if not held and not first:
             return
         for n, i in held:
             self.take(n, [i])
         self.emit(A.OpenWindow(res.name, index, tuple(held)))
         # Flex jobs on the GPUs it holds keep them, lent, until an owner's job needs
         # them (commit() reclaims then): a preemption nobody gains from is not made.
-        del reclaim
 
     # ------------------------------------------------------------ priority
     def priority(self) -> None:
@@ -541,14 +561,17 @@ class Planner:
             types = [job.gpu_type] if job.gpu_type else all_types
             end = g.booked_end(job, now)
             ok_types = []
+            nodes_of: dict[str, list[Node]] = {}  # the nodes it may use beside windows
             unfunded = 0
             for t in types:
                 need = job.gpus or job.nodes * g.by_type[t][0].gpu_count
                 if not self.guard.can_start(job, t, need):
                     unfunded += 1
                     continue
-                if self.beside_windows(t, end, need):
+                nodes = self.beside_windows(t, end, job)
+                if nodes:
                     ok_types.append(t)
+                    nodes_of[t] = nodes
             if unfunded == len(types):
                 continue  # waits for funds, not for GPUs: it holds nobody up
             room = [
@@ -556,21 +579,21 @@ class Planner:
                 for t in ok_types
                 if (job.gpus or job.nodes * g.by_type[t][0].gpu_count) < no_room.get(t, 1 << 30)
             ]
-            t = self.admit(job, room, PRIORITY_POOL, "priority job") if room else None
+            t = self.admit(job, room, PRIORITY_POOL, "priority job", nodes_of) if room else None
             if t is None:
                 for t2 in room:
-                    need = job.gpus or job.nodes * g.by_type[t2][0].gpu_count
-                    no_room[t2] = min(no_room.get(t2, 1 << 30), need)
-                t = self.backfill(job, ok_types, end)
+                    if nodes_of[t2] is g.by_type[t2]:  # judged on every node of the type
+                        need = job.gpus or job.nodes * g.by_type[t2][0].gpu_count
+                        no_room[t2] = min(no_room.get(t2, 1 << 30), need)
+                t = self.backfill(job, ok_types, end, nodes_of)
             if t:
-                need = job.gpus or job.nodes * g.by_type[t][0].gpu_count
-                self.priority_admitted[t] = self.priority_admitted.get(t, 0) + need
+                self.booked_beside_windows(job, t, end)
                 if jid not in self.started and job.end_at != end:
                     # It claims GPUs being freed: its booking ends where it was admitted.
                     self.emit(A.Renew(jid, end, "claimed GPUs being freed"))
                 continue
             if ok_types and not headed.intersection(ok_types):
-                headed.update(self.hold_for_head(job, ok_types))
+                headed.update(self.hold_for_head(job, ok_types, nodes_of))
 
     def free_at(self, node: Node) -> list[float]:
         """When each GPU of the node could be this pass's head's at the soonest: free ones
@@ -604,13 +627,15 @@ class Planner:
             out.append(at)
         return out
 
-    def hold_for_head(self, job: Job, types: list[str]) -> list[str]:
+    def hold_for_head(
+        self, job: Job, types: list[str], nodes_of: dict[str, list[Node]]
+    ) -> list[str]:
         """Keep for `job` the node (or nodes, for a gang) where it can start soonest;
         returns the types it now heads."""
         best: tuple[float, str, list[str]] | None = None
         for t in types:
             per: list[tuple[float, str]] = []
-            for node in self.g.by_type[t]:
+            for node in nodes_of[t]:
                 if not node.schedulable or node.name in self.head_nodes:
                     continue
                 if job.nodes:
@@ -639,7 +664,9 @@ class Planner:
             self.head_free[name] = idx
         return [t]
 
-    def backfill(self, job: Job, types: list[str], end: float) -> str | None:
+    def backfill(
+        self, job: Job, types: list[str], end: float, nodes_of: dict[str, list[Node]]
+    ) -> str | None:
         """Start `job` on GPUs kept for a head if its booking ends before the head could
         start there (it delays nobody)."""
         if not self.head_free or job.nodes:
@@ -647,6 +674,10 @@ class Planner:
         for name, at in self.head_nodes.items():
             node = self.g.nodes[name]
             if end > at or node.gpu_type not in types:
+                continue
+            if nodes_of[node.gpu_type] is not self.g.by_type[node.gpu_type] and (
+                self.window_room(node, end) < job.gpus
+            ):
                 continue
             kept = self.head_free[name]
             idx = kept + self.free_indices(node, PRIORITY_POOL)
@@ -658,48 +689,89 @@ class Planner:
             return node.gpu_type
         return None
 
-    def beside_windows(self, gpu_type: str, end: float, need: int) -> bool:
-        """Whether `need` GPUs booked until `end` leave room for the Commit windows due
-        before then, next to the Priority bookings that run into them."""
-        key = (gpu_type, end)
-        if key not in self._demand:
-            self._demand[key] = self.g.commit_demand(gpu_type, self.now, end)[0]
-        demand = self._demand[key]
-        if not demand:
-            return True
-        g = self.g
-        first = min(
-            max(s, self.now)
-            for r in g.reservations.values()
-            if r.gpu_type == gpu_type and r.cancelled_at is None
-            for i, (s, e) in enumerate(r.windows)
-            if s < end and e > self.now and i != r.active_window and i >= r.settled_windows
-        )
-        unreserved = sum(n.reserved.count(None) for n in g.by_type[gpu_type] if n.schedulable)
-        held = self.priority_after(gpu_type, first) + self.priority_admitted.get(gpu_type, 0)
-        return unreserved - held - demand >= need
+    def beside_windows(self, gpu_type: str, end: float, job: Job) -> list[Node]:
+        """The nodes of the type where `job`, booked until `end`, leaves every Commit
+        window due before then the room it is planned on (docs/modes.md, *Window
+        placement*): all of them when no window is planned before `end`."""
+        nodes = self.g.by_type[gpu_type]
+        room = self.window_rooms(gpu_type)
+        if not room:
+            return nodes
+        bad = set()
+        for name, points in room.items():
+            need = self.g.nodes[name].gpu_count if job.nodes else job.gpus
+            if min((left for at, left in points if at < end), default=need) < need:
+                bad.add(name)
+        if not bad:
+            return nodes
+        return [n for n in nodes if n.name not in bad]
 
-    def priority_after(self, gpu_type: str, t: float) -> int:
-        """GPUs Priority jobs of the type hold beyond `t` (their booked end)."""
-        if gpu_type not in self._priority_ends:
-            ends = sorted(
-                (job.end_at if job.end_at is not None else float("inf"), job.gpu_total)
-                for job in (self.g.jobs[j] for j in self.g.holding)
-                if job.mode is Mode.PRIORITY and job.market == gpu_type
-            )
-            suffix = [0] * (len(ends) + 1)
-            for k in range(len(ends) - 1, -1, -1):
-                suffix[k] = suffix[k + 1] + ends[k][1]
-            self._priority_ends[gpu_type] = ([e for e, _ in ends], suffix)
-        ends, suffix = self._priority_ends[gpu_type]
-        return suffix[bisect.bisect_right(ends, t)]
+    def window_room(self, node: Node, end: float) -> float:
+        points = self.window_rooms(node.gpu_type).get(node.name, ())
+        return min((left for at, left in points if at < end), default=float("inf"))
 
-    def admit(self, job: Job, types: list[str], pool: str, who: str) -> str | None:
+    def window_rooms(self, gpu_type: str) -> dict[str, list[list[float]]]:
+        """Plan the type's windows due within the longest booking queued (windows.py)
+        and, per node a window is planned on, at each opening there: the GPUs neither
+        the windows covering that moment nor Priority bookings running past it hold."""
+        if gpu_type in self._window_room:
+            return self._window_room[gpu_type]
+        g, now = self.g, self.now
+        if self._horizon is None:
+            span = max(((g.jobs[j].hours or 1.0) for _, j in g.priority_queue), default=1.0)
+            self._horizon = now + span * 3600
+        plan = plan_windows(g, gpu_type, now, self._horizon)
+        out: dict[str, list[list[float]]] = {}
+        starts: dict[str, set[float]] = {}
+        for d in plan:
+            for name in d.chunks:
+                starts.setdefault(name, set()).add(d.start)
+        for name, ats in starts.items():
+            node = g.nodes[name]
+            points = []
+            for at in sorted(ats):
+                used = sum(d.chunks.get(name, 0) for d in plan if d.start <= at < d.end)
+                for i in range(node.gpu_count):
+                    r, h = node.reserved[i], node.holders[i]
+                    if r is not None:
+                        res = g.reservations.get(r)
+                        aw = res.active_window if res is not None else None
+                        if aw is not None and res.windows[aw][1] > at:
+                            used += 1
+                    elif h is not None:
+                        j = g.jobs[h]
+                        if j.mode is Mode.PRIORITY and (j.end_at is None or j.end_at > at):
+                            used += 1
+                points.append([at, node.gpu_count - used])
+            out[name] = points
+        self._window_room[gpu_type] = out
+        return out
+
+    def booked_beside_windows(self, job: Job, gpu_type: str, end: float) -> None:
+        """A booking admitted in this pass takes its GPUs from the room beside windows."""
+        room = self.window_rooms(gpu_type)
+        if not room:
+            return
+        if job.id in self.started:
+            where = [(p.node, len(p.gpus)) for p in self.start_of[job.id]]
+        else:
+            n = self.g.nodes
+            where = [
+                (name, n[name].gpu_count if job.nodes else job.gpus) for name in self._victim_nodes
+            ]
+        for name, k in where:
+            for point in room.get(name, ()):
+                if point[0] < end:
+                    point[1] -= k
+
+    def admit(
+        self, job: Job, types: list[str], pool: str, who: str, nodes_of: dict[str, list[Node]]
+    ) -> str | None:
         """Start `job`, or wait for GPUs being freed, or preempt Flex for it, on the first
-        type that allows one of those; return that type (None: none does)."""
-        g = self.g
+        type that allows one of those, on the nodes `nodes_of` allows; return that type
+        (None: none does)."""
         for t in types:
-            nodes = g.by_type[t]
+            nodes = nodes_of[t]
             if job.nodes:
                 pl = self.whole_nodes(nodes, job.nodes)
                 if pl:
@@ -711,12 +783,12 @@ class Planner:
                     self.start(job, [p], t)
                     return t
         for t in types:
-            if self.claim_soon(g.by_type[t], job, pool):
+            if self.claim_soon(nodes_of[t], job, pool):
                 return t
         if not self.may_preempt:
             return None
         for t in types:
-            victims = self.choose_victims(g.by_type[t], job, pool, lambda v: True)
+            victims = self.choose_victims(nodes_of[t], job, pool, lambda v: True)
             if victims:
                 self.preempt(victims, f"preempted for {who} {job.name}")
                 self.hold_victim_nodes(victims, job, pool)
@@ -731,8 +803,11 @@ class Planner:
                 continue
             res = g.reservations.get(name)
             if res is None or res.finished:
+                why = f"reservation {name} has no windows left"
+                if res is not None and res.credited:
+                    why += f"; GPUs lost to node failure were credited ({fmt(res.credited)})"
                 for _, jid in list(waiting):
-                    self.emit(A.Fail(jid, f"reservation {name} has no windows left"))
+                    self.emit(A.Fail(jid, why))
                 continue
             if res.active_window is None:
                 continue

@@ -253,3 +253,33 @@ def test_a_priority_claim_made_before_a_window_keeps_its_admitted_end() -> None:
     w.at(3605)
     assert len(w.grid.reservations["r"].held) == 4
     assert w.violations == []
+
+
+def test_a_booking_that_would_split_a_window_goes_elsewhere_and_the_owner_runs() -> None:
+    """Story 1: window R (4 H100 at 3,600 s, 1 h) is planned on the node that can hold
+    it whole (docs/modes.md, *Window placement*); p2 (2 GPUs, 2 h) would leave R only
+    2 + 2 GPUs on two nodes, so it may not use that node's free GPUs: it preempts the
+    Flex job on the other node instead. R opens on one node and the owner's 4-GPU job
+    c runs in it (it used to be held 2 + 2, and c ended failed, 'no windows left')."""
+    w = World(config("2x4xH100", cluster={"grace_s": 60}), stop_delay=5)
+    w.reserve("R", gpus=4, start=T0 + HOUR, hours=1)
+    w.priority("p0", gpus=4, hours=0.5, runtime=HOUR)
+    w.advance(1)
+    w.priority("p1", gpus=2, hours=2, runtime=3 * HOUR)
+    w.advance(1)
+    w.flex("f", gpus=2, bid=1.0, runtime=10 * HOUR)
+    w.advance(1898)
+    w.priority("p2", gpus=2, hours=2, runtime=3 * HOUR)
+    w.advance(60)
+    p1_node = w.job("p1").placement[0].node
+    assert w.state("p2") is JobState.RUNNING
+    assert w.job("p2").placement[0].node == p1_node  # beside p1, where f was
+    w.advance(1540)
+    w.commit("c", "R", gpus=4, runtime=HOUR)
+    w.advance(200)
+    held = w.grid.reservations["R"].held
+    assert len({n for n, _ in held}) == 1 and len(held) == 4
+    assert w.state("c") is JobState.RUNNING and w.gpus_of("c") == set(held)
+    w.advance(HOUR)
+    assert w.state("c") is JobState.SUCCEEDED or w.state("c") is JobState.EXPIRED
+    assert w.violations == []

@@ -411,3 +411,29 @@ def test_a_leader_still_hearing_from_its_nodes_preempts_no_flex_job_for_priority
     assert w.state("f") is JobState.RUNNING and not w.acted(A.Preempt)
     acts = w.at(30)
     assert [a.job for a in acts if isinstance(a, A.Preempt)] == [w.job("f").id]
+
+
+def test_extend_is_refused_when_it_would_split_a_window_across_nodes():
+    """Counting GPUs, 8 - 2 - 2 leaves the 4 a window needs; but they would be 2 + 2 on
+    two nodes, where the owner's 4-GPU job never fits: the extension is refused, as is
+    auto-renewal. Without it the window has p's node whole."""
+    w = HandWorld(config("2x4xH100"))
+    w.priority("p", gpus=2, hours=1, auto_renew=True)
+    w.priority("x", gpus=2, hours=0.25)
+    w.priority("q", gpus=2, hours=3)
+    w.at(0)
+    w.run()
+    assert w.job("p").placement[0].node != w.job("q").placement[0].node
+    w.at(600)
+    w.exited("x", 0)
+    w.reserve("r", gpus=4, start=T0 + 1.5 * HOUR, hours=1)
+    with pytest.raises(Refused, match=r"cannot extend p: a Commit window \(r\) is due"):
+        w.do(lambda g, t: g.extend("p", 1, t))
+    w.do(lambda g, t: g.extend("q", 1, t))  # q's node is not the one r needs
+    acts = w.at(HOUR)
+    stop = [a for a in acts if isinstance(a, A.Stop)]
+    assert stop and "Commit window (r)" in stop[0].cause
+    w.stopped("p")
+    w.at(1.5 * HOUR)
+    held = w.grid.reservations["r"].held
+    assert len(held) == 4 and len({n for n, _ in held}) == 1

@@ -1,0 +1,124 @@
+"""Where Commit windows not yet open will be held, decided before they open.
+
+A window is held on as few nodes as possible, because each of its owner's jobs runs on
+one node: a window of `gpus` has the *shape* it would take on an empty grid (the type's
+largest nodes first: 4 GPUs on 4-GPU nodes is one whole node, 6 is 4 + 2). A plan
+places every window due, in order of opening, on the nodes with the most GPUs that
+neither Priority bookings running past its opening nor other windows overlapping it
+hold (ties: by name); a window is *broken* when it cannot be held in its shape (more
+nodes than the shape has, or a widest part narrower than the shape's).
+
+The planner keeps Priority bookings off the GPUs a window is planned on (admission by
+placement), and renewals and extensions are refused when they would break a window
+that holds otherwise (docs/modes.md, *Window placement*). Flex jobs never count: they
+are lent the GPUs until an owner's job needs them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..domain.model import Mode, Node
+
+
+@dataclass(slots=True)
+class Due:
+    reservation: str
+    index: int
+    start: float
+    end: float
+    gpus: int
+    chunks: dict[str, int] = field(default_factory=dict)  # node -> GPUs planned there
+    broken: bool = False
+
+
+def shape(sizes: list[int], gpus: int) -> list[int]:
+    """The parts a window of `gpus` takes on an empty grid of nodes of `sizes`."""
+    out = []
+    left = gpus
+    for size in sorted(sizes, reverse=True):
+        if left <= 0:
+            break
+        out.append(min(size, left))
+        left -= out[-1]
+    return out
+
+
+def fits_shape(parts: list[int], want: list[int], gpus: int) -> bool:
+    return sum(parts) >= gpus and len(parts) <= len(want) and max(parts, default=0) >= want[0]
+
+
+def place(avail: dict[str, int], gpus: int) -> dict[str, int]:
+    """Greedy: nodes with the most room first (ties: by name), each takes what it can."""
+    chunks: dict[str, int] = {}
+    left = gpus
+    for name in sorted(avail, key=lambda n: (-min(avail[n], gpus), n)):
+        if left <= 0 or avail[name] <= 0:
+            break
+        chunks[name] = min(avail[name], left)
+        left -= chunks[name]
+    return chunks
+
+
+def due_windows(grid, gpu_type: str, now: float, until: float) -> list[Due]:
+    out = []
+    for res in grid.reservations.values():
+        if res.gpu_type != gpu_type or res.cancelled_at is not None:
+            continue
+        for i, (s, e) in enumerate(res.windows):
+            if s < until and e > now and i != res.active_window and i >= res.settled_windows:
+                out.append(Due(res.name, i, max(s, now), e, res.gpus))
+    out.sort(key=lambda d: (d.start, -d.gpus, d.reservation))
+    return out
+
+
+def plan_windows(
+    grid,
+    gpu_type: str,
+    now: float,
+    until: float,
+    ends: dict[int, float] | None = None,
+    extra: list[tuple[str, int, float]] | None = None,
+) -> list[Due]:
+    """Place every window of the type due before `until`. `ends` overrides Priority
+    jobs' booked ends (a renewal being judged); `extra` adds bookings (node, GPUs, end)."""
+    due = due_windows(grid, gpu_type, now, until)
+    if not due:
+        return due
+    nodes: list[Node] = [n for n in grid.by_type.get(gpu_type, []) if n.schedulable]
+    want_of = {}
+    sizes = [n.gpu_count for n in nodes]
+    # Per node: what holds GPUs and until when (Priority bookings, open windows).
+    held: dict[str, list[tuple[float, int]]] = {}
+    for jid in grid.holding:
+        job = grid.jobs[jid]
+        if job.mode is not Mode.PRIORITY or job.market != gpu_type:
+            continue
+        end = (ends or {}).get(jid, job.end_at if job.end_at is not None else float("inf"))
+        for p in job.placement:
+            held.setdefault(p.node, []).append((end, len(p.gpus)))
+    for name, k, end in extra or ():
+        held.setdefault(name, []).append((end, k))
+    for res in grid.reservations.values():
+        if res.gpu_type == gpu_type and res.active_window is not None:
+            end = res.windows[res.active_window][1]
+            for name, _ in res.held:
+                held.setdefault(name, []).append((end, 1))
+    planned: list[Due] = []
+    for d in due:
+        avail = {}
+        for n in nodes:
+            used = sum(k for e, k in held.get(n.name, ()) if e > d.start)
+            avail[n.name] = n.gpu_count - used
+        for p in planned:
+            if p.end > d.start:
+                for name, k in p.chunks.items():
+                    if name in avail:
+                        avail[name] -= k
+        d.chunks = place(avail, d.gpus)
+        if d.gpus not in want_of:
+            want_of[d.gpus] = shape(sizes, d.gpus)
+        want = want_of[d.gpus]
+        d.broken = not want or not fits_shape(list(d.chunks.values()), want, d.gpus)
+        planned.append(d)
+    return planned
