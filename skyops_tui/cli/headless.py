@@ -100,6 +100,17 @@ def add_headless_arguments(
         "--as", dest="as_user", metavar="USER", help="operators: act for USER (logged as such)"
     )
 
+    submit = sub("submit", "submit a job (or an array of jobs) running COMMAND")
+    submit.add_argument("--mode", choices=[m.value for m in Mode], default="flex")
+    submit.add_argument("--name", help="job name (default: the program's name and a number)")
+    submit.add_argument("--gpus", type=int, default=1)
+    submit.add_argument("--gpu-type")
+    submit.add_argument("--hours", type=float, help="priority: booking length")
+    submit.add_argument("--bid", type=float, help="flex: currency per GPU-hour")
+    submit.add_argument("--reservation", help="commit: the reservation it runs in")
+    submit.add_argument("--array", type=int, metavar="N", help="N jobs NAME-0 .. NAME-N-1")
+    submit.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND...")
+
     quote = sub("quote", "price, discount and admission of a request, before committing")
     quote.add_argument("kind", choices=["priority", "commit", "flex", "reservation"])
     quote.add_argument("--gpus", type=int)
@@ -1183,7 +1194,57 @@ def _print_quote(console: Console, doc: dict, cur: str) -> None:
         console.print(Text("would be admitted: ", style="bold green") + Text(doc["outcome"]))
 
 
+# -------------------------------------------------------------------- submit
+@_guard
+def cmd_submit(args: argparse.Namespace, console: Console) -> int:
+    """`skyops submit [--mode M] [--gpus N] [--array N] -- COMMAND...`: a lean client.
+    Through the leader's socket when one runs (as the user the kernel names), else
+    the owning account leads for the moment, as `--apply` does."""
+    if getattr(args, "readonly", False):
+        raise Refused("--readonly: this console changes nothing")
+    argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+    if not argv:
+        raise InputError(
+            ["submit: give the command after --, e.g. skyops submit -- python train.py"]
+        )
+    if args.array is not None and not 1 <= args.array <= 10_000:
+        raise InputError([f"--array: must be from 1 to 10000 (got {args.array})"])
+    t = _target(args)
+    who = _ask(t, "query", "whoami")
+    user = t.user if who is NO_LEADER else who["user"]
+    base = args.name or f"{Path(argv[0]).name or 'job'}-{int(time.time()) % 100000}"
+    names = [base] if args.array is None else [f"{base}-{i}" for i in range(args.array)]
+    fields = {"mode": args.mode, "gpus": args.gpus, "gpu_type": args.gpu_type,
+              "hours": args.hours, "bid": args.bid, "reservation": args.reservation}  # fmt: skip
+    specs = []
+    for name in names:
+        data = {k: v for k, v in fields.items() if v is not None}
+        try:
+            spec = JobSpec.model_validate({**data, "name": name, "user": user, "argv": argv})
+        except ValidationError as e:
+            raise InputError(_flag_messages("skyops submit", e)) from None
+        specs.append({"spec": spec.model_dump(mode="json", exclude_none=True)})
+    if who is NO_LEADER:
+        done = asyncio.run(_submit_here(t, specs))
+    else:
+        done = [_ask(t, "command", "submit", payload) for payload in specs]
+    if args.json:
+        _emit_json({"status": "submitted", "jobs": done})
+    else:
+        for d in done:
+            console.print(
+                Text(f"Submitted {d['mode']} job {d['name']} (id {d['id']}): {d['state']}.")
+            )
+    return EXIT_OK
+
+
+async def _submit_here(t: Target, specs: list[dict]) -> list[dict]:
+    async with _session(t) as s:
+        return [await s.call("submit", payload) for payload in specs]
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, Console], int]] = {
+    "submit": cmd_submit,
     "status": cmd_status,
     "jobs": cmd_jobs,
     "logs": cmd_logs,

@@ -150,3 +150,40 @@ def test_logs_follow_through_the_leader_prints_each_line_once(tmp_path):
         except subprocess.TimeoutExpired:
             leader.kill()
             leader.wait()
+
+
+def test_submit_an_array_through_the_leader(tmp_path):
+    """`skyops submit --array N -- COMMAND` sends N jobs to the leader's socket, as
+    the user the leader names the caller (the service account's user here)."""
+    (tmp_path / "config.toml").write_text(CONFIG)
+    env = {**os.environ, "XDG_DATA_HOME": str(tmp_path / "data"), "SKYOPS_USER": "ops"}
+    base = [sys.executable, "-m", "skyops_tui", "--config", str(tmp_path / "config.toml")]
+    base += ["--db", str(tmp_path / "state.db")]
+    log = tmp_path / "serve.log"
+    with log.open("w") as out:
+        leader = subprocess.Popen([*base, "serve"], stdout=out, stderr=subprocess.STDOUT,
+                                  env=env, cwd=REPO)  # fmt: skip
+    try:
+        wait_for(lambda: "leading" in log.read_text(), "the leader leading")
+        cli = {**env, "SKYOPS_USER": "someone-else"}  # the socket, not this, names the caller
+        r = subprocess.run([*base, "submit", "--name", "arr", "--bid", "1.5", "--array", "3",
+                            "--json", "--", "true"], env=cli, cwd=REPO, capture_output=True,
+                           text=True, timeout=120)  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        jobs = json.loads(r.stdout)["jobs"]
+        assert [j["name"] for j in jobs] == ["arr-0", "arr-1", "arr-2"]
+        store = Store(tmp_path / "state.db")
+        try:
+            assert {store.job(f"arr-{i}").user for i in range(3)} == {"ops"}
+        finally:
+            store.close()
+        bad = subprocess.run([*base, "submit", "--gpus", "0", "--", "true"], env=env, cwd=REPO,
+                             capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert bad.returncode == 2 and "--gpus" in bad.stderr, bad.stderr
+    finally:
+        leader.terminate()
+        try:
+            leader.wait(15)
+        except subprocess.TimeoutExpired:
+            leader.kill()
+            leader.wait()
