@@ -157,7 +157,10 @@ def simulate(
                 _refuse(refused, refusals, item, i, str(e))
         engine.pending += nodes.due(now)
         ex.fire(now)
+        lost_now = nodes.lost_now
         actions = engine.step(now)
+        if lost_now:
+            ex._reap_lost(now)  # runs on a node declared lost end now, whatever passes follow
         engine.absorb(now)  # simulated starts are instant: no second pass needed for them
         steps += 1
         preemptions += sum(1 for a in actions if isinstance(a, A.Preempt))
@@ -264,6 +267,7 @@ class _NodeWatch:
         self.timeout = heartbeat_timeout_s
         self.silent: dict[str, float] = {}  # node -> last heard from
         self.timers: list[tuple[float, str, NodeStatus]] = []
+        self.lost_now = False  # the last `due` declared a node lost
 
     def line(self, grid: Grid, item: TraceLine, now: float) -> None:
         name = item.node or ""
@@ -297,11 +301,13 @@ class _NodeWatch:
 
     def due(self, now: float) -> list[NodeChanged]:
         out: list[NodeChanged] = []
+        self.lost_now = False
         while self.timers and self.timers[0][0] <= now:
             _, name, status = self.timers.pop(0)
             since = self.silent.get(name)
             if status is NodeStatus.UNREACHABLE:
                 self.silent.pop(name, None)
+                self.lost_now = True
                 out.append(NodeChanged(name, status, f"node {name} unreachable", since))
             elif status is NodeStatus.DEGRADED:
                 quiet = now - (since or now)
