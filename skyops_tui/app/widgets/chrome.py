@@ -129,7 +129,7 @@ class StatusLine(Static):
             t.append(f" {note} ", p("tag--warning"))
         if not getattr(rt, "leader", True):
             t.append(
-                " following the leading console: commands are queued to it ", p("tag--warning")
+                " following the leading console: commands go to its socket ", p("tag--warning")
             )
         fault = getattr(rt, "store_fault", None)
         if fault:
