@@ -78,3 +78,36 @@ async def test_a_follower_shows_what_the_leader_shows(tmp_path):
         await leader.stop()
         follower.store.close()
         leader.store.close()
+
+
+async def test_the_follower_console_screens_match_the_leaders(tmp_path):
+    """Both consoles' event logs, side by side in one test: the follower's screen
+    shows the leader's events, rendered the same way."""
+    from skyops_tui.app.app import SkyopsApp
+    from skyops_tui.app.screens.events import EventsScreen
+    from tests.app.harness import screen_text
+    from tests.app.harness import wait_for as wait_app
+
+    path = tmp_path / "state.db"
+    leader, follower = console(path), console(path)
+    lead_app, follow_app = SkyopsApp(leader), SkyopsApp(follower)
+    async with lead_app.run_test(size=(160, 50)) as lp:
+        await wait_app(lp, lambda: leader.leader and leader.api is not None, "leading")
+        for k in range(3):
+            leader.scheduler.submit(flex(f"job-{k}", 1.0 + k / 10, gpus=4), actor="ops")
+        async with follow_app.run_test(size=(160, 50)) as fp:
+            await wait_app(fp, lambda: not follower.leader and follower._watching, "following")
+            for pilot, app in ((lp, lead_app), (fp, follow_app)):
+                await pilot.press("e")
+                await wait_app(pilot, lambda a=app: isinstance(a.screen, EventsScreen), "events")
+
+            def body(app) -> list[str]:
+                return [ln for ln in screen_text(app).splitlines() if "job-" in ln]
+
+            await wait_app(
+                fp,
+                lambda: body(follow_app) == body(lead_app) and len(body(lead_app)) >= 3,
+                "the follower's event log matching the leader's",
+            )
+    follower.store.close()
+    leader.store.close()
