@@ -213,16 +213,18 @@ async def test_a_follower_console_sends_commands_without_freezing(tmp_path):
             try:
                 await pilot.press("ctrl+s")
                 await wait_for(pilot, lambda: any("Queued" in t for t in toasts(app)), "queued")
+                app.screen.set_focus(None)  # out of the name field, where ? is a letter
                 await pilot.press("question_mark")  # the UI answers while the leader is stuck
                 await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), "help opens")
-                end = time.monotonic() + 1.0
+                end = time.monotonic() + 2.0
                 while time.monotonic() < end:
                     t0 = time.monotonic()
                     await asyncio.sleep(0.01)
                     lags.append(time.monotonic() - t0 - 0.01)
             finally:
                 leader.send_signal(signal.SIGCONT)
-            assert max(lags) < 0.5, f"the console's loop stalled {max(lags):.2f} s"
+            # A loop that waited on the stopped leader would stall for the whole window.
+            assert max(lags) < 1.0, f"the console's loop stalled {max(lags):.2f} s"
             await wait_for(
                 pilot, lambda: any("Launched" in t for t in toasts(app)), "the answer arrives"
             )
