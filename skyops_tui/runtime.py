@@ -175,7 +175,9 @@ class Runtime:
         else through the leader's socket. Never blocks the event loop waiting for
         another process. Raises Refused (or StoreError) with nothing changed."""
         if self.leader:
-            return self.apply(cmd, self.user)
+            result = self.apply(cmd, self.user)
+            await self.durable()
+            return result
         from .api.client import ApiClient, NoLeader
 
         try:
@@ -222,6 +224,12 @@ class Runtime:
         self._answer(cid, "done", result)
         self.local.poke()
         return result
+
+    async def durable(self) -> None:
+        """Wait until every change applied so far survives power loss (docs/store.md,
+        Durability): asked before a client is told its command was accepted."""
+        if self.store is not None:
+            await self.store.durable()
 
     def _answer(self, cid: int | None, status: str, result: dict) -> None:
         if cid is None:

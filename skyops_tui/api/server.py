@@ -167,7 +167,9 @@ class ApiServer:
             msg = P.decode(line)
             rid, kind_of, kind, payload = P.check_request(msg)
             if kind_of == P.COMMAND:
-                return _ok(rid, self.command(caller, kind, payload))
+                result = self.command(caller, kind, payload)
+                await self.rt.durable()  # accepted means fsync'd (group commit)
+                return _ok(rid, result)
             if kind_of == P.QUERY:
                 return _ok(rid, await self.query(caller, kind, payload))
             await self._watch(caller, rid, writer)

@@ -12,6 +12,7 @@ statements on the bare connection, since it runs on every scheduling pass.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import threading
@@ -214,6 +215,12 @@ class Store:
         self.busy_timeout_s = busy_timeout() if busy_timeout_s is None else busy_timeout_s
         _prepare_folder(self.path)
         self._lock = threading.RLock()
+        # Group commit (`durable`): commits made, commits known fsync'd, fsyncs done.
+        self.commits = 0
+        self.synced = 0
+        self.fsyncs = 0
+        self._dir_synced = False
+        self._flush: asyncio.Task | None = None
         try:
             # isolation_level=None: no implicit transactions; every write below is either a
             # single statement or inside an explicit BEGIN IMMEDIATE ... COMMIT.
@@ -275,10 +282,61 @@ class Store:
             try:
                 yield conn
                 conn.execute("COMMIT")
+                self.commits += 1
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+
+    # ------------------------------------------------------------ durability
+    def sync(self) -> None:
+        """Make every commit so far survive power loss: one fsync of the WAL (commits
+        run with `synchronous = NORMAL`, which leaves that to the next checkpoint).
+        Nothing to do when no commit was made since the last sync."""
+        with self._lock:
+            upto = self.commits
+        if self.synced >= upto:
+            return
+        self._fsync_wal()
+        self.synced = max(self.synced, upto)
+
+    def _fsync_wal(self) -> None:
+        try:
+            fd = os.open(f"{self.path}-wal", os.O_RDONLY)
+        except FileNotFoundError:  # checkpointed and removed: the checkpoint synced the file
+            fd = os.open(self.path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        except OSError as e:
+            raise StoreError(f"{self.path}: cannot make a write durable: {e.strerror or e}") from e
+        finally:
+            os.close(fd)
+        self.fsyncs += 1
+        if not self._dir_synced:  # the -wal file's own directory entry, once
+            dfd = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+            self._dir_synced = True
+
+    async def durable(self) -> None:
+        """Return once every commit made before the call is fsync'd: the group commit a
+        leader awaits before telling a client a command was accepted. Callers waiting
+        together share one fsync, run in a thread so commands keep being applied (and
+        join the next fsync) meanwhile."""
+        upto = self.commits
+        while self.synced < upto:
+            if self._flush is None or self._flush.done():
+                self._flush = asyncio.get_running_loop().create_task(self._group())
+            await asyncio.shield(self._flush)
+
+    async def _group(self) -> None:
+        await asyncio.sleep(0)  # the commands of this loop turn join this fsync
+        upto = self.commits
+        if self.synced < upto:
+            await asyncio.to_thread(self._fsync_wal)
+            self.synced = max(self.synced, upto)
 
     @contextmanager
     def _fenced_write(self) -> Iterator[sqlite3.Connection]:
