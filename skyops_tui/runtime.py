@@ -541,6 +541,7 @@ class Runtime:
                 await self._watch
             self._watch = None
         self.samples.clear()
+        self._watching = False
 
     async def _watch_leader(self) -> None:
         """A follower's live view: the leader's history (events, transactions, prices)
