@@ -7,19 +7,22 @@ batch of events; anything slow (logs, executor calls) runs in a worker.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import threading
+import time
 from collections import deque
 from functools import partial
 from typing import Any, ClassVar
 
-from textual import work
+from textual import events, work
+from textual._dispatch_key import dispatch_key
 from textual.app import App
 from textual.binding import Keymap
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Header
 
-from ..domain.model import Event
+from ..domain.model import HOLDING, TERMINAL, Event, Job
 from ..runtime import Runtime
 from . import palette
 from .commands import SkyopsCommands
@@ -49,6 +52,9 @@ def _other_screens() -> dict[str, Any]:
         except (ImportError, AttributeError):
             out[view] = None
     return out
+
+
+STOP_WAIT_S = 30.0
 
 
 class Placeholder(SkyScreen):
@@ -123,6 +129,32 @@ class SkyopsApp(App):
         events screen. Markup is off: messages carry user text (job names, commands)."""
         self.toast_log.append((title, message, severity))
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+
+    # Keys, in the order they were typed -----------------------------------------
+    async def on_event(self, event: events.Event) -> None:
+        """Resolve a key's binding when the key arrives, against the focus of that
+        moment. Textual resolves it only once the key has bubbled up from the focused
+        widget, by which time a later letter may already have been typed into a field:
+        ctrl+u then clears what was typed after it, and a letter meant for the field
+        fires a screen key. Keys no binding wants go on to the focused widget as usual."""
+        if (
+            isinstance(event, events.Key)
+            and not event.is_forwarded
+            and self._screen_stack
+            and self.screen.maximized is None
+        ):
+            if await self._check_bindings(event.key, priority=True):
+                return
+            if await self._check_bindings(event.key):
+                return
+            event._skyops_checked = True  # type: ignore[attr-defined]
+        await super().on_event(event)
+
+    async def _on_key(self, event: events.Key) -> None:
+        if getattr(event, "_skyops_checked", False):
+            await dispatch_key(self, event)  # its bindings were looked up on arrival
+            return
+        await super()._on_key(event)
 
     # Lifecycle ----------------------------------------------------------------
     async def on_mount(self) -> None:
@@ -229,8 +261,23 @@ class SkyopsApp(App):
         if self.current_mode in self.VIEWS:
             self.history.append(self.current_mode)
         await self.switch_mode(view)
+        # A view's key opens the view itself, not a detail left open on it earlier.
+        while len(self.screen_stack) > 1:
+            self.pop_screen()
         self._ensure_chrome(self.screen)
+        self.focus_first(self.screen)
         self.refresh_views()
+
+    def focus_first(self, screen: Screen) -> None:
+        """Focus the screen's first field now, not when its resume event comes round:
+        keys typed right after the view key then land in that field, never on the
+        screen's own single-letter keys."""
+        selector = screen.AUTO_FOCUS
+        if not selector or screen.focused is not None:
+            return
+        found = screen.query(selector)
+        if found:
+            screen.set_focus(found.first())
 
     def action_back(self) -> None:
         """esc: close the top screen, else go back to the previous view."""
@@ -242,6 +289,87 @@ class SkyopsApp(App):
             if view != self.current_mode:
                 self.switch_mode(view)
                 return
+
+    # Quitting ---------------------------------------------------------------
+    async def action_quit(self) -> None:
+        """q asks first when leaving would lose something: a launch form's edits, or
+        the demo's running jobs (real boxes' jobs are meant to outlive the console;
+        the demo's run on this machine, so stopping them is offered)."""
+        form = self.launch_form
+        demo_jobs = self.demo_jobs_running()
+        if (form is None or not form.unsaved_edits) and not demo_jobs:
+            self.exit()
+            return
+        self.run_worker(self._ask_to_quit(), group="quit", exclusive=True)
+
+    async def _ask_to_quit(self) -> None:
+        from .screens.dialogs import ChoiceDialog, ConfirmDialog
+
+        form = self.launch_form
+        if form is not None and form.unsaved_edits:
+            fields = ", ".join(sorted(form.touched))
+            ok = await self.push_screen_wait(
+                ConfirmDialog(
+                    "Quit with unsaved edits?",
+                    f"The launch form has edits not launched ({fields}). Quit and lose them?",
+                    confirm="Quit",
+                )
+            )
+            if not ok:
+                return
+        jobs = self.demo_jobs_running()
+        if jobs:
+            names = ", ".join(j.name for j in jobs[:6]) + (" ..." if len(jobs) > 6 else "")
+            choice = await self.push_screen_wait(
+                ChoiceDialog(
+                    "Quit the demo?",
+                    f"{len(jobs)} demo jobs are running on this machine ({names}), each "
+                    "a job process and its shim. They keep running after the console "
+                    "quits unless you stop them; the next `skyops` picks them up again.",
+                    [("stop", "Stop them and quit"), ("leave", "Leave them running")],
+                )
+            )
+            if choice is None:
+                return
+            if choice == "stop":
+                # Queued ones too, or they would start on the GPUs the others free.
+                grid = self.runtime.grid
+                await self.stop_jobs([j for j in grid.jobs.values() if not j.finished])
+        self.exit()
+
+    @property
+    def launch_form(self) -> LaunchScreen | None:
+        form = getattr(self, "_launch_form", None)
+        return form if form is not None and form.is_attached else None
+
+    def demo_jobs_running(self) -> list[Job]:
+        if not self.runtime.demo:
+            return []
+        return [j for j in self.runtime.grid.jobs.values() if j.state in HOLDING]
+
+    async def stop_jobs(self, jobs: list[Job]) -> None:
+        """Cancel each job and wait (a bounded time) for its processes to go: quitting
+        at once would stop the scheduler before the stop reached the agent."""
+        from ..clock import ManualClock
+        from ..control.commands import Cancel
+
+        self.notify(f"Stopping {len(jobs)} demo jobs...", title="Quitting", timeout=10)
+        for job in jobs:
+            if job.stop_reason:
+                continue  # already on its way out
+            try:
+                await self.runtime.call(Cancel(ref=job.id))
+            except Exception as e:  # one refusal must not keep the rest running
+                self.notify(str(e), title="Not stopped", severity="error")
+        if isinstance(self.runtime.clock, ManualClock):
+            return  # simulated agents: no processes to wait for
+        deadline = time.monotonic() + STOP_WAIT_S
+        ids = {j.id for j in jobs}
+        while time.monotonic() < deadline:
+            grid = self.runtime.grid
+            if all(grid.jobs[i].state in TERMINAL for i in ids if i in grid.jobs):
+                return
+            await asyncio.sleep(0.2)
 
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):

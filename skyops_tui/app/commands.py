@@ -1,5 +1,5 @@
 """The command palette (`:` or ctrl+p): every key of the current screen and of the
-app, plus jumps to any job or node, launches per mode and job-list sorts."""
+app, plus jumps to any job or node and launches per mode."""
 
 from __future__ import annotations
 
@@ -42,15 +42,6 @@ class SkyopsCommands(Provider):
                         f"Launch a {mode.capitalize()} job",
                         partial(launch, mode),
                         "opens the launch form",
-                    )
-                )
-        if scope == "jobs" and hasattr(screen, "plain_columns"):
-            for col in screen.plain_columns():
-                out.append(
-                    (
-                        f"Jobs: sort by {col.label.lower()}",
-                        partial(app.run_action, f"sort('{col.key}')", screen),
-                        "s cycles, S reverses",
                     )
                 )
         if show_job is not None:

@@ -35,6 +35,12 @@ SCOPES: dict[str, str] = {
     "job": "Job detail",
     "launch": "Launch",
     "help": "Help",
+    "market": "Market",
+    "reservations": "Reservations",
+    "reservation_form": "New reservation",
+    "events": "Events",
+    "ledger": "Ledger",
+    "feed": "Event and ledger tables",
     "dialog": "Dialogs",
 }
 
@@ -50,6 +56,19 @@ KEYS: tuple[Key, ...] = (
     Key("app", "help", "question_mark", "help", "Help"),
     Key("app", "palette", "colon,ctrl+p", "command_palette", "Commands", show=False),
     Key("app", "quit", "q", "quit", "Quit"),
+    Key("app", "back", "escape", "back", "Back", show=False),
+    # Focus moves at once, ahead of any key still on its way to the old field, so a
+    # key typed after tab lands in the new field however slow a refresh is.
+    Key("app", "next_field", "tab", "focus_next", "Next field", show=False, priority=True),
+    Key(
+        "app",
+        "previous_field",
+        "shift+tab",
+        "focus_previous",
+        "Previous field",
+        show=False,
+        priority=True,
+    ),
     # Grid of nodes.
     Key("grid", "describe", "d,enter", "describe", "Describe"),
     # Node detail.
@@ -59,14 +78,27 @@ KEYS: tuple[Key, ...] = (
     Key("jobs", "describe", "d,enter", "describe", "Describe"),
     Key("jobs", "logs", "l", "logs", "Logs", show=False),
     Key("jobs", "filter", "slash", "filter", "Filter"),
+    Key("jobs", "down", "j", "cursor_down", "Down", show=False, palette=False),
+    Key("jobs", "up", "k", "cursor_up", "Up", show=False, palette=False),
     Key("jobs", "sort", "s", "sort", "Sort"),
     Key("jobs", "reverse", "S", "reverse", "Reverse", show=False),
+    # One key per column, as k9s: again on the same column reverses.
+    Key("jobs", "sort_id", "I", "sort('id')", "Sort by ID", show=False),
+    Key("jobs", "sort_mode", "O", "sort('mode')", "Sort by mode", show=False),
+    Key("jobs", "sort_state", "T", "sort('state')", "Sort by state", show=False),
+    Key("jobs", "sort_name", "N", "sort('name')", "Sort by name", show=False),
+    Key("jobs", "sort_user", "U", "sort('user')", "Sort by user", show=False),
+    Key("jobs", "sort_gpus", "G", "sort('gpus')", "Sort by GPUs", show=False),
+    Key("jobs", "sort_node", "D", "sort('node')", "Sort by node", show=False),
+    Key("jobs", "sort_price", "P", "sort('price')", "Sort by price", show=False),
+    Key("jobs", "sort_left", "E", "sort('left')", "Sort by time left", show=False),
+    Key("jobs", "sort_queue", "Q", "sort('queue')", "Sort by queue", show=False),
     Key("jobs", "ended", "a", "toggle_ended", "All/active", show=False),
     Key("jobs", "cancel", "ctrl+d", "cancel", "Cancel", changes=True),
     Key("jobs", "extend", "x", "extend", "Extend", changes=True),
     Key("jobs", "bid", "b", "bid", "Bid", changes=True),
     Key("jobs", "mode", "M", "change_mode", "Mode", changes=True, show=False),
-    Key("jobs", "back", "escape", "back", "Clear filter", show=False),
+    Key("jobs", "back", "escape", "back", "Back (clears the filter first)", show=False),
     # Job detail.
     Key("job", "logs", "l", "logs", "Logs"),
     Key("job", "cancel", "ctrl+d", "cancel", "Cancel", changes=True),
@@ -80,6 +112,51 @@ KEYS: tuple[Key, ...] = (
     Key("launch", "commit", "f2", "pick_mode('commit')", "Commit"),
     Key("launch", "flex", "f3", "pick_mode('flex')", "Flex"),
     Key("launch", "back", "escape", "back", "Back", show=False),
+    # Market.
+    Key(
+        "market", "next_type", "right,right_square_bracket", "next_type", "Next type", priority=True
+    ),
+    Key(
+        "market",
+        "previous_type",
+        "left,left_square_bracket",
+        "previous_type",
+        "Prev type",
+        priority=True,
+    ),
+    Key("market", "span", "z", "span", "Chart span"),
+    # Reservations.
+    Key("reservations", "new", "a", "new", "New reservation", changes=True),
+    Key(
+        "reservations",
+        "cancel",
+        "ctrl+d",
+        "cancel_reservation",
+        "Cancel reservation",
+        changes=True,
+    ),
+    Key("reservations", "earlier", "left_square_bracket", "pan(-1)", "Earlier"),
+    Key("reservations", "later", "right_square_bracket", "pan(1)", "Later"),
+    Key("reservations", "today", "t", "today", "Today", show=False),
+    Key(
+        "reservation_form",
+        "submit",
+        "ctrl+s",
+        "reserve",
+        "Reserve",
+        changes=True,
+        priority=True,
+        palette=False,
+    ),
+    # Events and ledger, and the tables they share.
+    Key("events", "filter", "slash", "filter", "Filter"),
+    Key("events", "follow", "end", "follow", "Newest, and follow", show=False),
+    Key("events", "back", "escape", "back", "Back (leaves the filter first)", show=False),
+    Key("ledger", "filter", "slash", "filter", "Filter"),
+    Key("ledger", "follow", "end", "follow", "Newest, and follow", show=False),
+    Key("ledger", "back", "escape", "back", "Back (leaves the filter first)", show=False),
+    Key("feed", "oldest", "home", "scroll_top", "Oldest", show=False, palette=False),
+    Key("feed", "follow", "end,G", "scroll_bottom", "Follow", palette=False),
     # Help.
     Key("help", "close", "escape,question_mark,q", "close", "Close", palette=False),
     # Dialogs.

@@ -203,3 +203,65 @@ async def press_button(pilot: Any, button_id: str) -> None:
         await pilot.pause()
     assert screen.focused is not None and screen.focused.id == button_id, button_id
     await pilot.press("enter")
+
+
+def load(app: Any, seconds: float) -> None:
+    """Make each redraw of `app` hold the event loop for `seconds`, as a big grid on a
+    busy machine does: keys typed meanwhile reach the app together, the way a person's
+    keys do when the console is slow. `app.test_busy` is set while a redraw holds it."""
+    import threading
+
+    redraw = app.refresh_views
+    busy = app.test_busy = threading.Event()
+
+    def slow() -> None:
+        redraw()
+        busy.set()
+        time.sleep(seconds)
+        busy.clear()
+
+    app.refresh_views = slow
+
+
+class Typist:
+    """Types keys into a running app from another thread at a person's pace (`gap`
+    seconds apart), as the terminal driver does: a key typed while the app is busy
+    waits in its queue behind the others, whatever the app is doing."""
+
+    def __init__(self, app: Any, keys: list[str], gap: float = 0.4) -> None:
+        import threading
+
+        self.app = app
+        self.keys = list(keys)
+        self.gap = gap
+        self.done = threading.Event()
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._type, daemon=True)
+        self._thread.start()
+
+    def _type(self) -> None:
+        from textual import events
+
+        busy = getattr(self.app, "test_busy", None)
+        if busy is not None:
+            busy.wait(10)  # start typing while a slow redraw holds the app
+        for i, key in enumerate(self.keys):
+            if i:
+                time.sleep(self.gap)  # the pause between a person's keys
+            char = KEY_CHARS.get(key, key if len(key) == 1 else None)
+            self._loop.call_soon_threadsafe(self.app.post_message, events.Key(key, char))
+        self.done.set()
+
+    async def finish(self, pilot: Any) -> None:
+        """Wait until every key is typed and the app has handled them all."""
+        await wait_for(pilot, self.done.is_set, f"typing {self.keys}", timeout=30)
+        await pilot.pause()
+        await settle_ui(pilot)
+
+
+KEY_CHARS = {"minus": "-", "full_stop": ".", "space": " ", "question_mark": "?"}
+
+
+def keys_of(text: str) -> list[str]:
+    """The key names that type `text`."""
+    return [_key(c) for c in text]

@@ -35,6 +35,7 @@ BANNER = "Demo grid: simulated GPUs."
 RUNNING = (("Priority", "train-llm"), ("Commit", "nightly-train"), ("Flex", "sweep-01"))
 START_S = 15.0  # a cold start imports Textual and launches four agents and six jobs
 STEP_S = 8.0
+STOP_S = 40.0  # the console waits up to 30 s for the demo's jobs to stop
 
 
 def wait_until(
@@ -282,11 +283,27 @@ def test_first_look(tmux: Tmux, tmp_path: Path) -> None:
     # On the help, q closes it; on a view, q quits.
     tmux.keys("q")
     wait_until(lambda: "› jobs" in tmux.screen(), "q closing the help", STEP_S, tmux.screen)
+    # On a view, q in the demo asks first, offering to stop the demo's jobs (which
+    # would otherwise outlive the console): Cancel is focused, tab reaches "Stop".
     tmux.keys("q")
-    status = wait_until(
-        lambda: (code := tmux.exit_status()) is not None and (code,),
-        "skyops exiting",
+    wait_until(
+        lambda: (s := tmux.screen()) and "Quit the demo?" in s and "Stop them and quit" in s,
+        "q asking before leaving the demo's jobs running",
         STEP_S,
         tmux.screen,
     )
+    tmux.keys("Tab")
+    tmux.keys("Enter")
+    status = wait_until(
+        lambda: (code := tmux.exit_status()) is not None and (code,),
+        "skyops stopping the demo's jobs and exiting",
+        STOP_S,
+        tmux.screen,
+    )
     assert status == (0,), f"skyops exited with status {status[0]}:\n{tmux.screen()}"
+    wait_until(
+        lambda: not job_groups(tmp_path / "data"),
+        "the demo's jobs stopping with the console",
+        STEP_S,
+        lambda: f"job process groups alive: {job_groups(tmp_path / 'data')}",
+    )

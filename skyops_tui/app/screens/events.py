@@ -12,11 +12,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
-from textual.binding import Binding
-from textual.events import Key
 from textual.widget import Widget
 from textual.widgets import DataTable, Input, Static
 
+from skyops_tui.app.keys import bindings
 from skyops_tui.app.screens.base import SkyScreen
 from skyops_tui.domain.model import Event
 
@@ -43,10 +42,7 @@ def matches(words: Sequence[str], row: Sequence[Any]) -> bool:
 class FeedTable(DataTable):
     """A log table: home goes to the oldest row, end (or G) to the newest and follows."""
 
-    BINDINGS = [
-        Binding("home", "scroll_top", "Oldest", show=False, id="feed.oldest"),
-        Binding("end,G", "scroll_bottom", "Follow", id="feed.follow"),
-    ]
+    BINDINGS = bindings("feed")
 
     @property
     def at_newest(self) -> bool:
@@ -212,11 +208,12 @@ class FeedScreen(SkyScreen):
             event.input.display = False
         self.query_one("#feed", DataTable).focus()
 
-    def on_key(self, event: Key) -> None:
-        if event.key == "escape" and (self.words or self.query_one("#filter").display):
-            event.stop()
-            event.prevent_default()
+    def action_back(self) -> None:
+        """esc leaves the filter first, then goes back."""
+        if self.words or self.query_one("#filter").display:
             self.action_clear_filter()
+            return
+        super().action_back()
 
     def action_clear_filter(self) -> None:
         filt = self.query_one("#filter", Input)
@@ -247,10 +244,7 @@ class EventsScreen(FeedScreen):
     FILTER_HINT = (
         "filter events: e.g. sweep-01, preempt, nightly-a100, h100-b (all words must match)"
     )
-    BINDINGS = [
-        Binding("slash", "filter", "Filter", id="events.filter"),
-        Binding("end", "follow", "Newest, and follow", show=False, id="events.follow"),
-    ]
+    BINDINGS = bindings("events")
     COLUMNS = (
         ("at", "Time (UTC)"),
         ("subject", "Subject"),

@@ -9,7 +9,6 @@ from rich.console import Group
 from rich.style import Style
 from rich.table import Table
 from rich.text import Text
-from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widget import Widget
 from textual.widgets import Static
@@ -68,40 +67,11 @@ class HelpScreen(SkyScreen):
             t.add_row(self.key_text(k.id, k.keys), desc)
         return t
 
-    def other_tables(self) -> list[Table]:
-        """Keys of the screens built alongside this shell, read from their BINDINGS."""
-        paint = self.paint
-        out = []
-        for view in ("market", "reservations", "ledger", "events"):
-            factory = self.app._modes.get(view)  # type: ignore[attr-defined]
-            cls = getattr(factory, "func", None)
-            bindings = [b for b in getattr(cls, "BINDINGS", []) if isinstance(b, Binding)]
-            shown = [b for b in bindings if b.description]
-            if not shown:
-                continue
-            t = Table(
-                title=view.capitalize(),
-                title_justify="left",
-                title_style=paint("tag--key") + Style(bold=True),
-                show_header=False,
-                box=None,
-                padding=(0, 1),
-                expand=True,
-            )
-            t.add_column(no_wrap=True, style=paint("tag--key"), min_width=12)
-            t.add_column(ratio=1)
-            overrides = getattr(self.app, "keymap_overrides", {}) or {}
-            for b in shown:
-                keys = overrides.get(b.id, b.key) if b.id else b.key
-                t.add_row(display(keys), b.description)
-            out.append(t)
-        return out
-
     def refresh_view(self) -> None:
         paint = self.paint
         wide = self.app.size.width >= 120
         scopes = [s for s in SCOPES if any(k.scope == s for k in KEYS)]
-        tables = [self.scope_table(s) for s in scopes] + self.other_tables()
+        tables = [self.scope_table(s) for s in scopes]
         layout = Table.grid(padding=(0, 3), expand=True)
         columns = 3 if wide else 2
         for _ in range(columns):

@@ -257,12 +257,22 @@ class JobsScreen(JobActions, SkyScreen):
         if key is None:
             i = keys.index(self.sort_key) if self.sort_key in keys else -1
             key = keys[(i + 1) % len(keys)]
+        elif key == self.sort_key:
+            self.sort_reverse = not self.sort_reverse  # a column's key again reverses
+        else:
+            self.sort_reverse = False
         self.sort_key = key
         self.refresh_view()
 
     def action_reverse(self) -> None:
         self.sort_reverse = not self.sort_reverse
         self.refresh_view()
+
+    def action_cursor_down(self) -> None:
+        self.query_one("#jobs", GridTable).action_cursor_down()
+
+    def action_cursor_up(self) -> None:
+        self.query_one("#jobs", GridTable).action_cursor_up()
 
     def action_toggle_ended(self) -> None:
         self.hide_ended = not self.hide_ended

@@ -61,7 +61,7 @@ class LaunchScreen(SkyScreen):
     SCOPE = "launch"
     VIEW = "launch"
     BINDINGS = bindings("launch")
-    AUTO_FOCUS = "#mode"
+    AUTO_FOCUS = "#name"
 
     def __init__(self, runtime, **kw: Any) -> None:
         super().__init__(runtime, **kw)
@@ -143,7 +143,13 @@ class LaunchScreen(SkyScreen):
                 yield Label("Quote", classes="section")
                 yield Static(id="quote")
 
+    @property
+    def unsaved_edits(self) -> bool:
+        """Fields changed since the last launch (q asks before losing them)."""
+        return bool(self.touched)
+
     def on_mount(self) -> None:
+        self.app._launch_form = self
         self.fill_reservations()
         self.apply_mode()
         self.refresh_view()

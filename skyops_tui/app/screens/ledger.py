@@ -11,10 +11,10 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from rich.text import Text
-from textual.binding import Binding
 from textual.widget import Widget
 from textual.widgets import DataTable
 
+from skyops_tui.app.keys import bindings
 from skyops_tui.app.screens.events import FeedScreen, when
 from skyops_tui.domain.model import DEPOSITS, REVENUE, Transaction, user_account
 from skyops_tui.domain.money import fmt
@@ -48,10 +48,7 @@ class LedgerScreen(FeedScreen):
     VIEW = "ledger"
     NOUN = "transactions"
     FILTER_HINT = "filter transactions: e.g. refund, kim, nightly-a100 (all words must match)"
-    BINDINGS = [
-        Binding("slash", "filter", "Filter", id="ledger.filter"),
-        Binding("end", "follow", "Newest, and follow", show=False, id="ledger.follow"),
-    ]
+    BINDINGS = bindings("ledger")
     COLUMNS = (
         ("at", "Time (UTC)"),
         ("amount", "Amount"),

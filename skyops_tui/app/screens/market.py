@@ -11,12 +11,12 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from rich.text import Text
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widget import Widget
 from textual.widgets import Static, Tab, Tabs
 
 from skyops_tui.app import format as F
+from skyops_tui.app.keys import bindings
 from skyops_tui.app.screens.base import SkyScreen
 from skyops_tui.app.widgets.chart import PriceChart
 from skyops_tui.app.widgets.ladder import Ladder, LadderView, ladder_view
@@ -41,23 +41,7 @@ class MarketScreen(SkyScreen):
     CSS_PATH = "market.tcss"
     SCOPE = "market"
     VIEW = "market"
-    BINDINGS = [
-        Binding(
-            "right,right_square_bracket",
-            "next_type",
-            "Next type",
-            id="market.next_type",
-            priority=True,
-        ),
-        Binding(
-            "left,left_square_bracket",
-            "previous_type",
-            "Prev type",
-            id="market.previous_type",
-            priority=True,
-        ),
-        Binding("z", "span", "Chart span", id="market.span"),
-    ]
+    BINDINGS = bindings("market")
 
     def __init__(self, runtime: Runtime) -> None:
         super().__init__(runtime, id="market")

@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.widget import Widget
 from textual.widgets import Button, DataTable, Input, Label, Select, Static
 
 from skyops_tui.app import format as F
+from skyops_tui.app.keys import bindings
 from skyops_tui.app.screens.base import SkyScreen
 from skyops_tui.app.screens.dialogs import ConfirmDialog, Dialog
 from skyops_tui.app.widgets.timeline import DAY, Timeline, day_start, lanes_by_type
@@ -74,9 +74,7 @@ class ReservationForm(Dialog):
     check below; ctrl+s (or Reserve) books it. Refusals keep the form open."""
 
     AUTO_FOCUS = "#res-name"
-    BINDINGS = [
-        Binding("ctrl+s", "reserve", "Reserve", id="reservations.form_submit", priority=True),
-    ]
+    BINDINGS = bindings("reservation_form")
 
     def __init__(self, runtime: Runtime) -> None:
         super().__init__(id="reservation-form")
@@ -224,7 +222,7 @@ class ReservationForm(Dialog):
             t.append("✓ the capacity calendar has room for every window", "bold")
         if user_account(spec.user) in g.balances:
             bal = g.balance(spec.user)
-            if g.can_fund(spec.user, q.price):
+            if g.can_fund(spec.user, q.price, rt.clock.now()):
                 t.append(f" · {spec.user}: {fmt(bal, cur)} → {fmt(bal - q.price, cur)}")
             else:
                 t.append(
@@ -290,13 +288,7 @@ class ReservationsScreen(SkyScreen):
     CSS_PATH = "reservations.tcss"
     SCOPE = "reservations"
     VIEW = "reservations"
-    BINDINGS = [
-        Binding("a", "new", "New reservation", id="reservations.new"),
-        Binding("ctrl+d", "cancel_reservation", "Cancel reservation", id="reservations.cancel"),
-        Binding("left_square_bracket", "pan(-1)", "Earlier", id="reservations.earlier"),
-        Binding("right_square_bracket", "pan(1)", "Later", id="reservations.later"),
-        Binding("t", "today", "Today", show=False, id="reservations.today"),
-    ]
+    BINDINGS = bindings("reservations")
 
     COLUMNS = {
         "name": "Reservation",
