@@ -63,7 +63,11 @@ def open_private(path: Path) -> Store:
     if made or path.parent == data_dir():
         os.chmod(path.parent, 0o700)
     if path.exists() and path.stat().st_uid == os.geteuid():
-        os.chmod(path, 0o600)
+        # Take group and others' bits away; never add one (a file made read-only on
+        # purpose stays read-only, and its writes fail with exit 4).
+        mode = path.stat().st_mode & 0o777
+        if mode & 0o077:
+            os.chmod(path, mode & 0o700)
     return store
 
 

@@ -197,11 +197,12 @@ def store_fault(path: Path, e: sqlite3.Error, busy_timeout_s: float | None = Non
 def ensure_grid_id(conn: sqlite3.Connection) -> str:
     """This database's grid id, made the first time it is opened: agents on the boxes
     scope job records by it, so two grids sharing boxes never touch each other's jobs."""
-    conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-    conn.execute(
-        "INSERT OR IGNORE INTO meta (key, value) VALUES ('grid_id', ?)", [os.urandom(6).hex()]
-    )
-    return str(conn.execute("SELECT value FROM meta WHERE key = 'grid_id'").fetchone()[0])
+    row = conn.execute("SELECT value FROM meta WHERE key = 'grid_id'").fetchone()
+    if row is not None:  # no write: a read-only file still opens for reading
+        return str(row[0])
+    grid_id = os.urandom(6).hex()
+    conn.execute("INSERT INTO meta (key, value) VALUES ('grid_id', ?)", [grid_id])
+    return grid_id
 
 
 class Store:
