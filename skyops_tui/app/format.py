@@ -91,10 +91,55 @@ def price(rt: Runtime, job: Job, compact: bool = False) -> str:
     return f"bid {bid}"
 
 
+WARN_S = 600.0  # time left under this is shown as a warning
+URGENT_S = 60.0  # and under this as an error
+
+
+def left_style(seconds: float | None) -> str:
+    """The palette class for time left: urgent under a minute, warning under ten."""
+    if seconds is None:
+        return ""
+    if seconds < URGENT_S:
+        return "tag--error"
+    if seconds < WARN_S:
+        return "tag--warning"
+    return ""
+
+
+def stop_asked_at(rt: Runtime, job: Job) -> float | None:
+    """When the stop now under way was asked: the job's latest 'stop' event, or its
+    move to preempting (the feed keeps both; stops are few, the scan is short)."""
+    for e in reversed(rt.feed.events):
+        if e.job != job.id:
+            continue
+        if e.kind == "stop" or (e.kind == "state" and e.new == JobState.PREEMPTING):
+            return e.at
+        if e.kind == "state":
+            return None  # a later state change: no stop under way since
+    return None
+
+
+def grace_left(rt: Runtime, job: Job, now: float) -> float | None:
+    """Seconds until a stopping job is killed: a preempted Flex job gets the checkpoint
+    grace (grace_s), any other stop the stop grace (stop_grace_s)."""
+    if job.state is not JobState.PREEMPTING and not (job.holding and job.stop_reason):
+        return None
+    asked = stop_asked_at(rt, job)
+    if asked is None:
+        return None
+    c = rt.cfg.cluster
+    checkpointing = job.mode is Mode.FLEX and job.stop_reason == JobState.PAUSED
+    return max(0.0, asked + (c.grace_s if checkpointing else c.stop_grace_s) - now)
+
+
 def countdown(rt: Runtime, job: Job, now: float) -> tuple[str, float | None]:
-    """Time left on a Priority booking or a Commit window, and the seconds (for sorting)."""
+    """Time left on a Priority booking or a Commit window, or of the grace of a job
+    being stopped, and the seconds (for sorting and colouring)."""
     if job.finished:
         return "", None
+    grace = grace_left(rt, job, now)
+    if grace is not None:
+        return f"grace {duration(grace)}", grace
     if job.mode is Mode.PRIORITY:
         if job.end_at is not None and job.holding:
             left = job.end_at - now

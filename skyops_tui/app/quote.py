@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 from ..domain.errors import Refused
-from ..domain.model import Job, Mode
+from ..domain.model import Job, Mode, user_account
 from ..domain.money import fmt, to_micro
 from ..domain.specs import JobSpec
 from ..policy import actions as A
@@ -63,6 +63,49 @@ def dry_run(grid: Grid, spec: JobSpec, now: float, actor: str | None) -> Outcome
                 out.preempts.append(victim)
     out.waits = out.starts_on is None and not out.preempts
     return out
+
+
+def bid_preview(grid: Grid, job: Job, bid: float, now: float, cur: str) -> list[QuoteLine]:
+    """What a new bid would do, from one planning pass on a copy of the grid: the
+    job's rank among the waiting bids, whom it would preempt, its cost per hour."""
+    if len(grid.jobs) > DRY_RUN_MAX_JOBS:
+        return [QuoteLine("not previewed: the grid is too large to copy", "tag--muted")]
+    shadow = copy.deepcopy(grid, {id(grid.cfg): grid.cfg})
+    try:
+        shadow.change_bid(job.id, bid, now)
+    except Refused as e:
+        return [QuoteLine(f"would be refused: {e}", "tag--error")]
+    mine = shadow.jobs[job.id]
+    lines: list[QuoteLine] = []
+    book = shadow.flex_book.get(mine.gpu_type, [])
+    rank = next((k for k, (_, _, jid) in enumerate(book, 1) if jid == job.id), None)
+    if rank is not None:
+        lines.append(QuoteLine(f"rank #{rank} of {len(book)} waiting bids"))
+    actions = plan(shadow, now)
+    victims = [
+        grid.jobs[a.job]
+        for a in actions
+        if isinstance(a, A.Preempt) and _names(a.cause, job.name) and a.job in grid.jobs
+    ]
+    starts = any(isinstance(a, A.Start) and a.job == job.id for a in actions)
+    if victims:
+        who = ", ".join(f"{v.name} ({money(v.bid, cur)})" for v in victims)
+        lines.append(QuoteLine(f"would preempt {who}", "tag--warning"))
+    elif starts:
+        lines.append(QuoteLine("would start now", "load--light"))
+    elif not mine.holding:
+        lines.append(QuoteLine("would keep waiting: the bid does not clear now", "tag--warning"))
+    market = grid.markets.get(mine.market or mine.gpu_type or "")
+    per_gpu = min(mine.bid, market.price) if market is not None else mine.bid
+    gpus = mine.gpu_total or mine.gpus
+    lines.append(
+        QuoteLine(
+            f"{gpus} GPUs: {money(per_gpu * gpus, cur)} per hour at the clearing price, "
+            f"at most {money(mine.bid * gpus, cur)} at this bid",
+            "tag--key",
+        )
+    )
+    return lines
 
 
 def _names(cause: str, name: str) -> bool:
@@ -193,6 +236,51 @@ def flex_quote(grid: Grid, spec: JobSpec, cur: str, now: float | None = None) ->
             text += f" and {F.duration(min_slice - ran)} more of its run (min_slice)"
         lines.append(QuoteLine(text))
     return lines
+
+
+def upfront(grid: Grid, spec: JobSpec) -> int:
+    """What admission asks the account to cover for this job: a Priority booking's
+    whole length (or its first hour), nothing for Commit (prepaid) or Flex (by bid)."""
+    if spec.mode is not Mode.PRIORITY:
+        return 0
+    types = [spec.gpu_type] if spec.gpu_type else list(grid.markets)
+    rates = [grid.markets[t].rate for t in types if t in grid.markets]
+    if not rates:
+        return 0
+    hours = 1.0 if spec.hourly else (spec.hours or 0)
+    return int(Fraction(max(rates) * _gpus(grid, spec, types)) * Fraction(str(hours)))
+
+
+def funding_lines(grid: Grid, spec: JobSpec, now: float, cur: str) -> list[QuoteLine]:
+    """A warning when the account cannot cover the booking (balance and credit, less
+    what its running jobs owe unbilled): the same test admission makes."""
+    amount = upfront(grid, spec)
+    if not amount:
+        return []
+    if user_account(spec.user) in grid.balances:
+        if grid.can_fund(spec.user, amount, now):
+            return []
+        have = grid.balance(spec.user) + grid.credit_limit()
+    else:  # opened on submit, with its opening balance
+        have = opening_balance(grid, spec.user) + grid.credit_limit()
+        if have >= amount:
+            return []
+    return [
+        QuoteLine(
+            f"{spec.user}'s account cannot cover {money(amount, cur)}: "
+            f"balance and credit {money(have, cur)}",
+            "tag--error",
+        )
+    ]
+
+
+def opening_balance(grid: Grid, user: str) -> int:
+    """What an account not opened yet starts with (as Grid.ensure_account opens it)."""
+    accounts = grid.cfg.accounts
+    for u in accounts.users:
+        if u.name == user:
+            return to_micro(u.balance)
+    return to_micro(accounts.default_balance)
 
 
 def outcome_lines(outcome: Outcome, spec: JobSpec, grid: Grid, cur: str) -> list[QuoteLine]:

@@ -63,8 +63,11 @@ class AskDialog(Dialog):
         placeholder: str = "",
         check: Callable[[str], str | None] | None = None,
         ok: str = "OK",
+        preview: Callable[[str], Text | None] | None = None,
     ) -> None:
+        """`preview`: what the value would do, redrawn as it is typed (None: nothing)."""
         super().__init__()
+        self.preview = preview
         self.title_text = title
         self.message = message
         self.value = value
@@ -81,9 +84,27 @@ class AskDialog(Dialog):
             )
             yield Input(self.value, placeholder=self.placeholder, id="value", compact=True)
             yield Static("", id="error", classes="field-error")
+            yield Static("", id="preview", classes="dialog-body")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Cancel", id="cancel", compact=True)
                 yield Button(self.ok, id="ok", variant="primary", compact=True)
+
+    def on_mount(self) -> None:
+        self.show_preview(self.value)
+
+    def show_preview(self, value: str) -> None:
+        if self.preview is None:
+            self.query_one("#preview", Static).display = False
+            return
+        problem = self.check(value.strip()) if self.check else None
+        text = None if problem else self.preview(value.strip())
+        box = self.query_one("#preview", Static)
+        box.update(text or "")
+        box.display = text is not None
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self.query_one("#error", Static).update("")
+        self.show_preview(event.value)
 
     def _submit(self) -> None:
         value = self.query_one("#value", Input).value.strip()

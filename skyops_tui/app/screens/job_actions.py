@@ -4,10 +4,15 @@ runs the scheduler command; a refusal shows the scheduler's own reason."""
 
 from __future__ import annotations
 
+from fractions import Fraction
+
+from rich.text import Text
+
 from ...control.commands import Bid, Cancel, ChangeMode, Extend
 from ...domain.model import Job, Mode
 from ...domain.money import MICRO
 from .. import format as F
+from .. import quote as Q
 from .dialogs import AskDialog, ChoiceDialog, ConfirmDialog, positive_number
 
 
@@ -62,6 +67,19 @@ class JobActions:
             else ""
         )
         message = f"{job.name} is booked until {ends}.\nExtend by how many hours? {cost}"
+        rt = self.runtime
+
+        def preview(value: str) -> Text | None:
+            hours = float(value)
+            t = Text()
+            if job.end_at is not None:
+                t.append(f"new end {F.stamp(job.end_at + hours * 3600)} UTC", "bold")
+            if market is not None:
+                total = int(market.rate * job.gpu_total * Fraction(str(hours)))
+                t.append(f"{'  ·  ' if t else ''}total {F.fmt(total, cur)}", "bold")
+                if not rt.grid.can_fund(job.user, total, rt.clock.now()):
+                    t.append(f"\n{job.user}'s account cannot cover it", self.paint("tag--error"))
+            return t
 
         def done(value: str | None) -> None:
             if value:
@@ -74,7 +92,8 @@ class JobActions:
                 )
 
         self.app.push_screen(
-            AskDialog("Extend booking", message, "1", "hours", positive_number, "Extend"), done
+            AskDialog("Extend booking", message, "1", "hours", positive_number, "Extend", preview),
+            done,
         )
 
     def action_bid(self) -> None:
@@ -96,6 +115,15 @@ class JobActions:
                 f"standard {F.rate(market.rate, cur)}, clearing now {F.rate(market.price, cur)}."
             )
         message = f"{job.name} bids {F.rate(job.bid, cur)} per GPU-hour.{hint}\nNew bid:"
+        rt = self.runtime
+        paint = self.paint
+
+        def preview(value: str) -> Text:
+            t = Text()
+            for line in Q.bid_preview(rt.grid, job, float(value), rt.clock.now(), cur):
+                t.append(line.text + "\n", paint(line.style) if line.style else "")
+            t.rstrip()
+            return t
 
         def done(value: str | None) -> None:
             if value:
@@ -113,6 +141,7 @@ class JobActions:
                 "per GPU-hour",
                 positive_number,
                 "Change bid",
+                preview,
             ),
             done,
         )

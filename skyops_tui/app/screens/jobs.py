@@ -173,7 +173,9 @@ class JobsScreen(JobActions, SkyScreen):
         jobs = self.visible_jobs()
         rows = []
         for job in jobs:
-            left, _ = F.countdown(rt, job, now)
+            left, secs = F.countdown(rt, job, now)
+            style = F.left_style(secs)
+            left_cell = Text(left, style=paint(style) if style else "")
             ended = job.state in TERMINAL
             name = Text(job.name, style=paint("state--ended") if ended else "")
             cells = {
@@ -185,7 +187,7 @@ class JobsScreen(JobActions, SkyScreen):
                 "gpus": Text(F.gpus(job), justify="right"),
                 "node": F.placement(job),
                 "price": F.price(rt, job, compact=not wide),
-                "left": left,
+                "left": left_cell,
                 "queue": F.queue(rt, job),
             }
             rows.append((str(job.id), [cells[c.key] for c in cols]))

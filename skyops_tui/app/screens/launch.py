@@ -302,6 +302,7 @@ class LaunchScreen(SkyScreen):
             lines = Q.commit_quote(rt.grid, spec, now, cur)
         else:
             lines = Q.flex_quote(rt.grid, spec, cur, now)
+        lines += Q.funding_lines(rt.grid, spec, now, cur)
         outcome = Q.dry_run(rt.grid, spec, now, rt.user)
         lines += [Q.QuoteLine("If submitted now", "tag--section")]
         lines += Q.outcome_lines(outcome, spec, rt.grid, cur)
