@@ -103,16 +103,19 @@ class Guard:
         f = self.funds.get(user)
         return f if f is not None and f.short else None
 
-    def can_start(self, job: Job, gpu_type: str, gpus: int) -> bool:
+    def first_period(self, job: Job, gpu_type: str, gpus: int) -> float:
+        """What the job's account must still have to start it (as admission asked)."""
         burn = self.burn(job, gpus, gpu_type)
-        if not burn:
+        if job.mode is Mode.FLEX:
+            return burn * self.funded_s / 3600
+        return burn * min(job.hours if job.hours is not None else 1.0, 1.0)
+
+    def can_start(self, job: Job, gpu_type: str, gpus: int) -> bool:
+        first = self.first_period(job, gpu_type, gpus)
+        if not first:
             return True
         f = self.funds.get(job.user)
         left = (f.available - f.reserve) if f else self.g.balance(job.user) + self.limit
-        if job.mode is Mode.FLEX:
-            first = burn * self.funded_s / 3600
-        else:
-            first = burn * min(job.hours if job.hours is not None else 1.0, 1.0)
         return left >= first  # what admission asked, after what already runs
 
     def started(self, job: Job, gpu_type: str, gpus: int) -> None:
@@ -121,14 +124,41 @@ class Guard:
             self.add(self.account(job.user), job, burn)
 
     def runs_dry_at(self, now: float) -> float | None:
-        """The first time, at today's burn, an account's funds reach its reserve."""
+        """The first time, at today's burn, an account's funds reach its reserve, or
+        no longer cover the first period of a job it has waiting: that job then stops
+        bidding, which may move the clearing price. The burn is the most the account
+        may pay, so this is never late; a pass then reckons again."""
         best = None
-        for f in self.funds.values():
-            left = f.available - f.reserve
-            if f.burn > 0 and left > 0:
+        need = self._waiting_needs()
+        for user, f in self.funds.items():
+            left = f.available - f.reserve - need.get(user, 0)
+            if f.burn > 0 and left >= 0:
                 t = now + max(1, -(-left * 3600 // f.burn))
                 best = t if best is None else min(best, t)
         return best
+
+    def _waiting_needs(self) -> dict[str, float]:
+        """Per account whose funds fall, the largest first period of a waiting job it
+        can still fund (in any market the job may use)."""
+        users = {u for u, f in self.funds.items() if f.burn > 0}
+        if not users:
+            return {}
+        g = self.g
+        sizes = {t: {n.gpu_count for n in ns} for t, ns in g.by_type.items()}
+        waiting = [g.jobs[j] for _s, j in g.priority_queue]
+        waiting += [g.jobs[e[2]] for book in g.flex_book.values() for e in book]
+        need: dict[str, float] = {}
+        for job in waiting:
+            if job.user not in users:
+                continue
+            f = self.funds[job.user]
+            left = f.available - f.reserve
+            for t in [job.gpu_type] if job.gpu_type else list(sizes):
+                for size in sizes.get(t, ()) if job.nodes else (0,):
+                    first = self.first_period(job, t, job.gpus or job.nodes * size)
+                    if need.get(job.user, 0) < first <= left:
+                        need[job.user] = first
+        return need
 
 
 def funds_may_run_low(grid: Grid, horizon_h: float = 24.0) -> bool:
@@ -171,3 +201,23 @@ AMPLE = AmpleFunds()
 
 def guard(grid: Grid, now: float) -> Guard | AmpleFunds:
     return Guard(grid, now) if funds_may_run_low(grid) else AMPLE
+
+
+def can_fund(grid: Grid, user: str, amount: int, now: float) -> bool:
+    """Whether `user` can pay `amount` besides what its jobs owe already: admission
+    (submit, renew, extend, reserve) weighs the balance less the usage not yet billed,
+    valued as billing will charge it (the Guard's `available`), so whether it admits
+    never depends on when billing last ran (docs/modes.md, *Billing*). When every
+    account could pay for the whole grid for a day (`AMPLE`), what is unbilled, hours
+    of the grid at most, is not summed."""
+    left = grid.balance(user) + grid.credit_limit()
+    if left < amount:
+        return False  # usage not yet billed only lowers what is left
+    return left - unbilled(grid, user, now) >= amount
+
+
+def unbilled(grid: Grid, user: str, now: float) -> int:
+    """What the account's holding jobs owe but billing has not charged yet, as the
+    Guard counts it (nothing when funds are `AMPLE`)."""
+    f = guard(grid, now).funds.get(user)
+    return grid.balance(user) + grid.credit_limit() - f.available if f else 0

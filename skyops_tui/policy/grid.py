@@ -148,8 +148,21 @@ class Grid:
     def credit_limit(self) -> int:
         return to_micro(self.cfg.accounts.credit_limit)
 
-    def can_fund(self, user: str, amount: int) -> bool:
-        return self.balance(user) + self.credit_limit() >= amount
+    def can_fund(self, user: str, amount: int, now: float) -> bool:
+        """Whether the account can pay `amount` on top of its usage not yet billed."""
+        from .funding import can_fund
+
+        return can_fund(self, user, amount, now)
+
+    def _funds_note(self, user: str, now: float) -> str:
+        """The balance a refusal shows, and how much of it running jobs owe unbilled."""
+        from .funding import unbilled
+
+        owed = unbilled(self, user, now)
+        note = f"balance {fmt(self.balance(user))}"
+        return note + (
+            f", {fmt(owed)} of it owed for usage not yet billed" if owed >= 10_000 else ""
+        )
 
     # ------------------------------------------------------------ permissions
     def authorize(self, owner: str, actor: str | None, what: str) -> None:
@@ -282,10 +295,10 @@ class Grid:
             rate = max(self.markets[t].rate for t in types)
             hours = min(spec.hours or 1.0, 1.0)
             need = int(gpus_est * rate * Fraction(str(hours)))
-            if not self.can_fund(spec.user, need):
+            if not self.can_fund(spec.user, need, now):
                 raise Refused(
                     f"account {spec.user} cannot cover the first hour ({fmt(need)}); "
-                    f"balance {fmt(self.balance(spec.user))}"
+                    f"{self._funds_note(spec.user, now)}"
                 )
         elif spec.mode is Mode.COMMIT:
             reservation = self.reservations.get(spec.reservation or "")
@@ -317,10 +330,10 @@ class Grid:
             if bid > cap:
                 raise Refused(f"bid {fmt(bid)} is over the standard rate {fmt(cap)} per GPU-hour")
             need = int(gpus_est * bid * Fraction(str(self.cfg.pricing.min_funded_minutes)) / 60)
-            if not self.can_fund(spec.user, need):
+            if not self.can_fund(spec.user, need, now):
                 raise Refused(
                     f"account {spec.user} cannot fund {self.cfg.pricing.min_funded_minutes:g} "
-                    f"minutes at the bid ({fmt(need)}); balance {fmt(self.balance(spec.user))}"
+                    f"minutes at the bid ({fmt(need)}); {self._funds_note(spec.user, now)}"
                 )
         job = Job(
             id=self.next_job_id,
@@ -447,11 +460,13 @@ class Grid:
         """Why a Priority booking may not be extended by `hours`, or None if it may."""
         market = self.markets[job.market or ""]
         cost = int(job.gpu_total * market.rate * Fraction(str(hours)))
-        # The booked time not yet billed is owed already: the account must cover both.
+        # The booked time still to run is owed already: the account must cover both
+        # (what ran but is not billed yet, can_fund counts).
         owed = 0
         if job.billed_from is not None and job.end_at is not None:
-            owed = money_cost(job.gpu_total, market.rate, max(job.end_at - job.billed_from, 0))
-        if not self.can_fund(job.user, cost + owed):
+            since = max(job.billed_from, now)
+            owed = money_cost(job.gpu_total, market.rate, max(job.end_at - since, 0))
+        if not self.can_fund(job.user, cost + owed, now):
             return f"account {job.user} cannot pay {fmt(cost)} for {hours:g} h more"
         t = job.market or ""
         waiting = self.priority_waiting(t, now)
@@ -577,14 +592,13 @@ class Grid:
             raise Refused(why)
         self.ensure_account(spec.user, now)
         # The prepayment is taken now: it must leave what the account's running jobs
-        # still owe and may cost while they stop (see funding.py).
+        # owe unbilled and may cost while they stop (see funding.py).
         from .funding import Guard
 
         f = Guard(self, now).funds.get(spec.user)
-        running = (
-            self.balance(spec.user) + self.credit_limit() - f.available + f.reserve if f else 0
-        )
-        if not self.can_fund(spec.user, q.price + running):
+        left = self.balance(spec.user) + self.credit_limit()
+        running = left - f.available + f.reserve if f else 0
+        if left - running < q.price:
             owed = f"; its running jobs may still cost {fmt(running)}" if running else ""
             raise Refused(
                 f"account {spec.user} cannot prepay {fmt(q.price)}; "

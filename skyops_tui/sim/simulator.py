@@ -54,9 +54,14 @@ def next_wakeup(grid: Grid, now: float) -> float | None:
     untyped = grid.flex_book.get(None)
     top_any = -untyped[0][0] if untyped else 0
     top = {t: max(-b[0][0] if (b := grid.flex_book.get(t)) else 0, top_any) for t in grid.markets}
+    tick = grid.cfg.cluster.tick_s
     for jid in grid.holding:
         job = grid.jobs[jid]
         if job.end_at is not None and job.mode is Mode.PRIORITY and not job.stop_reason:
+            left = job.end_at - now
+            bit = 2 if left <= w2 else 1 if left <= w1 else 0
+            if bit and not job.warned & bit:
+                consider(now + tick)  # started inside its warning: the next pass warns
             for t in (job.end_at - w1, job.end_at - w2, job.end_at):
                 if t > now:
                     consider(t)
@@ -93,10 +98,17 @@ def next_wakeup(grid: Grid, now: float) -> float | None:
 def pass_after(grid: Grid, now: float, actions: list) -> float | None:
     """When the next pass runs. Production runs one at least every `tick_s`; here a pass
     follows at once a step that closed a window (its GPUs are free only once the close
-    is applied, after the pass that decided it), else at the next timer."""
+    is applied, after the pass that decided it), one tick after a step that asked jobs
+    to stop (production's next pass is the one that sees their GPUs being freed, and a
+    waiting Priority job claims them then, booked from that moment), else at the next
+    timer."""
     if any(isinstance(a, A.CloseWindow) for a in actions):
         return now
-    return next_wakeup(grid, now)
+    wake = next_wakeup(grid, now)
+    if any(isinstance(a, (A.Stop, A.Preempt)) for a in actions):
+        t = now + grid.cfg.cluster.tick_s
+        wake = t if wake is None else min(wake, t)
+    return wake
 
 
 def simulate(
