@@ -115,6 +115,7 @@ class Runtime:
         lease_ttl_s: float = LEASE_TTL_S,
         follow_s: float = FOLLOW_S,
         socket_path: str | Path | None = None,
+        remote: bool = False,
     ) -> None:
         self.cfg = cfg
         self.clock = clock or SystemClock()
@@ -141,8 +142,11 @@ class Runtime:
         self.samples: dict[str, NodeSample] = {}  # a follower's telemetry, from the leader
         self._watch: asyncio.Task | None = None
         self._reload_now = asyncio.Event()
-        # Without a store nobody shares the grid: this process leads.
-        self.leader = store is None
+        # A remote console (`--connect`) only ever follows the head's leader, through
+        # its socket: no store, no lease. Otherwise, without a store this process leads.
+        self.remote = remote
+        self.remote_operator: bool | None = None  # as the head's leader said hello
+        self.leader = store is None and not remote
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._control: asyncio.Task | None = None
         self._started = False
@@ -190,6 +194,7 @@ class Runtime:
         if self.store is not None:
             with contextlib.suppress(sqlite3.Error):
                 await asyncio.to_thread(self.reload)
+        self._reload_now.set()
         return result
 
     def apply(self, cmd: Command, actor: str | None, journal: bool = False) -> dict:
@@ -285,6 +290,8 @@ class Runtime:
 
     @property
     def is_operator(self) -> bool:
+        if self.remote_operator is not None:
+            return self.remote_operator
         return self.cfg.is_operator(self.user)
 
     def _persist(self, grid: Grid, actions: list[A.Action]) -> None:
@@ -370,6 +377,9 @@ class Runtime:
 
     async def start(self) -> None:
         """Lead if no other console does (holding the scheduler lease), else follow."""
+        if self.remote:
+            self._control = self._spawn(self._follow_remote())
+            return
         if self.store is not None:
             from .store.db import Fence
 
@@ -533,6 +543,27 @@ class Runtime:
                 self.leader = True
                 await self._lead()
                 return
+
+    async def _follow_remote(self) -> None:
+        """A remote console's view: the leader's feed by watch, and its grid (fetched
+        through the socket) again after each change, at most once per `follow_s`."""
+        from .api.remote import fetch_state
+
+        if self._watch is None:
+            self._watch = asyncio.get_running_loop().create_task(self._watch_leader())
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.follow_s):
+                    await self._reload_now.wait()
+            self._reload_now.clear()
+            try:
+                _, grid, _ = await fetch_state(self.api_path(), self.cfg)
+            except Exception as e:  # the leader restarting, the tunnel gone: retry
+                self._fault = f"the head's scheduler: {e}"
+            else:
+                self._fault = None
+                self.engine.grid = grid
+            await asyncio.sleep(self.follow_s / 4)  # a burst of changes: one fetch
 
     async def _unwatch(self) -> None:
         if self._watch is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import logging
 import os
@@ -232,7 +233,49 @@ class ApiServer:
             job = grid.job_by_ref(p.get("ref", ""))
             self._own(caller, job.user, f"read the logs of job {job.name}")
             return await self._logs(job, p)
-        raise Refused(f"unknown query {kind!r} (known: whoami, jobs, status, balance, quote, logs)")
+        if kind == "state":
+            return await asyncio.to_thread(self._state, caller)
+        raise Refused(
+            f"unknown query {kind!r} (known: whoami, jobs, status, balance, quote, logs, state)"
+        )
+
+    def _state(self, caller: Caller) -> dict:
+        """The grid's state for a remote console (`--connect`): the config and an image
+        of the state database, without history (the watch stream brings that) and, for
+        a non-operator, without other users' commands, environments, charges and
+        balances."""
+        store = self.rt.store
+        if store is None:
+            raise Refused("this scheduler keeps no state database to show")
+        img = sqlite3.connect(":memory:")
+        try:
+            with store._lock:
+                store.conn.backup(img)
+            for (name,) in img.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'"):
+                img.execute(f'DROP TRIGGER "{name}"')
+            for table in ("events", "ledger_entries", "ledger_tx", "actions", "commands"):
+                with contextlib.suppress(sqlite3.OperationalError):
+                    img.execute(f"DELETE FROM {table}")
+            if not caller.operator:
+                img.execute(
+                    "UPDATE jobs SET argv = '[]', env = NULL, workdir = NULL, charged = 0, "
+                    "run_charged = 0, run_acc = 0 WHERE user != ?",
+                    (caller.user,),
+                )
+                img.execute(
+                    "DELETE FROM accounts WHERE substr(account, 1, 5) = 'user:' AND account != ?",
+                    (user_account(caller.user),),
+                )
+            img.commit()
+            img.execute("VACUUM")
+            data = img.serialize()
+        finally:
+            img.close()
+        return {
+            "config": self.rt.cfg.model_dump(mode="json"),
+            "now": self.rt.clock.now(),
+            "image": base64.b64encode(data).decode(),
+        }
 
     def _own(self, caller: Caller, owner: str, what: str) -> None:
         if not caller.may_see(owner):

@@ -145,6 +145,22 @@ def run_console(cfg: Config | None, db: str | None, readonly: bool = False) -> i
     return 0
 
 
+def run_remote_console(sock: Path, url: str, cfg: Config | None = None) -> int:
+    """`skyops --connect ssh://user@head`: the console on a laptop, following the
+    head's leader through the SSH-forwarded socket (api/remote.py). It holds no state
+    and no lease; every command goes to the leader, as the SSH user."""
+    import asyncio
+
+    from ..api.remote import NoExecutor, fetch_state
+    from ..app.app import SkyopsApp
+
+    cfg, grid, hello = asyncio.run(fetch_state(sock, cfg))
+    rt = Runtime(cfg, NoExecutor(), grid=grid, user=hello["user"], remote=True, socket_path=sock)
+    rt.remote_operator = bool(hello.get("operator"))
+    SkyopsApp(rt).run()
+    return 0
+
+
 def serve(cfg: Config | None, db: str | None, duration: float | None, out) -> int:
     """Headless console: lead the grid (or stand by to take over) until stopped."""
     import asyncio

@@ -147,32 +147,42 @@ class Target:
     db: Path
     demo: bool
     user: str
+    # --connect: the local end of the SSH tunnel to the head's leader, and its URL.
+    tunnel: Path | None = None
+    remote: str | None = None
 
     @property
     def socket(self) -> Path:
         from .console import socket_path
 
-        return socket_path(self.cfg, self.db)
+        return self.tunnel if self.tunnel is not None else socket_path(self.cfg, self.db)
 
     @property
     def client_only(self) -> bool:
-        """This account does not own the state: it may only ask the leader's socket,
-        which decides who it is from the kernel."""
+        """This account does not own the state (or it is on another host): it may only
+        ask the leader's socket, which decides who it is from the kernel."""
         from .console import owns_state
 
-        return not owns_state(self.db)
+        return self.tunnel is not None or not owns_state(self.db)
 
 
 def _target(args: argparse.Namespace) -> Target:
     user = current_user()
+    tunnel = getattr(args, "connect_socket", None)
+    remote = getattr(args, "connect", None)
     if getattr(args, "config", None):
-        return Target(load_config(args.config), db_of(args), False, user)
+        return Target(load_config(args.config), db_of(args), False, user, tunnel, remote)
     from .console import demo_cluster
 
-    return Target(demo_cluster(user), db_of(args), True, user)
+    return Target(demo_cluster(user), db_of(args), tunnel is None, user, tunnel, remote)
 
 
 def no_scheduler(t: Target) -> StoreError:
+    if t.remote is not None:
+        return StoreError(
+            f"--connect {t.remote}: no scheduler answers on the head node's socket; "
+            "its owner starts one there with `skyops serve` (docs/api.md)"
+        )
     return StoreError(
         f"{t.db}: no scheduler is running for this state (nothing answers on {t.socket}); "
         "its owner starts one with `skyops serve` (docs/api.md has a systemd unit)"

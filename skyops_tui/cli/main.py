@@ -40,6 +40,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", metavar="FILE", help="cluster config (default: the demo grid)")
     p.add_argument("--db", metavar="PATH", help="state database (default: under the XDG data dir)")
     p.add_argument("--readonly", action="store_true", help="show everything, change nothing")
+    p.add_argument(
+        "--connect",
+        metavar="URL",
+        help="ssh://user@head[:port][/socket]: the head node's scheduler, through SSH "
+        "(default socket /run/skyops/api.sock)",
+    )
+    p.add_argument(
+        "--known-hosts",
+        dest="connect_known_hosts",
+        metavar="FILE",
+        help="with --connect: default ~/.ssh/known_hosts",
+    )
+    p.add_argument(
+        "--identity", dest="connect_identity", metavar="FILE", help="with --connect: SSH key"
+    )
     sub = p.add_subparsers(dest="command")
 
     sim = sub.add_parser("simulate", help="run a workload trace through the real scheduler")
@@ -120,7 +135,27 @@ class Stdout(Console):
 def _run(args: argparse.Namespace) -> int:
     out = Stdout()
     err = Console(stderr=True)
+    tunnel = None
     try:
+        if getattr(args, "connect", None):
+            if args.command in ("simulate", "serve", "nodes"):
+                raise InputError(
+                    [f"--connect: not for `skyops {args.command}` (run it on the head)"]
+                )
+            from ..api.remote import Tunnel, parse_connect
+
+            tunnel = Tunnel(
+                parse_connect(args.connect), args.connect_known_hosts, args.connect_identity
+            )
+            args.connect_socket = tunnel.start()
+            if getattr(args, "apply", None) is None and args.command is None:
+                from .console import run_remote_console
+
+                return run_remote_console(
+                    args.connect_socket,
+                    args.connect,
+                    load_config(args.config) if args.config else None,
+                )
         from .headless import dispatch
 
         if (code := dispatch(args, out)) is not None:
@@ -159,6 +194,9 @@ def _run(args: argparse.Namespace) -> int:
         return report_store_error(args, e)
     except KeyboardInterrupt:
         return 130
+    finally:
+        if tunnel is not None:
+            tunnel.close()
 
 
 def _config(args: argparse.Namespace) -> Config:
