@@ -99,13 +99,13 @@ def pass_after(grid: Grid, now: float, actions: list) -> float | None:
     """When the next pass runs. Production runs one at least every `tick_s`; here a pass
     follows at once a step that closed a window (its GPUs are free only once the close
     is applied, after the pass that decided it), one tick after a step that asked jobs
-    to stop (production's next pass is the one that sees their GPUs being freed, and a
-    waiting Priority job claims them then, booked from that moment), else at the next
-    timer."""
+    to stop while a Priority job waits (production's next pass is the one that sees
+    their GPUs being freed, and the waiting job claims them then, booked from that
+    moment), else at the next timer."""
     if any(isinstance(a, A.CloseWindow) for a in actions):
         return now
     wake = next_wakeup(grid, now)
-    if any(isinstance(a, (A.Stop, A.Preempt)) for a in actions):
+    if grid.priority_queue and any(isinstance(a, (A.Stop, A.Preempt)) for a in actions):
         t = now + grid.cfg.cluster.tick_s
         wake = t if wake is None else min(wake, t)
     return wake
