@@ -97,14 +97,15 @@ KEYS: tuple[Key, ...] = (
     Key("jobs", "cancel", "ctrl+d", "cancel", "Cancel", changes=True),
     Key("jobs", "extend", "x", "extend", "Extend", changes=True),
     Key("jobs", "bid", "b", "bid", "Bid", changes=True),
-    Key("jobs", "mode", "M", "change_mode", "Mode", changes=True, show=False),
+    Key("jobs", "mode", "M", "change_mode", "Mode lock", show=False),
     Key("jobs", "back", "escape", "back", "Back (clears the filter first)", show=False),
     # Job detail.
     Key("job", "logs", "l", "logs", "Logs"),
+    Key("job", "stream", "s", "stream", "stdout/stderr"),
     Key("job", "cancel", "ctrl+d", "cancel", "Cancel", changes=True),
     Key("job", "extend", "x", "extend", "Extend", changes=True),
     Key("job", "bid", "b", "bid", "Bid", changes=True),
-    Key("job", "mode", "M", "change_mode", "Mode", changes=True),
+    Key("job", "mode", "M", "change_mode", "Mode lock", show=False),
     Key("job", "back", "escape", "back", "Back", show=False),
     # Launch form.
     Key("launch", "submit", "ctrl+s", "submit", "Submit", changes=True, priority=True),

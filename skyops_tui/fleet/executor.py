@@ -31,7 +31,7 @@ from ..domain.config import Config
 from ..domain.model import HOLDING, Job, JobState, Mode, NodeStatus
 from ..domain.telemetry import NodeSample
 from ..policy import actions as A
-from ..scheduler.executor import Exited, NodeChanged, Report, Started
+from ..scheduler.executor import Checkpointed, Exited, NodeChanged, Report, Started
 from .link import AgentError, LinkClosed, Transport
 from .node import NodeLink
 from .ssh import SshTransport, sftp_copy_dir
@@ -475,7 +475,47 @@ class FleetExecutor:
         ended = [r.get("ended_at") for r in run.exits.values()]
         # Billing stops when the agent recorded the end, not when the news arrived.
         ended_at = max(ended) if None not in ended else None
+        job = self.grid.jobs.get(run.job) if self.grid is not None else None
+        started = job.started_at if job is not None else None
+        preempted = job is not None and job.stop_reason == "paused"
         self.report(Exited(run.job, worst, on_its_own and worst == 0, cause, ended_at))
+        node = next(iter(run.parts.values()), None)
+        if node is not None and started is not None:
+            end = ended_at if ended_at is not None else self.clock.now()
+            self._spawn(self._checkpoint_facts(run.job, node, started, end, preempted))
+
+    async def last_checkpoint(self, job: Job) -> float | None:
+        """When the job's checkpoint folder last changed on the node it runs or last ran
+        on; None while it has none, or the node does not answer."""
+        node = job.placement[0].node if job.placement else self.last_node.get(job.id)
+        return await self._newest_checkpoint(node, job.id) if node is not None else None
+
+    async def _newest_checkpoint(self, node: str, job: int) -> float | None:
+        """The newest file's mtime in the job's checkpoint folder on `node` (docs/fleet.md)."""
+        agent = self._agent(node)
+        if agent is None:
+            return None
+        try:
+            info = await agent.request(
+                protocol.CHECKPOINT_LIST,
+                job_id=f"j{job}-ckpt",
+                checkpoint_dir=self.checkpoint_dir(node, job),
+            )
+        except (AgentError, LinkClosed, TimeoutError):
+            return None
+        newest = info.get("newest_mtime") if info.get("files") else None
+        return float(newest) if newest is not None else None
+
+    async def _checkpoint_facts(
+        self, job: int, node: str, started: float, ended: float, preempted: bool
+    ) -> None:
+        """After a run ends: its last checkpoint and, for a preemption, the work it lost:
+        from its last checkpoint in this run (else the run's start) to its end."""
+        at = await self._newest_checkpoint(node, job)
+        saved_from = at if at is not None and at >= started else started
+        lost = max(0.0, ended - saved_from) if preempted else 0.0
+        if at is not None or lost:
+            self.report(Checkpointed(job, at, lost))
 
     def _orphan_grace(self, job: Job | None) -> dict:
         """A Flex run left on a box that was cut off (its job paused, or resumed

@@ -85,8 +85,11 @@ class Engine:
                         self.grid.started(j, now)
                     case Exited(job=j, exit_code=code, completed=done, cause=cause, ended_at=t):
                         self.grid.exited(j, code, now, cause, done, t)
-                    case Checkpointed(job=j, at=at):
-                        self.grid.jobs[j].last_checkpoint_at = at
+                    case Checkpointed(job=j, at=at, work_lost_s=lost):
+                        job = self.grid.jobs[j]
+                        if at is not None:
+                            job.last_checkpoint_at = at
+                        job.lost_work_s += lost
                         self.grid.dirty_jobs.add(j)
                     case NodeChanged(node=name, status=status, cause=cause, since=since):
                         actions += self.grid.node_status(name, status, now, cause, since)

@@ -34,8 +34,8 @@ class Exited:
 @dataclass(frozen=True, slots=True)
 class Checkpointed:
     job: int
-    at: float
-    work_lost_s: float = 0.0
+    at: float | None  # the newest checkpoint; None: the run saved none
+    work_lost_s: float = 0.0  # work since that checkpoint (or the run's start), lost
 
 
 @dataclass(frozen=True, slots=True)

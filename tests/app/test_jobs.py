@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from textual.widgets import Button, Input, Log
 
-from skyops_tui.app.screens.dialogs import AskDialog, ChoiceDialog, ConfirmDialog
+from skyops_tui.app.screens.dialogs import AskDialog, ConfirmDialog
 from skyops_tui.app.screens.job import JobScreen
 from skyops_tui.app.screens.jobs import JobsScreen, matches
 from skyops_tui.demo import advance, settle
@@ -294,30 +294,6 @@ async def test_change_bid_moves_the_job_and_bad_bids_are_refused():
         await pilot.press("enter")
         await wait_for(pilot, lambda: job.bid == 1_500_000, "bid changed")
         await wait_for(pilot, lambda: "bid $1.50" in screen_text(app), "detail shows it")
-
-
-async def test_change_mode_is_always_refused_with_the_lock_reason():
-    rt = demo_runtime()
-    rt.scheduler.submit(
-        JobSpec(
-            name="flexy", user="ops", mode="flex", gpus=1, gpu_type="L40S", bid=0.5, runtime=3600
-        )
-    )
-    settle(rt)
-    app = demo_app(runtime=rt)
-    async with app.run_test(size=WIDE) as pilot:
-        app.show_job(rt.grid.job_by_ref("flexy").id)
-        await wait_for(pilot, lambda: isinstance(app.screen, JobScreen), "detail")
-        await pilot.press("M")
-        await wait_for(pilot, lambda: isinstance(app.screen, ChoiceDialog), "asks which mode")
-        await wait_for(pilot, lambda: app.screen.focused.id == "cancel", "Cancel focused first")
-        await press_button(pilot, "choice-priority")
-        await wait_for(pilot, lambda: toasts(app, "error"), "refused")
-        msg = toasts(app, "error")[-1]
-        assert (
-            "mode is locked at creation" in msg and "cancel it and submit a new priority job" in msg
-        )
-        assert rt.grid.job_by_ref("flexy").mode.value == "flex"
 
 
 async def test_queue_position_for_waiting_priority_jobs():

@@ -1,5 +1,7 @@
 """One job: its fields, cost over all runs, preemptions and work lost, its event
-history, and the log tail (`l`, read by the executor in a worker)."""
+history, and the log tail (`l`; `s` switches stdout/stderr; a failed job opens on its
+stderr), read by the executor in a worker. The last checkpoint is the newest file in
+the job's checkpoint folder (docs/fleet.md), read again while the detail is open."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from textual import work
 from textual.widget import Widget
 from textual.widgets import Label, Log, Static
 
-from ...domain.model import Job, Mode
+from ...domain.model import Job, JobState, Mode
 from .. import format as F
 from .. import palette
 from ..keys import bindings
@@ -24,6 +26,7 @@ from .job_actions import JobActions
 
 LOG_LINES = 200
 LOG_FOLLOW_S = 3.0
+LOCK = "(mode locked)"  # beside the mode: a job's mode is locked at creation; M says why
 
 
 class JobScreen(JobActions, SkyScreen):
@@ -38,6 +41,9 @@ class JobScreen(JobActions, SkyScreen):
         self.want_logs = logs
         self.log_lines: list[str] = []
         self.log_read_at = 0.0
+        self.stream = "stdout"
+        self.checkpoint_seen: float | None = None  # read from the folder while open
+        self.checkpoint_read_at = 0.0
         job = runtime.grid.jobs.get(job_id)
         self.VIEW = f"job {job.name}" if job else f"job #{job_id}"
 
@@ -52,12 +58,16 @@ class JobScreen(JobActions, SkyScreen):
         yield Static(id="job-fields", classes="summary")
         yield Label("Events", classes="section", id="events-label")
         yield GridTable(id="job-events")
-        yield Label("Log tail (follows; l: read now)", classes="section", id="log-label")
+        yield Label("", classes="section", id="log-label")
         yield Log(id="job-log", max_lines=LOG_LINES, auto_scroll=True)
 
     def on_mount(self) -> None:
         self.query_one("#job-log", Log).display = False
         self.query_one("#log-label", Label).display = False
+        job = self.job
+        if job is not None and job.state is JobState.FAILED:
+            self.stream = "stderr"  # where a failed run said why
+            self.want_logs = True
         self.refresh_view()
         if self.want_logs:
             self.action_logs()
@@ -69,6 +79,7 @@ class JobScreen(JobActions, SkyScreen):
         self.query_one("#job-fields", Static).update(self.fields(job))
         self.show_events(job)
         self.follow_logs()
+        self.follow_checkpoint(job)
 
     def fields(self, job: Job) -> Group:
         rt = self.runtime
@@ -81,6 +92,7 @@ class JobScreen(JobActions, SkyScreen):
         title.append(job.name, style="bold")
         title.append(f" #{job.id}  ")
         title.append_text(paint.mode(job.mode))
+        title.append(f" {LOCK}", paint("tag--muted"))
         title.append("  ")
         title.append_text(paint.state(job.state))
         if job.stop_reason and job.holding:
@@ -114,11 +126,8 @@ class JobScreen(JobActions, SkyScreen):
             market = job.market or job.gpu_type or "any"
             rows.append(("market", market + (f", waiting bid #{rank}" if rank else "")))
         if job.mode is Mode.FLEX or job.preemptions:
-            ck = (
-                _short(job.last_checkpoint_at, now)
-                if job.last_checkpoint_at is not None
-                else "none reported"
-            )
+            seen = [t for t in (job.last_checkpoint_at, self.checkpoint_seen) if t is not None]
+            ck = _short(max(seen), now) if seen else "none yet"
             long.append(
                 (
                     "preemptions",
@@ -134,8 +143,40 @@ class JobScreen(JobActions, SkyScreen):
             if job.exit_code is not None:
                 times += f", exit {job.exit_code}"
         long.append(("times", times))
+        why = self.end_reason(job)
+        if why:
+            long.append(("ended", why))
         long.append(("command", shlex.join(job.argv) if job.argv else "—"))
         return Group(*field_lines(rows, long, paint, wide))
+
+    def end_reason(self, job: Job) -> Text | None:
+        """Why the job ended (or last stopped): the cause of its last state change."""
+        if not (job.finished or job.state is JobState.PAUSED):
+            return None
+        for e in reversed(self.runtime.feed.events):
+            if e.job == job.id and e.kind == "state" and e.cause:
+                style = "tag--error" if job.state is JobState.FAILED else ""
+                return Text(f"{job.state}: {e.cause}", style=self.paint(style) if style else "")
+        return None
+
+    def follow_checkpoint(self, job: Job) -> None:
+        if job.holding and time.monotonic() - self.checkpoint_read_at >= LOG_FOLLOW_S:
+            self.checkpoint_read_at = time.monotonic()
+            self.read_checkpoint()
+
+    @work(exclusive=True, group="checkpoint")
+    async def read_checkpoint(self) -> None:
+        job = self.job
+        read = getattr(self.runtime.executor, "last_checkpoint", None)
+        if job is None or read is None:
+            return
+        try:
+            at = await read(job)
+        except Exception:  # an unreachable node: the stored time stands
+            return
+        if at is not None and at != self.checkpoint_seen:
+            self.checkpoint_seen = at
+            self.refresh_view()
 
     def show_events(self, job: Job) -> None:
         table = self.query_one("#job-events", GridTable)
@@ -173,9 +214,18 @@ class JobScreen(JobActions, SkyScreen):
     def action_logs(self) -> None:
         log = self.query_one("#job-log", Log)
         log.display = True
-        self.query_one("#log-label", Label).display = True
+        label = self.query_one("#log-label", Label)
+        other = "stdout" if self.stream == "stderr" else "stderr"
+        label.update(f"{self.stream} tail (follows; l: read now, s: {other})")
+        label.display = True
         self.add_class("-logs")
         self.load_logs()
+
+    def action_stream(self) -> None:
+        """Switch the log panel between stdout and stderr (opening it if closed)."""
+        self.stream = "stdout" if self.stream == "stderr" else "stderr"
+        self.log_lines = []
+        self.action_logs()
 
     @work(exclusive=True, group="logs")
     async def load_logs(self) -> None:
@@ -193,11 +243,11 @@ class JobScreen(JobActions, SkyScreen):
         if not self.log_lines:
             self._show_log([f"reading the log of {job.name}..."])
         try:
-            lines = await fetch(job, "stdout", LOG_LINES)
+            lines = await fetch(job, self.stream, LOG_LINES)
         except Exception as e:  # an unreachable node must not crash the console
             self._show_log([f"could not read the log: {e}"])
             return
-        self._show_log(list(lines) or ["(the log is empty)"])
+        self._show_log(list(lines) or [f"({self.stream} is empty)"])
         log.scroll_end(animate=False)
 
     def _show_log(self, lines: list[str]) -> None:

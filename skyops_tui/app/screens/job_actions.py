@@ -1,6 +1,6 @@
-"""Cancel, extend, change bid and change mode: the same on the job list and in a job's
-detail. Each asks first (a confirmation that focuses Cancel, or the new value), then
-runs the scheduler command; a refusal shows the scheduler's own reason."""
+"""Cancel, extend, change bid, and why the mode cannot change: the same on the job
+list and in a job's detail. Each change asks first (a confirmation that focuses Cancel,
+or the new value), then runs the scheduler command; a refusal shows its own reason."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from fractions import Fraction
 
 from rich.text import Text
 
-from ...control.commands import Bid, Cancel, ChangeMode, Extend
+from ...control.commands import Bid, Cancel, Extend
 from ...domain.model import Job, Mode
 from ...domain.money import MICRO
 from .. import format as F
 from .. import quote as Q
-from .dialogs import AskDialog, ChoiceDialog, ConfirmDialog, positive_number
+from .dialogs import AskDialog, ConfirmDialog, positive_number
 
 
 class JobActions:
@@ -147,16 +147,16 @@ class JobActions:
         )
 
     def action_change_mode(self) -> None:
-        if not self.allowed("changing a job's mode"):
-            return
+        """A job's mode is locked at creation (PRODUCT.md): say so and what to do
+        instead, rather than offer a switch that would be refused."""
         job = self._job_or_say()
         if job is None:
             return
-        others = [(m.value, m.value.capitalize()) for m in Mode if m is not job.mode]
-        message = f"{job.name} is a {job.mode} job. Switch it to:"
-
-        def done(mode: str | None) -> None:
-            if mode:
-                self.command(ChangeMode(ref=job.id, mode=mode))
-
-        self.app.push_screen(ChoiceDialog("Change mode", message, others), done)
+        others = " or ".join(m.value.capitalize() for m in Mode if m is not job.mode)
+        self.app.notify(
+            f"{job.name} is a {job.mode.value.capitalize()} job; a job's mode is locked "
+            f"when it is created. To run it as {others}, cancel it (ctrl+d) and launch "
+            "a new job in that mode (n).",
+            title="Mode locked",
+            timeout=10,
+        )

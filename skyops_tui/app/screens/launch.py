@@ -106,7 +106,12 @@ class LaunchScreen(SkyScreen):
                 )
                 yield field_row(
                     "Command",
-                    Input("", id="argv", placeholder="python train.py --lr 3e-4", compact=True),
+                    Input(
+                        self.default_command(),
+                        id="argv",
+                        placeholder="python train.py --lr 3e-4",
+                        compact=True,
+                    ),
                     "argv",
                 )
                 yield field_row(
@@ -131,7 +136,7 @@ class LaunchScreen(SkyScreen):
                     "bid",
                     "only-flex",
                 )
-                if rt.demo:
+                if self.simulated:
                     yield field_row(
                         "Sim work (h)",
                         Input(f"{DEMO_WORK_H:g}", id="sim_work", compact=True),
@@ -153,6 +158,23 @@ class LaunchScreen(SkyScreen):
         self.fill_reservations()
         self.apply_mode()
         self.refresh_view()
+
+    @property
+    def simulated(self) -> bool:
+        """Simulated agents (a manual clock): a job is so many hours of simulated work,
+        not a process, so the form asks for that work; real agents run the command."""
+        from ...clock import ManualClock
+
+        return isinstance(self.runtime.clock, ManualClock)
+
+    def default_command(self) -> str:
+        """In the demo, the example checkpointing job (an absolute path, run by the
+        console's own Python), so a launch works as it stands from any directory."""
+        if not self.runtime.demo or self.simulated:
+            return ""  # simulated work runs no command
+        from ...demo import demo_argv
+
+        return shlex.join(demo_argv())
 
     def default_name(self) -> str:
         g = self.runtime.grid
@@ -239,7 +261,7 @@ class LaunchScreen(SkyScreen):
             data["reservation"] = self.value("reservation")
         else:
             data["bid"] = self.value("bid") or None
-        if self.runtime.demo:
+        if self.simulated:
             work = self.value("sim_work")
             try:
                 data["runtime"] = float(work) * 3600 if work else None
