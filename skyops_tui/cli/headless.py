@@ -71,6 +71,8 @@ def add_headless_arguments(
     g.add_argument("--dry-run", action="store_true", help="with --apply: print, change nothing")
     g.add_argument("--wait", action="store_true", help="with --apply: wait for the plan's jobs")
     g.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    as_help = "operators: act for USER (logged naming both)"
+    g.add_argument("--as", dest="as_user", metavar="USER", help="with --apply: " + as_help)
 
     def sub(name: str, help: str) -> argparse.ArgumentParser:
         p = subparsers.add_parser(name, help=help, description=help)
@@ -96,9 +98,7 @@ def add_headless_arguments(
     cancel = sub("cancel", "cancel a job (or with --reservation, a reservation)")
     cancel.add_argument("job", metavar="NAME", help="job name or id, or a reservation name")
     cancel.add_argument("--reservation", action="store_true", help="NAME is a Commit reservation")
-    cancel.add_argument(
-        "--as", dest="as_user", metavar="USER", help="operators: act for USER (logged as such)"
-    )
+    cancel.add_argument("--as", dest="as_user", metavar="USER", help=as_help)
 
     submit = sub("submit", "submit a job (or an array of jobs) running COMMAND")
     submit.add_argument("--mode", choices=[m.value for m in Mode], default="flex")
@@ -109,6 +109,7 @@ def add_headless_arguments(
     submit.add_argument("--bid", type=float, help="flex: currency per GPU-hour")
     submit.add_argument("--reservation", help="commit: the reservation it runs in")
     submit.add_argument("--array", type=int, metavar="N", help="N jobs NAME-0 .. NAME-N-1")
+    submit.add_argument("--as", dest="as_user", metavar="USER", help=as_help)
     submit.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND...")
 
     quote = sub("quote", "price, discount and admission of a request, before committing")
@@ -334,12 +335,15 @@ def cmd_apply(args: argparse.Namespace, console: Console) -> int:
                 "apply without --wait and follow with `skyops jobs`"
             )
         payload = {"plan": pf.plan.payload(), "source": pf.source, "dry_run": args.dry_run}
+        payload.update(_as(args))
         doc = _ask(t, "command", "apply_plan", payload)
         if doc is not NO_LEADER:
             return _report_plan(args, console, pf, doc, dry_run=args.dry_run)
     if args.dry_run:
         from ..plan.apply import plan_plan
 
+        if _as(args):
+            raise Refused("--as: acting for another user needs a running scheduler to check it")
         with _snapshot(t) as snap:
             doc = plan_plan(snap.grid, pf.plan, snap.now, t.user).to_json()
         return _report_plan(args, console, pf, doc, dry_run=True)
@@ -351,7 +355,8 @@ def cmd_apply(args: argparse.Namespace, console: Console) -> int:
 async def _apply(args: argparse.Namespace, console: Console, pf: Any, t: Target) -> int:
     async with _session(t) as s:
         doc = await s.call(
-            "apply_plan", {"plan": pf.plan.payload(), "source": pf.source, "dry_run": False}
+            "apply_plan",
+            {"plan": pf.plan.payload(), "source": pf.source, "dry_run": False, **_as(args)},
         )
         if doc.get("status") == "refused" or not args.wait:
             return _report_plan(args, console, pf, doc, dry_run=False)
@@ -947,8 +952,14 @@ def cmd_cancel(args: argparse.Namespace, console: Console) -> int:
     return asyncio.run(_cancel(args, console, t))
 
 
+def _as(args: argparse.Namespace) -> dict:
+    """`--as USER` as a command's `as_user`: the leader refuses it unless the caller is
+    an operator, and logs both names (docs/security.md)."""
+    return {"as_user": args.as_user} if getattr(args, "as_user", None) else {}
+
+
 def _cancel_command(args: argparse.Namespace) -> tuple[str, dict]:
-    who = {"as_user": args.as_user} if getattr(args, "as_user", None) else {}
+    who = _as(args)
     if args.reservation:
         return "cancel_reservation", {"name": args.job, **who}
     return "cancel", {"ref": args.job, **who}
@@ -1221,7 +1232,7 @@ def cmd_submit(args: argparse.Namespace, console: Console) -> int:
         raise InputError([f"--array: must be from 1 to 10000 (got {args.array})"])
     t = _target(args)
     who = _ask(t, "query", "whoami")
-    user = t.user if who is NO_LEADER else who["user"]
+    user = args.as_user or (t.user if who is NO_LEADER else who["user"])
     base = args.name or f"{Path(argv[0]).name or 'job'}-{int(time.time()) % 100000}"
     names = [base] if args.array is None else [f"{base}-{i}" for i in range(args.array)]
     fields = {"mode": args.mode, "gpus": args.gpus, "gpu_type": args.gpu_type,
@@ -1233,7 +1244,7 @@ def cmd_submit(args: argparse.Namespace, console: Console) -> int:
             spec = JobSpec.model_validate({**data, "name": name, "user": user, "argv": argv})
         except ValidationError as e:
             raise InputError(_flag_messages("skyops submit", e)) from None
-        specs.append({"spec": spec.model_dump(mode="json", exclude_none=True)})
+        specs.append({"spec": spec.model_dump(mode="json", exclude_none=True), **_as(args)})
     if who is NO_LEADER:
         done = asyncio.run(_submit_here(t, specs))
     else:

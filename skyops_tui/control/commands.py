@@ -225,7 +225,10 @@ class ApplyPlan(Command):
         _load_plugins()
         if ApplyPlan.handler is None:
             raise Refused("plans are not available in this build")
-        return ApplyPlan.handler(grid, now, actor or "", self.model_dump(mode="json"))
+        # `--as USER`: the plan is diffed and checked as USER's (its items default to
+        # USER, and may touch only USER's things); the operator is named in the log.
+        who = self.as_user or actor or ""
+        return ApplyPlan.handler(grid, now, who, self.model_dump(mode="json"))
 
 
 REGISTRY[ApplyPlan.kind] = ApplyPlan

@@ -21,6 +21,7 @@ from skyops_tui.api.client import ApiClient
 from skyops_tui.api.remote import NoExecutor, Tunnel, fetch_state, parse_connect
 from skyops_tui.control.commands import Cancel
 from skyops_tui.runtime import Runtime
+from skyops_tui.store.db import Store
 from tests.fleet.sshd import until
 from tests.fleet.unixusers import shared_openssh_box, unix_users  # noqa: F401 (fixtures)
 from tests.integration.test_api_users import REPO, Service
@@ -34,10 +35,13 @@ def head(unix_users, shared_openssh_box):  # noqa: F811
     alice, bob = unix_users.add("alice"), unix_users.add("bob")
     group = f"{unix_users.prefix}ops"
     subprocess.run(["groupadd", group], check=True)
+    carol = unix_users.add("carol")  # an operator, by her Unix group
+    subprocess.run(["usermod", "-aG", group, carol], check=True)
     base = Path(tempfile.mkdtemp(prefix="skyops-connect-", dir="/tmp"))
     base.chmod(0o755)
     svc = Service(base, group)
     try:
+        svc.carol = carol
         yield svc, shared_openssh_box, alice, bob
     finally:
         svc.stop()
@@ -118,6 +122,33 @@ def test_connect_refuses_an_unknown_or_changed_host_key(head):
         assert "Traceback" not in r.stderr
     r = skyops(box, alice, svc.sock, "jobs", known_hosts="changed")
     assert "ssh-keygen" in " ".join(r.stderr.split())  # how to remove the old key
+
+
+def test_operators_act_for_others_with_as_and_the_log_names_both(head, tmp_path):
+    svc, box, alice, bob = head
+    carol = svc.carol
+    plan = tmp_path / "plan.toml"
+    plan.write_text('[[jobs]]\nname = "planned"\nmode = "flex"\nbid = 1.0\ncommand = ["true"]\n')
+    submit = ("submit", "--name", "forbob", "--bid", "1", "--as", bob, "--", "true")
+    r = skyops(box, alice, svc.sock, *submit)
+    assert r.returncode == 1 and "only operators act for others" in r.stderr, r.stderr
+    r = skyops(box, alice, svc.sock, "--apply", str(plan), "--as", bob)
+    assert r.returncode == 1 and "only operators act for others" in r.stderr, r.stderr
+
+    r = skyops(box, carol, svc.sock, *submit)
+    assert r.returncode == 0, r.stderr
+    r = skyops(box, carol, svc.sock, "--apply", str(plan), "--as", bob)
+    assert r.returncode == 0, r.stderr
+    r = skyops(box, carol, svc.sock, "jobs", "--all", "--json")
+    users = {j["name"]: j["user"] for j in json.loads(r.stdout)}
+    assert users == {"forbob": bob, "planned": bob}  # alice's tries made nothing
+    store = Store(svc.db)
+    try:
+        causes = [e.cause for e in store.events(limit=500) if e.kind == "command"]
+    finally:
+        store.close()
+    for kind in ("submit job forbob", "apply_plan"):
+        assert any(kind in c and f"by {carol} for {bob}" in c for c in causes), causes
 
 
 def test_connect_url_is_checked():
