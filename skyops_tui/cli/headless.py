@@ -329,16 +329,16 @@ def cmd_apply(args: argparse.Namespace, console: Console) -> int:
     t = _target(args)
     remote = t.client_only or not (args.dry_run or args.wait)
     if remote and not getattr(args, "readonly", False):
-        if args.wait:
-            raise Refused(
-                "--wait: only the account that owns the state waits on jobs; "
-                "apply without --wait and follow with `skyops jobs`"
-            )
         payload = {"plan": pf.plan.payload(), "source": pf.source, "dry_run": args.dry_run}
         payload.update(_as(args))
         doc = _ask(t, "command", "apply_plan", payload)
         if doc is not NO_LEADER:
-            return _report_plan(args, console, pf, doc, dry_run=args.dry_run)
+            if not args.wait or doc.get("status") == "refused":
+                return _report_plan(args, console, pf, doc, dry_run=args.dry_run)
+            _report_plan(args, console, pf, doc, dry_run=False, final=False)
+            return _waited(
+                args, console, pf, doc, t, _wait_remote(t, _plan_names(pf), console, args.json)
+            )
     if args.dry_run:
         from ..plan.apply import plan_plan
 
@@ -361,8 +361,35 @@ async def _apply(args: argparse.Namespace, console: Console, pf: Any, t: Target)
         if doc.get("status") == "refused" or not args.wait:
             return _report_plan(args, console, pf, doc, dry_run=False)
         _report_plan(args, console, pf, doc, dry_run=False, final=False)
-        names = [j.name for j in pf.plan.jobs] + [b.name for b in pf.plan.bids]
-        jobs = await _wait(s, list(dict.fromkeys(names)), console, args.json)
+        jobs = await _wait(s, _plan_names(pf), console, args.json)
+    return _waited(args, console, pf, doc, t, jobs)
+
+
+def _plan_names(pf: Any) -> list[str]:
+    return list(dict.fromkeys([j.name for j in pf.plan.jobs] + [b.name for b in pf.plan.bids]))
+
+
+def _wait_remote(t: Target, names: list[str], console: Console, as_json: bool) -> list[dict]:
+    """`--wait` through the leader's socket (a client that does not own the state):
+    the `jobs` query polled until every named job has ended, a line per change."""
+    line_out = Console(stderr=True, highlight=False) if as_json else console
+    seen: dict[str, tuple] = {}
+    while True:
+        rows = {r["name"]: r for r in _ask(t, "query", "jobs")["jobs"] if r["name"] in names}
+        for n, r in rows.items():
+            key = (r["state"], r["runs"], r["preemptions"])
+            if seen.get(n) != key:
+                stamp = datetime.now(UTC).strftime("%H:%M:%S")
+                line_out.print(Text(f"{stamp} {n}: {r['state']}"))
+            seen[n] = key
+        if all(r["state"] in FINISHED for r in rows.values()):
+            return [rows[n] for n in names if n in rows]
+        time.sleep(POLL_S)
+
+
+def _waited(
+    args: argparse.Namespace, console: Console, pf: Any, doc: dict, t: Target, jobs: list[dict]
+) -> int:
     failed = [j for j in jobs if j["state"] != "succeeded"]
     code = EXIT_JOB_FAILED if failed else EXIT_OK
     if args.json:

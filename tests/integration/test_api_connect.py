@@ -151,6 +151,18 @@ def test_operators_act_for_others_with_as_and_the_log_names_both(head, tmp_path)
         assert any(kind in c and f"by {carol} for {bob}" in c for c in causes), causes
 
 
+def test_a_client_waits_on_its_plan_through_the_socket(head, tmp_path):
+    svc, box, alice, _ = head
+    plan = tmp_path / "plan.toml"
+    job = '[[jobs]]\nname = "{}"\nmode = "flex"\nbid = 1.0\ncommand = ["{}"]\n'
+    plan.write_text(job.format("ok", "true") + job.format("bad", "false"))
+    r = skyops(box, alice, svc.sock, "--json", "--apply", str(plan), "--wait")
+    assert r.returncode == 3, r.stderr  # a waited job did not succeed
+    doc = json.loads(r.stdout)
+    assert {j["name"]: j["state"] for j in doc["jobs"]} == {"ok": "succeeded", "bad": "failed"}
+    assert doc["exit_code"] == 3 and "bad: failed" in r.stderr  # progress on stderr
+
+
 def test_connect_url_is_checked():
     with pytest.raises(Exception, match="--connect"):
         parse_connect("http://head")
