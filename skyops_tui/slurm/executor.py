@@ -557,8 +557,15 @@ class SlurmExecutor:
                     except SlurmError as e:
                         if "Duplicate" not in str(e) and "exists" not in str(e):
                             raise
+                        # The same reservation's earlier window, ended while a job still
+                        # ran in it (Slurm keeps it a while, and a started reservation's
+                        # start cannot move): its end is moved to this window's end.
                         await self.slurm(
-                            "scontrol", "update", f"ReservationName={name}", f"Nodes={nodes}"
+                            "scontrol",
+                            "update",
+                            f"ReservationName={name}",
+                            f"EndTime=now+{minutes(end - now)}minutes",
+                            f"Nodes={nodes}",
                         )
                 else:
                     await self.slurm(

@@ -257,6 +257,25 @@ class LocalSlurm:
             nodes = self.run("sinfo", "-h", "-N", "-p", "flex", "-o", "%N %t", check=False)
             raise SlurmUnavailable(f"{e}: jobs {jobs.split()} nodes {nodes.split()}") from None
 
+    def end_reservations(self) -> None:
+        """Delete every reservation (one a job still runs in is ended instead), so the
+        next test starts with every node free of them."""
+        out = self.run("scontrol", "show", "reservation", "-o", check=False)
+        for line in out.splitlines():
+            if not line.startswith("ReservationName="):
+                continue
+            name = line.split()[0].split("=", 1)[1]
+            gone = subprocess.run(
+                ["scontrol", "delete", f"ReservationName={name}"],
+                env=self.env,
+                capture_output=True,
+                timeout=30,
+            )
+            if gone.returncode != 0:
+                self.run(
+                    "scontrol", "update", f"ReservationName={name}", "EndTime=now", check=False
+                )
+
     def stop(self) -> None:
         """Cancel every job, then stop the daemons; anything left is killed."""
         if "slurmctld" in self.procs and self.procs["slurmctld"].poll() is None:

@@ -30,7 +30,9 @@ def slurm(tmp_path_factory):
 
 @pytest.fixture
 def clean_slurm(slurm):
-    """The shared cluster with no job of an earlier test left on it, and every node up."""
+    """The shared cluster with no job or reservation of an earlier test left on it, and
+    every node up."""
     yield slurm
     slurm.run("scancel", "--user=root", check=False)
+    slurm.end_reservations()
     slurm.wait_quiet()

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
-from skyops_tui.clock import SystemClock
+from skyops_tui.clock import Clock, SystemClock
 from skyops_tui.domain.config import parse_config
 from skyops_tui.domain.model import NodeStatus
 from skyops_tui.domain.specs import JobSpec
@@ -59,10 +60,24 @@ def config(slurm: LocalSlurm, tmp: Path, name: str, nodes: int = 8, **over) -> d
     return data
 
 
-def console(slurm: LocalSlurm, tmp: Path, name: str, nodes: int = 8, **over) -> Runtime:
+def console(
+    slurm: LocalSlurm, tmp: Path, name: str, nodes: int = 8, clock: Clock | None = None, **over
+) -> Runtime:
     cfg = parse_config(config(slurm, tmp, name, nodes, **over), "test config")
-    ex = SlurmExecutor(cfg, SystemClock())
-    return Runtime(cfg, ex, store=Store(tmp / "state.db"), user="ops")
+    clock = clock or SystemClock()
+    ex = SlurmExecutor(cfg, clock)
+    return Runtime(cfg, ex, clock=clock, store=Store(tmp / "state.db"), user="ops")
+
+
+class JumpClock:
+    """Wall time plus an offset the test moves forward: a daily window's next opening
+    is reached without waiting a day (Slurm's own times stay wall times)."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def now(self) -> float:
+        return time.time() + self.offset
 
 
 async def up(rt: Runtime) -> None:

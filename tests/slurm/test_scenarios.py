@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from datetime import datetime
 
 from skyops_tui.domain.model import JobState
 from skyops_tui.domain.specs import JobSpec, ReservationSpec
 
-from .harness import console, flex, log_contains, priority, train, up, wait_for
+from .harness import JumpClock, console, flex, log_contains, priority, train, up, wait_for
 
 
 def slurm_state(slurm, job_id: str) -> str:
@@ -265,6 +266,83 @@ async def test_plan_applied_twice_submits_once_and_passes_argv_verbatim(clean_sl
             await wait_for(rt.executor._polled.is_set, "a poll")
         assert our_slurm_jobs(clean_slurm, "skyops.plan.") == before
         assert len(before) == 2
+    finally:
+        await rt.stop()
+        rt.store.close()
+
+
+def reservation(slurm, name: str) -> dict[str, str]:
+    out = slurm.run("scontrol", "show", "reservation", "-o", name, check=False).strip()
+    if not out.startswith("ReservationName="):
+        return {}
+    return dict(f.split("=", 1) for f in out.split() if "=" in f)
+
+
+async def test_daily_commit_windows_each_get_their_slurm_reservation(clean_slurm, tmp_path):
+    """A daily Commit reservation of two windows: Slurm holds the node for each window
+    as it opens and for no longer. A Flex job lent the first window's GPUs runs on past
+    its end, so Slurm cannot delete that reservation: it is ended at the window's end.
+    The second window, a day later, gets a live reservation again (not the ended one),
+    and its owner's job reclaims the GPUs and runs inside it."""
+    clock = JumpClock()
+    rt = console(clean_slurm, tmp_path, "daily", nodes=1, clock=clock)
+    await rt.start()
+    try:
+        await up(rt)
+        res = rt.scheduler.reserve(
+            ReservationSpec(
+                name="nightly",
+                user="team",
+                gpu_type="H100",
+                gpus=8,
+                start=clock.now() + 1,
+                hours=0.02,
+                repeat="daily",
+                count=2,
+            )
+        )
+        name = "skyops.daily.nightly"
+        await wait_for(lambda: res.active_window == 0, "first window open")
+        await wait_for(lambda: reservation(clean_slurm, name), "first Slurm reservation")
+        first = reservation(clean_slurm, name)
+        assert first["Nodes"] == "n1" and first["State"] == "ACTIVE", first
+        lent = rt.scheduler.submit(flex("borrow", 8, 1.0, ("sleep", "300")))
+        await wait_for(lambda: lent.state is JobState.RUNNING, "flex runs on lent GPUs", 30)
+        sid = rt.executor.runs[lent.id].slurm_id
+        assert f"Reservation={name}" in clean_slurm.run("scontrol", "show", "job", "-o", sid)
+        # To a few seconds before the second window opens, a day later.
+        clock.offset += res.windows[1][0] - 4 - clock.now()
+        await wait_for(lambda: res.active_window is None, "first window over")
+        await wait_for(lambda: name not in rt.executor.reservations, "first reservation let go")
+        await wait_for(
+            lambda: reservation(clean_slurm, name).get("State", "INACTIVE") == "INACTIVE",
+            "first Slurm reservation ended",
+        )
+        assert lent.state is JobState.RUNNING
+        await wait_for(lambda: res.active_window == 1, "second window open")
+        await wait_for(
+            lambda: reservation(clean_slurm, name).get("State") == "ACTIVE",
+            "second Slurm reservation active",
+        )
+        second = reservation(clean_slurm, name)
+        assert second["Nodes"] == "n1", second
+        ends = datetime.fromisoformat(second["EndTime"]).timestamp()
+        assert ends >= time.time() + 50, second  # this window's length, not the first's
+        own = rt.scheduler.submit(
+            JobSpec(
+                name="w2",
+                user="team",
+                mode="commit",
+                gpus=8,
+                reservation="nightly",
+                argv=("sleep", "300"),
+            )
+        )
+        await wait_for(lambda: lent.state is JobState.PAUSED, "flex reclaimed", 30)
+        await wait_for(lambda: own.state is JobState.RUNNING, "window 2 job running", 30)
+        osid = rt.executor.runs[own.id].slurm_id
+        info = clean_slurm.run("scontrol", "show", "job", "-o", osid)
+        assert f"Reservation={name}" in info and "JobState=RUNNING" in info, info
     finally:
         await rt.stop()
         rt.store.close()
