@@ -36,6 +36,7 @@ from pathlib import Path
 from ..clock import Clock
 from ..domain.config import Config
 from ..domain.model import HOLDING, Job, JobState, Mode, NodeStatus
+from ..domain.telemetry import GpuSample, NodeSample
 from ..policy import actions as A
 from ..scheduler.executor import Exited, NodeChanged, Report, Started
 
@@ -141,6 +142,7 @@ class SlurmExecutor:
         self.locks: dict[int, asyncio.Lock] = {}
         self.slurm_jobs: dict[int, SlurmJob] = {}  # newest Slurm job of each Skyops job
         self.node_status: dict[str, NodeStatus] = {}
+        self.samples: dict[str, NodeSample] = {}
         self.reservations: dict[str, str] = {}  # Slurm reservation -> its node list
         self.errors: list[str] = []
         self.commands = 0
@@ -175,8 +177,11 @@ class SlurmExecutor:
         down = [n for n, s in self.node_status.items() if s is not NodeStatus.UP]
         return ("Slurm: not up " + ", ".join(down[:4])) if down else ""
 
-    def telemetry(self, node: str):
-        return None
+    def telemetry(self, node: str) -> NodeSample | None:
+        """What the last `sinfo` said of the node: its Slurm state, GPUs allocated (by
+        Skyops's jobs and any other) and reason, dated by that poll (the grid's beat).
+        Slurm reports no per-GPU utilisation or memory without GPU accounting: N/A."""
+        return self.samples.get(node)
 
     def _spawn(self, coro) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coro)
@@ -432,7 +437,23 @@ class SlurmExecutor:
             else:
                 status = NodeStatus.UP
             out[str(n.get("name"))] = status
+            self._sample(n, state, flags)
         return out
+
+    def _sample(self, n: dict, state: str, flags: set[str]) -> None:
+        name = str(n.get("name"))
+        node = self.grid.nodes.get(name) if self.grid is not None else None
+        total, used = _gpu_count(n.get("gres")), _gpu_count(n.get("gres_used"))
+        if node is not None:
+            total = total or node.gpu_count
+        held = sum(1 for h in node.holders if h is not None) if node is not None else 0
+        words = " ".join([state, *sorted(f.lower() for f in flags)])
+        note = f"Slurm: {words}, {used}/{total} GPUs allocated (Skyops holds {held})"
+        if n.get("reason"):
+            note += f"; reason: {n['reason']}"
+        kind = node.gpu_type if node is not None else "gpu"
+        gpus = tuple(GpuSample(i, kind, None, None, None) for i in range(total))
+        self.samples[name] = NodeSample(name, self.clock.now(), gpus, note=note)
 
     async def _poll_loop(self) -> None:
         while True:
@@ -640,6 +661,16 @@ class SlurmExecutor:
         except OSError:
             return ["(no run yet)"]
         return text.splitlines()[-lines:]
+
+
+def _gpu_count(gres: object) -> int:
+    """GPUs in a Slurm GRES string: 'gpu:8', 'gpu:H100:4(IDX:0-3),gpu:A100:2'."""
+    total = 0
+    for part in str(gres or "").split(","):
+        fields = part.split("(")[0].split(":")
+        if fields[0] == "gpu" and fields[-1].isdigit():
+            total += int(fields[-1])
+    return total
 
 
 def _login() -> str:

@@ -346,3 +346,40 @@ async def test_daily_commit_windows_each_get_their_slurm_reservation(clean_slurm
     finally:
         await rt.stop()
         rt.store.close()
+
+
+async def test_grid_shows_slurm_node_state_and_gpus_allocated_inside_and_outside_skyops(
+    clean_slurm, tmp_path
+):
+    """The grid's telemetry of a Slurm node is what sinfo says: its state, the GPUs
+    Slurm has allocated beside the ones Skyops holds (a job from outside Skyops shows),
+    dated by the last poll so the grid's beat column ticks as for a fleet node."""
+    from skyops_tui.app.screens.grid import heartbeat, telemetry
+
+    rt = console(clean_slurm, tmp_path, "tele", nodes=2)
+    await rt.start()
+    try:
+        await up(rt)
+        job = rt.scheduler.submit(priority("p", ("sleep", "300"), gpus=2))
+        await wait_for(lambda: job.state is JobState.RUNNING, "priority job running", 30)
+        node = job.placement[0].node
+        other = "n2" if node == "n1" else "n1"
+        clean_slurm.run(
+            "sbatch", "-p", "priority", "-w", other, "--gres=gpu:3", "-o", "/dev/null",
+            "--wrap", "sleep 300",
+        )  # fmt: skip
+
+        def note(name: str) -> str:
+            sample = telemetry(rt, name)
+            return sample.note if sample is not None else ""
+
+        await wait_for(lambda: "3/8 GPUs allocated (Skyops holds 0)" in note(other), "outside")
+        assert note(other).startswith("Slurm: mixed"), note(other)
+        assert "2/8 GPUs allocated (Skyops holds 2)" in note(node), note(node)
+        sample = telemetry(rt, node)
+        assert len(sample.gpus) == 8 and all(g.util is None for g in sample.gpus)
+        beat = heartbeat(rt, rt.grid.nodes[node], sample)
+        assert beat is not None and beat < 5, beat
+    finally:
+        await rt.stop()
+        rt.store.close()
