@@ -105,6 +105,8 @@ class SkyopsApp(App):
         self.toast_log: deque[tuple[str, str, str]] = deque(maxlen=200)
         self.notifier = Notifier(runtime, self.notify)
         self._refresh_pending = False
+        self._runtime_up = False  # leading or following: roles are told from then on
+        self._was_leader: bool | None = None
         self.status_note = ""
         others = _other_screens()
         for view in self.VIEWS:
@@ -183,6 +185,8 @@ class SkyopsApp(App):
             self.notify(str(e), title="Scheduler not started", severity="error", timeout=15)
         else:
             self.status_note = ""
+            self._runtime_up = True
+            self._note_leadership()  # how it started, so that a later takeover is told
         self.refresh_views()
 
     async def on_unmount(self) -> None:
@@ -203,7 +207,32 @@ class SkyopsApp(App):
 
     def _tick(self) -> None:
         self.notifier.flush()
+        self._note_leadership()
         self.refresh_views()
+
+    def _note_leadership(self) -> None:
+        """Say when this console takes over the grid, or hands it over: the top bar's
+        LEADER/FOLLOWER changes quietly, a takeover should not."""
+        rt = self.runtime
+        if getattr(rt, "store", None) is None or not self._runtime_up:
+            return
+        leads = bool(getattr(rt, "leader", True))
+        was = self._was_leader
+        self._was_leader = leads
+        if was is None or was == leads:
+            return
+        if leads:
+            self.notify(
+                "This console now leads the grid: it schedules and runs the commands.",
+                title="Now leading",
+                severity="warning",
+            )
+        else:
+            self.notify(
+                "Another console leads the grid now; this one follows it.",
+                title="Now following",
+                severity="warning",
+            )
 
     def _advance_sim(self) -> None:
         from ..clock import ManualClock

@@ -276,3 +276,60 @@ async def test_a_tick_while_a_screen_is_torn_down_draws_nothing():
             await asyncio.sleep(0)
         assert screen._closed, "the popped screen closed"
     assert errors == [], errors
+
+
+async def test_a_follower_says_so_and_says_now_leading_after_a_takeover(tmp_path):
+    """Two consoles on one state file: the second's top bar says FOLLOWER; when the
+    leader stops, it takes over, its bar says LEADER and a toast says "Now leading"."""
+    from skyops_tui.app.app import SkyopsApp
+    from skyops_tui.domain.config import parse_config
+    from skyops_tui.runtime import Runtime
+    from skyops_tui.store.db import Store
+    from tests.fleet.localgrid import wait_for as lease_wait
+    from tests.helpers import Recorder
+
+    config = {
+        "cluster": {"name": "pair", "tick_s": 0.05},
+        "node_types": [{"name": "H100", "rate": 2.5}],
+        "nodes": [{"name": "node-a", "fake_gpus": "8xH100-80GB", "local": True}],
+        "accounts": {"operators": ["ops"], "default_balance": 10000},
+    }
+    path = tmp_path / "state.db"
+
+    def console(n: int) -> Runtime:
+        return Runtime(
+            parse_config(config, "test config"),
+            Recorder(),
+            store=Store(path),
+            user="ops",
+            lease_ttl_s=5.0,  # the first keeps the lease through a slow start of the app
+            follow_s=0.1,
+            socket_path=tmp_path / f"s{n}.sock",
+        )
+
+    first = console(1)
+    await first.start()
+    stopped = False
+    try:
+        await lease_wait(lambda: first.leader, "the first console leads")
+        app = SkyopsApp(console(2))
+        async with app.run_test(size=(160, 40)) as pilot:
+            bar = lambda: str(app.screen.query_one(TopBar).render())  # noqa: E731
+            await wait_for(
+                pilot,
+                lambda: app._runtime_up and "FOLLOWER" in bar(),
+                "FOLLOWER in the top bar of the started console",
+                10,
+            )
+            await first.stop()
+            stopped = True
+            await wait_for(pilot, lambda: "LEADER" in bar(), "LEADER after the takeover", 15)
+            await wait_for(
+                pilot,
+                lambda: any("Now leading" in t for t in toasts(app)),
+                "a toast says it now leads",
+                5,
+            )
+    finally:
+        if not stopped:
+            await first.stop()

@@ -62,6 +62,12 @@ class TopBar(Static):
         t.append(f" ({role})", p("tag--muted"))
         if rt.readonly:
             t.append("  READ-ONLY", p("tag--warning"))
+        if getattr(rt, "store", None) is not None:  # consoles sharing a state file
+            leads = getattr(rt, "leader", True)
+            t.append(
+                "  LEADER" if leads else "  FOLLOWER",
+                p("state--running" if leads else "tag--warning"),
+            )
         now = rt.clock.now()
         when = F.stamp(now) + " UTC" if wide else F.clock(now) + "Z"
         room = self.size.width - t.cell_len - len(when) - 4
