@@ -41,8 +41,9 @@ def db_path() -> Path:
 
 
 def demo_db_path() -> Path:
-    """The embedded demo grid's database, apart from a real grid's state."""
-    return data_dir() / "demo.db"
+    """The embedded demo grid's database: `SKYOPS_DB` as README says, else `<data>/demo.db`,
+    apart from a real grid's `skyops.db` in the same folder."""
+    return _override("SKYOPS_DB") or data_dir() / "demo.db"
 
 
 def config_path() -> Path:

@@ -224,6 +224,7 @@ def test_first_look(tmux: Tmux, tmp_path: Path) -> None:
         "XDG_DATA_HOME": str(tmp_path / "data"),
         "XDG_CONFIG_HOME": str(tmp_path / "config"),
         "SKYOPS_USER": "ops",
+        "SKYOPS_DB": str(tmp_path / "mine.db"),  # README: it applies to the demo too
         "TERM": "xterm-256color",
         "COLORTERM": "truecolor",
     }
@@ -239,6 +240,8 @@ def test_first_look(tmux: Tmux, tmp_path: Path) -> None:
         tmux.screen,
     )
     assert "› grid" in grid and "ops (operator)" in grid, grid
+    assert (tmp_path / "mine.db").exists(), "the demo did not keep its state in SKYOPS_DB"
+    assert not (tmp_path / "data/skyops/demo.db").exists(), "the demo ignored SKYOPS_DB"
     # GPUs coloured by mode (once the jobs are placed): one background per mode, a
     # different one for each.
     colours = wait_until(

@@ -45,4 +45,4 @@ def test_skyops_variables_override_the_files(home, monkeypatch, tmp_path):
     monkeypatch.setenv("SKYOPS_CONFIG", "~/grid.toml")
     assert locations.db_path() == tmp_path / "elsewhere.db"
     assert locations.config_path() == Path(str(home)) / "grid.toml"
-    assert locations.demo_db_path() == home / ".local/share/skyops/demo.db"  # not moved
+    assert locations.demo_db_path() == tmp_path / "elsewhere.db"  # the demo's too (README)
