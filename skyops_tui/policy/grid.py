@@ -550,10 +550,20 @@ class Grid:
         )
 
     def capacity_refusal(self, spec: ReservationSpec, now: float) -> str | None:
+        """Why the reservation does not fit, or None. By count (GPUs of the type less
+        other windows, Priority bookings and claims running past each opening), then by
+        placement: each window must be held in its shape beside them and must not split
+        a window that holds otherwise (docs/modes.md, *Capacity calendar*)."""
+        from .planner import Planner
+
         t = spec.gpu_type
         capacity = sum(
             n.gpu_count for n in self.by_type.get(t, []) if n.status is not NodeStatus.UNREACHABLE
         )
+        # Priority jobs waiting on GPUs being freed hold them by their claim (booked).
+        probe = Planner(self, now)
+        probe.claims_first()
+        claims = probe.claim_extra.get(t, [])
         for s, e in spec.windows():
             if e <= now:
                 return f"window {_hm(s)}-{_hm(e)} is in the past"
@@ -572,13 +582,56 @@ class Grid:
                 if self.jobs[j].mode is Mode.PRIORITY
                 and self.jobs[j].market == t
                 and (self.jobs[j].end_at or 0) > s
-            )
+            ) + sum(k for _, k, end in claims if end > s)
             if demand + active + booked + spec.gpus > capacity:
                 free = max(capacity - demand - active - booked, 0)
                 return (
                     f"no room on {t} for the window starting {_hm(s)}: {free} of {capacity} GPUs "
                     f"left after other Commit windows and Priority bookings, {spec.gpus} asked"
                 )
+        return self._shape_refusal(spec, now, claims)
+
+    def _shape_refusal(
+        self, spec: ReservationSpec, now: float, claims: list[tuple[str, int, float]]
+    ) -> str | None:
+        """Counting GPUs per type is not enough: each of the owner's jobs runs on one
+        node, so a window that could only be held split (2 + 2 where its shape is 4 on
+        one node) would sell GPUs no owner job can use (windows.py)."""
+        from .windows import plan_windows
+
+        t = spec.gpu_type
+        windows = _from_now(spec.windows(), now)
+        if not windows:
+            return None
+        until = max(e for _, e in windows)
+        was = {
+            (d.reservation, d.index)
+            for d in plan_windows(self, t, now, until, extra=claims)
+            if d.broken
+        }
+        name = f"\0{spec.name}"  # a name no reservation has
+        self.reservations[name] = Reservation(
+            id=-1, name=name, user=spec.user, gpu_type=t, gpus=spec.gpus, windows=windows,
+            rate=0, discount_bp=0, prepaid=0, created_at=now,
+        )  # fmt: skip
+        try:
+            plan = plan_windows(self, t, now, until, extra=claims)
+        finally:
+            del self.reservations[name]
+        for d in plan:
+            if not d.broken or (d.reservation, d.index) in was:
+                continue
+            parts = " + ".join(str(k) for k in sorted(d.chunks.values(), reverse=True)) or "0"
+            if d.reservation == name:
+                return (
+                    f"no room on {t} for the window starting {_hm(d.start)} on the nodes its "
+                    f"owner's jobs need: beside Priority bookings and other Commit windows it "
+                    f"could only be held as {parts} GPUs, {spec.gpus} asked"
+                )
+            return (
+                f"no room on {t} for the window starting {_hm(d.start)}: it would leave "
+                f"window {d.index + 1} of {d.reservation} split across nodes ({parts} GPUs)"
+            )
         return None
 
     def reserve(self, spec: ReservationSpec, now: float, actor: str | None = None) -> Reservation:

@@ -102,11 +102,14 @@ def check_order(grid: Grid, actions: list[A.Action], now: float) -> list[str]:
 
 def _fits_instead(grid: Grid, p, start: A.Start, back: set[tuple[str, int]]) -> bool:
     """Whether `p` would fit where the victim came back: on its GPUs and the free ones
-    beside them (else higher-ranked jobs took the room and the victim may have it)."""
+    beside them (else higher-ranked jobs took the room and the victim may have it). Only
+    GPUs `p` may use count: a window opened on the victim's GPUs since holds them for
+    its owner, and Flex may borrow them but Priority may not (docs/modes.md)."""
+    flex = p.mode is Mode.FLEX
     for pl in start.placement:
         node = grid.nodes[pl.node]
-        mine = sum(1 for n, _ in back if n == pl.node)
-        free = node.n_free + (node.n_idle_reserved if p.mode is Mode.FLEX else 0)
+        mine = sum(1 for n, i in back if n == pl.node and (flex or node.reserved[i] is None))
+        free = node.n_free + (node.n_idle_reserved if flex else 0)
         if (node.gpu_count if p.nodes else p.gpus) <= mine + free:
             return True
     return False

@@ -69,6 +69,10 @@ class Planner:
         # there, and the GPUs a Priority booking running past it may still take.
         self._window_room: dict[str, dict[str, list[list[float]]]] = {}
         self._horizon: float | None = None
+        # Priority jobs whose earlier claim was served first in this pass, and per type
+        # what they hold or claim as (node, GPUs, booked end), which windows plan around.
+        self._claims_served: set[int] | None = None
+        self.claim_extra: dict[str, list[tuple[str, int, float]]] = {}
         # Nodes held for a blocked head (the oldest Priority job, or the highest Flex bid,
         # that cannot fit): when it can start there, and the free GPUs kept for it.
         self.head_nodes: dict[str, float] = {}
@@ -80,6 +84,7 @@ class Planner:
 
     def run(self) -> list[A.Action]:
         self.timers()
+        self.claims_first()
         self.windows()
         self.priority()
         self.commit()
@@ -506,12 +511,15 @@ class Planner:
                 continue
             free = self.free_indices(node, PRIORITY_POOL)
             taken = self.taken.get(node.name, ())
+            # GPUs being freed for a Priority claim are the claimant's, not the window's.
+            claimed = self.soon().get(node.name, ()) if self.claimed.get(node.name) else ()
             flex = [
                 i
                 for i, h in enumerate(node.holders)
                 if h is not None
                 and node.reserved[i] is None
                 and i not in taken
+                and i not in claimed
                 and g.jobs[h].mode is Mode.FLEX
             ]
             lent = flex if self.may_preempt else []
@@ -543,7 +551,31 @@ class Planner:
         # them (commit() reclaims then): a preemption nobody gains from is not made.
 
     # ------------------------------------------------------------ priority
-    def priority(self) -> None:
+    def claims_first(self) -> None:
+        """Serve first the Priority jobs that claimed GPUs in an earlier pass (booked at
+        the claim, not lapsed): they start or claim again before windows are planned or
+        opened, so no window is placed on GPUs a claim counts on (docs/modes.md, *Queue,
+        backfill and claims*). Their booking was admitted beside the windows known then;
+        a reservation made later is admitted around it (Grid.capacity_refusal). Nothing
+        is preempted here: a claim that lost its GPUs is judged with the queue."""
+        if self._claims_served is not None:
+            return
+        g, now = self.g, self.now
+        self._claims_served = set()
+        live = {
+            jid
+            for _, jid in g.priority_queue
+            if (j := g.jobs[jid]).end_at is not None and g.booked_end(j, now) == j.end_at
+        }
+        if not live:
+            return
+        keep, self.may_preempt = self.may_preempt, False
+        try:
+            self.priority(only=live)
+        finally:
+            self.may_preempt = keep
+
+    def priority(self, only: set[int] | None = None) -> None:
         """FIFO with one head reservation per node type and backfill (docs/modes.md,
         *Queue and backfill*): a job starts on free GPUs, else waits for GPUs being freed,
         else preempts Flex. The oldest job of a type that can do none of these (the head)
@@ -556,7 +588,10 @@ class Planner:
         all_types = [t for t, ns in g.by_type.items() if ns]
         headed: set[str] = set()  # types whose head holds a node
         no_room: dict[str, int] = {}  # per type: the smallest need that found no room
+        served = self._claims_served or ()
         for _, jid in g.priority_queue:
+            if (jid not in only) if only is not None else (jid in served):
+                continue
             job = g.jobs[jid]
             types = [job.gpu_type] if job.gpu_type else all_types
             end = g.booked_end(job, now)
@@ -568,7 +603,7 @@ class Planner:
                 if not self.guard.can_start(job, t, need):
                     unfunded += 1
                     continue
-                nodes = self.beside_windows(t, end, job)
+                nodes = g.by_type[t] if only is not None else self.beside_windows(t, end, job)
                 if nodes:
                     ok_types.append(t)
                     nodes_of[t] = nodes
@@ -580,6 +615,11 @@ class Planner:
                 if (job.gpus or job.nodes * g.by_type[t][0].gpu_count) < no_room.get(t, 1 << 30)
             ]
             t = self.admit(job, room, PRIORITY_POOL, "priority job", nodes_of) if room else None
+            if only is not None:
+                if t:
+                    self._claims_served.add(jid)  # type: ignore[union-attr]
+                    self.claim_extra.setdefault(t, []).extend(self.held_by(job, end))
+                continue  # the rest of the queue is judged after the windows
             if t is None:
                 for t2 in room:
                     if nodes_of[t2] is g.by_type[t2]:  # judged on every node of the type
@@ -720,7 +760,8 @@ class Planner:
         if self._horizon is None:
             span = max(((g.jobs[j].hours or 1.0) for _, j in g.priority_queue), default=1.0)
             self._horizon = now + span * 3600
-        plan = plan_windows(g, gpu_type, now, self._horizon)
+        claims = self.claim_extra.get(gpu_type, [])
+        plan = plan_windows(g, gpu_type, now, self._horizon, extra=claims)
         out: dict[str, list[list[float]]] = {}
         starts: dict[str, set[float]] = {}
         for d in plan:
@@ -742,24 +783,26 @@ class Planner:
                         j = g.jobs[h]
                         if j.mode is Mode.PRIORITY and (j.end_at is None or j.end_at > at):
                             used += 1
+                used += sum(k for n, k, e in claims if n == name and e > at)
                 points.append([at, node.gpu_count - used])
             out[name] = points
         self._window_room[gpu_type] = out
         return out
+
+    def held_by(self, job: Job, end: float) -> list[tuple[str, int, float]]:
+        """What a booking admitted in this pass holds or claims: (node, GPUs, end)."""
+        if job.id in self.started:
+            return [(p.node, len(p.gpus), end) for p in self.start_of[job.id]]
+        n = self.g.nodes
+        k = job.gpus
+        return [(name, n[name].gpu_count if job.nodes else k, end) for name in self._victim_nodes]
 
     def booked_beside_windows(self, job: Job, gpu_type: str, end: float) -> None:
         """A booking admitted in this pass takes its GPUs from the room beside windows."""
         room = self.window_rooms(gpu_type)
         if not room:
             return
-        if job.id in self.started:
-            where = [(p.node, len(p.gpus)) for p in self.start_of[job.id]]
-        else:
-            n = self.g.nodes
-            where = [
-                (name, n[name].gpu_count if job.nodes else job.gpus) for name in self._victim_nodes
-            ]
-        for name, k in where:
+        for name, k, _ in self.held_by(job, end):
             for point in room.get(name, ()):
                 if point[0] < end:
                     point[1] -= k

@@ -7,7 +7,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from skyops_tui.domain.config import load_config
+from skyops_tui.domain.errors import Refused
 from skyops_tui.domain.model import JobState, NodeStatus
 from skyops_tui.policy import actions as A
 from skyops_tui.sim.simulator import EPOCH, simulate
@@ -282,4 +285,34 @@ def test_a_booking_that_would_split_a_window_goes_elsewhere_and_the_owner_runs()
     assert w.state("c") is JobState.RUNNING and w.gpus_of("c") == set(held)
     w.advance(HOUR)
     assert w.state("c") is JobState.SUCCEEDED or w.state("c") is JobState.EXPIRED
+    assert w.violations == []
+
+
+def test_a_window_is_not_sold_on_gpus_a_priority_claim_holds() -> None:
+    """docs/modes.md, *Capacity calendar* and *Claims are honoured*: p (7 GPUs) has
+    preempted f and claimed n1's GPUs, booked for 15 min. A window of 2 GPUs from now
+    could then only be held 1 + 1 (n0 beside p0, n1 beside p's claim), where its
+    owner's 2-GPU jobs never fit: it is refused, naming why; one of 1 GPU fits and is
+    sold. p starts on n1 as soon as f has stopped. (Before: the window was accepted,
+    opened on GPUs p had claimed, and p waited hours while f resumed there.)"""
+    w = HandWorld(config([("n0", "2xH100"), ("n1", "8xH100")], cluster={"grace_s": 10}))
+    w.priority("p0", gpus=1, hours=0.25)
+    w.flex("f", gpus=4, bid=1.0)
+    w.at(0)
+    w.run()
+    assert w.job("p0").placement[0].node == "n0" and w.job("f").placement[0].node == "n1"
+    w.priority("p", gpus=7, hours=0.25)
+    acts = w.at(1)
+    assert [w.grid.jobs[a.job].name for a in acts if isinstance(a, A.Preempt)] == ["f"]
+    with pytest.raises(Refused, match=r"could only be held as 1 \+ 1 GPUs, 2 asked"):
+        w.reserve("two", gpus=2, start=w.now, hours=0.5)
+    assert "two" not in w.grid.reservations
+    w.reserve("one", gpus=1, start=w.now, hours=0.5)
+    w.at(2)
+    assert len(w.grid.reservations["one"].held) == 1
+    w.at(11)
+    w.stopped("f")
+    w.at(11)
+    assert w.state("p") is JobState.STARTING and w.state("f") is JobState.PAUSED
+    assert w.job("p").placement[0].node == "n1" and len(w.gpus_of("p")) == 7
     assert w.violations == []

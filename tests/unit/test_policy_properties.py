@@ -189,6 +189,19 @@ SETTINGS = settings(
     balances=st.lists(st.sampled_from([micro(1000), micro(1_000_000)]), min_size=3, max_size=3),
     cmds=st.lists(command, min_size=5, max_size=30),
 )
+# A window asked for while p3's claim on n1 is live could only be held split: refused
+# (it used to open on the claimed GPUs; p3 waited 6 h while f2 resumed there).
+@example(
+    nodes=[("H100", 2), ("H100", 8)],
+    balances=[micro(1_000_000)] * 3,
+    cmds=[
+        ("priority", "ann", 1, None, 0.25, False, 30),
+        ("reserve", "ann", 5, "H100", 3600, 0.5, None),
+        ("flex", "ann", 4, None, 0.0, 30, None),
+        ("priority", "ann", 7, None, 0.25, False, 30),
+        ("reserve", "ann", 2, "H100", 0, 0.5, None),
+    ],
+)
 def test_invariants_hold_after_every_step(nodes, balances, cmds):
     w = build(nodes, balances)
     run(w, cmds)
