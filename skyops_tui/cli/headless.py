@@ -410,6 +410,12 @@ def _plan_doc(pf: Any, doc: dict, dry_run: bool) -> dict:
     return out
 
 
+def _subject(kind: str, name: str, reason: str) -> str:
+    """`kind name: reason`, naming the subject once: many refusals already begin so."""
+    subject = f"{kind} {name}"
+    return f"{subject}: {reason.removeprefix(subject + ': ')}"
+
+
 def _report_plan(
     args: argparse.Namespace,
     console: Console,
@@ -426,7 +432,7 @@ def _report_plan(
         _errors(
             [
                 f"{pf.source}{':' + str(i['line']) if i['line'] else ''}: "
-                f"{i['kind']} {i['name']}: {i['reason']}"
+                f"{_subject(i['kind'], i['name'], i['reason'])}"
                 for i in refused
             ]
         )
@@ -644,6 +650,7 @@ def status_json(grid: Grid, leader: str | None) -> dict:
                 "gpu_type": node.gpu_type,
                 "gpus": node.gpu_count,
                 "status": str(node.status),
+                "drained": node.drained,
                 "fake": node.fake,
                 "held": {m: c[m] for m in ("priority", "commit", "flex")},
                 "reserved": reserved,
@@ -722,11 +729,14 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
         nt.add_column(col, justify="left" if col in ("NODE", "TYPE", "STATUS") else "right")
     for n in doc["nodes"]:
         style = {"up": "green", "degraded": "yellow", "unreachable": "red"}.get(n["status"], "")
+        status = Text(n["status"], style=style)
+        if n.get("drained") is not None:
+            status += Text(", drained", style="magenta")  # who and why: --json, events
         nt.add_row(
             n["name"],
             n["gpu_type"] + (" (fake)" if n["fake"] else ""),
             str(n["gpus"]),
-            Text(n["status"], style=style),
+            status,
             *(str(n["held"][m]) for m in ("priority", "commit", "flex")),
             str(n["reserved_idle"]),
             str(n["free"]),
@@ -1024,6 +1034,39 @@ def _print_cancel(args: argparse.Namespace, console: Console, t: Target, doc: di
         what = "stopping" if doc.get("state") not in ("cancelled",) else "cancelled"
         console.print(Text(f"Job {doc['name']} (id {doc['id']}): {what}."))
     return EXIT_OK
+
+
+# --------------------------------------------------------------- node drain
+@_guard
+def cmd_drain(args: argparse.Namespace, console: Console) -> int:
+    """`skyops nodes drain NODE [--reason TEXT]` and `skyops nodes undrain NODE`:
+    operators only, decided by the leader from who the kernel says is asking."""
+    if getattr(args, "readonly", False):
+        raise Refused("--readonly: this console changes nothing")
+    t = _target(args)
+    kind = args.nodes_command
+    payload = {"node": args.node}
+    if kind == "drain" and args.reason:
+        payload["reason"] = args.reason
+    doc = _ask(t, "command", kind, payload)
+    if doc is NO_LEADER:
+        doc = asyncio.run(_drain_here(t, kind, payload))
+    if getattr(args, "json", False):
+        _emit_json({"status": kind + "ed", **doc})
+        return EXIT_OK
+    if doc["drained"] is not None:
+        line = f"Node {doc['node']} drained ({doc['drained']}): nothing new is placed there"
+        if doc["held"]:
+            line += f"; {doc['held']} GPU(s) in use run until their jobs end"
+    else:
+        line = f"Node {doc['node']} undrained: it takes work again"
+    console.print(Text(line + "."))
+    return EXIT_OK
+
+
+async def _drain_here(t: Target, kind: str, payload: dict) -> dict:
+    async with _session(t) as s:
+        return await s.call(kind, payload)
 
 
 # --------------------------------------------------------------------- quote

@@ -76,7 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
     check = nodes_sub.add_parser("check", help="connect to every node and show what it has")
     check.add_argument("--known-hosts", metavar="FILE", help="default: ~/.ssh/known_hosts")
     check.add_argument("--json", action="store_true", help="print the results as JSON")
-    for cmd in (sim, serve, nodes, check):
+    drain = nodes_sub.add_parser("drain", help="operators: place nothing new on NODE")
+    drain.add_argument("node", metavar="NODE")
+    drain.add_argument("--reason", default="", metavar="TEXT", help="logged with your name")
+    undrain = nodes_sub.add_parser("undrain", help="operators: let NODE take work again")
+    undrain.add_argument("node", metavar="NODE")
+    for cmd in (drain, undrain):
+        cmd.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="JSON")
+    for cmd in (sim, serve, nodes, check, drain, undrain):
         _globals_after(cmd)
     from .headless import add_headless_arguments
 
@@ -138,7 +145,9 @@ def _run(args: argparse.Namespace) -> int:
     tunnel = None
     try:
         if getattr(args, "connect", None):
-            if args.command in ("simulate", "serve", "nodes"):
+            if args.command in ("simulate", "serve") or (
+                args.command == "nodes" and args.nodes_command == "check"
+            ):
                 raise InputError(
                     [f"--connect: not for `skyops {args.command}` (run it on the head)"]
                 )
@@ -168,6 +177,10 @@ def _run(args: argparse.Namespace) -> int:
             return serve(
                 load_config(args.config) if args.config else None, args.db, args.duration, out
             )
+        if args.command == "nodes" and args.nodes_command in ("drain", "undrain"):
+            from .headless import cmd_drain
+
+            return cmd_drain(args, out)
         if args.command == "nodes":
             from .nodes import run_nodes_check
 

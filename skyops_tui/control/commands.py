@@ -208,6 +208,49 @@ class Deposit(Command):
         return {"user": self.user, "balance": grid.balance(self.user)}, []
 
 
+class NodeCommand(Command):
+    """An operator's act on a node: nobody else's thing, and nobody's to act for."""
+
+    node: str = Field(min_length=1, max_length=128)
+
+    def owner(self, grid: Grid) -> str:
+        return OPERATORS
+
+    def target(self) -> str:
+        return f"node {self.node}"
+
+
+@command
+class Drain(NodeCommand):
+    """Nothing new is placed on the node until Undrain; its jobs run until they end
+    (docs/modes.md, Draining a node)."""
+
+    kind: ClassVar[str] = "drain"
+    reason: str = Field(default="", max_length=200)
+
+    def apply(self, grid: Grid, now: float, actor: str | None) -> Result:
+        who = actor or "system"
+        note = f"by {who}" + (f": {self.reason}" if self.reason else "")
+        grid.drain_node(self.node, note, now, f"node {self.node} drained {note}")
+        return node_summary(grid, self.node), []
+
+
+@command
+class Undrain(NodeCommand):
+    kind: ClassVar[str] = "undrain"
+
+    def apply(self, grid: Grid, now: float, actor: str | None) -> Result:
+        who = actor or "system"
+        grid.drain_node(self.node, None, now, f"node {self.node} undrained by {who}")
+        return node_summary(grid, self.node), []
+
+
+def node_summary(grid: Grid, name: str) -> dict:
+    node = grid.nodes[name]
+    held = sum(1 for h in node.holders if h is not None)
+    return {"node": name, "node_status": str(node.status), "drained": node.drained, "held": held}
+
+
 Handler = Callable[[Grid, float, str, dict], tuple[dict, list[A.Action]]]
 
 
@@ -340,6 +383,8 @@ __all__ = [
     "ChangeMode",
     "CancelReservation",
     "Deposit",
+    "Drain",
+    "Undrain",
     "ApplyPlan",
     "authorize",
     "parse",

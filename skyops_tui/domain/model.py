@@ -50,6 +50,9 @@ class Node:
     host: str = ""
     fake: bool = False
     last_heartbeat: float | None = None
+    # An operator's drain: who and why (None: not drained). Unlike `status`, which the
+    # node's own reports set, only Undrain clears it; nothing new is placed meanwhile.
+    drained: str | None = None
     # Per GPU index: the job holding it (None = free), and the reservation whose
     # active window holds it (None = not reserved).
     holders: list[int | None] = field(default_factory=list)
@@ -75,7 +78,7 @@ class Node:
 
     @property
     def schedulable(self) -> bool:
-        return self.status is NodeStatus.UP
+        return self.status is NodeStatus.UP and self.drained is None
 
     def free_indices(self, reservation: str | None = None) -> list[int]:
         """GPUs nobody holds, and (unless `reservation` is given) not reserved by a window."""

@@ -1041,6 +1041,35 @@ class Grid:
                 self.set_missing(res, now)
         return out
 
+    def drain_node(self, name: str, note: str | None, now: float, cause: str) -> None:
+        """An operator's drain (`note`: who and why) or undrain (None), kept apart from
+        the status a node's own reports set. A drained node takes nothing new; the jobs
+        on it run until they end. An open Commit window moves off it as off a lost node
+        (its owner's jobs there keep running): the next pass holds spare GPUs instead,
+        and while there are none the shortfall is downtime, credited (docs/modes.md)."""
+        node = self.nodes.get(name)
+        if node is None:
+            raise Refused(f"no node {name!r} (known: {', '.join(sorted(self.nodes))})")
+        if note is not None and node.drained is not None:
+            raise Refused(f"node {name} is drained already ({node.drained})")
+        if note is None and node.drained is None:
+            raise Refused(f"node {name} is not drained")
+        old = "drained" if node.drained is not None else "schedulable"
+        node.drained = note
+        self.dirty_nodes.add(name)
+        new = "drained" if note is not None else "schedulable"
+        self.events.append(Event(now, "node", cause, node=name, old=old, new=new))
+        if note is None:
+            return
+        for res in self.reservations.values():
+            if res.active_window is not None and any(n == name for n, _ in res.held):
+                res.held = [(n, i) for n, i in res.held if n != name]
+                for i in range(node.gpu_count):
+                    if node.reserved[i] == res.name:
+                        node.reserved[i] = None
+                node.recount()
+                self.set_missing(res, now)
+
     def _open_window(
         self, res: Reservation, index: int, held: tuple[tuple[str, int], ...], now: float
     ) -> None:

@@ -17,7 +17,16 @@ from ..policy import actions as A
 
 JOB_COLUMNS = tuple(f.name for f in fields(Job))
 RESERVATION_COLUMNS = tuple(f.name for f in fields(Reservation))
-NODE_COLUMNS = ("name", "gpu_type", "gpu_count", "status", "host", "fake", "last_heartbeat")
+NODE_COLUMNS = (
+    "name",
+    "gpu_type",
+    "gpu_count",
+    "status",
+    "host",
+    "fake",
+    "last_heartbeat",
+    "drained",
+)
 MARKET_COLUMNS = ("gpu_type", "rate", "floor", "price", "price_at", "integral")
 EVENT_COLUMNS = ("at", "kind", "cause", "job", "reservation", "node", "old", "new", "user")
 
@@ -103,6 +112,7 @@ def node_row(node: Node) -> tuple:
         node.host,
         int(node.fake),
         node.last_heartbeat,
+        node.drained,
     )
 
 
@@ -115,6 +125,7 @@ def node_from_row(row: dict[str, Any]) -> Node:
         host=row["host"],
         fake=bool(row["fake"]),
         last_heartbeat=row["last_heartbeat"],
+        drained=row["drained"],
     )
 
 

@@ -538,6 +538,7 @@ class Store:
             if node is not None and (same_shape or name not in used):
                 node.status = NodeStatus(row["status"])
                 node.last_heartbeat = row["last_heartbeat"]
+                node.drained = row["drained"]
                 if not same_shape:
                     grid.dirty_nodes.add(name)
                 continue

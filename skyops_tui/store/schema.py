@@ -253,7 +253,13 @@ def _v4(db: Database) -> None:
     )
 
 
-MIGRATIONS: list[Migration] = [_v1, _v2, _v3, _v4]
+def _v5(db: Database) -> None:
+    """An operator's drain on each node (who and why; NULL: not drained), kept apart
+    from `status`, which the node's own reports set (docs/api.md, Commands)."""
+    db.execute("ALTER TABLE nodes ADD COLUMN drained TEXT")
+
+
+MIGRATIONS: list[Migration] = [_v1, _v2, _v3, _v4, _v5]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -239,6 +239,7 @@ def test_status_jobs_quote_and_cancel(grid: Grid) -> None:
         "gpu_type",
         "gpus",
         "status",
+        "drained",
         "fake",
         "held",
         "reserved",
@@ -246,6 +247,7 @@ def test_status_jobs_quote_and_cancel(grid: Grid) -> None:
         "free",
     }
     assert node["held"] == {"priority": 0, "commit": 0, "flex": 0} and node["fake"] is True
+    assert node["drained"] is None
     (h100,) = status["capacity"]
     assert (h100["gpus"], h100["price"], h100["floor"], h100["rate"]) == (
         8,

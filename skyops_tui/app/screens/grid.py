@@ -155,6 +155,7 @@ class GridScreen(SkyScreen):
             key = (
                 wide,
                 node.status,
+                node.drained,
                 tuple(node.holders),
                 tuple(node.reserved),
                 util,
@@ -176,6 +177,8 @@ class GridScreen(SkyScreen):
                 continue
             name = Text(node.name, style="bold")
             state = paint.node_status(node.status)
+            if node.drained is not None:  # an operator's drain: nothing new goes here
+                state.append(" drained", paint("node--degraded"))
             bar_w = 10 if wide else 5
             cells: list = [name]
             if wide:
