@@ -42,6 +42,8 @@ from .pricing import clearing_price
 from .windows import plan_windows, shape
 
 R = JobState.RUNNING
+# Settle actions one pass takes at least (more on a grid holding more than 32 x this).
+SETTLE_PER_PASS = 128
 PRIORITY_POOL, FLEX_POOL = "priority", "flex"
 
 
@@ -68,6 +70,13 @@ class Planner:
         # Per type, per node a Commit window not yet open is planned on: each opening
         # there, and the GPUs a Priority booking running past it may still take.
         self._window_room: dict[str, dict[str, list[list[float]]]] = {}
+        # Per node, the Flex runs there not being stopped as (bid, GPUs), lowest bid
+        # first: bids and stops do not change within a pass.
+        self._flex_holds: dict[str, list[tuple[int, int]]] = {}
+        self._roomy: dict[str, list[Node]] = {}
+        self._by_name: dict[str, list[Node]] = {}
+        # Free GPUs per (type, pool), until a GPU of the type is taken.
+        self._type_free: dict[tuple[str, str], int] = {}
         self._horizon: float | None = None
         # Priority jobs whose earlier claim was served first in this pass, and per type
         # what they hold or claim as (node, GPUs, booked end), which windows plan around.
@@ -124,7 +133,12 @@ class Planner:
         return n
 
     def type_free(self, gpu_type: str, pool: str) -> int:
-        return sum(self.node_free_count(n, pool) for n in self.g.by_type[gpu_type])
+        key = (gpu_type, pool)
+        n = self._type_free.get(key)
+        if n is None:
+            n = sum(self.node_free_count(n, pool) for n in self.roomy_nodes(gpu_type))
+            self._type_free[key] = n
+        return n
 
     def flex_free(self, gpu_type: str) -> int:
         if gpu_type not in self._flex_free:
@@ -148,6 +162,9 @@ class Planner:
         return False
 
     def take(self, node: str, idx: Iterable[int]) -> None:
+        if self._type_free:
+            t = self.g.nodes[node].gpu_type
+            self._type_free = {k: v for k, v in self._type_free.items() if k[0] != t}
         taken = self.taken.setdefault(node, set())
         n = len(taken)
         taken.update(idx)
@@ -193,6 +210,8 @@ class Planner:
         best: Node | None = None
         best_free = 1 << 30
         for node in nodes:
+            if need > 0 and not (node.n_free or node.n_idle_reserved):
+                continue  # every GPU held: nothing free in any pool
             if pool == "commit":
                 n = len(self.free_indices(node, pool, reservation))
             else:
@@ -387,6 +406,7 @@ class Planner:
         g, now = self.g, self.now
         w1, w2 = self.cfg.pricing.warn_before_s
         interval = self.cfg.cluster.billing_interval_s
+        settle: list[int] = []
         for jid in g.holding:
             job = g.jobs[jid]
             if job.state is not R or job.stop_reason:
@@ -427,7 +447,17 @@ class Planner:
             ):
                 # A node not heard from (a console just restarted, a link down) may yet
                 # say the job ended a while ago: it is billed up to then when it does.
-                self.emit(A.Settle(jid))
+                settle.append(jid)
+        cap = max(SETTLE_PER_PASS, len(g.holding) // 32)
+        if len(settle) > cap:
+            # Jobs started together would settle together every interval (2,000 in
+            # one pass, a 150 ms write): the longest unbilled go first, the rest in the
+            # next passes, which spreads them for good. A charge is the exact running
+            # total whenever it is taken (docs/modes.md, Billing).
+            first = set(heapq.nsmallest(cap, settle, key=lambda j: g.jobs[j].billed_from))
+            settle = [j for j in settle if j in first]
+        for jid in settle:
+            self.emit(A.Settle(jid))
         if any(f.short for f in self.guard.funds.values()):
             self.stop_unfunded()
 
@@ -889,32 +919,54 @@ class Planner:
     # ---------------------------------------------------------------- flex
     def hold_flex_head(self, job: Job, nodes: list[Node]) -> int:
         """Keep for a blocked large bid the node (a gang: nodes) with the most GPUs free
-        or being freed, so smaller, lower bids do not starve it; returns GPUs kept."""
-        cands = []
-        for n in nodes:
+        or being freed, so smaller, lower bids do not starve it; returns GPUs kept.
+
+        The nodes are taken in (most free or being freed, name) order; on a full grid
+        most have none, so those are judged by name only until enough qualify, not all
+        of them (a walk of every node per pass was the planner's largest cost)."""
+        if not nodes:
+            return 0
+        k = job.nodes or 1
+        t = nodes[0].gpu_type
+
+        def qualifies(n: Node) -> bool:
             if not n.schedulable or n.name in self.head_nodes:
-                continue
+                return False
             need = n.gpu_count if job.nodes else job.gpus
             # Only where it can start once bids no higher than its own end or are
             # outbid: never idle GPUs beside Priority, Commit or higher bids.
             ok = self.node_free_count(n, FLEX_POOL) + self.soon_count(n, FLEX_POOL)
-            seen: set[int] = set()
-            for h in n.holders:
-                if ok >= need:
+            if ok < need:
+                for bid, gpus in self.flex_holds(n):
+                    if bid > job.bid or ok >= need:
+                        break
+                    ok += gpus
+            return ok >= need
+
+        def room(n: Node) -> int:
+            return self.node_free_count(n, FLEX_POOL) + self.soon_count(n, FLEX_POOL)
+
+        roomy = {n.name: n for n in self.roomy_nodes(t)}
+        for name in self.soon():
+            n = self.g.nodes[name]
+            if n.gpu_type == t:
+                roomy[name] = n
+        chosen = heapq.nsmallest(
+            k,
+            (n for n in roomy.values() if room(n) > 0 and qualifies(n)),
+            key=lambda n: (-room(n), n.name),
+        )
+        if len(chosen) < k:
+            picked = {n.name for n in chosen}
+            for n in self.by_name(t):
+                if len(chosen) >= k:
                     break
-                if h is None or h in seen:
-                    continue
-                seen.add(h)
-                v = self.g.jobs[h]
-                if v.mode is Mode.FLEX and not v.stop_reason and v.bid <= job.bid:
-                    ok += sum(len(p.gpus) for p in v.placement if p.node == n.name)
-            if ok >= need:
-                cands.append(n)
-        k = job.nodes or 1
-        if len(cands) < k:
+                if n.name not in picked and room(n) == 0 and qualifies(n):
+                    chosen.append(n)
+        if len(chosen) < k:
             return 0
         kept = 0
-        for node in heapq.nsmallest(k, cands, key=lambda n: _flex_head_order(self, n)):
+        for node in chosen:
             idx = self.free_indices(node, FLEX_POOL)
             if not job.nodes:
                 idx = idx[: job.gpus]
@@ -925,6 +977,41 @@ class Planner:
         if job.gpu_type is None:
             self.waiting_elsewhere.add(job.id)  # it holds a node in one market only
         return kept
+
+    def roomy_nodes(self, gpu_type: str) -> list[Node]:
+        """The type's nodes with GPUs free for Flex when the pass began (a pass only
+        takes GPUs, so no other node has any free later in it)."""
+        out = self._roomy.get(gpu_type)
+        if out is None:
+            out = self._roomy[gpu_type] = [
+                n for n in self.g.by_type[gpu_type] if n.n_free or n.n_idle_reserved
+            ]
+        return out
+
+    def by_name(self, gpu_type: str) -> list[Node]:
+        out = self._by_name.get(gpu_type)
+        if out is None:
+            out = self._by_name[gpu_type] = sorted(self.g.by_type[gpu_type], key=lambda n: n.name)
+        return out
+
+    def flex_holds(self, node: Node) -> list[tuple[int, int]]:
+        """The Flex runs on `node` not being stopped, as (bid, GPUs there), lowest bid
+        first: bids and stops do not change within a pass."""
+        held = self._flex_holds.get(node.name)
+        if held is None:
+            seen: set[int] = set()
+            held = []
+            for h in node.holders:
+                if h is None or h in seen:
+                    continue
+                seen.add(h)
+                v = self.g.jobs[h]
+                if v.mode is Mode.FLEX and not v.stop_reason:
+                    gpus = sum(len(p.gpus) for p in v.placement if p.node == node.name)
+                    held.append((v.bid, gpus))
+            held.sort()
+            self._flex_holds[node.name] = held
+        return held
 
     def flex(self) -> None:
         g, now = self.g, self.now
@@ -942,8 +1029,12 @@ class Planner:
             free = self.flex_free(t)
             # Per pass: the most GPUs free on one node, and the nodes with GPUs being
             # freed; most waiting jobs are judged by these without a walk over the nodes.
+            # A pass only takes GPUs, so `widest` stays an upper bound as jobs start; a
+            # best_fit that finds no node lowers it (recounting it per start was O(nodes)).
             widest = (
-                max((self.node_free_count(n, FLEX_POOL) for n in nodes), default=0) if free else 0
+                max((self.node_free_count(n, FLEX_POOL) for n in self.roomy_nodes(t)), default=0)
+                if free
+                else 0
             )
             soon = self.soon()
             soon_nodes = [n for n in nodes if n.name in soon] if soon else []
@@ -978,7 +1069,6 @@ class Planner:
                         free -= sum(len(p.gpus) for p in pl)
                         self._flex_free[t] = free
                         running.append(job)  # counts when `lowest` is recomputed below
-                        widest = max((self.node_free_count(n, FLEX_POOL) for n in nodes), default=0)
                         lowest = job.bid if lowest is None else min(lowest, job.bid)
                         continue
                 if job.gpu_type is None and self.fits_elsewhere(job, t):
@@ -996,7 +1086,6 @@ class Planner:
                     if not can_outbid or (failed_need is not None and need >= failed_need):
                         headed = True
                         free = self._flex_free[t] = free - self.hold_flex_head(job, nodes)
-                        widest = max((self.node_free_count(n, FLEX_POOL) for n in nodes), default=0)
                 if movable is None or job.bid < movable * outbid:
                     if free < min_need:
                         break  # nobody below can start or displace anyone
@@ -1025,20 +1114,12 @@ class Planner:
                     if not headed and need > 1:
                         headed = True
                         free = self._flex_free[t] = free - self.hold_flex_head(job, nodes)
-                        widest = max((self.node_free_count(n, FLEX_POOL) for n in nodes), default=0)
             price = clearing_price(highest_waiting, lowest, market.floor, market.rate)
             if (
                 price != market.price
                 or now - market.price_at >= self.cfg.cluster.billing_interval_s
             ):
                 self.emit(A.SetPrice(t, price))
-
-
-def _flex_head_order(planner: Planner, node: Node) -> tuple:
-    return (
-        -(planner.node_free_count(node, FLEX_POOL) + planner.soon_count(node, FLEX_POOL)),
-        node.name,
-    )
 
 
 def _lowest_movable(running: list[Job], now: float, min_slice: float) -> int | None:

@@ -16,6 +16,7 @@ are lent the GPUs until an owner's job needs them.
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 
 from ..domain.model import Mode, Node
@@ -58,6 +59,16 @@ def place(avail: dict[str, int], gpus: int) -> dict[str, int]:
         chunks[name] = min(avail[name], left)
         left -= chunks[name]
     return chunks
+
+
+def _place_in(order: list[str], avail: dict[str, int], gpus: int) -> dict[str, int]:
+    """`place`, without sorting every node when one (the first by name) holds it all."""
+    if gpus <= 0:
+        return {}
+    for name in order:
+        if avail[name] >= gpus:
+            return {name: gpus}
+    return place(avail, gpus)
 
 
 def due_windows(grid, gpu_type: str, now: float, until: float) -> list[Due]:
@@ -104,18 +115,30 @@ def plan_windows(
             end = res.windows[res.active_window][1]
             for name, _ in res.held:
                 held.setdefault(name, []).append((end, 1))
+    # Room per node at each opening, kept as the openings advance (they come in order):
+    # what holds GPUs past an opening counts until it ends. Linear in nodes and
+    # holdings, not their product with the windows due.
+    avail = {n.name: n.gpu_count for n in nodes}
+    order = sorted(avail)
+    ending: list[tuple[float, int, str, int]] = []
+    seq = 0
+    for name, entries in held.items():
+        if name in avail:
+            for e, k in entries:
+                avail[name] -= k
+                ending.append((e, seq, name, k))
+                seq += 1
+    heapq.heapify(ending)
     planned: list[Due] = []
     for d in due:
-        avail = {}
-        for n in nodes:
-            used = sum(k for e, k in held.get(n.name, ()) if e > d.start)
-            avail[n.name] = n.gpu_count - used
-        for p in planned:
-            if p.end > d.start:
-                for name, k in p.chunks.items():
-                    if name in avail:
-                        avail[name] -= k
-        d.chunks = place(avail, d.gpus)
+        while ending and ending[0][0] <= d.start:
+            _, _, name, k = heapq.heappop(ending)
+            avail[name] += k
+        d.chunks = _place_in(order, avail, d.gpus)
+        for name, k in d.chunks.items():
+            avail[name] -= k
+            heapq.heappush(ending, (d.end, seq, name, k))
+            seq += 1
         if d.gpus not in want_of:
             want_of[d.gpus] = shape(sizes, d.gpus)
         want = want_of[d.gpus]

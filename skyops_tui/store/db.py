@@ -81,9 +81,15 @@ UPSERT_MARKET = _upsert("markets", MARKET_COLUMNS, "gpu_type")
 UPSERT_COUNTER = _upsert("counters", ("name", "value"), "name")
 INSERT_EVENT = _insert("events", EVENT_COLUMNS)
 INSERT_PRICE = _insert("prices", ("at", "gpu_type", "price"))
-INSERT_TX = _insert("ledger_tx", ("at", "reason", "job", "reservation"))
+INSERT_TX = _insert("ledger_tx", ("id", "at", "reason", "job", "reservation"))
 INSERT_ENTRY = _insert("ledger_entries", ("tx_id", "account", "amount"))
-INSERT_ACTION = _insert("actions", ("at", "kind", "job", "payload", "status", "outcome", "done_at"))
+INSERT_ACTION = _insert(
+    "actions", ("id", "at", "kind", "job", "payload", "status", "outcome", "done_at")
+)
+# The next rowid SQLite would pick (INTEGER PRIMARY KEY, no AUTOINCREMENT): set
+# explicitly so a pass's rows go in one executemany, not one statement each.
+NEXT_TX_ID = "SELECT coalesce(max(id), 0) + 1 FROM ledger_tx"
+NEXT_ACTION_ID = "SELECT coalesce(max(id), 0) + 1 FROM actions"
 ADD_TO_BALANCE = (
     "INSERT INTO accounts (account, balance) VALUES (?, ?) "
     "ON CONFLICT(account) DO UPDATE SET balance = balance + excluded.balance"
@@ -432,27 +438,35 @@ class Store:
             if txs:
                 entries: list[tuple[int, str, int]] = []
                 deltas: dict[str, int] = {}
+                tx_rows = []
+                tx_id: int = c.execute(NEXT_TX_ID).fetchone()[0]
                 for tx in txs:
                     if sum(amount for _, amount in tx.entries) != 0:
                         raise StoreError(f"refusing an unbalanced ledger transaction: {tx}")
-                    cur = c.execute(INSERT_TX, (tx.at, tx.reason, tx.job, tx.reservation))
-                    tx_id: int = cur.lastrowid  # type: ignore[assignment]
+                    tx_rows.append((tx_id, tx.at, tx.reason, tx.job, tx.reservation))
                     for account, amount in tx.entries:
                         entries.append((tx_id, account, amount))
                         deltas[account] = deltas.get(account, 0) + amount
+                    tx_id += 1
+                c.executemany(INSERT_TX, tx_rows)
                 c.executemany(INSERT_ENTRY, entries)
                 c.executemany(ADD_TO_BALANCE, deltas.items())
             if new_accounts:
                 c.executemany(OPEN_ACCOUNT, new_accounts)
             if prices:
                 c.executemany(INSERT_PRICE, prices)
-            for action in actions:
-                kind, job, payload = action_payload(action)
-                if isinstance(action, A.EXECUTOR_ACTIONS):
-                    row = (now, kind, job, payload, "intended", None, None)
-                else:
-                    row = (now, kind, job, payload, "done", "applied", now)
-                ids.append(c.execute(INSERT_ACTION, row).lastrowid)  # type: ignore[arg-type]
+            if actions:
+                action_id: int = c.execute(NEXT_ACTION_ID).fetchone()[0]
+                rows = []
+                for action in actions:
+                    kind, job, payload = action_payload(action)
+                    if isinstance(action, A.EXECUTOR_ACTIONS):
+                        rows.append((action_id, now, kind, job, payload, "intended", None, None))
+                    else:
+                        rows.append((action_id, now, kind, job, payload, "done", "applied", now))
+                    ids.append(action_id)
+                    action_id += 1
+                c.executemany(INSERT_ACTION, rows)
             if counters != self._counters:
                 changed = zip(COUNTERS, counters, self._counters, strict=True)
                 c.executemany(UPSERT_COUNTER, [(n, v) for n, v, was in changed if v != was])
