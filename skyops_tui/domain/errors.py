@@ -32,6 +32,15 @@ def key_path(loc: tuple[int | str, ...]) -> str:
     return out or "(top level)"
 
 
+NAME_RULE = "letters, digits and _ . : - only, starting with a letter or digit (max 100)"
+
+
+def _is_name(err: dict) -> bool:
+    from .specs import NAME
+
+    return (err.get("ctx") or {}).get("pattern") == NAME
+
+
 def validation_messages(source: str, exc: ValidationError) -> list[str]:
     messages = []
     for err in exc.errors():
@@ -41,6 +50,8 @@ def validation_messages(source: str, exc: ValidationError) -> list[str]:
             msg = msg[len("Value error, ") :]
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
+        if err["type"] == "string_pattern_mismatch" and _is_name(err):
+            msg = NAME_RULE
         got = err.get("input")
         if err["type"] not in ("missing", "extra_forbidden") and not isinstance(got, dict | list):
             msg = f"{msg} (got {got!r})"

@@ -106,9 +106,9 @@ def test_the_example_plan_creates_everything_then_nothing(tmp_path: Path) -> Non
     assert doc["status"] == "applied" and doc["applied"]
     assert doc["counts"] == {"create": 5, "change": 0, "unchanged": 2, "refuse": 0}
     g = rt.grid
-    res = g.reservations["nightly-a100"]
+    res = g.reservations["team-nights"]
     assert (res.user, res.gpus, len(res.windows), res.discount_bp) == ("team", 4, 30, 3000)
-    train = g.job_by_ref("train-llm")
+    train = g.job_by_ref("pretrain-7b")
     assert (train.user, train.mode, train.gpus, train.hours, train.auto_renew) == (
         "ana",
         Mode.PRIORITY,
@@ -117,11 +117,11 @@ def test_the_example_plan_creates_everything_then_nothing(tmp_path: Path) -> Non
         True,
     )
     assert train.env == {"WANDB_MODE": "offline", "SEED": "7"} and train.workdir == "/tmp"
-    assert g.job_by_ref("serve-eval").nodes == 1 and g.job_by_ref("serve-eval").hourly
-    assert g.job_by_ref("nightly-train").reservation == "nightly-a100"
-    sweep = g.job_by_ref("sweep-01")
+    assert g.job_by_ref("eval-server").nodes == 1 and g.job_by_ref("eval-server").hourly
+    assert g.job_by_ref("nightly-finetune").reservation == "team-nights"
+    sweep = g.job_by_ref("lr-sweep")
     assert (sweep.bid, sweep.max_retries, sweep.user) == (to_micro(1.2), 3, "ops")
-    assert items(doc)["job:sweep-01"]["id"] == sweep.id
+    assert items(doc)["job:lr-sweep"]["id"] == sweep.id
 
     before = dump(tmp_path / "state.db")
     again = commands.run(

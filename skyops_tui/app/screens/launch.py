@@ -18,6 +18,7 @@ from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Input, Label, RadioButton, RadioSet, Select, Static
 
 from ...control.commands import Submit
+from ...domain.errors import NAME_RULE
 from ...domain.model import Mode
 from ...domain.specs import JobSpec
 from .. import quote as Q
@@ -43,7 +44,7 @@ FIELD_OF = {"argv": "argv", "gpu_type": "gpu_type", "renew_hours": "hours", "run
 
 def friendly(err: dict) -> str:
     if err["type"] == "string_pattern_mismatch":
-        return "letters, digits and _ . : - only, starting with a letter or digit (max 100)"
+        return NAME_RULE
     msg = err["msg"]
     return msg.removeprefix("Value error, ")
 
