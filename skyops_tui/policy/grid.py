@@ -606,7 +606,7 @@ class Grid:
         until = max(e for _, e in windows)
         was = {
             (d.reservation, d.index)
-            for d in plan_windows(self, t, now, until, extra=claims)
+            for d in plan_windows(self, t, now, until, extra=claims, admission=True)
             if d.broken
         }
         name = f"\0{spec.name}"  # a name no reservation has
@@ -615,7 +615,7 @@ class Grid:
             rate=0, discount_bp=0, prepaid=0, created_at=now,
         )  # fmt: skip
         try:
-            plan = plan_windows(self, t, now, until, extra=claims)
+            plan = plan_windows(self, t, now, until, extra=claims, admission=True)
         finally:
             del self.reservations[name]
         for d in plan:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass, field
 
-from ..domain.model import Mode, Node
+from ..domain.model import Mode, Node, NodeStatus
 
 
 @dataclass(slots=True)
@@ -90,13 +90,23 @@ def plan_windows(
     until: float,
     ends: dict[int, float] | None = None,
     extra: list[tuple[str, int, float]] | None = None,
+    admission: bool = False,
 ) -> list[Due]:
     """Place every window of the type due before `until`. `ends` overrides Priority
-    jobs' booked ends (a renewal being judged); `extra` adds bookings (node, GPUs, end)."""
+    jobs' booked ends (a renewal being judged); `extra` adds bookings (node, GPUs, end).
+
+    `admission`: judging a new reservation against the calendar, every node not
+    declared lost counts, as in the count by type (a node still connecting, or
+    drained for now, is expected back by a later window); placing windows for this
+    pass takes only nodes that can hold GPUs now."""
     due = due_windows(grid, gpu_type, now, until)
     if not due:
         return due
-    nodes: list[Node] = [n for n in grid.by_type.get(gpu_type, []) if n.schedulable]
+    nodes: list[Node] = [
+        n
+        for n in grid.by_type.get(gpu_type, [])
+        if (n.status is not NodeStatus.UNREACHABLE if admission else n.schedulable)
+    ]
     want_of = {}
     sizes = [n.gpu_count for n in nodes]
     # Per node: what holds GPUs and until when (Priority bookings, open windows).

@@ -366,3 +366,17 @@ def test_a_commit_job_wider_than_any_node_of_its_type_is_refused_at_submit():
     assert "c" not in w.grid.job_names
     w.commit("fits", "r", gpus=4)
     assert w.state("fits") is JobState.QUEUED
+
+
+def test_a_node_still_connecting_counts_for_a_future_window_a_lost_one_does_not():
+    """A leader that has just started, its nodes still connecting, sells next week's
+    window as the count by type does; a node declared lost is not counted."""
+    w = World(config([("n0", "4xH100"), ("n1", "4xH100")]))
+    w.node("n0", NodeStatus.DEGRADED, "connecting")
+    w.node("n1", NodeStatus.DEGRADED, "connecting")
+    res = w.reserve("later", gpus=4, start=w.now + 7 * 24 * HOUR, hours=1)
+    assert res.name == "later"
+    w.node("n0", NodeStatus.UNREACHABLE, "lost")
+    w.node("n1", NodeStatus.UNREACHABLE, "lost")
+    with pytest.raises(Refused, match="no room on H100"):
+        w.reserve("after", gpus=4, start=w.now + 8 * 24 * HOUR, hours=1)
