@@ -2,7 +2,9 @@
 
 The state is the demo's as `skyops` seeds it on first start (its jobs and reservation),
 in a real SQLite file under tmp_path; each plan is applied by the real CLI, typed as
-README.md and the plan's own header print it. No console leads, so no job starts.
+README.md and the plan's own header print it. With no console leading, the CLI runs the
+scheduler itself for the apply and the demo's jobs start on local agents; they outlive
+it by design, so each test kills them.
 """
 
 from __future__ import annotations
@@ -10,12 +12,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from skyops_tui.cli.console import build_runtime
 from skyops_tui.demo import seed
+from tests.integration.test_tmux import kill_everything
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def demo_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+def demo_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     env = {"XDG_DATA_HOME": str(tmp_path / "data"), "SKYOPS_USER": "ops", "COLUMNS": "200"}
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -31,7 +35,9 @@ def demo_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     rt = build_runtime(None)
     seed(rt)
     rt.store.close()
-    return {**os.environ, **env}
+    yield {**os.environ, **env}
+    left = kill_everything(tmp_path)
+    assert not left, f"processes left behind: {left}"
 
 
 def skyops(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
@@ -43,6 +49,16 @@ def skyops(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
         text=True,
         timeout=120,
     )
+
+
+def test_the_example_plan_applies_on_the_seeded_demo(demo_env: dict[str, str]) -> None:
+    dry = skyops(demo_env, "--apply", "examples/plan.toml", "--dry-run")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    done = skyops(demo_env, "--apply", "examples/plan.toml")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "5 created" in done.stdout, done.stdout
+    again = skyops(demo_env, "--apply", "examples/plan.toml")
+    assert again.returncode == 0 and "No change" in again.stdout, again.stdout + again.stderr
 
 
 def test_a_refusal_names_its_subject_once(demo_env: dict[str, str], tmp_path: Path) -> None:
