@@ -71,6 +71,7 @@ class Console:
         self.store = Store(path)
         self.grid = Grid(self.cfg, T0)
         self.sim = SimExecutor(self.clock, 5.0, self.cfg.cluster.grace_s)
+        self.sim.attach(self.grid)  # as Runtime does: what the agents write is persisted
         self.engine = Engine(self.grid, self.sim, self.store.persister(self.clock))
         self.actions: list[A.Action] = []
 
@@ -151,9 +152,10 @@ def busy_day(c: Console, check=None) -> None:
 
 
 # ------------------------------------------------------------------ comparisons
-# SimExecutor writes a preempted job's work accounting into the Job object when it
-# carries the Preempt out, after the pass was persisted; the store sees it with the
-# job's next transition. Only for jobs being preempted right now may these differ.
+# SimExecutor writes a run's work accounting into the Job object when it carries a
+# stop out, or finds at a restart that the run's node was lost: after the pass was
+# persisted, and marks the job dirty: the next persist writes it. These fields may
+# differ only for a job so marked (the store is the grid less what is marked dirty).
 SIM_AGENT_FIELDS = ("work_done", "lost_work_s", "last_checkpoint_at")
 
 
@@ -161,7 +163,7 @@ def assert_same_jobs(a: Grid, b: Grid) -> None:
     assert a.jobs.keys() == b.jobs.keys()
     for jid, ja in a.jobs.items():
         jb = b.jobs[jid]
-        if ja.state is JobState.PREEMPTING:
+        if jid in a.dirty_jobs:
             for f in SIM_AGENT_FIELDS:
                 setattr(jb, f, getattr(ja, f))
         assert ja == jb, f"job {ja.name} differs after the round trip"

@@ -3,7 +3,7 @@ the grid loaded from the store equals the live one and plans the same next pass.
 
 from __future__ import annotations
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from skyops_tui.domain.errors import Refused
@@ -75,6 +75,14 @@ def run(c: Console, op: tuple, k: int) -> None:
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(ops=OPS)
+@example(  # a gang resumed at once off a lost node: its lost work written after the pass
+    ops=[
+        ("gang", "flex", 1),
+        ("step", 0),
+        ("step", 1),
+        ("node", "h100-1", NodeStatus.UNREACHABLE),
+    ]
+)
 def test_any_history_round_trips(tmp_path_factory, ops):
     path = tmp_path_factory.mktemp("rt") / "skyops.db"
     c = Console(path)
