@@ -4,6 +4,7 @@ and check that nothing was lost, run twice, double-booked or charged wrongly.
     python benchmarks/crash_harness.py --jobs 1000 --kills 12
     python benchmarks/crash_harness.py --jobs 120 --kills 4 --transport ssh   # real sshd
     python benchmarks/crash_harness.py --jobs 300 --kills 4 --locks 4        # lock faults
+    python benchmarks/crash_harness.py --jobs 300 --kills 4 --disk-full 4    # full disk
 
 The console is `skyops serve --config C --db D`, a real subprocess, leading a grid of
 real agents (local subprocesses, or agents behind OpenSSH's sshd on 127.0.0.1). The
@@ -13,9 +14,15 @@ just after a restart, while it reconnects and reconciles), restarts it after a r
 pause. With `--locks N` another process also takes the database exclusively
 (`BEGIN EXCLUSIVE`, as a backup tool does) N times at random points, each for
 `--lock-s` seconds, longer than the scheduler lease: the console cannot renew, must stop
-acting, and take up again after. When every job has ended the harness checks, from the
-store and from the agents' own job records (PRODUCT.md §2: the agent is the source of
-truth for processes):
+acting, and take up again after. With `--disk-full N` the state database lives on a
+small tmpfs of its own (mounted by the harness in a private mount namespace: it runs
+itself under `unshare -m`), and N times at random points a filler file takes every free
+byte of it for `--full-s` seconds, then is deleted: every write fails with SQLITE_FULL
+(a real ENOSPC) while jobs run and end and clients keep submitting. The harness records
+every answer a client got; what it was told was accepted must be in the store, what it
+was told failed must never be applied. When every job has ended the harness checks, from
+the store and from the agents' own job records (PRODUCT.md §2: the agent is the source
+of truth for processes):
 
 - states: every job ended, and its state matches its processes (no live process left,
   one agent run per recorded run, the last run's exit agrees with the state);
@@ -23,7 +30,10 @@ truth for processes):
 - no GPU double-booked: `check_placements` on the grid loaded from the store;
 - the ledger sums to zero, every transaction balances, and each balance equals the sum
   of its account's entries;
-- billing: each job is charged once for every second it held GPUs (see `check_billing`).
+- billing: each job is charged once for every second it held GPUs (see `check_billing`);
+- clients' answers: accepted means stored, failed means never applied (`check_answers`);
+- with disk faults: the console logged each one and took up again when space returned,
+  and a command run during one exited 4 naming the full disk.
 
 Prints one JSON object: figures, kill points, and `violations` (must be empty). Exit
 status 0 when there are none. See docs/reliability.md.
@@ -53,7 +63,7 @@ for p in (str(ROOT), str(ROOT / "agent")):
         sys.path.insert(0, p)
 
 from skyops_agent.jobs import JobRunner  # noqa: E402
-from skyops_tui.api.client import ApiClient, NoLeader  # noqa: E402
+from skyops_tui.api.client import ApiClient, LeaderGone, NoLeader  # noqa: E402
 from skyops_tui.domain.config import load_config  # noqa: E402
 from skyops_tui.domain.errors import Refused  # noqa: E402
 from skyops_tui.domain.model import HOLDING, TERMINAL, JobState  # noqa: E402
@@ -186,6 +196,79 @@ class LockHolder:
         self.release()
 
 
+# ------------------------------------------------------------------- disk-full fault
+IN_NAMESPACE = "SKYOPS_HARNESS_MOUNT_NS"  # set once the harness runs under unshare -m
+DISK_MB = 64
+
+
+def mount_tmpfs(folder: Path, size_mb: int) -> None:
+    """A small file system of its own for the state database, so it can really fill."""
+    folder.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+    )
+    if r.returncode:
+        raise RuntimeError(
+            f"--disk-full needs to mount a tmpfs on {folder} (root, in a private mount "
+            f"namespace: unshare -m): {r.stderr.strip() or r.returncode}"
+        )
+
+
+def unmount(folder: Path) -> None:
+    r = subprocess.run(["umount", str(folder)], capture_output=True)
+    if r.returncode:  # a process still has a file open there: detach it all the same
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+class DiskFiller:
+    """Takes every free byte of the file system holding the state database, from `fill`
+    until `free`. The WAL is first checkpointed and truncated (as a backup tool or a
+    `journal_size_limit` would), so the next commit must grow it, and fails."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / "filler"
+
+    def fill(self, store: Store) -> int:
+        with store._lock:  # noqa: SLF001
+            with contextlib.suppress(Exception):
+                store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        written = 0
+        with open(self.path, "wb", buffering=0) as f:
+            for chunk in (1 << 20, 4096, 512):
+                block = b"\0" * chunk
+                while True:
+                    try:
+                        written += f.write(block)
+                    except OSError as e:
+                        if e.errno != 28:  # ENOSPC
+                            raise
+                        break
+        return written
+
+    def free(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+
+def cli_during_fault(console: Console) -> dict:
+    """A command a person runs while the disk is full: it must exit 4 with one line
+    naming the fault (docs/headless.md), not be told the job is unknown (exit 1)."""
+    r = subprocess.run(
+        [sys.executable, "-m", "skyops_tui", "--config", str(console.config)]
+        + ["--db", str(console.db), "cancel", "no-such-job"],
+        capture_output=True,
+        text=True,
+        env=console.env,
+        cwd=str(ROOT),
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+    )
+    err = r.stderr.strip().splitlines()
+    return {"exit": r.returncode, "stderr": err[-1] if err else "", "lines": len(err)}
+
+
 # ------------------------------------------------------------------- console
 @dataclass
 class Console:
@@ -244,8 +327,15 @@ class Run:
     timeout_s: float = 0.0
     locks: int = 0
     lock_s: float = LEASE_TTL_S + 3.0
+    disk_full: int = 0
+    full_s: float = 4.0
+    disk_mb: int = DISK_MB
     kill_points: list[dict] = field(default_factory=list)
     lock_points: list[dict] = field(default_factory=list)
+    full_points: list[dict] = field(default_factory=list)
+    exits: list[dict] = field(default_factory=list)  # the console exiting by itself
+    # Each command's answers, in order, by the name it creates (see `deliver`).
+    answers: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     agent_dirs: dict[str, Path] = field(default_factory=dict)
 
 
@@ -289,23 +379,60 @@ def _boxes(run: Run):
     return box, nodes, home
 
 
-def send(sock: Path, kind: str, payload: dict) -> bool:
+def deliver(run: Run, sock: Path, kind: str, payload: dict) -> bool:
     """A command to the leading console's socket, as a user's client sends it. False
-    while no console answers (killed, starting, or its store locked): the harness asks
-    again later. A command whose answer was lost with a killed console may have been
-    applied; asked again, it is refused as a duplicate, which counts as sent."""
+    while no console answers (killed, starting, its store locked or full): the harness
+    asks again later. A command whose answer was lost with a killed console may have
+    been applied; asked again, it is refused as a duplicate, which counts as sent.
+    Each answer is kept under the name the command creates: 'accepted #id',
+    'refused: ...', 'failed: ...' (the scheduler said it could not act: nothing
+    applied), 'gone' (no answer: maybe applied) or 'no leader' (never sent)."""
+    name = payload["spec"]["name"]
 
-    async def go() -> None:
+    async def go() -> dict:
         async with ApiClient.connected(sock) as client:
-            await client.command(kind, payload)
+            return await client.command(kind, payload)
 
     try:
-        asyncio.run(go())
-    except (NoLeader, StoreError):
+        result = asyncio.run(go())
+    except NoLeader:
         return False
-    except Refused:
+    except LeaderGone:
+        run.answers[name].append("gone")
+        return False
+    except StoreError as e:
+        run.answers[name].append(f"failed: {e}")
+        return False
+    except Refused as e:
+        run.answers[name].append(f"refused: {e}")
         return True
+    run.answers[name].append(f"accepted #{result.get('id', result.get('name'))}")
     return True
+
+
+def check_answers(answers: dict[str, list[str]], stored: dict[str, int]) -> list[str]:
+    """What clients were told against what the store holds (`stored`: name -> id).
+    A name asked again after an answer that may have been lost ('gone') is refused as
+    a duplicate: that refusal says the earlier attempt was applied, which is fine only
+    if no answer before it said otherwise."""
+    out = []
+    for name, said in answers.items():
+        maybe = False  # an earlier attempt may have been applied
+        for a in said:
+            if a.startswith("accepted"):
+                told = a.split("#", 1)[1]
+                if name not in stored:
+                    out.append(f"{name}: told accepted ({told}), not in the store")
+                elif told.isdigit() and int(told) != stored[name]:
+                    out.append(f"{name}: told accepted as {told}, stored as {stored[name]}")
+                maybe = True
+            elif a == "gone":
+                maybe = True
+            elif a.startswith("refused") and "exists already" in a and not maybe:
+                out.append(f"{name}: told it failed ({said}), then found applied")
+        if name in stored and not maybe:
+            out.append(f"{name}: every answer said not applied ({said}), yet it is stored")
+    return out
 
 
 def run_harness(run: Run, progress=lambda msg: None) -> dict:
@@ -336,11 +463,19 @@ def run_harness(run: Run, progress=lambda msg: None) -> dict:
     cfg_path.write_text(config_text(nodes))
     cfg = load_config(cfg_path)
     db_path = run.workdir / "state.db"
+    state_fs: Path | None = None
+    if run.disk_full:
+        state_fs = run.workdir / "state-fs"
+        mount_tmpfs(state_fs, run.disk_mb)
+        db_path = state_fs / "state.db"
+    filler = DiskFiller(state_fs) if state_fs is not None else None
+    full_on = False
     console = Console(cfg_path, db_path, env, run.workdir / "console.log")
     specs = workload(run.jobs, rng)
     total_gpus = NODES * GPUS_PER_NODE
     timeout = run.timeout_s or max(120.0, run.jobs * 0.6 + run.kills * 15)
     timeout += run.locks * (run.lock_s + 10) if not run.timeout_s else 0
+    timeout += run.disk_full * (run.full_s + 10) if not run.timeout_s else 0
     # Kill points: when this many jobs have ended, plus a random delay; every third one
     # instead soon after the previous restart (while links reconnect and reconcile).
     thresholds = sorted(rng.uniform(0.03, 0.92) for _ in range(run.kills))
@@ -354,6 +489,10 @@ def run_harness(run: Run, progress=lambda msg: None) -> dict:
     locks = sorted(rng.uniform(0.05, 0.9) for _ in range(run.locks))
     lock: LockHolder | None = None
     lock_armed: float | None = None
+    # Disk faults: when this share of the jobs has ended, plus a random delay.
+    fulls = sorted(rng.uniform(0.05, 0.9) for _ in range(run.disk_full))
+    full_armed: float | None = None
+    recovering: dict | None = None  # the last fault, until its console leads again
     t0 = time.monotonic()
     store = None
     submitted = 0
@@ -380,8 +519,61 @@ def run_harness(run: Run, progress=lambda msg: None) -> dict:
             by_state = {r["state"]: r["n"] for r in rows}
             ended = sum(n for s, n in by_state.items() if JobState(s) in TERMINAL)
             live = sum(n for s, n in by_state.items() if JobState(s) not in TERMINAL)
-            while unsent and lock is None and send(db_path.with_suffix(".sock"), *unsent[0]):
+            while (
+                unsent and lock is None and deliver(run, db_path.with_suffix(".sock"), *unsent[0])
+            ):
                 unsent.pop(0)
+            if not full_on and console.proc is not None and console.proc.poll() is not None:
+                # It gave up (a console that starts on a full disk exits 4): start it
+                # again, as a service manager would.
+                run.exits.append(
+                    {"exit": console.proc.returncode, "at_s": round(time.monotonic() - t0, 2)}
+                )
+                progress(f"the console exited {console.proc.returncode}; starting it again")
+                console.start()
+            if recovering is not None and console.leads(store):
+                recovering["leads_again_after_s"] = round(
+                    time.monotonic() - recovering.pop("_freed"), 2
+                )
+                recovering = None
+            if full_on:
+                # Clients keep submitting (and are told the scheduler cannot act);
+                # reads go on; the harness kills nothing while the disk is full.
+                point = run.full_points[-1]
+                if "cli" not in point and time.monotonic() - point["_from"] >= 1.0:
+                    point["cli"] = cli_during_fault(console)
+                if time.monotonic() - point["_from"] >= run.full_s:
+                    filler.free()
+                    full_on = False
+                    point["full_s"] = round(time.monotonic() - point.pop("_from"), 2)
+                    point["jobs_ended_after"] = ended
+                    point["_freed"] = time.monotonic()
+                    recovering = point
+                    progress(f"disk fault {point['fault']} over: {point}")
+                time.sleep(0.1)
+                continue
+            if fulls and recovering is None and ended >= fulls[0] * len(specs):
+                if full_armed is None:
+                    full_armed = time.monotonic() + rng.uniform(0.0, 2.0)
+                if time.monotonic() >= full_armed:
+                    fulls.pop(0)
+                    full_armed = None
+                    leading = console.leads(store)
+                    snap = _snapshot(store)
+                    filled = filler.fill(store)
+                    full_on = True
+                    run.full_points.append(
+                        {
+                            "fault": len(run.full_points) + 1,
+                            "at_s": round(time.monotonic() - t0, 2),
+                            "console_led": leading,
+                            "jobs_ended": ended,
+                            "filler_mb": round(filled / 2**20, 2),
+                            "_from": time.monotonic(),
+                            **snap,
+                        }
+                    )
+                    continue
             if lock is not None:
                 # Reads go on under the lock; writes (submitting, a console starting)
                 # would only wait for it, so the harness neither submits nor kills.
@@ -422,6 +614,8 @@ def run_harness(run: Run, progress=lambda msg: None) -> dict:
                 and ended == len(specs)
                 and pending_kill is None
                 and not locks
+                and not fulls
+                and recovering is None
             ):
                 break
             if pending_kill is not None:
@@ -460,9 +654,12 @@ def run_harness(run: Run, progress=lambda msg: None) -> dict:
             time.sleep(0.1)
         wall = time.monotonic() - t0
         console.stop()
+        stored = {r["name"]: r["id"] for r in store._rows("SELECT id, name FROM jobs")}
+        stored |= {r["name"]: r["name"] for r in store._rows("SELECT name FROM reservations")}
         store.close()
         store = None
         result = verify(cfg, db_path, run.agent_dirs)
+        result["violations"] += check_answers(run.answers, stored)
         result["figures"].update(
             {
                 "transport": run.transport,
@@ -474,15 +671,34 @@ def run_harness(run: Run, progress=lambda msg: None) -> dict:
             }
         )
         result["figures"].update(lock_figures(run, console.log))
+        result["figures"].update(answer_figures(run))
+        if run.disk_full:
+            figures, violations = disk_figures(run, console.log)
+            result["figures"].update(figures)
+            result["violations"] += violations
+            result["full_points"] = run.full_points
         result["kill_points"] = run.kill_points
         result["lock_points"] = run.lock_points
+        result["console_exits"] = run.exits
         return result
+    except BaseException:
+        if state_fs is not None:  # the tmpfs goes: keep its database to look into
+            import shutil
+
+            for f in state_fs.glob("state.db*"):
+                with contextlib.suppress(OSError):
+                    shutil.copy(f, run.workdir / f.name)
+        raise
     finally:
         if lock is not None:
             lock.release()
+        if filler is not None:
+            filler.free()
         console.stop()
         if store is not None:
             store.close()
+        if state_fs is not None:
+            unmount(state_fs)
         for d in run.agent_dirs.values():
             kill_leftovers(d)
         if box is not None:
@@ -501,6 +717,42 @@ def lock_figures(run: Run, log: Path) -> dict:
         "demotions": text.count("a write was refused, the scheduler lease is not ours")
         + text.count("scheduler lease lost; following"),
     }
+
+
+def answer_figures(run: Run) -> dict:
+    said = Counter(a.split(" ", 1)[0].rstrip(":") for v in run.answers.values() for a in v)
+    return {"answers": dict(sorted(said.items()))}
+
+
+def disk_figures(run: Run, log: Path) -> tuple[dict, list[str]]:
+    """What the console and a command said about the full disk, and whether the console
+    took up again once space returned."""
+    text = log.read_text(errors="replace") if log.exists() else ""
+    lines = text.splitlines()
+    full = [ln for ln in lines if "state database unavailable" in ln and "full" in ln]
+    violations = []
+    for p in run.full_points:
+        if "leads_again_after_s" not in p:
+            violations.append(f"disk fault {p['fault']}: the console never led again")
+        cli = p.get("cli")
+        if cli is None:
+            continue
+        if cli["exit"] != 4 or "disk is full" not in cli["stderr"] or cli["lines"] != 1:
+            violations.append(f"disk fault {p['fault']}: a command exited {cli}")
+    if run.full_points and not full:
+        violations.append("the console never logged a full disk")
+    if any("Traceback" in ln for ln in lines):
+        violations.append("the console log holds a traceback")
+    return {
+        "disk_faults": len(run.full_points),
+        "full_s": run.full_s,
+        "disk_mb": run.disk_mb,
+        "full_faults_logged": len(full),
+        "available_again_logged": text.count("state database available again"),
+        "writes_failed_answers": sum(
+            a.startswith("failed") and "full" in a for v in run.answers.values() for a in v
+        ),
+    }, violations
 
 
 def kill_leftovers(state_dir: Path) -> None:
@@ -720,13 +972,27 @@ def main(argv: list[str] | None = None) -> int:
         default=LEASE_TTL_S + 3.0,
         help=f"seconds each lock is held (default: the lease, {LEASE_TTL_S:g} s, + 3)",
     )
+    p.add_argument(
+        "--disk-full",
+        type=int,
+        default=0,
+        help="disk-full faults (the state database's tmpfs filled up, then freed)",
+    )
+    p.add_argument("--full-s", type=float, default=4.0, help="seconds each fault lasts")
+    p.add_argument("--disk-mb", type=int, default=DISK_MB, help="size of that tmpfs")
     args = p.parse_args(argv)
+    if args.disk_full and not os.environ.get(IN_NAMESPACE):
+        # Its own mount namespace: the tmpfs goes away with the harness, however it ends.
+        ns = ["unshare", "-m"] if os.geteuid() == 0 else ["unshare", "-rm"]
+        cmd = [*ns, sys.executable, str(Path(__file__).resolve())]
+        os.execvpe(cmd[0], cmd + sys.argv[1:] if argv is None else cmd + argv,
+                   {**os.environ, IN_NAMESPACE: "1"})  # fmt: skip
     import tempfile
 
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="skyops-crash-"))
     run = Run(
         workdir, args.jobs, args.kills, args.seed, args.transport, args.timeout, args.locks,
-        args.lock_s,
+        args.lock_s, args.disk_full, args.full_s, args.disk_mb,
     )  # fmt: skip
     result = run_harness(run, lambda m: print(m, file=sys.stderr, flush=True))
     result["workdir"] = str(workdir)
