@@ -27,10 +27,24 @@ async def test_one_row_per_node_with_gpu_cells_by_holder_wide():
         assert rows["h100-b"][2].split() == list("FFFF····")
         assert rows["a100-a"][2].split() == list("CCCCFF··")
         assert "92%" in rows["h100-a"][3] and "480/640G" in rows["h100-a"][4]
-        assert rows["h100-a"][5] == "up"
-        assert rows["a100-a"][7] == "embed-batch, nightly-train"
+        assert rows["h100-a"][7] == "up"
         text = screen_text(app)
         assert "Recent events" in text and "flex $0.90" in text
+
+
+async def test_each_node_shows_its_hottest_gpu_power_and_which_job_holds_each_gpu():
+    """nvitop's density: temperature and power beside utilisation and memory, and the
+    jobs named by the GPUs they hold, in cell order (not a sorted list of names)."""
+    app = demo_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        table = await grid(pilot, app)
+        rows = {r[0]: r for r in row_texts(table)}
+        # Simulated agents: 71 °C and 610 W busy, 34 °C and 70 W idle.
+        assert (rows["h100-a"][5], rows["h100-a"][6]) == ("71°C", "4880W")
+        assert (rows["h100-b"][5], rows["h100-b"][6]) == ("71°C", "2720W")
+        assert rows["a100-a"][2].split() == list("CCCCFF··")
+        assert rows["a100-a"][9] == "0-3 nightly-train  4-5 embed-batch"
+        assert rows["h100-a"][9] == "0-3 train-llm  4-7 sweep-01"
 
 
 async def test_compact_cells_at_80_columns_still_mark_fake():
@@ -39,7 +53,13 @@ async def test_compact_cells_at_80_columns_still_mark_fake():
         table = await grid(pilot, app)
         rows = {r[0]: r for r in row_texts(table)}
         assert rows["h100-a*"][1] == "PPPPFFFF"
-        assert "* FAKE" in screen_text(app)
+        assert (rows["h100-a*"][4], rows["h100-a*"][5]) == ("71°", "4880W")
+        text = screen_text(app)
+        assert "* FAKE" in text
+        # The demo banner takes one row at 80x24, not two.
+        banner = [line for line in text.splitlines() if "Demo grid" in line]
+        assert banner == ["Demo grid: simulated GPUs. Your cluster: skyops --config FILE"], text
+        assert "Point it at" not in text
 
 
 async def test_reserved_idle_and_down_nodes():
@@ -56,7 +76,7 @@ async def test_reserved_idle_and_down_nodes():
         rt.engine.pending.append(NodeChanged("l40s-a", NodeStatus.UNREACHABLE, "heartbeat lost"))
         advance(rt, 1)
         await wait_for(pilot, lambda: row_texts(table)[3][2].split() == list("xxxx"), "down node")
-        assert row_texts(table)[3][5] == "unreachable"
+        assert row_texts(table)[3][7] == "unreachable"
 
 
 async def test_node_detail_lists_gpus_and_jobs_and_opens_a_job():

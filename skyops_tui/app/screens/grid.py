@@ -46,6 +46,59 @@ def node_load(sample: NodeSample | None) -> tuple[float | None, float | None, st
     return util, mem, label
 
 
+def node_heat(sample: NodeSample | None) -> tuple[int | None, float | None]:
+    """The hottest GPU's temperature (the one that throttles first) and the node's total
+    power draw, as nvitop shows beside utilisation and memory."""
+    if sample is None or not sample.gpus:
+        return None, None
+    temps = [g.temp_c for g in sample.gpus if g.temp_c is not None]
+    watts = [g.power_w for g in sample.gpus if g.power_w is not None]
+    return (max(temps) if temps else None), (sum(watts) if watts else None)
+
+
+HOT_C, BURNING_C = 80, 90  # amber from 80 °C, red from 90 °C (GPUs throttle near 85-90)
+
+
+def heat_cells(
+    paint: palette.Painter, temp: int | None, watts: float | None, wide: bool
+) -> list[Text]:
+    if temp is None:
+        hot = Text("N/A" if wide else "—", style=paint("tag--muted"))
+    else:
+        style = "tag--error" if temp >= BURNING_C else "tag--warning" if temp >= HOT_C else ""
+        hot = Text(f"{temp}°C" if wide else f"{temp}°", style=paint(style) if style else "")
+    if watts is None:
+        power = Text("N/A" if wide else "—", style=paint("tag--muted"))
+    elif watts >= 10_000:
+        power = Text(f"{watts / 1000:.1f}kW")
+    else:
+        power = Text(f"{watts:.0f}W")
+    return [hot, power]
+
+
+def job_spans(paint: palette.Painter, node: Node, jobs) -> Text:
+    """Which job holds which GPUs, in cell order ('0-3 train-llm  4-7 sweep-01'), the
+    indices coloured as the job's cells are: read beside the cells, not a sorted list."""
+    spans: list[tuple[int, int, int]] = []  # (job id, first, last)
+    for i, holder in enumerate(node.holders):
+        if holder is None or holder not in jobs:
+            continue
+        if spans and spans[-1][0] == holder and spans[-1][2] == i - 1:
+            spans[-1] = (holder, spans[-1][1], i)
+        else:
+            spans.append((holder, i, i))
+    t = Text(no_wrap=True, overflow="ellipsis")
+    for k, (holder, first, last) in enumerate(spans):
+        job = jobs[holder]
+        if k:
+            t.append("  ")
+        t.append(
+            str(first) if first == last else f"{first}-{last}", paint(f"gpu--{job.mode.value}")
+        )
+        t.append(f" {job.name}")
+    return t
+
+
 def heartbeat(runtime, node: Node, sample: NodeSample | None) -> float | None:
     seen = node.last_heartbeat
     if seen is None and sample is not None:
@@ -119,6 +172,8 @@ class GridScreen(SkyScreen):
                 Column("gpus", "GPUs"),
                 Column("util", "Utilisation"),
                 Column("mem", "Memory"),
+                Column("temp", "Temp", justify="right"),
+                Column("power", "Power", justify="right"),
                 Column("state", "State"),
                 Column("beat", "Beat", justify="right"),
                 Column("jobs", "Jobs"),
@@ -128,6 +183,8 @@ class GridScreen(SkyScreen):
             Column("gpus", "GPUs"),
             Column("util", "Util"),
             Column("mem", "Mem"),
+            Column("temp", "°C", justify="right"),
+            Column("power", "Pwr", justify="right"),
             Column("state", "State"),
             Column("beat", "Beat"),
         ]
@@ -142,12 +199,13 @@ class GridScreen(SkyScreen):
         rows = []
         changed: set[str] = set()
         cache = self._row_cache
-        beat_at = 6 if wide else 5  # name, [type], GPUs, util, memory, state, beat
+        beat_at = 8 if wide else 7  # name, [type], GPUs, util, mem, temp, power, state, beat
         for node in g.nodes.values():
             sample = telemetry(self.runtime, node.name)
             util, mem, mem_label = node_load(sample)
+            temp, watts = node_heat(sample)
             if node.status is NodeStatus.UNREACHABLE:
-                util = mem = None
+                util = mem = temp = watts = None
             beat = heartbeat(self.runtime, node, sample)
             fake = node.fake or (sample is not None and sample.fake)
             # A row is rebuilt only when something it shows changed: most nodes do not
@@ -161,6 +219,8 @@ class GridScreen(SkyScreen):
                 util,
                 mem,
                 mem_label,
+                temp,
+                watts,
                 fake,
                 id(thresholds),
             )
@@ -200,13 +260,11 @@ class GridScreen(SkyScreen):
                     mem_label if wide and mem is not None else None,
                 )
             )
+            cells.extend(heat_cells(paint, temp, watts, wide))
             cells.append(state)
             cells.append(Text(beat_text, justify="right"))
             if wide:
-                names = sorted(
-                    {g.jobs[j].name for j in node.holders if j is not None and j in g.jobs}
-                )
-                cells.append(Text(", ".join(names), no_wrap=True, overflow="ellipsis"))
+                cells.append(job_spans(paint, node, g.jobs))
             cache[node.name] = (key, cells)
             changed.add(node.name)
             rows.append((node.name, cells))

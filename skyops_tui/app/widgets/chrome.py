@@ -27,6 +27,7 @@ def show(widget: Static, content, display: bool | None = None) -> None:
 
 
 DEMO_TEXT = "Demo grid: simulated GPUs. Point it at your cluster with `skyops --config FILE`."
+DEMO_SHORT = "Demo grid: simulated GPUs. Your cluster: skyops --config FILE"
 
 
 class Swatch(Widget):
@@ -102,14 +103,14 @@ class TopBar(Static):
 
 
 class DemoBanner(Static):
-    """Says the grid is a demo; on a narrow terminal, one sentence a line."""
+    """Says the grid is a demo, in one line however narrow: on 80x24 every row counts."""
 
     def __init__(self, **kw) -> None:
         super().__init__(Text(DEMO_TEXT), **kw)
 
     def on_resize(self) -> None:
         fits = self.size.width >= len(DEMO_TEXT) + 2
-        self.update(Text(DEMO_TEXT if fits else DEMO_TEXT.replace(". ", ".\n", 1)))
+        self.update(Text(DEMO_TEXT if fits else DEMO_SHORT, no_wrap=True, overflow="ellipsis"))
 
 
 class StatusLine(Static):
