@@ -48,6 +48,12 @@ class Engine:
         # None; asked before every pass and command.
         self.hold: Callable[[float], str | None] | None = None
         self.lost = False  # a write was fenced off: act no more until reset
+        # Executor actions of passes whose write failed (a full disk, a lock that
+        # outlasted the wait): the grid already holds their decisions and keeps its
+        # dirty marks, so they are written and carried out with the next write that
+        # succeeds — never carried out unwritten, never dropped.
+        self.unsent: list[A.Action] = []
+        self._unsent_grid: Grid | None = None  # the grid they were decided on
         self.lost_listeners: list[Callable[[], None]] = []
 
     def held(self, now: float) -> str | None:
@@ -116,6 +122,9 @@ class Engine:
         return actions
 
     def _carry_out(self, actions: list[A.Action]) -> None:
+        if self.unsent and self._unsent_grid is self.grid and not self.lost:
+            actions = self.unsent + actions
+        self.unsent = []  # a grid voided or reloaded since: its decisions went with it
         if self.persist is not None:
             try:
                 self.persist(self.grid, actions)
@@ -123,6 +132,9 @@ class Engine:
                 self.lost = True
                 for fn in self.lost_listeners:
                     fn()
+                raise
+            except Exception:
+                self.unsent, self._unsent_grid = list(actions), self.grid
                 raise
         for a in actions:
             if isinstance(a, A.EXECUTOR_ACTIONS):

@@ -792,3 +792,39 @@ def test_a_deposed_leaders_writes_are_refused_and_write_nothing(tmp_path):
     other.fence = Fence("b", epoch + 1, c.clock.now)
     finish_command(other, cid, "done", {}, c.now)
     other.close()
+
+
+def test_a_pass_whose_write_fails_carries_its_decisions_out_with_the_next_write(tmp_path):
+    """Found by the crash harness with a full disk: a pass that could not be written
+    kept its decisions in the grid but dropped its actions, so jobs sat `starting`
+    with no process for good. Its actions now wait for the next write that succeeds:
+    never carried out unwritten, never dropped."""
+    from tests.helpers import Recorder
+
+    path = tmp_path / "skyops.db"
+    cfg = make_config()
+    clock = ManualClock(T0)
+    store = Store(path, busy_timeout_s=0.05)
+    grid = Grid(cfg, T0)
+    agents = Recorder()
+    engine = Engine(grid, agents, store.persister(clock))
+    engine.command(lambda g, t: g.ensure_account("bob", t, RICH), T0)
+    spec = JobSpec(name="j", user="bob", mode="priority", gpus=1, gpu_type="H100", hours=1)
+    job = engine.command(lambda g, t: g.submit(spec, t), T0)
+    other = sqlite3.connect(path)
+    other.execute("BEGIN EXCLUSIVE")  # another process holds the file (a backup, a lock)
+    try:
+        with pytest.raises(sqlite3.OperationalError):
+            engine.step(T0 + 1)
+        assert job.state is JobState.STARTING  # decided, in memory
+        assert agents.actions == []  # but nothing carried out that is not written
+    finally:
+        other.rollback()
+        other.close()
+    engine.step(T0 + 2)
+    starts = [a for a in agents.actions if isinstance(a, A.Start)]
+    assert [a.job for a in starts] == [job.id]
+    assert store.job(job.id).state is JobState.STARTING
+    engine.step(T0 + 3)
+    assert [a for a in agents.actions if isinstance(a, A.Start)] == starts  # once
+    store.close()
