@@ -35,7 +35,7 @@ from ..domain.errors import Refused
 from ..domain.model import Job, JobState, Mode
 from ..domain.money import fmt, to_micro
 from ..domain.specs import JobSpec, ReservationSpec
-from ..policy.grid import Grid
+from ..policy.grid import Grid, windows_as_sold
 from .schema import Plan, PlanBid, PlanJob, PlanReservation
 
 CREATE, CHANGE, UNCHANGED, REFUSE = "create", "change", "unchanged", "refuse"
@@ -180,7 +180,7 @@ class _Differ:
             changes.append(Change("gpu_type", res.gpu_type, spec.gpu_type))
         if res.gpus != spec.gpus:
             changes.append(Change("gpus", res.gpus, spec.gpus))
-        windows = spec.windows()
+        windows = windows_as_sold(spec.windows(), res.created_at)
         if len(windows) != len(res.windows) or any(
             abs(a - c) > 1e-3 or abs(b - d) > 1e-3
             for (a, b), (c, d) in zip(windows, res.windows, strict=False)

@@ -1135,6 +1135,14 @@ class Grid:
         return ev, tx, pr
 
 
+def windows_as_sold(
+    windows: list[tuple[float, float]], at: float | None
+) -> list[tuple[float, float]]:
+    """The windows a reservation made at `at` holds: one already begun is sold (and
+    kept) from `at` to its end. A plan naming the window as asked still matches it."""
+    return _from_now(windows, at)
+
+
 def _from_now(windows: list[tuple[float, float]], now: float | None) -> list[tuple[float, float]]:
     if now is None:
         return windows

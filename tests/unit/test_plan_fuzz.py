@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from skyops_tui.clock import ManualClock
@@ -336,6 +336,11 @@ def check_all_or_nothing(text: str, actor: str = "ops") -> None:
 # ------------------------------------------------------------------ tests
 @settings(SETTINGS, max_examples=300)
 @given(valid_plans, st.sampled_from(["ops", "ops", "ops", "kim", "lee"]))
+@example(  # a window already begun is sold from now: applying the plan again is no change
+    {"reservations": [{"name": "new-res", "gpu_type": "H100", "gpus": 1,
+                       "start": 1795593600.0, "hours": 2}]},
+    "ops",
+)  # fmt: skip
 def test_generated_plans_apply_all_or_nothing(doc: dict, actor: str) -> None:
     check_all_or_nothing(toml(doc), actor)
 
