@@ -5,7 +5,9 @@ Through the socket each command is what a client's request costs the leader: rea
 JSON line, check the caller's rights, journal the command (one transaction), apply it
 and write the job and its event (one transaction, with the journal's mark), write the
 answer (one transaction), reply. The leader runs in its own process (`--serve`) on
-simulated agents; the clients are 1 and 8 connections from this process.
+simulated agents; the clients are 1 and 8 connections from this process. Left out:
+the CLI's own start-up (`skyops submit`; the client here is a library call) and the
+fleet (simulated agents).
 
     python benchmarks/api_commands.py [--jobs 3000] [--rounds 3]
 """

@@ -10,6 +10,9 @@ config and plans, JSON-lines text for traces (and, for the config, parsed tables
 well). Besides random mutations, values that parsers choke on are planted in valid
 input: nesting deeper than the stack, integers of thousands of digits, inf and nan,
 NUL bytes, console markup and control characters, empty commands, huge node groups.
+Whole path: each reader's parse and validation, in-process. Left out: what a refused
+input would have led to downstream (nothing is applied) and the transports (SSH, the
+socket) that carry the input.
 
     python benchmarks/fuzz.py [--inputs 100000] [--seed 1] [--hang-s 5]
 

@@ -13,6 +13,10 @@ a few exiting between passes, every action applied as the engine would. Prints J
 p50/p99 per size in wall-clock ms (and in CPU ms, which other load on the machine
 disturbs less), the state it measured (running, busy GPUs, queued by mode), and
 whether the target (1024 x 8 GPUs with 20000 queued: p50 <= 20 ms) is met.
+
+Whole path: `plan()` alone. Left out: applying its actions, the store's write and the
+hand-off to the executor (benchmarks/scheduler_step.py times the whole step), and
+the reports absorbed before a pass.
 """
 
 from __future__ import annotations

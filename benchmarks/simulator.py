@@ -9,6 +9,11 @@ Prints JSON: jobs per wall second of the simulation (the trace's generation and
 parsing are timed apart; jobs per CPU second too, which other load on the machine
 disturbs less), the summary's violations count and ledger_sum, and whether
 the target (>= 2000 jobs per wall second) is met.
+
+Whole path: `simulate()` as `skyops simulate` runs it (reports absorbed, passes,
+actions applied, simulated agents, billing, the invariant checks each step). Left out:
+the store (the simulator keeps the grid in memory, no SQLite) and the trace's
+generation and parsing (timed apart).
 """
 
 from __future__ import annotations

@@ -7,6 +7,8 @@
   until `squeue` shows it RUNNING (and, through Skyops, until the console has heard).
 
 Needs root, slurm-wlm and munge (skyops_tui/slurm/local.py starts the cluster).
+Left out: the jobs' own run (they sleep), and Skyops' front door (the console submits
+in-process, not through the socket or `skyops submit`).
 
     python benchmarks/slurm_submit.py [--jobs 64] [--starts 5] [--json]
 """

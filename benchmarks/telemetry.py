@@ -24,6 +24,9 @@ The box and the agents are measured too, only to show how loaded the machine was
 
 Every process started is in a process group of its own and is killed at the end of
 each size, also on failure or Ctrl-C; the JSON says how many were left to kill.
+
+Left out: scheduling and the store (no job runs; only telemetry flows), and real
+GPUs (the agents' GPUs are fake, so NVML's own cost is not in the agents' figure).
 """
 
 from __future__ import annotations
