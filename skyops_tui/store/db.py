@@ -75,6 +75,8 @@ def _insert(table: str, columns: tuple[str, ...]) -> str:
 
 
 UPSERT_JOB = _upsert("jobs", JOB_COLUMNS, "id")
+# Positions in a job row of the columns the jobs table indexes (schema.py).
+JOB_INDEXED = frozenset(JOB_COLUMNS.index(c) for c in ("name", "state", "user"))
 UPSERT_RESERVATION = _upsert("reservations", RESERVATION_COLUMNS, "id")
 UPSERT_NODE = _upsert("nodes", NODE_COLUMNS, "name")
 UPSERT_MARKET = _upsert("markets", MARKET_COLUMNS, "gpu_type")
@@ -260,6 +262,7 @@ class Store:
         # What this store last wrote, to skip rows that did not change.
         self._grid: weakref.ref[Grid] | None = None
         self._markets: dict[str, tuple] = {}
+        self._jobs_written: dict[int, tuple] = {}  # job id -> the row last written
         self._accounts: set[str] = set()
         self._counters = self._read_counters()
 
@@ -391,6 +394,33 @@ class Store:
         self._grid = weakref.ref(grid)
         self._markets = markets
         self._accounts = accounts
+        self._jobs_written = {}
+
+    def _job_writes(self, c: sqlite3.Connection, grid: Grid) -> list[tuple]:
+        """Write the dirty jobs: a row this store wrote before gets only its changed
+        columns (most often a settle's billing columns, which leaves the job's indexes
+        alone), an unchanged one nothing, any other the whole row."""
+        rows = [job_row(grid.jobs[j]) for j in grid.dirty_jobs]
+        whole, parts = [], {}
+        written = self._jobs_written
+        for r in rows:
+            old = written.get(r[0])
+            if old is None or len(old) != len(r):
+                whole.append(r)
+                continue
+            changed = tuple(i for i in range(1, len(r)) if r[i] != old[i])
+            if not changed:
+                continue
+            if any(i in JOB_INDEXED for i in changed):
+                whole.append(r)
+            else:
+                parts.setdefault(changed, []).append((*(r[i] for i in changed), r[0]))
+        if whole:
+            c.executemany(UPSERT_JOB, whole)
+        for changed, values in parts.items():
+            sets = ", ".join(f'"{JOB_COLUMNS[i]}" = ?' for i in changed)
+            c.executemany(f"UPDATE jobs SET {sets} WHERE id = ?", values)
+        return rows
 
     # ---------------------------------------------------------------- writes
     def persist(self, grid: Grid, actions: list[A.Action], now: float) -> list[int]:
@@ -421,7 +451,7 @@ class Store:
                     [reservation_row(grid.reservations[n]) for n in grid.dirty_reservations],
                 )
             if grid.dirty_jobs:
-                c.executemany(UPSERT_JOB, [job_row(grid.jobs[j]) for j in grid.dirty_jobs])
+                job_rows = self._job_writes(c, grid)
             if grid.dirty_nodes:
                 rows = [node_row(grid.nodes[n]) for n in grid.dirty_nodes if n in grid.nodes]
                 c.executemany(UPSERT_NODE, rows)
@@ -474,6 +504,8 @@ class Store:
         grid.dirty_jobs.clear()
         grid.dirty_reservations.clear()
         grid.dirty_nodes.clear()
+        if grid.dirty_jobs:
+            self._jobs_written.update((r[0], r) for r in job_rows)
         self._markets.update((r[0], r) for r in markets)
         if new_accounts:
             self._accounts.update(a for (a,) in new_accounts)
