@@ -77,6 +77,7 @@ def _insert(table: str, columns: tuple[str, ...]) -> str:
 UPSERT_JOB = _upsert("jobs", JOB_COLUMNS, "id")
 # Positions in a job row of the columns the jobs table indexes (schema.py).
 JOB_INDEXED = frozenset(JOB_COLUMNS.index(c) for c in ("name", "state", "user"))
+JOB_ENDED_AT = JOB_COLUMNS.index("ended_at")
 UPSERT_RESERVATION = _upsert("reservations", RESERVATION_COLUMNS, "id")
 UPSERT_NODE = _upsert("nodes", NODE_COLUMNS, "name")
 UPSERT_MARKET = _upsert("markets", MARKET_COLUMNS, "gpu_type")
@@ -505,7 +506,11 @@ class Store:
         grid.dirty_reservations.clear()
         grid.dirty_nodes.clear()
         if grid.dirty_jobs:
-            self._jobs_written.update((r[0], r) for r in job_rows)
+            for r in job_rows:  # an ended job's row is not kept: it seldom changes again
+                if r[JOB_ENDED_AT] is None:
+                    self._jobs_written[r[0]] = r
+                else:
+                    self._jobs_written.pop(r[0], None)
         self._markets.update((r[0], r) for r in markets)
         if new_accounts:
             self._accounts.update(a for (a,) in new_accounts)
