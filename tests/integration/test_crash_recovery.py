@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -57,6 +58,33 @@ def test_the_database_locked_past_the_lease_loses_nothing(tmp_path):
     assert 1 <= figures["faults_logged"] <= 2
     log = (tmp_path / "locks" / "console.log").read_text()
     assert log.count("state database available again") == figures["faults_logged"]
+
+
+@pytest.mark.integration
+def test_a_full_disk_loses_nothing(tmp_path):
+    """The state database's file system fills up twice (a tmpfs in a mount namespace of
+    the harness's own, filled by a filler file, then freed) besides a SIGKILL: nothing
+    a client was told was accepted is lost, nothing refused is applied, every job ends
+    once, the ledger balances, and a command during a fault exits 4 with one line."""
+    import json
+    import subprocess
+
+    harness = Path(__file__).resolve().parents[2] / "benchmarks" / "crash_harness.py"
+    args = ["--jobs", "40", "--kills", "1", "--disk-full", "2", "--full-s", "3"]
+    r = subprocess.run(
+        [sys.executable, str(harness), *args, "--seed", "5", "--workdir", str(tmp_path / "full")],
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    assert r.stdout.startswith("{"), r.stderr[-2000:]
+    result = json.loads(r.stdout)
+    assert result["violations"] == [], "\n".join(result["violations"][:20])
+    figures = result["figures"]
+    assert figures["by_state"] == {"succeeded": 40} and figures["ledger_sum"] == 0
+    assert figures["disk_faults"] == 2 and figures["billed_after_exit_s"] == 0.0
+    assert r.returncode == 0
+    assert "Traceback" not in (tmp_path / "full" / "console.log").read_text()
 
 
 async def drive(rt, predicate, what: str, timeout: float = 20.0) -> None:
