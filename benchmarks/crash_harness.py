@@ -435,6 +435,14 @@ def check_answers(answers: dict[str, list[str]], stored: dict[str, int]) -> list
     return out
 
 
+def _recovered(log: Path) -> bool:
+    """The running console has logged the end of every store fault it logged: the run
+    may end (ending it in the backoff after a lock would leave the fault unclosed)."""
+    text = log.read_text(errors="replace") if log.exists() else ""
+    last = text.rsplit("--- start ", 1)[-1]
+    return last.count("state database available again") >= last.count("state database unavailable")
+
+
 def run_harness(run: Run, progress=lambda msg: None) -> dict:
     rng = random.Random(run.seed)
     run.workdir.mkdir(parents=True, exist_ok=True)
@@ -616,6 +624,7 @@ def run_harness(run: Run, progress=lambda msg: None) -> dict:
                 and not locks
                 and not fulls
                 and recovering is None
+                and _recovered(console.log)
             ):
                 break
             if pending_kill is not None:
