@@ -98,3 +98,21 @@ def check_request(msg: dict[str, Any]) -> tuple[int, str, str, dict]:
     if not isinstance(payload, dict):
         raise ProtocolError(E_BAD_MESSAGE, "payload: must be an object", rid)
     return rid, kind_of, kind, payload
+
+
+# The fields of a `quote` query: the CLI builds it from its flags, the server reads it.
+QUOTE_KEYS = (
+    "kind",
+    "gpus",
+    "nodes",
+    "gpu_type",
+    "hours",
+    "hourly",
+    "auto_renew",
+    "bid",
+    "reservation",
+    "start",
+    "repeat",
+    "count",
+    "user",
+)

@@ -365,30 +365,13 @@ def _text(p: dict, key: str, default: str) -> str:
     return v
 
 
-QUOTE_KEYS = (
-    "kind",
-    "gpus",
-    "nodes",
-    "gpu_type",
-    "hours",
-    "hourly",
-    "auto_renew",
-    "bid",
-    "reservation",
-    "start",
-    "repeat",
-    "count",
-    "user",
-)
-
-
 def _quote_args(p: dict) -> dict:
-    unknown = sorted(set(p) - set(QUOTE_KEYS))
+    unknown = sorted(set(p) - set(P.QUOTE_KEYS))
     if unknown:
         raise Refused(f"quote: unknown field {unknown[0]!r}")
     if p.get("kind") not in ("priority", "commit", "flex", "reservation"):
         raise Refused("quote: kind: must be one of priority, commit, flex, reservation")
-    return {k: p.get(k, False if k in ("hourly", "auto_renew") else None) for k in QUOTE_KEYS}
+    return {k: p.get(k, False if k in ("hourly", "auto_renew") else None) for k in P.QUOTE_KEYS}
 
 
 def _event(e: Any) -> dict:

@@ -1071,28 +1071,15 @@ async def _drain_here(t: Target, kind: str, payload: dict) -> dict:
 
 # --------------------------------------------------------------------- quote
 QUOTE_NAME = "quote"
-QUOTE_FIELDS = (
-    "kind",
-    "gpus",
-    "nodes",
-    "gpu_type",
-    "hours",
-    "hourly",
-    "auto_renew",
-    "bid",
-    "reservation",
-    "start",
-    "repeat",
-    "count",
-    "user",
-)
 
 
 @_guard
 def cmd_quote(args: argparse.Namespace, console: Console) -> int:
     """`skyops quote KIND ...`: what a request would cost and whether it is admitted."""
     t = _target(args)
-    req = {k: v for k, v in vars(args).items() if k in QUOTE_FIELDS and v not in (None, False)}
+    from ..api.protocol import QUOTE_KEYS
+
+    req = {k: v for k, v in vars(args).items() if k in QUOTE_KEYS and v not in (None, False)}
     doc = _ask(t, "query", "quote", req)
     if doc is NO_LEADER:
         user = args.user or t.user

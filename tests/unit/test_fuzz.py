@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from skyops_agent import protocol
 from skyops_tui.domain.config import DEMO_CONFIG, parse_config
 from skyops_tui.domain.errors import InputError
+from skyops_tui.plan import schema
 from skyops_tui.sim.trace import parse_lines
 
 FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -225,7 +226,6 @@ PLAN_WORDS = [
 @FAST
 @given(st.lists(st.sampled_from(PLAN_WORDS), max_size=30).map(" ".join) | st.text(max_size=80))
 def test_plan_parser_refuses_with_messages_naming_the_file(text):
-    schema = pytest.importorskip("skyops_tui.plan.schema")
     try:
         schema.parse_plan_text(text, "plan.toml")
     except InputError as e:
@@ -350,7 +350,6 @@ hours = 4
 @pytest.mark.parametrize("value", HOSTILE_TOML, ids=lambda v: v[:12])
 @pytest.mark.parametrize("key", ["count", "gpus", "bid", "command", "workdir", "start"])
 def test_plan_text_with_a_hostile_value_is_refused_naming_the_file(key, value):
-    schema = pytest.importorskip("skyops_tui.plan.schema")
     try:
         plan = schema.parse_plan_text(plant(PLAN_TEXT, key, value), "plan.toml")
     except InputError as e:
