@@ -305,3 +305,14 @@ def micro(amount: float | str) -> int:
     from skyops_tui.domain.money import to_micro
 
     return to_micro(amount)
+
+
+def one_local_node_config(cluster: str, accounts: str = "") -> str:
+    """Config text for a grid of one local node with 4 fake H100s, a fast tick and `ops`
+    as operator: what the tests of consoles, the API and its faults run on."""
+    return (
+        f'[cluster]\nname = "{cluster}"\ntick_s = 0.2\n'
+        '[[node_types]]\nname = "H100"\nrate = 2.5\n'
+        '[[nodes]]\nname = "node-a"\nfake_gpus = "4xH100-80GB"\nlocal = true\n'
+        f'[accounts]\noperators = ["ops"]\n{accounts}'
+    )

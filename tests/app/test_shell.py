@@ -11,6 +11,7 @@ from skyops_tui.app.screens.launch import LaunchScreen
 from skyops_tui.app.widgets.chrome import DEMO_TEXT, DemoBanner, StatusLine, TopBar
 from skyops_tui.demo import advance
 from tests.app.harness import demo_app, demo_runtime, screen_text, toasts, wait_for
+from tests.helpers import one_local_node_config
 
 
 async def test_starts_on_the_grid_with_frame_and_running_scheduler():
@@ -161,20 +162,7 @@ async def test_status_line_shows_what_the_executor_is_busy_with():
         )
 
 
-LEADER_CONFIG = """
-[cluster]
-name = "follow"
-tick_s = 0.2
-[[node_types]]
-name = "H100"
-rate = 2.5
-[[nodes]]
-name = "node-a"
-fake_gpus = "4xH100-80GB"
-local = true
-[accounts]
-operators = ["ops"]
-"""
+LEADER_CONFIG = one_local_node_config("follow")
 
 
 async def test_a_follower_console_sends_commands_without_freezing(tmp_path):

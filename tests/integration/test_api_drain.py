@@ -10,25 +10,12 @@ import sys
 from pathlib import Path
 
 from skyops_tui.store.db import Store
+from tests.helpers import one_local_node_config
 from tests.integration.test_api_faults import wait_for
 from tests.integration.test_api_users import refused, service, users  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[2]
-CONFIG = """
-[cluster]
-name = "drain"
-tick_s = 0.2
-[[node_types]]
-name = "H100"
-rate = 2.5
-[[nodes]]
-name = "node-a"
-fake_gpus = "4xH100-80GB"
-local = true
-[accounts]
-operators = ["ops"]
-default_balance = 100000
-"""
+CONFIG = one_local_node_config("drain", "default_balance = 100000\n")
 
 
 class Leader:

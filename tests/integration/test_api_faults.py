@@ -12,22 +12,10 @@ from pathlib import Path
 
 from benchmarks.crash_harness import LockHolder
 from skyops_tui.store.db import Store
+from tests.helpers import one_local_node_config
 
 REPO = Path(__file__).resolve().parents[2]
-CONFIG = """
-[cluster]
-name = "faults"
-tick_s = 0.2
-[[node_types]]
-name = "H100"
-rate = 2.5
-[[nodes]]
-name = "node-a"
-fake_gpus = "4xH100-80GB"
-local = true
-[accounts]
-operators = ["ops"]
-"""
+CONFIG = one_local_node_config("faults")
 PLAN = """
 [[jobs]]
 name = "told-no"
