@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from fractions import Fraction
 
 from ..domain.model import Job, JobState, Mode, Reservation
-from ..domain.money import MICRO, fmt
+from ..domain.money import fmt
 from ..runtime import Runtime
 
 
@@ -185,11 +185,3 @@ def work_lost(job: Job) -> str:
         return "none"
     gpu_s = job.lost_work_s * max(job.gpu_total or job.gpus, 1)
     return f"{duration(job.lost_work_s)} ({gpu_s / 3600:.2f} GPU-h)"
-
-
-def hours_text(seconds: float) -> str:
-    return f"{seconds / 3600:.2f} h"
-
-
-def micro_to_float(micro: int) -> float:
-    return micro / MICRO

@@ -164,8 +164,6 @@ KEYS: tuple[Key, ...] = (
     Key("dialog", "cancel", "escape", "dismiss_cancel", "Cancel", palette=False),
 )
 
-BY_ID: dict[str, Key] = {k.id: k for k in KEYS}
-
 
 def keys_for(scope: str) -> list[Key]:
     return [k for k in KEYS if k.scope == scope]

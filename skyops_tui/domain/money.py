@@ -22,7 +22,3 @@ def fmt(micro: int, currency: str = "$") -> str:
 def cost(gpus: int, rate_per_gpu_hour: int, seconds: float) -> int:
     """Whole micro-units due for `gpus` held `seconds` at a per-GPU-hour rate (floor)."""
     return int(Fraction(gpus * rate_per_gpu_hour) * Fraction(seconds) / 3600)
-
-
-def fraction(value: float | str) -> Fraction:
-    return Fraction(str(value))

@@ -38,7 +38,6 @@ STATE_ORDER = {
     )
 }
 MODE_ORDER = {Mode.PRIORITY: 0, Mode.COMMIT: 1, Mode.FLEX: 2}
-FILTER_FIELDS = ("name", "user", "mode", "state", "node", "type")
 
 
 def job_fields(job: Job) -> dict[str, str]:

@@ -49,13 +49,6 @@ class GridTable(DataTable):
             self.add_column(c.label, key=c.key, width=c.width)
         self._columns_now = cols
 
-    def label_column(self, key: str, label: Text | str) -> None:
-        col = self.columns.get(key)  # type: ignore[call-overload]
-        new = Text(label) if isinstance(label, str) else label
-        if col is not None and col.label != new:
-            col.label = new
-            self.refresh()
-
     @property
     def selected_key(self) -> str | None:
         if not self.row_count:
