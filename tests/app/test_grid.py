@@ -99,3 +99,34 @@ async def test_node_detail_lists_gpus_and_jobs_and_opens_a_job():
         await wait_for(pilot, lambda: isinstance(app.screen, NodeScreen), "back to the node")
         await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(app.screen, GridScreen), "back to the grid")
+
+
+async def test_recent_events_keep_showing_the_newest_once_they_outnumber_the_rows():
+    """The panel is reported to freeze once more events came than it has rows: each new
+    event must still appear at its top, as they arrive one by one."""
+    from skyops_tui.app import format as F
+    from skyops_tui.domain.specs import JobSpec
+
+    app = demo_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await grid(pilot, app)
+        recent = app.screen.query_one("#recent")
+        rt = app.runtime
+        rows = recent.size.height
+        # Bids too big for the free GPUs: each stays queued, so its submission (a command
+        # and a state event) is the newest.
+        for i in range(3 * 40):  # more events than rows, and than the screen's height
+            rt.scheduler.submit(
+                JobSpec(
+                    name=f"late-{i:03d}", user="kim", mode="flex", gpus=8, gpu_type="H100", bid=0.75
+                )
+            )
+            if i % 10 == 9:
+                newest = [F.clock(rt.clock.now()), f"late-{i:03d}"]
+                await wait_for(
+                    pilot,
+                    lambda n=newest: row_texts(recent)[0][:2] == n,
+                    f"{newest} at the top of Recent events ({rows} rows)",
+                )
+                advance(rt, 60)
+        assert len(rt.feed.events) > 2 * rows
