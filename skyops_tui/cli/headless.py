@@ -267,7 +267,7 @@ def _snapshot(t: Target) -> Iterator[Snapshot]:
 async def _session(t: Target) -> AsyncIterator[Any]:
     """A control session whose body's refusals surface only after it has closed
     normally (settled), never while the fleet is still connecting."""
-    from ..control.session import open_session
+    from .session import open_session
 
     failure: Exception | None = None
     async with open_session(t.cfg, t.db, t.user, demo=t.demo) as s:

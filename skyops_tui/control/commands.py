@@ -14,7 +14,6 @@ changed nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
@@ -22,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 from ..domain.errors import Refused, validation_messages
 from ..domain.model import Event, Job, Reservation
 from ..domain.specs import JobSpec, ReservationSpec
+from ..plan.apply import handle_apply_plan
 from ..policy import actions as A
 from ..policy.grid import Grid
 from ..scheduler.engine import Engine
@@ -251,50 +251,23 @@ def node_summary(grid: Grid, name: str) -> dict:
     return {"node": name, "node_status": str(node.status), "drained": node.drained, "held": held}
 
 
-Handler = Callable[[Grid, float, str, dict], tuple[dict, list[A.Action]]]
-
-
 class ApplyPlan(Command):
     """A plan file, applied whole or refused whole; each item's rights are checked by
-    the plan's diff with the caller as actor (plan/apply.py registers the handler)."""
+    the plan's diff with the caller as actor (plan/apply.py)."""
 
     kind: ClassVar[str] = "apply_plan"
     plan: dict
     source: str = "plan"
     dry_run: bool = False
-    handler: ClassVar[Handler | None] = None
 
     def apply(self, grid: Grid, now: float, actor: str | None) -> Result:
-        _load_plugins()
-        if ApplyPlan.handler is None:
-            raise Refused("plans are not available in this build")
         # `--as USER`: the plan is diffed and checked as USER's (its items default to
         # USER, and may touch only USER's things); the operator is named in the log.
         who = self.as_user or actor or ""
-        return ApplyPlan.handler(grid, now, who, self.model_dump(mode="json"))
+        return handle_apply_plan(grid, now, who, self.model_dump(mode="json"))
 
 
 REGISTRY[ApplyPlan.kind] = ApplyPlan
-
-
-def register(kind: str) -> Callable[[Handler], Handler]:
-    """How the plan module plugs its handler into `apply_plan`."""
-
-    def deco(fn: Handler) -> Handler:
-        if kind != ApplyPlan.kind:
-            raise ValueError(f"only {ApplyPlan.kind} takes a plugged-in handler, not {kind}")
-        ApplyPlan.handler = fn
-        return fn
-
-    return deco
-
-
-def _load_plugins() -> None:
-    # Plan handling registers itself on import; it is optional for the core.
-    try:
-        import skyops_tui.plan.apply  # noqa: F401
-    except ImportError:
-        pass
 
 
 def parse(kind: str, payload: dict) -> Command:
@@ -388,6 +361,5 @@ __all__ = [
     "ApplyPlan",
     "authorize",
     "parse",
-    "register",
     "run",
 ]

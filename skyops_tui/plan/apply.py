@@ -6,8 +6,8 @@ succeeded on the copy are replayed on the real grid in the same order. The grid'
 commands are deterministic and the copy started equal to the grid, so the replay
 cannot fail halfway. Pure: the caller persists the grid and dispatches the actions.
 
-Importing this module registers the `apply_plan` command with the control layer, so
-whichever process leads the grid can apply a plan sent by another.
+The control layer's `apply_plan` command calls `handle_apply_plan`, so whichever process
+leads the grid can apply a plan sent by another; this module imports nothing from it.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..control.commands import register
 from ..domain.errors import InputError, Refused
 from ..policy import actions as A
 from ..policy.grid import Grid
@@ -78,7 +77,6 @@ def apply_plan(grid: Grid, plan: Plan, now: float, actor: str) -> tuple[PlanResu
     return PlanResult(diff, status), actions
 
 
-@register("apply_plan")
 def handle_apply_plan(
     grid: Grid, now: float, actor: str, payload: dict
 ) -> tuple[dict, list[A.Action]]:

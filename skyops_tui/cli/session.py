@@ -94,7 +94,7 @@ async def open_session(
 ) -> AsyncIterator[Session]:
     """`cfg=None` (or demo=True) means the embedded demo grid."""
     if runtime is None:
-        from ..cli.console import build_runtime
+        from .console import build_runtime
 
         runtime = build_runtime(None if demo else cfg, db_path, user=user)
     await runtime.start()
