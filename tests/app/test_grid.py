@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
+
 from skyops_tui.app.screens.grid import GridScreen
 from skyops_tui.app.screens.job import JobScreen
 from skyops_tui.app.screens.node import NodeScreen
 from skyops_tui.demo import advance
 from skyops_tui.domain.model import NodeStatus
 from skyops_tui.scheduler.executor import NodeChanged
-from tests.app.harness import demo_app, row_texts, screen_text, wait_for
+from tests.app.harness import demo_app, row_texts, screen_text, settle_ui, wait_for
 
 
 async def grid(pilot, app):
@@ -130,3 +132,24 @@ async def test_recent_events_keep_showing_the_newest_once_they_outnumber_the_row
                 )
                 advance(rt, 60)
         assert len(rt.feed.events) > 2 * rows
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 36), (160, 48), (220, 60)], ids=str)
+async def test_the_grid_fits_the_terminal_without_a_horizontal_scrollbar(size):
+    """At 120 columns the Jobs column ran past the edge behind a horizontal scrollbar:
+    every column must be on screen, the last cut with an ellipsis if it must be."""
+    app = demo_app()
+    async with app.run_test(size=size) as pilot:
+        table = await grid(pilot, app)
+        await settle_ui(pilot)
+        for name in ("#nodes", "#recent"):
+            t = app.screen.query_one(name)
+            await wait_for(
+                pilot,
+                lambda t=t: t.virtual_size.width <= t.scrollable_content_region.width,
+                f"{name} no wider than the terminal at {size}",
+            )
+            assert not t.show_horizontal_scrollbar, name
+        if size[0] >= 120:
+            assert table.ordered_columns[-1].label.plain == "Jobs"
+            assert "train-llm" in screen_text(app) or "train-…" in screen_text(app)

@@ -15,7 +15,7 @@ from .. import format as F
 from .. import palette
 from ..keys import bindings
 from ..widgets.chrome import show
-from ..widgets.tables import Column, GridTable
+from ..widgets.tables import Column, GridTable, fit_last
 from .base import SkyScreen
 
 WIDE = 120  # from this many columns the grid shows wide GPU cells and more columns
@@ -192,7 +192,6 @@ class GridScreen(SkyScreen):
     def refresh_view(self) -> None:
         table = self.query_one("#nodes", GridTable)
         wide = self.wide
-        table.set_columns(self.columns())
         paint = table.paint
         g = self.runtime.grid
         thresholds = getattr(self.app, "thresholds", palette.DEFAULT_THRESHOLDS)
@@ -268,6 +267,11 @@ class GridScreen(SkyScreen):
             cache[node.name] = (key, cells)
             changed.add(node.name)
             rows.append((node.name, cells))
+        columns = self.columns()
+        if wide:  # the Jobs column takes what is left, so the table fits the terminal
+            gutter = table.styles.scrollbar_size_vertical
+            columns = fit_last(columns, rows, self.app.size.width, gutter)
+        table.set_columns(columns)
         table.show_rows(rows, changed)
         show(self.query_one("#legend", Static), self._legend(paint, wide))
         show(self.query_one("#markets", Static), self._markets(paint, wide))
@@ -277,14 +281,6 @@ class GridScreen(SkyScreen):
         """The latest events of the whole grid, newest first (fills a tall screen)."""
         table = self.query_one("#recent", GridTable)
         room = max(self.app.size.height, 10)
-        table.set_columns(
-            [
-                Column("at", "Time"),
-                Column("what", "What"),
-                Column("change", "Change"),
-                Column("cause", "Cause"),
-            ]
-        )
         g = self.runtime.grid
         events = list(self.runtime.feed.events)[-max(room, 1) :]
         rows = []
@@ -304,6 +300,13 @@ class GridScreen(SkyScreen):
                     [F.clock(e.at), what, change, Text(e.cause, no_wrap=True, overflow="ellipsis")],
                 )
             )
+        columns = [
+            Column("at", "Time"),
+            Column("what", "What"),
+            Column("change", "Change"),
+            Column("cause", "Cause"),
+        ]
+        table.set_columns(fit_last(columns, rows, self.app.size.width, 0))
         table.show_rows(rows)
 
     def _legend(self, paint: palette.Painter, wide: bool) -> Text:

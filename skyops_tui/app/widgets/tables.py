@@ -4,9 +4,10 @@ without losing the cursor, the scroll position or the sort."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.widgets import DataTable
 
@@ -99,6 +100,25 @@ class GridTable(DataTable):
     def _keep_cursor_visible(self) -> None:
         if self.row_count:
             self.move_cursor(row=self.cursor_row, animate=False, scroll=True)
+
+
+def fit_last(
+    columns: Sequence[Column], rows: Sequence[tuple[str, Sequence[Any]]], width: int, gutter: int
+) -> list[Column]:
+    """`columns` with the last one as wide as what the others leave of `width`.
+
+    A long last column (a node's jobs, an event's cause) would otherwise widen the table
+    past the terminal and bring up a horizontal scrollbar; fixed, it ends in an ellipsis
+    instead. `gutter` keeps room for a vertical scrollbar."""
+    if not columns:
+        return []
+    widths = [cell_len(c.label) for c in columns[:-1]]
+    for _, cells in rows:
+        for i, cell in enumerate(cells[: len(widths)]):
+            widths[i] = max(widths[i], cell_len(getattr(cell, "plain", str(cell))))
+    last = columns[-1]
+    room = width - sum(widths) - 2 * len(columns) - gutter  # a cell's padding: 1 each side
+    return [*columns[:-1], replace(last, width=max(room, cell_len(last.label), 4))]
 
 
 def literal(cell: Any) -> Any:
