@@ -413,3 +413,27 @@ def decode_request(line: bytes | str) -> Message:
 
 def _clip(text: str, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# The --fake-gpus grammar: the console checks a config's `fake_gpus` with the parser the
+# agent runs, so a spec the console accepts is one the agent starts with.
+_SPEC_PART = re.compile(r"(\d+)[xX]([A-Za-z][A-Za-z0-9]*)(?:-(\d+)GB)?", re.IGNORECASE)
+# Memory when a spec leaves it out ("8xH100"): the common size of that model.
+_DEFAULT_MEM_GB = {"H100": 80, "H200": 141, "A100": 80, "L40S": 48, "L4": 24, "A10": 24}
+
+
+def parse_fake_spec(spec: str) -> list[tuple[str, int]]:
+    """ "8xH100-80GB" or "4xL40S-48GB,2xA100-40GB" -> [(model, memory GB), ...] per GPU."""
+    gpus: list[tuple[str, int]] = []
+    for part in spec.split(","):
+        match = _SPEC_PART.fullmatch(part.strip())
+        mem = match.group(3) if match else None
+        if not match or not 1 <= int(match.group(1)) <= 64 or mem == "0" or (mem and int(mem) == 0):
+            raise ValueError(
+                f"bad fake GPU spec {part.strip()!r}: expected COUNTxMODEL[-MEMGB] such as 8xH100-80GB, "
+                "comma-separated for a mix (4xL40S-48GB,2xA100-40GB)"
+            )
+        model = match.group(2).upper()
+        mem_gb = int(mem) if mem else _DEFAULT_MEM_GB.get(model, 24)
+        gpus.extend([(model, mem_gb)] * int(match.group(1)))
+    return gpus

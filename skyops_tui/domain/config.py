@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from skyops_agent.gpus import parse_fake_spec as agent_parse_fake_spec
+from skyops_agent.protocol import parse_fake_spec as agent_parse_fake_spec
 
 from .errors import InputError, loads_toml, read_toml, validation_messages
 from .money import MICRO, to_micro
