@@ -1,5 +1,5 @@
-"""What a scheduling pass decides. The executor carries out Start, Preempt and Stop;
-the rest is bookkeeping the grid applies to itself."""
+"""What a scheduling pass decides. The executor carries out Start, Preempt, CallOff and
+Stop; the rest is bookkeeping the grid applies to itself."""
 
 from __future__ import annotations
 
@@ -18,7 +18,20 @@ class Start:
 
 @dataclass(frozen=True, slots=True)
 class Preempt:
-    """Flex: checkpoint signal, grace, SIGTERM, SIGKILL; the job then pauses."""
+    """Flex: checkpoint signal, grace, SIGTERM, SIGKILL; the job then pauses.
+    `for_job`: the job it makes room for (None: not for room, e.g. unpaid); only such a
+    preemption is called off when that room is no longer needed."""
+
+    job: int
+    cause: str
+    for_job: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CallOff:
+    """Cancel a preemption nobody needs any more, if its victim is still in its
+    checkpoint grace (no SIGTERM yet): it then runs on, and the executor reports
+    `CalledOff`. Too late, it pauses as preempted jobs do (docs/modes.md)."""
 
     job: int
     cause: str
@@ -80,5 +93,17 @@ class SetPrice:
     price: int
 
 
-Action = Start | Preempt | Stop | Renew | Warn | Fail | OpenWindow | CloseWindow | Settle | SetPrice
-EXECUTOR_ACTIONS = (Start, Preempt, Stop)
+Action = (
+    Start
+    | Preempt
+    | CallOff
+    | Stop
+    | Renew
+    | Warn
+    | Fail
+    | OpenWindow
+    | CloseWindow
+    | Settle
+    | SetPrice
+)
+EXECUTOR_ACTIONS = (Start, Preempt, CallOff, Stop)

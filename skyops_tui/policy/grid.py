@@ -74,6 +74,11 @@ class Grid:
         self.flex_running: dict[str, set[int]] = {t: set() for t in self.markets}
         self.priority_held: dict[str, int] = dict.fromkeys(self.markets, 0)
         self.stopping: set[int] = set()  # holding jobs asked to stop or preempt
+        # Preemptions made for room in this process, by victim: when (one is called off
+        # only in its checkpoint grace) and for whom; and those being called off, with
+        # why. Not stored: after a restart a preemption runs its course.
+        self.preempted_at: dict[int, tuple[float, int]] = {}
+        self.calling_off: dict[int, str] = {}
         # No job is preempted for another before this time: a leader that has just
         # started waits for its nodes to report (set by the fleet executor).
         self.preempt_from = float("-inf")
@@ -183,6 +188,9 @@ class Grid:
         self._unindex(job)
         job.state = new
         self._index(job)
+        if old is PR and self.preempted_at:
+            self.preempted_at.pop(job.id, None)
+            self.calling_off.pop(job.id, None)
         if new in TERMINAL:
             job.ended_at = now
         self.dirty_jobs.add(job.id)
@@ -838,11 +846,15 @@ class Grid:
         match action:
             case A.Start(job=jid, placement=pl, market=m, resume=resume):
                 self._start(self.jobs[jid], pl, m, resume, now)
-            case A.Preempt(job=jid, cause=cause):
+            case A.Preempt(job=jid, cause=cause, for_job=for_job):
                 job = self.jobs[jid]
                 job.stop_reason = "paused"
                 job.preemptions += 1
                 self.set_state(job, PR, now, cause)
+                if for_job is not None:
+                    self.preempted_at[jid] = (now, for_job)
+            case A.CallOff(job=jid, cause=cause):
+                self.calling_off[jid] = cause
             case A.Stop(job=jid, outcome=outcome, cause=cause):
                 job = self.jobs[jid]
                 if not job.stop_reason:
@@ -915,6 +927,17 @@ class Grid:
             hours = job.hours if job.hours is not None else 1.0
             job.end_at = now + hours * 3600
         self.set_state(job, R, now, "process started")
+
+    def called_off(self, ref: int, now: float, cause: str = "") -> None:
+        """The executor cancelled a preemption in its grace: the job runs on, on its GPUs,
+        billed as running all along; the preemption is not counted against it."""
+        job = self.jobs[ref]
+        why = cause or self.calling_off.get(ref, "") or "no longer needed"
+        if job.state is not PR or job.stop_reason != "paused":
+            return
+        job.stop_reason = None
+        job.preemptions = max(job.preemptions - 1, 0)
+        self.set_state(job, R, now, f"preemption called off ({why})")
 
     def _release(self, job: Job, now: float, ended_at: float | None = None, why: str = "") -> None:
         self.settle(job, now, ended_at, why)

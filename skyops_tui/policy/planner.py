@@ -33,7 +33,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable, Iterator
 
-from ..domain.model import Job, JobState, Mode, Node, NodeStatus, Placement, Reservation
+from ..domain.model import HOLDING, Job, JobState, Mode, Node, NodeStatus, Placement, Reservation
 from ..domain.money import fmt
 from . import actions as A
 from .funding import guard
@@ -60,6 +60,8 @@ class Planner:
         self.taken: dict[str, set[int]] = {}  # GPUs given out in this pass
         self.victims: set[int] = set()  # jobs this pass preempts or stops
         self.claimed: dict[str, int] = {}  # soon-free GPUs claimed per node in this pass
+        # The same claims one by one, per node: (pool, reservation, GPUs, Flex bid or 0).
+        self.claims: dict[str, list[tuple[str, str | None, int, int]]] = {}
         self.started: set[int] = set()
         self.start_of: dict[int, list[Placement]] = {}
         self._soon: dict[str, list[int]] | None = None
@@ -98,6 +100,7 @@ class Planner:
         self.priority()
         self.commit()
         self.flex()
+        self.call_offs()
         return self.actions
 
     # ------------------------------------------------------------- helpers
@@ -256,7 +259,7 @@ class Planner:
                 self._victim_nodes = [n.name for n in ready[: job.nodes]]
                 for n in ready[: job.nodes]:
                     free = self.node_free_count(n, pool)
-                    self.claimed[n.name] = self.claimed.get(n.name, 0) + n.gpu_count - free
+                    self.claim(n.name, n.gpu_count - free, job, pool, reservation)
                     self.take(n.name, self.free_indices(n, pool))
                 return True
             return False
@@ -271,7 +274,7 @@ class Planner:
             soon = self.soon_count(node, pool, reservation)
             if soon and free + soon >= job.gpus:
                 self._victim_nodes = [node.name]
-                self.claimed[node.name] = self.claimed.get(node.name, 0) + (job.gpus - free)
+                self.claim(node.name, job.gpus - free, job, pool, reservation)
                 # The free GPUs it counts on are its own too: nobody else gets them.
                 self.take(node.name, self.free_indices(node, pool, reservation)[: job.gpus])
                 return True
@@ -284,17 +287,92 @@ class Planner:
         free GPUs it counted on beside them, so nothing else is placed there meanwhile."""
         for v in victims:
             for p in v.placement:
-                self.claimed[p.node] = self.claimed.get(p.node, 0) + len(p.gpus)
+                self.claim(p.node, len(p.gpus), job, pool, reservation)
         for name in self._victim_nodes:
             idx = self.free_indices(self.g.nodes[name], pool, reservation)
             self.take(name, idx if job.nodes else idx[: job.gpus])
 
-    def preempt(self, victims: list[Job], cause: str) -> None:
+    def claim(self, node: str, k: int, job: Job, pool: str, reservation: str | None) -> None:
+        self.claimed[node] = self.claimed.get(node, 0) + k
+        bid = job.bid if pool == FLEX_POOL else 0
+        self.claims.setdefault(node, []).append((pool, reservation, k, bid))
+
+    def preempt(self, victims: list[Job], cause: str, for_job: Job | None = None) -> None:
         for v in victims:
             if v.id in self.victims:
                 continue
             self.mark_stopping(v)
-            self.emit(A.Preempt(v.id, cause))
+            self.emit(A.Preempt(v.id, cause, for_job.id if for_job is not None else None))
+
+    def call_offs(self) -> None:
+        """Call off the preemptions made for room that nobody needs any more, while their
+        victims are in the checkpoint grace (docs/modes.md, *Queue, backfill and
+        claims*): the job they were for started elsewhere (or left), and no claim of this
+        pass counts on their GPUs. A Flex claim counts only against a victim its bid
+        could outbid: a lower bid gains nothing from a preemption it could not make."""
+        g, now = self.g, self.now
+        if not g.preempted_at:
+            return
+        grace = self.cfg.cluster.grace_s
+        outbid = 1 + self.cfg.pricing.min_outbid
+        cands = []
+        for jid, (at, _) in g.preempted_at.items():
+            v = g.jobs[jid]
+            if (
+                now < at + grace
+                and jid not in g.calling_off
+                and v.state is JobState.PREEMPTING
+                and v.stop_reason == "paused"
+                and jid not in self.victims
+            ):
+                cands.append(v)
+        if not cands:
+            return
+        cands.sort(key=lambda v: (-v.bid, v.seq, v.id))  # the likeliest to resume first
+        kept: dict[str, list[int]] = {}  # per node, soon-free GPUs of victims called off
+        for v in cands:
+            bid = v.bid * outbid
+            if not all(self._spare(p.node, p.gpus, kept.get(p.node, ()), bid) for p in v.placement):
+                continue
+            for p in v.placement:
+                kept.setdefault(p.node, []).extend(p.gpus)
+            _, for_id = g.preempted_at[v.id]
+            who = g.jobs.get(for_id)
+            if who is None:
+                why = "no longer needed"
+            elif for_id in self.started:
+                why = f"{who.name} started on other GPUs"
+            elif who.state in HOLDING:
+                why = f"{who.name} runs on other GPUs"
+            else:
+                why = f"{who.name} no longer needs its GPUs"
+            self.emit(A.CallOff(v.id, why))
+
+    def _spare(self, node: str, gpus: Iterable[int], kept: Iterable[int], bid: float) -> bool:
+        """Whether the claims on `node` still have their GPUs being freed once `gpus` (and
+        `kept`) are not: Priority claims on unreserved ones, a window's on its own."""
+        out = set(gpus) | set(kept)
+        left = [i for i in self.soon().get(node, ()) if i not in out]
+        claims = self.claims.get(node)
+        if not claims:
+            return True
+        n = self.g.nodes[node]
+        total = 0
+        need: dict[str | None, int] = {}
+        for pool, res, k, b in claims:
+            if pool == FLEX_POOL:
+                if b >= bid:
+                    total += k
+                continue
+            key = None if pool == PRIORITY_POOL else res
+            need[key] = need.get(key, 0) + k
+            total += k
+        if len(left) < total:
+            return False
+        for key, k in need.items():
+            if sum(1 for i in left if n.reserved[i] == key) < k:
+                return False
+        return True
 
     def choose_victims(
         self,
@@ -863,7 +941,7 @@ class Planner:
         for t in types:
             victims = self.choose_victims(nodes_of[t], job, pool, lambda v: True)
             if victims:
-                self.preempt(victims, f"preempted for {who} {job.name}")
+                self.preempt(victims, f"preempted for {who} {job.name}", job)
                 self.hold_victim_nodes(victims, job, pool)
                 return t
         return None
@@ -913,7 +991,7 @@ class Planner:
                     continue
                 victims = self.choose_victims(nodes, job, "commit", lambda v: True, name)
                 if victims:
-                    self.preempt(victims, f"reclaimed for Commit job {job.name} ({name})")
+                    self.preempt(victims, f"reclaimed for Commit job {job.name} ({name})", job)
                     self.hold_victim_nodes(victims, job, "commit", name)
 
     # ---------------------------------------------------------------- flex
@@ -1101,7 +1179,7 @@ class Planner:
                 if victims:
                     if job.gpu_type is None:
                         self.waiting_elsewhere.add(job.id)
-                    self.preempt(victims, f"outbid by {job.name}")
+                    self.preempt(victims, f"outbid by {job.name}", job)
                     soon_nodes = [n for n in nodes if n.name in self.soon()]
                     took = self.took
                     self.hold_victim_nodes(victims, job, FLEX_POOL)

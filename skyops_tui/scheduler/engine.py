@@ -15,7 +15,7 @@ from ..domain.errors import Refused
 from ..policy import actions as A
 from ..policy.grid import Grid
 from ..policy.planner import plan
-from .executor import Checkpointed, Executor, Exited, NodeChanged, Report, Started
+from .executor import CalledOff, Checkpointed, Executor, Exited, NodeChanged, Report, Started
 
 Persist = Callable[[Grid, list[A.Action]], None]
 
@@ -91,6 +91,8 @@ class Engine:
                         self.grid.started(j, now)
                     case Exited(job=j, exit_code=code, completed=done, cause=cause, ended_at=t):
                         self.grid.exited(j, code, now, cause, done, t)
+                    case CalledOff(job=j, cause=cause):
+                        self.grid.called_off(j, now, cause)
                     case Checkpointed(job=j, at=at, work_lost_s=lost):
                         job = self.grid.jobs[j]
                         if at is not None:

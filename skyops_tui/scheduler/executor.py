@@ -1,7 +1,7 @@
 """The narrow interface between the scheduler and whatever runs jobs.
 
 The scheduler hands an executor the actions that touch processes (start, preempt,
-stop). The executor carries them out on its own time and tells the scheduler what
+call off a preemption, stop). The executor carries them out on its own time and tells the scheduler what
 happened through reports. The simulated executor, the SSH fleet and a Slurm backend
 all fit behind it.
 """
@@ -14,7 +14,7 @@ from typing import Protocol
 
 from ..domain.model import Job, NodeStatus
 from ..domain.telemetry import NodeSample
-from ..policy.actions import Preempt, Start, Stop
+from ..policy.actions import CallOff, Preempt, Start, Stop
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +39,14 @@ class Checkpointed:
 
 
 @dataclass(frozen=True, slots=True)
+class CalledOff:
+    """A preemption was cancelled in its checkpoint grace: the job runs on."""
+
+    job: int
+    cause: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class NodeChanged:
     node: str
     status: NodeStatus
@@ -46,8 +54,8 @@ class NodeChanged:
     since: float | None = None  # unreachable: when the node was last heard from
 
 
-Report = Started | Exited | Checkpointed | NodeChanged
-ExecutorAction = Start | Preempt | Stop
+Report = Started | Exited | Checkpointed | CalledOff | NodeChanged
+ExecutorAction = Start | Preempt | CallOff | Stop
 
 
 class Executor(Protocol):
@@ -56,7 +64,11 @@ class Executor(Protocol):
         ...
 
     def execute(self, action: ExecutorAction, job: Job) -> None:
-        """Carry out an action; must not block. Outcomes come back as reports."""
+        """Carry out an action; must not block. Outcomes come back as reports.
+
+        `CallOff` asks to cancel the job's preemption: while its checkpoint grace runs
+        (no SIGTERM sent) the executor stops the stop sequence and reports `CalledOff`;
+        once SIGTERM is out it reports nothing, and the job exits as a preempted one."""
         ...
 
 

@@ -16,7 +16,7 @@ from ..clock import ManualClock
 from ..domain.model import HOLDING, Job, JobState, NodeStatus
 from ..domain.telemetry import GpuSample, NodeSample
 from ..policy import actions as A
-from ..scheduler.executor import Exited, Report, Started
+from ..scheduler.executor import CalledOff, Exited, Report, Started
 
 
 class SimExecutor:
@@ -45,6 +45,9 @@ class SimExecutor:
         self._samples: dict[str, tuple[tuple, NodeSample]] = {}
         self.used_gpu_s = 0.0
         self.jobs: dict[int, Job] = {}  # jobs with a run under way
+        # Runs in a checkpoint grace: what their preemption saved and lost (work, work
+        # lost, the checkpoint before), undone if it is called off.
+        self.preempting: dict[int, tuple[float, float, float | None]] = {}
 
     def bind(self, report: Callable[[Report], None]) -> None:
         self.report = report
@@ -66,6 +69,10 @@ class SimExecutor:
             remaining = max((job.runtime or 0.0) - job.work_done, 0.0)
             self._at(now + remaining, Exited(job.id, 0, completed=True, cause="finished"), token)
             return
+        if isinstance(action, A.CallOff):
+            self._call_off(job, action.cause)
+            return
+        self.preempting.pop(job.id, None)
         start = self.run_start.get(job.id, now)
         stop_at = now + (self.stop_delay if isinstance(action, A.Preempt) else self.term_delay)
         done_at = start + max((job.runtime or 0.0) - job.work_done, 0.0)
@@ -73,12 +80,36 @@ class SimExecutor:
             return  # it finishes before the signal takes effect
         token = self.token[job.id] = next(self.seq)
         if isinstance(action, A.Preempt) or action.outcome is JobState.PAUSED:
+            before = (job.work_done, job.lost_work_s, job.last_checkpoint_at)
             self._save(job, start, stop_at)
+            if isinstance(action, A.Preempt):
+                self.preempting[job.id] = (
+                    job.work_done - before[0],
+                    job.lost_work_s - before[1],
+                    before[2],
+                )
         if isinstance(action, A.Preempt):
             cause = "stopped at the checkpoint signal"
         else:
             cause = f"stopped ({action.outcome})"
         self._at(stop_at, Exited(job.id, None, completed=False, cause=cause), token)
+
+    def _call_off(self, job: Job, cause: str) -> None:
+        """A run still in its checkpoint grace (it stops at the end of `stop_delay`)
+        runs on; its checkpoint saved meanwhile does no harm. Later: nothing to do."""
+        undo = self.preempting.pop(job.id, None)
+        if undo is None or job.id not in self.token:
+            return
+        saved, lost, ckpt = undo
+        job.work_done -= saved
+        job.lost_work_s -= lost
+        self.lost_work_gpu_s -= lost * job.gpu_total
+        job.last_checkpoint_at = ckpt
+        token = self.token[job.id] = next(self.seq)
+        start = self.run_start.get(job.id, self.clock.now())
+        done = start + max((job.runtime or 0.0) - job.work_done, 0.0)
+        self._at(done, Exited(job.id, 0, completed=True, cause="finished"), token)
+        self.report(CalledOff(job.id, cause))
 
     def _save(self, job: Job, start: float, end: float) -> None:
         """Keep the checkpoints a run that ends at `end` saved on its way; the rest of
@@ -101,6 +132,7 @@ class SimExecutor:
         self.used_gpu_s += (now - start) * self.run_gpus.pop(job.id, 0)
         self.token.pop(job.id, None)
         self.jobs.pop(job.id, None)
+        self.preempting.pop(job.id, None)
         self._save(job, start, now)
 
     def _reap_lost(self, now: float) -> None:
@@ -168,6 +200,7 @@ class SimExecutor:
                 continue
             self.token.pop(r.job, None)
             self.jobs.pop(r.job, None)
+            self.preempting.pop(r.job, None)
             start = self.run_start.pop(r.job, t)
             self.used_gpu_s += (t - start) * self.run_gpus.pop(r.job, 0)
             self.report(r)

@@ -143,6 +143,7 @@ ACTION_TYPES: dict[str, type] = {
     for t in (
         A.Start,
         A.Preempt,
+        A.CallOff,
         A.Stop,
         A.Renew,
         A.Warn,

@@ -1,0 +1,129 @@
+"""A Priority job waiting on a victim's grace takes any GPU that frees meanwhile and
+calls off the preemption it no longer needs (issue 17; docs/modes.md, *Queue, backfill
+and claims*). Each test is one story, its outcome written from docs/modes.md."""
+
+from __future__ import annotations
+
+import json
+
+from skyops_tui.domain.model import JobState
+from skyops_tui.policy import actions as A
+from skyops_tui.sim.simulator import EPOCH, simulate
+from skyops_tui.sim.trace import parse_lines
+from tests.helpers import HOUR, T0, HandWorld, World, config, micro
+
+# 2 nodes x 4 H100. `a` holds h100-1 until 30 s; Flex `f` holds h100-2. `p` (4 GPUs)
+# arrives at 10 s and preempts `f`; `a` ends at 30 s, inside f's 120 s grace.
+TRACE = [
+    {"name": "a", "user": "prod", "submit": 0, "mode": "priority", "gpus": 4, "hours": 2,
+     "runtime": 30},
+    {"name": "f", "user": "lab", "submit": 0, "mode": "flex", "gpus": 4, "bid": 1.0,
+     "runtime": 600, "checkpoint_every": 60},
+    {"name": "p", "user": "prod", "submit": 10, "mode": "priority", "gpus": 4, "hours": 1,
+     "runtime": 100},
+]  # fmt: skip
+
+
+def calloff_config(**cluster: float):
+    return config(
+        "2x4xH100",
+        cluster={"grace_s": 120, **cluster},
+        simulation={"stop_delay_s": 60},  # f takes 60 s to save and go after the signal
+    )
+
+
+def test_a_victim_in_its_grace_runs_on_when_its_preemptor_starts_elsewhere() -> None:
+    """The trace: p starts on a's GPUs at 30 s, and f's preemption is called off: f
+    never pauses, no preemption is counted against it, it loses no work (it ends at
+    600 s, as if never preempted) and pays as a job that ran all along."""
+    result = simulate(parse_lines(map(json.dumps, TRACE), "trace"), calloff_config())
+    g = result.grid
+    assert result.summary["violations"] == [] and result.refused == []
+    f, p = g.job_by_ref("f"), g.job_by_ref("p")
+    assert p.first_started_at - EPOCH == 30
+    assert {pl.node for pl in p.placement} <= {"h100-1"}  # a's GPUs, not f's
+    assert f.state is JobState.SUCCEEDED and f.runs == 1
+    assert f.preemptions == 0 and f.lost_work_s == 0
+    assert f.ended_at - EPOCH == 600
+
+    alone = simulate(parse_lines(map(json.dumps, TRACE[:2]), "trace"), calloff_config())
+    assert f.charged == alone.grid.job_by_ref("f").charged  # billed as running throughout
+
+
+def test_the_call_off_is_an_event_on_the_victim() -> None:
+    w = World(calloff_config(), stop_delay=60)
+    w.priority("a", gpus=4, hours=2, runtime=30)
+    w.flex("f", gpus=4, bid=1.0, runtime=600)
+    w.advance(10)
+    w.priority("p", gpus=4, runtime=100)
+    w.advance(100)
+    assert w.states("f") == ["queued", "starting", "running", "preempting", "running"]
+    assert w.causes("f")[-1] == "preemption called off (p started on other GPUs)"
+    assert w.job("f").stop_reason is None and w.job("f").preemptions == 0
+    assert w.violations == []
+
+
+def test_after_sigterm_the_preemption_is_not_called_off() -> None:
+    """A grace of 10 s: a ends at 30 s, after f got SIGTERM; f pauses as today."""
+    w = HandWorld(calloff_config(grace_s=10))
+    w.priority("a", gpus=4, hours=2)
+    w.flex("f", gpus=4, bid=1.0)
+    w.at(0)
+    w.run()
+    w.priority("p", gpus=4)
+    w.at(10)
+    w.at(30)
+    w.exited("a", 0)
+    w.at(31)
+    assert w.state("p") is JobState.STARTING
+    assert w.acted(A.CallOff) == []
+    w.stopped("f")
+    assert w.state("f") is JobState.PAUSED and w.job("f").preemptions == 1
+
+
+def test_a_victim_another_waiting_priority_job_can_use_is_not_called_off() -> None:
+    """p starts on a's GPUs, but q (4 GPUs) waits too: it claims f's GPUs instead."""
+    w = HandWorld(calloff_config())
+    w.priority("a", gpus=4, hours=2)
+    w.flex("f", gpus=4, bid=1.0)
+    w.at(0)
+    w.run()
+    w.priority("p", gpus=4)
+    w.at(10)
+    w.priority("q", gpus=4)
+    w.at(20)
+    w.exited("a", 0)
+    acts = w.at(30)
+    assert w.state("p") is JobState.STARTING
+    assert not [a for a in acts if isinstance(a, A.CallOff)]
+    w.stopped("f")
+    w.at(70)
+    assert w.state("q") is JobState.STARTING
+    assert w.gpus_of("q") == {("h100-2", i) for i in range(4)}
+
+
+def test_a_lower_bid_waiting_for_the_gpus_does_not_keep_the_victim_stopping() -> None:
+    """A Flex job whose bid could not outbid f gains nothing from f's preemption."""
+    w = HandWorld(calloff_config())
+    w.priority("a", gpus=4, hours=2)
+    w.flex("f", gpus=4, bid=2.0)
+    w.at(0)
+    w.run()
+    w.flex("low", gpus=4, bid=1.0)
+    w.priority("p", gpus=4)
+    w.at(10)
+    w.exited("a", 0)
+    acts = w.at(30)
+    assert [w.grid.jobs[a.job].name for a in acts if isinstance(a, A.CallOff)] == ["f"]
+    assert w.state("low") is JobState.QUEUED
+
+
+def test_an_unpaid_flex_job_is_not_called_off() -> None:
+    """A preemption for an account that cannot pay makes no room for anyone: it is
+    never called off, and the job pauses."""
+    w = World(calloff_config(), stop_delay=60)
+    w.account("alice", micro(5))
+    w.flex("f", gpus=4, bid=1.0, runtime=10 * HOUR, checkpoint_every=60)
+    w.run_until(T0 + 2 * HOUR)
+    assert w.acted(A.Preempt, "f") and w.acted(A.CallOff, "f") == []
+    assert w.state("f") is JobState.PAUSED
