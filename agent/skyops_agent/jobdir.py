@@ -4,7 +4,9 @@
     spec.json     what to run (written once by the agent, before the shim starts)
     shim.pid      the shim's pid (written by the agent right after launching it)
     status.json   the shim's record: state, pid, exit code/signal, times (atomic rewrite)
-    stop.json     a stop request (written by the agent, then the shim gets SIGTERM)
+    stop.json     a stop request (written by the agent, then the shim gets SIGTERM);
+                  marked `called_off` by the shim when an unstop cancelled it
+    unstop.json   a request to call the stop off (the agent, then SIGUSR2 to the shim)
     stdout.log    the job's output
     stderr.log
     shim.log      the shim's own complaints, if any
@@ -23,6 +25,7 @@ from typing import Any
 SPEC = "spec.json"
 STATUS = "status.json"
 STOP = "stop.json"
+UNSTOP = "unstop.json"
 SHIM_PID = "shim.pid"
 STDOUT = "stdout.log"
 STDERR = "stderr.log"

@@ -25,6 +25,7 @@ from skyops_agent.protocol import ProtocolError
 from skyops_agent.zipapp import running_zipapp
 
 START_TIMEOUT_S = 10.0  # how long `start` waits for the shim to launch the job
+UNSTOP_TIMEOUT_S = 5.0  # how long `unstop` waits for the shim's answer
 LOG_TAIL_MAX_BYTES = 1024 * 1024
 
 _HAVE_PROC = os.path.exists("/proc/self/stat")
@@ -237,6 +238,8 @@ class JobRunner:
         status_path = self._file(job_id, jobdir.STATUS)
         status = jobdir.read_json(status_path) or {}
         stop = jobdir.read_json(self._file(job_id, jobdir.STOP))
+        if stop is not None and stop.get("called_off"):
+            stop = None  # the job runs on
         shim_pid = status.get("shim_pid") or self._read_shim_pid(job_id)
         state = status.get("state", protocol.STATE_STARTING)
         if state != protocol.STATE_EXITED:
@@ -435,6 +438,54 @@ class JobRunner:
                 os.kill(rec["shim_pid"], signal.SIGTERM)
             except ProcessLookupError:
                 pass
+        return self._existing(job_id)
+
+    def unstop(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Call off a stop whose job is still in its checkpoint grace: the shim decides
+        (only it knows whether SIGTERM is out) and answers in status.json."""
+        job_id = req["job_id"]
+        rec = self._existing(job_id)
+        if rec["state"] not in (protocol.STATE_RUNNING, protocol.STATE_STOPPING):
+            raise ProtocolError(
+                protocol.E_TOO_LATE,
+                "job {!r} is {}: there is no stop to call off".format(job_id, rec["state"]),
+            )
+        if rec["stop_requested"] is None:
+            return rec  # nothing to call off: it runs
+        token = uuid.uuid4().hex
+        ask = {"token": token, "reason": req["reason"], "requested_at": time.time()}
+        jobdir.write_json(self._file(job_id, jobdir.UNSTOP), ask)
+        try:
+            os.kill(rec["shim_pid"], signal.SIGUSR2)
+        except ProcessLookupError:
+            pass
+        status_path = self._file(job_id, jobdir.STATUS)
+        deadline = time.monotonic() + UNSTOP_TIMEOUT_S
+        while True:
+            status = jobdir.read_json(status_path) or {}
+            answer = status.get("unstop")
+            if isinstance(answer, dict) and answer.get("token") == token:
+                break
+            ended = status.get("state") == protocol.STATE_EXITED
+            if ended or time.monotonic() > deadline:
+                try:
+                    os.unlink(self._file(job_id, jobdir.UNSTOP))
+                except FileNotFoundError:
+                    pass
+                if not ended:
+                    raise ProtocolError(
+                        protocol.E_INTERNAL,
+                        f"job {job_id!r}: its shim did not answer within {UNSTOP_TIMEOUT_S:.0f} s",
+                    )
+                answer = None
+                break
+            time.sleep(0.005)
+        if answer is None or not answer.get("ok"):
+            phase = (answer or {}).get("phase")
+            why = "SIGTERM was sent" if phase in ("term", "kill") else "it has ended"
+            raise ProtocolError(
+                protocol.E_TOO_LATE, f"job {job_id!r}: too late to call its stop off ({why})"
+            )
         return self._existing(job_id)
 
     def _stop_lost(self, rec: dict[str, Any], stop: dict[str, Any]) -> None:

@@ -18,7 +18,8 @@ import re
 from typing import Any, Callable, NamedTuple
 
 # 2: jobs run as a Unix user (start.user), carry their grid (start.grid), `configure`.
-PROTOCOL_VERSION = 2
+# 3: `unstop` calls off a stop still in its checkpoint grace.
+PROTOCOL_VERSION = 3
 
 # Requests, console -> agent.
 HELLO = "hello"
@@ -28,6 +29,7 @@ TELEMETRY = "telemetry"
 SUBSCRIBE = "subscribe"
 START = "start"
 STOP = "stop"
+UNSTOP = "unstop"
 SIGNAL = "signal"
 JOBS = "jobs"
 LOGS = "logs"
@@ -63,6 +65,7 @@ E_LINE_TOO_LONG = "line_too_long"
 E_INTERNAL = "internal"
 E_UNKNOWN_USER = "unknown_user"
 E_OTHER_GRID = "other_grid"
+E_TOO_LATE = "too_late"
 
 MODES = ("priority", "commit", "flex")
 STREAMS = ("stdout", "stderr")
@@ -228,6 +231,7 @@ REQUESTS: dict[str, dict[str, Field]] = {
         "term_grace_s": opt(NONNEG_NUMBER, DEFAULT_TERM_GRACE_S),
         "reason": req(TEXT),
     },
+    UNSTOP: {"job_id": req(JOB_ID), "reason": req(TEXT)},
     SIGNAL: {"job_id": req(JOB_ID), "signal": req(SIGNAL_NAME)},
     JOBS: {},
     LOGS: {

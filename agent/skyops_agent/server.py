@@ -58,6 +58,7 @@ class Server:
             protocol.SUBSCRIBE: self._subscribe,
             protocol.START: self.runner.start,
             protocol.STOP: lambda req: self.runner.stop(self._ours(req)),
+            protocol.UNSTOP: lambda req: self.runner.unstop(self._ours(req)),
             protocol.SIGNAL: lambda req: self.runner.send_signal(
                 self._ours(req)["job_id"], req["signal"]
             ),

@@ -4,7 +4,8 @@ The agent starts it in a new session, so it outlives the agent and the SSH link.
 starts the job (an argv list, never a shell string) in the job's own process group,
 records pid, exit status and times in status.json, and carries out stop requests itself
 (checkpoint signal, grace, SIGTERM, grace, SIGKILL of the whole group) so a stop finishes
-even when the agent is gone. It becomes a child subreaper (Linux) so processes the job
+even when the agent is gone. A stop still in its checkpoint grace can be called off
+(unstop.json, then SIGUSR2): the job runs on; once SIGTERM is out it cannot. It becomes a child subreaper (Linux) so processes the job
 leaves behind are reaped here and the group can be watched until it is empty.
 
 The shim runs as the agent's user; only the job's child drops to the job's Unix user
@@ -51,7 +52,8 @@ def job_env(spec: dict[str, Any], base: dict[str, str]) -> dict[str, str]:
 class StopSequence:
     """Checkpoint signal -> grace -> SIGTERM -> grace -> SIGKILL, sent to the job's group.
 
-    A second request may only make the remaining waits shorter.
+    A second request may only make the remaining waits shorter. `call_off` goes back to
+    idle while the checkpoint grace runs: the job keeps what it saved and runs on.
     """
 
     def __init__(self, pgid: int, cgroup: Cgroup | None = None) -> None:
@@ -80,6 +82,13 @@ class StopSequence:
                 wait = self.term_grace_s
             self.deadline = min(self.deadline, now + wait)
         self.advance(now)
+
+    def call_off(self, now: float) -> bool:
+        self.advance(now)
+        if self.phase not in ("idle", "checkpoint"):
+            return False
+        self.phase, self.deadline = "idle", None
+        return True
 
     def advance(self, now: float) -> None:
         while self.deadline is not None and now >= self.deadline:
@@ -152,6 +161,8 @@ class Shim:
             "cgroup": None,
         }
         self.stop_requested = False
+        self.unstop_requested = False
+        self.stop_handled: Any = None  # requested_at of the last stop request carried out
         self.cgroup: Cgroup | None = None
 
     def _path(self, name: str) -> str:
@@ -170,8 +181,47 @@ class Shim:
     def _on_term(self, signum: int, frame: Any) -> None:
         self.stop_requested = True
 
+    def _on_unstop(self, signum: int, frame: Any) -> None:
+        self.unstop_requested = True
+
+    def _take_stop(self, stop: StopSequence, now: float) -> None:
+        """Carry out the stop request on disk, once: a SIGTERM whose request was already
+        carried out, or called off, changes nothing."""
+        request = self._stop_request()
+        if request.get("called_off"):
+            return
+        at = request.get("requested_at")
+        if at is not None and at == self.stop_handled:
+            return
+        self.stop_handled = at
+        self.status["stop_reason"] = request.get("reason")
+        stop.request(request, now)
+
+    def _take_unstop(self, stop: StopSequence, exited: bool, now: float) -> None:
+        """Call the stop off if its job still runs in the checkpoint grace; the answer
+        goes into status.json (`unstop`), which the agent waits for."""
+        ask = jobdir.read_json(self._path(jobdir.UNSTOP))
+        if ask is None:
+            return
+        if os.path.exists(self._path(jobdir.STOP)):
+            self._take_stop(stop, now)  # a stop whose SIGTERM is still on its way
+        was = stop.phase
+        ok = not exited and stop.call_off(now)
+        if ok:
+            request = jobdir.read_json(self._path(jobdir.STOP))
+            if request is not None:
+                request.update(called_off=True, called_off_at=time.time())
+                jobdir.write_json(self._path(jobdir.STOP), request)
+            self.status["stop_reason"] = None
+        try:
+            os.unlink(self._path(jobdir.UNSTOP))
+        except FileNotFoundError:
+            pass
+        self._save(unstop={"token": ask.get("token"), "ok": ok, "phase": was})
+
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._on_term)
+        signal.signal(signal.SIGUSR2, self._on_unstop)
         for signum in (signal.SIGHUP, signal.SIGINT):  # a handler, not SIG_IGN: jobs inherit that
             signal.signal(signum, lambda s, f: None)
         _become_subreaper()
@@ -183,7 +233,7 @@ class Shim:
         proc = self._launch()
         if proc is None:
             return 0
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD, signal.SIGTERM})
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD, signal.SIGTERM, signal.SIGUSR2})
         self._supervise(proc.pid)
         return 0
 
@@ -267,9 +317,10 @@ class Shim:
             now = time.monotonic()
             if self.stop_requested:
                 self.stop_requested = False
-                request = self._stop_request()
-                self.status["stop_reason"] = request.get("reason")
-                stop.request(request, now)
+                self._take_stop(stop, now)
+            if self.unstop_requested:
+                self.unstop_requested = False
+                self._take_unstop(stop, exit_status is not None, now)
             if exit_status is not None or stop.phase == "kill":
                 if exit_status is not None and not group_alive(pid, self.cgroup):
                     break
@@ -281,9 +332,11 @@ class Shim:
                 if exit_status is not None:
                     break
             timeout = 1.0 if stop.deadline is None else max(0.0, min(1.0, stop.deadline - now))
-            info = signal.sigtimedwait({signal.SIGCHLD, signal.SIGTERM}, timeout)
+            info = signal.sigtimedwait({signal.SIGCHLD, signal.SIGTERM, signal.SIGUSR2}, timeout)
             if info is not None and info.si_signo == signal.SIGTERM:
                 self.stop_requested = True
+            elif info is not None and info.si_signo == signal.SIGUSR2:
+                self.unstop_requested = True
             stop.advance(time.monotonic())
         code = os.waitstatus_to_exitcode(exit_status)
         if self.cgroup is not None and not self.cgroup.pids():

@@ -31,7 +31,7 @@ from ..domain.config import Config
 from ..domain.model import HOLDING, Job, JobState, Mode, NodeStatus
 from ..domain.telemetry import NodeSample
 from ..policy import actions as A
-from ..scheduler.executor import Checkpointed, Exited, NodeChanged, Report, Started
+from ..scheduler.executor import CalledOff, Checkpointed, Exited, NodeChanged, Report, Started
 from .link import AgentError, LinkClosed, Transport
 from .node import NodeLink
 from .ssh import SshTransport, sftp_copy_dir
@@ -78,6 +78,7 @@ class Run:
     started: bool = False
     reported: bool = False
     starting: asyncio.Task | None = None  # the start in flight, which a stop waits for
+    preempting: asyncio.Task | None = None  # the preemption in flight (a call-off waits)
 
 
 class FleetExecutor:
@@ -216,7 +217,10 @@ class FleetExecutor:
             gpus = {p.node: list(p.gpus) for p in action.placement}
             run.starting = self._spawn(self._start(run, spec, gpus))
         elif isinstance(action, A.Preempt):
-            self._spawn(self._stop(self._run_for(job), True, action.cause))
+            run = self._run_for(job)
+            run.preempting = self._spawn(self._stop(run, True, action.cause))
+        elif isinstance(action, A.CallOff):
+            self._spawn(self._call_off(self._run_for(job), action.cause))
         elif isinstance(action, A.Stop):
             self._spawn(self._stop(self._run_for(job), False, action.cause))
 
@@ -317,6 +321,32 @@ class FleetExecutor:
                     self._part_exited(run, aid, {"exit_code": None, "stop_reason": reason})
             except (LinkClosed, TimeoutError):
                 pass
+
+    async def _call_off(self, run: Run, cause: str) -> None:
+        """Ask each part's agent to call its stop off (`unstop`; it can while the
+        checkpoint grace runs). All did: the job runs on (`CalledOff`). One part too
+        late: the job pauses as preempted, and the parts that ran on are stopped again."""
+        pending = run.preempting
+        if pending is not None and pending is not asyncio.current_task():
+            await asyncio.wait({pending})  # an unstop before its stop would undo nothing
+        if not run.stopping or run.reported:
+            return
+        called, ok = 0, True
+        for aid, node in run.parts.items():
+            agent = self._agent(node)
+            if aid in run.exits or agent is None:
+                ok = False
+                continue
+            try:
+                await agent.request(protocol.UNSTOP, job_id=aid, reason=cause[:200] or "called off")
+                called += 1
+            except (AgentError, LinkClosed, TimeoutError):
+                ok = False
+        if ok:
+            run.stopping = False
+            self.report(CalledOff(run.job, cause))
+        elif called:
+            await self._stop(run, True, "preempted (too late to call off on every node)")
 
     async def _follow_checkpoint(self, job: int, target: str) -> None:
         """Copy the job's checkpoint folder to the node it resumes on, from the node

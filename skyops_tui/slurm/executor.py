@@ -10,7 +10,8 @@ the Slurm feature it uses.
   resume moves it to the node Skyops chose and releases it; the batch script sees
   `SLURM_RESTART_COUNT` and sets `SKYOPS_RESUME=1`.
 - Preemption is Skyops's: the checkpoint signal to the batch step (`scancel -b -s`),
-  up to `grace_s` for the job to go, then the requeue (which kills what is left).
+  up to `grace_s` for the job to go, then the requeue (which kills what is left). A
+  preemption called off in that grace is simply not escalated: the job runs on.
   The Flex partition's own REQUEUE/GraceTime and `--signal=B:USR1@grace` only act if
   Slurm preempts by itself (a job from outside Skyops).
 - State is read from Slurm every `poll_s`: `squeue --json` for jobs (their real start
@@ -38,7 +39,7 @@ from ..domain.config import Config
 from ..domain.model import HOLDING, Job, JobState, Mode, NodeStatus
 from ..domain.telemetry import GpuSample, NodeSample
 from ..policy import actions as A
-from ..scheduler.executor import Exited, NodeChanged, Report, Started
+from ..scheduler.executor import CalledOff, Exited, NodeChanged, Report, Started
 
 log = logging.getLogger(__name__)
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -121,6 +122,8 @@ class Run:
     reported: bool = False
     stopping: bool = False
     preempting: bool = False
+    call_off: str | None = None  # why the preemption in its grace is called off
+    escalated: bool = False  # the grace is over: requeued, past calling off
     limit_min: int | None = None
     seen_restarts: int = 0
 
@@ -239,6 +242,10 @@ class SlurmExecutor:
             self._spawn(self._start(run, job, action))
         elif isinstance(action, A.Preempt):
             self._spawn(self._preempt(self._run_for(job), job))
+        elif isinstance(action, A.CallOff):
+            run = self._run_for(job)
+            if run.preempting and not run.escalated:
+                run.call_off = action.cause or "no longer needed"
         elif isinstance(action, A.Stop):
             self._spawn(self._stop(self._run_for(job), job.mode, action.cause))
 
@@ -357,6 +364,7 @@ class SlurmExecutor:
         requeued and held (what is left is killed) until Skyops resumes it."""
         async with self._lock(job.id):
             run.stopping = run.preempting = True
+            run.call_off, run.escalated = None, False
             sid = run.slurm_id
             if sid is None:
                 return
@@ -367,7 +375,13 @@ class SlurmExecutor:
                 sj = await self._query(sid)
                 if sj is None or sj.state != "RUNNING":
                     break
+                if run.call_off is not None:
+                    run.stopping = run.preempting = False
+                    self.report(CalledOff(job.id, run.call_off))
+                    run.call_off = None
+                    return
                 await asyncio.sleep(min(0.2, self.b.poll_s))
+            run.escalated = True
             await self.slurm("scontrol", "requeuehold", sid, check=False)
 
     async def _stop(self, run: Run, mode: Mode, reason: str) -> None:

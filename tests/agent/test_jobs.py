@@ -381,3 +381,60 @@ def test_the_agent_takes_paths_only_under_its_roots_and_bounds_archives(start_ag
     agent.call(protocol.CONFIGURE, checkpoint_roots=[str(tmp_path)], unpack_max_ratio=1e5)
     agent.call(protocol.CHECKPOINT_UNPACK, job_id="x", checkpoint_dir=str(target), data=bomb)
     assert (target / "zeros.bin").stat().st_size == len(zeros)
+
+
+# Saves a "checkpoint" on USR1 and runs on; prints a tick every 0.05 s, 40 in all.
+CHECKPOINT_AND_GO_ON = [
+    "sh",
+    "-c",
+    "trap 'echo checkpoint' USR1; trap 'echo term' TERM; i=0; "
+    'while [ $i -lt "$1" ]; do i=$((i+1)); echo "tick $i"; sleep 0.05; done; echo done',
+    "sh",
+]
+
+
+def test_unstop_in_the_checkpoint_grace_keeps_the_job_running(start_agent, wait_for):
+    """A preemption called off while its checkpoint grace runs: the job runs on past the
+    grace, gets no SIGTERM, and ends on its own, not as stopped."""
+    agent = start_agent()
+    agent.call(protocol.START, job_id="calm", argv=CHECKPOINT_AND_GO_ON + ["40"], mode="flex")
+    wait_for(lambda: log_has(agent, "calm", "tick 2"), "the job ticking")
+    asked = time.time()
+    agent.call(
+        protocol.STOP,
+        job_id="calm",
+        checkpoint_signal="SIGUSR1",
+        grace_s=0.5,
+        term_grace_s=0.2,
+        reason="preempted",
+    )
+    wait_for(lambda: log_has(agent, "calm", "checkpoint"), "the checkpoint signal reaching it")
+    back = agent.call(protocol.UNSTOP, job_id="calm", reason="its preemptor started elsewhere")
+    assert back["state"] == "running" and back["stop_requested"] is None
+    done = agent.event(protocol.JOB_EXITED, job_id="calm")
+    assert done["ended_at"] - asked > 0.7, "it ran past its grace"
+    assert done["exit_code"] == 0 and done["stop_reason"] is None
+    assert not log_has(agent, "calm", "term") and log_has(agent, "calm", "done")
+    late = agent.request(protocol.UNSTOP, job_id="calm", reason="again")
+    assert late["code"] == protocol.E_TOO_LATE
+
+
+def test_unstop_after_sigterm_is_too_late(start_agent, wait_for):
+    agent = start_agent()
+    agent.call(protocol.START, job_id="late", argv=CHECKPOINT_AND_GO_ON + ["400"], mode="flex")
+    wait_for(lambda: log_has(agent, "late", "tick 1"), "the job ticking")
+    agent.call(
+        protocol.STOP,
+        job_id="late",
+        checkpoint_signal="SIGUSR1",
+        grace_s=0.1,
+        term_grace_s=30,
+        reason="preempted",
+    )
+    wait_for(lambda: log_has(agent, "late", "term"), "SIGTERM reaching the job")
+    refused = agent.request(protocol.UNSTOP, job_id="late", reason="no longer needed")
+    assert refused["code"] == protocol.E_TOO_LATE and "SIGTERM" in refused["message"]
+    assert agent.job("late")["state"] == "stopping"
+    agent.call(protocol.STOP, job_id="late", term_grace_s=0, reason="preempted")
+    exited = agent.event(protocol.JOB_EXITED, job_id="late")
+    assert exited["signal"] == "SIGKILL" and exited["stop_reason"] == "preempted"

@@ -62,16 +62,16 @@ def test_request_defaults_are_filled_in_and_not_shared():
     [
         (b"not json", protocol.E_BAD_JSON),
         (b"\xff\xfe", protocol.E_BAD_JSON),
-        (b'{"v": 2, "type": "hello", "id": 1, "protocol": NaN}', protocol.E_BAD_JSON),
+        (b'{"v": 3, "type": "hello", "id": 1, "protocol": NaN}', protocol.E_BAD_JSON),
         (b"[1, 2]", protocol.E_BAD_MESSAGE),
         (b'"hello"', protocol.E_BAD_MESSAGE),
-        (b'{"v": 2, "id": 1}', protocol.E_BAD_MESSAGE),
+        (b'{"v": 3, "id": 1}', protocol.E_BAD_MESSAGE),
         (b'{"type": "hello", "id": 1, "protocol": 1}', protocol.E_BAD_MESSAGE),
         (b'{"v": "1", "type": "jobs", "id": 1}', protocol.E_BAD_MESSAGE),
-        (b'{"v": 2, "type": "jobs", "id": true}', protocol.E_BAD_MESSAGE),
-        (b'{"v": 2, "type": "start"}', protocol.E_BAD_MESSAGE),
-        (b'{"v": 2, "type": "ok"}', protocol.E_BAD_MESSAGE),
-        (b'{"v": 2, "type": "launch_missiles"}', protocol.E_UNKNOWN_TYPE),
+        (b'{"v": 3, "type": "jobs", "id": true}', protocol.E_BAD_MESSAGE),
+        (b'{"v": 3, "type": "start"}', protocol.E_BAD_MESSAGE),
+        (b'{"v": 3, "type": "ok"}', protocol.E_BAD_MESSAGE),
+        (b'{"v": 3, "type": "launch_missiles"}', protocol.E_UNKNOWN_TYPE),
     ],
 )
 def test_malformed_lines_are_refused_with_a_code(line, code):
@@ -108,9 +108,11 @@ def test_start_fields_are_checked_against_the_table(fields, field):
 def test_version_mismatch_names_both_versions_on_either_side():
     request = refused(b'{"v": 1, "type": "hello", "id": 4, "protocol": 1}')
     assert request.code == protocol.E_VERSION_MISMATCH and request.re == 4
-    assert request.message == "console speaks protocol 1, agent speaks protocol 2"
-    reply = refused(b'{"v": 3, "type": "ok", "re": 4}')
-    assert reply.message == "agent speaks protocol 3, console speaks protocol 2"
+    assert request.message == "console speaks protocol 1, agent speaks protocol 3"
+    older = refused(b'{"v": 2, "type": "jobs", "id": 5}')  # before `unstop`
+    assert older.message == "console speaks protocol 2, agent speaks protocol 3"
+    reply = refused(b'{"v": 4, "type": "ok", "re": 4}')
+    assert reply.message == "agent speaks protocol 4, console speaks protocol 3"
 
 
 def test_an_error_without_re_answers_an_unreadable_request():

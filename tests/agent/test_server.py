@@ -12,7 +12,7 @@ from skyops_agent import protocol
 def test_hello_reports_versions_and_fake_gpus(start_agent):
     agent = start_agent()
     reply = agent.call(protocol.HELLO, protocol=protocol.PROTOCOL_VERSION, console_version="t")
-    assert reply["protocol"] == 2 and reply["agent_version"]
+    assert reply["protocol"] == 3 and reply["agent_version"]
     assert reply["fake_gpus"] is True and reply["zipapp"] is None
     assert agent.close() == 0
 
@@ -21,23 +21,23 @@ def test_version_mismatch_is_refused_naming_both_versions(start_agent):
     agent = start_agent()
     reply = agent.request(protocol.HELLO, protocol=1)
     assert reply["type"] == protocol.ERROR and reply["code"] == protocol.E_VERSION_MISMATCH
-    assert reply["message"] == "console speaks protocol 1, agent speaks protocol 2"
+    assert reply["message"] == "console speaks protocol 1, agent speaks protocol 3"
     agent.send_line(b'{"v": 1, "type": "hello", "id": 77, "protocol": 1}')
     envelope = agent.reply(77)
     assert envelope["code"] == protocol.E_VERSION_MISMATCH
-    assert "protocol 2" in envelope["message"] and "protocol 1" in envelope["message"]
-    agent.call(protocol.HELLO, protocol=2)
+    assert "protocol 3" in envelope["message"] and "protocol 1" in envelope["message"]
+    agent.call(protocol.HELLO, protocol=3)
 
 
 def test_bad_input_gets_error_replies_and_the_agent_keeps_serving(start_agent):
     agent = start_agent()
     agent.send_line(b"this is not json")
     agent.send_line(b"\xff\xfe\xfd")
-    agent.send_line(b'{"v": 2, "type": "format_disks", "id": 5}')
-    agent.send_line(b'{"v": 2, "type": "start", "id": 6, "job_id": "j", "mode": "flex"}')
-    agent.send_line(b'{"v": 2, "type": "ok", "re": 3}')
+    agent.send_line(b'{"v": 3, "type": "format_disks", "id": 5}')
+    agent.send_line(b'{"v": 3, "type": "start", "id": 6, "job_id": "j", "mode": "flex"}')
+    agent.send_line(b'{"v": 3, "type": "ok", "re": 3}')
     agent.send_line(b"")
-    agent.call(protocol.HELLO, protocol=2)
+    agent.call(protocol.HELLO, protocol=3)
     errors = [m for m in agent.messages if m["type"] == protocol.ERROR]
     assert [e["code"] for e in errors] == [
         protocol.E_BAD_JSON,
