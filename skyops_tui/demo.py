@@ -18,7 +18,8 @@ from .sim.agents import SimExecutor
 
 # 2026-11-25 09:00 UTC: a fixed start so screenshots do not change from run to run.
 DEMO_EPOCH = 1_795_597_200.0
-EXAMPLE_JOB = Path(__file__).resolve().parent.parent / "examples" / "ckpt_train.py"
+# Inside the package, so a wheel install runs the demo too (skyops_tui/demo_job).
+EXAMPLE_JOB = Path(__file__).resolve().parent / "demo_job" / "ckpt_train.py"
 
 
 def demo_argv(steps: int = 100_000, step_seconds: float = 1.0) -> tuple[str, ...]:

@@ -21,7 +21,14 @@ PACKAGE = ROOT / "skyops_tui"
 LAYERS: tuple[tuple[str, ...], ...] = (
     # What everything may use: the version, the clock, file locations, and the agent
     # protocol (the one module the agent and the console share).
-    ("skyops_tui", "skyops_tui.clock", "skyops_tui.locations", "skyops_agent.protocol"),
+    # The demo's job (demo_job) is a stdlib-only script, run as a process.
+    (
+        "skyops_tui",
+        "skyops_tui.clock",
+        "skyops_tui.locations",
+        "skyops_agent.protocol",
+        "skyops_tui.demo_job",
+    ),
     ("skyops_tui.domain",),  # plain data: jobs, nodes, config schema, money
     ("skyops_tui.policy",),  # the rules over that data: the Grid, the planner, pricing
     # The engine that applies commands and plans, and the executor interface; plan files
