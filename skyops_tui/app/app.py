@@ -118,6 +118,11 @@ class SkyopsApp(App):
             )
             self.add_mode(view, factory)
 
+    def get_theme_variable_defaults(self) -> dict[str, str]:
+        """Colours for the meanings a theme does not name (palette.MEANING_COLOURS),
+        picked for the theme's background, so every theme has them."""
+        return palette.meaning_colours(self.current_theme.dark)
+
     def notify(
         self,
         message: str,

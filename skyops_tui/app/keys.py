@@ -126,6 +126,10 @@ KEYS: tuple[Key, ...] = (
         priority=True,
     ),
     Key("market", "span", "z", "span", "Chart span"),
+    # Priority: the scrolling ladder pane would take them for scrolling.
+    Key("market", "down", "down", "cursor_down", "Next bid", show=False, priority=True),
+    Key("market", "up", "up", "cursor_up", "Previous bid", show=False, priority=True),
+    Key("market", "bid", "b", "bid", "Change bid", changes=True),
     # Reservations.
     Key("reservations", "new", "a", "new", "New reservation", changes=True),
     Key(

@@ -55,6 +55,21 @@ NODE_CLASS = {
 }
 LOAD_CLASSES = ("load--light", "load--moderate", "load--heavy", "load--na")
 
+# Meanings the theme has no colour of its own for. textual-dark's $warning is its
+# $accent, the Priority orange: moderate load, a preempting job and the clearing price
+# would all read as Priority. Each gets its own here, as theme variables a theme may
+# override (SkyopsApp.get_theme_variable_defaults); (on dark, on light).
+MEANING_COLOURS: dict[str, tuple[str, str]] = {
+    "skyops-moderate": ("#e6d23c", "#8a7300"),  # moderate load: yellow
+    "skyops-preempting": ("#d770e0", "#9a2ca6"),  # preempting: magenta
+    "skyops-clearing": ("#3cc6d0", "#00717a"),  # the Flex clearing price: cyan
+}
+
+
+def meaning_colours(dark: bool) -> dict[str, str]:
+    return {name: pair[0 if dark else 1] for name, pair in MEANING_COLOURS.items()}
+
+
 COMPONENT_CLASSES: set[str] = {
     *MODE_CLASSES.values(),
     *(f"gpu--{k}" for k in GPU_KINDS),

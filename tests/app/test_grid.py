@@ -153,3 +153,35 @@ async def test_the_grid_fits_the_terminal_without_a_horizontal_scrollbar(size):
         if size[0] >= 120:
             assert table.ordered_columns[-1].label.plain == "Jobs"
             assert "train-llm" in screen_text(app) or "train-…" in screen_text(app)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=str)
+async def test_each_meaning_has_its_own_colour_and_the_legend_names_them(size):
+    """Moderate load was drawn in the Priority orange, as were preempting and the
+    clearing price: each must have its own colour, named in a legend on the screen."""
+    from skyops_tui.app.screens.market import MarketScreen
+    from skyops_tui.app.widgets.ladder import Ladder
+
+    app = demo_app()
+    async with app.run_test(size=size) as pilot:
+        await grid(pilot, app)
+        paint = app.screen.paint
+        colours = {
+            "Priority": paint("gpu--priority").bgcolor,
+            "moderate load": paint("load--moderate").color,
+            "preempting": paint("state--preempting").color,
+        }
+        text = screen_text(app)
+        for words in ("Priority", "moderate", "heavy", "preempting"):
+            assert words in text, words
+
+        await pilot.press("m")
+        await wait_for(pilot, lambda: isinstance(app.screen, MarketScreen), "market")
+        ladder = app.screen.query_one(Ladder)
+        colours["clearing price"] = ladder.get_component_rich_style("ladder--price").color
+        assert (
+            ladder.get_component_rich_style("ladder--preempting").color == (colours["preempting"])
+        )
+        assert "┃ clearing" in screen_text(app) and "preempting" in screen_text(app)
+        assert None not in colours.values(), colours
+        assert len(set(colours.values())) == len(colours), colours

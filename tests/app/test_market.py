@@ -173,3 +173,51 @@ def busy_runtime():
 def test_snapshot(snap_compare, size) -> None:
     app = demo_app(runtime=busy_runtime(), start_view="market")
     assert snap_compare(app, terminal_size=size, run_before=run_before())
+
+
+async def test_own_bids_are_marked_and_b_on_one_changes_it():
+    """kim (not an operator) sees her two bids marked, `b` on the picked one opens its
+    bid dialog, and `b` on someone else's bid says whose it is instead."""
+    from skyops_tui.app.screens.dialogs import AskDialog
+    from skyops_tui.domain.config import demo_config
+    from tests.app.harness import fill, screen_text, toasts
+
+    rt = sim_runtime(cfg=demo_config(), user="kim")
+    app = demo_app(runtime=rt, start_view="market")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, MarketScreen), "market screen")
+        ladder = app.screen.query_one(Ladder)
+        await wait_for(pilot, lambda: any("sweep-01" in line for line in lines(ladder)), "ladder")
+        marked = {
+            name: line.lstrip().startswith("▶")
+            for line in lines(ladder)
+            for name in ("sweep-01", "sweep-02", "render-7", "tiny-sweep")
+            if f" {name} " in line
+        }
+        assert marked == {
+            "sweep-01": True,
+            "sweep-02": True,
+            "render-7": False,
+            "tiny-sweep": False,
+        }
+        text = screen_text(app)
+        assert "┃ clearing $0.90 on each bar (bar: bid of standard $2.50)" in text
+        assert "▶ your bid" in text
+
+        await pilot.press("b")  # the cursor starts on kim's first bid
+        await wait_for(pilot, lambda: isinstance(app.screen, AskDialog), "the bid dialog")
+        assert "sweep-01 bids $1.20" in screen_text(app)
+        await fill(pilot, "#value", "1.5")
+        await pilot.press("enter")
+        job = rt.grid.job_by_ref("sweep-01")
+        await wait_for(pilot, lambda: job.bid == 1_500_000, "sweep-01's bid changed")
+        await wait_for(
+            pilot, lambda: any("$1.50" in line for line in lines(ladder)), "ladder shows it"
+        )
+
+        await pilot.press("down", "down")  # sweep-02, then lee's render-7
+        await wait_for(pilot, lambda: ladder.selected.name == "render-7", "cursor on render-7")
+        await pilot.press("b")
+        await wait_for(pilot, lambda: toasts(app, "warning"), "told it is not hers")
+        assert "render-7 is lee's bid" in toasts(app, "warning")[-1]
+        assert isinstance(app.screen, MarketScreen), "no dialog for another's bid"

@@ -19,6 +19,7 @@ from ..widgets.tables import Column, GridTable, fit_last
 from .base import SkyScreen
 
 WIDE = 120  # from this many columns the grid shows wide GPU cells and more columns
+ROOMY = 160  # from this many, full-length load bars (shorter ones leave Jobs room at 120)
 
 
 def telemetry(runtime, node: str) -> NodeSample | None:
@@ -135,6 +136,23 @@ def legend(paint: palette.Painter, short: bool = False) -> Text:
     return t
 
 
+def colour_legend(paint: palette.Painter, thresholds: palette.LoadThresholds) -> Text:
+    """The colours that are not GPU cells: load levels (with the operator's thresholds)
+    and the preempting state, each named, so no colour has to be guessed."""
+    low, high = thresholds.util
+    t = Text(no_wrap=True, overflow="ellipsis")
+    t.append(" load ")
+    for level, name in (
+        ("light", f"light <{low}%"),
+        ("moderate", "moderate"),
+        ("heavy", f"heavy ≥{high}%"),
+    ):
+        t.append("██", paint(f"load--{level}"))
+        t.append(f" {name}  ")
+    t.append("preempting", paint("state--preempting"))
+    return t
+
+
 class GridScreen(SkyScreen):
     SCOPE = "grid"
     VIEW = "grid"
@@ -209,8 +227,10 @@ class GridScreen(SkyScreen):
             fake = node.fake or (sample is not None and sample.fake)
             # A row is rebuilt only when something it shows changed: most nodes do not
             # change between two refreshes, and building cells is the cost of a refresh.
+            bar_w = (10 if self.app.size.width >= ROOMY else 6) if wide else 5
             key = (
                 wide,
+                bar_w,
                 node.status,
                 node.drained,
                 tuple(node.holders),
@@ -238,7 +258,6 @@ class GridScreen(SkyScreen):
             state = paint.node_status(node.status)
             if node.drained is not None:  # an operator's drain: nothing new goes here
                 state.append(" drained", paint("node--degraded"))
-            bar_w = 10 if wide else 5
             cells: list = [name]
             if wide:
                 kind = Text(node.gpu_type)
@@ -310,10 +329,17 @@ class GridScreen(SkyScreen):
         table.show_rows(rows)
 
     def _legend(self, paint: palette.Painter, wide: bool) -> Text:
+        """What each colour means: one line when the terminal is wide enough, else two."""
         t = legend(paint, short=not wide)
         if not wide and any(n.fake for n in self.runtime.grid.nodes.values()):
             t.append("* FAKE", paint("tag--fake"))
-        return t
+        thresholds = getattr(self.app, "thresholds", palette.DEFAULT_THRESHOLDS)
+        colours = colour_legend(paint, thresholds)
+        gap = Text("│", paint("tag--muted"))
+        if t.cell_len + gap.cell_len + colours.cell_len <= self.app.size.width:
+            return Text.assemble(t, gap, colours, no_wrap=True, overflow="ellipsis")
+        t.rstrip()
+        return Text.assemble(t, "\n", colours, no_wrap=True, overflow="ellipsis")
 
     def _markets(self, paint: palette.Painter, wide: bool) -> Text:
         g = self.runtime.grid

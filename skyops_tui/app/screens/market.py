@@ -2,7 +2,9 @@
 price, and the price history.
 
 Everything is read from the scheduler's in-memory grid and the runtime's price feed
-once a second; nothing here changes the grid.
+once a second. The only change made here is `b`, a bid's new price, through the same
+dialog as the job list: on one's own bid, or any bid for an operator (whom the grid
+lets act on every job); anyone else is told whose bid it is, with no dialog.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from rich.style import Style
 from rich.text import Text
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widget import Widget
@@ -18,8 +21,11 @@ from textual.widgets import Static, Tab, Tabs
 from skyops_tui.app import format as F
 from skyops_tui.app.keys import bindings
 from skyops_tui.app.screens.base import SkyScreen
+from skyops_tui.app.screens.job_actions import JobActions
 from skyops_tui.app.widgets.chart import PriceChart
+from skyops_tui.app.widgets.chrome import show
 from skyops_tui.app.widgets.ladder import Ladder, LadderView, ladder_view
+from skyops_tui.domain.model import Job
 from skyops_tui.domain.money import fmt
 
 if TYPE_CHECKING:
@@ -35,7 +41,7 @@ def tab_id(gpu_type: str) -> str:
     return f"type-{gpu_type}"
 
 
-class MarketScreen(SkyScreen):
+class MarketScreen(JobActions, SkyScreen):
     """Bid ladder and price history of one node type at a time (left/right switch)."""
 
     CSS_PATH = "market.tcss"
@@ -53,6 +59,7 @@ class MarketScreen(SkyScreen):
         markets = self.runtime.grid.markets
         yield Tabs(*(Tab(self._tab_label(t), id=tab_id(t)) for t in markets), id="types")
         yield Static(id="summary")
+        yield Static(id="legend")
         yield Horizontal(
             VerticalScroll(Ladder(id="ladder"), id="ladder-pane"),
             Vertical(Static(id="chart-title"), PriceChart(id="chart"), id="chart-pane"),
@@ -80,6 +87,38 @@ class MarketScreen(SkyScreen):
         self.span_index = (self.span_index + 1) % len(SPANS)
         self.refresh_view()
 
+    def action_cursor_down(self) -> None:
+        self._move(1)
+
+    def action_cursor_up(self) -> None:
+        self._move(-1)
+
+    def _move(self, delta: int) -> None:
+        ladder = self.query_one(Ladder)
+        ladder.move(delta)
+        pane = self.query_one("#ladder-pane", VerticalScroll)
+        line = ladder.cursor_line()
+        if line < pane.scroll_y + 1:
+            pane.scroll_to(y=max(0, line - 1), animate=False)
+        elif line >= pane.scroll_y + pane.scrollable_content_region.height:
+            pane.scroll_to(y=line - pane.scrollable_content_region.height + 1, animate=False)
+
+    def selected_job(self) -> Job | None:
+        rung = self.query_one(Ladder).selected
+        return self.runtime.grid.jobs.get(rung.job) if rung is not None else None
+
+    def action_bid(self) -> None:
+        rung = self.query_one(Ladder).selected
+        if rung is not None and not rung.mine and not self.runtime.is_operator:
+            self.notify(
+                f"{rung.name} is {rung.user}'s bid: you ({self.runtime.user}) can change "
+                "only your own (▶).",
+                title="Not your bid",
+                severity="warning",
+            )
+            return
+        super().action_bid()
+
     def on_tabs_tab_activated(self, event: Tabs.TabActivated) -> None:
         if event.tab is not None and event.tab.id:
             self.gpu_type = event.tab.id.removeprefix("type-")
@@ -94,7 +133,7 @@ class MarketScreen(SkyScreen):
     def view(self) -> LadderView | None:
         if self.gpu_type is None:
             return None
-        return ladder_view(self.runtime.grid, self.gpu_type)
+        return ladder_view(self.runtime.grid, self.gpu_type, self.runtime.user)
 
     def refresh_view(self) -> None:
         if not self.is_mounted:
@@ -110,6 +149,7 @@ class MarketScreen(SkyScreen):
             return
         self.query_one(Ladder).show(v)
         self.query_one("#summary", Static).update(self._summary(v))
+        show(self.query_one("#legend", Static), self._legend(v))
         self._chart(v)
 
     def _summary(self, v: LadderView) -> Text:
@@ -122,6 +162,41 @@ class MarketScreen(SkyScreen):
         t.append(f" · {v.running} running, {v.waiting} waiting")
         t.append(f" · floor {fmt(v.floor, cur)} · standard {fmt(v.rate, cur)}")
         return t
+
+    def _legend(self, v: LadderView) -> Text:
+        """What the ladder's marks and colours mean, in words, wrapped between items
+        (never inside one) to the screen's width."""
+        ladder = self.query_one(Ladder)
+
+        def style(name: str) -> Style:
+            return ladder.get_component_rich_style(f"ladder--{name}", partial=True)
+
+        cur = self.runtime.cfg.cluster.currency
+        items = [
+            Text.assemble(
+                ("┃", style("price")),
+                f" clearing {fmt(v.price, cur)} on each bar (bar: bid of standard "
+                f"{fmt(v.rate, cur)})",
+            ),
+            Text.assemble(("▶", style("own")), " your bid"),
+            *(
+                Text.assemble(("■", style(name)), f" {name}")
+                for name in ("running", "waiting", "paused", "preempting", "stopping")
+            ),
+        ]
+        width = max(self.size.width - 2, 20)
+        out = Text(no_wrap=True, overflow="ellipsis")
+        line = 0
+        for item in items:
+            if line and line + 2 + item.cell_len > width:
+                out.append("\n")
+                line = 0
+            elif line:
+                out.append("  ")
+                line += 2
+            out.append_text(item)
+            line += item.cell_len
+        return out
 
     def _chart(self, v: LadderView) -> None:
         now = self.runtime.clock.now()

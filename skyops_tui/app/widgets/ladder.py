@@ -3,8 +3,9 @@
 `ladder_view(grid, gpu_type)` reads the grid into plain data (testable without a
 terminal); `Ladder` draws it. Bids are stacked highest first (then by submission, as
 the market ranks them); a running tally of GPUs shows where the Flex capacity runs
-out, and a bar per bid, scaled to the standard rate, carries a vertical mark at the
-clearing price.
+out, and a bar per bid, scaled to the standard rate, carries a vertical mark (┃) at
+the clearing price. The console user's own bids are marked (▶) and a cursor picks a
+bid for `b` (change bid) on the market screen.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class Rung:
     gpus: int
     state: str  # running, starting, preempting, stopping, queued, paused
     any_type: bool  # the job names no gpu_type and bids in every market
+    mine: bool = False  # the console's user submitted it
 
     @property
     def holding(self) -> bool:
@@ -58,17 +60,20 @@ class LadderView:
         return sum(1 for r in self.rungs if not r.holding)
 
 
-def _rung(job: Job, gpus: int) -> Rung:
+def _rung(job: Job, gpus: int, user: str | None) -> Rung:
     if job.state is JobState.PREEMPTING:
         state = "preempting"
     elif job.state in (JobState.RUNNING, JobState.STARTING) and job.stop_reason:
         state = "stopping"
     else:
         state = str(job.state)
-    return Rung(job.id, job.name, job.user, job.bid, gpus, state, job.gpu_type is None)
+    return Rung(
+        job.id, job.name, job.user, job.bid, gpus, state, job.gpu_type is None, job.user == user
+    )
 
 
-def ladder_view(grid: Grid, gpu_type: str) -> LadderView:
+def ladder_view(grid: Grid, gpu_type: str, user: str | None = None) -> LadderView:
+    """The market of `gpu_type` as plain data; `user`'s own bids are marked `mine`."""
     market = grid.markets[gpu_type]
     nodes = [n for n in grid.by_type.get(gpu_type, []) if n.schedulable]
     smallest = min((n.gpu_count for n in nodes), default=0)
@@ -82,11 +87,11 @@ def ladder_view(grid: Grid, gpu_type: str) -> LadderView:
                 capacity += 1
                 in_use += 1
                 held[h] = held.get(h, 0) + 1
-    rungs = [_rung(grid.jobs[j], n) for j, n in held.items()]
+    rungs = [_rung(grid.jobs[j], n, user) for j, n in held.items()]
     for key in (gpu_type, None):
         for _, _, jid in grid.flex_book.get(key, []):
             job = grid.jobs[jid]
-            rungs.append(_rung(job, job.gpus or job.nodes * smallest))
+            rungs.append(_rung(job, job.gpus or job.nodes * smallest, user))
     rungs.sort(key=lambda r: (-r.bid, grid.jobs[r.job].seq))
     return LadderView(
         gpu_type,
@@ -164,9 +169,12 @@ class Ladder(Widget):
         "ladder--waiting",
         "ladder--paused",
         "ladder--stopping",
+        "ladder--preempting",
         "ladder--price",
         "ladder--capacity",
         "ladder--dim",
+        "ladder--own",
+        "ladder--cursor",
     }
 
     DEFAULT_CSS = """
@@ -176,11 +184,38 @@ class Ladder(Widget):
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
         self.view: LadderView | None = None
+        self.cursor: int | None = None  # the job id of the picked bid: it follows the job
 
     def show(self, view: LadderView) -> None:
         if view != self.view:
             self.view = view
+            ids = [r.job for r in view.rungs]
+            if self.cursor not in ids:  # first the user's own bid, else the top one
+                self.cursor = next((r.job for r in view.rungs if r.mine), ids[0] if ids else None)
             self.refresh(layout=True)
+
+    @property
+    def selected(self) -> Rung | None:
+        v = self.view
+        return next((r for r in v.rungs if r.job == self.cursor), None) if v else None
+
+    def move(self, delta: int) -> None:
+        v = self.view
+        if v is None or not v.rungs:
+            return
+        ids = [r.job for r in v.rungs]
+        at = ids.index(self.cursor) if self.cursor in ids else 0
+        self.cursor = ids[max(0, min(len(ids) - 1, at + delta))]
+        self.refresh()
+
+    def cursor_line(self) -> int:
+        """The line the picked bid is drawn on (under the header), for scrolling to it."""
+        if self.view is None:
+            return 0
+        for y, (kind, item, _) in enumerate(layout(self.view)):
+            if kind == "rung" and item.job == self.cursor:  # type: ignore[attr-defined]
+                return y + 1
+        return 0
 
     def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
         if self.view is None:
@@ -193,7 +228,7 @@ class Ladder(Widget):
         name = {
             "running": "running",
             "starting": "running",
-            "preempting": "stopping",
+            "preempting": "preempting",
             "stopping": "stopping",
             "paused": "paused",
         }.get(rung.state, "waiting")
@@ -208,15 +243,17 @@ class Ladder(Widget):
         price_style = self.get_component_rich_style("ladder--price", partial=True)
         cap_style = self.get_component_rich_style("ladder--capacity", partial=True)
         dim = self.get_component_rich_style("ladder--dim", partial=True)
-        # columns: bid 7, bar, GPUs 5, cum 5, job, user 8, state 10
+        own = self.get_component_rich_style("ladder--own", partial=True)
+        cursor = self.get_component_rich_style("ladder--cursor", partial=True)
+        # columns: mark 1, bid 7, bar, GPUs 5, cum 5, job, user 8, state 10
         name_w = max((len(r.name) + (1 if r.any_type else 0) for r in v.rungs), default=3)
         name_w = min(max(name_w, 3), 20)
-        fixed = 8 + 1 + 5 + 6 + 2 + name_w + 1 + 8 + 11
+        fixed = 1 + 8 + 1 + 5 + 6 + 2 + name_w + 1 + 8 + 11
         bar_w = max(6, min(40, width - fixed))
         price_col = min(bar_w - 1, round(v.price * bar_w / v.rate)) if v.rate else 0
         text = Text(no_wrap=True, overflow="crop")
         text.append(
-            f"{'bid':>7}  {_fit('of standard', bar_w)}{'GPUs':>5}{'total':>6}  "
+            f" {'bid':>7}  {_fit('of standard', bar_w)}{'GPUs':>5}{'total':>6}  "
             f"{'job':<{name_w}} {'user':<8} state\n",
             header,
         )
@@ -235,19 +272,27 @@ class Ladder(Widget):
                 text.append(f"  {item}\n", dim)
             else:
                 r = item
-                style = self._style(r)
+                style = self._style(r) + (own if r.mine else Style())
+                picked = cursor if r.job == self.cursor else Style()
+                style += picked
+                start = len(text)
                 bar = _bar(r.bid, v.rate, bar_w)
+                text.append("▶" if r.mine else " ", style)
                 text.append(f"{fmt(r.bid):>7}  ", style)
                 text.append(bar[:price_col], style)
-                mark = bar[price_col]
-                text.append("┃" if mark == " " else mark, price_style if mark == " " else style)
+                # The clearing price, on every bar: past the end of a low bid's bar, and
+                # through a high one's, so each bid reads against it.
+                text.append("┃", price_style + picked)
                 text.append(bar[price_col + 1 :], style)
                 name = r.name + ("*" if r.any_type else "")
                 if len(name) > name_w:
                     name = name[: name_w - 1] + "…"
                 text.append(f"{r.gpus:>5}", style)
-                text.append(f"{'—' if cum is None else cum:>6}  ", dim)
-                text.append(f"{name:<{name_w}} {r.user[:8]:<8} {r.state}\n", style)
+                text.append(f"{'—' if cum is None else cum:>6}  ", dim + picked)
+                text.append(f"{name:<{name_w}} {r.user[:8]:<8} {r.state}", style)
+                if r.job == self.cursor:  # the cursor spans the row, as a table's does
+                    text.append(" " * max(0, width - 1 - (len(text) - start)), style)
+                text.append("\n")
         notes = []
         if any(cum is None for kind, _, cum in layout(v) if kind == "rung"):
             notes.append("— too big for the GPUs left: smaller bids below may run first")
