@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..clock import ManualClock
 from ..domain.config import Config
@@ -17,6 +20,7 @@ from ..policy.grid import Grid
 from ..policy.invariants import check_actions, check_placements, check_transactions, ledger_sum
 from ..scheduler.engine import Engine
 from ..scheduler.executor import Exited, NodeChanged
+from ..store.db import Store
 from .agents import SimExecutor
 from .quality import quality
 from .trace import NODE_KINDS, TraceLine
@@ -117,11 +121,35 @@ def simulate(
     progress: Callable[[int, int], None] | None = None,
     record: bool = False,
     tick_s: float | None = None,
+    store_path: str | Path | None = None,
 ) -> SimResult:
     """Run `trace` through the real engine. `tick_s`: also run a pass every that many
     seconds while anything runs or is due, as production's loop does (billing then
     happens at the config's `billing_interval_s` as it would there); by default passes
-    run only when something happens, which bills the same (docs/simulator.md)."""
+    run only when something happens, which bills the same (docs/simulator.md).
+
+    A trace with `restart` lines (or a `store_path`) keeps its grid in a real SQLite
+    store, written by every pass as production's is, so that a restart can reload it
+    the way a restarted console does; `store_path` names that file (default: a
+    temporary one, removed at the end)."""
+    with contextlib.ExitStack() as stack:
+        stored = None
+        if store_path is not None or any(t.kind == "restart" for t in trace):
+            if store_path is None:
+                folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="skyops-sim-"))
+                store_path = Path(folder) / "skyops.db"
+            stored = stack.enter_context(_Stored(Path(store_path), cfg))
+        return _simulate(trace, cfg, progress, record, tick_s, stored)
+
+
+def _simulate(
+    trace: list[TraceLine],
+    cfg: Config,
+    progress: Callable[[int, int], None] | None,
+    record: bool,
+    tick_s: float | None,
+    stored: _Stored | None,
+) -> SimResult:
     wall0 = time.perf_counter()
     clock = ManualClock(EPOCH)
     grid = Grid(cfg, EPOCH)
@@ -133,6 +161,11 @@ def simulate(
     )
     engine = Engine(grid, ex)
     ex.attach(grid)
+    take: Callable[[Grid], tuple[list, list, list]] = Grid.drain
+    if stored is not None:
+        engine.persist = stored.persister(clock)
+        stored.persist(grid, [], EPOCH)  # the opening balances and the nodes
+        take = stored.take
     violations: list[str] = []
     refused: list[str] = []
     refusals: list[dict] = []
@@ -142,7 +175,7 @@ def simulate(
     counters = {"tx": 0}
     kept_events: list[Event] = []
     kept_prices: list[tuple[float, str, int]] = []
-    grid.drain()
+    take(grid)
     i, n = 0, len(trace)
     wake: float | None = EPOCH
     steps = 0
@@ -163,6 +196,9 @@ def simulate(
         while i < n and trace[i].submit + EPOCH <= now:
             item = trace[i]
             i += 1
+            if item.kind == "restart" and stored is not None:
+                grid, engine = stored.restart(engine, ex, now)
+                continue
             try:
                 _submit(engine, item, now, ex, nodes)
             except Refused as e:
@@ -176,7 +212,7 @@ def simulate(
         engine.absorb(now)  # simulated starts are instant: no second pass needed for them
         steps += 1
         preemptions += sum(1 for a in actions if isinstance(a, A.Preempt))
-        events, txs, prices = grid.drain()
+        events, txs, prices = take(grid)
         held.see(grid, events)
         if record:
             kept_events += events
@@ -188,9 +224,10 @@ def simulate(
         violations += check_placements(grid, touched)
         if steps % FULL_CHECK_EVERY == 0:
             violations += check_placements(grid)
-        grid.dirty_jobs.clear()
-        grid.dirty_nodes.clear()
-        grid.dirty_reservations.clear()
+        if stored is None:  # else the store's next write clears them
+            grid.dirty_jobs.clear()
+            grid.dirty_nodes.clear()
+            grid.dirty_reservations.clear()
         wake = pass_after(grid, now, actions)
         if progress and (i - last_progress >= 1000 or i == n):
             progress(i, n)
@@ -202,7 +239,9 @@ def simulate(
     # Settle what is still running at the end of the trace.
     for jid in list(grid.holding):
         grid.settle(grid.jobs[jid], end)
-    events, txs, prices = grid.drain()
+    if stored is not None:
+        stored.persist(grid, [], end)
+    events, txs, prices = take(grid)
     held.see(grid, events)
     if record:
         kept_events += events
@@ -246,6 +285,59 @@ def _submit(
             engine.command(lambda g, t: g.cancel(item.name, t), now)
     elif item.kind == "bid":
         engine.command(lambda g, t: g.change_bid(item.name, item.bid or 0, t), now)
+
+
+class _Stored:
+    """The simulated console's state file, for traces that restart it. Every pass is
+    written through the store's own `persist`, as production writes it; the outbox each
+    write takes is kept for the simulator's checks and summary."""
+
+    def __init__(self, path: Path, cfg: Config) -> None:
+        self.path = path
+        self.cfg = cfg
+        self.store = Store(path)
+        self.outbox: list[tuple[list, list, list]] = []
+        self.clock: ManualClock | None = None
+
+    def __enter__(self) -> _Stored:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.store.close()
+
+    def persist(self, grid: Grid, actions: list[A.Action], now: float) -> None:
+        box = (grid.events, grid.transactions, grid.prices)
+        self.store.persist(grid, actions, now)
+        self.outbox.append(box)
+
+    def persister(self, clock: ManualClock) -> Callable[[Grid, list[A.Action]], None]:
+        self.clock = clock
+        return lambda grid, actions: self.persist(grid, actions, clock.now())
+
+    def take(self, grid: Grid) -> tuple[list, list, list]:
+        """Everything written since the last call, and what is still unwritten."""
+        self.outbox.append(grid.drain())
+        events, txs, prices = [], [], []
+        for ev, tx, pr in self.outbox:
+            events += ev
+            txs += tx
+            prices += pr
+        self.outbox = []
+        return events, txs, prices
+
+    def restart(self, engine: Engine, ex: SimExecutor, now: float) -> tuple[Grid, Engine]:
+        """A `restart` line: the console writes what it holds, stops, and a new one
+        loads the grid from the file (prices from its rows, not from memory) and takes
+        over the agents, whose runs went on meanwhile."""
+        self.persist(engine.grid, [], now)
+        self.store.close()
+        self.store = Store(self.path)
+        grid = self.store.load_grid(self.cfg, now)
+        fresh = Engine(grid, ex, engine.persist)
+        fresh.pending += engine.pending  # reports the old console had not applied
+        ex.jobs = {jid: grid.jobs[jid] for jid in ex.jobs}
+        ex.attach(grid)
+        return grid, fresh
 
 
 # ---------------------------------------------------------------- the whole bill

@@ -23,6 +23,8 @@ from ..domain.model import Mode
 from ..domain.specs import JobSpec, ReservationSpec
 
 NODE_KINDS = ("silent", "back", "lost")
+# Lines that need no name: they act on a node, an account or the console itself.
+_UNNAMED = (*NODE_KINDS, "deposit", "restart")
 
 
 class TraceLine(BaseModel):
@@ -32,7 +34,17 @@ class TraceLine(BaseModel):
     user: str = Field(default="sim", min_length=1)
     submit: float = Field(ge=0)
     kind: Literal[
-        "job", "reservation", "cancel", "bid", "extend", "fail", "deposit", "silent", "back", "lost"
+        "job",
+        "reservation",
+        "cancel",
+        "bid",
+        "extend",
+        "fail",
+        "deposit",
+        "silent",
+        "back",
+        "lost",
+        "restart",
     ] = "job"
     mode: Mode | None = None
     gpus: int | None = Field(default=None, ge=1)
@@ -68,7 +80,7 @@ class TraceLine(BaseModel):
         elif self.kind == "deposit":
             if self.amount is None:
                 raise ValueError("a deposit line needs amount (currency, > 0) and user")
-        elif self.name is None:
+        elif self.name is None and self.kind not in _UNNAMED:
             raise ValueError(f"a {self.kind} line needs name")
         if self.kind == "extend" and self.hours is None:
             raise ValueError("an extend line needs hours")

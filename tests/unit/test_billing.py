@@ -13,7 +13,7 @@ from skyops_tui.domain.config import load_config
 from skyops_tui.domain.model import JobState, Mode, NodeStatus
 from skyops_tui.scheduler.executor import NodeChanged
 from skyops_tui.sim.simulator import simulate
-from skyops_tui.sim.trace import read_trace
+from skyops_tui.sim.trace import parse_lines, read_trace
 from skyops_tui.store import Store
 from tests import billing_oracle
 from tests.helpers import T0, World, config, micro
@@ -117,6 +117,53 @@ def test_finding_8_seconds_billed_after_a_restart_are_priced_from_the_stored_tim
         ]
         g.exited(a, 0, T0 + 1000, "exited with status 0", completed=True, ended_at=T0 + 250)
         assert g.jobs[a].charged == 69_444
+
+
+RESTARTED = [
+    '{"name": "a", "user": "ann", "mode": "flex", "gpu_type": "H100", "gpus": 1, "bid": 2.0,'
+    ' "submit": 0, "runtime": 400}',
+    '{"name": "b", "user": "bob", "mode": "flex", "gpu_type": "H100", "gpus": 1, "bid": 1.0,'
+    ' "submit": 100, "runtime": 200}',
+    '{"name": "c", "user": "cy", "mode": "flex", "gpu_type": "H100", "gpus": 1, "bid": 1.5,'
+    ' "submit": 200, "runtime": 10}',
+    '{"kind": "restart", "submit": 250}',
+    '{"kind": "cancel", "name": "c", "submit": 300}',
+    '{"kind": "restart", "submit": 350}',
+]
+
+
+def test_finding_8_a_simulated_console_restart_bills_from_the_stored_timeline(tmp_path):
+    # As test_finding_8 above, through `skyops simulate`: a (bid 2.00) runs 0-400 s at
+    # 0.75, then 1.00 (b waits), 1.50 (c waits), 1.00 (c cancelled); the console
+    # restarts at 250 s and 350 s, reloading the grid from its store:
+    # 100 x (750,000 + 1,000,000 + 1,500,000 + 1,000,000) / 3600 = 118,055.
+    # b then runs alone at the floor for 200 s: 200 x 750,000 / 3600 = 41,666. Billed
+    # hourly, so a's whole run is billed after both restarts.
+    cfg = config(
+        "1xH100", cluster={"billing_interval_s": 3600}, simulation={"initial_balance": 100}
+    )
+    path = tmp_path / "sim.db"
+    r = simulate(parse_lines(RESTARTED, "restarted.jsonl"), cfg, store_path=path)
+    plain = simulate(parse_lines(RESTARTED[:3] + RESTARTED[4:5], "plain.jsonl"), cfg)
+    assert r.summary["bills"]["a"]["charged"] == 118_055
+    assert r.summary["bills"]["b"]["charged"] == 41_666
+    for key in ("bills", "balances", "preemptions", "refused", "violations", "ledger_sum"):
+        assert r.summary[key] == plain.summary[key], key
+    # What the oracle reads is what the store kept: its price rows and events.
+    with Store(path) as store:
+        prices = [(at, "H100", p) for at, p in store.prices("H100")]
+        assert [(at - T0, p) for at, _, p in prices[:3]] == [
+            (100, micro(1.00)),
+            (200, micro(1.50)),
+            (300, micro(1.00)),
+        ]
+        events = store.events(limit=10_000)
+        m = r.grid.markets["H100"]
+        for name in ("a", "b", "c"):
+            job = store.job(name)
+            assert job is not None
+            assert job.charged == billing_oracle.charge(job, events, prices, m.floor, m.rate)
+            assert job.charged == r.summary["bills"][name]["charged"]
 
 
 def _lose(w: World, node: str, last_heard: float) -> None:

@@ -5,13 +5,18 @@
   as `skyops simulate` runs them), every job pays the same, is preempted as often and
   every account closes on the same balance;
 - every job's charge is what the per-second oracle (tests/billing_oracle.py) computes
-  from the recorded prices and bids, to the micro-unit.
+  from the recorded prices and bids, to the micro-unit;
+- a console that restarts (a `restart` line: the grid written to a real SQLite store
+  and loaded back, prices from its rows) bills, preempts and closes balances exactly as
+  one that ran throughout.
 
 The traces mix bid changes, Flex jobs outbid during their grace (by higher bids and by
 Priority jobs), nodes that go silent and come back or are lost, runs that fail and are
 retried, deposits and small accounts that run dry, on two markets. Every job pins its
 `gpu_type`: the oracle prices a job in one market, so an untyped job whose runs land in
-two markets is beyond it. A console restart is not simulated (docs/simulator.md).
+two markets is beyond it. The reference run has no restarts; every other run restarts
+the console where the trace says (up to three times, anywhere: during a grace, a
+node's silence, a retry's backoff).
 """
 
 from __future__ import annotations
@@ -102,6 +107,9 @@ def traces(draw) -> tuple[list[dict], dict[str, float]]:
             lines.append({"kind": then, "node": node, "submit": at + after})
         if then == "lost" or (then is None or after >= 4 * HEARTBEAT):
             lost[node] = EPOCH + at
+    # Last, so that the other lines keep their numbers when the restarts are left out.
+    for at in draw(st.lists(st.integers(1, 2400), min_size=1, max_size=3)):
+        lines.append({"kind": "restart", "submit": at})
     return lines, lost
 
 
@@ -181,23 +189,32 @@ CLAIM = [
 ]  # fmt: skip
 
 
+def restarts(*at: int) -> list[dict]:
+    return [{"kind": "restart", "submit": t} for t in at]
+
+
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(traces(), st.sampled_from([0.3, 1.0, 50.0]))
 @example(case=(ADMISSION, {}), balance=0.3)
+@example(case=(ADMISSION + restarts(100, 126), {}), balance=0.3)
 @example(case=(PRICE_FALLS, PRICE_FALLS_LOST), balance=1.0)
-@example(case=(CLAIM, {}), balance=1.0)
+# During h100-1's silence, at f0's outbid (its grace), at f0's withdrawal, during
+# h100-2's silence.
+@example(case=(PRICE_FALLS + restarts(200, 1034, 1050, 1337, 1850), PRICE_FALLS_LOST), balance=1.0)
+@example(case=(CLAIM + restarts(360, 361), {}), balance=1.0)
 def test_billing_every_second_minute_or_hour_gives_the_same_bills(case, balance) -> None:
     lines, lost = case
-    every_second = run(lines, 1, balance, tick=1)
+    plain = [x for x in lines if x.get("kind") != "restart"]
+    every_second = run(plain, 1, balance, tick=1)
     want = outcome(every_second)
     assert every_second.summary["violations"] == []
     assert every_second.summary["ledger_sum"] == 0
     agrees_with_the_oracle(every_second, lost)
-    for interval in (60, 3600):
+    for interval in (1, 60, 3600):
         r = run(lines, interval, balance, tick=1)
-        assert outcome(r) == want, f"billing every {interval} s"
+        assert outcome(r) == want, f"billing every {interval} s, restarting"
         agrees_with_the_oracle(r, lost)
     for interval in (1, 60, 3600):
         r = run(lines, interval, balance, tick=None)
-        assert outcome(r) == want, f"billing every {interval} s, passes only on events"
+        assert outcome(r) == want, f"billing every {interval} s, passes only on events, restarting"
         agrees_with_the_oracle(r, lost)
