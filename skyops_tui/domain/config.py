@@ -9,7 +9,7 @@ import re
 import unicodedata
 from fractions import Fraction
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -325,14 +325,14 @@ def parse_config_text(text: str, source: str = "config.toml") -> Config:
     return parse_config(loads_toml(text, source), source)
 
 
-def parse_config(data: dict, source: str = "config") -> Config:
+def parse_config(data: dict[str, Any], source: str = "config") -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as e:
         raise InputError(validation_messages(source, e)) from None
 
 
-DEMO_CONFIG = {
+DEMO_CONFIG: dict[str, Any] = {
     "cluster": {"name": "demo", "grace_s": 20, "stop_grace_s": 5},
     "node_types": [
         {"name": "H100", "rate": 2.50},

@@ -6,8 +6,12 @@ import re
 import sys
 import tomllib
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
+
+if TYPE_CHECKING:
+    from pydantic_core import ErrorDetails
 
 
 class InputError(Exception):
@@ -35,7 +39,7 @@ def key_path(loc: tuple[int | str, ...]) -> str:
 NAME_RULE = "letters, digits and _ . : - only, starting with a letter or digit (max 100)"
 
 
-def _is_name(err: dict) -> bool:
+def _is_name(err: ErrorDetails) -> bool:
     from .specs import NAME
 
     return (err.get("ctx") or {}).get("pattern") == NAME
@@ -59,7 +63,7 @@ def validation_messages(source: str, exc: ValidationError) -> list[str]:
     return messages
 
 
-def read_toml(path: Path) -> dict:
+def read_toml(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -69,7 +73,7 @@ def read_toml(path: Path) -> dict:
     return loads_toml(text, str(path))
 
 
-def loads_toml(text: str, source: str) -> dict:
+def loads_toml(text: str, source: str) -> dict[str, Any]:
     """tomllib.loads, with every way it can fail on bad text answered as an InputError:
     nesting deeper than Python's stack (RecursionError) and an integer of more digits
     than Python converts (ValueError) are not TOMLDecodeErrors."""

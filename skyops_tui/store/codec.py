@@ -8,6 +8,7 @@ instead of being silently dropped.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import fields
 from operator import attrgetter
 from typing import Any
@@ -49,7 +50,7 @@ def _placement_in(text: str) -> list[Placement]:
 
 # Enums are str and bools are int to sqlite3 already: only the containers need encoding.
 _JOB_OUT = {"argv": _dumps, "env": _dumps, "placement": _placement_out, "bid_log": _dumps}
-_JOB_IN = {
+_JOB_IN: dict[str, Callable[[Any], Any]] = {
     "bid_log": lambda text: [(int(t), int(b)) for t, b in json.loads(text)],
     "argv": json.loads,
     "env": json.loads,
@@ -65,7 +66,7 @@ _job_values = attrgetter(*JOB_COLUMNS)
 _job_conv = [(i, _JOB_OUT[c]) for i, c in enumerate(JOB_COLUMNS) if c in _JOB_OUT]
 
 
-def job_row(job: Job) -> list:
+def job_row(job: Job) -> list[Any]:
     """Column values in JOB_COLUMNS order. On the hot path: one per dirty job per pass."""
     row = list(_job_values(job))
     for i, conv in _job_conv:
@@ -86,7 +87,7 @@ def job_from_row(row: dict[str, Any]) -> Job:
 _RES_OUT = {"windows": _dumps, "held": _dumps}
 
 
-def reservation_row(res: Reservation) -> tuple:
+def reservation_row(res: Reservation) -> tuple[Any, ...]:
     out = []
     for name in RESERVATION_COLUMNS:
         value = getattr(res, name)
@@ -103,7 +104,7 @@ def reservation_from_row(row: dict[str, Any]) -> Reservation:
 
 
 # ------------------------------------------------------------ nodes, markets
-def node_row(node: Node) -> tuple:
+def node_row(node: Node) -> tuple[Any, ...]:
     return (
         node.name,
         node.gpu_type,
@@ -129,7 +130,7 @@ def node_from_row(row: dict[str, Any]) -> Node:
     )
 
 
-def market_row(m: Market) -> tuple:
+def market_row(m: Market) -> tuple[Any, ...]:
     return (m.gpu_type, m.rate, m.floor, m.price, m.price_at, m.integral)
 
 
@@ -138,7 +139,7 @@ def market_from_row(row: dict[str, Any]) -> Market:
 
 
 # ---------------------------------------------------------------- actions
-ACTION_TYPES: dict[str, type] = {
+ACTION_TYPES: dict[str, type[A.Action]] = {
     t.__name__: t
     for t in (
         A.Start,

@@ -20,9 +20,9 @@ class CommandRow:
     at: float
     actor: str
     kind: str
-    payload: dict
+    payload: dict[str, Any]
     status: str
-    result: dict | None
+    result: dict[str, Any] | None
     done_at: float | None
 
 
@@ -80,7 +80,8 @@ def lease_holder(store: Store, now: float) -> str | None:
     with store._lock:
         rows = store._rows("SELECT holder, expires_at FROM lease WHERE name = ?", (LEASE,))
     if rows and rows[0]["expires_at"] > now:
-        return rows[0]["holder"]
+        holder: str | None = rows[0]["holder"]
+        return holder
     return None
 
 
@@ -91,13 +92,14 @@ def lease_epoch(store: Store) -> int:
     return int(rows[0]["epoch"]) if rows else 0
 
 
-def enqueue(store: Store, kind: str, payload: dict, actor: str, now: float) -> int:
+def enqueue(store: Store, kind: str, payload: dict[str, Any], actor: str, now: float) -> int:
     with store._write() as conn:
         cur = conn.execute(
             "INSERT INTO commands (at, actor, kind, payload, status) VALUES (?, ?, ?, ?, 'pending')",
             (now, actor, kind, json.dumps(payload)),
         )
-        return int(cur.lastrowid)
+        assert cur.lastrowid is not None  # an INSERT always sets it
+        return cur.lastrowid
 
 
 def pending_commands(store: Store, limit: int = 100) -> list[CommandRow]:
@@ -124,7 +126,7 @@ def command(store: Store, cid: int) -> CommandRow | None:
     return _row(rows[0]) if rows else None
 
 
-def _row(r: dict) -> CommandRow:
+def _row(r: dict[str, Any]) -> CommandRow:
     return CommandRow(
         r["id"],
         r["at"],

@@ -17,7 +17,7 @@ import os
 import sqlite3
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -230,7 +230,7 @@ class Store:
         self.synced = 0
         self.fsyncs = 0
         self._dir_synced = False
-        self._flush: asyncio.Task | None = None
+        self._flush: asyncio.Task[None] | None = None
         try:
             # isolation_level=None: no implicit transactions; every write below is either a
             # single statement or inside an explicit BEGIN IMMEDIATE ... COMMIT.
@@ -262,8 +262,8 @@ class Store:
             raise
         # What this store last wrote, to skip rows that did not change.
         self._grid: weakref.ref[Grid] | None = None
-        self._markets: dict[str, tuple] = {}
-        self._jobs_written: dict[int, tuple] = {}  # job id -> the row last written
+        self._markets: dict[str, tuple[Any, ...]] = {}
+        self._jobs_written: dict[int, list[Any]] = {}  # job id -> the row last written
         self._accounts: set[str] = set()
         self._counters = self._read_counters()
 
@@ -383,7 +383,9 @@ class Store:
                 if self.conn.in_transaction:
                     self.conn.execute("COMMIT")
 
-    def _rows(self, sql: str, params: Iterable[Any] | dict | None = None) -> list[dict]:
+    def _rows(
+        self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
         return list(self.db.query(sql, params))
 
     def _read_counters(self) -> tuple[int, ...]:
@@ -391,18 +393,19 @@ class Store:
             saved = dict(self.conn.execute("SELECT name, value FROM counters").fetchall())
         return tuple(saved.get(name, 1) for name in COUNTERS)
 
-    def _bind(self, grid: Grid, markets: dict[str, tuple], accounts: set[str]) -> None:
+    def _bind(self, grid: Grid, markets: dict[str, tuple[Any, ...]], accounts: set[str]) -> None:
         self._grid = weakref.ref(grid)
         self._markets = markets
         self._accounts = accounts
         self._jobs_written = {}
 
-    def _job_writes(self, c: sqlite3.Connection, grid: Grid) -> list[tuple]:
+    def _job_writes(self, c: sqlite3.Connection, grid: Grid) -> list[list[Any]]:
         """Write the dirty jobs: a row this store wrote before gets only its changed
         columns (most often a settle's billing columns, which leaves the job's indexes
         alone), an unchanged one nothing, any other the whole row."""
         rows = [job_row(grid.jobs[j]) for j in grid.dirty_jobs]
-        whole, parts = [], {}
+        whole: list[list[Any]] = []
+        parts: dict[tuple[int, ...], list[tuple[Any, ...]]] = {}
         written = self._jobs_written
         for r in rows:
             old = written.get(r[0])
@@ -684,7 +687,8 @@ class Store:
     def jobs(
         self, user: str | None = None, states: Iterable[JobState | str] | None = None
     ) -> list[Job]:
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if user is not None:
             where.append("user = ?")
             params.append(user)
@@ -698,6 +702,7 @@ class Store:
 
     def job(self, ref: str | int) -> Job | None:
         """By id (an int or a string of digits) or by name."""
+        arg: int | str
         if isinstance(ref, int) or ref.isdigit():
             sql, arg = "SELECT * FROM jobs WHERE id = ?", int(ref)
         else:
@@ -724,7 +729,8 @@ class Store:
     ) -> list[EventRecord]:
         """Oldest first. With `since_id`: the first `limit` events after it (to follow
         the log); without: the latest `limit`."""
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if job is not None:
             where.append("job = ?")
             params.append(job)
@@ -746,7 +752,8 @@ class Store:
         self, limit: int = 200, account: str | None = None, job: int | None = None
     ) -> list[TransactionRecord]:
         """The latest `limit` ledger transactions, oldest first, with their entries."""
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if account is not None:
             where.append("id IN (SELECT tx_id FROM ledger_entries WHERE account = ?)")
             params.append(account)

@@ -43,8 +43,8 @@ def _partial_index(db: Database, table: str, column: str) -> None:
 
 def _v1(db: Database) -> None:
     """The initial schema."""
-    db["meta"].create({"key": str, "value": str}, pk="key", not_null={"value"})
-    db["nodes"].create(
+    db.table("meta").create({"key": str, "value": str}, pk="key", not_null={"value"})
+    db.table("nodes").create(
         {
             "name": str,
             "gpu_type": str,
@@ -57,7 +57,7 @@ def _v1(db: Database) -> None:
         pk="name",
         not_null={"gpu_type", "gpu_count", "status", "host", "fake"},
     )
-    db["jobs"].create(
+    db.table("jobs").create(
         {
             "id": int,
             "name": str,
@@ -106,10 +106,10 @@ def _v1(db: Database) -> None:
         pk="id",
         not_null={"name", "user", "mode", "seq", "submitted_at", "state"},
     )
-    db["jobs"].create_index(["name"], unique=True)
-    db["jobs"].create_index(["state"])
-    db["jobs"].create_index(["user"])
-    db["reservations"].create(
+    db.table("jobs").create_index(["name"], unique=True)
+    db.table("jobs").create_index(["state"])
+    db.table("jobs").create_index(["user"])
+    db.table("reservations").create(
         {
             "id": int,
             "name": str,
@@ -134,8 +134,8 @@ def _v1(db: Database) -> None:
         pk="id",
         not_null={"name", "user", "gpu_type", "gpus", "windows", "prepaid", "created_at"},
     )
-    db["reservations"].create_index(["name"], unique=True)
-    db["markets"].create(
+    db.table("reservations").create_index(["name"], unique=True)
+    db.table("markets").create(
         {
             "gpu_type": str,
             "rate": int,
@@ -147,13 +147,13 @@ def _v1(db: Database) -> None:
         pk="gpu_type",
         not_null={"rate", "floor", "price", "price_at", "integral"},
     )
-    db["prices"].create(
+    db.table("prices").create(
         {"id": int, "at": float, "gpu_type": str, "price": int},
         pk="id",
         not_null={"at", "gpu_type", "price"},
     )
-    db["prices"].create_index(["gpu_type", "at"])
-    db["events"].create(
+    db.table("prices").create_index(["gpu_type", "at"])
+    db.table("events").create(
         {
             "id": int,
             "at": float,
@@ -171,22 +171,24 @@ def _v1(db: Database) -> None:
     )
     _partial_index(db, "events", "job")
     _partial_index(db, "events", "reservation")
-    db["ledger_tx"].create(
+    db.table("ledger_tx").create(
         {"id": int, "at": float, "reason": str, "job": int, "reservation": str},
         pk="id",
         not_null={"at", "reason"},
     )
     _partial_index(db, "ledger_tx", "job")
     _partial_index(db, "ledger_tx", "reservation")
-    db["ledger_entries"].create(
+    db.table("ledger_entries").create(
         {"tx_id": int, "account": str, "amount": int},
         not_null={"tx_id", "account", "amount"},
         foreign_keys=[("tx_id", "ledger_tx", "id")],
     )
-    db["ledger_entries"].create_index(["tx_id"])
-    db["ledger_entries"].create_index(["account", "tx_id"])
-    db["accounts"].create({"account": str, "balance": int}, pk="account", not_null={"balance"})
-    db["actions"].create(
+    db.table("ledger_entries").create_index(["tx_id"])
+    db.table("ledger_entries").create_index(["account", "tx_id"])
+    db.table("accounts").create(
+        {"account": str, "balance": int}, pk="account", not_null={"balance"}
+    )
+    db.table("actions").create(
         {
             "id": int,
             "at": float,
@@ -201,8 +203,8 @@ def _v1(db: Database) -> None:
         not_null={"at", "kind", "payload", "status"},
     )
     db.execute("CREATE INDEX actions_intended ON actions(id) WHERE status = 'intended'")
-    db["counters"].create({"name": str, "value": int}, pk="name", not_null={"value"})
-    db["lease"].create(
+    db.table("counters").create({"name": str, "value": int}, pk="name", not_null={"value"})
+    db.table("lease").create(
         {"name": str, "holder": str, "expires_at": float},
         pk="name",
         not_null={"holder", "expires_at"},
@@ -216,7 +218,7 @@ Migration = Callable[[Database], None]
 
 def _v2(db: Database) -> None:
     """Commands from other processes (CLI, other consoles) for the scheduler's leader."""
-    db["commands"].create(
+    db.table("commands").create(
         {
             "id": int,
             "at": float,
