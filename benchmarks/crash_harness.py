@@ -21,7 +21,7 @@ byte of it for `--full-s` seconds, then is deleted: every write fails with SQLIT
 (a real ENOSPC) while jobs run and end and clients keep submitting. The harness records
 every answer a client got; what it was told was accepted must be in the store, what it
 was told failed must never be applied. When every job has ended the harness checks, from
-the store and from the agents' own job records (PRODUCT.md §2: the agent is the source
+the store and from the agents' own job records (docs/store.md: the agent is the source
 of truth for processes):
 
 - states: every job ended, and its state matches its processes (no live process left,

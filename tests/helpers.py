@@ -2,7 +2,7 @@
 Engine, driven either by simulated agents (`World`) or by hand (`HandWorld`, where the
 test reports each start and exit itself). No mocks: every rule runs as in production.
 
-After every scheduling pass the world checks the invariants of PRODUCT.md §4 and keeps
+After every scheduling pass the world checks the invariants (policy/invariants.py) and keeps
 what it saw (actions, events, transactions) so a test can ask what happened and why.
 """
 

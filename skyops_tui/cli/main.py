@@ -58,7 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command")
 
     sim = sub.add_parser("simulate", help="run a workload trace through the real scheduler")
-    sim.add_argument("trace", nargs="?", help="JSON Lines trace (PRODUCT.md §4); omit with --demo")
+    sim.add_argument(
+        "trace", nargs="?", help="JSON Lines trace (docs/simulator.md); omit with --demo"
+    )
     sim.add_argument("--demo", action="store_true", help="simulate a built-in day on the demo grid")
     sim.add_argument("--json", action="store_true", help="print the summary as JSON")
 

@@ -1,6 +1,6 @@
 """An account that cannot pay stops its jobs before it passes its credit limit.
 
-Admission checks funds once (PRODUCT.md §1.4); usage is then billed per second, so a
+Admission checks funds once (docs/modes.md, funding); usage is then billed per second, so a
 long job on a small account would run its balance down without end. Each pass weighs,
 per account, what is left (balance + credit limit - usage not yet billed) against what
 its holding jobs may still cost once told to stop (their burn over the stop margin:

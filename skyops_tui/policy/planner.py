@@ -2,7 +2,7 @@
 
 `plan(grid, now)` reads the grid and changes nothing; the caller records the actions
 in the store, then applies them (`grid.apply`) and hands the executor its share. Rules
-(PRODUCT.md §1, docs/modes.md), in the order a pass applies them:
+(docs/modes.md), in the order a pass applies them:
 
 1. Timers: Priority bookings warn at T-10/T-1 min, renew or expire at their end;
    running jobs are billed every `billing_interval_s`.

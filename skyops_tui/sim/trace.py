@@ -1,4 +1,4 @@
-"""Workload traces: JSON Lines, one submission a line (PRODUCT.md §4; every kind is
+"""Workload traces: JSON Lines, one submission a line (every kind is
 described in docs/simulator.md)."""
 
 from __future__ import annotations

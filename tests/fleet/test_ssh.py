@@ -299,8 +299,8 @@ def test_the_command_run_on_the_box_is_quoted(tmp_path):
 async def test_flex_job_resumes_on_another_box_with_its_checkpoint_copied_over_sftp(
     asyncssh_boxes,
 ):
-    """PRODUCT.md 1.3: with no shared checkpoint path, the console copies the checkpoint
-    folder over SFTP to the box the job resumes on."""
+    """docs/fleet.md, Checkpoints that follow a job: with no shared checkpoint path, the
+    console copies the checkpoint folder over SFTP to the box the job resumes on."""
     box_a, box_b = asyncssh_boxes("box-a"), asyncssh_boxes("box-b")
     nodes = [
         box_a.node("box-a", fake_gpus="2xH100-80GB"),

@@ -1,4 +1,4 @@
-"""A GPU box that drops off the network, per mode (PRODUCT.md §1), over real local agents.
+"""A GPU box that drops off the network, per mode (docs/modes.md), over real local agents.
 
 The box "goes away" by killing its agent and refusing to reconnect (the transport fails
 to connect) until the node is unreachable (4 x heartbeat_timeout_s without a word); its

@@ -1,4 +1,4 @@
-"""Commit mode, PRODUCT.md §1.2: prepaid, discounted reservations of GPUs for windows."""
+"""Commit mode (docs/modes.md, Commit): prepaid, discounted reservations of GPUs for windows."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Rules every mode shares, PRODUCT.md §1.4: the mode lock, roles, funding, the
+"""Rules every mode shares (docs/modes.md, Rules for every mode): the mode lock, roles, funding, the
 double-entry ledger and the audit trail of job states."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Flex mode, PRODUCT.md §1.3: interruptible compute by bid, at the clearing price."""
+"""Flex mode (docs/modes.md, Flex): interruptible compute by bid, at the clearing price."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Priority mode, PRODUCT.md §1.1: exclusive GPUs now, at the standard rate."""
+"""Priority mode (docs/modes.md, Priority): exclusive GPUs now, at the standard rate."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Properties that hold after every step, whatever people do (PRODUCT.md §4):
+"""Properties that hold after every step, whatever people do (policy/invariants.py):
 
 - no GPU is held by two jobs, and every holder is placed where it holds;
 - no Priority or Commit job is ever preempted;

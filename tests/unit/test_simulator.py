@@ -1,4 +1,4 @@
-"""`skyops simulate`: the real engine through simulated time (PRODUCT.md §4)."""
+"""`skyops simulate`: the real engine through simulated time (docs/simulator.md)."""
 
 from __future__ import annotations
 

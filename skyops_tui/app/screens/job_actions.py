@@ -147,7 +147,7 @@ class JobActions:
         )
 
     def action_change_mode(self) -> None:
-        """A job's mode is locked at creation (PRODUCT.md): say so and what to do
+        """A job's mode is locked at creation (docs/modes.md, Mode lock): say so and what to do
         instead, rather than offer a switch that would be refused."""
         job = self._job_or_say()
         if job is None:
