@@ -244,17 +244,19 @@ class World(_World):
         return super().step()
 
     def run_until(self, t: float) -> None:
-        """Advance to `t`, running a pass at every report, timer and window edge."""
-        self.step()
+        """Advance to `t`, running a pass at every report, timer and window edge, and
+        one right after a pass that closed a window (its GPUs are free only once the
+        close is applied), as production and the simulator do."""
+        acts = self.step()
         while True:
             due = [x for x in (self.sim.next_time(), next_wakeup(self.grid, self.now)) if x]
-            if self.engine.pending:
+            if self.engine.pending or any(isinstance(a, A.CloseWindow) for a in acts):
                 due.append(self.now)
             if not due or min(due) > t:
                 break
             nxt = min(due)
             self.clock.set(max(nxt, self.now))
-            self.step()
+            acts = self.step()
         self.clock.set(t)
         self.step()
 
