@@ -13,7 +13,8 @@ checks their target. A benchmark that fails, or runs past its time limit, is rep
 as such and the run goes on; one whose prerequisites are missing (Slurm for
 slurm_submit) is reported as skipped, with why. Left out: the grid screen's
 benchmark at every size (512 nodes only) and the crash harness's fault kinds beyond
-kills (its own defaults run them all).
+kills (its own defaults run them all), and the key-latency benchmark on a big grid
+(the demo grid only).
 """
 
 from __future__ import annotations
@@ -117,6 +118,15 @@ def s_grid_refresh(doc: dict) -> list[Row]:
     return rows or [("see report", "", None)]
 
 
+def s_key_latency(doc: dict) -> list[Row]:
+    t = doc["target"]
+    fig = (
+        f"{doc['presses']} keys, key to frame {_ms(doc['all'])} (switches "
+        f"{_ms(doc['screen_switches'])}, moves {_ms(doc['list_moves'])})"
+    )
+    return [(fig, "p99 <= 100 ms", t["met"])]
+
+
 def s_crash_harness(doc: dict) -> list[Row]:
     bad = doc.get("violations")
     n = len(bad) if isinstance(bad, list) else bad
@@ -155,6 +165,7 @@ PLAN: dict[str, tuple[list[str], list[str], int, Callable[[dict], list[Row]], Ca
     "simulator": ([], ["--jobs", "5000"], 240, s_simulator, lambda: None),
     "telemetry": (["--agents", "16", "--seconds", "10"], ["--agents", "16", "--seconds", "5"], 90, s_telemetry, lambda: None),
     "grid_refresh": (["--nodes", "512", "--refreshes", "100", "--first-paints", "1"], ["--nodes", "64", "--refreshes", "30", "--first-paints", "1"], 120, s_grid_refresh, lambda: None),
+    "key_latency": (["--presses", "200"], ["--presses", "60"], 120, s_key_latency, lambda: None),
     "fuzz": (["--inputs", "20000"], ["--inputs", "2000"], 90, s_fuzz, lambda: None),
     "crash_harness": (["--jobs", "200", "--kills", "4"], ["--jobs", "100", "--kills", "2"], 150, s_crash_harness, lambda: None),
     "slurm_submit": (["--json"], ["--json", "--jobs", "16", "--starts", "2"], 120, s_slurm_submit, slurm_missing),

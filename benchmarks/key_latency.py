@@ -1,0 +1,241 @@
+"""How long a key takes to reach the screen: from the key press to the frame that shows
+its result, in the real console with its refresh running.
+
+    python benchmarks/key_latency.py                       # demo grid, 240 presses
+    python benchmarks/key_latency.py --presses 400 --nodes 64
+
+It builds the demo grid as `skyops_tui.demo.sim_runtime` does (simulated agents, a
+manual clock; `--nodes N` uses the grid_refresh benchmark's N x 8-GPU busy grid
+instead) and runs `SkyopsApp` in `App.run_test(size=(120, 36))` with everything on:
+the scheduler loop, the redraw after each batch of events, the 1 s refresh timer and
+simulated time moving 60 s per second (`sim_speed`, as a live demo does), so events
+arrive and screens redraw while keys are pressed. The keys cycle through screen
+switches (g j m r e L) and list moves (down/up in the job list and on the market's bid
+ladder), one at a time, at a person's pace (a seeded random 50-250 ms after the
+previous key's frame), so presses land at every phase of the refresh.
+
+A press is timed from just before its key event is posted to the app (as the terminal
+driver posts it) to the end of the first frame written after the app's state shows the
+result (the new screen is active, the cursor is on the next row) whose text holds it
+(the new view's name in the top bar, the newly picked row's name). The frame is drawn
+for real: the app gets a driver that is not headless, so Textual renders each update
+to terminal escape sequences and writes them; the driver then drops them. Left out:
+reading and parsing the key's bytes from a terminal, and the terminal emulator drawing
+the frame (writing to a pty and the emulator's paint), which depend on the terminal.
+The first visit to a screen (building it) is included, as a person sees it; the report
+gives switches and moves apart as well.
+
+Prints one JSON object: p50/p99/mean/max ms over all presses and per kind, the number
+of presses, frames written, the machine, and whether p99 <= 100 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import re
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from machine import machine, summary_ms
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from textual import events  # noqa: E402
+from textual.drivers.headless_driver import HeadlessDriver  # noqa: E402
+
+from skyops_tui.app.app import SkyopsApp  # noqa: E402
+
+SIZE = (120, 36)
+TARGET_P99_MS = 100.0
+SIM_SPEED = 60.0
+ANSI = re.compile(r"\x1b\[[0-9;?<>=]*[ -/]*[@-~]")
+# One round of keys: (key, what it should show). Screen keys name their view.
+ROUND: tuple[tuple[str, str], ...] = (
+    ("j", "view:jobs"),
+    ("down", "move:jobs"),
+    ("down", "move:jobs"),
+    ("up", "move:jobs"),
+    ("up", "move:jobs"),
+    ("m", "view:market"),
+    ("down", "move:market"),
+    ("down", "move:market"),
+    ("up", "move:market"),
+    ("up", "move:market"),
+    ("r", "view:reservations"),
+    ("e", "view:events"),
+    ("L", "view:ledger"),
+    ("g", "view:grid"),
+)
+
+
+class FrameDriver(HeadlessDriver):
+    """Not headless, so the app renders every frame to escape sequences; each frame's
+    text (escape sequences removed) goes to `on_frame` instead of a terminal."""
+
+    on_frame: Callable[[str], None] | None = None
+
+    @property
+    def is_headless(self) -> bool:
+        return False
+
+    def write(self, data: str) -> None:
+        if self.on_frame is not None:
+            self.on_frame(data)
+
+    def flush(self) -> None:
+        pass
+
+
+class BenchApp(SkyopsApp):
+    """The console with a `FrameDriver` for its terminal."""
+
+    CSS_PATH = str(ROOT / "skyops_tui" / "app" / "skyops.tcss")  # not relative to here
+
+    def _build_driver(self, headless, inline, mouse, size):  # type: ignore[override]
+        driver = self._driver = FrameDriver(self, mouse=mouse, size=size)
+        return driver
+
+
+@dataclass
+class Expect:
+    """What the press's frame must show: a state of the app and a text in the frame."""
+
+    ready: Callable[[], bool]
+    text: str
+    pressed: float
+    shown: float | None = None
+    done: asyncio.Event | None = None
+
+
+def runtime(nodes: int):
+    if not nodes:
+        from skyops_tui.demo import sim_runtime
+
+        return sim_runtime()
+    from grid_refresh import Workload
+    from grid_refresh import runtime as busy_runtime
+
+    rt = busy_runtime(nodes)
+    Workload(rt).fill()
+    return rt
+
+
+def expectation(app: BenchApp, what: str, key: str) -> tuple[str, Callable[[], bool], str]:
+    """The key to press (a move at the end of a list goes the other way), the state
+    that shows it done, and a text its frame holds."""
+    kind, name = what.split(":")
+    if kind == "view":
+        return key, (lambda: app.current_mode == name and len(app.screen_stack) == 1), f"› {name}"
+    if name == "jobs":
+        table = app.screen.query_one("#jobs")
+        at, count = table.cursor_row, table.row_count
+    else:
+        from skyops_tui.app.widgets.ladder import Ladder
+
+        ladder = app.screen.query_one(Ladder)
+        rungs = ladder.view.rungs if ladder.view else ()
+        ids = [r.job for r in rungs]
+        at, count = (ids.index(ladder.cursor) if ladder.cursor in ids else 0), len(ids)
+    step = 1 if key == "down" else -1
+    if not 0 <= at + step < count:
+        key, step = ("up", -1) if key == "down" else ("down", 1)
+    want = at + step
+    if name == "jobs":
+        row_key = table.ordered_rows[want].key
+        cell = table.get_cell(row_key, "name")
+        return key, (lambda: table.cursor_row == want), str(getattr(cell, "plain", cell))[:12]
+    job = rungs[want].job
+    return key, (lambda: ladder.cursor == job), rungs[want].name[:12]
+
+
+async def measure(presses: int, nodes: int, seed: int) -> dict:
+    rt = runtime(nodes)
+    app = BenchApp(rt, sim_speed=SIM_SPEED)
+    rng = random.Random(seed)
+    waiting: list[Expect] = []
+    frames = 0
+
+    def on_frame(data: str) -> None:
+        nonlocal frames
+        frames += 1
+        if not waiting:
+            return
+        e = waiting[0]
+        if e.shown is None and e.ready() and e.text in ANSI.sub("", data):
+            e.shown = time.perf_counter()
+            waiting.clear()
+            assert e.done is not None
+            e.done.set()
+
+    latencies: dict[str, list[float]] = {"view": [], "move": []}
+    slow: list[tuple[str, float]] = []
+    async with app.run_test(size=SIZE) as pilot:
+        app._driver.on_frame = on_frame  # type: ignore[union-attr]
+        await app.workers.wait_for_complete()
+        await pilot.pause(0.5)
+        n = 0
+        while n < presses:
+            for key, what in ROUND:
+                if n >= presses:
+                    break
+                if what.startswith("move:") and app.current_mode != what.split(":")[1]:
+                    continue
+                key, ready, text = expectation(app, what, key)
+                e = Expect(ready, text, time.perf_counter(), done=asyncio.Event())
+                waiting[:] = [e]
+                e.pressed = time.perf_counter()
+                app.post_message(events.Key(key, key if len(key) == 1 else None))
+                try:
+                    await asyncio.wait_for(e.done.wait(), timeout=10)
+                except TimeoutError:
+                    why = f"key {key!r} ({what}): no frame showed {text!r} in 10 s"
+                    raise SystemExit(why) from None
+                ms = e.shown - e.pressed
+                latencies[what.split(":")[0]].append(ms)
+                slow.append((f"{key} ({what})", ms))
+                n += 1
+                await asyncio.sleep(rng.uniform(0.05, 0.25))
+    every = latencies["view"] + latencies["move"]
+    slow.sort(key=lambda s: -s[1])
+    return {
+        "benchmark": "key_latency",
+        "machine": machine(),
+        "grid": f"{nodes} nodes x 8 GPUs" if nodes else "demo (4 nodes, 28 GPUs)",
+        "size": f"{SIZE[0]}x{SIZE[1]}",
+        "presses": len(every),
+        "presses_by_kind": {
+            "screen_switches": len(latencies["view"]),
+            "list_moves": len(latencies["move"]),
+        },
+        "frames_written": frames,
+        "all": summary_ms(every),
+        "screen_switches": summary_ms(latencies["view"]),
+        "list_moves": summary_ms(latencies["move"]),
+        "slowest": [{"key": k, "ms": round(s * 1000, 1)} for k, s in slow[:5]],
+        "target": {
+            "p99_ms": summary_ms(every)["p99_ms"],
+            "target_ms": TARGET_P99_MS,
+            "met": summary_ms(every)["p99_ms"] <= TARGET_P99_MS,
+        },
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--presses", type=int, default=240, help="timed key presses (>= 200)")
+    ap.add_argument("--nodes", type=int, default=0, help="N x 8-GPU busy grid (0: the demo)")
+    ap.add_argument("--seed", type=int, default=7, help="seed of the pauses between keys")
+    a = ap.parse_args(argv)
+    print(json.dumps(asyncio.run(measure(a.presses, a.nodes, a.seed)), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
