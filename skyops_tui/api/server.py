@@ -179,6 +179,8 @@ class ApiServer:
             return _error(e.re if e.re is not None else rid, e.code, e.message)
         except NotLeading as e:
             return _error(rid, P.E_NOT_LEADING, str(e))
+        except Invalid as e:
+            return _error(rid, P.E_REFUSED, str(e), invalid=True)
         except Refused as e:
             return _error(rid, P.E_REFUSED, str(e))
         except InputError as e:
@@ -193,7 +195,10 @@ class ApiServer:
     def command(self, caller: Caller, kind: str, payload: dict) -> dict:
         from ..control import commands
 
-        cmd = commands.parse(kind, payload)
+        try:
+            cmd = commands.parse(kind, payload)
+        except Refused as e:
+            raise Invalid(str(e)) from None
         self.commands += 1
         return self.rt.apply(cmd, caller.user, journal=True)
 
@@ -354,8 +359,14 @@ def _ok(rid: int, result: Any) -> bytes:
     return P.encode({"type": P.OK, "re": rid, "result": result})
 
 
-def _error(rid: int | None, code: str, message: str) -> bytes:
-    return P.encode({"type": P.ERROR, "re": rid, "code": code, "message": message})
+def _error(rid: int | None, code: str, message: str, **extra: Any) -> bytes:
+    return P.encode({"type": P.ERROR, "re": rid, "code": code, "message": message, **extra})
+
+
+class Invalid(Refused):
+    """A command that is not one (a field missing or out of range): refused before it
+    was journalled, and marked `"invalid": true` on the wire so a client can show its
+    own, flag-named message (docs/api.md)."""
 
 
 def _text(p: dict, key: str, default: str) -> str:

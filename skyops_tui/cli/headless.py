@@ -1133,6 +1133,8 @@ def _flag_messages(source: str, e: ValidationError) -> list[str]:
         if loc:
             key = loc[0]
             msg = msg.replace(f"{source}: {key}: ", f"{source}: --{key.replace('_', '-')}: ", 1)
+        else:  # a rule across flags: the flags say it, not a key path
+            msg = msg.replace(f"{source}: (top level): ", f"{source}: ", 1)
         out.append(msg)
     return out
 
@@ -1290,22 +1292,25 @@ def cmd_submit(args: argparse.Namespace, console: Console) -> int:
     t = _target(args)
     who = _ask(t, "query", "whoami")
     user = args.as_user or (t.user if who is NO_LEADER else who["user"])
-    base = args.name or f"{Path(argv[0]).name or 'job'}-{int(time.time()) % 100000}"
-    names = [base] if args.array is None else [f"{base}-{i}" for i in range(args.array)]
     fields = {"mode": args.mode, "gpus": args.gpus, "gpu_type": args.gpu_type,
               "hours": args.hours, "bid": args.bid, "reservation": args.reservation}  # fmt: skip
-    specs = []
-    for name in names:
-        data = {k: v for k, v in fields.items() if v is not None}
-        try:
-            spec = JobSpec.model_validate({**data, "name": name, "user": user, "argv": argv})
-        except ValidationError as e:
-            raise InputError(_flag_messages("skyops submit", e)) from None
-        specs.append({"spec": spec.model_dump(mode="json", exclude_none=True), **_as(args)})
+    data = {k: v for k, v in fields.items() if v is not None}
+    # Without --name the leader names the job after its program and id (docs/headless.md).
+    name = args.name or "job"
+    try:
+        spec = JobSpec.model_validate({**data, "name": name, "user": user, "argv": argv})
+    except ValidationError as e:
+        raise InputError(_flag_messages("skyops submit", e)) from None
+    payload = {"spec": spec.model_dump(mode="json", exclude_none=True), **_as(args)}
+    if args.name is None:
+        payload["auto_name"] = True
+    if args.array is not None:
+        payload["count"] = args.array
     if who is NO_LEADER:
-        done = asyncio.run(_submit_here(t, specs))
+        result = asyncio.run(_submit_here(t, payload))
     else:
-        done = [_ask(t, "command", "submit", payload) for payload in specs]
+        result = _ask(t, "command", "submit", payload)
+    done = result["jobs"] if args.array is not None else [result]
     if args.json:
         _emit_json({"status": "submitted", "jobs": done})
     else:
@@ -1316,9 +1321,9 @@ def cmd_submit(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
-async def _submit_here(t: Target, specs: list[dict]) -> list[dict]:
+async def _submit_here(t: Target, payload: dict) -> dict:
     async with _session(t) as s:
-        return [await s.call("submit", payload) for payload in specs]
+        return await s.call("submit", payload)
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, Console], int]] = {

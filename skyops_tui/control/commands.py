@@ -14,6 +14,8 @@ changed nothing.
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
@@ -80,22 +82,49 @@ def reservation_summary(res: Reservation) -> dict:
 Ref = str | int
 
 
+MAX_ARRAY = 10_000
+
+
 @command
 class Submit(Command):
+    """One job, or an array of `count` jobs NAME-0 .. NAME-(count-1) admitted in one
+    command (one transaction, one fsync). With `auto_name` the leader names it
+    `<program>-<id>` (an array: `<program>-<first id>-<k>`), so a shell loop of
+    submissions never collides on names as a client's clock-made name would."""
+
     kind: ClassVar[str] = "submit"
     spec: JobSpec
+    count: int | None = Field(default=None, ge=1, le=MAX_ARRAY)
+    auto_name: bool = False
 
     def owner(self, grid: Grid) -> str:
         return self.spec.user
 
     def target(self) -> str:
-        return f"job {self.spec.name}"
+        if self.auto_name:
+            return "job"
+        return f"job {self.spec.name}" + (f"-0..{self.count - 1}" if self.count else "")
 
     def refusal(self, caller: str, owner: str) -> str:
         return f"{caller} may not submit jobs as {owner}"
 
+    def names(self, grid: Grid) -> list[str]:
+        base = self.spec.name
+        if self.auto_name:
+            program = Path(self.spec.argv[0]).name if self.spec.argv else ""
+            program = re.sub(r"[^A-Za-z0-9_.:-]", "_", program)[:60].lstrip("_.:-") or "job"
+            base = f"{program}-{grid.next_job_id}"
+        if self.count is None:
+            return [base]
+        return [f"{base}-{k}" for k in range(self.count)]
+
     def apply(self, grid: Grid, now: float, actor: str | None) -> Result:
-        return job_summary(grid.submit(self.spec, now, actor)), []
+        names = self.names(grid)
+        if self.count is None:
+            spec = self.spec.model_copy(update={"name": names[0]})
+            return job_summary(grid.submit(spec, now, actor)), []
+        jobs = grid.submit_array(self.spec, names, now, actor)
+        return {"jobs": [job_summary(j) for j in jobs]}, []
 
 
 @command

@@ -276,10 +276,31 @@ class Grid:
     # ---------------------------------------------------------------- commands
     def submit(self, spec: JobSpec, now: float, actor: str | None = None) -> Job:
         """Admit a job to the queue, or refuse it saying why. Nothing changes on refusal."""
-        if actor is not None and actor != spec.user and not self.cfg.is_operator(actor):
-            raise Refused(f"{actor} may not submit jobs as {spec.user}")
         if spec.name in self.job_names:
             raise Refused(f"a job named {spec.name!r} exists already")
+        bid, reservation = self._admit(spec, now, actor)
+        return self._enqueue(spec, spec.name, bid, reservation, now, actor)
+
+    def submit_array(
+        self, spec: JobSpec, names: list[str], now: float, actor: str | None = None
+    ) -> list[Job]:
+        """One job per name, admitted whole or refused whole: every element passes the
+        same checks (queued jobs hold no money), so they are made once."""
+        taken = [n for n in names if n in self.job_names]
+        if taken:
+            more = f" (and {len(taken) - 1} more of the array)" if len(taken) > 1 else ""
+            raise Refused(f"job {taken[0]} exists already{more}")
+        if len(set(names)) != len(names):
+            raise Refused("the array names a job twice")
+        bid, reservation = self._admit(spec, now, actor)
+        return [self._enqueue(spec, n, bid, reservation, now, actor) for n in names]
+
+    def _admit(
+        self, spec: JobSpec, now: float, actor: str | None
+    ) -> tuple[int, Reservation | None]:
+        """The checks of a submission; the bid in micro-units and the reservation."""
+        if actor is not None and actor != spec.user and not self.cfg.is_operator(actor):
+            raise Refused(f"{actor} may not submit jobs as {spec.user}")
         types = self._candidate_types(spec.gpu_type)
         if spec.gpu_type and spec.gpu_type not in self.markets:
             raise Refused(f"no node type {spec.gpu_type!r} (known: {', '.join(self.markets)})")
@@ -343,9 +364,20 @@ class Grid:
                     f"account {spec.user} cannot fund {self.cfg.pricing.min_funded_minutes:g} "
                     f"minutes at the bid ({fmt(need)}); {self._funds_note(spec.user, now)}"
                 )
+        return bid, reservation
+
+    def _enqueue(
+        self,
+        spec: JobSpec,
+        name: str,
+        bid: int,
+        reservation: Reservation | None,
+        now: float,
+        actor: str | None,
+    ) -> Job:
         job = Job(
             id=self.next_job_id,
-            name=spec.name,
+            name=name,
             user=spec.user,
             mode=spec.mode,
             seq=self.next_seq,

@@ -107,9 +107,16 @@ class LocalSlurm:
     `env` is what a Slurm client needs (SLURM_CONF)."""
 
     def __init__(
-        self, root: Path, nodes: int = 8, gpus: int = 8, grace_s: int = 3, prefix: str = "n"
+        self,
+        root: Path,
+        nodes: int = 8,
+        gpus: int = 8,
+        grace_s: int = 3,
+        prefix: str = "n",
+        extra_conf: str = "",
     ) -> None:
         self.root = Path(root)
+        self.extra_conf = extra_conf  # more slurm.conf lines (a benchmark's MaxArraySize)
         self.nodes = nodes
         self.gpus = gpus
         self.grace_s = grace_s
@@ -154,6 +161,7 @@ class LocalSlurm:
                 self.munge_socket,
                 self.prefix,
             )
+            + self.extra_conf
         )
         last = self.gpus - 1
         (self.root / "etc" / "gres.conf").write_text(

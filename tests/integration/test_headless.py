@@ -294,7 +294,7 @@ def test_status_jobs_quote_and_cancel(grid: Grid) -> None:
     assert q["outcome"].startswith("starts now on node-")
     r = grid.run("quote", "priority", "--gpus", "4")
     assert r.returncode == 2
-    assert "skyops quote: (top level): a priority job needs hours = N or hourly = true" in r.stderr
+    assert "skyops quote: a priority job needs hours = N or hourly = true" in r.stderr
 
     doc = grid.json("cancel", "waits")
     assert (doc["status"], doc["name"], doc["state"]) == ("cancelled", "waits", "cancelled")

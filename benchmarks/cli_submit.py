@@ -1,0 +1,231 @@
+"""Scripted submission: `skyops submit` in a shell loop and one 5,000-job array, beside
+`sbatch` and a Slurm job array on a localhost Slurm in the same run.
+
+Whole paths timed:
+- loop: a bash `for` loop running the installed `skyops` console script N times
+  (`skyops --config C --db D submit --mode priority --hours 1 -- sleep 600`): the
+  interpreter's start-up, the lean client (cli/lean.py), the socket, the leader's
+  checks, journal, apply, write and group-commit fsync, the answer, the printed line.
+  Slurm: the same loop of `sbatch -H --wrap 'sleep 600'` (held, so nothing runs).
+- array: one `skyops submit --array 5000` process, start to exit; and the same request
+  sent from this process over the socket, request to answer (the leader's share,
+  durable commit included). Slurm: `sbatch -H --array=0-4999`.
+- start-up: `python -c 'import skyops_tui.cli.lean'` against the full client's
+  `import skyops_tui.cli.main` and a bare `python -c pass`, medians of 15.
+
+The jobs are not run: the one node is drained (Skyops) or the jobs held (Slurm), so
+what is timed is acceptance, not placement (benchmarks/submit_to_running.py times that).
+The console script is the interpreter's own (`<python>/bin/skyops`), not a pyenv or
+other shim in front of it. The leader is `skyops serve` in its own process.
+
+    python benchmarks/cli_submit.py [--loop 50] [--array 5000] [--rounds 3] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.machine import machine  # noqa: E402
+
+LOOP_TARGET = 50.0  # submissions per second, sequential (issue 15)
+ARRAY_TARGET_S = 0.2  # 5,000 jobs in one request, durable commit included
+CONFIG = """[cluster]
+name = "cli-bench"
+tick_s = 1.0
+[[node_types]]
+name = "H100"
+rate = 2.5
+[[nodes]]
+name = "node-a"
+fake_gpus = "8xH100-80GB"
+local = true
+[accounts]
+default_balance = 1000000000
+operators = ["bench"]
+"""
+
+
+def skyops_script() -> str:
+    here = Path(sys.executable).parent / "skyops"
+    return str(here) if here.exists() else "skyops"
+
+
+def timed_loop(argv: list[str], n: int, env: dict) -> float:
+    """Seconds for n sequential runs of argv from a bash loop (output discarded)."""
+    quoted = " ".join("'" + a.replace("'", "'\\''") + "'" for a in argv)
+    script = f"for i in $(seq {n}); do {quoted} >/dev/null || exit 1; done"
+    t0 = time.perf_counter()
+    subprocess.run(["bash", "-c", script], env=env, check=True)
+    return time.perf_counter() - t0
+
+
+def startup(code: str, env: dict, runs: int = 15) -> float:
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], env=env, check=True)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def request(sock: Path, payload: dict) -> tuple[float, dict]:
+    """One submit over the socket: seconds from the request to the answer."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(str(sock))
+        f = s.makefile("rwb")
+        hello = json.loads(f.readline())
+        payload["spec"]["user"] = hello["user"]
+        msg = {"v": 1, "type": "command", "id": 1, "kind": "submit", "payload": payload}
+        line = json.dumps(msg).encode() + b"\n"
+        t0 = time.perf_counter()
+        f.write(line)
+        f.flush()
+        reply = json.loads(f.readline())
+        return time.perf_counter() - t0, reply
+    finally:
+        s.close()
+
+
+def through_skyops(tmp: Path, loop: int, array: int, rounds: int) -> dict:
+    (tmp / "config.toml").write_text(CONFIG)
+    env = {**os.environ, "XDG_DATA_HOME": str(tmp / "data"), "SKYOPS_USER": "bench"}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "agent"), env.get("PYTHONPATH", "")])
+    base = [skyops_script(), "--config", str(tmp / "config.toml"), "--db", str(tmp / "s.db")]
+    log = (tmp / "serve.log").open("w")
+    leader = subprocess.Popen([*base, "serve"], stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while "leading" not in (tmp / "serve.log").read_text():
+            if time.monotonic() > deadline or leader.poll() is not None:
+                raise RuntimeError("skyops serve did not start: " + (tmp / "serve.log").read_text())
+            time.sleep(0.05)
+        subprocess.run([*base, "nodes", "drain", "node-a"], env=env, check=True,
+                       capture_output=True)  # fmt: skip
+        job = ["submit", "--mode", "priority", "--hours", "1", "--", "sleep", "600"]
+        loops = [loop / timed_loop([*base, *job], loop, env) for _ in range(rounds)]
+        arrays, answers = [], []
+        for r in range(rounds):
+            argv = [*base, "submit", "--mode", "priority", "--hours", "1", "--name", f"arr{r}",
+                    "--array", str(array), "--", "sleep", "600"]  # fmt: skip
+            t0 = time.perf_counter()
+            subprocess.run(argv, env=env, check=True, capture_output=True)
+            arrays.append(time.perf_counter() - t0)
+            spec = {"name": f"req{r}", "mode": "priority", "hours": 1, "gpus": 1,
+                    "argv": ["sleep", "600"]}  # fmt: skip
+            took, reply = request(tmp / "s.sock", {"spec": spec, "count": array})
+            assert reply["type"] == "ok" and len(reply["result"]["jobs"]) == array, reply
+            answers.append(took)
+        return {
+            "loop_per_s": loops,
+            "array_process_s": arrays,
+            "array_request_s": answers,
+            "startup_lean_s": startup("import skyops_tui.cli.lean", env),
+            "startup_full_s": startup("import skyops_tui.cli.main", env),
+            "startup_python_s": startup("pass", env),
+        }
+    finally:
+        leader.terminate()
+        try:
+            leader.wait(30)
+        except subprocess.TimeoutExpired:
+            leader.kill()
+            leader.wait()
+        log.close()
+
+
+def through_slurm(tmp: Path, loop: int, array: int, rounds: int) -> dict | str:
+    from skyops_tui.slurm.local import LocalSlurm, SlurmUnavailable
+
+    try:
+        slurm = LocalSlurm(
+            tmp / "slurm", nodes=1, extra_conf=f"MaxArraySize={array + 1}\nMaxJobCount=100000\n"
+        ).start()
+    except SlurmUnavailable as e:
+        return str(e)
+    try:
+        sbatch = shutil.which("sbatch") or "sbatch"
+        out = str(tmp / "slurm-%j.out")
+        one = [sbatch, "-H", "-p", "priority", "--gres=gpu:1", f"--output={out}", "--wrap",
+               "sleep 600"]  # fmt: skip
+        loops = [loop / timed_loop(one, loop, slurm.env) for _ in range(rounds)]
+        arrays = []
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            subprocess.run([*one[:1], f"--array=0-{array - 1}", *one[1:]], env=slurm.env,
+                           check=True, capture_output=True)  # fmt: skip
+            arrays.append(time.perf_counter() - t0)
+        version = slurm.run("sinfo", "--version").strip()
+        slurm.run("scancel", "--user=root", check=False)
+        return {"loop_per_s": loops, "array_process_s": arrays, "version": version}
+    finally:
+        slurm.stop()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--loop", type=int, default=50, help="submissions per loop round")
+    ap.add_argument("--array", type=int, default=5000, help="jobs in the array")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--no-slurm", action="store_true", help="leave Slurm out")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="skyops-cli-bench-") as d:
+        tmp = Path(d)
+        sky = through_skyops(tmp, args.loop, args.array, args.rounds)
+        slurm = "left out (--no-slurm)" if args.no_slurm else through_slurm(
+            tmp, args.loop, args.array, args.rounds)  # fmt: skip
+    loop = statistics.median(sky["loop_per_s"])
+    arr = statistics.median(sky["array_request_s"])
+    report = {
+        "machine": machine(),
+        "skyops": sky,
+        "slurm": slurm,
+        "loop_per_s_median": round(loop, 1),
+        "array_request_s_median": round(arr, 4),
+        "array_process_s_median": round(statistics.median(sky["array_process_s"]), 4),
+        "loop_target_met": loop >= LOOP_TARGET,
+        "array_target_met": arr <= ARRAY_TARGET_S,
+    }
+    if isinstance(slurm, dict):
+        report["loop_vs_sbatch"] = round(loop / statistics.median(slurm["loop_per_s"]), 3)
+        report["array_vs_slurm_array"] = round(
+            statistics.median(slurm["array_process_s"]) / statistics.median(sky["array_process_s"]),
+            3,
+        )
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"machine: {report['machine']}")
+    print(f"skyops submit loop: {loop:.1f}/s (rounds {', '.join(f'{x:.1f}' for x in sky['loop_per_s'])}); "
+          f"target >= {LOOP_TARGET:.0f}/s: {'met' if report['loop_target_met'] else 'NOT met'}")  # fmt: skip
+    print(f"skyops --array {args.array}: request -> durable answer {arr * 1000:.0f} ms median, "
+          f"whole process {report['array_process_s_median'] * 1000:.0f} ms; target <= "
+          f"{ARRAY_TARGET_S * 1000:.0f} ms: {'met' if report['array_target_met'] else 'NOT met'}")  # fmt: skip
+    print(f"start-up: python {sky['startup_python_s'] * 1000:.0f} ms, lean client "
+          f"{sky['startup_lean_s'] * 1000:.0f} ms, full client {sky['startup_full_s'] * 1000:.0f} ms")  # fmt: skip
+    if isinstance(slurm, dict):
+        print(f"{slurm['version']}: sbatch loop {statistics.median(slurm['loop_per_s']):.1f}/s, "
+              f"--array={args.array} {statistics.median(slurm['array_process_s']) * 1000:.0f} ms")  # fmt: skip
+        print(f"ratios: loop {report['loop_vs_sbatch']}x sbatch; array "
+              f"{report['array_vs_slurm_array']}x as fast as Slurm's (whole process)")  # fmt: skip
+    else:
+        print(f"slurm: {slurm}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

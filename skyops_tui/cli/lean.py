@@ -1,0 +1,212 @@
+"""`skyops submit` in a shell loop, at the speed of `sbatch`: the lean client.
+
+A script that submits jobs one call at a time pays the client's start-up on every
+call. The full command line imports pydantic, rich and the whole grid model (about
+80 ms of imports before the first byte is sent); this module uses the standard library
+only. It handles the common case, a submission to a leader already serving its socket,
+and hands everything else to the full client (`None` from `submit`): no leader
+answering (the owning account then leads for the moment), `--connect`, flags it does
+not know, values argparse would refuse, and a spec the leader finds invalid, so those
+get the full client's messages and exit codes. A refusal of a valid spec (a name in
+use, an account that cannot pay) is printed here as the full client prints it.
+
+The leader validates every command whoever sends it (docs/api.md), so nothing is
+checked here that the leader does not check again.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_REFUSED, EXIT_STORE = 0, 1, 4  # cli/headless.py's codes
+API_VERSION = 1  # api/protocol.py; a mismatch hands over to the full client
+GLOBAL_VALUE = {"--config", "--db"}
+VALUE = {"--mode", "--name", "--gpus", "--gpu-type", "--hours", "--bid", "--reservation",
+         "--array", "--as"}  # fmt: skip
+NUMBERS = {"--gpus": int, "--array": int, "--hours": float, "--bid": float}
+MODES = ("priority", "commit", "flex")
+
+
+def _parse(argv: list[str]) -> dict | None:
+    """The flags of `[--config F] [--db P] submit [FLAGS] -- COMMAND...`, or None."""
+    opts: dict[str, object] = {}
+    seen_submit = False
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--" and seen_submit:
+            opts["argv"] = argv[i + 1 :]
+            break
+        if a == "submit" and not seen_submit:
+            seen_submit = True
+            i += 1
+            continue
+        key, eq, val = a.partition("=")
+        if key in GLOBAL_VALUE or (seen_submit and key in VALUE):
+            if not eq:
+                if i + 1 >= len(argv):
+                    return None
+                i += 1
+                val = argv[i]
+            if key in opts:
+                return None
+            opts[key] = val
+        elif a == "--json" and seen_submit:
+            opts["--json"] = True
+        else:
+            return None
+        i += 1
+    command = opts.get("argv")
+    if not seen_submit or not command:
+        return None
+    for key, kind in NUMBERS.items():
+        if key in opts:
+            try:
+                opts[key] = kind(opts[key])
+            except ValueError:
+                return None
+            if kind is float and not math.isfinite(opts[key]):  # type: ignore[arg-type]
+                return None
+    if opts.get("--mode", "flex") not in MODES:
+        return None
+    return opts
+
+
+def _data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base).expanduser() / "skyops"
+
+
+def _socket(opts: dict) -> Path | None:
+    """Where the leader listens, by the rule of docs/api.md ("Where the socket is")."""
+    given = os.environ.get("SKYOPS_SOCKET")
+    config = opts.get("--config")
+    if not given and config:
+        import tomllib
+
+        try:
+            with open(Path(str(config)).expanduser(), "rb") as f:
+                cluster = tomllib.load(f).get("cluster", {})
+        except (OSError, ValueError):
+            return None  # the full client names the file and the reason
+        given = cluster.get("api_socket") if isinstance(cluster, dict) else None
+        if given is not None and not isinstance(given, str):
+            return None
+    if given:
+        return Path(given).expanduser()
+    if opts.get("--db"):
+        db = Path(str(opts["--db"])).expanduser()
+    elif os.environ.get("SKYOPS_DB"):
+        db = Path(os.environ["SKYOPS_DB"]).expanduser()
+    else:
+        db = _data_dir() / ("skyops.db" if config else "demo.db")
+    return db.with_suffix(".sock")
+
+
+def _exchange(path: Path, payload: dict, opts: dict) -> dict:
+    """Hello (the kernel's name for the caller), one command, its answer. Until the
+    command is sent, any trouble hands over (_Handover); after, it is the full
+    client's exit 4 (_Gone): a new leader settles an unanswered command as not
+    applied (docs/api.md, "Exactly once"), so the caller is told to try again."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        try:
+            s.connect(str(path))
+            f = s.makefile("rwb")
+            hello = json.loads(f.readline() or b"null")
+        except (OSError, ValueError):
+            raise _Handover from None
+        if not isinstance(hello, dict) or hello.get("v") != API_VERSION:
+            raise _Handover
+        spec = payload["spec"]
+        assert isinstance(spec, dict)
+        spec["user"] = opts.get("--as") or hello.get("user")  # the kernel's, said first
+        request = {"v": API_VERSION, "type": "command", "id": 1, "kind": "submit",
+                   "payload": payload}  # fmt: skip
+        try:
+            f.write(json.dumps(request, separators=(",", ":")).encode() + b"\n")
+            f.flush()
+            reply = json.loads(f.readline() or b"null")
+        except (OSError, ValueError):
+            reply = None
+        if not isinstance(reply, dict):
+            raise _Gone
+        return reply
+    finally:
+        s.close()
+
+
+class _Handover(Exception):
+    """The full client must take this call: nothing has been changed."""
+
+
+class _Gone(Exception):
+    """The leader went away after the command was sent, before it answered."""
+
+
+def submit(argv: list[str]) -> int | None:
+    """Exit code of `skyops submit` handled here, or None for the full client."""
+    opts = _parse(argv)
+    if opts is None:
+        return None
+    path = _socket(opts)
+    if path is None:
+        return None
+    spec: dict[str, object] = {
+        "name": opts.get("--name", "job"),
+        "mode": opts.get("--mode", "flex"),
+    }
+    spec["argv"] = opts["argv"]
+    spec["gpus"] = opts.get("--gpus", 1)
+    for flag, key in (("--gpu-type", "gpu_type"), ("--hours", "hours"), ("--bid", "bid"),
+                      ("--reservation", "reservation")):  # fmt: skip
+        if flag in opts:
+            spec[key] = opts[flag]
+    payload: dict[str, object] = {"spec": spec}
+    if "--name" not in opts:
+        payload["auto_name"] = True
+    if "--array" in opts:
+        payload["count"] = opts["--array"]
+    if "--as" in opts:
+        payload["as_user"] = opts["--as"]
+    try:
+        reply = _exchange(path, payload, opts)
+    except _Handover:
+        return None
+    except _Gone:
+        message = ("the scheduler went away before answering; nothing was applied "
+                   "(see `skyops jobs`), try again")  # fmt: skip
+        if opts.get("--json"):
+            sys.stdout.write(json.dumps({"status": "unavailable", "errors": [message]}, indent=2))
+            sys.stdout.write("\n")
+        sys.stderr.write(f"error: {message}\n")
+        return EXIT_STORE
+    if reply.get("type") == "ok":
+        result = reply.get("result") or {}
+        jobs = result["jobs"] if "--array" in opts else [result]
+        if opts.get("--json"):
+            out = json.dumps({"status": "submitted", "jobs": jobs}, indent=2)
+            sys.stdout.write(out + "\n")
+        else:
+            sys.stdout.write(
+                "".join(
+                    f"Submitted {j['mode']} job {j['name']} (id {j['id']}): {j['state']}.\n"
+                    for j in jobs
+                )
+            )
+        sys.stdout.flush()
+        return EXIT_OK
+    if reply.get("code") == "refused" and not reply.get("invalid"):
+        message = str(reply.get("message", ""))
+        if opts.get("--json"):
+            sys.stdout.write(
+                json.dumps({"status": "refused", "errors": [message]}, indent=2) + "\n"
+            )
+        sys.stderr.write(f"refused: {message}\n")
+        return EXIT_REFUSED
+    return None  # invalid flags, a store fault, a leader stepping down: the full client's words
