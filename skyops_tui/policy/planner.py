@@ -305,11 +305,12 @@ class Planner:
             self.emit(A.Preempt(v.id, cause, for_job.id if for_job is not None else None))
 
     def call_offs(self) -> None:
-        """Call off the preemptions made for room that nobody needs any more, while their
-        victims are in the checkpoint grace (docs/modes.md, *Queue, backfill and
-        claims*): the job they were for started elsewhere (or left), and no claim of this
-        pass counts on their GPUs. A Flex claim counts only against a victim its bid
-        could outbid: a lower bid gains nothing from a preemption it could not make."""
+        """Call off the preemptions made for a Priority job that nobody needs any more,
+        while their victims are in the checkpoint grace (docs/modes.md, *Queue, backfill
+        and claims*): the job they were for started elsewhere (or left), and no claim of
+        this pass counts on their GPUs. A Flex claim counts only against a victim its
+        bid could outbid: a lower bid gains nothing from a preemption it could not make.
+        A victim back in the market caps its clearing price, as any running bid does."""
         g, now = self.g, self.now
         if not g.preempted_at:
             return
@@ -330,12 +331,15 @@ class Planner:
             return
         cands.sort(key=lambda v: (-v.bid, v.seq, v.id))  # the likeliest to resume first
         kept: dict[str, list[int]] = {}  # per node, soon-free GPUs of victims called off
+        lowest: dict[str, int] = {}  # per market, the lowest bid called off
         for v in cands:
             bid = v.bid * outbid
             if not all(self._spare(p.node, p.gpus, kept.get(p.node, ()), bid) for p in v.placement):
                 continue
             for p in v.placement:
                 kept.setdefault(p.node, []).extend(p.gpus)
+            if v.market is not None:
+                lowest[v.market] = min(lowest.get(v.market, v.bid), v.bid)
             _, for_id = g.preempted_at[v.id]
             who = g.jobs.get(for_id)
             if who is None:
@@ -347,6 +351,14 @@ class Planner:
             else:
                 why = f"{who.name} no longer needs its GPUs"
             self.emit(A.CallOff(v.id, why))
+        if not lowest:
+            return
+        price = {a.gpu_type: a.price for a in self.actions if isinstance(a, A.SetPrice)}
+        for t, bid in lowest.items():
+            m = g.markets[t]
+            now_price = price.get(t, m.price)
+            if bid < now_price:
+                self.emit(A.SetPrice(t, max(bid, m.floor)))
 
     def _spare(self, node: str, gpus: Iterable[int], kept: Iterable[int], bid: float) -> bool:
         """Whether the claims on `node` still have their GPUs being freed once `gpus` (and
@@ -991,7 +1003,7 @@ class Planner:
                     continue
                 victims = self.choose_victims(nodes, job, "commit", lambda v: True, name)
                 if victims:
-                    self.preempt(victims, f"reclaimed for Commit job {job.name} ({name})", job)
+                    self.preempt(victims, f"reclaimed for Commit job {job.name} ({name})")
                     self.hold_victim_nodes(victims, job, "commit", name)
 
     # ---------------------------------------------------------------- flex
@@ -1179,7 +1191,7 @@ class Planner:
                 if victims:
                     if job.gpu_type is None:
                         self.waiting_elsewhere.add(job.id)
-                    self.preempt(victims, f"outbid by {job.name}", job)
+                    self.preempt(victims, f"outbid by {job.name}")
                     soon_nodes = [n for n in nodes if n.name in self.soon()]
                     took = self.took
                     self.hold_victim_nodes(victims, job, FLEX_POOL)

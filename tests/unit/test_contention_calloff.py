@@ -8,6 +8,7 @@ import json
 
 from skyops_tui.domain.model import JobState
 from skyops_tui.policy import actions as A
+from skyops_tui.scheduler.executor import CalledOff
 from skyops_tui.sim.simulator import EPOCH, simulate
 from skyops_tui.sim.trace import parse_lines
 from tests.helpers import HOUR, T0, HandWorld, World, config, micro
@@ -127,3 +128,26 @@ def test_an_unpaid_flex_job_is_not_called_off() -> None:
     w.run_until(T0 + 2 * HOUR)
     assert w.acted(A.Preempt, "f") and w.acted(A.CallOff, "f") == []
     assert w.state("f") is JobState.PAUSED
+
+
+def test_a_victim_called_off_caps_the_clearing_price_again() -> None:
+    """While f (bid 1.00) was stopping, a waiting bid of 1.04 set the price; f back in
+    the market caps it at its own bid, as any running bid does, so it never pays more
+    than it bid. 1.04 could not outbid f, so it did not keep f stopping."""
+    w = HandWorld(calloff_config())
+    w.priority("a", gpus=4, hours=2)
+    w.flex("f", gpus=4, bid=1.0)
+    w.at(0)
+    w.run()
+    w.priority("p", gpus=4)
+    w.at(10)
+    w.flex("h", gpus=4, bid=1.04)
+    w.at(20)
+    assert w.price() == micro(1.04)
+    w.exited("a", 0)
+    acts = w.at(30)
+    assert [w.grid.jobs[a.job].name for a in acts if isinstance(a, A.CallOff)] == ["f"]
+    w.engine.pending.append(CalledOff(w.job("f").id, "p started on other GPUs"))
+    w.at(31)
+    assert w.state("f") is JobState.RUNNING and w.price() == micro(1.0)
+    assert w.violations == []
