@@ -36,6 +36,7 @@ from .store.schema import StoreError
 if TYPE_CHECKING:
     from .control.commands import Command
     from .domain.telemetry import NodeSample
+    from .store.db import Store
 
 FEED = 2000
 LEASE_TTL_S = 5.0  # a leader silent this long is replaced by another console
@@ -107,7 +108,7 @@ class Runtime:
         cfg: Config,
         executor: Executor,
         clock: Clock | None = None,
-        store: Any | None = None,
+        store: Store | None = None,
         grid: Grid | None = None,
         user: str | None = None,
         demo: bool = False,
@@ -172,6 +173,13 @@ class Runtime:
         """The in-process scheduler (a leader's; tests and seeding drive it directly).
         People's commands go through `call`, whoever leads."""
         return self.local
+
+    @property
+    def _db(self) -> Store:
+        """The store, for the lease, the journal and reloads: only a console with a
+        store ever reaches them (without one it leads, or follows a remote leader)."""
+        assert self.store is not None, "this console has no store"
+        return self.store
 
     # ------------------------------------------------------------------ commands
     async def call(self, cmd: Command) -> dict:
@@ -247,7 +255,7 @@ class Runtime:
 
         for cid, (status, result) in list(self._unanswered.items()):
             try:
-                finish_command(self.store, cid, status, result, self.clock.now())
+                finish_command(self._db, cid, status, result, self.clock.now())
             except (sqlite3.Error, LeaseLost) as e:
                 log.debug("answer to command %s not written yet: %s", cid, e)
                 return
@@ -352,7 +360,7 @@ class Runtime:
         now = self.clock.now()
         # In a thread: a locked file must not freeze the screens while it waits.
         epoch = await asyncio.to_thread(
-            acquire_lease, self.store, self.holder, now, self.lease_ttl_s, self.lease_wait_s
+            acquire_lease, self._db, self.holder, now, self.lease_ttl_s, self.lease_wait_s
         )
         return now, epoch
 
@@ -362,7 +370,7 @@ class Runtime:
         self.epoch = epoch
         self._lease_until = now + self.lease_ttl_s * (1 - LEASE_MARGIN)
         self._renew_at = now + self.lease_ttl_s / 4
-        self.store.fence = Fence(self.holder, epoch, self.clock.now)
+        self._db.fence = Fence(self.holder, epoch, self.clock.now)
 
     def _spawn(self, coro) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coro)
@@ -399,7 +407,7 @@ class Runtime:
             await self._lead()
         else:
             with contextlib.suppress(sqlite3.DatabaseError):
-                self._last_event_id = max((e.id for e in self.store.events(limit=1)), default=0)
+                self._last_event_id = max((e.id for e in self._db.events(limit=1)), default=0)
             self._control = self._spawn(self._follow())
 
     async def _lead(self) -> None:
@@ -436,7 +444,7 @@ class Runtime:
                     continue
                 backoff.reset()
                 self._store_ok()
-                if epoch != self.epoch:
+                if epoch is None or epoch != self.epoch:
                     # Another console holds it, or held it meanwhile: this grid is stale.
                     log.warning("scheduler lease lost; following the new leader")
                     await self._demote()
@@ -478,9 +486,10 @@ class Runtime:
         from .store.control import finish_command, pending_commands
 
         try:
-            for cmd in pending_commands(self.store, limit=10_000):
-                with self.store._lock:
-                    applied = self.store._rows(
+            store = self._db
+            for cmd in pending_commands(store, limit=10_000):
+                with store._lock:
+                    applied = store._rows(
                         "SELECT 1 FROM events WHERE kind = 'command' AND cause LIKE ? LIMIT 1",
                         (f"#{cmd.id} %",),
                     )
@@ -491,7 +500,7 @@ class Runtime:
                         "failed",
                         {"message": "the scheduler stopped before applying it; nothing changed"},
                     )
-                finish_command(self.store, cmd.id, *answer, self.clock.now())
+                finish_command(store, cmd.id, *answer, self.clock.now())
         except (sqlite3.Error, LeaseLost) as e:
             log.warning("could not settle the command journal yet: %s", e)
 
@@ -612,15 +621,17 @@ class Runtime:
     def reload(self, now: float | None = None) -> None:
         """Replace the grid with the store's (a follower's view of the leader's state)."""
         now = self.clock.now() if now is None else now
-        grid = self.store.load_grid(self.cfg, now)
+        grid = self._db.load_grid(self.cfg, now)
         self.engine.grid = grid
         attach = getattr(self.executor, "attach", None)
         if attach is not None:
             attach(grid)
-        events = self.store.events(limit=FEED, since_id=self._last_event_id)
+        events = self._db.events(limit=FEED, since_id=self._last_event_id)
         if events and not self._watching:
             self._last_event_id = events[-1].id
-            self.feed.take(list(events), [], [])
+            # The store's EventRecords carry Event's fields plus `id`; the feed and its
+            # readers (app/app.py, app/screens/events.py) are typed Event only.
+            self.feed.take(list(events), [], [])  # type: ignore[arg-type]
 
     async def stop(self) -> None:
         await self._unwatch()

@@ -22,10 +22,16 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from ..domain.errors import InputError, Refused
 from ..store.schema import StoreError
+
+if TYPE_CHECKING:
+    import asyncssh
+
+    from ..fleet.ssh import SshTransport
 
 DEFAULT_SOCKET = "/run/skyops/api.sock"  # the systemd unit's (docs/api.md)
 CONNECT_TIMEOUT_S = 15.0
@@ -86,10 +92,10 @@ class Tunnel:
         self.path = self._dir / "api.sock"
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._conn = None
-        self._listener = None
+        self._conn: asyncssh.SSHClientConnection | None = None
+        self._listener: asyncssh.SSHListener | None = None
 
-    def transport(self):
+    def transport(self) -> SshTransport:
         from ..domain.config import NodeConfig
         from ..fleet.ssh import SshTransport
 

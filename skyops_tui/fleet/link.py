@@ -197,11 +197,12 @@ class LocalTransport:
             )
         self.process = proc
         assert proc.stdin is not None and proc.stdout is not None
+        stdin = proc.stdin  # narrowed here; the closure below keeps it narrowed
 
         async def close() -> None:
             if proc.returncode is None:
                 with contextlib.suppress(Exception):
-                    proc.stdin.close()
+                    stdin.close()
                 try:
                     await asyncio.wait_for(proc.wait(), 3)
                 except TimeoutError:

@@ -35,7 +35,9 @@ EPOCH_MAX = 32_503_680_000.0  # 3000-01-01 00:00 UTC
 class PlanJob(JobSpec):
     """A job as a plan names it. `command` is the argv (a list, never a shell string)."""
 
-    user: str | None = Field(default=None, min_length=1, max_length=64)
+    # Optional where JobSpec requires it: a plan may leave the user out. The grid only
+    # gets the JobSpec that spec() returns, with the actor filled in.
+    user: str | None = Field(default=None, min_length=1, max_length=64)  # type: ignore[assignment]
     argv: tuple[str, ...] = Field(default=(), alias="command")
     bid: float | None = Field(
         default=None, gt=0, le=MAX_RATE, allow_inf_nan=False, description="currency per GPU-hour"
@@ -70,7 +72,8 @@ class PlanReservation(ReservationSpec):
     """A Commit reservation as a plan names it: `start` is a TOML date-time (UTC when it
     has no offset) or epoch seconds."""
 
-    user: str | None = Field(default=None, min_length=1, max_length=64)
+    # Optional where ReservationSpec requires it; spec() fills in the actor.
+    user: str | None = Field(default=None, min_length=1, max_length=64)  # type: ignore[assignment]
 
     @field_validator("start", mode="before")
     @classmethod
@@ -246,11 +249,12 @@ class PlanFile:
             for i, n in enumerate(self.plan.nodes):
                 for e in n.expand():
                     index.setdefault(("node", e.name), i)
-            for kind_, rows in (
+            groups: tuple[tuple[str, tuple[PlanReservation | PlanJob | PlanBid, ...]], ...] = (
                 ("reservation", self.plan.reservations),
                 ("job", self.plan.jobs),
                 ("bid", self.plan.bids),
-            ):
+            )
+            for kind_, rows in groups:
                 for i, r in enumerate(rows):
                     index.setdefault((kind_, r.name), i)
             self._index = index
