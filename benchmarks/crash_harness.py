@@ -30,7 +30,9 @@ of truth for processes):
 - no GPU double-booked: `check_placements` on the grid loaded from the store;
 - the ledger sums to zero, every transaction balances, and each balance equals the sum
   of its account's entries;
-- billing: each job is charged once for every second it held GPUs (see `check_billing`);
+- billing: each job is charged once for every second it held GPUs (see `check_billing`),
+  and, at every kill and at the end, every Priority and Flex job's charge is what the
+  per-second oracle computes from the store's prices and bids (see `check_oracle`);
 - clients' answers: accepted means stored, failed means never applied (`check_answers`);
 - with disk faults: the console logged each one and took up again when space returned,
   and a command run during one exited 4 naming the full disk.
@@ -73,6 +75,7 @@ from skyops_tui.runtime import LEASE_TTL_S  # noqa: E402
 from skyops_tui.store.control import lease_holder  # noqa: E402
 from skyops_tui.store.db import Store  # noqa: E402
 from skyops_tui.store.schema import StoreError  # noqa: E402
+from tests import billing_oracle  # noqa: E402
 
 CKPT_TRAIN = ROOT / "examples" / "ckpt_train.py"
 USERS = {"priority": "ana", "commit": "team", "flex": "kim"}
@@ -337,6 +340,9 @@ class Run:
     # Each command's answers, in order, by the name it creates (see `deliver`).
     answers: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     agent_dirs: dict[str, Path] = field(default_factory=dict)
+    # At each kill: jobs compared with the per-second oracle, and what differed.
+    oracle_checks: list[dict] = field(default_factory=list)
+    oracle_violations: list[str] = field(default_factory=list)
 
 
 def _snapshot(store: Store) -> dict:
@@ -642,6 +648,11 @@ def run_harness(run: Run, progress=lambda msg: None) -> dict:
                     up_for = time.monotonic() - console.started_at
                     leading = console.leads(store)
                     console.kill()
+                    checked, wrong = check_oracle(
+                        store, agent_runs(run.agent_dirs), f"kill {len(run.kill_points) + 1}"
+                    )
+                    run.oracle_checks.append(checked)
+                    run.oracle_violations += wrong
                     point = {
                         "kill": len(run.kill_points) + 1,
                         "trigger": kind,
@@ -669,6 +680,7 @@ def run_harness(run: Run, progress=lambda msg: None) -> dict:
         store = None
         result = verify(cfg, db_path, run.agent_dirs)
         result["violations"] += check_answers(run.answers, stored)
+        result["violations"] += run.oracle_violations
         result["figures"].update(
             {
                 "transport": run.transport,
@@ -677,6 +689,8 @@ def run_harness(run: Run, progress=lambda msg: None) -> dict:
                 "console_starts": console.starts,
                 "wall_s": round(wall, 1),
                 "seed": run.seed,
+                "oracle_checked_at_kills": run.oracle_checks,
+                "oracle_mismatches_at_kills": len(run.oracle_violations),
             }
         )
         result["figures"].update(lock_figures(run, console.log))
@@ -869,9 +883,15 @@ def verify(cfg, db_path: Path, agent_dirs: dict[str, Path]) -> dict:
         if sums.get(acct, 0) != bal:
             violations.append(f"{acct}: balance {bal} but its entries sum to {sums.get(acct, 0)}")
 
-    # 5. billing
+    # 5. billing: within the bounds, and to the micro-unit by the per-second oracle
     billing = check_billing(grid, events, txs, records)
     violations += billing.pop("violations")
+    store = Store(db_path)
+    try:
+        oracle_checked, wrong = check_oracle(store, records, "at the end")
+    finally:
+        store.close()
+    violations += wrong
 
     modes = Counter(str(j.mode) for j in jobs)
     states = Counter(str(j.state) for j in jobs)
@@ -883,8 +903,50 @@ def verify(cfg, db_path: Path, agent_dirs: dict[str, Path]) -> dict:
         "ledger_sum": total,
         "transactions": len(txs),
         **billing,
+        "oracle_checked_at_end": oracle_checked["jobs"],
     }
     return {"violations": violations, "figures": figures}
+
+
+def check_oracle(store: Store, records, when: str) -> tuple[dict, list[str]]:
+    """Every Priority and Flex job's `charged`, as the store holds it now, against the
+    per-second oracle (tests/billing_oracle.py) over the store's `prices` rows and each
+    job's `bid_log`, to the micro-unit. A run that has ended is billed to where its
+    agent recorded the end (if the console heard of it later); one still holding GPUs,
+    to its `billed_from` (how far the console had billed it). Returns how many jobs
+    were checked (`holding`: of them, still holding GPUs), and a line per one that
+    differs."""
+    jobs = store.jobs()
+    markets = {m.gpu_type: m for m in store.markets()}
+    prices = {t: [(at, t, p) for at, p in store.prices(t)] for t in markets}
+    by_job: dict[int, list] = defaultdict(list)
+    for e in store.events(limit=10**9):
+        if e.job is not None:
+            by_job[e.job].append(e)
+    violations: list[str] = []
+    checked = {"jobs": 0, "holding": 0}
+    for job in jobs:
+        if job.mode.value == "commit" or job.market is None:
+            continue
+        m = markets[job.market]
+        procs = [
+            (p["started_at"] or 0.0, p["ended_at"])
+            for parts in records.get(job.id, {}).values()
+            for p in parts
+            if p["pid"]
+        ]
+        until = job.billed_from if job.state in HOLDING else None
+        want = billing_oracle.charge(
+            job, by_job[job.id], prices[job.market], m.floor, m.rate, until=until, recorded=procs
+        )
+        checked["jobs"] += 1
+        checked["holding"] += until is not None
+        if job.charged != want:
+            violations.append(
+                f"{when}: {job.mode} job {job.name} ({job.state}, {job.runs} run(s)) charged "
+                f"{job.charged}, the per-second oracle says {want}"
+            )
+    return checked, violations
 
 
 def check_billing(grid, events: list[dict], txs, records) -> dict:

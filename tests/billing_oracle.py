@@ -3,10 +3,10 @@ whole seconds, each second billed at min(clearing price, own bid) (Flex) or the 
 rate (Priority) in force that second, each run's sum floored once.
 
 It shares no code with the billing: it reads only what was recorded (the price rows the
-store keeps, the job's bid changes, its state events) and does its own arithmetic, so
-an error in the billing code cannot hide in here too. Times are taken to the
-microsecond, as recorded; a second that a price or bid change, a start or an end cuts
-is billed piece by piece.
+store keeps, the job's bid changes, its state events, and over real agents the ends
+they recorded) and does its own arithmetic, so an error in the billing code cannot hide
+in here too. Times are taken to the microsecond, as recorded; a second that a price or
+bid change, a start or an end cuts is billed piece by piece.
 """
 
 from __future__ import annotations
@@ -28,9 +28,16 @@ def _whole(t: float, what: str) -> int:
     return round(t * S)
 
 
-def runs(job: Job, events: list[Event], lost: dict[str, float]) -> list[tuple[int, int, int]]:
+def runs(
+    job: Job,
+    events: list[Event],
+    lost: dict[str, float],
+    recorded: list[tuple[float, float | None]] | None = None,
+) -> list[tuple[int, int, int]]:
     """(start, end, GPUs) of each run: from `process started` to leaving the GPUs; a run
-    on a node declared lost ends when that node was last heard from (`lost`)."""
+    on a node declared lost ends when that node was last heard from (`lost`). With
+    `recorded` (each process the agents recorded for the job: started, ended or None),
+    a run ends where its process did, if that came before the console heard of it."""
     out: list[tuple[int, int, int]] = []
     start = gpus = None
     end_cap: float | None = None
@@ -48,6 +55,11 @@ def runs(job: Job, events: list[Event], lost: dict[str, float]) -> list[tuple[in
                 end_cap = t if end_cap is None else min(end_cap, t)
         if e.kind == "state" and e.new and JobState(e.new) in _LEAVES:
             end = e.at if end_cap is None else min(e.at, end_cap)
+            if recorded:
+                # the process this run was: the one it overlaps most
+                _, ended = max((min(e.at, b or e.at) - max(start, a), b) for a, b in recorded)
+                if ended is not None:
+                    end = min(end, ended)
             if job.mode is Mode.PRIORITY and job.end_at is not None:
                 end = min(end, job.end_at)
             out.append((_whole(start, "a start"), _whole(max(end, start), "an end"), gpus or 0))
@@ -63,10 +75,12 @@ def charge(
     rate: int,
     lost: dict[str, float] | None = None,
     until: float | None = None,
+    recorded: list[tuple[float, float | None]] | None = None,
 ) -> int:
     """What `job` owes for every run, by the second. `prices`: the recorded (at, type,
     price) rows; before the first one its market was at the floor. A run still holding
-    at the end is billed to `until`."""
+    at the end is billed to `until`. `recorded`: the agents' records of its processes
+    (see `runs`)."""
     mine: list[tuple[int, int]] = []
     for at, t, p in prices:
         if t == job.market:
@@ -77,7 +91,7 @@ def charge(
     bids = list(job.bid_log) or [(-(10**30), job.bid)]
     bid_times = [t for t, _ in bids]
     cuts = sorted({*times, *bid_times})
-    spans = runs(job, events, lost or {})
+    spans = runs(job, events, lost or {}, recorded)
     if job.holding and until is not None and job.started_at is not None:
         end = (
             until if job.end_at is None or job.mode is not Mode.PRIORITY else min(until, job.end_at)

@@ -40,6 +40,11 @@ def test_console_killed_at_random_points_loses_nothing(tmp_path):
     assert all(p["console_led"] for p in result["kill_points"]), result["kill_points"]
     assert figures["console_starts"] == 4
     assert figures["ledger_sum"] == 0
+    # Every kill compared the bills then stored with the per-second oracle, running jobs
+    # included (a mismatch is a violation above).
+    checks = figures["oracle_checked_at_kills"]
+    assert len(checks) == 3 and all(c["jobs"] for c in checks), checks
+    assert sum(c["holding"] for c in checks) > 0, checks
 
 
 @pytest.mark.integration
