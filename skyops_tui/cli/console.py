@@ -12,6 +12,7 @@ from ..fleet.link import LocalTransport, Transport
 from ..fleet.ssh import SshTransport
 from ..locations import data_dir, db_path, demo_db_path
 from ..runtime import Runtime, current_user
+from ..scheduler.executor import Executor
 from ..store.db import Store
 
 
@@ -101,6 +102,7 @@ def build_runtime(
     cfg = cfg or demo_cluster(user)
     path = Path(db) if db else (demo_db_path() if demo else db_path())
     store = open_private(path)
+    ex: Executor
     if cfg.backend.kind == "slurm":
         from ..slurm.executor import SlurmExecutor
 
@@ -136,12 +138,14 @@ def run_console(cfg: Config | None, db: str | None, readonly: bool = False) -> i
     os.umask(0o077)  # logs and job files of local agents this console starts: private
     refuse_other_account(cfg, db)
     rt = build_runtime(cfg, db, readonly)
+    store = rt.store
+    assert store is not None  # build_runtime always opens one
     if not readonly:
-        check_writable(rt.store)
+        check_writable(store)
     if rt.demo and not rt.grid.jobs:
         seed(rt)
     SkyopsApp(rt).run()
-    rt.store.close()
+    store.close()
     return 0
 
 
@@ -174,7 +178,9 @@ def serve(cfg: Config | None, db: str | None, duration: float | None, out) -> in
 
     async def main() -> None:
         rt = build_runtime(cfg, db)
-        check_writable(rt.store)
+        store = rt.store
+        assert store is not None  # build_runtime always opens one
+        check_writable(store)
         if rt.demo and not rt.grid.jobs:
             seed(rt)
         stop = asyncio.Event()
@@ -186,7 +192,7 @@ def serve(cfg: Config | None, db: str | None, duration: float | None, out) -> in
         def role() -> None:
             out.print(
                 f"{'leading' if rt.leader else 'standing by (another console leads)'}: "
-                f"{rt.store.path}" + (f", serving {rt.socket_path}" if rt.leader else ""),
+                f"{store.path}" + (f", serving {rt.socket_path}" if rt.leader else ""),
                 highlight=False,
             )
 
@@ -197,7 +203,7 @@ def serve(cfg: Config | None, db: str | None, duration: float | None, out) -> in
         except TimeoutError:
             pass
         await rt.stop()
-        rt.store.close()
+        store.close()
 
     asyncio.run(main())
     return 0

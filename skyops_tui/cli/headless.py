@@ -39,7 +39,7 @@ from ..domain.config import Config, load_config
 from ..domain.errors import InputError, Refused, validation_messages
 from ..domain.model import TERMINAL, Job, JobState, Mode, Node
 from ..domain.money import fmt, to_micro
-from ..domain.specs import JobSpec
+from ..domain.specs import JobSpec, ReservationSpec
 from ..locations import db_path, demo_db_path
 from ..policy.grid import Grid
 from ..runtime import current_user
@@ -688,8 +688,8 @@ def status_json(grid: Grid, leader: str | None) -> dict:
                     if res is None:
                         t["priority_available"] += 1
     for name, t in types.items():
-        m = grid.markets[name]
-        t.update(price=m.price, floor=m.floor, rate=m.rate)
+        market = grid.markets[name]
+        t.update(price=market.price, floor=market.floor, rate=market.rate)
         t["waiting"] = {
             "priority": sum(
                 1 for _, j in grid.priority_queue if grid.jobs[j].gpu_type in (None, name)
@@ -1107,6 +1107,7 @@ def quote_json(grid: Grid, args: argparse.Namespace, user: str, now: float, acto
 
     data = _quote_request(args, user)
     source = "skyops quote"
+    spec: ReservationSpec | JobSpec
     try:
         if args.kind == "reservation":
             for k in ("nodes", "bid", "reservation", "hourly", "auto_renew"):
@@ -1120,7 +1121,7 @@ def quote_json(grid: Grid, args: argparse.Namespace, user: str, now: float, acto
             spec = JobSpec.model_validate({**data, "mode": args.kind})
     except ValidationError as e:
         raise InputError(_flag_messages(source, e)) from None
-    if args.kind == "reservation":
+    if isinstance(spec, ReservationSpec):  # args.kind == "reservation", as above
         return _reservation_quote(grid, spec, now, actor)
     return _job_quote(grid, spec, now, actor)
 

@@ -103,7 +103,8 @@ def _globals_after(cmd: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.lastResort.setFormatter(OneLine())
+    if logging.lastResort is not None:  # logging sets it at import; nothing here unsets it
+        logging.lastResort.setFormatter(OneLine())
     try:
         return _run(args)
     except BrokenPipeError:

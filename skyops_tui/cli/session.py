@@ -55,7 +55,9 @@ class Session:
         ex = self.rt.executor
         if not self.rt.leader and hasattr(ex, "links") and not ex.links:
             # A follower has no links of its own: open them just for this.
-            await ex.start()
+            # Executor (scheduler/executor.py) does not declare start() yet; only
+            # FleetExecutor has links, and it has start().
+            await ex.start()  # type: ignore[attr-defined]
             await self.wait_for_nodes(10.0)
         logs = getattr(ex, "logs", None)
         if logs is None:
@@ -78,7 +80,7 @@ class Session:
         await self.wait_for_nodes(timeout_s)
         self.rt.local.poke()
         await asyncio.sleep(0.2)
-        tasks = getattr(self.rt.executor, "_tasks", set())
+        tasks: set[asyncio.Task] = getattr(self.rt.executor, "_tasks", set())
         deadline = time.monotonic() + timeout_s
         while tasks and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
