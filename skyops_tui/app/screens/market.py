@@ -184,7 +184,7 @@ class MarketScreen(JobActions, SkyScreen):
                 for name in ("running", "waiting", "paused", "preempting", "stopping")
             ),
         ]
-        width = max(self.size.width - 2, 20)
+        width = max(self.app.size.width - 2, 20)  # known from the first refresh on
         out = Text(no_wrap=True, overflow="ellipsis")
         line = 0
         for item in items:
