@@ -629,9 +629,10 @@ class Runtime:
         events = self._db.events(limit=FEED, since_id=self._last_event_id)
         if events and not self._watching:
             self._last_event_id = events[-1].id
-            # The store's EventRecords carry Event's fields plus `id`; the feed and its
-            # readers (app/app.py, app/screens/events.py) are typed Event only.
-            self.feed.take(list(events), [], [])  # type: ignore[arg-type]
+            # The store's records carry Event's fields plus the row `id`: the feed holds
+            # Events, which is what a watcher of this console rebuilds once it leads.
+            fields = Event.__dataclass_fields__
+            self.feed.take([Event(**{k: getattr(e, k) for k in fields}) for e in events], [], [])
 
     async def stop(self) -> None:
         await self._unwatch()

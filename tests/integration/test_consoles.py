@@ -14,7 +14,7 @@ from pathlib import Path
 
 from skyops_tui.api.client import ApiClient, NoLeader
 from skyops_tui.domain.errors import Refused
-from skyops_tui.domain.model import JobState
+from skyops_tui.domain.model import Event, JobState
 from skyops_tui.store.control import lease_holder
 from skyops_tui.store.db import Store
 
@@ -113,6 +113,16 @@ def serving(sock: Path) -> dict | None:
     return asyncio.run(go())
 
 
+def first_watch_message(sock: Path) -> dict:
+    async def go() -> dict:
+        async with ApiClient.connected(sock) as client:
+            async for msg in client.watch():
+                return msg
+        raise AssertionError("the leader closed the watch before its snapshot")
+
+    return asyncio.run(go())
+
+
 def test_one_leads_another_takes_over_and_commands_reach_the_leader(tmp_path):
     (tmp_path / "config.toml").write_text(CONFIG)
     a = Console(tmp_path, "a")
@@ -164,6 +174,12 @@ def test_one_leads_another_takes_over_and_commands_reach_the_leader(tmp_path):
         # The job kept running and was not started twice; B serves the socket now.
         assert wait_for(lambda: serving(sock), "B serving the socket", timeout=10)["user"] == "ops"
         assert time.monotonic() - killed_at < 5.0 + 1.0 + 3.0
+        # A console following B gets B's history: events as the protocol defines them
+        # (a follower's store records, with their row ids, once broke every watcher).
+        snapshot = first_watch_message(sock)
+        assert snapshot["type"] == "snapshot" and snapshot["events"]
+        events = [Event(**e) for e in snapshot["events"]]
+        assert any(e.job is not None and "submitted" in e.cause for e in events)
         status, result = ask(sock, "cancel", {"ref": "long"})
         assert status == "done", result
         final = wait_for(
