@@ -81,7 +81,7 @@ def check_order(grid: Grid, actions: list[A.Action], now: float) -> list[str]:
                 if (
                     p is not None
                     and p.state in (JobState.QUEUED, JobState.PAUSED)
-                    and _fits_instead(grid, p, a, mine[0] & gpus)
+                    and _fits_instead(grid, p, a, mine[0] & gpus, now)
                     and _fundable(grid, p, a.market, now)
                 ):
                     out.append(
@@ -100,17 +100,39 @@ def check_order(grid: Grid, actions: list[A.Action], now: float) -> list[str]:
     return out
 
 
-def _fits_instead(grid: Grid, p, start: A.Start, back: set[tuple[str, int]]) -> bool:
+def _fits_instead(grid: Grid, p, start: A.Start, back: set[tuple[str, int]], now: float) -> bool:
     """Whether `p` would fit where the victim came back: on its GPUs and the free ones
     beside them (else higher-ranked jobs took the room and the victim may have it). Only
     GPUs `p` may use count: a window opened on the victim's GPUs since holds them for
-    its owner, and Flex may borrow them but Priority may not (docs/modes.md)."""
+    its owner, and Flex may borrow them but Priority may not (docs/modes.md). Nor may a
+    Flex preemptor count free unreserved GPUs while a funded Priority job of the type
+    waits: a pass keeps them for it (its head's node, *Queue, backfill and claims*),
+    which the grid after the pass does not show."""
     flex = p.mode is Mode.FLEX
     for pl in start.placement:
         node = grid.nodes[pl.node]
         mine = sum(1 for n, i in back if n == pl.node and (flex or node.reserved[i] is None))
         free = node.n_free + (node.n_idle_reserved if flex else 0)
+        if flex and node.n_free and _priority_waits(grid, node.gpu_type, now):
+            free = node.n_idle_reserved
         if (node.gpu_count if p.nodes else p.gpus) <= mine + free:
+            return True
+    return False
+
+
+def _priority_waits(grid: Grid, gpu_type: str, now: float) -> bool:
+    """A funded Priority job of the type waits (it may be kept free GPUs of any node)."""
+    from .funding import guard
+
+    g = None
+    for _, jid in grid.priority_queue[:50]:
+        q = grid.jobs[jid]
+        if q.gpu_type not in (None, gpu_type):
+            continue
+        g = g or guard(grid, now)
+        node = next(iter(grid.by_type.get(gpu_type) or []), None)
+        need = q.gpus or q.nodes * (node.gpu_count if node else 1)
+        if g.can_start(q, gpu_type, need):
             return True
     return False
 
