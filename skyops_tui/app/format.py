@@ -1,37 +1,17 @@
-"""How times, durations and prices read on screen (plain strings, no styling)."""
+"""How jobs, prices and countdowns read on screen (plain strings, no styling).
+
+Times and durations come from `skyops_tui.text`, shared with the command line; they
+are named here too so a screen finds every formatter under `F`."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from fractions import Fraction
-
-from ..domain.model import Job, JobState, Mode, Reservation
+from ..domain.model import Job, JobState, Mode
 from ..domain.money import fmt
+from ..policy.pricing import effective_rate_per_gpu_hour
 from ..runtime import Runtime
-
-
-def clock(t: float, seconds: bool = True) -> str:
-    return datetime.fromtimestamp(t, UTC).strftime("%H:%M:%S" if seconds else "%H:%M")
-
-
-def stamp(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def duration(seconds: float | None) -> str:
-    """A short countdown/age: '2h 59m', '4m 05s', '12s'."""
-    if seconds is None:
-        return "—"
-    s = int(round(seconds))
-    sign = "-" if s < 0 else ""
-    s = abs(s)
-    if s >= 86400:
-        return f"{sign}{s // 86400}d {s % 86400 // 3600}h"
-    if s >= 3600:
-        return f"{sign}{s // 3600}h {s % 3600 // 60:02d}m"
-    if s >= 60:
-        return f"{sign}{s // 60}m {s % 60:02d}s"
-    return f"{sign}{s}s"
+from ..text import clock as clock
+from ..text import duration as duration
+from ..text import stamp as stamp
 
 
 def money(micro: int, currency: str = "$") -> str:
@@ -41,11 +21,6 @@ def money(micro: int, currency: str = "$") -> str:
 def rate(micro: int, currency: str = "$") -> str:
     """A per-GPU-hour price: '$2.50'."""
     return fmt(micro, currency)
-
-
-def effective_rate(res: Reservation) -> int:
-    """The discounted rate the owner pays per GPU-hour."""
-    return int(Fraction(res.rate) * (10_000 - res.discount_bp) / 10_000)
 
 
 def placement(job: Job) -> str:
@@ -83,7 +58,7 @@ def price(rt: Runtime, job: Job, compact: bool = False) -> str:
         if res is None:
             return "—"
         off = f" -{res.discount_bp / 100:g}%" if res.discount_bp and not compact else ""
-        return f"{rate(effective_rate(res), cur)}{off}"
+        return f"{rate(effective_rate_per_gpu_hour(res), cur)}{off}"
     bid = rate(job.bid, cur)
     if m and m in g.markets:
         now = rate(g.markets[m].price, cur)

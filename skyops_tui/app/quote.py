@@ -1,16 +1,14 @@
-"""The launch form's live quote: what a job would cost and what the scheduler would do
-with it right now. Plain functions over the grid (no Textual), so they are tested
-without a terminal.
-
-"What would happen" is answered by the scheduler itself: the job is submitted to a
-copy of the grid and one planning pass runs on the copy. The live grid is never
-touched, and the answer cannot drift from the real rules.
+"""The launch form's live quote in words: the lines the form shows for what a job
+would cost and what the scheduler would do with it right now. The rules (prices, the
+dry run on a copy of the grid) are policy's (`policy.pricing`, `policy.quotes`), shared
+with `skyops quote`; this module only words them. Plain functions, no Textual, so they
+are tested without a terminal.
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 
 from ..domain.errors import Refused
@@ -20,49 +18,22 @@ from ..domain.specs import JobSpec
 from ..policy import actions as A
 from ..policy.grid import Grid
 from ..policy.planner import plan
+from ..policy.pricing import effective_rate_per_gpu_hour, priority_price
+from ..policy.quotes import (
+    DRY_RUN_MAX_JOBS,
+    Outcome,
+    caused_by,
+    opening_balance,
+    request_gpus,
+    upfront,
+)
 from . import format as F
-
-DRY_RUN_MAX_JOBS = 2_000  # beyond this, copying the grid per keystroke costs too much
-
-
-@dataclass
-class Outcome:
-    """What one planning pass would do with the new job."""
-
-    refused: str | None = None
-    starts_on: str | None = None
-    preempts: list[Job] = field(default_factory=list)
-    waits: bool = False
-    skipped: bool = False
 
 
 @dataclass
 class QuoteLine:
     text: str
     style: str = ""  # a palette component class, or ""
-
-
-def dry_run(grid: Grid, spec: JobSpec, now: float, actor: str | None) -> Outcome:
-    if len(grid.jobs) > DRY_RUN_MAX_JOBS:
-        return Outcome(skipped=True)
-    shadow = copy.deepcopy(grid, {id(grid.cfg): grid.cfg})
-    try:
-        job = shadow.submit(spec, now, actor)
-    except Refused as e:
-        return Outcome(refused=str(e))
-    actions = plan(shadow, now)
-    out = Outcome()
-    for a in actions:
-        if isinstance(a, A.Start) and a.job == job.id:
-            out.starts_on = ", ".join(
-                f"{p.node}[{','.join(map(str, p.gpus))}]" for p in a.placement
-            )
-        elif isinstance(a, A.Preempt) and _names(a.cause, job.name):
-            victim = grid.jobs.get(a.job)
-            if victim is not None:
-                out.preempts.append(victim)
-    out.waits = out.starts_on is None and not out.preempts
-    return out
 
 
 def bid_preview(grid: Grid, job: Job, bid: float, now: float, cur: str) -> list[QuoteLine]:
@@ -85,7 +56,7 @@ def bid_preview(grid: Grid, job: Job, bid: float, now: float, cur: str) -> list[
     victims = [
         grid.jobs[a.job]
         for a in actions
-        if isinstance(a, A.Preempt) and _names(a.cause, job.name) and a.job in grid.jobs
+        if isinstance(a, A.Preempt) and caused_by(a.cause, job.name) and a.job in grid.jobs
     ]
     starts = any(isinstance(a, A.Start) and a.job == job.id for a in actions)
     if victims:
@@ -108,10 +79,6 @@ def bid_preview(grid: Grid, job: Job, bid: float, now: float, cur: str) -> list[
     return lines
 
 
-def _names(cause: str, name: str) -> bool:
-    return name in cause.replace("(", " ").replace(")", " ").split()
-
-
 def money(micro: int, cur: str) -> str:
     return fmt(micro, cur)
 
@@ -122,7 +89,7 @@ def priority_quote(grid: Grid, spec: JobSpec, cur: str) -> list[QuoteLine]:
     if not rates:
         return [QuoteLine(f"no node type {spec.gpu_type!r}", "tag--error")]
     rate = max(rates.values())
-    gpus = _gpus(grid, spec, types)
+    gpus = request_gpus(grid, spec, types)
     lines = [QuoteLine("Price", "tag--section")]
     label = spec.gpu_type or "any type (up to)"
     lines.append(QuoteLine(f"{label}: {money(rate, cur)} per GPU-hour (standard)"))
@@ -131,7 +98,7 @@ def priority_quote(grid: Grid, spec: JobSpec, cur: str) -> list[QuoteLine]:
         lines.append(QuoteLine(f"{gpus} GPUs: {money(per_hour, cur)} per hour, renewed hourly"))
     else:
         hours = spec.hours or 0
-        total = int(Fraction(per_hour) * Fraction(str(hours)))
+        total = priority_price(rate, gpus, hours)
         lines.append(
             QuoteLine(
                 f"{money(rate, cur)} x {gpus} GPUs x {hours:g} h = {money(total, cur)}", "tag--key"
@@ -140,7 +107,7 @@ def priority_quote(grid: Grid, spec: JobSpec, cur: str) -> list[QuoteLine]:
         if spec.auto_renew:
             lines.append(
                 QuoteLine(
-                    f"auto-renew: +{money(int(per_hour * Fraction(str(spec.renew_hours or hours))), cur)} per renewal"
+                    f"auto-renew: +{money(priority_price(rate, gpus, spec.renew_hours or hours), cur)} per renewal"
                 )
             )
     lines.append(QuoteLine("billed per second held; an early exit stops billing", "tag--muted"))
@@ -151,7 +118,7 @@ def commit_quote(grid: Grid, spec: JobSpec, now: float, cur: str) -> list[QuoteL
     res = grid.reservations.get(spec.reservation or "")
     if res is None:
         return [QuoteLine("pick one of your reservations", "tag--muted")]
-    eff = F.effective_rate(res)
+    eff = effective_rate_per_gpu_hour(res)
     lines = [
         QuoteLine("Price", "tag--section"),
         QuoteLine(
@@ -197,7 +164,7 @@ def flex_quote(grid: Grid, spec: JobSpec, cur: str, now: float | None = None) ->
     if m is None:
         return [QuoteLine(f"no node type {t!r}", "tag--error")]
     bid = to_micro(spec.bid or 0)
-    gpus = _gpus(grid, spec, [t])
+    gpus = request_gpus(grid, spec, [t])
     lines = [
         QuoteLine("Price", "tag--section"),
         QuoteLine(f"{t} market: floor {money(m.floor, cur)}, standard {money(m.rate, cur)}"),
@@ -238,19 +205,6 @@ def flex_quote(grid: Grid, spec: JobSpec, cur: str, now: float | None = None) ->
     return lines
 
 
-def upfront(grid: Grid, spec: JobSpec) -> int:
-    """What admission asks the account to cover for this job: a Priority booking's
-    whole length (or its first hour), nothing for Commit (prepaid) or Flex (by bid)."""
-    if spec.mode is not Mode.PRIORITY:
-        return 0
-    types = [spec.gpu_type] if spec.gpu_type else list(grid.markets)
-    rates = [grid.markets[t].rate for t in types if t in grid.markets]
-    if not rates:
-        return 0
-    hours = 1.0 if spec.hourly else (spec.hours or 0)
-    return int(Fraction(max(rates) * _gpus(grid, spec, types)) * Fraction(str(hours)))
-
-
 def funding_lines(grid: Grid, spec: JobSpec, now: float, cur: str) -> list[QuoteLine]:
     """A warning when the account cannot cover the booking (balance and credit, less
     what its running jobs owe unbilled): the same test admission makes."""
@@ -272,15 +226,6 @@ def funding_lines(grid: Grid, spec: JobSpec, now: float, cur: str) -> list[Quote
             "tag--error",
         )
     ]
-
-
-def opening_balance(grid: Grid, user: str) -> int:
-    """What an account not opened yet starts with (as Grid.ensure_account opens it)."""
-    accounts = grid.cfg.accounts
-    for u in accounts.users:
-        if u.name == user:
-            return to_micro(u.balance)
-    return to_micro(accounts.default_balance)
 
 
 def outcome_lines(outcome: Outcome, spec: JobSpec, grid: Grid, cur: str) -> list[QuoteLine]:
@@ -315,10 +260,3 @@ def outcome_lines(outcome: Outcome, spec: JobSpec, grid: Grid, cur: str) -> list
     if spec.mode is Mode.COMMIT:
         return [QuoteLine("would wait for its reservation's window", "tag--warning")]
     return [QuoteLine("would wait: the bid does not clear now", "tag--warning")]
-
-
-def _gpus(grid: Grid, spec: JobSpec, types: list[str]) -> int:
-    if spec.nodes:
-        size = max((n.gpu_count for t in types for n in grid.by_type.get(t, [])), default=0)
-        return spec.nodes * size
-    return spec.gpu_count

@@ -42,8 +42,10 @@ from ..domain.money import fmt, to_micro
 from ..domain.specs import JobSpec, ReservationSpec
 from ..locations import db_path, demo_db_path
 from ..policy.grid import Grid
+from ..policy.pricing import effective_rate_per_gpu_hour, priority_price
 from ..runtime import current_user
 from ..store.schema import StoreError
+from ..text import duration
 
 EXIT_OK, EXIT_REFUSED, EXIT_INVALID, EXIT_JOB_FAILED, EXIT_STORE = 0, 1, 2, 3, 4
 POLL_S = 0.5
@@ -800,7 +802,7 @@ def cmd_jobs(args: argparse.Namespace, console: Console) -> int:
         elif row["mode"] == "commit":
             price = row["reservation"] or ""
         elif row["end_at"] is not None and holding:
-            price = f"ends in {_duration(row['end_at'] - now)}"
+            price = f"ends in {_age(row['end_at'] - now)}"
         elif row["hours"] is not None:
             price = f"{row['hours']:g} h"
         since = row["started_at"] if holding else None
@@ -816,7 +818,7 @@ def cmd_jobs(args: argparse.Namespace, console: Console) -> int:
             Text(row["market"] or row["gpu_type"] or "any"),
             Text(where if holding else ""),
             Text(price),
-            _duration(now - since) if since else "",
+            _age(now - since) if since else "",
         )
     console.print(table)
     if not rows:
@@ -827,13 +829,10 @@ def cmd_jobs(args: argparse.Namespace, console: Console) -> int:
 FINISHED = frozenset(str(s) for s in TERMINAL)
 
 
-def _duration(s: float) -> str:
-    s = int(max(s, 0))
-    if s >= 3600:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    if s >= 60:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s}s"
+def _age(s: float) -> str:
+    """A table's time: whole seconds, never negative (a clock a moment behind the
+    store's shows 0s), in the compact style."""
+    return duration(int(max(s, 0)), compact=True)
 
 
 # ---------------------------------------------------------------------- logs
@@ -1169,7 +1168,7 @@ def _reservation_quote(grid: Grid, spec: Any, now: float, actor: str) -> dict:
 
 
 def _job_quote(grid: Grid, spec: JobSpec, now: float, actor: str) -> dict:
-    from ..app.quote import dry_run
+    from ..policy.quotes import dry_run, request_gpus
 
     out: dict[str, Any] = {
         "kind": str(spec.mode),
@@ -1181,13 +1180,12 @@ def _job_quote(grid: Grid, spec: JobSpec, now: float, actor: str) -> dict:
     }
     types = [spec.gpu_type] if spec.gpu_type else [t for t, ns in grid.by_type.items() if ns]
     markets = [grid.markets[t] for t in types if t in grid.markets]
-    size = max((n.gpu_count for t in types for n in grid.by_type.get(t, [])), default=0)
-    gpus = spec.nodes * size if spec.nodes else spec.gpu_count
+    gpus = request_gpus(grid, spec, types)
     if spec.mode is Mode.PRIORITY and markets:
         rate = max(m.rate for m in markets)
         out.update(rate=rate, per_hour=rate * gpus, hours=spec.hours, hourly=spec.hourly)
         if spec.hours is not None:
-            out["price"] = int(rate * gpus * _frac(spec.hours))
+            out["price"] = priority_price(rate, gpus, spec.hours)
     elif spec.mode is Mode.FLEX and markets:
         bid = to_micro(spec.bid or 0)
         out.update(
@@ -1203,12 +1201,10 @@ def _job_quote(grid: Grid, spec: JobSpec, now: float, actor: str) -> dict:
     elif spec.mode is Mode.COMMIT:
         res = grid.reservations.get(spec.reservation or "")
         if res is not None:
-            from ..app.format import effective_rate
-
             out.update(
                 reservation=res.name,
                 rate=res.rate,
-                effective_rate=effective_rate(res),
+                effective_rate=effective_rate_per_gpu_hour(res),
                 discount_bp=res.discount_bp,
                 prepaid=res.prepaid,
                 price=0,
@@ -1228,12 +1224,6 @@ def _job_quote(grid: Grid, spec: JobSpec, now: float, actor: str) -> dict:
     else:
         out["outcome"] = "waits: the bid does not clear now"
     return out
-
-
-def _frac(x: float) -> Any:
-    from fractions import Fraction
-
-    return Fraction(str(x))
 
 
 def _iso(t: float) -> str:

@@ -323,7 +323,7 @@ class Grid:
         if spec.mode is Mode.PRIORITY:
             rate = max(self.markets[t].rate for t in types)
             hours = min(spec.hours or 1.0, 1.0)
-            need = int(gpus_est * rate * Fraction(str(hours)))
+            need = pricing.priority_price(rate, gpus_est, hours)
             if not self.can_fund(spec.user, need, now):
                 raise Refused(
                     f"account {spec.user} cannot cover the first hour ({fmt(need)}); "
@@ -499,7 +499,7 @@ class Grid:
     def renewal_refusal(self, job: Job, hours: float, now: float) -> str | None:
         """Why a Priority booking may not be extended by `hours`, or None if it may."""
         market = self.markets[job.market or ""]
-        cost = int(job.gpu_total * market.rate * Fraction(str(hours)))
+        cost = pricing.priority_price(market.rate, job.gpu_total, hours)
         # The booked time still to run is owed already: the account must cover both
         # (what ran but is not billed yet, can_fund counts).
         owed = 0
@@ -1155,7 +1155,9 @@ class Grid:
             self._accrue_missing(res, now)
             self._release_window(res)
         value = pricing.window_value(res, index)
-        credit = min(int(pricing.effective_rate(res) * Fraction(res.downtime_gpu_s)), value)
+        credit = min(
+            int(pricing.effective_rate_per_gpu_second(res) * Fraction(res.downtime_gpu_s)), value
+        )
         res.downtime_gpu_s = 0.0
         res.missing = 0
         res.missing_since = None

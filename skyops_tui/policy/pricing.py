@@ -37,10 +37,26 @@ def prepay(gpus: int, hours_total: float, rate: int, bp: int) -> int:
     return int(value)
 
 
-def effective_rate(res: Reservation) -> Fraction:
-    """What the owner paid per GPU-second."""
+def priority_price(rate: int, gpus: int, hours: float) -> int:
+    """A Priority booking's price: gpus x standard rate x hours, floored to a micro-unit.
+
+    The one place this rule lives: admission, renewal, the launch form's quote and
+    `skyops quote` all ask it, so they cannot disagree by a rounding. `hours` goes
+    through its decimal text (0.1 h is a tenth of an hour, not a binary float)."""
+    return int(Fraction(rate * gpus) * Fraction(str(hours)))
+
+
+def effective_rate_per_gpu_second(res: Reservation) -> Fraction:
+    """What the owner paid per GPU-second, exact: refunds and window values are
+    computed from it and floored once, at the end."""
     total = res.gpu_seconds_total
     return Fraction(res.prepaid) / Fraction(total) if total else Fraction(0)
+
+
+def effective_rate_per_gpu_hour(res: Reservation) -> int:
+    """The discounted rate per GPU-hour in micro-units, floored: the price shown to
+    people (screens, `skyops quote`), comparable with a market's standard rate."""
+    return int(Fraction(res.rate) * (10_000 - res.discount_bp) / 10_000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +103,7 @@ def window_value(res: Reservation, index: int) -> int:
     n = len(res.windows)
     if index < n - 1:
         s, e = res.windows[index]
-        return int(effective_rate(res) * Fraction(res.gpus) * Fraction(e - s))
+        return int(effective_rate_per_gpu_second(res) * Fraction(res.gpus) * Fraction(e - s))
     earlier = sum(window_value(res, i) for i in range(n - 1))
     return res.prepaid - earlier
 
@@ -104,7 +120,7 @@ def unused_gpu_seconds(res: Reservation, now: float) -> float:
 
 def early_exit_refund(res: Reservation, now: float, refund_fraction: float) -> tuple[int, int]:
     """(refund for unused future time, credit for downtime) on cancelling at `now`."""
-    rate = effective_rate(res)
+    rate = effective_rate_per_gpu_second(res)
     unused = int(rate * Fraction(unused_gpu_seconds(res, now)) * Fraction(str(refund_fraction)))
     downtime = downtime_credit(res, now)
     return unused, downtime
@@ -114,7 +130,7 @@ def downtime_credit(res: Reservation, now: float) -> int:
     seconds = res.downtime_gpu_s
     if res.missing and res.missing_since is not None:
         seconds += res.missing * (now - res.missing_since)
-    return int(effective_rate(res) * Fraction(seconds))
+    return int(effective_rate_per_gpu_second(res) * Fraction(seconds))
 
 
 def clearing_price(

@@ -6,6 +6,7 @@ import copy
 
 from skyops_tui.app import quote as Q
 from skyops_tui.domain.specs import JobSpec
+from skyops_tui.policy.quotes import dry_run
 from tests.app.harness import demo_runtime
 
 
@@ -18,7 +19,7 @@ def spec(**kw) -> JobSpec:
 def test_dry_run_never_touches_the_live_grid():
     rt = demo_runtime()
     before = copy.deepcopy((sorted(rt.grid.jobs), rt.grid.flex_book, rt.grid.balances))
-    out = Q.dry_run(rt.grid, spec(), rt.clock.now(), "ops")
+    out = dry_run(rt.grid, spec(), rt.clock.now(), "ops")
     assert out.starts_on == "h100-b[4,5,6,7]"
     assert (sorted(rt.grid.jobs), rt.grid.flex_book, rt.grid.balances) == before
     assert "q" not in rt.grid.job_names
@@ -26,9 +27,7 @@ def test_dry_run_never_touches_the_live_grid():
 
 def test_priority_preempts_the_lowest_flex_bid():
     rt = demo_runtime()
-    out = Q.dry_run(
-        rt.grid, spec(mode="priority", bid=None, hours=1, gpus=8), rt.clock.now(), "ops"
-    )
+    out = dry_run(rt.grid, spec(mode="priority", bid=None, hours=1, gpus=8), rt.clock.now(), "ops")
     assert {v.name for v in out.preempts} == {"sweep-02"}
     lines = Q.outcome_lines(out, spec(mode="priority", bid=None, hours=1, gpus=8), rt.grid, "$")
     assert "would preempt Flex sweep-02 ($1.00)" in lines[0].text
@@ -36,7 +35,7 @@ def test_priority_preempts_the_lowest_flex_bid():
 
 def test_refusals_are_previewed():
     rt = demo_runtime()
-    out = Q.dry_run(rt.grid, spec(name="train-llm"), rt.clock.now(), "ops")
+    out = dry_run(rt.grid, spec(name="train-llm"), rt.clock.now(), "ops")
     assert out.refused == "a job named 'train-llm' exists already"
 
 

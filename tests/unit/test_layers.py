@@ -26,6 +26,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "skyops_tui",
         "skyops_tui.clock",
         "skyops_tui.locations",
+        "skyops_tui.text",  # how times and durations read, for screens and CLI alike
         "skyops_agent.protocol",
         "skyops_tui.demo_job",
     ),
@@ -52,6 +53,12 @@ RANK = {unit: rank for rank, units in enumerate(LAYERS) for unit in units}
 AGENT = "skyops_agent"
 AGENT_USERS = {"skyops_tui.fleet"}
 
+# The command line sits above the console only to start it: `skyops console` runs the
+# Textual app. Every other command (status, jobs, quote, ...) works without a terminal
+# UI, so what it needs of the app's (prices, quotes, formatting) belongs lower down.
+APP = "skyops_tui.app"
+APP_USERS = {"skyops_tui.cli.console"}
+
 # Upward imports that remain, each with why and what removes it. The test also fails
 # when one of these is gone, so the list only shrinks.
 ALLOWED: dict[tuple[str, str], str] = {
@@ -61,7 +68,7 @@ ALLOWED: dict[tuple[str, str], str] = {
     ),
     ("skyops_tui.api.server", "skyops_tui.cli"): (
         "the server answers jobs/status/quote with cli.headless's JSON builders; they "
-        "move below api when headless stops recomputing prices (issue 13)"
+        "move below api with the rest of the JSON documents (issue 13)"
     ),
     ("skyops_tui.api.server", "skyops_tui.runtime"): (
         "type-only: the server is handed the Runtime it serves; goes with a declared "
@@ -147,6 +154,9 @@ def violations(found: list[Import]) -> list[tuple[Import, str]]:
             if src not in AGENT_USERS:
                 out.append((imp, "only the fleet may import the agent (its protocol excepted)"))
             continue
+        if dst == APP and src == "skyops_tui.cli" and imp.module not in APP_USERS:
+            out.append((imp, "only cli.console (which starts the app) may import the app"))
+            continue
         if RANK[dst] > RANK[src]:
             out.append((imp, f"layer {RANK[src]} imports layer {RANK[dst]}, above it"))
         elif RANK[dst] == RANK[src]:
@@ -190,7 +200,8 @@ def test_the_core_imports_no_terminal_socket_or_database_library() -> None:
 
 def test_the_rule_catches_an_upward_import_a_lazy_one_and_the_agent() -> None:
     """The checker itself: a domain module reaching up to the console, a lazy import in
-    a function, and a store module reaching into the agent are all caught."""
+    a function, a store module reaching into the agent and a CLI command other than
+    the console reaching into the app are all caught."""
     source = (
         "from ..app import keys\n"
         "def f():\n"
@@ -207,5 +218,12 @@ def test_the_rule_catches_an_upward_import_a_lazy_one_and_the_agent() -> None:
     assert [why for _, why in agent] == [
         "only the fleet may import the agent (its protocol excepted)"
     ]
+    cli = "from ..app.quote import dry_run\n"
+    assert [why for _, why in violations(imports_of("skyops_tui.cli.headless", cli, "h.py"))] == [
+        "only cli.console (which starts the app) may import the app"
+    ]
+    assert (
+        violations(imports_of("skyops_tui.cli.console", "from ..app.app import A\n", "c.py")) == []
+    )
     shared = "from skyops_agent.protocol import parse_fake_spec\n"
     assert violations(imports_of("skyops_tui.domain.z", shared, "z.py")) == []

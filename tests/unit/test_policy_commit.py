@@ -252,7 +252,7 @@ def test_commit_early_exit_refund_matches_the_hand_computed_table(down, cancel_a
 def test_early_exit_refund_formula_in_micro_units():
     w = HandWorld(config("8xA100"))
     res = w.reserve("nightly", **NIGHTLY)
-    rate = pricing.effective_rate(res)
+    rate = pricing.effective_rate_per_gpu_second(res)
     assert rate * 3600 == 800_000  # 0.80 per GPU-hour
     assert pricing.early_exit_refund(res, T0 + _night(11, 0), 0.5) == (256_000_000, 0)
     # Rounding is a floor to the micro-unit: one GPU-second is 222.2... micro-units.

@@ -75,7 +75,23 @@ def test_quote_shows_list_price_discount_and_refund_terms():
 # ----------------------------------------------------------- reservations
 def test_effective_rate_is_what_the_owner_paid_per_gpu_second():
     res = reservation(prepaid=768_000_000, windows=[(0, 4 * HOUR)] * 30)
-    assert pricing.effective_rate(res) == Fraction(2000, 9)
+    assert pricing.effective_rate_per_gpu_second(res) == Fraction(2000, 9)
+
+
+def test_effective_rate_per_gpu_hour_is_the_discounted_standard_rate_floored():
+    """The rate people see for a reservation, in micro-units per GPU-hour (the same
+    unit as a market's rate), not the exact per-second Fraction refunds use."""
+    res = reservation(rate=1_600_000, bp=5000)
+    assert pricing.effective_rate_per_gpu_hour(res) == 800_000
+    assert pricing.effective_rate_per_gpu_hour(reservation(rate=999_999, bp=1)) == 999_899
+
+
+def test_priority_price_is_gpus_times_rate_times_hours_floored():
+    """Admission, renewal, the launch form and `skyops quote` all price a booking with
+    this one rule: a decimal hour count is exact, the total floored to a micro-unit."""
+    assert pricing.priority_price(2_500_000, 4, 3) == 30_000_000
+    assert pricing.priority_price(2_500_000, 8, 0.1) == 2_000_000
+    assert pricing.priority_price(1_000_001, 1, 1 / 3) == 333_333
 
 
 def test_window_values_add_up_to_the_prepayment_exactly():

@@ -12,6 +12,7 @@ from textual.widget import Widget
 from textual.widgets import Input, Static
 
 from ...domain.model import TERMINAL, Job, JobState, Mode
+from ...policy.pricing import effective_rate_per_gpu_hour
 from .. import format as F
 from ..keys import bindings
 from ..widgets.chrome import show
@@ -301,7 +302,7 @@ def _price_key(rt, job: Job) -> int:
         return job.bid
     if job.mode is Mode.COMMIT:
         res = g.reservations.get(job.reservation or "")
-        return F.effective_rate(res) if res else 0
+        return effective_rate_per_gpu_hour(res) if res else 0
     m = g.markets.get(job.market or job.gpu_type or "")
     return m.rate if m else 0
 

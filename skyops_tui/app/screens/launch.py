@@ -21,6 +21,7 @@ from ...control.commands import Submit
 from ...domain.errors import NAME_RULE
 from ...domain.model import Mode
 from ...domain.specs import JobSpec
+from ...policy.quotes import dry_run
 from .. import quote as Q
 from ..keys import bindings
 from ..widgets.chrome import show
@@ -326,7 +327,7 @@ class LaunchScreen(SkyScreen):
         else:
             lines = Q.flex_quote(rt.grid, spec, cur, now)
         lines += Q.funding_lines(rt.grid, spec, now, cur)
-        outcome = Q.dry_run(rt.grid, spec, now, rt.user)
+        outcome = dry_run(rt.grid, spec, now, rt.user)
         lines += [Q.QuoteLine("If submitted now", "tag--section")]
         lines += Q.outcome_lines(outcome, spec, rt.grid, cur)
         lines += [Q.QuoteLine("Command (argv, no shell)", "tag--section")]
