@@ -106,15 +106,22 @@ def _fits_instead(grid: Grid, p, start: A.Start, back: set[tuple[str, int]], now
     GPUs `p` may use count: a window opened on the victim's GPUs since holds them for
     its owner, and Flex may borrow them but Priority may not (docs/modes.md). Nor may a
     Flex preemptor count free unreserved GPUs while a funded Priority job of the type
-    waits: a pass keeps them for it (its head's node, *Queue, backfill and claims*),
-    which the grid after the pass does not show."""
+    waits, nor a window's idle GPUs while its owner's jobs wait: a pass keeps them for
+    those (a head's node, a Commit claim; *Queue, backfill and claims*), which the grid
+    after the pass does not show."""
     flex = p.mode is Mode.FLEX
     for pl in start.placement:
         node = grid.nodes[pl.node]
         mine = sum(1 for n, i in back if n == pl.node and (flex or node.reserved[i] is None))
-        free = node.n_free + (node.n_idle_reserved if flex else 0)
-        if flex and node.n_free and _priority_waits(grid, node.gpu_type, now):
-            free = node.n_idle_reserved
+        free = node.n_free
+        if flex:
+            if free and _priority_waits(grid, node.gpu_type, now):
+                free = 0
+            free += sum(
+                1
+                for i, r in enumerate(node.reserved)
+                if r is not None and node.holders[i] is None and not grid.commit_waiting.get(r)
+            )
         if (node.gpu_count if p.nodes else p.gpus) <= mine + free:
             return True
     return False

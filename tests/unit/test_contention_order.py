@@ -1,7 +1,8 @@
-"""The order invariant (policy/invariants.py) on the story behind the one violation
-of the 100k benchmark trace (job j0048563, docs/benchmarks.md): a Flex job outbid on a
-lent reserved GPU resumes there because a Priority head keeps the free GPU its
-outbidder counted on. Priority before Flex: that is not a wasted preemption to flag."""
+"""The order invariant (policy/invariants.py) on the stories behind the violations of
+the 100k benchmark trace (jobs j0048563 and j0002967, docs/benchmarks.md): a Flex job
+outbid on a lent reserved GPU resumes there because a Priority head keeps the free GPU
+its outbidder counted on, or a window's owner claims the idle reserved ones. Priority
+and Commit before Flex: that is not a wasted preemption to flag."""
 
 from __future__ import annotations
 
@@ -56,3 +57,34 @@ def test_the_same_resume_is_flagged_when_no_priority_job_waits():
     w.grid.apply(start, w.now)
     found = check_order(w.grid, [start], w.now)
     assert found == ["flex job v resumed on its GPUs while f2, which preempted it, still waits"]
+
+
+def test_a_victim_back_on_its_lent_gpu_beside_gpus_a_commit_owner_claims_is_no_violation():
+    """Found by the rerun of the 100k trace (job j0002967): windows r1 (1 GPU) and r2
+    (3 GPUs) hold h100-2; Flex v borrows r1's GPU, w one of r2's. `f2` (3 GPUs) outbids
+    v counting on r2's two idle GPUs; then r2's owner job `c` (3 GPUs) comes, reclaims
+    w's GPU and claims the idle ones. v resumes on r1's GPU: Commit before Flex."""
+    w = HandWorld(config("2x4xH100", cluster={"grace_s": 5}, pricing={"min_slice_s": 0}))
+    w.priority("pin", gpus=4, hours=5)
+    w.at(0)
+    w.run()
+    w.reserve("r1", gpus=1, start=T0 + 1, hours=3)
+    w.reserve("r2", gpus=3, start=T0 + 1, hours=3)
+    w.at(1)
+    w.flex("v", gpus=1, bid=0.8)
+    w.at(2)
+    w.run()
+    w.flex("w", gpus=1, bid=0.9)
+    w.at(3)
+    w.run()
+    node = w.grid.nodes["h100-2"]
+    assert w.gpus_of("v") == {("h100-2", 0)} and node.reserved[0] == "r1"
+    w.flex("f2", gpus=3, bid=2.0)
+    assert [w.grid.jobs[a.job].name for a in w.at(10) if isinstance(a, A.Preempt)] == ["v"]
+    w.commit("c", "r2", gpus=3)
+    assert [w.grid.jobs[a.job].name for a in w.at(11) if isinstance(a, A.Preempt)] == ["w"]
+    w.stopped("v")
+    acts = w.at(15)
+    assert [a.placement for a in acts if isinstance(a, A.Start)] == [(Placement("h100-2", (0,)),)]
+    assert w.state("f2") is JobState.QUEUED
+    assert w.violations == []
