@@ -13,14 +13,13 @@ import threading
 import time
 from collections import deque
 from functools import partial
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from textual import events, work
 from textual._dispatch_key import dispatch_key
 from textual.app import App
 from textual.binding import Keymap
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Footer, Header
 
 from ..domain.model import HOLDING, TERMINAL, Event, Job
 from ..runtime import Runtime
@@ -28,44 +27,29 @@ from . import palette
 from .commands import SkyopsCommands
 from .keys import bindings
 from .notify import Notifier
-from .screens.base import SkyScreen, chrome_bottom, chrome_top, is_live
+from .screens.base import SkyScreen, is_live
+from .screens.events import EventsScreen
 from .screens.grid import GridScreen
 from .screens.help import HelpScreen
 from .screens.jobs import JobsScreen
 from .screens.launch import LaunchScreen
+from .screens.ledger import LedgerScreen
+from .screens.market import MarketScreen
+from .screens.reservations import ReservationsScreen
 from .widgets.chrome import StatusLine, TopBar
-
-
-def _other_screens() -> dict[str, Any]:
-    """The market, reservations, ledger and events screens (built alongside this shell);
-    a missing one is shown as a placeholder rather than breaking the console."""
-    out: dict[str, Any] = {}
-    for view, module, cls in (
-        ("market", "market", "MarketScreen"),
-        ("reservations", "reservations", "ReservationsScreen"),
-        ("ledger", "ledger", "LedgerScreen"),
-        ("events", "events", "EventsScreen"),
-    ):
-        try:
-            mod = __import__(f"skyops_tui.app.screens.{module}", fromlist=[cls])
-            out[view] = getattr(mod, cls)
-        except (ImportError, AttributeError):
-            out[view] = None
-    return out
-
 
 STOP_WAIT_S = 30.0
 
-
-class Placeholder(SkyScreen):
-    def __init__(self, runtime: Runtime, view: str) -> None:
-        super().__init__(runtime)
-        self.VIEW = view
-
-    def compose_body(self):
-        from textual.widgets import Static
-
-        yield Static(f"The {self.VIEW} screen is not available in this build.")
+# Each view's screen, in the order of the view keys.
+SCREENS: dict[str, type[SkyScreen]] = {
+    "grid": GridScreen,
+    "jobs": JobsScreen,
+    "launch": LaunchScreen,
+    "market": MarketScreen,
+    "reservations": ReservationsScreen,
+    "ledger": LedgerScreen,
+    "events": EventsScreen,
+}
 
 
 class SkyopsApp(App):
@@ -73,15 +57,7 @@ class SkyopsApp(App):
     TITLE = "Skyops"
     BINDINGS = bindings("app")
     COMMANDS = App.COMMANDS | {SkyopsCommands}
-    VIEWS: ClassVar[tuple[str, ...]] = (
-        "grid",
-        "jobs",
-        "launch",
-        "market",
-        "reservations",
-        "ledger",
-        "events",
-    )
+    VIEWS: ClassVar[tuple[str, ...]] = tuple(SCREENS)
     REFRESH_S = 1.0
 
     def __init__(
@@ -108,15 +84,8 @@ class SkyopsApp(App):
         self._runtime_up = False  # leading or following: roles are told from then on
         self._was_leader: bool | None = None
         self.status_note = ""
-        others = _other_screens()
         for view in self.VIEWS:
-            cls = {"grid": GridScreen, "jobs": JobsScreen, "launch": LaunchScreen}.get(view)
-            if cls is None:
-                cls = others.get(view)
-            factory = (
-                partial(cls, runtime) if cls is not None else partial(Placeholder, runtime, view)
-            )
-            self.add_mode(view, factory)
+            self.add_mode(view, partial(SCREENS[view], runtime))
 
     def get_theme_variable_defaults(self) -> dict[str, str]:
         """Colours for the meanings a theme does not name (palette.MEANING_COLOURS),
@@ -298,7 +267,6 @@ class SkyopsApp(App):
         # A view's key opens the view itself, not a detail left open on it earlier.
         while len(self.screen_stack) > 1:
             self.pop_screen()
-        self._ensure_chrome(self.screen)
         self.focus_first(self.screen)
         self.refresh_views()
 
@@ -410,15 +378,6 @@ class SkyopsApp(App):
             self.pop_screen()
             return
         self.push_screen(HelpScreen(self.runtime))
-
-    def _ensure_chrome(self, screen: Screen) -> None:
-        """Screens built elsewhere get the same top bar and status line as ours."""
-        if isinstance(screen, SkyScreen) or screen.query(TopBar):
-            return
-        if not screen.query(Header):
-            screen.mount(chrome_top(self.runtime, self.current_mode))
-        if not screen.query(Footer):
-            screen.mount(chrome_bottom(self.runtime))
 
     # Jumps the other screens and the palette use --------------------------------
     def show_job(self, job_id: int, logs: bool = False) -> None:
