@@ -20,7 +20,7 @@ from skyops_tui.demo import advance, sim_runtime
 from skyops_tui.domain.config import DEMO_CONFIG, parse_config
 from skyops_tui.domain.money import fmt
 from skyops_tui.domain.specs import ReservationSpec
-from tests.app.harness import demo_app, run_before, wait_for
+from tests.app.harness import demo_app, run_before, toasts, wait_for
 
 
 def runtime(user: str = "team", operator: bool = False):
@@ -258,10 +258,7 @@ async def test_cancel_someone_elses_is_refused_with_the_reason() -> None:
         await pilot.press("ctrl+d")
         await wait_for(
             pilot,
-            lambda: any(
-                "kim may not cancel reservation nightly-a100" in n.message
-                for n in app._notifications
-            ),
+            lambda: any("kim may not cancel reservation nightly-a100" in m for m in toasts(app)),
             "the refusal is shown",
         )
         assert not isinstance(app.screen, ConfirmDialog)
@@ -292,7 +289,7 @@ async def test_read_only_console_books_and_cancels_nothing() -> None:
         await pilot.press("a", "ctrl+d")
         await wait_for(
             pilot,
-            lambda: sum("Read-only" in n.message for n in app._notifications) == 2,
+            lambda: sum("Read-only" in m for m in toasts(app)) == 2,
             "both refused as read-only",
         )
         assert isinstance(app.screen, ReservationsScreen), "no form, no confirmation"

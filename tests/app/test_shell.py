@@ -259,10 +259,10 @@ async def test_a_tick_while_a_screen_is_torn_down_draws_nothing():
                 app.refresh_views()
             except Exception as e:
                 errors.append(e)
-            if screen._closed:
+            if not screen.is_running:
                 break
             await asyncio.sleep(0)
-        assert screen._closed, "the popped screen closed"
+        assert not screen.is_running, "the popped screen closed"
     assert errors == [], errors
 
 
