@@ -248,14 +248,20 @@ class Planner:
         if not self.soon():
             return False
         if job.nodes:
+            # A gang counts whole nodes being freed and whole nodes free already: both are
+            # its to claim (a free node left out let its victims' preemption be called
+            # off, and the gang preempted them again, pass after pass).
             ready = [
                 n
                 for n in nodes
-                if n.name in self.soon()
-                and n.name not in self.head_nodes
-                and self.node_free_count(n, pool) + self.soon_count(n, pool) >= n.gpu_count
+                if n.name not in self.head_nodes
+                and (n.name in self.soon() or n.schedulable)
+                and self.node_free_count(n, pool)
+                + (self.soon_count(n, pool) if n.name in self.soon() else 0)
+                >= n.gpu_count
             ]
-            if len(ready) >= job.nodes:
+            ready.sort(key=lambda n: n.name not in self.soon())  # nodes being freed first
+            if len(ready) >= job.nodes and any(n.name in self.soon() for n in ready[: job.nodes]):
                 self._victim_nodes = [n.name for n in ready[: job.nodes]]
                 for n in ready[: job.nodes]:
                     free = self.node_free_count(n, pool)

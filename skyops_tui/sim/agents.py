@@ -105,6 +105,8 @@ class SimExecutor:
         job.lost_work_s -= lost
         self.lost_work_gpu_s -= lost * job.gpu_total
         job.last_checkpoint_at = ckpt
+        if self.grid is not None:
+            self.grid.dirty_jobs.add(job.id)  # the undone accounting is written too
         token = self.token[job.id] = next(self.seq)
         start = self.run_start.get(job.id, self.clock.now())
         done = start + max((job.runtime or 0.0) - job.work_done, 0.0)
