@@ -160,11 +160,8 @@ def sim_runtime(cfg: Config | None = None, seeded: bool = True, user: str = "ops
 
 def settle(rt: Runtime, rounds: int = 5) -> None:
     """Run passes at the current time until nothing more happens (simulated agents)."""
-    ex = rt.executor
     for _ in range(rounds):
-        fire = getattr(ex, "fire", None)
-        if fire is not None:
-            fire(rt.clock.now())
+        rt.executor.fire(rt.clock.now())
         actions = rt.engine.step(rt.clock.now())
         if not actions and not rt.engine.pending:
             break

@@ -131,9 +131,7 @@ class Runtime:
             grid = store.load_grid(cfg, now) if store is not None else Grid(cfg, now)
         for m in grid.markets.values():
             self.feed.prices.setdefault(m.gpu_type, deque(maxlen=FEED)).append((now, m.price))
-        attach = getattr(executor, "attach", None)
-        if attach is not None:
-            attach(grid)
+        executor.attach(grid)
         self.engine = Engine(grid, executor, self._persist)
         self.local = Scheduler(self.engine, self.clock, cfg.cluster.tick_s)
         self.local.actor = self.user
@@ -280,8 +278,7 @@ class Runtime:
         watch) when following."""
         if not self.leader:
             return self.samples.get(node)
-        fn = getattr(self.executor, "telemetry", None)
-        return fn(node) if fn is not None else None
+        return self.executor.telemetry(node)
 
     def telemetry(self) -> dict[str, dict]:
         """Every node's last sample, for the API's watchers."""
@@ -412,9 +409,7 @@ class Runtime:
 
     async def _lead(self) -> None:
         self.engine.lost = False
-        starter = getattr(self.executor, "start", None)
-        if starter is not None:
-            await starter(self)
+        await self.executor.start(self.store.grid_id if self.store is not None else "")
         self.local.start()
         self._started = True
         if self.store is not None:
@@ -509,9 +504,7 @@ class Runtime:
         self.engine.lost = True  # nothing more from this engine until it leads again
         await self._unserve()
         await self.local.stop()
-        closer = getattr(self.executor, "close", None)
-        if closer is not None:
-            await closer()
+        await self.executor.close()
         self._started = False
         # Reports and answers belong to the grid being dropped; the new leader
         # reconciles with the agents and answers the queue itself.
@@ -623,9 +616,7 @@ class Runtime:
         now = self.clock.now() if now is None else now
         grid = self._db.load_grid(self.cfg, now)
         self.engine.grid = grid
-        attach = getattr(self.executor, "attach", None)
-        if attach is not None:
-            attach(grid)
+        self.executor.attach(grid)
         events = self._db.events(limit=FEED, since_id=self._last_event_id)
         if events and not self._watching:
             self._last_event_id = events[-1].id
@@ -644,9 +635,7 @@ class Runtime:
             self._control = None
         if self._started:
             await self.local.stop()
-            closer = getattr(self.executor, "close", None)
-            if closer is not None:
-                await closer()
+            await self.executor.close()
             self._started = False
         if self.store is not None and self.leader:
             from .store.control import release_lease

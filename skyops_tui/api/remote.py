@@ -20,6 +20,7 @@ import contextlib
 import shutil
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,7 +32,11 @@ from ..store.schema import StoreError
 if TYPE_CHECKING:
     import asyncssh
 
+    from ..domain.model import Job
+    from ..domain.telemetry import NodeSample
     from ..fleet.ssh import SshTransport
+    from ..policy.grid import Grid
+    from ..scheduler.executor import ExecutorAction, LogChunk, Report
 
 DEFAULT_SOCKET = "/run/skyops/api.sock"  # the systemd unit's (docs/api.md)
 CONNECT_TIMEOUT_S = 15.0
@@ -168,13 +173,52 @@ class Tunnel:
 
 
 class NoExecutor:
-    """A remote console runs nothing: the head's leader does."""
+    """A remote console runs nothing: the head's leader does. Every other answer is the
+    empty one (scheduler/executor.py)."""
 
-    def bind(self, report) -> None:  # noqa: ANN001
+    def bind(self, report: Callable[[Report], None]) -> None:
         pass
 
-    def execute(self, action, job) -> None:  # noqa: ANN001
+    def attach(self, grid: Grid) -> None:
+        pass
+
+    async def start(self, grid_id: str = "") -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    def execute(self, action: ExecutorAction, job: Job) -> None:
         raise Refused("a remote console runs no jobs")
+
+    def fire(self, now: float) -> int:
+        return 0
+
+    def busy(self) -> bool:
+        return False
+
+    def status_line(self) -> str:
+        return ""
+
+    def nodes_settled(self) -> bool:
+        return True
+
+    async def open_for_reads(self) -> bool:
+        return False
+
+    def telemetry(self, node: str) -> NodeSample | None:
+        return None  # the leader's samples come by watch (Runtime.samples)
+
+    async def logs(self, job: Job, stream: str = "stdout", lines: int = 100) -> list[str]:
+        return ["This executor keeps no job logs."]
+
+    async def read_log(
+        self, job: Job, stream: str = "stdout", offset: int | None = None, lines: int = 100
+    ) -> LogChunk | None:
+        return None
+
+    async def last_checkpoint(self, job: Job) -> float | None:
+        return None
 
 
 async def fetch_state(path: str | Path, cfg=None):  # noqa: ANN001, ANN201

@@ -299,14 +299,12 @@ class ApiServer:
         placed = last_placed(self.rt.store, job)
         doc = {"job": job.name, "id": job.id, "state": str(job.state), "stream": stream}
         if p.get("follow"):
-            read = getattr(self.rt.executor, "read_log", None)
             if offset is not None and (not isinstance(offset, int) or offset < 0):
                 raise Refused("logs: offset: must be an integer >= 0")
             finished = job.finished  # first: output written before the end is in the file
-            got = await read(placed, stream, offset, lines) if read is not None else None
+            got = await self.rt.executor.read_log(placed, stream, offset, lines)
             return {**doc, "read": got, "finished": finished}
-        reader = getattr(self.rt.executor, "logs", None)
-        return {**doc, "lines": await reader(placed, stream, lines) if reader else []}
+        return {**doc, "lines": await self.rt.executor.logs(placed, stream, lines)}
 
     # --------------------------------------------------------------------- watch
     async def _watch(self, caller: Caller, rid: int, writer: asyncio.StreamWriter) -> None:

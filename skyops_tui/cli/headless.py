@@ -932,13 +932,13 @@ async def _follow(args: argparse.Namespace, s: Any, job: Job, stream: str, conso
                 console.print(line, markup=False, highlight=False, soft_wrap=True)
         sys.stdout.flush()
 
-    read = getattr(s.rt.executor, "read_log", None)
+    read = s.rt.executor.read_log
     run: str | None = None
     offset: int | None = None
     partial = ""
     while True:
         ended = job.finished  # read first: output written before the end is in the file
-        while read is not None:
+        while True:
             got = await read(last_placed(s.rt.store, job), stream, offset, args.lines)
             if got is None:
                 break

@@ -53,23 +53,15 @@ class Session:
 
     async def logs(self, job: Job, stream: str = "stdout", lines: int = 100) -> list[str]:
         ex = self.rt.executor
-        if not self.rt.leader and hasattr(ex, "links") and not ex.links:
-            # A follower has no links of its own: open them just for this.
-            # Executor (scheduler/executor.py) does not declare start() yet; only
-            # FleetExecutor has links, and it has start().
-            await ex.start()  # type: ignore[attr-defined]
-            await self.wait_for_nodes(10.0)
-        logs = getattr(ex, "logs", None)
-        if logs is None:
-            return []
-        return await logs(job, stream, lines)
+        if not self.rt.leader and await ex.open_for_reads():
+            await self.wait_for_nodes(10.0)  # a follower opened links just for this
+        return await ex.logs(job, stream, lines)
 
     async def wait_for_nodes(self, timeout_s: float) -> None:
         """Until every node's link is ready or has failed at least once."""
-        links = getattr(self.rt.executor, "links", {})
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if all(link.ready or link.error for link in links.values()):
+            if self.rt.executor.nodes_settled():
                 return
             await asyncio.sleep(0.05)
 
@@ -80,9 +72,8 @@ class Session:
         await self.wait_for_nodes(timeout_s)
         self.rt.local.poke()
         await asyncio.sleep(0.2)
-        tasks: set[asyncio.Task] = getattr(self.rt.executor, "_tasks", set())
         deadline = time.monotonic() + timeout_s
-        while tasks and time.monotonic() < deadline:
+        while self.rt.executor.busy() and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
 
 

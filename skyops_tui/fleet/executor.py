@@ -31,7 +31,15 @@ from ..domain.config import Config
 from ..domain.model import HOLDING, Job, JobState, Mode, NodeStatus
 from ..domain.telemetry import NodeSample
 from ..policy import actions as A
-from ..scheduler.executor import CalledOff, Checkpointed, Exited, NodeChanged, Report, Started
+from ..scheduler.executor import (
+    CalledOff,
+    Checkpointed,
+    Exited,
+    LogChunk,
+    NodeChanged,
+    Report,
+    Started,
+)
 from .link import AgentError, LinkClosed, Transport
 from .node import NodeLink
 from .ssh import SshTransport, sftp_copy_dir
@@ -120,8 +128,8 @@ class FleetExecutor:
         if self.grid is not None:
             self.grid.preempt_from = t
 
-    async def start(self, runtime=None) -> None:
-        self.grid_id = str(getattr(getattr(runtime, "store", None), "grid_id", "") or "")
+    async def start(self, grid_id: str = "") -> None:
+        self.grid_id = grid_id
         self.reported.clear()
         if self.transports:
             self._settle_at(self.clock.now() + self.cfg.cluster.settle_s)
@@ -147,6 +155,22 @@ class FleetExecutor:
         for t in list(self._tasks):
             t.cancel()
         await asyncio.gather(*(link.stop() for link in self.links.values()), return_exceptions=True)
+
+    def fire(self, now: float) -> int:
+        return 0  # agents report on their own time
+
+    def busy(self) -> bool:
+        return bool(self._tasks)
+
+    def nodes_settled(self) -> bool:
+        return all(link.ready or link.error for link in self.links.values())
+
+    async def open_for_reads(self) -> bool:
+        """A follower has no links of its own: open them just for reading logs."""
+        if self.links:
+            return False
+        await self.start()
+        return True
 
     def status_line(self) -> str:
         waiting = [n for n, link in self.links.items() if link.status is not NodeStatus.UP]
@@ -435,7 +459,7 @@ class FleetExecutor:
 
     async def read_log(
         self, job: Job, stream: str = "stdout", offset: int | None = None, lines: int = 100
-    ) -> dict | None:
+    ) -> LogChunk | None:
         """To follow a log: from byte `offset` of the job's latest run's file (its last
         `lines` lines when None), with `run` (which file) and `next_offset`. None while
         there is no run, or its node does not answer."""

@@ -16,7 +16,9 @@ in the store, then applies them (`grid.apply`) and hands the executor its share.
 4. Commit jobs start on their reservation's held GPUs, reclaiming them from Flex.
 5. Flex market per node type: waiting jobs by bid then submission; each starts where
    it fits; a bid higher by `min_outbid` displaces running jobs that have run
-   `min_slice`; then the clearing price is set.
+   `min_slice`. Once every market has placed its jobs, each clearing price is set on
+   the state the pass leaves (a bid whose account this pass's starts left unable to
+   pay, or whose job started in another market, no longer counts).
 
 GPUs of jobs already being stopped count as "soon free": a waiting job claims them
 instead of preempting more. A claim covers the free GPUs the job counts on beside them,
@@ -1115,6 +1117,9 @@ class Planner:
         min_slice = pricing.min_slice_s
         outbid = 1 + pricing.min_outbid
         untyped = g.flex_book.get(None, [])
+        # Per market, what its clearing price is judged on once every market has placed
+        # its jobs (see `_waiting_bid`).
+        priced: list[tuple[str, int | None, list[tuple[Job, int]], Iterator | None]] = []
         for t, market in g.markets.items():
             nodes = g.by_type[t]
             book = g.flex_book.get(t, [])
@@ -1137,9 +1142,11 @@ class Planner:
             sizes = [k for k in g.flex_needs.get(t, {})] + [k for k in g.flex_needs.get(None, {})]
             min_need = max(min(sizes, default=1), 1)
             smallest_node = min((n.gpu_count for n in nodes), default=0)
-            highest_waiting = None
+            bidders: list[tuple[Job, int]] = []  # waiting jobs that bid here, highest first
+            rest: Iterator | None = None  # the book past the job the walk stopped at
             headed = False  # a blocked large bid holds a node in this market
-            for entry in _merge(book, untyped):
+            entries = _merge(book, untyped)
+            for entry in entries:
                 job = g.jobs[entry[2]]
                 if job.id in self.started or job.retry_at > now or job.bid < market.floor:
                     continue
@@ -1169,8 +1176,7 @@ class Planner:
                         continue
                 if job.gpu_type is None and self.fits_elsewhere(job, t):
                     continue  # it starts in another market this pass: no wait, no victims
-                if highest_waiting is None:
-                    highest_waiting = job.bid
+                bidders.append((job, need))
                 took = self.took
                 if soon_nodes and self.claim_soon(soon_nodes, job, FLEX_POOL):
                     if job.gpu_type is None:
@@ -1184,6 +1190,7 @@ class Planner:
                         free = self._flex_free[t] = free - self.hold_flex_head(job, nodes)
                 if movable is None or job.bid < movable * outbid:
                     if free < min_need:
+                        rest = entries
                         break  # nobody below can start or displace anyone
                     continue
                 if failed_need is not None and need >= failed_need:
@@ -1210,12 +1217,51 @@ class Planner:
                     if not headed and need > 1:
                         headed = True
                         free = self._flex_free[t] = free - self.hold_flex_head(job, nodes)
-            price = clearing_price(highest_waiting, lowest, market.floor, market.rate)
+            priced.append((t, lowest, bidders, rest))
+        for t, lowest, bidders, rest in priced:
+            market = g.markets[t]
+            waiting = self._waiting_bid(t, bidders, rest)
+            price = clearing_price(waiting, lowest, market.floor, market.rate)
             if (
                 price != market.price
                 or now - market.price_at >= self.cfg.cluster.billing_interval_s
             ):
                 self.emit(A.SetPrice(t, price))
+
+    def _waiting_bid(
+        self, t: str, bidders: list[tuple[Job, int]], rest: Iterator | None
+    ) -> int | None:
+        """The highest bid still waiting in market `t` once this pass's starts are counted.
+
+        A job waiting here when its market was walked may have started in a later one
+        (an untyped job), or a later start of its account's may have left it unable to
+        fund its first period: then it no longer bids. The price is judged on the state
+        the pass leaves, as the next pass would see it; judged earlier, it would stand
+        until the next pass, so bills would depend on how often passes run (issue 10).
+        Funds only fall within a pass, so a job skipped as unfundable stays skipped;
+        when no job walked still bids, the part of the book the walk never reached
+        (`rest`) is read with the same rules."""
+        guard, now = self.guard, self.now
+        for job, need in bidders:
+            if job.id not in self.started and guard.can_start(job, t, need):
+                return job.bid
+        if rest is None:
+            return None
+        g = self.g
+        floor = g.markets[t].floor
+        smallest_node = min((n.gpu_count for n in g.by_type[t]), default=0)
+        for entry in rest:
+            job = g.jobs[entry[2]]
+            if job.id in self.started or job.retry_at > now or job.bid < floor:
+                continue
+            if job.id in self.waiting_elsewhere:
+                continue
+            if not guard.can_start(job, t, job.gpus or job.nodes * smallest_node):
+                continue
+            if job.gpu_type is None and self.fits_elsewhere(job, t):
+                continue
+            return job.bid
+        return None
 
 
 def _lowest_movable(running: list[Job], now: float, min_slice: float) -> int | None:

@@ -30,7 +30,7 @@ class Scheduler:
         self.clock = clock
         self.tick_s = tick_s
         self._wake = asyncio.Event()
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self.passes = 0
         self.errors: list[str] = []
         self.paused: str | None = None  # why the last pass did not run, if it did not
@@ -56,7 +56,7 @@ class Scheduler:
     def poke(self) -> None:
         self._wake.set()
 
-    def start(self) -> asyncio.Task:
+    def start(self) -> asyncio.Task[None]:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self.run(), name="skyops-scheduler")
         return self._task
@@ -107,7 +107,7 @@ class Scheduler:
 
     # In-process conveniences over the one command path (control/commands.py): the
     # same models, handlers and rights check as the console, the CLI and the socket.
-    def do(self, cmd: Any, actor: str | None = None) -> dict:
+    def do(self, cmd: Any, actor: str | None = None) -> dict[str, Any]:
         from ..control import commands
 
         result = commands.run(self.engine, cmd, actor=actor or self.actor, now=self.clock.now())

@@ -16,7 +16,7 @@ from ..clock import ManualClock
 from ..domain.model import HOLDING, Job, JobState, NodeStatus
 from ..domain.telemetry import GpuSample, NodeSample
 from ..policy import actions as A
-from ..scheduler.executor import CalledOff, Exited, Report, Started
+from ..scheduler.executor import CalledOff, Exited, LogChunk, Report, Started
 
 
 class SimExecutor:
@@ -150,6 +150,24 @@ class SimExecutor:
     def attach(self, grid) -> None:
         self.grid = grid
 
+    async def start(self, grid_id: str = "") -> None:
+        pass  # nothing to connect
+
+    async def close(self) -> None:
+        pass
+
+    def busy(self) -> bool:
+        return False  # its work is in `heap`, sent by `fire`
+
+    def status_line(self) -> str:
+        return ""
+
+    def nodes_settled(self) -> bool:
+        return True
+
+    async def open_for_reads(self) -> bool:
+        return False
+
     def telemetry(self, node: str) -> NodeSample | None:
         """Simulated telemetry: busy GPUs run hot, idle ones cool. Deterministic."""
         grid = self.grid
@@ -187,6 +205,14 @@ class SimExecutor:
                 f"[sim] last checkpoint at +{job.last_checkpoint_at - job.submitted_at:.0f} s"
             )
         return out[-lines:]
+
+    async def read_log(
+        self, job: Job, stream: str = "stdout", offset: int | None = None, lines: int = 100
+    ) -> LogChunk | None:
+        return None  # simulated runs write no files
+
+    async def last_checkpoint(self, job: Job) -> float | None:
+        return None  # `job.last_checkpoint_at` is already the simulated one
 
     def next_time(self) -> float | None:
         while self.heap and self.token.get(self.heap[0][2].job) != self.heap[0][3]:

@@ -39,7 +39,7 @@ from ..domain.config import Config
 from ..domain.model import HOLDING, Job, JobState, Mode, NodeStatus
 from ..domain.telemetry import GpuSample, NodeSample
 from ..policy import actions as A
-from ..scheduler.executor import CalledOff, Exited, NodeChanged, Report, Started
+from ..scheduler.executor import CalledOff, Exited, LogChunk, NodeChanged, Report, Started
 
 log = logging.getLogger(__name__)
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -161,7 +161,7 @@ class SlurmExecutor:
     def attach(self, grid) -> None:
         self.grid = grid
 
-    async def start(self, runtime=None) -> None:
+    async def start(self, grid_id: str = "") -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         if self.grid is not None:
             for name in self.grid.nodes:
@@ -175,6 +175,19 @@ class SlurmExecutor:
         for t in list(self._tasks):
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def fire(self, now: float) -> int:
+        return 0  # Slurm runs on its own time; the poller reports
+
+    def busy(self) -> bool:
+        """The poller counts until `close`: a script's session waits out its timeout."""
+        return bool(self._tasks)
+
+    def nodes_settled(self) -> bool:
+        return True  # no links: nodes are as the last poll found them
+
+    async def open_for_reads(self) -> bool:
+        return False  # logs are files on the shared state folder
 
     def status_line(self) -> str:
         down = [n for n, s in self.node_status.items() if s is not NodeStatus.UP]
@@ -675,6 +688,14 @@ class SlurmExecutor:
         except OSError:
             return ["(no run yet)"]
         return text.splitlines()[-lines:]
+
+    async def read_log(
+        self, job: Job, stream: str = "stdout", offset: int | None = None, lines: int = 100
+    ) -> LogChunk | None:
+        return None  # not followed yet: `logs` reads the tail
+
+    async def last_checkpoint(self, job: Job) -> float | None:
+        return None  # not read from the checkpoint folder yet: the stored time stands
 
 
 def _gpu_count(gres: object) -> int:

@@ -188,6 +188,21 @@ CLAIM = [
      "hours": 0.1, "submit": 0, "runtime": 360},
 ]  # fmt: skip
 
+# At 585 s bob's f0 starts on A100 in the same pass that prices H100; before it started,
+# bob's waiting f3 (2 x 1.40) looked fundable, so the pass set H100's price to 1.40; after
+# it, f3 cannot fund its first period and bids nothing. A pass every second dropped the
+# price to the floor at 586 s; passes only on events kept 1.40 until 990 s and billed
+# f2 more. The price a pass sets is judged after its own starts.
+SAME_PASS_START = [
+    flex_line("f0", "bob", "A100", 1, 1.52, 258, 675, 30, 0),
+    flex_line("f1", "bob", "A100", 2, 1.57, 92, 493, 30, 0),
+    flex_line("f2", "bob", "H100", 1, 2.4, 322, 2399, 30, 0),
+    flex_line("f3", "bob", "H100", 2, 1.4, 179, 244, 30, 0),
+    flex_line("f7", "ann", "H100", 1, 0.76, 322, 101, 30, 0),
+    {"kind": "silent", "node": "h100-1", "submit": 141},
+]
+SAME_PASS_START_LOST = {"h100-1": EPOCH + 141}
+
 
 def restarts(*at: int) -> list[dict]:
     return [{"kind": "restart", "submit": t} for t in at]
@@ -202,6 +217,7 @@ def restarts(*at: int) -> list[dict]:
 # h100-2's silence.
 @example(case=(PRICE_FALLS + restarts(200, 1034, 1050, 1337, 1850), PRICE_FALLS_LOST), balance=1.0)
 @example(case=(CLAIM + restarts(360, 361), {}), balance=1.0)
+@example(case=(SAME_PASS_START, SAME_PASS_START_LOST), balance=1.0)
 def test_billing_every_second_minute_or_hour_gives_the_same_bills(case, balance) -> None:
     lines, lost = case
     plain = [x for x in lines if x.get("kind") != "restart"]
@@ -218,3 +234,14 @@ def test_billing_every_second_minute_or_hour_gives_the_same_bills(case, balance)
         r = run(lines, interval, balance, tick=None)
         assert outcome(r) == want, f"billing every {interval} s, passes only on events, restarting"
         agrees_with_the_oracle(r, lost)
+
+
+def test_a_price_set_in_the_pass_that_starts_a_job_is_judged_after_that_start() -> None:
+    every_second = run(SAME_PASS_START, 1, 1.0, tick=1)
+    on_events = run(SAME_PASS_START, 1, 1.0, tick=None)
+    assert outcome(on_events) == outcome(every_second)
+    agrees_with_the_oracle(on_events, SAME_PASS_START_LOST)
+    # The same price history, segment by segment, in both markets.
+    for t in ("H100", "A100"):
+        a, b = on_events.grid.markets[t], every_second.grid.markets[t]
+        assert (a.starts, a.levels) == (b.starts, b.levels), t

@@ -25,11 +25,8 @@ ROOMY = 160  # from this many, full-length load bars (shorter ones leave Jobs ro
 def telemetry(runtime, node: str) -> NodeSample | None:
     """The node's last sample (a cached read, never I/O): the executor's, or on a
     follower the leader's, as its watch stream brought it."""
-    fn = getattr(runtime, "sample", None) or getattr(runtime.executor, "telemetry", None)
-    if fn is None:
-        return None
     try:
-        return fn(node)
+        return runtime.sample(node)
     except Exception:
         return None
 

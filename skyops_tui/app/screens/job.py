@@ -167,11 +167,10 @@ class JobScreen(JobActions, SkyScreen):
     @work(exclusive=True, group="checkpoint")
     async def read_checkpoint(self) -> None:
         job = self.job
-        read = getattr(self.runtime.executor, "last_checkpoint", None)
-        if job is None or read is None:
+        if job is None:
             return
         try:
-            at = await read(job)
+            at = await self.runtime.executor.last_checkpoint(job)
         except Exception:  # an unreachable node: the stored time stands
             return
         if at is not None and at != self.checkpoint_seen:
@@ -236,14 +235,10 @@ class JobScreen(JobActions, SkyScreen):
         if job is None:
             return
         self.log_read_at = time.monotonic()
-        fetch = getattr(self.runtime.executor, "logs", None)
-        if fetch is None:
-            self._show_log(["This executor keeps no job logs."])
-            return
         if not self.log_lines:
             self._show_log([f"reading the log of {job.name}..."])
         try:
-            lines = await fetch(job, self.stream, LOG_LINES)
+            lines = await self.runtime.executor.logs(job, self.stream, LOG_LINES)
         except Exception as e:  # an unreachable node must not crash the console
             self._show_log([f"could not read the log: {e}"])
             return

@@ -161,14 +161,4 @@ class StatusLine(Static):
 
 def executor_note(rt: Runtime) -> str:
     """What the executor says it is busy with (e.g. 'reconnecting to h100-b...'), if it says."""
-    ex = rt.executor
-    for attr in ("status_line", "status_note", "status"):
-        value = getattr(ex, attr, None)
-        if callable(value):
-            try:
-                value = value()
-            except Exception:
-                value = None
-        if isinstance(value, str) and value:
-            return value
-    return ""
+    return rt.executor.status_line()
