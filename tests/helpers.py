@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from skyops_tui.api.remote import NoExecutor
 from skyops_tui.clock import ManualClock
 from skyops_tui.domain.config import Config, parse_config
 from skyops_tui.domain.model import Event, Job, JobState, Mode, NodeStatus, Transaction
@@ -65,8 +66,9 @@ def config(
     return parse_config(data, "test config")
 
 
-class Recorder:
-    """An executor that carries nothing out: the test reports starts and exits."""
+class Recorder(NoExecutor):
+    """An executor that carries nothing out: the test reports starts and exits. The
+    rest of the protocol gives a remote console's empty answers."""
 
     def __init__(self) -> None:
         self.actions: list[A.Action] = []
