@@ -1,5 +1,6 @@
-"""Test harness for the Textual console: waiting without sleeps, deterministic
-snapshots, and the demo app on the seeded simulated grid.
+"""Test harness for the Textual console: waiting without sleeps (tests/waiting.py's
+`pilot_until`, here as `wait_for`), deterministic snapshots, and the demo app on the
+seeded simulated grid.
 
     from tests.app.harness import demo_app, wait_for, no_blink
 
@@ -16,34 +17,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+# Re-exported: app tests wait with wait_for(pilot, predicate, what, timeout=5.0).
+from tests.waiting import pilot_until as wait_for  # noqa: F401
+
 DEFAULT_SIZE = (120, 40)
-
-
-async def wait_for(
-    pilot: Any,
-    predicate: Callable[[], Any],
-    description: str,
-    timeout: float = 5.0,
-) -> Any:
-    """Poll `predicate` (letting the app process messages between polls) until it
-    returns something truthy; return that value. Fail saying what never happened."""
-    deadline = time.monotonic() + timeout
-    last_error: BaseException | None = None
-    while True:
-        try:
-            value = predicate()
-        except Exception as exc:  # a widget not mounted yet, a query that misses
-            value, last_error = None, exc
-        else:
-            last_error = None
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            extra = f" (last error: {last_error!r})" if last_error is not None else ""
-            screen = getattr(getattr(pilot, "app", None), "screen", None)
-            where = f" on screen {type(screen).__name__}" if screen is not None else ""
-            raise AssertionError(f"never happened within {timeout}s: {description}{where}{extra}")
-        await pilot.pause(0.02)
 
 
 async def settle_ui(pilot: Any) -> None:

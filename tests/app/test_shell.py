@@ -12,6 +12,7 @@ from skyops_tui.app.widgets.chrome import DEMO_TEXT, DemoBanner, StatusLine, Top
 from skyops_tui.demo import advance
 from tests.app.harness import demo_app, demo_runtime, screen_text, toasts, wait_for
 from tests.helpers import one_local_node_config
+from tests.waiting import until
 
 
 async def test_starts_on_the_grid_with_frame_and_running_scheduler():
@@ -186,10 +187,9 @@ async def test_a_follower_console_sends_commands_without_freezing(tmp_path):
     log = (tmp_path / "leader.log").open("w")
     leader = subprocess.Popen([*argv, "--db", str(db), "serve"], stdout=log, stderr=log, env=env)
     try:
-        deadline = time.monotonic() + 30
-        while "leading" not in (tmp_path / "leader.log").read_text():
-            assert time.monotonic() < deadline, "the leader never started"
-            await asyncio.sleep(0.05)
+        await until(
+            lambda: "leading" in (tmp_path / "leader.log").read_text(), "the leader started", 30
+        )
         rt = build_runtime(load_config(str(tmp_path / "config.toml")), db, user="ops")
         app = SkyopsApp(rt)
         async with app.run_test(size=(120, 40)) as pilot:
