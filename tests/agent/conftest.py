@@ -1,10 +1,12 @@
-"""Agent test harness: real agent subprocesses over stdio, and waits that say what never happened.
+"""Agent test harness: real agent subprocesses over stdio, and waits that say what never happened
+(tests/waiting.py's, as the `wait_for` fixture).
 
 Helpers are fixtures (not importable modules) so they cannot clash with other test folders.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import signal
@@ -20,22 +22,12 @@ import pytest
 
 from skyops_agent import jobdir, protocol
 from skyops_agent.cgroups import Cgroup
+from tests import waiting
 
 REPO = Path(__file__).resolve().parents[2]
 CKPT_TRAIN = str(REPO / "examples" / "ckpt_train.py")
 DEADLINE_S = 15.0
-
-
-def wait_until(predicate: Callable[[], Any], description: str, timeout: float = DEADLINE_S):
-    """Poll ``predicate`` until it returns something truthy; fail naming what never happened."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"waited {timeout:.1f} s, but never: {description}")
-        time.sleep(0.01)
+POLL_S = 0.01  # replies are waited for on every request: poll them often
 
 
 class AgentProcess:
@@ -102,10 +94,11 @@ class AgentProcess:
             ]
 
     def event(self, type: str, timeout: float = DEADLINE_S, **match: Any) -> dict:
-        found = wait_until(
+        found = waiting.wait_for(
             lambda: self.events(type, **match),
             f"event {type} {match!r} from the agent (stderr: {self.stderr()[-500:]})",
             timeout,
+            interval=POLL_S,
         )
         return found[0]
 
@@ -114,7 +107,12 @@ class AgentProcess:
             with self._lock:
                 return next((m for m in self.messages if predicate(m)), None)
 
-        return wait_until(look, f"{description} (agent stderr: {self.stderr()[-500:]})", timeout)
+        return waiting.wait_for(
+            look,
+            f"{description} (agent stderr: {self.stderr()[-500:]})",
+            timeout,
+            interval=POLL_S,
+        )
 
     def job(self, job_id: str) -> dict:
         jobs = self.call(protocol.JOBS)["jobs"]
@@ -167,7 +165,8 @@ def kill_leftover_jobs(state_dir: Path) -> None:
 
 @pytest.fixture
 def wait_for():
-    return wait_until
+    """tests/waiting.py's wait_for, with the agent tests' deadline and poll."""
+    return functools.partial(waiting.wait_for, timeout=DEADLINE_S, interval=POLL_S)
 
 
 @pytest.fixture
