@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 from skyops_tui.clock import SystemClock
@@ -14,6 +11,7 @@ from skyops_tui.domain.config import parse_config
 from skyops_tui.fleet.executor import FleetExecutor
 from skyops_tui.fleet.link import LocalTransport
 from skyops_tui.runtime import Runtime
+from tests.waiting import until
 
 CONFIG = {
     "cluster": {
@@ -77,27 +75,10 @@ def make_grid(tmp: Path, overrides: dict | None = None) -> tuple[Runtime, dict[s
     return Runtime(cfg, ex, user="ops"), boxes
 
 
-async def wait_for(predicate: Callable[[], object], what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"within {timeout:.0f} s, never: {what}")
-        await asyncio.sleep(0.05)
-
-
 async def up(rt: Runtime) -> None:
-    await wait_for(
+    await until(
         lambda: all(n.status.value == "up" for n in rt.grid.nodes.values()), "every node up"
     )
-
-
-async def wait_until(check, what: str, timeout: float = 20.0) -> None:
-    """Like wait_for, for an async check (e.g. reading a job's log over the link)."""
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"within {timeout:.0f} s, never: {what}")
-        await asyncio.sleep(0.1)
 
 
 async def log_text(rt: Runtime, job) -> str:
@@ -112,5 +93,5 @@ async def log_contains(rt: Runtime, job, text: str, timeout: float = 20.0) -> st
         out = await log_text(rt, job)
         return text in out
 
-    await wait_until(check, f"{text!r} in the log of {job.name}", timeout)
+    await until(check, f"{text!r} in the log of {job.name}", timeout, interval=0.1)
     return out

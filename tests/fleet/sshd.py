@@ -25,7 +25,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,37 +34,11 @@ from skyops_agent import jobdir
 from skyops_agent.cgroups import Cgroup
 from skyops_tui.domain.config import NodeConfig
 from skyops_tui.fleet.ssh import SshTransport
+from tests.waiting import wait_for
 
 SSHD = "/usr/sbin/sshd"
 DEADLINE_S = 20.0
 CHUNK = 1 << 16
-
-
-async def until(
-    predicate: Callable[[], Any | Awaitable[Any]],
-    description: str,
-    timeout: float = DEADLINE_S,
-    interval: float = 0.05,
-) -> Any:
-    """Poll `predicate` (sync or async) until it returns something truthy; return that.
-    Fail saying what never happened (and the last error, if the predicate raised)."""
-    deadline = time.monotonic() + timeout
-    last_error: BaseException | None = None
-    while True:
-        try:
-            value = predicate()
-            if asyncio.iscoroutine(value):
-                value = await value
-        except Exception as exc:  # a link that is reconnecting, a job not listed yet
-            value, last_error = None, exc
-        else:
-            last_error = None
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            extra = f" (last error: {last_error!r})" if last_error is not None else ""
-            raise AssertionError(f"waited {timeout:.0f} s, but never: {description}{extra}")
-        await asyncio.sleep(interval)
 
 
 def free_port() -> int:
@@ -364,18 +337,17 @@ class OpenSshBox(Box):
         raise RuntimeError(f"sshd did not start; its log:\n{self.log.read_text()[-2000:]}")
 
     def _wait_listening(self) -> bool:
-        deadline = time.monotonic() + DEADLINE_S
-        while time.monotonic() < deadline:
+        def listening() -> str:
             assert self.proc is not None
             if self.proc.poll() is not None:
-                return False
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection((self.host, self.port), timeout=1),
-            ):
-                return True
-            time.sleep(0.02)
-        return False
+                return "exited"
+            with socket.create_connection((self.host, self.port), timeout=1):
+                return "listening"
+
+        try:
+            return wait_for(listening, "sshd listening", DEADLINE_S, interval=0.02) == "listening"
+        except AssertionError:
+            return False
 
     def _stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

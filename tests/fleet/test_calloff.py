@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from skyops_tui.demo import demo_argv
 from skyops_tui.domain.model import JobState
+from tests.waiting import until
 
-from .localgrid import CONFIG, log_contains, log_text, make_runtime, up, wait_for
+from .localgrid import CONFIG, log_contains, log_text, make_runtime, up
 from .sshd import kill_leftover_jobs
 from .test_local_fleet import flex, priority
 
@@ -30,17 +31,17 @@ async def test_a_preemption_nobody_needs_any_more_is_called_off(tmp_path):
         done = tmp_path / "a-may-end"
         wait = ("sh", "-c", 'while [ ! -e "$1" ]; do sleep 0.02; done', "sh", str(done))
         a = rt.scheduler.submit(priority("a", wait))
-        await wait_for(lambda: a.state is JobState.RUNNING, "a running")
+        await until(lambda: a.state is JobState.RUNNING, "a running")
         f = rt.scheduler.submit(flex("f", 4, 1.0, CHECKPOINT_AND_GO_ON))
-        await wait_for(lambda: f.state is JobState.RUNNING, "f running")
+        await until(lambda: f.state is JobState.RUNNING, "f running")
         assert f.placement[0].node != a.placement[0].node
         p = rt.scheduler.submit(priority("p", demo_argv(100_000, 0.05)))
-        await wait_for(lambda: f.state is JobState.PREEMPTING, "f preempted for p")
+        await until(lambda: f.state is JobState.PREEMPTING, "f preempted for p")
         await log_contains(rt, f, "checkpoint")
         done.touch()
-        await wait_for(lambda: p.state is JobState.RUNNING, "p running on a's GPUs")
+        await until(lambda: p.state is JobState.RUNNING, "p running on a's GPUs")
         assert p.placement[0].node != f.placement[0].node
-        await wait_for(lambda: f.state is JobState.RUNNING, "f's preemption called off")
+        await until(lambda: f.state is JobState.RUNNING, "f's preemption called off")
         called = [e.cause for e in rt.feed.events if e.job == f.id and e.kind == "state"]
         assert called[-1] == "preemption called off (p started on other GPUs)"
         assert f.preemptions == 0 and f.runs == 1

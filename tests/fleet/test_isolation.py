@@ -23,8 +23,9 @@ from skyops_tui.domain.specs import JobSpec
 from skyops_tui.fleet.executor import FleetExecutor
 from skyops_tui.fleet.link import AgentLink
 from skyops_tui.runtime import Runtime
+from tests.waiting import until
 
-from .sshd import Box, process_gone, until
+from .sshd import Box, process_gone
 
 SH = "/bin/sh"
 

@@ -9,8 +9,9 @@ import time
 
 from skyops_tui.domain.model import JobState, NodeStatus
 from skyops_tui.domain.specs import JobSpec
+from tests.waiting import until
 
-from .localgrid import CONFIG, make_grid, wait_for
+from .localgrid import CONFIG, make_grid
 from .sshd import kill_leftover_jobs
 
 LONG = (sys.executable, "-c", "import time; time.sleep(600)")
@@ -36,16 +37,16 @@ async def test_priority_starts_on_a_node_that_connects_late_and_preempts_nobody(
     boxes["node-b"].unplugged = True
     await rt.start()
     try:
-        await wait_for(lambda: rt.grid.nodes["node-a"].status is NodeStatus.UP, "node-a up")
+        await until(lambda: rt.grid.nodes["node-a"].status is NodeStatus.UP, "node-a up")
         f = rt.scheduler.submit(flex("sweep"))
         # Free GPUs need no settling: the Flex job starts on the only node heard from.
-        await wait_for(lambda: f.state is JobState.RUNNING, "the flex job running on node-a")
+        await until(lambda: f.state is JobState.RUNNING, "the flex job running on node-a")
         p = rt.scheduler.submit(priority("deadline"))
         passes = rt.local.passes
-        await wait_for(lambda: rt.local.passes >= passes + 5, "five passes with the job waiting")
+        await until(lambda: rt.local.passes >= passes + 5, "five passes with the job waiting")
         assert f.state is JobState.RUNNING and p.state is JobState.QUEUED
         boxes["node-b"].unplugged = False
-        await wait_for(lambda: p.state is JobState.RUNNING, "the priority job running", 30)
+        await until(lambda: p.state is JobState.RUNNING, "the priority job running", 30)
         assert p.placement[0].node == "node-b"
         assert f.state is JobState.RUNNING and f.preemptions == 0 and f.runs == 1
     finally:
@@ -60,11 +61,11 @@ async def test_a_node_that_never_answers_holds_preemption_back_only_for_settle_s
     began = time.time()
     await rt.start()
     try:
-        await wait_for(lambda: rt.grid.nodes["node-a"].status is NodeStatus.UP, "node-a up")
+        await until(lambda: rt.grid.nodes["node-a"].status is NodeStatus.UP, "node-a up")
         f = rt.scheduler.submit(flex("sweep"))
-        await wait_for(lambda: f.state is JobState.RUNNING, "the flex job running on node-a")
+        await until(lambda: f.state is JobState.RUNNING, "the flex job running on node-a")
         p = rt.scheduler.submit(priority("deadline"))
-        await wait_for(lambda: p.state is JobState.RUNNING, "the priority job running", 30)
+        await until(lambda: p.state is JobState.RUNNING, "the priority job running", 30)
         assert p.placement[0].node == "node-a" and f.preemptions == 1
         preempted = [e.at for e in rt.feed.events if e.job == f.id and e.new == JobState.PREEMPTING]
         assert preempted and preempted[0] >= began + settle

@@ -24,8 +24,9 @@ from skyops_tui.fleet.executor import FleetExecutor
 from skyops_tui.fleet.link import AgentLink
 from skyops_tui.fleet.ssh import HostKeyRefused, SshTransport
 from skyops_tui.runtime import Runtime
+from tests.waiting import until
 
-from .sshd import Box, process_gone, until
+from .sshd import Box, process_gone
 
 
 def ignore(msg: dict) -> None:

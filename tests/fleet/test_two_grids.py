@@ -16,8 +16,9 @@ from skyops_tui.domain.specs import JobSpec
 from skyops_tui.fleet.executor import FleetExecutor
 from skyops_tui.runtime import Runtime
 from skyops_tui.store.db import Store
+from tests.waiting import until
 
-from .sshd import Box, kill_leftover_jobs, until
+from .sshd import Box, kill_leftover_jobs
 
 SLEEP = ("/bin/sleep", "300")
 

@@ -14,11 +14,9 @@ from skyops_tui.runtime import Runtime
 from skyops_tui.slurm.executor import SlurmExecutor
 from skyops_tui.slurm.local import LocalSlurm
 from skyops_tui.store.db import Store
-
-from ..fleet.localgrid import wait_for, wait_until
+from tests.waiting import until
 
 CKPT_TRAIN = str(Path(__file__).resolve().parents[2] / "examples" / "ckpt_train.py")
-__all__ = ["wait_for", "wait_until"]
 
 
 def train(steps: int = 2000, step_s: float = 0.05, every: int = 5) -> tuple[str, ...]:
@@ -81,7 +79,7 @@ class JumpClock:
 
 
 async def up(rt: Runtime) -> None:
-    await wait_for(
+    await until(
         lambda: all(n.status is NodeStatus.UP for n in rt.grid.nodes.values()),
         "every Slurm node up",
     )
@@ -105,5 +103,5 @@ async def log_contains(rt: Runtime, job, text: str, timeout: float = 30.0) -> st
         out = "\n".join(await rt.executor.logs(job, "stdout", 100_000))
         return text in out
 
-    await wait_until(check, f"{text!r} in the log of {job.name}", timeout)
+    await until(check, f"{text!r} in the log of {job.name}", timeout, interval=0.1)
     return out

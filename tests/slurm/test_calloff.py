@@ -4,8 +4,9 @@ claims*): the console drives the escalation, so calling off is not escalating.""
 from __future__ import annotations
 
 from skyops_tui.domain.model import JobState
+from tests.waiting import until
 
-from .harness import console, flex, log_contains, priority, up, wait_for
+from .harness import console, flex, log_contains, priority, up
 
 # Saves a "checkpoint" on USR1 and runs on; a tick every 0.05 s.
 CHECKPOINT_AND_GO_ON = (
@@ -27,17 +28,17 @@ async def test_a_preemption_nobody_needs_is_not_escalated(clean_slurm, tmp_path)
         done = tmp_path / "a-may-end"
         wait = ("sh", "-c", 'while [ ! -e "$1" ]; do sleep 0.05; done', "sh", str(done))
         a = rt.scheduler.submit(priority("a", wait, gpus=8))
-        await wait_for(lambda: a.state is JobState.RUNNING, "a running", 30)
+        await until(lambda: a.state is JobState.RUNNING, "a running", 30)
         f = rt.scheduler.submit(flex("f", 8, 1.0, CHECKPOINT_AND_GO_ON))
-        await wait_for(lambda: f.state is JobState.RUNNING, "f running", 30)
+        await until(lambda: f.state is JobState.RUNNING, "f running", 30)
         sid = rt.executor.runs[f.id].slurm_id
         await log_contains(rt, f, "tick 2")
         p = rt.scheduler.submit(priority("p", ("sleep", "60"), gpus=8))
-        await wait_for(lambda: f.state is JobState.PREEMPTING, "f preempted for p", 30)
+        await until(lambda: f.state is JobState.PREEMPTING, "f preempted for p", 30)
         await log_contains(rt, f, "checkpoint")
         done.touch()
-        await wait_for(lambda: p.state is JobState.RUNNING, "p running on n1", 30)
-        await wait_for(lambda: f.state is JobState.RUNNING, "f's preemption called off", 30)
+        await until(lambda: p.state is JobState.RUNNING, "p running on n1", 30)
+        await until(lambda: f.state is JobState.RUNNING, "f's preemption called off", 30)
         assert f.preemptions == 0 and f.runs == 1
         text = await log_contains(rt, f, "tick")
         ticks = int(text.rsplit("tick ", 1)[1].split()[0])

@@ -4,18 +4,7 @@ priority when it needs the GPUs, after the Flex partition's GraceTime."""
 
 from __future__ import annotations
 
-import time
-
-
-def wait(pred, what: str, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        got = pred()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"within {timeout:.0f} s, never: {what}")
-        time.sleep(0.1)
+from tests.waiting import wait_for
 
 
 def state(slurm, job: str) -> str:
@@ -46,7 +35,7 @@ def test_priority_partition_requeues_flex_for_its_gpus(clean_slurm, tmp_path):
         "--wrap",
         "sleep 60",
     ).strip()
-    wait(lambda: state(s, flex) == "RUNNING", "the Flex job running")
+    wait_for(lambda: state(s, flex) == "RUNNING", "the Flex job running")
     prio = s.run(
         "sbatch",
         "--parsable",
@@ -60,7 +49,7 @@ def test_priority_partition_requeues_flex_for_its_gpus(clean_slurm, tmp_path):
         "--wrap",
         "sleep 60",
     ).strip()
-    wait(lambda: state(s, prio) == "RUNNING", "the Priority job running", 30)
+    wait_for(lambda: state(s, prio) == "RUNNING", "the Priority job running", 30)
     info = s.run("scontrol", "show", "job", "-o", flex)
     assert "Restarts=1" in info
     assert state(s, flex) in ("PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED")

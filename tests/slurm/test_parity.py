@@ -15,10 +15,11 @@ from skyops_tui.fleet.link import LocalTransport
 from skyops_tui.plan.schema import parse_plan_text
 from skyops_tui.runtime import Runtime
 from skyops_tui.store.db import Store
+from tests.waiting import until
 
 from ..fleet.localgrid import log_contains as fleet_log_contains
 from ..fleet.localgrid import up as fleet_up
-from .harness import config, console, log_contains, priority, train, up, wait_for
+from .harness import config, console, log_contains, priority, train, up
 
 RATE = 2.5  # per GPU-hour, the harness's H100
 POLL_S = 0.2  # the harness's [backend] poll_s
@@ -94,21 +95,21 @@ async def workload(rt: Runtime, logs) -> dict:
     apply(first, dry_run=False)
     jobs = {n: rt.grid.jobs[rt.grid.job_names[n]] for n in ("prod", "sweep")}
     prod, sweep = jobs["prod"], jobs["sweep"]
-    await wait_for(
+    await until(
         lambda: prod.state is JobState.RUNNING and sweep.state is JobState.RUNNING, "both run", 30
     )
     apply(first, dry_run=False)  # unchanged: nothing new submitted
     await logs(rt, sweep, "step 15/")
     jobs["boss"] = boss = rt.scheduler.submit(priority("boss", ("sleep", "2"), gpus=4))
-    await wait_for(lambda: sweep.state is JobState.PAUSED, "sweep preempted", 30)
+    await until(lambda: sweep.state is JobState.PAUSED, "sweep preempted", 30)
     await logs(rt, sweep, "on SIGUSR1; exiting")
-    await wait_for(lambda: boss.state is JobState.SUCCEEDED, "boss done", 30)
-    await wait_for(lambda: prod.state is JobState.SUCCEEDED, "prod done", 30)
-    await wait_for(lambda: sweep.state is JobState.RUNNING and sweep.runs == 2, "resumed", 30)
+    await until(lambda: boss.state is JobState.SUCCEEDED, "boss done", 30)
+    await until(lambda: prod.state is JobState.SUCCEEDED, "prod done", 30)
+    await until(lambda: sweep.state is JobState.RUNNING and sweep.runs == 2, "resumed", 30)
     apply(second, dry_run=True)
     apply(second, dry_run=False)
     jobs["tail"] = tail = rt.grid.jobs[rt.grid.job_names["tail"]]
-    await wait_for(
+    await until(
         lambda: sweep.state is JobState.SUCCEEDED and tail.state is JobState.SUCCEEDED,
         "sweep and tail done",
         60,

@@ -10,8 +10,9 @@ from datetime import datetime
 
 from skyops_tui.domain.model import JobState
 from skyops_tui.domain.specs import JobSpec, ReservationSpec
+from tests.waiting import until
 
-from .harness import JumpClock, console, flex, log_contains, priority, train, up, wait_for
+from .harness import JumpClock, console, flex, log_contains, priority, train, up
 
 
 def slurm_state(slurm, job_id: str) -> str:
@@ -27,20 +28,20 @@ async def test_priority_preempts_flex_which_checkpoints_and_resumes(clean_slurm,
     try:
         await up(rt)
         job = rt.scheduler.submit(flex("sweep", 8, 1.0, train()))
-        await wait_for(lambda: job.state is JobState.RUNNING, "flex job running")
+        await until(lambda: job.state is JobState.RUNNING, "flex job running")
         sid = rt.executor.runs[job.id].slurm_id
         assert slurm_state(clean_slurm, sid) == "RUNNING"
         await log_contains(rt, job, "step 12/")
         boss = rt.scheduler.submit(priority("deadline", ("sleep", "3"), gpus=4))
-        await wait_for(lambda: job.state is JobState.PAUSED, "flex job paused", 30)
+        await until(lambda: job.state is JobState.PAUSED, "flex job paused", 30)
         text = await log_contains(rt, job, "on SIGUSR1; exiting")
         saved = int(re.search(r"checkpoint saved at step (\d+) on SIGUSR1", text).group(1))
         assert saved >= 12
         info = clean_slurm.run("scontrol", "show", "job", "-o", sid)
         assert "Restarts=1" in info and "JobState=PENDING" in info
-        await wait_for(lambda: boss.state is JobState.RUNNING, "priority job running", 30)
-        await wait_for(lambda: boss.state is JobState.SUCCEEDED, "priority job done", 30)
-        await wait_for(lambda: job.state is JobState.RUNNING and job.runs == 2, "resumed", 30)
+        await until(lambda: boss.state is JobState.RUNNING, "priority job running", 30)
+        await until(lambda: boss.state is JobState.SUCCEEDED, "priority job done", 30)
+        await until(lambda: job.state is JobState.RUNNING and job.runs == 2, "resumed", 30)
         assert rt.executor.runs[job.id].slurm_id == sid  # the same Slurm job, released
         text = await log_contains(rt, job, f"resumed from step {saved}")
         assert "SKYOPS_RESUME=1" in text
@@ -63,13 +64,13 @@ async def test_commit_window_lends_to_flex_reclaims_and_refunds_early_exit(clean
                 name="nightly", user="team", gpu_type="H100", gpus=8, start=time.time() + 1, hours=2
             )
         )
-        await wait_for(lambda: res.active_window == 0, "window open")
+        await until(lambda: res.active_window == 0, "window open")
         name = "skyops.commit.nightly"
-        await wait_for(lambda: name in rt.executor.reservations, "Slurm reservation made")
+        await until(lambda: name in rt.executor.reservations, "Slurm reservation made")
         info = clean_slurm.run("scontrol", "show", "reservation", "-o", name)
         assert "Nodes=n1" in info and "IGNORE_JOBS" in info and "FLEX" in info
         lent = rt.scheduler.submit(flex("borrow", 8, 1.0, train()))
-        await wait_for(lambda: lent.state is JobState.RUNNING, "flex runs on lent GPUs", 30)
+        await until(lambda: lent.state is JobState.RUNNING, "flex runs on lent GPUs", 30)
         sid = rt.executor.runs[lent.id].slurm_id
         assert f"Reservation={name}" in clean_slurm.run("scontrol", "show", "job", "-o", sid)
         await log_contains(rt, lent, "step 5/")
@@ -83,24 +84,24 @@ async def test_commit_window_lends_to_flex_reclaims_and_refunds_early_exit(clean
                 argv=("sleep", "300"),
             )
         )
-        await wait_for(lambda: lent.state is JobState.PAUSED, "flex reclaimed", 30)
+        await until(lambda: lent.state is JobState.PAUSED, "flex reclaimed", 30)
         await log_contains(rt, lent, "on SIGUSR1; exiting")
-        await wait_for(lambda: own.state is JobState.RUNNING, "commit job running", 30)
+        await until(lambda: own.state is JobState.RUNNING, "commit job running", 30)
         osid = rt.executor.runs[own.id].slurm_id
         assert f"Reservation={name}" in clean_slurm.run("scontrol", "show", "job", "-o", osid)
         paid = res.prepaid
         rt.scheduler.cancel_reservation("nightly")
-        await wait_for(lambda: own.state.value in ("cancelled", "expired"), "commit job stopped")
-        await wait_for(lambda: name not in rt.executor.reservations, "Slurm reservation gone")
+        await until(lambda: own.state.value in ("cancelled", "expired"), "commit job stopped")
+        await until(lambda: name not in rt.executor.reservations, "Slurm reservation gone")
 
         def ended() -> bool:
             out = clean_slurm.run("scontrol", "show", "reservation", "-o", name, check=False)
             return not out.strip() or "State=INACTIVE" in out
 
-        await wait_for(ended, "the Slurm reservation deleted or ended")
+        await until(ended, "the Slurm reservation deleted or ended")
         assert 0 < res.refunded < paid
         # The borrowed GPUs are free again: the Flex job resumes from its checkpoint.
-        await wait_for(lambda: lent.state is JobState.RUNNING and lent.runs == 2, "resumed", 30)
+        await until(lambda: lent.state is JobState.RUNNING and lent.runs == 2, "resumed", 30)
         await log_contains(rt, lent, "resumed from step")
     finally:
         await rt.stop()
@@ -123,14 +124,14 @@ async def test_priority_booking_renewed_and_extended_moves_slurm_time_limit(clea
                 "train", ("sleep", "600"), gpus=2, hours=0.004, auto_renew=True, renew_hours=0.5
             )
         )
-        await wait_for(lambda: job.state is JobState.RUNNING, "priority job running", 30)
+        await until(lambda: job.state is JobState.RUNNING, "priority job running", 30)
         sid = rt.executor.runs[job.id].slurm_id
         assert time_limit(clean_slurm, sid) == "1:00"  # 14.4 s booked + stop grace
         first_end = job.end_at
-        await wait_for(lambda: job.end_at > first_end + 1000, "booking renewed", 40)
-        await wait_for(lambda: time_limit(clean_slurm, sid) == "31:00", "limit renewed")
+        await until(lambda: job.end_at > first_end + 1000, "booking renewed", 40)
+        await until(lambda: time_limit(clean_slurm, sid) == "31:00", "limit renewed")
         rt.scheduler.extend("train", 1)
-        await wait_for(lambda: time_limit(clean_slurm, sid) == "1:31:00", "limit extended")
+        await until(lambda: time_limit(clean_slurm, sid) == "1:31:00", "limit extended")
         assert job.state is JobState.RUNNING
         assert slurm_state(clean_slurm, sid) == "RUNNING"
     finally:
@@ -146,18 +147,18 @@ async def test_lost_node_fails_priority_and_pauses_flex_then_flex_resumes(clean_
     try:
         await up(rt)
         boss = rt.scheduler.submit(priority("boss", ("sleep", "600"), gpus=4))
-        await wait_for(lambda: boss.state is JobState.RUNNING, "priority running", 30)
+        await until(lambda: boss.state is JobState.RUNNING, "priority running", 30)
         node = boss.placement[0].node
         other = "n2" if node == "n1" else "n1"
         fx = rt.scheduler.submit(flex("fx", 4, 1.0, train()))
-        await wait_for(lambda: fx.state is JobState.RUNNING, "flex running", 30)
+        await until(lambda: fx.state is JobState.RUNNING, "flex running", 30)
         assert fx.placement[0].node == node  # the planner packs the node first
         await log_contains(rt, fx, "checkpoint saved at step 5")
         clean_slurm.kill_node(node)
-        await wait_for(lambda: boss.state is JobState.FAILED, "priority failed", 60)
+        await until(lambda: boss.state is JobState.FAILED, "priority failed", 60)
         causes = [e.cause for e in rt.feed.events if e.job == boss.id]
         assert any(f"node {node} lost" in c for c in causes), causes
-        await wait_for(
+        await until(
             lambda: fx.state is JobState.RUNNING and fx.runs == 2, "flex resumed elsewhere", 60
         )
         assert fx.placement[0].node == other
@@ -183,14 +184,14 @@ async def test_console_restart_finds_running_jobs_and_bills_what_ended_meanwhile
     await up(rt)
     long = rt.scheduler.submit(priority("long", ("sleep", "600"), gpus=2))
     short = rt.scheduler.submit(priority("short", ("sleep", "3"), gpus=1))
-    await wait_for(
+    await until(
         lambda: long.state is JobState.RUNNING and short.state is JobState.RUNNING, "running", 30
     )
     long_sid = rt.executor.runs[long.id].slurm_id
     short_sid = rt.executor.runs[short.id].slurm_id
     await rt.stop()
     rt.store.close()
-    await wait_for(lambda: slurm_state(clean_slurm, short_sid) == "COMPLETED", "short ended", 30)
+    await until(lambda: slurm_state(clean_slurm, short_sid) == "COMPLETED", "short ended", 30)
     ended = time.time()
     while time.time() < ended + 3:  # the console stays down a while after the end
         await asyncio.sleep(0.1)
@@ -198,7 +199,7 @@ async def test_console_restart_finds_running_jobs_and_bills_what_ended_meanwhile
     await rt.start()
     try:
         long, short = rt.grid.jobs[long.id], rt.grid.jobs[short.id]
-        await wait_for(lambda: short.state is JobState.SUCCEEDED, "short found ended", 30)
+        await until(lambda: short.state is JobState.SUCCEEDED, "short found ended", 30)
         # 1 GPU at 2.50/h for about 3 s; billing to the restart would be 6 s or more.
         assert short.charged < 2_500_000 * 5 // 3600, short.charged
         assert long.state is JobState.RUNNING
@@ -250,7 +251,7 @@ async def test_plan_applied_twice_submits_once_and_passes_argv_verbatim(clean_sl
         first = commands.run(rt.engine, "apply_plan", payload, "ops", rt.clock.now())
         assert first["status"] == "applied", first
         prod, sweep = (rt.grid.jobs[rt.grid.job_names[n]] for n in ("prod", "sweep"))
-        await wait_for(
+        await until(
             lambda: prod.state is JobState.RUNNING and sweep.state is JobState.RUNNING,
             "both running",
             30,
@@ -263,7 +264,7 @@ async def test_plan_applied_twice_submits_once_and_passes_argv_verbatim(clean_sl
         assert again["status"] == "unchanged", again
         for _ in range(5):  # a few polls and passes: nothing new is submitted
             rt.executor._polled.clear()
-            await wait_for(rt.executor._polled.is_set, "a poll")
+            await until(rt.executor._polled.is_set, "a poll")
         assert our_slurm_jobs(clean_slurm, "skyops.plan.") == before
         assert len(before) == 2
     finally:
@@ -302,25 +303,25 @@ async def test_daily_commit_windows_each_get_their_slurm_reservation(clean_slurm
             )
         )
         name = "skyops.daily.nightly"
-        await wait_for(lambda: res.active_window == 0, "first window open")
-        await wait_for(lambda: reservation(clean_slurm, name), "first Slurm reservation")
+        await until(lambda: res.active_window == 0, "first window open")
+        await until(lambda: reservation(clean_slurm, name), "first Slurm reservation")
         first = reservation(clean_slurm, name)
         assert first["Nodes"] == "n1" and first["State"] == "ACTIVE", first
         lent = rt.scheduler.submit(flex("borrow", 8, 1.0, ("sleep", "300")))
-        await wait_for(lambda: lent.state is JobState.RUNNING, "flex runs on lent GPUs", 30)
+        await until(lambda: lent.state is JobState.RUNNING, "flex runs on lent GPUs", 30)
         sid = rt.executor.runs[lent.id].slurm_id
         assert f"Reservation={name}" in clean_slurm.run("scontrol", "show", "job", "-o", sid)
         # To a few seconds before the second window opens, a day later.
         clock.offset += res.windows[1][0] - 4 - clock.now()
-        await wait_for(lambda: res.active_window is None, "first window over")
-        await wait_for(lambda: name not in rt.executor.reservations, "first reservation let go")
-        await wait_for(
+        await until(lambda: res.active_window is None, "first window over")
+        await until(lambda: name not in rt.executor.reservations, "first reservation let go")
+        await until(
             lambda: reservation(clean_slurm, name).get("State", "INACTIVE") == "INACTIVE",
             "first Slurm reservation ended",
         )
         assert lent.state is JobState.RUNNING
-        await wait_for(lambda: res.active_window == 1, "second window open")
-        await wait_for(
+        await until(lambda: res.active_window == 1, "second window open")
+        await until(
             lambda: reservation(clean_slurm, name).get("State") == "ACTIVE",
             "second Slurm reservation active",
         )
@@ -338,8 +339,8 @@ async def test_daily_commit_windows_each_get_their_slurm_reservation(clean_slurm
                 argv=("sleep", "300"),
             )
         )
-        await wait_for(lambda: lent.state is JobState.PAUSED, "flex reclaimed", 30)
-        await wait_for(lambda: own.state is JobState.RUNNING, "window 2 job running", 30)
+        await until(lambda: lent.state is JobState.PAUSED, "flex reclaimed", 30)
+        await until(lambda: own.state is JobState.RUNNING, "window 2 job running", 30)
         osid = rt.executor.runs[own.id].slurm_id
         info = clean_slurm.run("scontrol", "show", "job", "-o", osid)
         assert f"Reservation={name}" in info and "JobState=RUNNING" in info, info
@@ -361,7 +362,7 @@ async def test_grid_shows_slurm_node_state_and_gpus_allocated_inside_and_outside
     try:
         await up(rt)
         job = rt.scheduler.submit(priority("p", ("sleep", "300"), gpus=2))
-        await wait_for(lambda: job.state is JobState.RUNNING, "priority job running", 30)
+        await until(lambda: job.state is JobState.RUNNING, "priority job running", 30)
         node = job.placement[0].node
         other = "n2" if node == "n1" else "n1"
         clean_slurm.run(
@@ -373,7 +374,7 @@ async def test_grid_shows_slurm_node_state_and_gpus_allocated_inside_and_outside
             sample = telemetry(rt, name)
             return sample.note if sample is not None else ""
 
-        await wait_for(lambda: "3/8 GPUs allocated (Skyops holds 0)" in note(other), "outside")
+        await until(lambda: "3/8 GPUs allocated (Skyops holds 0)" in note(other), "outside")
         assert note(other).startswith("Slurm: mixed"), note(other)
         assert "2/8 GPUs allocated (Skyops holds 2)" in note(node), note(node)
         sample = telemetry(rt, node)

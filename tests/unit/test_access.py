@@ -159,7 +159,8 @@ def test_no_secret_reaches_the_store_or_the_logs(tmp_path, monkeypatch, caplog):
     from skyops_tui.fleet.executor import FleetExecutor
     from skyops_tui.runtime import Runtime
     from skyops_tui.store.db import Store
-    from tests.fleet.sshd import AsyncsshBox, until
+    from tests.fleet.sshd import AsyncsshBox
+    from tests.waiting import until
 
     box = AsyncsshBox(tmp_path / "box").start()
     try:
