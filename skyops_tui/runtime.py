@@ -313,9 +313,6 @@ class Runtime:
                 self.store.persist(grid, actions, now)
         else:
             events, txs, prices = grid.drain()
-            grid.dirty_jobs.clear()
-            grid.dirty_nodes.clear()
-            grid.dirty_reservations.clear()
         self.feed.take(events, txs, prices)
 
     @property

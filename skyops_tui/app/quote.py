@@ -7,7 +7,6 @@ are tested without a terminal.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -41,7 +40,7 @@ def bid_preview(grid: Grid, job: Job, bid: float, now: float, cur: str) -> list[
     job's rank among the waiting bids, whom it would preempt, its cost per hour."""
     if len(grid.jobs) > DRY_RUN_MAX_JOBS:
         return [QuoteLine("not previewed: the grid is too large to copy", "tag--muted")]
-    shadow = copy.deepcopy(grid, {id(grid.cfg): grid.cfg})
+    shadow = grid.snapshot()
     try:
         shadow.change_bid(job.id, bid, now)
     except Refused as e:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import copy
 import dataclasses
 import json
 import sqlite3
@@ -1141,7 +1140,7 @@ def _flag_messages(source: str, e: ValidationError) -> list[str]:
 
 def _reservation_quote(grid: Grid, spec: Any, now: float, actor: str) -> dict:
     q = grid.quote(spec)
-    shadow = copy.deepcopy(grid, {id(grid.cfg): grid.cfg})
+    shadow = grid.snapshot()
     refused = None
     try:
         shadow.reserve(spec, now, actor)

@@ -26,7 +26,6 @@ Diff rules (docs/headless.md):
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,7 +121,7 @@ class PlanDiff:
 
 def diff_plan(grid: Grid, plan: Plan, now: float, actor: str) -> PlanDiff:
     """Compare the plan with the grid. The grid is not changed."""
-    shadow = copy.deepcopy(grid, {id(grid.cfg): grid.cfg})
+    shadow = grid.snapshot()
     d = _Differ(shadow, now, actor)
     configured = {n.name: n for n in shadow.cfg.all_nodes()} if plan.nodes else {}
     for i, node in enumerate(plan.nodes):

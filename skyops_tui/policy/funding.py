@@ -165,12 +165,7 @@ def funds_may_run_low(grid: Grid, horizon_h: float = 24.0) -> bool:
     """False when even the whole grid at its highest rate for `horizon_h` could not bring
     any account down to its limit: then no account is short in this pass, every job can
     fund its first period, and the per-account reckoning can be skipped."""
-    accounts = getattr(grid, "_user_accounts", None)
-    if accounts is None or accounts[0] != len(grid.balances):
-        # Accounts are only ever added: recount the user ones when the count changes.
-        accounts = (len(grid.balances), [a for a in grid.balances if a.startswith("user:")])
-        grid._user_accounts = accounts  # type: ignore[attr-defined]
-    users = [grid.balances[a] for a in accounts[1]]
+    users = [grid.balances[a] for a in grid.user_accounts()]
     if not users:
         return False
     whole = sum(n.gpu_count for n in grid.nodes.values())

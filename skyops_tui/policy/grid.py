@@ -6,12 +6,17 @@ planner reads (queues, order books). It changes only through the methods here: c
 and the bookkeeping actions a scheduling pass returns. Each change records an `Event`
 and any ledger `Transaction` in the outbox, which the store writes in one transaction.
 No I/O happens here.
+
+The grid is a facade over named parts: the ledger (ledger.py), the planner's indexes
+(indexes.py), the outbox (outbox.py); a grid loaded from a store is put together in
+stored.py (`Grid.from_stored`), and dry runs use `snapshot()`.
 """
 
 from __future__ import annotations
 
-import bisect
+import copy
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
 from ..domain.config import Config
 from ..domain.errors import Refused
@@ -39,6 +44,12 @@ from ..domain.money import fmt, to_micro
 from ..domain.specs import JobSpec, ReservationSpec
 from . import actions as A
 from . import pricing
+from .indexes import JobIndex
+from .ledger import Ledger
+from .outbox import Outbox, Price, Records
+
+if TYPE_CHECKING:
+    from .stored import StoredGrid
 
 Q, S, R, PR = JobState.QUEUED, JobState.STARTING, JobState.RUNNING, JobState.PREEMPTING
 CLAIM_SLACK_S = 60.0  # beyond the graces, how long a claim keeps its admitted end
@@ -59,21 +70,10 @@ class Grid:
         self.jobs: dict[int, Job] = {}
         self.job_names: dict[str, int] = {}
         self.reservations: dict[str, Reservation] = {}
-        self.balances: dict[str, int] = {}
         self.next_job_id = 1
         self.next_res_id = 1
         self.next_seq = 1
-        # Indexes the planner reads
-        self.holding: set[int] = set()
-        self.priority_queue: list[tuple[int, int]] = []  # (seq, id), FIFO
-        self.commit_waiting: dict[str, list[tuple[int, int]]] = {}
-        self.flex_book: dict[str | None, list[tuple[int, int, int]]] = {}  # (-bid, seq, id)
-        # Waiting Flex jobs per book by size (GPUs, or whole nodes): the smallest tells
-        # the planner when free GPUs can no longer fit anyone.
-        self.flex_needs: dict[str | None, dict[int, int]] = {}
-        self.flex_running: dict[str, set[int]] = {t: set() for t in self.markets}
-        self.priority_held: dict[str, int] = dict.fromkeys(self.markets, 0)
-        self.stopping: set[int] = set()  # holding jobs asked to stop or preempt
+        self.index = JobIndex(self.markets)  # what the planner reads
         # Preemptions made for room in this process, by victim: when (one is called off
         # only in its checkpoint grace) and for whom; and those being called off, with
         # why. Not stored: after a restart a preemption runs its course.
@@ -82,13 +82,10 @@ class Grid:
         # No job is preempted for another before this time: a leader that has just
         # started waits for its nodes to report (set by the fleet executor).
         self.preempt_from = float("-inf")
-        # Outbox, drained by whoever persists
-        self.events: list[Event] = []
-        self.transactions: list[Transaction] = []
-        self.prices: list[tuple[float, str, int]] = []
-        self.dirty_jobs: set[int] = set()
-        self.dirty_reservations: set[str] = set()
-        self.dirty_nodes: set[str] = set()
+        self.outbox = Outbox()  # drained by whoever persists
+        self.ledger = Ledger(self.outbox)
+        # The simulator's wake-up times read the unfinished reservations each pass.
+        self._live: tuple[int, list[Reservation]] = (-1, [])
         for nc in cfg.all_nodes():
             self.add_node(
                 Node(
@@ -100,23 +97,113 @@ class Grid:
                 )
             )
 
+    @classmethod
+    def from_stored(cls, cfg: Config, now: float, stored: StoredGrid) -> Grid:
+        """The grid a store recorded, under the current config (stored.py says how);
+        raises `stored.Inconsistent` when the record contradicts itself."""
+        from .stored import restore
+
+        return restore(cfg, now, stored)
+
+    # The parts, under the names the planner, the store and the screens read.
+    @property
+    def balances(self) -> dict[str, int]:
+        return self.ledger.balances
+
+    @property
+    def events(self) -> list[Event]:
+        return self.outbox.events
+
+    @property
+    def transactions(self) -> list[Transaction]:
+        return self.outbox.transactions
+
+    @property
+    def prices(self) -> list[Price]:
+        return self.outbox.prices
+
+    @property
+    def dirty_jobs(self) -> set[int]:
+        return self.outbox.dirty_jobs
+
+    @property
+    def dirty_reservations(self) -> set[str]:
+        return self.outbox.dirty_reservations
+
+    @property
+    def dirty_nodes(self) -> set[str]:
+        return self.outbox.dirty_nodes
+
+    @property
+    def holding(self) -> set[int]:
+        return self.index.holding
+
+    @property
+    def priority_queue(self) -> list[tuple[int, int]]:
+        return self.index.priority_queue
+
+    @property
+    def commit_waiting(self) -> dict[str, list[tuple[int, int]]]:
+        return self.index.commit_waiting
+
+    @property
+    def flex_book(self) -> dict[str | None, list[tuple[int, int, int]]]:
+        return self.index.flex_book
+
+    @property
+    def flex_needs(self) -> dict[str | None, dict[int, int]]:
+        return self.index.flex_needs
+
+    @property
+    def flex_running(self) -> dict[str, set[int]]:
+        return self.index.flex_running
+
+    @property
+    def priority_held(self) -> dict[str, int]:
+        return self.index.priority_held
+
+    @property
+    def stopping(self) -> set[int]:
+        return self.index.stopping
+
+    def snapshot(self) -> Grid:
+        """A copy for dry runs (a quote, a plan's diff, a preview): every command and
+        pass on it leaves this grid as it was. It shares only the config, which neither
+        changes."""
+        return copy.deepcopy(self, {id(self.cfg): self.cfg})
+
+    def live_reservations(self) -> list[Reservation]:
+        """The reservations not yet finished. A finished one never comes back, so the
+        list is filtered each call and made again only when one is added or removed."""
+        count, live = self._live
+        if count != len(self.reservations):
+            live = list(self.reservations.values())
+        live = [r for r in live if not r.finished]
+        self._live = (len(self.reservations), live)
+        return live
+
+    def user_accounts(self) -> list[str]:
+        """The users' accounts, in the order they opened (funding reads them each pass)."""
+        return self.ledger.user_accounts()
+
     # ------------------------------------------------------------------ nodes
     def add_node(self, node: Node) -> None:
         if node.gpu_type not in self.markets:
             raise Refused(f"node {node.name}: gpu type {node.gpu_type} has no price")
         self.nodes[node.name] = node
         self.by_type[node.gpu_type].append(node)
-        self.dirty_nodes.add(node.name)
+        self.outbox.dirty_nodes.add(node.name)
 
     # --------------------------------------------------------------- accounts
     def balance(self, user: str) -> int:
-        return self.balances.get(user_account(user), 0)
+        return self.ledger.balances.get(user_account(user), 0)
 
     def ensure_account(self, user: str, now: float, initial: int | None = None) -> None:
         acct = user_account(user)
-        if acct in self.balances:
+        balances = self.ledger.balances
+        if acct in balances:
             return
-        self.balances[acct] = 0
+        balances[acct] = 0
         if initial is None:
             initial = to_micro(self.cfg.accounts.default_balance)
             for u in self.cfg.accounts.users:
@@ -125,7 +212,7 @@ class Grid:
         if initial:
             self.post(now, f"opening balance for {user}", [(DEPOSITS, -initial), (acct, initial)])
         else:
-            self.events.append(Event(now, "account", "opened", user=user))
+            self.outbox.events.append(Event(now, "account", "opened", user=user))
 
     def deposit(self, user: str, amount: int, now: float, reason: str = "deposit") -> None:
         self.ensure_account(user, now)
@@ -139,16 +226,7 @@ class Grid:
         job: int | None = None,
         reservation: str | None = None,
     ) -> Transaction | None:
-        entries = [(a, v) for a, v in entries if v]
-        if not entries:
-            return None
-        tx = Transaction(now, reason, entries, job, reservation)
-        if not tx.balanced:
-            raise AssertionError(f"unbalanced transaction: {tx}")
-        for acct, amount in entries:
-            self.balances[acct] = self.balances.get(acct, 0) + amount
-        self.transactions.append(tx)
-        return tx
+        return self.ledger.post(now, reason, entries, job, reservation)
 
     def credit_limit(self) -> int:
         return to_micro(self.cfg.accounts.credit_limit)
@@ -177,7 +255,7 @@ class Grid:
 
     # --------------------------------------------------------------- job state
     def _event(self, now: float, job: Job, kind: str, cause: str, old: str | None = None) -> None:
-        self.events.append(
+        self.outbox.events.append(
             Event(now, kind, cause, job=job.id, old=old, new=str(job.state), user=job.user)
         )
 
@@ -193,75 +271,18 @@ class Grid:
             self.calling_off.pop(job.id, None)
         if new in TERMINAL:
             job.ended_at = now
-        self.dirty_jobs.add(job.id)
+        self.outbox.dirty_jobs.add(job.id)
         self._event(now, job, "state", cause, str(old))
 
     def _index(self, job: Job) -> None:
-        st = job.state
-        if st in HOLDING:
-            self.holding.add(job.id)
-            if job.mode is Mode.FLEX and st is not PR and job.market:
-                self.flex_running[job.market].add(job.id)
-            if job.mode is Mode.PRIORITY and job.market:
-                self.priority_held[job.market] += job.gpu_total
-            if st is PR or job.stop_reason:
-                self.stopping.add(job.id)
-        elif st is Q or st is JobState.PAUSED:
-            if job.mode is Mode.PRIORITY:
-                bisect.insort(self.priority_queue, (job.seq, job.id))
-            elif job.mode is Mode.COMMIT:
-                bisect.insort(
-                    self.commit_waiting.setdefault(job.reservation or "", []), (job.seq, job.id)
-                )
-            else:
-                bisect.insort(
-                    self.flex_book.setdefault(job.gpu_type, []), (-job.bid, job.seq, job.id)
-                )
-                needs = self.flex_needs.setdefault(job.gpu_type, {})
-                k = job.gpus or job.nodes
-                needs[k] = needs.get(k, 0) + 1
+        self.index.add(job)
 
     def _unindex(self, job: Job) -> None:
-        st = job.state
-        if st in HOLDING:
-            self.holding.discard(job.id)
-            self.stopping.discard(job.id)
-            if job.mode is Mode.FLEX and job.market:
-                self.flex_running[job.market].discard(job.id)
-            if job.mode is Mode.PRIORITY and job.market:
-                self.priority_held[job.market] -= job.gpu_total
-        elif st is Q or st is JobState.PAUSED:
-            if job.mode is Mode.PRIORITY:
-                _remove(self.priority_queue, (job.seq, job.id))
-            elif job.mode is Mode.COMMIT:
-                _remove(self.commit_waiting.get(job.reservation or "", []), (job.seq, job.id))
-            else:
-                _remove(self.flex_book.get(job.gpu_type, []), (-job.bid, job.seq, job.id))
-                needs = self.flex_needs.get(job.gpu_type, {})
-                k = job.gpus or job.nodes
-                if needs.get(k, 0) > 1:
-                    needs[k] -= 1
-                else:
-                    needs.pop(k, None)
+        self.index.remove(job)
 
     def reindex(self) -> None:
         """Rebuild the planner's indexes from `jobs` (after loading them from the store)."""
-        self.holding = set()
-        self.priority_queue = []
-        self.commit_waiting = {}
-        self.flex_book = {}
-        self.flex_needs = {}
-        self.flex_running = {t: set() for t in self.markets}
-        self.priority_held = dict.fromkeys(self.markets, 0)
-        self.stopping = set()
-        # In queue order, so each insort appends instead of shifting a long list.
-        flex = [j for j in self.jobs.values() if j.mode is Mode.FLEX]
-        flex.sort(key=lambda j: (-j.bid, j.seq, j.id))
-        for job in sorted(self.jobs.values(), key=lambda j: (j.seq, j.id)):
-            if job.mode is not Mode.FLEX:
-                self._index(job)
-        for job in flex:
-            self._index(job)
+        self.index = JobIndex.build(self.markets, self.jobs.values())
 
     def job_by_ref(self, ref: str | int) -> Job:
         if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
@@ -405,7 +426,7 @@ class Grid:
         self.jobs[job.id] = job
         self.job_names[job.name] = job.id
         self._index(job)
-        self.dirty_jobs.add(job.id)
+        self.outbox.dirty_jobs.add(job.id)
         self._event(now, job, "submitted", f"{job.mode} job submitted by {actor or job.user}")
         return job
 
@@ -438,7 +459,7 @@ class Grid:
         self._unindex(job)
         job.stop_reason = str(outcome)
         self._index(job)
-        self.dirty_jobs.add(job.id)
+        self.outbox.dirty_jobs.add(job.id)
         self._event(now, job, "stop", cause)
         return A.Stop(job.id, outcome, cause)
 
@@ -464,7 +485,7 @@ class Grid:
         self._unindex(job)
         job.bid = micro
         self._index(job)
-        self.dirty_jobs.add(job.id)
+        self.outbox.dirty_jobs.add(job.id)
         self._event(now, job, "bid", f"bid changed from {fmt(old)} to {fmt(micro)}")
         return job
 
@@ -711,7 +732,7 @@ class Grid:
         )
         self.next_res_id += 1
         self.reservations[res.name] = res
-        self.dirty_reservations.add(res.name)
+        self.outbox.dirty_reservations.add(res.name)
         self.post(
             now,
             f"prepay {res.name}: {res.gpus} x {res.gpu_type}, {q.gpu_hours:g} GPU-h, "
@@ -719,7 +740,7 @@ class Grid:
             [(user_account(res.user), -q.price), (held_account(res.name), q.price)],
             reservation=res.name,
         )
-        self.events.append(
+        self.outbox.events.append(
             Event(
                 now,
                 "reservation",
@@ -777,8 +798,8 @@ class Grid:
             [(held_account(name), -rest), (REVENUE, rest)],
             reservation=name,
         )
-        self.dirty_reservations.add(name)
-        self.events.append(
+        self.outbox.dirty_reservations.add(name)
+        self.outbox.events.append(
             Event(
                 now,
                 "reservation",
@@ -800,10 +821,10 @@ class Grid:
             if node.reserved[idx] == res.name:
                 node.reserved[idx] = None
                 node.recount()
-                self.dirty_nodes.add(node_name)
+                self.outbox.dirty_nodes.add(node_name)
         res.held = []
         res.active_window = None
-        self.dirty_reservations.add(res.name)
+        self.outbox.dirty_reservations.add(res.name)
 
     def _accrue_missing(self, res: Reservation, now: float) -> None:
         if res.missing and res.missing_since is not None:
@@ -816,7 +837,7 @@ class Grid:
         healthy = sum(1 for n, _ in res.held if self.nodes[n].status is not NodeStatus.UNREACHABLE)
         res.missing = res.gpus - healthy if res.active_window is not None else 0
         res.missing_since = now if res.missing else None
-        self.dirty_reservations.add(res.name)
+        self.outbox.dirty_reservations.add(res.name)
 
     # -------------------------------------------------------------- billing
     def settle(self, job: Job, now: float, ended_at: float | None = None, why: str = "") -> None:
@@ -834,7 +855,7 @@ class Grid:
         job.run_acc = acc
         job.run_charged += due
         job.billed_from = until
-        self.dirty_jobs.add(job.id)
+        self.outbox.dirty_jobs.add(job.id)
         if not due:
             return
         job.charged += due
@@ -896,14 +917,14 @@ class Grid:
                 self.settle(job, now)
                 job.end_at = end
                 job.warned = 0
-                self.dirty_jobs.add(jid)
+                self.outbox.dirty_jobs.add(jid)
                 # A waiting job is booked when it claims GPUs being freed (see booked_end).
                 kind = "renewed" if job.state in HOLDING else "booked"
                 self._event(now, job, kind, f"{cause}; booked until {_hm(end)}")
             case A.Warn(job=jid, seconds_left=left, bit=bit, note=note):
                 job = self.jobs[jid]
                 job.warned |= bit
-                self.dirty_jobs.add(jid)
+                self.outbox.dirty_jobs.add(jid)
                 what = "window ends" if job.mode is Mode.COMMIT else "booking expires"
                 self._event(now, job, "warning", f"{what} in {_duration(left)}{note}")
             case A.Fail(job=jid, cause=cause):
@@ -917,7 +938,7 @@ class Grid:
             case A.SetPrice(gpu_type=t, price=p):
                 m = self.markets[t]
                 if p != m.price:
-                    self.prices.append((now, t, p))  # the store replays these in order
+                    self.outbox.prices.append((now, t, p))  # the store replays these in order
                 m.set_price(p, now)
 
     def _start(
@@ -935,7 +956,7 @@ class Grid:
                     raise AssertionError(f"GPU {p.node}:{i} already held by job {node.holders[i]}")
                 node.holders[i] = job.id
             node.recount()
-            self.dirty_nodes.add(p.node)
+            self.outbox.dirty_nodes.add(p.node)
         job.stop_reason = None
         # A run is numbered when it is decided, and the number is written with the
         # decision: the agent knows the run by it, so a run that is stopped before its
@@ -979,7 +1000,7 @@ class Grid:
                 if node.holders[i] == job.id:
                     node.holders[i] = None
             node.recount()
-            self.dirty_nodes.add(p.node)
+            self.outbox.dirty_nodes.add(p.node)
         self._unindex(job)
         job.placement = []
         self._index(job)
@@ -1043,8 +1064,8 @@ class Grid:
             return []
         old = node.status
         node.status = status
-        self.dirty_nodes.add(name)
-        self.events.append(
+        self.outbox.dirty_nodes.add(name)
+        self.outbox.events.append(
             Event(now, "node", cause or f"node {status}", node=name, old=str(old), new=str(status))
         )
         out: list[A.Action] = []
@@ -1070,7 +1091,7 @@ class Grid:
                 self.settle(job, now, since, f"when {lost} was last heard from")
                 job.billed_from = None
                 job.stop_reason = "paused" if outcome is JobState.PAUSED else str(outcome)
-                self.dirty_jobs.add(job.id)
+                self.outbox.dirty_jobs.add(job.id)
                 if job.mode is Mode.FLEX:
                     self.set_state(job, PR, now, why)
                 else:
@@ -1111,9 +1132,9 @@ class Grid:
             raise Refused(f"node {name} is not drained")
         old = "drained" if node.drained is not None else "schedulable"
         node.drained = note
-        self.dirty_nodes.add(name)
+        self.outbox.dirty_nodes.add(name)
         new = "drained" if note is not None else "schedulable"
-        self.events.append(Event(now, "node", cause, node=name, old=old, new=new))
+        self.outbox.events.append(Event(now, "node", cause, node=name, old=old, new=new))
         if note is None:
             return
         for res in self.reservations.values():
@@ -1134,7 +1155,7 @@ class Grid:
             node = self.nodes[node_name]
             node.reserved[i] = res.name
             node.recount()
-            self.dirty_nodes.add(node_name)
+            self.outbox.dirty_nodes.add(node_name)
         res.held = res.held + list(held) if not first else list(held)
         if first:
             res.missing = 0
@@ -1148,7 +1169,7 @@ class Grid:
         )
         if res.missing:
             msg += f"; {res.missing} GPU(s) short, credited as downtime"
-        self.events.append(Event(now, "window", msg, reservation=res.name, user=res.user))
+        self.outbox.events.append(Event(now, "window", msg, reservation=res.name, user=res.user))
 
     def _close_window(self, res: Reservation, index: int, now: float) -> None:
         if res.active_window == index:
@@ -1175,8 +1196,8 @@ class Grid:
             [(held_account(res.name), -(value - credit)), (REVENUE, value - credit)],
             reservation=res.name,
         )
-        self.dirty_reservations.add(res.name)
-        self.events.append(
+        self.outbox.dirty_reservations.add(res.name)
+        self.outbox.events.append(
             Event(
                 now,
                 "window",
@@ -1186,10 +1207,10 @@ class Grid:
             )
         )
 
-    def drain(self) -> tuple[list[Event], list[Transaction], list[tuple[float, str, int]]]:
-        ev, tx, pr = self.events, self.transactions, self.prices
-        self.events, self.transactions, self.prices = [], [], []
-        return ev, tx, pr
+    def drain(self) -> Records:
+        """Hand over the outbox's records and clear its dirty marks: call it once what
+        changed is written (or when nothing is to be written)."""
+        return self.outbox.drain()
 
 
 def windows_as_sold(
@@ -1204,12 +1225,6 @@ def _from_now(windows: list[tuple[float, float]], now: float | None) -> list[tup
     if now is None:
         return windows
     return [(max(s, now), e) if s < now < e else (s, e) for s, e in windows]
-
-
-def _remove(lst: list, item: tuple) -> None:
-    i = bisect.bisect_left(lst, item)
-    if i < len(lst) and lst[i] == item:
-        del lst[i]
 
 
 def _hm(t: float) -> str:

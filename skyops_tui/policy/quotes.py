@@ -9,7 +9,6 @@ touched, and the answer cannot drift from the real rules. Prices come from
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 
 from ..domain.errors import Refused
@@ -40,7 +39,7 @@ def dry_run(grid: Grid, spec: JobSpec, now: float, actor: str | None) -> Outcome
     it would preempt, or why it would be refused."""
     if len(grid.jobs) > DRY_RUN_MAX_JOBS:
         return Outcome(skipped=True)
-    shadow = copy.deepcopy(grid, {id(grid.cfg): grid.cfg})
+    shadow = grid.snapshot()
     try:
         job = shadow.submit(spec, now, actor)
     except Refused as e:

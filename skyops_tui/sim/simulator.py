@@ -76,12 +76,7 @@ def next_wakeup(grid: Grid, now: float) -> float | None:
             and top.get(job.market or "", 0) >= job.bid * outbid
         ):
             consider(job.started_at + min_slice)
-    live = getattr(grid, "_live_reservations", None)
-    if live is None or live[0] != len(grid.reservations):
-        live = (len(grid.reservations), [r for r in grid.reservations.values() if not r.finished])
-    live = (live[0], [r for r in live[1] if not r.finished])
-    grid._live_reservations = live  # type: ignore[attr-defined]
-    for res in live[1]:
+    for res in grid.live_reservations():
         for s, e in res.windows[res.settled_windows :]:
             for t in (s, e - w1, e - w2, e):
                 if t > now:
@@ -224,10 +219,6 @@ def _simulate(
         violations += check_placements(grid, touched)
         if steps % FULL_CHECK_EVERY == 0:
             violations += check_placements(grid)
-        if stored is None:  # else the store's next write clears them
-            grid.dirty_jobs.clear()
-            grid.dirty_nodes.clear()
-            grid.dirty_reservations.clear()
         wake = pass_after(grid, now, actions)
         if progress and (i - last_progress >= 1000 or i == n):
             progress(i, n)
@@ -316,7 +307,7 @@ class _Stored:
 
     def take(self, grid: Grid) -> tuple[list, list, list]:
         """Everything written since the last call, and what is still unwritten."""
-        self.outbox.append(grid.drain())
+        self.outbox.append(grid.outbox.take_records())
         events, txs, prices = [], [], []
         for ev, tx, pr in self.outbox:
             events += ev

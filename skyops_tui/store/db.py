@@ -28,9 +28,10 @@ from sqlite_utils import Database
 from ..clock import Clock
 from ..domain.config import Config
 from ..domain.errors import InputError
-from ..domain.model import HOLDING, Job, JobState, Market, Node, NodeStatus, Reservation
+from ..domain.model import HOLDING, Job, JobState, Market, Reservation
 from ..policy import actions as A
 from ..policy.grid import Grid
+from ..policy.stored import Inconsistent, StoredGrid
 from ..scheduler.engine import LeaseLost
 from .codec import (
     EVENT_COLUMNS,
@@ -505,9 +506,6 @@ class Store:
                 changed = zip(COUNTERS, counters, self._counters, strict=True)
                 c.executemany(UPSERT_COUNTER, [(n, v) for n, v, was in changed if v != was])
         grid.drain()
-        grid.dirty_jobs.clear()
-        grid.dirty_reservations.clear()
-        grid.dirty_nodes.clear()
         if grid.dirty_jobs:
             for r in job_rows:  # an ended job's row is not kept: it seldom changes again
                 if r[JOB_ENDED_AT] is None:
@@ -549,11 +547,9 @@ class Store:
     def load_grid(self, cfg: Config, now: float) -> Grid:
         """The grid as the file last recorded it, under the current config.
 
-        Rates and floors, and the node list, come from `cfg`; everything else (jobs,
-        reservations, balances, prices, node status) from the file. A node the config
-        no longer names (or names with another GPU type or count) is kept, with its
-        recorded shape, only while a job or a Commit window holds its GPUs, and is
-        drained (degraded: nothing new starts there) with an event saying why.
+        The store reads the parts; policy/stored.py puts them together (the config's
+        rates, floors and nodes; a node the config no longer names kept, drained, while
+        something holds its GPUs).
         """
         with self._read() as db:
             node_rows = {r["name"]: r for r in db.query("SELECT * FROM nodes")}
@@ -573,82 +569,22 @@ class Store:
                     since[j.market] = min(since.get(j.market, j.started_at), j.started_at)
             price_rows = {t: self._price_rows(db, t, since.get(t, now)) for t in market_rows}
 
-        grid = Grid(cfg, now)
-        grid.dirty_nodes.clear()
-        for t, m in grid.markets.items():
-            row = market_rows.get(t)
-            if row is not None:
-                _replay_prices(m, price_rows.get(t, []), row)
-
-        used = {p.node for j in jobs if j.state in HOLDING for p in j.placement}
-        used |= {n for r in reservations if r.active_window is not None for n, _ in r.held}
-        kept: list[Node] = []
-        for name, row in node_rows.items():
-            node = grid.nodes.get(name)
-            same_shape = node is not None and (node.gpu_type, node.gpu_count) == (
-                row["gpu_type"],
-                row["gpu_count"],
-            )
-            if node is not None and (same_shape or name not in used):
-                node.status = NodeStatus(row["status"])
-                node.last_heartbeat = row["last_heartbeat"]
-                node.drained = row["drained"]
-                if not same_shape:
-                    grid.dirty_nodes.add(name)
-                continue
-            if name not in used:
-                continue  # gone from the config and nothing holds it: left in the file
-            if node is not None:
-                grid.by_type[node.gpu_type].remove(node)
-                del grid.nodes[name]
-            stored = node_from_row(row)
-            if stored.gpu_type not in grid.markets:
-                mrow = market_rows.get(stored.gpu_type)
-                if mrow is None:
-                    raise StoreError(
-                        f"{self.path}: node {name} ({stored.gpu_type}) is held by jobs but its "
-                        "GPU type has no market row"
-                    )
-                grid.markets[stored.gpu_type] = m = market_from_row(mrow)
-                _replay_prices(m, price_rows.get(stored.gpu_type, []), mrow)
-                grid.by_type[stored.gpu_type] = []
-            grid.add_node(stored)
-            grid.dirty_nodes.discard(name)
-            kept.append(stored)
-        grid.dirty_nodes.update(n for n in grid.nodes if n not in node_rows)
-
-        grid.jobs = {j.id: j for j in jobs}
-        grid.job_names = {j.name: j.id for j in jobs}
-        for job in jobs:
-            if job.state in HOLDING:
-                for p in job.placement:
-                    self._hold(grid, p.node, p.gpus, job)
-        grid.reservations = {r.name: r for r in reservations}
-        for res in reservations:
-            if res.active_window is not None:
-                for name, i in res.held:
-                    self._reserve(grid, name, i, res)
-        for node in grid.nodes.values():
-            node.recount()
-        grid.balances = balances
-        grid.next_job_id = max(counters.get("next_job_id", 1), max(grid.jobs, default=0) + 1)
-        grid.next_res_id = max(
-            counters.get("next_res_id", 1), max((r.id for r in reservations), default=0) + 1
+        markets: dict[str, Market] = {}
+        for t, row in market_rows.items():
+            markets[t] = m = market_from_row(row)
+            _replay_prices(m, price_rows.get(t, []), row)
+        stored = StoredGrid(
+            nodes={name: node_from_row(row) for name, row in node_rows.items()},
+            markets=markets,
+            jobs=jobs,
+            reservations=reservations,
+            balances=balances,
+            counters=counters,
         )
-        grid.next_seq = max(counters.get("next_seq", 1), max((j.seq for j in jobs), default=0) + 1)
-        grid.reindex()
-        grid.drain()
-        grid.dirty_jobs.clear()
-        grid.dirty_reservations.clear()
-        for node in kept:
-            if node.status is NodeStatus.UP:
-                grid.node_status(
-                    node.name,
-                    NodeStatus.DEGRADED,
-                    now,
-                    f"node {node.name} is no longer in the config as {node.gpu_count}x"
-                    f"{node.gpu_type}; kept, drained, while jobs or a window hold its GPUs",
-                )
+        try:
+            grid = Grid.from_stored(cfg, now, stored)
+        except Inconsistent as e:
+            raise StoreError(f"{self.path}: {e}") from e
         stored_markets = {t: market_row(market_from_row(r)) for t, r in market_rows.items()}
         self._bind(grid, stored_markets, set(balances))
         self._counters = tuple(counters.get(name, 1) for name in COUNTERS)
@@ -664,24 +600,6 @@ class Store:
             [gpu_type, since if first is None else first],
         )
         return [(at, price) for at, price in rows]
-
-    def _hold(self, grid: Grid, name: str, gpus: tuple[int, ...], job: Job) -> None:
-        node = grid.nodes.get(name)
-        if node is None:
-            raise StoreError(f"{self.path}: job {job.name} holds GPUs on unknown node {name}")
-        for i in gpus:
-            if not 0 <= i < node.gpu_count or node.holders[i] is not None:
-                raise StoreError(
-                    f"{self.path}: job {job.name} holds {name}:{i}, which "
-                    + ("does not exist" if i >= node.gpu_count else f"job {node.holders[i]} holds")
-                )
-            node.holders[i] = job.id
-
-    def _reserve(self, grid: Grid, name: str, i: int, res: Reservation) -> None:
-        node = grid.nodes.get(name)
-        if node is None or not 0 <= i < node.gpu_count:
-            raise StoreError(f"{self.path}: reservation {res.name} holds unknown GPU {name}:{i}")
-        node.reserved[i] = res.name
 
     # ------------------------------------------------------------- reads
     def jobs(

@@ -1,0 +1,108 @@
+"""The indexes the planner reads, kept beside the jobs: which jobs hold GPUs, the
+queues in order (Priority FIFO, Commit per reservation, the Flex order book by bid),
+and per-market counts. `add` and `remove` bracket every change of a job's state, bid or
+stop reason; `build` makes them again from the jobs alone (after a load)."""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable
+from typing import Any
+
+from ..domain.model import HOLDING, Job, JobState, Mode
+
+Q, PR, PAUSED = JobState.QUEUED, JobState.PREEMPTING, JobState.PAUSED
+
+
+class JobIndex:
+    __slots__ = (
+        "holding",
+        "priority_queue",
+        "commit_waiting",
+        "flex_book",
+        "flex_needs",
+        "flex_running",
+        "priority_held",
+        "stopping",
+    )
+
+    def __init__(self, markets: Iterable[str]) -> None:
+        markets = list(markets)
+        self.holding: set[int] = set()
+        self.priority_queue: list[tuple[int, int]] = []  # (seq, id), FIFO
+        self.commit_waiting: dict[str, list[tuple[int, int]]] = {}
+        self.flex_book: dict[str | None, list[tuple[int, int, int]]] = {}  # (-bid, seq, id)
+        # Waiting Flex jobs per book by size (GPUs, or whole nodes): the smallest tells
+        # the planner when free GPUs can no longer fit anyone.
+        self.flex_needs: dict[str | None, dict[int, int]] = {}
+        self.flex_running: dict[str, set[int]] = {t: set() for t in markets}
+        self.priority_held: dict[str, int] = dict.fromkeys(markets, 0)
+        self.stopping: set[int] = set()  # holding jobs asked to stop or preempt
+
+    @classmethod
+    def build(cls, markets: Iterable[str], jobs: Iterable[Job]) -> JobIndex:
+        index = cls(markets)
+        jobs = list(jobs)
+        # In queue order, so each insort appends instead of shifting a long list.
+        flex = [j for j in jobs if j.mode is Mode.FLEX]
+        flex.sort(key=lambda j: (-j.bid, j.seq, j.id))
+        for job in sorted(jobs, key=lambda j: (j.seq, j.id)):
+            if job.mode is not Mode.FLEX:
+                index.add(job)
+        for job in flex:
+            index.add(job)
+        return index
+
+    def add(self, job: Job) -> None:
+        st = job.state
+        if st in HOLDING:
+            self.holding.add(job.id)
+            if job.mode is Mode.FLEX and st is not PR and job.market:
+                self.flex_running[job.market].add(job.id)
+            if job.mode is Mode.PRIORITY and job.market:
+                self.priority_held[job.market] += job.gpu_total
+            if st is PR or job.stop_reason:
+                self.stopping.add(job.id)
+        elif st is Q or st is PAUSED:
+            if job.mode is Mode.PRIORITY:
+                bisect.insort(self.priority_queue, (job.seq, job.id))
+            elif job.mode is Mode.COMMIT:
+                bisect.insort(
+                    self.commit_waiting.setdefault(job.reservation or "", []), (job.seq, job.id)
+                )
+            else:
+                bisect.insort(
+                    self.flex_book.setdefault(job.gpu_type, []), (-job.bid, job.seq, job.id)
+                )
+                needs = self.flex_needs.setdefault(job.gpu_type, {})
+                k = job.gpus or job.nodes
+                needs[k] = needs.get(k, 0) + 1
+
+    def remove(self, job: Job) -> None:
+        st = job.state
+        if st in HOLDING:
+            self.holding.discard(job.id)
+            self.stopping.discard(job.id)
+            if job.mode is Mode.FLEX and job.market:
+                self.flex_running[job.market].discard(job.id)
+            if job.mode is Mode.PRIORITY and job.market:
+                self.priority_held[job.market] -= job.gpu_total
+        elif st is Q or st is PAUSED:
+            if job.mode is Mode.PRIORITY:
+                _remove(self.priority_queue, (job.seq, job.id))
+            elif job.mode is Mode.COMMIT:
+                _remove(self.commit_waiting.get(job.reservation or "", []), (job.seq, job.id))
+            else:
+                _remove(self.flex_book.get(job.gpu_type, []), (-job.bid, job.seq, job.id))
+                needs = self.flex_needs.get(job.gpu_type, {})
+                k = job.gpus or job.nodes
+                if needs.get(k, 0) > 1:
+                    needs[k] -= 1
+                else:
+                    needs.pop(k, None)
+
+
+def _remove(lst: list[Any], item: tuple[Any, ...]) -> None:
+    i = bisect.bisect_left(lst, item)
+    if i < len(lst) and lst[i] == item:
+        del lst[i]

@@ -1,0 +1,48 @@
+"""The ledger: balances by account and the double-entry postings that change them.
+Every posting balances (its entries sum to zero) and goes to the outbox, which the
+store appends in the same transaction as the state it pays for (docs/store.md)."""
+
+from __future__ import annotations
+
+from ..domain.model import Transaction
+from .outbox import Outbox
+
+
+class Ledger:
+    __slots__ = ("balances", "_outbox", "_users", "_users_seen")
+
+    def __init__(self, outbox: Outbox, balances: dict[str, int] | None = None) -> None:
+        self.balances: dict[str, int] = {} if balances is None else balances
+        self._outbox = outbox
+        self._users: list[str] = []
+        self._users_seen = -1  # the count of accounts `_users` was listed from
+
+    def post(
+        self,
+        now: float,
+        reason: str,
+        entries: list[tuple[str, int]],
+        job: int | None = None,
+        reservation: str | None = None,
+    ) -> Transaction | None:
+        """Post the non-zero entries as one transaction; None when all are zero."""
+        entries = [(a, v) for a, v in entries if v]
+        if not entries:
+            return None
+        tx = Transaction(now, reason, entries, job, reservation)
+        if not tx.balanced:
+            raise AssertionError(f"unbalanced transaction: {tx}")
+        balances = self.balances
+        for acct, amount in entries:
+            balances[acct] = balances.get(acct, 0) + amount
+        self._outbox.transactions.append(tx)
+        return tx
+
+    def user_accounts(self) -> list[str]:
+        """The users' accounts (`user:…`), in the order they opened. Accounts are only
+        ever opened, never closed: the list is made again only when their count changes
+        (funding reads it every pass)."""
+        if self._users_seen != len(self.balances):
+            self._users = [a for a in self.balances if a.startswith("user:")]
+            self._users_seen = len(self.balances)
+        return self._users
