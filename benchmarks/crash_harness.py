@@ -269,7 +269,10 @@ def cli_during_fault(console: Console) -> dict:
         timeout=60,
     )
     err = r.stderr.strip().splitlines()
-    return {"exit": r.returncode, "stderr": err[-1] if err else "", "lines": len(err)}
+    out = {"exit": r.returncode, "stderr": err[-1] if err else "", "lines": len(err)}
+    if len(err) > 1:
+        out["all_lines"] = err  # a violation: what came before the error says why
+    return out
 
 
 # ------------------------------------------------------------------- console

@@ -103,13 +103,52 @@ def _globals_after(cmd: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    faults = StoreFaults()
     if logging.lastResort is not None:  # logging sets it at import; nothing here unsets it
         logging.lastResort.setFormatter(OneLine())
+        logging.lastResort.addFilter(faults)
+    code = EXIT_STORE
     try:
-        return _run(args)
+        code = _run(args)
+        return code
     except BrokenPipeError:
         _drop_output()
         return EXIT_PIPE
+    finally:
+        if logging.lastResort is not None:
+            logging.lastResort.removeFilter(faults)
+            if code != EXIT_STORE:
+                faults.release()
+
+
+class StoreFaults(logging.Filter):
+    """A command that fails because the state database is unusable says so in one line
+    (exit 4, docs/headless.md); the scheduler it led for the moment had already logged
+    the same fault as a warning. So that warning is held back: shown once the database
+    is back (with the "available again" that follows it), or at exit when the command
+    did not end on the fault; dropped when the exit-4 line says it."""
+
+    FAULT, BACK = "state database unavailable", "state database available again"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held: list[logging.LogRecord] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if text.startswith(self.FAULT):
+            self.held.append(record)
+            return False
+        if text.startswith(self.BACK):
+            self.release()
+        return True
+
+    def release(self) -> None:
+        held, self.held = self.held, []
+        handler = logging.lastResort
+        if handler is not None:
+            for record in held:
+                handler.emit(record)  # not handle(): that would hold it again
 
 
 class OneLine(logging.Formatter):

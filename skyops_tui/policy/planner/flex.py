@@ -1,0 +1,250 @@
+"""The Flex market, per node type (docs/modes.md, *Flex*).
+
+Waiting jobs by bid then submission; each starts where it fits; a bid higher by
+`min_outbid` displaces running jobs that have run `min_slice`; a blocked large bid
+holds a node so smaller, lower bids do not starve it. Once every market has placed its
+jobs, each clearing price is set on the state the pass leaves (a bid whose account this
+pass's starts left unable to pay, or whose job started in another market, no longer
+counts), so the price never depends on how soon the next pass runs.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator
+
+from ...domain.model import Job, Node
+from .. import actions as A
+from ..pricing import clearing_price
+from .state import FLEX_POOL, PassState
+from .victims import choose_victims
+
+
+def hold_flex_head(s: PassState, job: Job, nodes: list[Node]) -> int:
+    """Keep for a blocked large bid the node (a gang: nodes) with the most GPUs free
+    or being freed, so smaller, lower bids do not starve it; returns GPUs kept.
+
+    The nodes are taken in (most free or being freed, name) order; on a full grid
+    most have none, so those are judged by name only until enough qualify, not all
+    of them (a walk of every node per pass was the planner's largest cost)."""
+    if not nodes:
+        return 0
+    k = job.nodes or 1
+    t = nodes[0].gpu_type
+
+    def qualifies(n: Node) -> bool:
+        if not n.schedulable or n.name in s.head_nodes:
+            return False
+        need = n.gpu_count if job.nodes else job.gpus
+        # Only where it can start once bids no higher than its own end or are
+        # outbid: never idle GPUs beside Priority, Commit or higher bids.
+        ok = s.node_free_count(n, FLEX_POOL) + s.soon_count(n, FLEX_POOL)
+        if ok < need:
+            for bid, gpus in s.flex_holds(n):
+                if bid > job.bid or ok >= need:
+                    break
+                ok += gpus
+        return ok >= need
+
+    def room(n: Node) -> int:
+        return s.node_free_count(n, FLEX_POOL) + s.soon_count(n, FLEX_POOL)
+
+    roomy = {n.name: n for n in s.roomy_nodes(t)}
+    for name in s.soon():
+        n = s.g.nodes[name]
+        if n.gpu_type == t:
+            roomy[name] = n
+    chosen = heapq.nsmallest(
+        k,
+        (n for n in roomy.values() if room(n) > 0 and qualifies(n)),
+        key=lambda n: (-room(n), n.name),
+    )
+    if len(chosen) < k:
+        picked = {n.name for n in chosen}
+        for n in s.by_name(t):
+            if len(chosen) >= k:
+                break
+            if n.name not in picked and room(n) == 0 and qualifies(n):
+                chosen.append(n)
+    if len(chosen) < k:
+        return 0
+    kept = 0
+    for node in chosen:
+        idx = s.free_indices(node, FLEX_POOL)
+        if not job.nodes:
+            idx = idx[: job.gpus]
+        s.take(node.name, idx)
+        s.head_nodes[node.name] = float("inf")
+        s.head_free[node.name] = []
+        kept += len(idx)
+    if job.gpu_type is None:
+        s.waiting_elsewhere.add(job.id)  # it holds a node in one market only
+    return kept
+
+
+def flex(s: PassState) -> None:
+    g, now = s.g, s.now
+    pricing = s.cfg.pricing
+    min_slice = pricing.min_slice_s
+    outbid = 1 + pricing.min_outbid
+    untyped = g.flex_book.get(None, [])
+    # Per market, what its clearing price is judged on once every market has placed
+    # its jobs (see `_waiting_bid`).
+    priced: list[tuple[str, int | None, list[tuple[Job, int]], Iterator | None]] = []
+    for t, market in g.markets.items():
+        nodes = g.by_type[t]
+        book = g.flex_book.get(t, [])
+        running = [g.jobs[j] for j in g.flex_running[t] if j not in s.victims]
+        lowest = min((j.bid for j in running if not j.stop_reason), default=None)
+        movable = _lowest_movable(running, now, min_slice) if s.may_preempt else None
+        failed_need: int | None = None  # a displacement this big found no victims
+        free = s.flex_free(t)
+        # Per pass: the most GPUs free on one node, and the nodes with GPUs being
+        # freed; most waiting jobs are judged by these without a walk over the nodes.
+        # A pass only takes GPUs, so `widest` stays an upper bound as jobs start; a
+        # best_fit that finds no node lowers it (recounting it per start was O(nodes)).
+        widest = (
+            max((s.node_free_count(n, FLEX_POOL) for n in s.roomy_nodes(t)), default=0)
+            if free
+            else 0
+        )
+        soon = s.soon()
+        soon_nodes = [n for n in nodes if n.name in soon] if soon else []
+        sizes = [k for k in g.flex_needs.get(t, {})] + [k for k in g.flex_needs.get(None, {})]
+        min_need = max(min(sizes, default=1), 1)
+        smallest_node = min((n.gpu_count for n in nodes), default=0)
+        bidders: list[tuple[Job, int]] = []  # waiting jobs that bid here, highest first
+        rest: Iterator | None = None  # the book past the job the walk stopped at
+        headed = False  # a blocked large bid holds a node in this market
+        entries = _merge(book, untyped)
+        for entry in entries:
+            job = g.jobs[entry[2]]
+            if job.id in s.started or job.retry_at > now or job.bid < market.floor:
+                continue
+            if job.id in s.waiting_elsewhere:
+                continue
+            if not nodes:
+                break
+            need = job.gpus or job.nodes * smallest_node
+            if not s.guard.can_start(job, t, need):
+                continue  # its account cannot fund it now: it neither runs nor bids
+            if need <= free:
+                if job.nodes:
+                    pl = s.whole_nodes(nodes, job.nodes, FLEX_POOL)
+                elif job.gpus > widest:
+                    pl = None  # free GPUs exist, but no node has this many
+                else:
+                    p = s.best_fit(nodes, job.gpus, FLEX_POOL)
+                    pl = [p] if p else None
+                    if p is None:
+                        widest = job.gpus - 1
+                if pl:
+                    s.start(job, pl, t)
+                    free -= sum(len(p.gpus) for p in pl)
+                    s.flex_left[t] = free
+                    running.append(job)  # counts when `lowest` is recomputed below
+                    lowest = job.bid if lowest is None else min(lowest, job.bid)
+                    continue
+            if job.gpu_type is None and s.fits_elsewhere(job, t):
+                continue  # it starts in another market this pass: no wait, no victims
+            bidders.append((job, need))
+            took = s.took
+            if soon_nodes and s.claim_soon(soon_nodes, job, FLEX_POOL):
+                if job.gpu_type is None:
+                    s.waiting_elsewhere.add(job.id)
+                free = s.flex_left[t] = free - (s.took - took)
+                continue
+            if not headed and need > 1:
+                can_outbid = movable is not None and job.bid >= movable * outbid
+                if not can_outbid or (failed_need is not None and need >= failed_need):
+                    headed = True
+                    free = s.flex_left[t] = free - hold_flex_head(s, job, nodes)
+            if movable is None or job.bid < movable * outbid:
+                if free < min_need:
+                    rest = entries
+                    break  # nobody below can start or displace anyone
+                continue
+            if failed_need is not None and need >= failed_need:
+                continue  # a higher bid could not make room this big; nor can this one
+            bid = job.bid
+
+            def eligible(v: Job, bid: int = bid) -> bool:
+                return v.bid * outbid <= bid and now - (v.started_at or now) >= min_slice
+
+            victims = choose_victims(s, nodes, job, FLEX_POOL, eligible)
+            if victims:
+                if job.gpu_type is None:
+                    s.waiting_elsewhere.add(job.id)
+                s.preempt(victims, f"outbid by {job.name}")
+                soon_nodes = [n for n in nodes if n.name in s.soon()]
+                took = s.took
+                s.hold_victim_nodes(victims, job, FLEX_POOL)
+                free = s.flex_left[t] = free - (s.took - took)
+                running = [j for j in running if j.id not in s.victims]
+                lowest = min((j.bid for j in running if not j.stop_reason), default=None)
+                movable = _lowest_movable(running, now, min_slice)
+            else:
+                failed_need = need if failed_need is None else min(failed_need, need)
+                if not headed and need > 1:
+                    headed = True
+                    free = s.flex_left[t] = free - hold_flex_head(s, job, nodes)
+        priced.append((t, lowest, bidders, rest))
+    for t, lowest, bidders, rest in priced:
+        market = g.markets[t]
+        waiting = _waiting_bid(s, t, bidders, rest)
+        price = clearing_price(waiting, lowest, market.floor, market.rate)
+        if price != market.price or now - market.price_at >= s.cfg.cluster.billing_interval_s:
+            s.emit(A.SetPrice(t, price))
+
+
+def _waiting_bid(
+    s: PassState, t: str, bidders: list[tuple[Job, int]], rest: Iterator | None
+) -> int | None:
+    """The highest bid still waiting in market `t` once this pass's starts are counted.
+
+    A job waiting here when its market was walked may have started in a later one
+    (an untyped job), or a later start of its account's may have left it unable to
+    fund its first period: then it no longer bids. The price is judged on the state
+    the pass leaves, as the next pass would see it; judged earlier, it would stand
+    until the next pass, so bills would depend on how often passes run (issue 10).
+    Funds only fall within a pass, so a job skipped as unfundable stays skipped;
+    when no job walked still bids, the part of the book the walk never reached
+    (`rest`) is read with the same rules."""
+    guard, now = s.guard, s.now
+    for job, need in bidders:
+        if job.id not in s.started and guard.can_start(job, t, need):
+            return job.bid
+    if rest is None:
+        return None
+    g = s.g
+    floor = g.markets[t].floor
+    smallest_node = min((n.gpu_count for n in g.by_type[t]), default=0)
+    for entry in rest:
+        job = g.jobs[entry[2]]
+        if job.id in s.started or job.retry_at > now or job.bid < floor:
+            continue
+        if job.id in s.waiting_elsewhere:
+            continue
+        if not guard.can_start(job, t, job.gpus or job.nodes * smallest_node):
+            continue
+        if job.gpu_type is None and s.fits_elsewhere(job, t):
+            continue
+        return job.bid
+    return None
+
+
+def _lowest_movable(running: list[Job], now: float, min_slice: float) -> int | None:
+    """The lowest bid a higher one could displace now: running, not stopping, and past
+    its min_slice. Bids under it by min_outbid cannot displace anyone."""
+    return min(
+        (j.bid for j in running if not j.stop_reason and now - (j.started_at or now) >= min_slice),
+        default=None,
+    )
+
+
+def _merge(a: list, b: list) -> Iterator[tuple[int, int, int]]:
+    if not b:
+        return iter(a)
+    if not a:
+        return iter(b)
+    return heapq.merge(a, b)

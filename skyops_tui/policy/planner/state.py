@@ -1,0 +1,312 @@
+"""What one pass knows and has decided so far, shared by the planner's parts.
+
+Each part (timers, windows, priority, commit, flex, victims) reads the grid, which a
+pass never changes, and records its decisions here: the GPUs given out, the jobs
+started or being stopped, the claims on GPUs being freed, the nodes kept for a blocked
+head, and the actions. Placement (best fit, whole nodes, waiting for GPUs being freed)
+lives beside that state because every part places jobs the same way and must see what
+the parts before it took.
+
+GPUs of jobs already being stopped count as "soon free": a waiting job claims them
+instead of preempting more. A claim covers the free GPUs the job counts on beside them,
+so no other job is placed there in the same pass (docs/modes.md, *Queue, backfill and
+claims*).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from ...domain.model import Job, JobState, Mode, Node, Placement
+from .. import actions as A
+from ..funding import guard
+from ..grid import Grid
+
+R = JobState.RUNNING
+PRIORITY_POOL, FLEX_POOL = "priority", "flex"
+
+
+class PassState:
+    """One pass's state over `grid` at `now`, and the placement every part shares."""
+
+    def __init__(self, grid: Grid, now: float) -> None:
+        self.g = grid
+        self.now = now
+        self.cfg = grid.cfg
+        self.actions: list[A.Action] = []
+        self.taken: dict[str, set[int]] = {}  # GPUs given out in this pass
+        self.victims: set[int] = set()  # jobs this pass preempts or stops
+        self.claimed: dict[str, int] = {}  # soon-free GPUs claimed per node in this pass
+        # The same claims one by one, per node: (pool, reservation, GPUs, Flex bid or 0).
+        self.claims: dict[str, list[tuple[str, str | None, int, int]]] = {}
+        self.started: set[int] = set()
+        self.start_of: dict[int, list[Placement]] = {}
+        self._soon: dict[str, list[int]] | None = None
+        self.flex_left: dict[str, int] = {}  # Flex capacity left per type in this pass
+        self.waiting_elsewhere: set[int] = set()  # untyped jobs that claimed GPUs in a market
+        self._smallest: dict[str, int] = {}
+        self.guard = guard(grid, now)  # accounts that can no longer pay for what runs
+        # Per type, per node a Commit window not yet open is planned on: each opening
+        # there, and the GPUs a Priority booking running past it may still take.
+        self.window_rooms_of: dict[str, dict[str, list[list[float]]]] = {}
+        # Per node, the Flex runs there not being stopped as (bid, GPUs), lowest bid
+        # first: bids and stops do not change within a pass.
+        self._flex_holds: dict[str, list[tuple[int, int]]] = {}
+        self._roomy: dict[str, list[Node]] = {}
+        self._by_name: dict[str, list[Node]] = {}
+        # Free GPUs per (type, pool), until a GPU of the type is taken.
+        self._type_free: dict[tuple[str, str], int] = {}
+        self.horizon: float | None = None
+        # Priority jobs whose earlier claim was served first in this pass, and per type
+        # what they hold or claim as (node, GPUs, booked end), which windows plan around.
+        self.claims_served: set[int] | None = None
+        self.claim_extra: dict[str, list[tuple[str, int, float]]] = {}
+        # Nodes held for a blocked head (the oldest Priority job, or the highest Flex bid,
+        # that cannot fit): when it can start there, and the free GPUs kept for it.
+        self.head_nodes: dict[str, float] = {}
+        self.head_free: dict[str, list[int]] = {}
+        self.victim_nodes: list[str] = []  # the nodes the last choose_victims picked
+        self.took = 0  # GPUs given out or held so far in this pass
+        # A GPU that looks taken may be beside free ones on a node not heard from yet.
+        self.may_preempt = now >= grid.preempt_from
+
+    def emit(self, action: A.Action) -> None:
+        self.actions.append(action)
+
+    def free_indices(self, node: Node, pool: str, reservation: str | None = None) -> list[int]:
+        if not node.schedulable:
+            return []
+        taken = self.taken.get(node.name, ())
+        h, r = node.holders, node.reserved
+        if pool == PRIORITY_POOL:
+            return [
+                i for i in range(node.gpu_count) if h[i] is None and r[i] is None and i not in taken
+            ]
+        if pool == FLEX_POOL:
+            free = [i for i in range(node.gpu_count) if h[i] is None and i not in taken]
+            free.sort(key=lambda i: r[i] is not None)  # unreserved first: less to reclaim
+            return free
+        return [
+            i
+            for i in range(node.gpu_count)
+            if h[i] is None and r[i] == reservation and i not in taken
+        ]
+
+    def node_free_count(self, node: Node, pool: str) -> int:
+        if not node.schedulable:
+            return 0
+        n = node.n_free if pool == PRIORITY_POOL else node.n_free + node.n_idle_reserved
+        taken = self.taken.get(node.name)
+        if taken:
+            n = len(self.free_indices(node, pool))
+        return n
+
+    def type_free(self, gpu_type: str, pool: str) -> int:
+        key = (gpu_type, pool)
+        n = self._type_free.get(key)
+        if n is None:
+            n = sum(self.node_free_count(n, pool) for n in self.roomy_nodes(gpu_type))
+            self._type_free[key] = n
+        return n
+
+    def flex_free(self, gpu_type: str) -> int:
+        if gpu_type not in self.flex_left:
+            self.flex_left[gpu_type] = self.type_free(gpu_type, FLEX_POOL)
+        return self.flex_left[gpu_type]
+
+    def fits_elsewhere(self, job: Job, here: str) -> bool:
+        """An untyped job that has free room in another market it clears in."""
+        for t, market in self.g.markets.items():
+            if t == here or job.bid < market.floor or not self.g.by_type[t]:
+                continue
+            if job.nodes:
+                # whole nodes of the type's smallest size, as the market loop counts them
+                if t not in self._smallest:
+                    self._smallest[t] = min(n.gpu_count for n in self.g.by_type[t])
+                need = job.nodes * self._smallest[t]
+            else:
+                need = job.gpus
+            if need <= self.flex_free(t):
+                return True
+        return False
+
+    def take(self, node: str, idx: Iterable[int]) -> None:
+        if self._type_free:
+            t = self.g.nodes[node].gpu_type
+            self._type_free = {k: v for k, v in self._type_free.items() if k[0] != t}
+        taken = self.taken.setdefault(node, set())
+        n = len(taken)
+        taken.update(idx)
+        self.took += len(taken) - n
+
+    def soon(self) -> dict[str, list[int]]:
+        """GPUs held by jobs that are being stopped: free soon, per node."""
+        if self._soon is None:
+            self._soon = {}
+            for jid in self.g.stopping:
+                for p in self.g.jobs[jid].placement:
+                    self._soon.setdefault(p.node, []).extend(p.gpus)
+        return self._soon
+
+    def soon_count(self, node: Node, pool: str, reservation: str | None = None) -> int:
+        idx = self.soon().get(node.name)
+        if not idx:
+            return 0
+        if pool == PRIORITY_POOL:
+            n = sum(1 for i in idx if node.reserved[i] is None)
+        elif pool == FLEX_POOL:
+            n = len(idx)
+        else:
+            n = sum(1 for i in idx if node.reserved[i] == reservation)
+        return max(n - self.claimed.get(node.name, 0), 0)
+
+    def mark_stopping(self, job: Job) -> None:
+        self.victims.add(job.id)
+        for p in job.placement:
+            self.soon().setdefault(p.node, []).extend(p.gpus)
+
+    def start(self, job: Job, placement: list[Placement], market: str) -> None:
+        for p in placement:
+            self.take(p.node, p.gpus)
+        self.started.add(job.id)
+        self.start_of[job.id] = placement
+        self.guard.started(job, market, sum(len(p.gpus) for p in placement))
+        self.emit(A.Start(job.id, tuple(placement), market, resume=job.runs > 0))
+
+    def best_fit(
+        self, nodes: list[Node], need: int, pool: str, reservation: str | None = None
+    ) -> Placement | None:
+        best: Node | None = None
+        best_free = 1 << 30
+        for node in nodes:
+            if need > 0 and not (node.n_free or node.n_idle_reserved):
+                continue  # every GPU held: nothing free in any pool
+            if pool == "commit":
+                n = len(self.free_indices(node, pool, reservation))
+            else:
+                n = self.node_free_count(node, pool)
+            if need <= n < best_free:
+                best, best_free = node, n
+                if n == need:
+                    break
+        if best is None:
+            return None
+        idx = self.free_indices(best, pool, reservation)[:need]
+        return Placement(best.name, tuple(sorted(idx)))
+
+    def whole_nodes(
+        self, nodes: list[Node], count: int, pool: str = PRIORITY_POOL
+    ) -> list[Placement] | None:
+        """`count` nodes with every GPU free (for Priority: and unreserved; Flex may
+        borrow idle reserved GPUs, as its victim search counts them)."""
+        out = []
+        for node in nodes:
+            if node.schedulable and self.node_free_count(node, pool) == node.gpu_count:
+                out.append(Placement(node.name, tuple(range(node.gpu_count))))
+                if len(out) == count:
+                    return out
+        return None
+
+    def claim_soon(
+        self, nodes: list[Node], job: Job, pool: str, reservation: str | None = None
+    ) -> bool:
+        """Wait for GPUs already being freed instead of preempting more."""
+        if not self.soon():
+            return False
+        if job.nodes:
+            # A gang counts whole nodes being freed and whole nodes free already: both are
+            # its to claim (a free node left out let its victims' preemption be called
+            # off, and the gang preempted them again, pass after pass).
+            ready = [
+                n
+                for n in nodes
+                if n.name not in self.head_nodes
+                and (n.name in self.soon() or n.schedulable)
+                and self.node_free_count(n, pool)
+                + (self.soon_count(n, pool) if n.name in self.soon() else 0)
+                >= n.gpu_count
+            ]
+            ready.sort(key=lambda n: n.name not in self.soon())  # nodes being freed first
+            if len(ready) >= job.nodes and any(n.name in self.soon() for n in ready[: job.nodes]):
+                self.victim_nodes = [n.name for n in ready[: job.nodes]]
+                for n in ready[: job.nodes]:
+                    free = self.node_free_count(n, pool)
+                    self.claim(n.name, n.gpu_count - free, job, pool, reservation)
+                    self.take(n.name, self.free_indices(n, pool))
+                return True
+            return False
+        for node in nodes:
+            if node.name not in self.soon() or (node.name in self.head_nodes and pool != "commit"):
+                continue
+            free = (
+                len(self.free_indices(node, pool, reservation))
+                if pool == "commit"
+                else self.node_free_count(node, pool)
+            )
+            soon = self.soon_count(node, pool, reservation)
+            if soon and free + soon >= job.gpus:
+                self.victim_nodes = [node.name]
+                self.claim(node.name, job.gpus - free, job, pool, reservation)
+                # The free GPUs it counts on are its own too: nobody else gets them.
+                self.take(node.name, self.free_indices(node, pool, reservation)[: job.gpus])
+                return True
+        return False
+
+    def hold_victim_nodes(
+        self, victims: list[Job], job: Job, pool: str, reservation: str | None = None
+    ) -> None:
+        """After preempting for `job`: the victims' GPUs are claimed for it, and so are the
+        free GPUs it counted on beside them, so nothing else is placed there meanwhile."""
+        for v in victims:
+            for p in v.placement:
+                self.claim(p.node, len(p.gpus), job, pool, reservation)
+        for name in self.victim_nodes:
+            idx = self.free_indices(self.g.nodes[name], pool, reservation)
+            self.take(name, idx if job.nodes else idx[: job.gpus])
+
+    def claim(self, node: str, k: int, job: Job, pool: str, reservation: str | None) -> None:
+        self.claimed[node] = self.claimed.get(node, 0) + k
+        bid = job.bid if pool == FLEX_POOL else 0
+        self.claims.setdefault(node, []).append((pool, reservation, k, bid))
+
+    def preempt(self, victims: list[Job], cause: str, for_job: Job | None = None) -> None:
+        for v in victims:
+            if v.id in self.victims:
+                continue
+            self.mark_stopping(v)
+            self.emit(A.Preempt(v.id, cause, for_job.id if for_job is not None else None))
+
+    def roomy_nodes(self, gpu_type: str) -> list[Node]:
+        """The type's nodes with GPUs free for Flex when the pass began (a pass only
+        takes GPUs, so no other node has any free later in it)."""
+        out = self._roomy.get(gpu_type)
+        if out is None:
+            out = self._roomy[gpu_type] = [
+                n for n in self.g.by_type[gpu_type] if n.n_free or n.n_idle_reserved
+            ]
+        return out
+
+    def by_name(self, gpu_type: str) -> list[Node]:
+        out = self._by_name.get(gpu_type)
+        if out is None:
+            out = self._by_name[gpu_type] = sorted(self.g.by_type[gpu_type], key=lambda n: n.name)
+        return out
+
+    def flex_holds(self, node: Node) -> list[tuple[int, int]]:
+        """The Flex runs on `node` not being stopped, as (bid, GPUs there), lowest bid
+        first: bids and stops do not change within a pass."""
+        held = self._flex_holds.get(node.name)
+        if held is None:
+            seen: set[int] = set()
+            held = []
+            for h in node.holders:
+                if h is None or h in seen:
+                    continue
+                seen.add(h)
+                v = self.g.jobs[h]
+                if v.mode is Mode.FLEX and not v.stop_reason:
+                    gpus = sum(len(p.gpus) for p in v.placement if p.node == node.name)
+                    held.append((v.bid, gpus))
+            held.sort()
+            self._flex_holds[node.name] = held
+        return held

@@ -1,0 +1,92 @@
+"""Timers, the first part of a pass: what the clock alone decides.
+
+Priority bookings warn at T-10/T-1 min, renew or expire at their end; running jobs
+are settled every `billing_interval_s` (at most `SETTLE_PER_PASS` a pass, longest
+unbilled first); accounts that can no longer pay for what they hold stop their jobs
+(funding.py's Guard). It runs first so every later part sees those jobs as stopping.
+"""
+
+from __future__ import annotations
+
+import heapq
+
+from ...domain.model import JobState, Mode, NodeStatus
+from ...domain.money import fmt
+from .. import actions as A
+from .state import PassState, R
+
+# Settle actions one pass takes at least (more on a grid holding more than 32 x this).
+SETTLE_PER_PASS = 128
+
+
+def timers(s: PassState) -> None:
+    g, now = s.g, s.now
+    w1, w2 = s.cfg.pricing.warn_before_s
+    interval = s.cfg.cluster.billing_interval_s
+    settle: list[int] = []
+    for jid in g.holding:
+        job = g.jobs[jid]
+        if job.state is not R or job.stop_reason:
+            continue
+        if job.mode is Mode.PRIORITY and job.end_at is not None:
+            left = job.end_at - now
+            if left <= 0:
+                why = None
+                if job.auto_renew:
+                    why = g.renewal_refusal(job, job.renew_hours, now)
+                    if why is None:
+                        s.emit(A.Renew(jid, job.end_at + job.renew_hours * 3600, "auto-renewed"))
+                        continue
+                cause = "booking expired" + (f"; renewal refused: {why}" if why else "")
+                s.victims.add(jid)
+                s.emit(A.Stop(jid, JobState.EXPIRED, cause))
+                continue
+            bit = 2 if left <= w2 else 1 if left <= w1 else 0
+            if bit and not job.warned & bit:
+                note: str | None = ""
+                if job.auto_renew:
+                    why = g.renewal_refusal(job, job.renew_hours, now)
+                    if why is not None:
+                        note = f"; renewal will be refused: {why}"
+                    elif job.hourly:
+                        note = None  # renews every hour: no warning each hour
+                    else:
+                        note = f"; it will be renewed for {job.renew_hours:g} h"
+                if note is not None:
+                    s.emit(A.Warn(jid, left, bit | (bit - 1), note))
+        if (
+            job.billed_from is not None
+            and now - job.billed_from >= interval
+            and job.mode is not Mode.COMMIT
+            and all(g.nodes[p.node].status is NodeStatus.UP for p in job.placement)
+        ):
+            # A node not heard from (a console just restarted, a link down) may yet
+            # say the job ended a while ago: it is billed up to then when it does.
+            settle.append(jid)
+    cap = max(SETTLE_PER_PASS, len(g.holding) // 32)
+    if len(settle) > cap:
+        # Jobs started together would settle together every interval (2,000 in
+        # one pass, a 150 ms write): the longest unbilled go first, the rest in the
+        # next passes, which spreads them for good. A charge is the exact running
+        # total whenever it is taken (docs/modes.md, Billing).
+        first = set(heapq.nsmallest(cap, settle, key=lambda j: g.jobs[j].billed_from))
+        settle = [j for j in settle if j in first]
+    for jid in settle:
+        s.emit(A.Settle(jid))
+    if any(f.short for f in s.guard.funds.values()):
+        stop_unfunded(s)
+
+
+def stop_unfunded(s: PassState) -> None:
+    """Stop the jobs of accounts that cannot pay for them any longer."""
+    for jid in sorted(s.g.holding):
+        job = s.g.jobs[jid]
+        f = s.guard.short(job.user)
+        if f is None or job.mode is Mode.COMMIT or job.stop_reason or jid in s.victims:
+            continue
+        cause = f"account {job.user} cannot pay ({fmt(f.available)} left)"
+        if job.mode is Mode.FLEX:
+            s.preempt([job], cause)
+        else:
+            s.victims.add(jid)
+            s.emit(A.Stop(jid, JobState.EXPIRED, cause))

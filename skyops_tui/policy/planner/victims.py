@@ -1,0 +1,210 @@
+"""Whom to preempt, and which preemptions to call off.
+
+`choose_victims` picks the cheapest Flex jobs whose preemption makes room for a job
+(Priority, a Commit reclaim, a higher bid). `call_offs`, the last part of a pass, calls
+off the preemptions made for a Priority job nobody needs any more while their victims
+are still in the checkpoint grace, so a preemption that gives nobody anything is undone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from ...domain.model import HOLDING, Job, JobState, Mode, Node
+from .. import actions as A
+from .state import FLEX_POOL, PRIORITY_POOL, PassState
+
+
+def choose_victims(
+    s: PassState,
+    nodes: list[Node],
+    job: Job,
+    pool: str,
+    eligible,
+    reservation: str | None = None,
+) -> list[Job] | None:
+    """The cheapest set of Flex jobs whose preemption makes room for `job`.
+
+    Single-node requests: on one node, lowest bids first, then the least work lost
+    (newest checkpoint), then the youngest. Whole-node requests: nodes whose every GPU
+    is free or held by eligible Flex jobs. A gang victim is preempted whole.
+    """
+    on_node: dict[str, list[Job]] = {}
+    running = sum(len(s.g.flex_running[t]) for t in {n.gpu_type for n in nodes})
+    if len(nodes) * 8 < running:
+        # Few nodes (a reservation's): read who holds their GPUs.
+        for node in nodes:
+            seen: set[int] = set()
+            for vid in node.holders:
+                if vid is None or vid in seen or vid in s.victims:
+                    continue
+                seen.add(vid)
+                v = s.g.jobs[vid]
+                if (
+                    v.mode is Mode.FLEX
+                    and v.holding
+                    and v.state is not JobState.PREEMPTING
+                    and not v.stop_reason
+                    and eligible(v)
+                ):
+                    on_node.setdefault(node.name, []).append(v)
+    else:
+        for t in {n.gpu_type for n in nodes}:
+            for vid in s.g.flex_running[t]:
+                if vid in s.victims:
+                    continue
+                v = s.g.jobs[vid]
+                if v.stop_reason or not eligible(v):
+                    continue
+                for p in v.placement:
+                    on_node.setdefault(p.node, []).append(v)
+    if not on_node:
+        return None
+
+    def usable(node: Node, v: Job) -> int:
+        idx = [i for p in v.placement if p.node == node.name for i in p.gpus]
+        if pool == PRIORITY_POOL:
+            # not GPUs a window opening in this pass took (reserved once applied)
+            taken = s.taken.get(node.name, ())
+            return sum(1 for i in idx if node.reserved[i] is None and i not in taken)
+        if pool == "commit":
+            return sum(1 for i in idx if node.reserved[i] == reservation)
+        return len(idx)
+
+    best: tuple | None = None
+    chosen: list[Job] = []
+    need_nodes = job.nodes or 1
+    per_node: list[tuple[tuple, Node, list[Job]]] = []
+    best_node = ""
+    for node in nodes:
+        vs = on_node.get(node.name)
+        # A head keeps a node's unreserved GPUs; a window's own GPUs stay its owner's.
+        headed = node.name in s.head_nodes and pool != "commit"
+        if not node.schedulable or (not vs and not job.nodes) or headed:
+            continue
+        free = (
+            len(s.free_indices(node, pool, reservation))
+            if pool == "commit"
+            else s.node_free_count(node, pool)
+        ) + s.soon_count(node, pool, reservation)
+        need = node.gpu_count if job.nodes else job.gpus
+        if free >= need:
+            if job.nodes:
+                per_node.append(((0, 0), node, []))  # a whole free node joins the gang
+            continue
+        if not vs:
+            continue  # claim_soon or placement would have taken it
+        vs = sorted(vs, key=_victim_order)
+        picked: list[Job] = []
+        for v in vs:
+            picked.append(v)
+            free += usable(node, v)
+            if free >= need:
+                break
+        if free < need:
+            continue
+        cost = (max(v.bid for v in picked), len(picked))
+        per_node.append((cost, node, picked))
+        if not job.nodes and (best is None or cost < best):
+            best, chosen, best_node = cost, picked, node.name
+    if job.nodes:
+        if len(per_node) < need_nodes:
+            return None
+        per_node.sort(key=lambda c: c[0])
+        out: dict[int, Job] = {}
+        for _, _, picked in per_node[:need_nodes]:
+            for v in picked:
+                out[v.id] = v
+        s.victim_nodes = [n.name for _, n, _ in per_node[:need_nodes]]
+        return list(out.values())
+    s.victim_nodes = [best_node] if chosen else []
+    return chosen or None
+
+
+def call_offs(s: PassState) -> None:
+    """Call off the preemptions made for a Priority job that nobody needs any more,
+    while their victims are in the checkpoint grace (docs/modes.md, *Queue, backfill
+    and claims*): the job they were for started elsewhere (or left), and no claim of
+    this pass counts on their GPUs. A Flex claim counts only against a victim its
+    bid could outbid: a lower bid gains nothing from a preemption it could not make.
+    A victim back in the market caps its clearing price, as any running bid does."""
+    g, now = s.g, s.now
+    if not g.preempted_at:
+        return
+    grace = s.cfg.cluster.grace_s
+    outbid = 1 + s.cfg.pricing.min_outbid
+    cands = []
+    for jid, (at, _) in g.preempted_at.items():
+        v = g.jobs[jid]
+        if (
+            now < at + grace
+            and jid not in g.calling_off
+            and v.state is JobState.PREEMPTING
+            and v.stop_reason == "paused"
+            and jid not in s.victims
+        ):
+            cands.append(v)
+    if not cands:
+        return
+    cands.sort(key=lambda v: (-v.bid, v.seq, v.id))  # the likeliest to resume first
+    kept: dict[str, list[int]] = {}  # per node, soon-free GPUs of victims called off
+    lowest: dict[str, int] = {}  # per market, the lowest bid called off
+    for v in cands:
+        bid = v.bid * outbid
+        if not all(_spare(s, p.node, p.gpus, kept.get(p.node, ()), bid) for p in v.placement):
+            continue
+        for p in v.placement:
+            kept.setdefault(p.node, []).extend(p.gpus)
+        if v.market is not None:
+            lowest[v.market] = min(lowest.get(v.market, v.bid), v.bid)
+        _, for_id = g.preempted_at[v.id]
+        who = g.jobs.get(for_id)
+        if who is None:
+            why = "no longer needed"
+        elif for_id in s.started:
+            why = f"{who.name} started on other GPUs"
+        elif who.state in HOLDING:
+            why = f"{who.name} runs on other GPUs"
+        else:
+            why = f"{who.name} no longer needs its GPUs"
+        s.emit(A.CallOff(v.id, why))
+    if not lowest:
+        return
+    price = {a.gpu_type: a.price for a in s.actions if isinstance(a, A.SetPrice)}
+    for t, bid in lowest.items():
+        m = g.markets[t]
+        now_price = price.get(t, m.price)
+        if bid < now_price:
+            s.emit(A.SetPrice(t, max(bid, m.floor)))
+
+
+def _spare(s: PassState, node: str, gpus: Iterable[int], kept: Iterable[int], bid: float) -> bool:
+    """Whether the claims on `node` still have their GPUs being freed once `gpus` (and
+    `kept`) are not: Priority claims on unreserved ones, a window's on its own."""
+    out = set(gpus) | set(kept)
+    left = [i for i in s.soon().get(node, ()) if i not in out]
+    claims = s.claims.get(node)
+    if not claims:
+        return True
+    n = s.g.nodes[node]
+    total = 0
+    need: dict[str | None, int] = {}
+    for pool, res, k, b in claims:
+        if pool == FLEX_POOL:
+            if b >= bid:
+                total += k
+            continue
+        key = None if pool == PRIORITY_POOL else res
+        need[key] = need.get(key, 0) + k
+        total += k
+    if len(left) < total:
+        return False
+    for key, k in need.items():
+        if sum(1 for i in left if n.reserved[i] == key) < k:
+            return False
+    return True
+
+
+def _victim_order(v: Job) -> tuple:
+    work_at = v.last_checkpoint_at if v.last_checkpoint_at is not None else (v.started_at or 0)
+    return (v.bid, -work_at, -(v.started_at or 0), -v.id)

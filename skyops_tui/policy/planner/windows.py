@@ -1,0 +1,118 @@
+"""Commit windows open and close (docs/modes.md, *Commit*).
+
+A window that opens holds its GPUs in its shape (policy/windows.py): free ones first,
+then ones Flex holds, which stay lent until an owner's job needs them. One that closes
+stops the owner's jobs; its value is recognised and its downtime credited when the
+action is applied. A window short of GPUs (a node lost) takes spares later. This runs
+after the claims of earlier passes are served, so no window is placed on GPUs a claim
+counts on, and before Priority admission, which must leave the windows their GPUs.
+"""
+
+from __future__ import annotations
+
+from ...domain.model import JobState, Mode, NodeStatus, Reservation
+from .. import actions as A
+from ..windows import shape
+from .state import PRIORITY_POOL, PassState, R
+
+
+def windows(s: PassState) -> None:
+    g, now = s.g, s.now
+    w1, w2 = s.cfg.pricing.warn_before_s
+    for res in g.reservations.values():
+        if res.finished:
+            continue
+        aw = res.active_window
+        i = res.settled_windows
+        if aw is not None and now >= res.windows[aw][1]:
+            close_window(s, res, aw)
+            i, aw = aw + 1, None
+        while aw is None and i < len(res.windows) and res.windows[i][1] <= now:
+            s.emit(A.CloseWindow(res.name, i))  # a window that passed unseen
+            i += 1
+        if aw is None and i < len(res.windows) and res.windows[i][0] <= now:
+            open_window(s, res, i, res.gpus)
+        elif aw is not None:
+            if res.missing and len(res.held) < res.gpus:
+                open_window(
+                    s,
+                    res,
+                    aw,
+                    res.gpus
+                    - len(
+                        [1 for n, _ in res.held if g.nodes[n].status is not NodeStatus.UNREACHABLE]
+                    ),
+                )
+            left = res.windows[aw][1] - now
+            bit = 2 if left <= w2 else 1 if left <= w1 else 0
+            if bit:
+                for jid in g.holding:
+                    job = g.jobs[jid]
+                    if job.reservation == res.name and job.state is R and not job.warned & bit:
+                        s.emit(A.Warn(jid, left, bit | (bit - 1)))
+
+
+def close_window(s: PassState, res: Reservation, index: int) -> None:
+    for jid in list(s.g.holding):
+        job = s.g.jobs[jid]
+        if job.reservation == res.name and not job.stop_reason and jid not in s.victims:
+            s.victims.add(jid)
+            s.emit(A.Stop(jid, JobState.EXPIRED, f"window {index + 1} of {res.name} ended"))
+    s.emit(A.CloseWindow(res.name, index))
+
+
+def open_window(s: PassState, res: Reservation, index: int, want: int) -> None:
+    """Hold `want` more GPUs for the window in its shape (windows.py: as few nodes as
+    possible, since each of the owner's jobs runs on one node): nodes that can hold
+    the most of it first, free GPUs before Flex-held ones, which stay lent. A node
+    that cannot hold its part of the shape (counting GPUs Flex holds, and what the
+    window holds there already) is not used: GPUs no owner job could use would be
+    held for nothing. What is not held counts as downtime, credited at the close."""
+    g = s.g
+    first = index != res.active_window
+    here: dict[str, int] = {}
+    if not first:
+        for n, _ in res.held:
+            here[n] = here.get(n, 0) + 1
+    cands = []
+    for node in g.by_type.get(res.gpu_type, []):
+        if not node.schedulable:
+            continue
+        free = s.free_indices(node, PRIORITY_POOL)
+        taken = s.taken.get(node.name, ())
+        # GPUs being freed for a Priority claim are the claimant's, not the window's.
+        claimed = s.soon().get(node.name, ()) if s.claimed.get(node.name) else ()
+        flex = [
+            i
+            for i, h in enumerate(node.holders)
+            if h is not None
+            and node.reserved[i] is None
+            and i not in taken
+            and i not in claimed
+            and g.jobs[h].mode is Mode.FLEX
+        ]
+        lent = flex if s.may_preempt else []
+        potential = here.get(node.name, 0) + len(free) + len(flex)
+        if free or lent or node.name in here:
+            cands.append(
+                (
+                    -here.get(node.name, 0),
+                    -min(potential, res.gpus),
+                    -len(free),
+                    node.name,
+                    free + lent,
+                )
+            )
+    cands.sort()  # spares go first beside what the window holds already
+    held: list[tuple[str, int]] = []
+    parts = shape([n.gpu_count for n in g.by_type.get(res.gpu_type, [])], res.gpus)
+    for k, (_, neg, _, name, avail) in enumerate(cands):
+        if k >= len(parts) or len(held) >= want or -neg < parts[k]:
+            break
+        more = min(parts[k] - here.get(name, 0), want - len(held))
+        held += [(name, i) for i in avail[: max(more, 0)]]
+    if not held and not first:
+        return
+    for n, i in held:
+        s.take(n, [i])
+    s.emit(A.OpenWindow(res.name, index, tuple(held)))
