@@ -203,7 +203,7 @@ class NoExecutor:
     def nodes_settled(self) -> bool:
         return True
 
-    async def open_for_reads(self) -> bool:
+    async def open_for_reads(self, grid_id: str) -> bool:
         return False
 
     def telemetry(self, node: str) -> NodeSample | None:

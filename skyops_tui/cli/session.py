@@ -53,7 +53,8 @@ class Session:
 
     async def logs(self, job: Job, stream: str = "stdout", lines: int = 100) -> list[str]:
         ex = self.rt.executor
-        if not self.rt.leader and await ex.open_for_reads():
+        grid_id = self.rt.store.grid_id if self.rt.store is not None else ""
+        if not self.rt.leader and await ex.open_for_reads(grid_id):
             await self.wait_for_nodes(10.0)  # a follower opened links just for this
         return await ex.logs(job, stream, lines)
 

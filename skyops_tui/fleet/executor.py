@@ -165,11 +165,12 @@ class FleetExecutor:
     def nodes_settled(self) -> bool:
         return all(link.ready or link.error for link in self.links.values())
 
-    async def open_for_reads(self) -> bool:
-        """A follower has no links of its own: open them just for reading logs."""
+    async def open_for_reads(self, grid_id: str) -> bool:
+        """A follower has no links of its own: open them just for reading logs, under
+        the state's grid id (the agents know its jobs by it)."""
         if self.links:
             return False
-        await self.start()
+        await self.start(grid_id)
         return True
 
     def status_line(self) -> str:

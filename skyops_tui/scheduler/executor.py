@@ -131,7 +131,7 @@ class Executor(Protocol):
         """Every node it connects to has answered, or failed at least once."""
         ...
 
-    async def open_for_reads(self) -> bool:
+    async def open_for_reads(self, grid_id: str) -> bool:
         """On a console that follows: open what `logs` needs if it is not open yet.
         True when it opened something (then wait for `nodes_settled`)."""
         ...

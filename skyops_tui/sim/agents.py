@@ -165,7 +165,7 @@ class SimExecutor:
     def nodes_settled(self) -> bool:
         return True
 
-    async def open_for_reads(self) -> bool:
+    async def open_for_reads(self, grid_id: str) -> bool:
         return False
 
     def telemetry(self, node: str) -> NodeSample | None:

@@ -186,7 +186,7 @@ class SlurmExecutor:
     def nodes_settled(self) -> bool:
         return True  # no links: nodes are as the last poll found them
 
-    async def open_for_reads(self) -> bool:
+    async def open_for_reads(self, grid_id: str) -> bool:
         return False  # logs are files on the shared state folder
 
     def status_line(self) -> str:
