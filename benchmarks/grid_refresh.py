@@ -63,7 +63,13 @@ from skyops_tui.sim.agents import SimExecutor  # noqa: E402
 SIZES = (64, 256, 512)
 SIZE = (120, 36)
 STEP_S = 60.0  # simulated time between refreshes
-TARGET = {"nodes": 512, "refresh_ms": 16.0, "rss_mb": 200.0, "first_paint_s": 1.0}
+TARGET = {
+    "nodes": 512,
+    "frame_p50_ms": 16.0,
+    "frame_p99_ms": 33.0,
+    "rss_mb": 200.0,
+    "first_paint_s": 1.0,
+}
 TYPES = {"H100": 2.50, "A100": 1.60}
 ARGV = ("python", "train.py")
 
@@ -218,18 +224,27 @@ def node_rows(app) -> dict[str, tuple]:
 
 async def measure(nodes: int, refreshes: int, profile: int) -> dict:
     t_import = time.perf_counter()
-    from skyops_tui.app.app import SkyopsApp
+    from skyops_tui.app.app import SkyopsApp  # noqa: F401  (timed: importing the app)
     from skyops_tui.app.widgets.tables import GridTable
 
     t_import = time.perf_counter() - t_import
+    from key_latency import BenchApp  # the console with a driver that draws for real
+
     rt = runtime(nodes)
     load = Workload(rt)
     load.fill()
-    app = SkyopsApp(rt)
+    app = BenchApp(rt)
+    written: list[tuple[float, float]] = []  # (wall, CPU) at the end of each frame written
+
+    def on_frame(data: str) -> None:
+        written.append((time.perf_counter(), time.process_time()))
+
+    profiler = cProfile.Profile() if profile else None
     out: dict = {"nodes": nodes, "size": f"{SIZE[0]}x{SIZE[1]}"}
 
     t0 = time.perf_counter()
     async with app.run_test(size=SIZE) as pilot:
+        app._driver.on_frame = on_frame  # type: ignore[union-attr]
 
         def populated() -> bool:
             try:
@@ -269,30 +284,44 @@ async def measure(nodes: int, refreshes: int, profile: int) -> dict:
             idle.append(time.perf_counter() - w0)
 
         wall, cpu, frame, changed, in_gc = [], [], [], [], []
+        frame_wall, frame_cpu, frames_per_step = [], [], []
         full_gcs = 0
-        profiler = cProfile.Profile() if profile else None
         collector = GcClock()
         before = node_rows(app)
         for _ in range(refreshes):
             load.step(STEP_S)
             g0, full0 = collector.seconds, collector.full
+            written.clear()
             c0, w0 = time.process_time(), time.perf_counter()
             if profiler is not None:
                 profiler.enable()
             app.refresh_views()
+            w1, c1 = time.perf_counter(), time.process_time()
+            # The frame: Textual's idle work (the tables' widths), layout, render and the
+            # compositor's update written by the driver. pause() ends by drawing it.
+            await pilot.pause()
+            w2, c2 = time.perf_counter(), time.process_time()
             if profiler is not None:
                 profiler.disable()
-            w1, c1 = time.perf_counter(), time.process_time()
             in_gc.append(collector.seconds - g0)
             full_gcs += collector.full - full0
-            await pilot.pause()
-            w2 = time.perf_counter()
             wall.append(w1 - w0)
             cpu.append(c1 - c0)
             frame.append(w2 - w1)
+            # Wall to the end of the last frame written (not pause()'s idle wait after
+            # it); CPU over the refresh and the whole pause, idle polling included.
+            frame_wall.append((written[-1][0] if written else w1) - w0)
+            frame_cpu.append(c2 - c0)
+            frames_per_step.append(len(written))
             after = node_rows(app)
             changed.append(sum(1 for k, v in after.items() if before.get(k) != v))
             before = after
+        out["frame_wall"] = summary_ms(frame_wall)
+        out["frame_cpu"] = summary_ms(frame_cpu)
+        out["frames_written_per_refresh"] = {
+            "mean": round(sum(frames_per_step) / len(frames_per_step), 2),
+            "none": sum(1 for f in frames_per_step if not f),
+        }
         out["refresh_wall"] = summary_ms(wall)
         out["refresh_cpu"] = summary_ms(cpu)
         out["refresh_wall_less_gc"] = summary_ms([w - g for w, g in zip(wall, in_gc, strict=True)])
@@ -311,11 +340,11 @@ async def measure(nodes: int, refreshes: int, profile: int) -> dict:
         out["state_at_end"] = grid_state(rt)
         out["simulated_s"] = refreshes * STEP_S
         out["events_in_feed"] = len(rt.feed.events)
-        if profiler is not None:
-            buf = io.StringIO()
-            pstats.Stats(profiler, stream=buf).sort_stats("cumulative").print_stats(profile)
-            print(f"--- profile of app.refresh_views() at {nodes} nodes ---", file=sys.stderr)
-            print(buf.getvalue(), file=sys.stderr)
+    if profiler is not None:  # after run_test, which redirects stderr while it runs
+        buf = io.StringIO()
+        pstats.Stats(profiler, stream=buf).sort_stats("cumulative").print_stats(profile)
+        print(f"--- profile of a frame (refresh and paint) at {nodes} nodes ---", file=sys.stderr)
+        print(buf.getvalue(), file=sys.stderr)
     return out
 
 
@@ -323,20 +352,23 @@ def verdict(results: list[dict]) -> dict:
     big = next((r for r in results if r["nodes"] == TARGET["nodes"]), None)
     if big is None:
         return {"measured": False, "why": f"no {TARGET['nodes']}-node size in this run"}
-    p50, p99 = big["refresh_wall"]["p50_ms"], big["refresh_wall"]["p99_ms"]
+    cpu, wall = big["frame_cpu"], big["frame_wall"]
     runs = big.get("first_paint_frame_s_runs")
     paint = runs["median"] if runs else big["first_paint_s"]["frame"]
     rss = big.get("rss_after_mount_mb_runs", {}).get("max", big["rss_after_mount_mb"])
+    # CPU time is judged: on a shared, loaded machine wall time holds other work.
     return {
-        "refresh_p50_ms": {
-            "value": p50,
-            "target": TARGET["refresh_ms"],
-            "met": p50 <= TARGET["refresh_ms"],
+        "frame_p50_ms": {
+            "cpu": cpu["p50_ms"],
+            "wall": wall["p50_ms"],
+            "target": TARGET["frame_p50_ms"],
+            "met": cpu["p50_ms"] <= TARGET["frame_p50_ms"],
         },
-        "refresh_p99_ms": {
-            "value": p99,
-            "target": TARGET["refresh_ms"],
-            "met": p99 <= TARGET["refresh_ms"],
+        "frame_p99_ms": {
+            "cpu": cpu["p99_ms"],
+            "wall": wall["p99_ms"],
+            "target": TARGET["frame_p99_ms"],
+            "met": cpu["p99_ms"] <= TARGET["frame_p99_ms"],
         },
         "rss_mb": {"value": rss, "target": TARGET["rss_mb"], "met": rss <= TARGET["rss_mb"]},
         "first_paint_s_median": {

@@ -15,7 +15,7 @@ from .. import format as F
 from .. import palette
 from ..keys import bindings
 from ..widgets.chrome import show
-from ..widgets.tables import Column, GridTable, fit_last
+from ..widgets.tables import Column, GridTable, cell_width, fit_last
 from .base import SkyScreen
 
 WIDE = 120  # from this many columns the grid shows wide GPU cells and more columns
@@ -165,10 +165,12 @@ class GridScreen(SkyScreen):
         recent.can_focus = False
         yield recent
 
-    _row_cache: dict[str, tuple[tuple, list]]
+    _row_cache: dict[str, tuple[tuple, list, list[int]]]  # node: (what it shows, cells, widths)
+    _load_cache: dict[str, tuple[object, tuple]]  # node: (its GPU samples, load and heat)
 
     def on_mount(self) -> None:
         self._row_cache = {}
+        self._load_cache = {}
         self.refresh_view()
 
     def on_resize(self) -> None:
@@ -211,13 +213,21 @@ class GridScreen(SkyScreen):
         g = self.runtime.grid
         thresholds = getattr(self.app, "thresholds", palette.DEFAULT_THRESHOLDS)
         rows = []
+        widths = []
         changed: set[str] = set()
         cache = self._row_cache
+        loads = self._load_cache
         beat_at = 8 if wide else 7  # name, [type], GPUs, util, mem, temp, power, state, beat
         for node in g.nodes.values():
             sample = telemetry(self.runtime, node.name)
-            util, mem, mem_label = node_load(sample)
-            temp, watts = node_heat(sample)
+            gpus = sample.gpus if sample is not None else None
+            seen = loads.get(node.name)
+            if seen is not None and seen[0] is gpus and gpus is not None:
+                util, mem, mem_label, temp, watts = seen[1]
+            else:  # a new sample: samples are frozen, so the same GPUs give the same load
+                util, mem, mem_label = node_load(sample)
+                temp, watts = node_heat(sample)
+                loads[node.name] = (gpus, (util, mem, mem_label, temp, watts))
             if node.status is NodeStatus.UNREACHABLE:
                 util = mem = temp = watts = None
             beat = heartbeat(self.runtime, node, sample)
@@ -243,13 +253,16 @@ class GridScreen(SkyScreen):
             beat_text = F.duration(beat) if beat is not None else "—"
             hit = cache.get(node.name)
             if hit is not None and hit[0] == key:
-                cells = hit[1]
+                cells, row_widths = hit[1], hit[2]
                 if cells[beat_at].plain != beat_text:  # the heartbeat ticks on its own
                     cells = list(cells)
                     cells[beat_at] = Text(beat_text, justify="right")
-                    cache[node.name] = (key, cells)
+                    row_widths = list(row_widths)
+                    row_widths[beat_at] = cell_width(cells[beat_at])
+                    cache[node.name] = (key, cells, row_widths)
                     changed.add(node.name)
                 rows.append((node.name, cells))
+                widths.append(row_widths)
                 continue
             name = Text(node.name, style="bold")
             state = paint.node_status(node.status)
@@ -280,13 +293,15 @@ class GridScreen(SkyScreen):
             cells.append(Text(beat_text, justify="right"))
             if wide:
                 cells.append(job_spans(paint, node, g.jobs))
-            cache[node.name] = (key, cells)
+            row_widths = [cell_width(c) for c in cells]
+            cache[node.name] = (key, cells, row_widths)
             changed.add(node.name)
             rows.append((node.name, cells))
+            widths.append(row_widths)
         columns = self.columns()
         if wide:  # the Jobs column takes what is left, so the table fits the terminal
             gutter = table.styles.scrollbar_size_vertical
-            columns = fit_last(columns, rows, self.app.size.width, gutter)
+            columns = fit_last(columns, rows, self.app.size.width, gutter, widths)
         table.set_columns(columns)
         table.show_rows(rows, changed)
         show(self.query_one("#legend", Static), self._legend(paint, wide))

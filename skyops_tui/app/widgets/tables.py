@@ -3,13 +3,14 @@ without losing the cursor, the scroll position or the sort."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from rich.cells import cell_len
 from rich.text import Text
 from textual.widgets import DataTable
+from textual.widgets.data_table import ColumnKey, RowKey
 
 from .. import palette
 
@@ -34,6 +35,7 @@ class GridTable(DataTable):
         self._columns_now: tuple[Column, ...] = ()
         self._keys_now: list[str] = []
         self._restore_key: str | None = None
+        self._widths: dict[str, list[int]] = {}  # each row's cell widths, as measured
 
     @property
     def paint(self) -> palette.Painter:
@@ -46,6 +48,7 @@ class GridTable(DataTable):
         self._restore_key = self.selected_key
         self.clear(columns=True)
         self._keys_now = []
+        self._widths = {}
         for c in cols:
             self.add_column(c.label, key=c.key, width=c.width)
         self._columns_now = cols
@@ -68,18 +71,30 @@ class GridTable(DataTable):
         otherwise the table is re-filled and the cursor follows the row it was on."""
         # Cells hold names, commands and reasons people typed: plain strings are shown
         # literally (a user named "[/x]" is text, not markup).
-        rows = [(k, [literal(c) for c in cells]) for k, cells in rows]
         keys = [k for k, _ in rows]
         cols = [c.key for c in self._columns_now]
         if keys == self._keys_now:
+            touched: set[int] = set()
+            dirty: dict[str, list[tuple[str, Any]]] = {}
             for key, cells in rows:
                 if changed is not None and key not in changed:
                     continue
+                cells = [literal(c) for c in cells]
                 old = self.get_row(key)
-                for ck, new, was in zip(cols, cells, old, strict=False):
+                puts = []
+                for i, (ck, new, was) in enumerate(zip(cols, cells, old, strict=False)):
                     if new is not was and new != was:
-                        self.update_cell(key, ck, new, update_width=True)
+                        puts.append((ck, new))
+                        touched.add(i)
+                if puts:
+                    dirty[key] = puts
+                    self._widths[key] = [cell_width(c) for c in cells]
+            if dirty:
+                self._put_cells(dirty)
+            if touched:
+                self._fit_widths(touched)
             return
+        rows = [(k, [literal(c) for c in cells]) for k, cells in rows]
         selected = self.selected_key or self._restore_key
         self._restore_key = None
         cursor_row = self.cursor_row
@@ -88,6 +103,7 @@ class GridTable(DataTable):
         for key, cells in rows:
             self.add_row(*cells, key=key)
         self._keys_now = keys
+        self._widths = {k: [cell_width(c) for c in cells] for k, cells in rows}
         if selected in keys:
             self.move_cursor(row=keys.index(selected), animate=False, scroll=False)
         elif keys:
@@ -97,28 +113,100 @@ class GridTable(DataTable):
         if keys:
             self.call_after_refresh(self._keep_cursor_visible)
 
+    def _put_cells(self, dirty: dict[str, list[tuple[str, Any]]]) -> None:
+        """Put new values in cells and redraw only their rows.
+
+        `update_cell` marks the whole table stale (every cache entry carries Textual's
+        update count), so one changed row, even off screen, re-renders every visible
+        row. Here the new values go into the table's data, only the changed rows'
+        entries leave its render caches, and only their lines are refreshed: a row off
+        screen costs nothing until it is scrolled into view, where it renders from the
+        data. Reaches into DataTable's internals (textual is pinned; a bump is checked
+        by tests/app/test_tables.py and the snapshots)."""
+        data = self._data
+        for key, puts in dirty.items():
+            row = data[RowKey(key)]
+            for ck, value in puts:
+                row[ColumnKey(ck)] = value
+        stale = {RowKey(k) for k in dirty}
+        indexes = {self._row_locations.get(k) for k in stale}
+        top = self.header_height if self.show_header else 0
+        ys = {top + y for y, (key, _) in enumerate(self._y_offsets) if key in stale}
+        for cache, gone in (
+            (self._row_render_cache, lambda k: k[0] in stale),
+            (self._cell_render_cache, lambda k: k[0] in stale),
+            (self._row_renderable_cache, lambda k: k[1] in indexes),
+            (self._line_cache, lambda k: k[0] in ys),
+        ):
+            for k in [k for k in cache.keys() if gone(k)]:
+                cache.discard(k)
+        for i in indexes:
+            if i is not None:
+                self.refresh_row(i)
+
+    def _fit_widths(self, touched: set[int]) -> None:
+        """Columns as wide as their widest cell, as `update_width=True` on every updated
+        cell would leave them, without its cost: Textual re-measures a whole column
+        (every row, each cell asking the OS for the terminal size) whenever an updated
+        cell is narrower than the column. Widths are kept per row, so a column is
+        handed to Textual to re-measure only when its widest cell really changed."""
+        widths = self._widths
+        for i in touched:
+            spec = self._columns_now[i]
+            if spec.width is not None:  # a fixed width: content does not move it
+                continue
+            column = self.columns.get(ColumnKey(spec.key))
+            if column is None or not widths:
+                continue
+            widest_key, widest = max(
+                ((k, w[i] if i < len(w) else 0) for k, w in widths.items()), key=lambda kw: kw[1]
+            )
+            if max(widest, cell_len(column.label.plain)) == column.content_width:
+                continue
+            # Textual measures it: wider, the column takes its width; narrower than the
+            # column, it re-measures the column (the widest cell shrank).
+            value = self.get_cell(widest_key, spec.key)
+            self.update_cell(widest_key, spec.key, value, update_width=True)
+
     def _keep_cursor_visible(self) -> None:
         if self.row_count:
             self.move_cursor(row=self.cursor_row, animate=False, scroll=True)
 
 
 def fit_last(
-    columns: Sequence[Column], rows: Sequence[tuple[str, Sequence[Any]]], width: int, gutter: int
+    columns: Sequence[Column],
+    rows: Sequence[tuple[str, Sequence[Any]]],
+    width: int,
+    gutter: int,
+    widths: Iterable[Sequence[int]] | None = None,
 ) -> list[Column]:
     """`columns` with the last one as wide as what the others leave of `width`.
 
     A long last column (a node's jobs, an event's cause) would otherwise widen the table
     past the terminal and bring up a horizontal scrollbar; fixed, it ends in an ellipsis
-    instead. `gutter` keeps room for a vertical scrollbar."""
+    instead. `gutter` keeps room for a vertical scrollbar. `widths`, each row's cell
+    widths when the caller keeps them (`cell_width`), saves measuring every cell."""
     if not columns:
         return []
-    widths = [cell_len(c.label) for c in columns[:-1]]
-    for _, cells in rows:
-        for i, cell in enumerate(cells[: len(widths)]):
-            widths[i] = max(widths[i], cell_len(getattr(cell, "plain", str(cell))))
+    n = len(columns) - 1
+    need = [cell_len(c.label) for c in columns[:-1]]
+    if widths is None:
+        widths = [[cell_width(c) for c in cells[:n]] for _, cells in rows]
+    table = list(widths)
+    for i in range(n):
+        widest = max((w[i] for w in table if i < len(w)), default=0)
+        need[i] = max(need[i], widest)
     last = columns[-1]
-    room = width - sum(widths) - 2 * len(columns) - gutter  # a cell's padding: 1 each side
+    room = width - sum(need) - 2 * len(columns) - gutter  # a cell's padding: 1 each side
     return [*columns[:-1], replace(last, width=max(room, cell_len(last.label), 4))]
+
+
+def cell_width(cell: Any) -> int:
+    """The width a table column needs for `cell` (its widest line), as Textual
+    measures it."""
+    if isinstance(cell, Text):
+        return max(map(cell_len, cell.plain.splitlines()), default=0)
+    return cell_len(str(cell))
 
 
 def literal(cell: Any) -> Any:

@@ -1,0 +1,92 @@
+"""GridTable's in-place updates: what is drawn is what the table holds.
+
+`show_rows` puts changed cells straight into DataTable's data and redraws only their
+rows (no `update_cell`, which marks every visible row stale), and keeps each column as
+wide as its widest cell without re-measuring the column. These check the drawn lines,
+not only the data, on rows on screen and off it, so a Textual bump that changes its
+caches fails here."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import App, ComposeResult
+
+from skyops_tui.app.widgets.tables import Column, GridTable, cell_width
+from tests.app.harness import wait_for
+
+COLUMNS = [Column("name", "Name"), Column("value", "Value")]
+ROWS = 60  # more than the 12 lines shown
+
+
+def rows(values: dict[int, str]) -> list[tuple[str, list]]:
+    return [(f"r{i}", [Text(f"row-{i:02d}"), Text(values.get(i, "a"))]) for i in range(ROWS)]
+
+
+class TableApp(App):
+    CSS = "GridTable { height: 12; }"
+
+    def compose(self) -> ComposeResult:
+        yield GridTable(id="t")
+
+
+def drawn(table: GridTable) -> list[str]:
+    """The table's lines as rendered now (header first)."""
+    return [table.render_line(y).text for y in range(table.size.height)]
+
+
+def line_of(table: GridTable, name: str) -> str:
+    return next(line for line in drawn(table) if name in line)
+
+
+async def test_changed_rows_are_drawn_on_screen_and_when_scrolled_into_view():
+    app = TableApp()
+    async with app.run_test(size=(60, 20)) as pilot:
+        table = app.query_one(GridTable)
+        table.set_columns(COLUMNS)
+        table.show_rows(rows({}))
+        await pilot.pause()
+        assert line_of(table, "row-01").split() == ["row-01", "a"]
+        assert all("row-50" not in line for line in drawn(table))  # off screen
+
+        # One row on screen and one off it change; only those are handed over.
+        table.show_rows(rows({1: "b", 50: "c"}), changed={"r1", "r50"})
+        await pilot.pause()
+        assert line_of(table, "row-01").split() == ["row-01", "b"]
+        assert line_of(table, "row-02").split() == ["row-02", "a"]
+        assert [str(c) for c in table.get_row("r50")] == ["row-50", "c"]
+
+        table.move_cursor(row=50)
+        await wait_for(pilot, lambda: any("row-50" in s for s in drawn(table)), "row 50 drawn")
+        assert line_of(table, "row-50").split() == ["row-50", "c"]
+
+        # Changed while off screen after having been drawn: its old drawing is not reused.
+        table.move_cursor(row=0)
+        await wait_for(pilot, lambda: table.scroll_y == 0, "back at the top")
+        table.show_rows(rows({1: "b", 50: "d"}), changed={"r50"})
+        await pilot.pause()
+        table.move_cursor(row=50)
+        await wait_for(pilot, lambda: any("row-50" in s for s in drawn(table)), "row 50 again")
+        assert line_of(table, "row-50").split() == ["row-50", "d"]
+
+
+async def test_columns_grow_and_shrink_with_their_widest_cell():
+    app = TableApp()
+    async with app.run_test(size=(60, 20)) as pilot:
+        table = app.query_one(GridTable)
+        table.set_columns(COLUMNS)
+        table.show_rows(rows({}))
+        await pilot.pause()
+        value = table.columns[table.ordered_columns[1].key]
+        assert value.content_width == cell_width(Text("Value"))
+
+        table.show_rows(rows({55: "x" * 20}), changed={"r55"})  # off screen, wider
+        await pilot.pause()
+        assert value.content_width == 20
+
+        table.show_rows(rows({55: "y" * 8}), changed={"r55"})  # the widest shrinks
+        await pilot.pause()
+        assert value.content_width == 8
+
+        table.show_rows(rows({}), changed={"r55"})
+        await pilot.pause()
+        assert value.content_width == cell_width(Text("Value"))
