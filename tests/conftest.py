@@ -13,14 +13,16 @@ Two rules of the suite are enforced here rather than trusted:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+from tests.waiting import wait_for
 
 TOKEN_VAR = "SKYOPS_TEST_SESSION"
 os.environ.setdefault(TOKEN_VAR, uuid.uuid4().hex)
@@ -92,11 +94,15 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if os.environ.get("SKYOPS_ALLOW_LEAKS") or hasattr(session.config, "workerinput"):
         return
     basetemp = _basetemp(session.config)
-    deadline = time.monotonic() + LEAK_GRACE_S
-    leaked = session_processes(basetemp)
-    while leaked and time.monotonic() < deadline:
-        time.sleep(0.2)
+    leaked: dict[int, str] = {}
+
+    def none_left() -> bool:
+        nonlocal leaked
         leaked = session_processes(basetemp)
+        return not leaked
+
+    with contextlib.suppress(AssertionError):  # what is left is listed below
+        wait_for(none_left, "every process of the session gone", LEAK_GRACE_S, interval=0.2)
     if not leaked:
         return
     for pid in leaked:

@@ -6,6 +6,7 @@ Helpers are fixtures (not importable modules) so they cannot clash with other te
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import os
@@ -13,7 +14,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -141,10 +141,15 @@ def remove_cgroup(status: dict) -> None:
     cgroup = Cgroup.from_json(status.get("cgroup"))
     if cgroup is None:
         return
-    deadline = time.monotonic() + 5
-    while cgroup.pids() and time.monotonic() < deadline:
+
+    def emptied() -> bool:
+        if not cgroup.pids():
+            return True
         cgroup.signal(signal.SIGKILL)
-        time.sleep(0.01)
+        return False
+
+    with contextlib.suppress(AssertionError):  # remove() fails on what is still in it
+        waiting.wait_for(emptied, "the job's cgroup emptied", 5, interval=0.01)
     cgroup.remove()
 
 

@@ -273,7 +273,6 @@ async def test_a_follower_says_so_and_says_now_leading_after_a_takeover(tmp_path
     from skyops_tui.domain.config import parse_config
     from skyops_tui.runtime import Runtime
     from skyops_tui.store.db import Store
-    from tests.fleet.localgrid import wait_for as lease_wait
     from tests.helpers import Recorder
 
     config = {
@@ -299,7 +298,7 @@ async def test_a_follower_says_so_and_says_now_leading_after_a_takeover(tmp_path
     await first.start()
     stopped = False
     try:
-        await lease_wait(lambda: first.leader, "the first console leads")
+        await until(lambda: first.leader, "the first console leads")
         app = SkyopsApp(console(2))
         async with app.run_test(size=(160, 40)) as pilot:
             bar = lambda: str(app.screen.query_one(TopBar).render())  # noqa: E731

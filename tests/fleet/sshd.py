@@ -24,7 +24,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -52,10 +51,15 @@ def remove_cgroup(status: dict) -> None:
     cgroup = Cgroup.from_json(status.get("cgroup"))
     if cgroup is None:
         return
-    deadline = time.monotonic() + 5
-    while cgroup.pids() and time.monotonic() < deadline:
+
+    def emptied() -> bool:
+        if not cgroup.pids():
+            return True
         cgroup.signal(signal.SIGKILL)
-        time.sleep(0.01)
+        return False
+
+    with contextlib.suppress(AssertionError):  # remove() fails on what is still in it
+        wait_for(emptied, "the job's cgroup emptied", 5, interval=0.01)
     cgroup.remove()
 
 

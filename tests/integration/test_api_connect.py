@@ -22,9 +22,9 @@ from skyops_tui.api.remote import NoExecutor, Tunnel, fetch_state, parse_connect
 from skyops_tui.control.commands import Cancel
 from skyops_tui.runtime import Runtime
 from skyops_tui.store.db import Store
-from tests.fleet.sshd import until
 from tests.fleet.unixusers import shared_openssh_box, unix_users  # noqa: F401 (fixtures)
 from tests.integration.test_api_users import REPO, Service
+from tests.waiting import until
 
 LIE = {"SKYOPS_USER": "svc", "USER": "svc", "LOGNAME": "svc"}
 

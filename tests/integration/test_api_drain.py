@@ -11,8 +11,8 @@ from pathlib import Path
 
 from skyops_tui.store.db import Store
 from tests.helpers import one_local_node_config
-from tests.integration.test_api_faults import wait_for
 from tests.integration.test_api_users import refused, service, users  # noqa: F401
+from tests.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = one_local_node_config("drain", "default_balance = 100000\n")
@@ -36,7 +36,7 @@ class Leader:
         with log.open("w") as out:
             self.proc = subprocess.Popen([*self.base, "serve"], stdout=out,
                                          stderr=subprocess.STDOUT, env=self.env, cwd=REPO)  # fmt: skip
-        wait_for(lambda: "leading" in log.read_text(), "the leader leading")
+        wait_for(lambda: "leading" in log.read_text(), "the leader leading", timeout=30)
 
     def stop(self) -> None:
         if self.proc is None:
@@ -84,12 +84,16 @@ def test_drain_keeps_new_work_off_survives_a_restart_and_undrain_reopens(tmp_pat
         leader.start()
         node = leader.json("status")["nodes"][0]
         assert node["drained"] == "by ops: swap [red]PSU[/]", node
-        wait_for(lambda: leader.json("status")["nodes"][0]["status"] == "up", "node-a up")
+        wait_for(
+            lambda: leader.json("status")["nodes"][0]["status"] == "up", "node-a up", timeout=30
+        )
         assert leader.state("waits") == "queued"
 
         r = leader.cli("nodes", "undrain", "node-a")
         assert r.returncode == 0 and "Node node-a undrained" in r.stdout, (r.stdout, r.stderr)
-        wait_for(lambda: leader.state("waits") == "succeeded", "the job run after undrain")
+        wait_for(
+            lambda: leader.state("waits") == "succeeded", "the job run after undrain", timeout=30
+        )
     finally:
         leader.stop()
     store = Store(tmp_path / "state.db")

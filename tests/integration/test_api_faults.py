@@ -7,12 +7,12 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from benchmarks.crash_harness import LockHolder
 from skyops_tui.store.db import Store
 from tests.helpers import one_local_node_config
+from tests.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = one_local_node_config("faults")
@@ -28,14 +28,6 @@ command = ["true"]
 """
 
 
-def wait_for(predicate, what: str, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        assert time.monotonic() < deadline, f"within {timeout:.0f} s, never: {what}"
-        time.sleep(0.05)
-    return value
-
-
 def test_a_locked_store_is_exit_4_through_the_leader_and_never_applied_later(tmp_path):
     (tmp_path / "config.toml").write_text(CONFIG)
     (tmp_path / "plan.toml").write_text(PLAN)
@@ -49,7 +41,7 @@ def test_a_locked_store_is_exit_4_through_the_leader_and_never_applied_later(tmp
         leader = subprocess.Popen([*base, "serve"], stdout=out, stderr=subprocess.STDOUT,
                                   env=env, cwd=REPO)  # fmt: skip
     try:
-        wait_for(lambda: "leading" in log.read_text(), "the leader leading")
+        wait_for(lambda: "leading" in log.read_text(), "the leader leading", timeout=30)
         with LockHolder(db):
             r = subprocess.run([*base, "--apply", str(tmp_path / "plan.toml")], env=env,
                                cwd=REPO, capture_output=True, text=True, timeout=120)  # fmt: skip
@@ -64,6 +56,7 @@ def test_a_locked_store_is_exit_4_through_the_leader_and_never_applied_later(tmp
                      env=env, cwd=REPO, capture_output=True, text=True, timeout=120))
             .returncode == 0 and p,
             "a later plan applied once the lock is gone",
+            timeout=30,
         )  # fmt: skip
         assert "Applied" in ok.stdout
         store = Store(db)
@@ -104,7 +97,7 @@ def test_logs_follow_through_the_leader_prints_each_line_once(tmp_path):
         leader = subprocess.Popen([*base, "serve"], stdout=out, stderr=subprocess.STDOUT,
                                   env=env, cwd=REPO)  # fmt: skip
     try:
-        wait_for(lambda: "leading" in log.read_text(), "the leader leading")
+        wait_for(lambda: "leading" in log.read_text(), "the leader leading", timeout=30)
         r = subprocess.run([*base, "--apply", str(tmp_path / "plan.toml")], env=env, cwd=REPO,
                            capture_output=True, text=True, timeout=120)  # fmt: skip
         assert r.returncode == 0, r.stderr
@@ -114,7 +107,7 @@ def test_logs_follow_through_the_leader_prints_each_line_once(tmp_path):
                                cwd=REPO, capture_output=True, text=True, timeout=60)  # fmt: skip
             return r.returncode == 0 and json.loads(r.stdout)["lines"][-1:] == ["line 299"]
 
-        wait_for(last_line, "the job's first 300 lines written")
+        wait_for(last_line, "the job's first 300 lines written", timeout=30)
         follow = subprocess.Popen([*base, "logs", "chatty", "-f", "-n", "5", "--json"],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                   env=env, cwd=REPO)  # fmt: skip
@@ -152,7 +145,7 @@ def test_submit_an_array_through_the_leader(tmp_path):
         leader = subprocess.Popen([*base, "serve"], stdout=out, stderr=subprocess.STDOUT,
                                   env=env, cwd=REPO)  # fmt: skip
     try:
-        wait_for(lambda: "leading" in log.read_text(), "the leader leading")
+        wait_for(lambda: "leading" in log.read_text(), "the leader leading", timeout=30)
         cli = {**env, "SKYOPS_USER": "someone-else"}  # the socket, not this, names the caller
         r = subprocess.run([*base, "submit", "--name", "arr", "--bid", "1.5", "--array", "3",
                             "--json", "--", "true"], env=cli, cwd=REPO, capture_output=True,

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from skyops_tui.store.db import Store
+from tests.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 SYSTEM_PYTHON = "/usr/bin/python3.11"
@@ -84,11 +85,12 @@ default_balance = 100000
              "--db", str(self.db), "serve"],
             stdout=self.log.open("w"), stderr=subprocess.STDOUT, env=env, cwd=REPO,
         )  # fmt: skip
-        deadline = time.monotonic() + 30
-        while "leading" not in self.log.read_text():
+
+        def leading() -> bool:
             assert self.proc.poll() is None, self.log.read_text()
-            assert time.monotonic() < deadline, "the service never led"
-            time.sleep(0.05)
+            return "leading" in self.log.read_text()
+
+        wait_for(leading, "the service leading", 30)
 
     def stop(self) -> None:
         self.proc.terminate()

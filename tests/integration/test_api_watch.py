@@ -14,7 +14,7 @@ from skyops_tui.domain.specs import JobSpec
 from skyops_tui.runtime import Runtime
 from skyops_tui.sim.agents import SimExecutor
 from skyops_tui.store.db import Store
-from tests.fleet.localgrid import wait_for
+from tests.waiting import until
 
 CONFIG = {
     "cluster": {"name": "watch", "tick_s": 0.1},
@@ -64,8 +64,8 @@ async def test_a_follower_shows_what_the_leader_shows(tmp_path):
             assert "no job 'nope'" in str(e)
         else:
             raise AssertionError("a bid on no job was accepted")
-        await wait_for(lambda: follower._watching, "the follower watching the leader")
-        await wait_for(
+        await until(lambda: follower._watching, "the follower watching the leader")
+        await until(
             lambda: view(follower) == view(leader) and len(leader.feed.events) > 5,
             "the follower's grid, events, ledger and prices matching the leader's",
         )
@@ -86,25 +86,25 @@ async def test_the_follower_console_screens_match_the_leaders(tmp_path):
     from skyops_tui.app.app import SkyopsApp
     from skyops_tui.app.screens.events import EventsScreen
     from tests.app.harness import screen_text
-    from tests.app.harness import wait_for as wait_app
+    from tests.waiting import pilot_until
 
     path = tmp_path / "state.db"
     leader, follower = console(path), console(path)
     lead_app, follow_app = SkyopsApp(leader), SkyopsApp(follower)
     async with lead_app.run_test(size=(160, 50)) as lp:
-        await wait_app(lp, lambda: leader.leader and leader.api is not None, "leading")
+        await pilot_until(lp, lambda: leader.leader and leader.api is not None, "leading")
         for k in range(3):
             leader.scheduler.submit(flex(f"job-{k}", 1.0 + k / 10, gpus=4), actor="ops")
         async with follow_app.run_test(size=(160, 50)) as fp:
-            await wait_app(fp, lambda: not follower.leader and follower._watching, "following")
+            await pilot_until(fp, lambda: not follower.leader and follower._watching, "following")
             for pilot, app in ((lp, lead_app), (fp, follow_app)):
                 await pilot.press("e")
-                await wait_app(pilot, lambda a=app: isinstance(a.screen, EventsScreen), "events")
+                await pilot_until(pilot, lambda a=app: isinstance(a.screen, EventsScreen), "events")
 
             def body(app) -> list[str]:
                 return [ln for ln in screen_text(app).splitlines() if "job-" in ln]
 
-            await wait_app(
+            await pilot_until(
                 fp,
                 lambda: body(follow_app) == body(lead_app) and len(body(lead_app)) >= 3,
                 "the follower's event log matching the leader's",

@@ -7,9 +7,9 @@ import sys
 
 from skyops_tui.domain.model import JobState
 from skyops_tui.fleet.executor import agent_id
-from tests.fleet.localgrid import wait_for
 from tests.fleet.sshd import kill_leftover_jobs
 from tests.integration.test_node_loss import agent_records, grid, job, ready
+from tests.waiting import until
 
 SHORT = (sys.executable, "-c", "import time; time.sleep(1.5)")
 
@@ -20,7 +20,7 @@ async def test_an_exit_seen_live_is_billed_to_the_end_the_agent_recorded(tmp_pat
     try:
         await ready(rt)
         p = rt.scheduler.submit(job("short", "priority", argv=SHORT))
-        await wait_for(lambda: p.state is JobState.SUCCEEDED, "the short job done", timeout=30)
+        await until(lambda: p.state is JobState.SUCCEEDED, "the short job done", timeout=30)
         record = (await agent_records(rt, "node-a"))[agent_id(p.id, 1, 0)]
         seen = next(e.at for e in rt.feed.events if e.job == p.id and e.new == "succeeded")
         assert record["ended_at"] < seen  # the console heard of it later

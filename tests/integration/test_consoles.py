@@ -17,6 +17,7 @@ from skyops_tui.domain.errors import Refused
 from skyops_tui.domain.model import Event, JobState
 from skyops_tui.store.control import lease_holder
 from skyops_tui.store.db import Store
+from tests.waiting import wait_for
 
 CONFIG = """
 [cluster]
@@ -78,17 +79,6 @@ class Console:
                 self.proc.wait()
 
 
-def wait_for(predicate, what: str, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"within {timeout:.0f} s, never: {what}")
-        time.sleep(0.1)
-
-
 def ask(sock: Path, kind: str, payload: dict) -> tuple[str, dict]:
     """A command to the leader's socket, as a third process sends it."""
 
@@ -128,9 +118,9 @@ def test_one_leads_another_takes_over_and_commands_reach_the_leader(tmp_path):
     a = Console(tmp_path, "a")
     b = None
     try:
-        wait_for(lambda: "leading" in a.output(), "console A leading")
+        wait_for(lambda: "leading" in a.output(), "console A leading", timeout=30)
         b = Console(tmp_path, "b")
-        wait_for(lambda: "standing by" in b.output(), "console B standing by")
+        wait_for(lambda: "standing by" in b.output(), "console B standing by", timeout=30)
         store = Store(tmp_path / "state.db")
         holder = lease_holder(store, time.time())
         assert holder and f":{a.proc.pid}:" in holder
@@ -160,6 +150,7 @@ def test_one_leads_another_takes_over_and_commands_reach_the_leader(tmp_path):
         job = wait_for(
             lambda: (j := store.job("long")) and j.state is JobState.RUNNING and j,
             "the job running under console A",
+            timeout=30,
         )
         assert job.runs == 1
 

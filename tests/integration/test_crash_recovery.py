@@ -23,8 +23,9 @@ from skyops_tui.fleet.executor import FleetExecutor
 from skyops_tui.fleet.link import LocalTransport
 from skyops_tui.runtime import Runtime
 from skyops_tui.store.db import Store
-from tests.fleet.localgrid import CONFIG, make_runtime, up, wait_for
-from tests.fleet.sshd import kill_leftover_jobs, until
+from tests.fleet.localgrid import CONFIG, make_runtime, up
+from tests.fleet.sshd import kill_leftover_jobs
+from tests.waiting import until
 
 ONE_NODE = {"nodes": [{"name": "node-a", "fake_gpus": "4xH100-80GB", "local": True}]}
 
@@ -94,12 +95,14 @@ def test_a_full_disk_loses_nothing(tmp_path):
 
 async def drive(rt, predicate, what: str, timeout: float = 20.0) -> None:
     """Run scheduling passes by hand until `predicate` holds; fail saying what never did."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"within {timeout:.0f} s, never: {what}")
+
+    def stepped() -> bool:
+        if predicate():
+            return True
         rt.engine.step(time.time())
-        await asyncio.sleep(0.05)
+        return False
+
+    await until(stepped, what, timeout)
 
 
 async def agent_jobs(rt, node: str) -> dict[str, dict]:
@@ -116,7 +119,7 @@ async def test_a_run_preempted_before_its_start_was_reported_is_not_taken_for_th
     rt = make_runtime(tmp_path, ONE_NODE)
     await rt.start()
     try:
-        await wait_for(lambda: rt.executor.links["node-a"].ready, "the agent connected")
+        await until(lambda: rt.executor.links["node-a"].ready, "the agent connected")
         await up(rt)
         await rt.local.stop()  # passes by hand: the preempt must come before the report
         await drive(rt, lambda: not rt.engine.pending, "the connect reports absorbed")
@@ -180,7 +183,7 @@ async def test_a_job_that_ended_while_the_console_was_down_is_billed_until_it_en
     first = console(tmp_path)
     await first.start()
     try:
-        await wait_for(lambda: first.executor.links["node-a"].ready, "the agent connected")
+        await until(lambda: first.executor.links["node-a"].ready, "the agent connected")
         job = first.scheduler.submit(
             JobSpec(
                 name="short",
@@ -192,7 +195,7 @@ async def test_a_job_that_ended_while_the_console_was_down_is_billed_until_it_en
                 argv=("sleep", "0.5"),
             )
         )
-        await wait_for(lambda: job.state is JobState.RUNNING, "the job running")
+        await until(lambda: job.state is JobState.RUNNING, "the job running")
         started = job.started_at
     finally:
         await first.stop()  # the console goes away; the job runs on under its shim
@@ -209,7 +212,7 @@ async def test_a_job_that_ended_while_the_console_was_down_is_billed_until_it_en
     await second.start()
     try:
         again = second.grid.jobs[job.id]
-        await wait_for(lambda: again.state is JobState.SUCCEEDED, "the job seen to succeed")
+        await until(lambda: again.state is JobState.SUCCEEDED, "the job seen to succeed")
         rate = second.grid.markets["H100"].rate
         exact = int(4 * rate * (rec["ended_at"] - started) / 3600)
         assert exact - 3 <= again.charged <= exact + 1, (again.charged, exact)
@@ -246,7 +249,7 @@ async def test_a_stop_decided_while_the_start_is_on_its_way_stops_the_process(tm
     rt = make_runtime(tmp_path)
     await rt.start()
     try:
-        await wait_for(
+        await until(
             lambda: all(link.ready for link in rt.executor.links.values()), "agents connected"
         )
         await up(rt)

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.waiting import wait_for
+
 from .test_headless import CONFIG, Grid, argv
 
 pytestmark = pytest.mark.integration
@@ -118,12 +120,12 @@ def test_a_plan_is_queued_for_the_console_that_leads(grid: Grid) -> None:
         text=True,
     )
     try:
-        deadline = time.monotonic() + 20
-        while grid.json("status")["leader"] is None:
+
+        def leading() -> str | None:
             assert serve.poll() is None, serve.stderr.read() if serve.stderr else ""
-            assert time.monotonic() < deadline, "skyops serve never took the lease"
-            time.sleep(0.2)
-        leader = grid.json("status")["leader"]
+            return grid.json("status")["leader"]
+
+        leader = wait_for(leading, "skyops serve taking the lease", 20, interval=0.2)
         plan = grid.plan(
             f'[[jobs]]\nname = "queued-in"\nmode = "flex"\ngpus = 2\nbid = 1.0\n'
             f"command = {argv(steps=3)}\n"

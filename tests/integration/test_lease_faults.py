@@ -22,9 +22,8 @@ from skyops_tui.domain.specs import JobSpec
 from skyops_tui.runtime import Runtime
 from skyops_tui.store.control import lease_epoch, lease_holder
 from skyops_tui.store.db import Store
-from skyops_tui.store.schema import StoreError
-from tests.fleet.localgrid import wait_for
 from tests.helpers import Recorder
+from tests.waiting import until
 
 TTL_S = 1.0
 BUSY_S = 0.2  # each console's busy timeout: a locked write fails fast
@@ -90,19 +89,16 @@ class Answer:
 
 async def answered(path: Path, kind: str, payload: dict, timeout: float = 20.0) -> Answer:
     """A command through the leader's socket, as another process sends it; asked again
-    while no leader answers (one is taking over)."""
-    deadline = time.monotonic() + timeout
-    while True:
+    while no leader answers (one is taking over: a StoreError, to `until` a "not yet")."""
+
+    async def ask() -> Answer:
         try:
             async with ApiClient.connected(path.with_suffix(".sock")) as client:
                 return Answer("done", await client.command(kind, payload))
-        except StoreError:  # nobody leads, or the leader cannot act yet: ask again
-            pass
         except Refused as e:
             return Answer("refused", {"message": str(e)})
-        if time.monotonic() > deadline:
-            raise AssertionError(f"within {timeout:.0f} s, never: an answer to {kind}")
-        await asyncio.sleep(0.05)
+
+    return await until(ask, f"an answer to {kind}", timeout)
 
 
 async def test_a_locked_store_pauses_the_leader_and_one_console_leads_after(tmp_path):
@@ -121,27 +117,27 @@ async def test_a_locked_store_pauses_the_leader_and_one_console_leads_after(tmp_
 
         with LockHolder(path):
             # Longer than the lease and than every busy timeout: A cannot renew.
-            await wait_for(
+            await until(
                 lambda: len(steps) > 5 and all(p for p, _ in steps[-5:]),
                 "the leader pausing its passes",
                 timeout=10,
             )
             paused_at = len(steps) - 5
             handed = len(a_ex.actions)
-            await wait_for(lambda: len(steps) > paused_at + 15, "more paused ticks")
+            await until(lambda: len(steps) > paused_at + 15, "more paused ticks")
             assert all(p is not None for p, _ in steps[paused_at:]), steps[paused_at:]
             assert len({n for _, n in steps[paused_at:]}) == 1  # no pass ran
             assert len(a_ex.actions) == handed  # nothing handed to the boxes
             assert "locked" in (a.store_fault or "") and "paused" in a.store_fault
             # The follower's loop lives through the fault too, and says so.
-            await wait_for(lambda: b.store_fault is not None, "the follower seeing the fault")
+            await until(lambda: b.store_fault is not None, "the follower seeing the fault")
             assert "locked" in b.store_fault
             assert not b._control.done() and not a._control.done()
             with pytest.raises(Refused, match="paused"):
                 a.local.submit(JobSpec(**spec("during")))
 
         # Released: one console holds a live lease and acts, and answers commands.
-        await wait_for(
+        await until(
             lambda: sum(acting(rt) for rt in (a, b)) == 1 and a.store_fault is None,
             "one console leading again",
         )
@@ -171,7 +167,7 @@ async def test_a_deposed_leaders_writes_are_refused_and_it_follows(tmp_path):
     try:
         assert a.leader and not b.leader
         assert (await answered(path, "submit", {"spec": spec("first")})).status == "done"
-        await wait_for(lambda: a_ex.actions, "the first job handed to its box")
+        await until(lambda: a_ex.actions, "the first job handed to its box")
         # The lease goes to B behind A's back; A's own clock still says its lease runs,
         # only the store can tell. (No await until the checks: nothing else runs.)
         epoch = lease_epoch(probe)
@@ -193,15 +189,15 @@ async def test_a_deposed_leaders_writes_are_refused_and_it_follows(tmp_path):
         assert rowids(probe) == marks and probe.job("late") is None
         assert len(a_ex.actions) == handed and not acting(a)
 
-        await wait_for(lambda: not a.leader, "A demoting itself")
-        await wait_for(lambda: b.leader, "B leading under the lease it was given")
+        await until(lambda: not a.leader, "A demoting itself")
+        await until(lambda: b.leader, "B leading under the lease it was given")
         assert b.epoch == epoch + 1 == lease_epoch(probe)
         assert not a.leader and not a._control.done()
         # A follows: its commands go to B's socket; nothing of A's reached a box.
         done = await a.call(Submit(spec=JobSpec(**spec("through-b"))))
         assert done["name"] == "through-b"
         assert probe.job("late") is None and len(a_ex.actions) == handed
-        await wait_for(lambda: "through-b" in {j.name for j in a.grid.jobs.values()},
+        await until(lambda: "through-b" in {j.name for j in a.grid.jobs.values()},
                        "A's view showing B's decision")  # fmt: skip
         assert not acting(a) and acting(b)
     finally:

@@ -24,8 +24,9 @@ from skyops_tui.domain.specs import JobSpec, ReservationSpec
 from skyops_tui.fleet.executor import FleetExecutor, agent_id
 from skyops_tui.fleet.link import LocalTransport
 from skyops_tui.runtime import Runtime
-from tests.fleet.localgrid import CONFIG, Box, log_contains, wait_for
-from tests.fleet.sshd import kill_leftover_jobs, until
+from tests.fleet.localgrid import CONFIG, Box, log_contains
+from tests.fleet.sshd import kill_leftover_jobs
+from tests.waiting import until
 
 HEARTBEAT_S = 1.0  # unreachable after 4 s of silence
 LONG = (sys.executable, "-c", "import time; time.sleep(600)")
@@ -53,7 +54,7 @@ def grid(tmp: Path, nodes: int = 2, **cluster) -> tuple[Runtime, dict[str, Box]]
 
 
 async def ready(rt: Runtime) -> None:
-    await wait_for(
+    await until(
         lambda: (
             all(link.ready for link in rt.executor.links.values())
             and all(n.status is NodeStatus.UP for n in rt.grid.nodes.values())
@@ -81,7 +82,7 @@ async def unplug(rt: Runtime, boxes: dict[str, Box], node: str) -> float:
     boxes[node].unplugged = True
     cut = time.time()
     boxes[node].kill_agent()
-    await wait_for(
+    await until(
         lambda: rt.grid.nodes[node].status is NodeStatus.UNREACHABLE,
         f"{node} unreachable",
         timeout=4 * HEARTBEAT_S + 15,
@@ -105,10 +106,10 @@ async def test_priority_on_a_lost_node_fails_and_is_not_billed_after_the_loss(tm
     try:
         await ready(rt)
         p = rt.scheduler.submit(job("deadline", "priority"))
-        await wait_for(lambda: p.state is JobState.RUNNING, "the priority job running")
+        await until(lambda: p.state is JobState.RUNNING, "the priority job running")
         node = p.placement[0].node
         started = p.started_at
-        await wait_for(lambda: usage(rt, p), "a first usage charge")
+        await until(lambda: usage(rt, p), "a first usage charge")
         cut = await unplug(rt, boxes, node)
         lost_at = time.time()
         assert p.state is JobState.FAILED
@@ -121,12 +122,12 @@ async def test_priority_on_a_lost_node_fails_and_is_not_billed_after_the_loss(tm
         charged = p.charged
         # Nothing is billed later either, and nothing of it is started anew.
         other = rt.scheduler.submit(job("after", "priority", gpus=1))
-        await wait_for(lambda: other.state is JobState.RUNNING, "another job placed")
+        await until(lambda: other.state is JobState.RUNNING, "another job placed")
         assert p.charged == charged and p.runs == 1
 
         # The box comes back: the process still running there is stopped, not adopted.
         boxes[node].unplugged = False
-        await wait_for(lambda: rt.grid.nodes[node].status is NodeStatus.UP, f"{node} back")
+        await until(lambda: rt.grid.nodes[node].status is NodeStatus.UP, f"{node} back")
         aid = agent_id(p.id, 1, 0)
         await until(
             lambda: agent_records(rt, node),
@@ -154,11 +155,11 @@ async def test_commit_moves_to_spare_gpus_of_the_same_type(tmp_path):
             )
         )
         c = rt.scheduler.submit(job("train", "commit", gpus=2, reservation="nightly"))
-        await wait_for(lambda: c.state is JobState.RUNNING, "the commit job running")
+        await until(lambda: c.state is JobState.RUNNING, "the commit job running")
         lost = c.placement[0].node
         await unplug(rt, boxes, lost)
         res = rt.grid.reservations["nightly"]
-        await wait_for(
+        await until(
             lambda: c.state is JobState.RUNNING and c.runs == 2,
             "the commit job running again on spare GPUs",
         )
@@ -182,22 +183,22 @@ async def test_commit_with_no_spare_gpus_is_credited_for_the_downtime(tmp_path):
             )
         )
         c = rt.scheduler.submit(job("train", "commit", reservation="nightly"))
-        await wait_for(lambda: c.state is JobState.RUNNING, "the commit job running")
+        await until(lambda: c.state is JobState.RUNNING, "the commit job running")
         lost = c.placement[0].node
         # The other box is all Priority: nothing to move to.
         p = rt.scheduler.submit(job("busy", "priority"))
-        await wait_for(lambda: p.state is JobState.RUNNING, "the other box busy")
+        await until(lambda: p.state is JobState.RUNNING, "the other box busy")
         await unplug(rt, boxes, lost)
-        await wait_for(lambda: c.state is JobState.QUEUED, "the commit job waiting for GPUs")
+        await until(lambda: c.state is JobState.QUEUED, "the commit job waiting for GPUs")
         assert res.missing == 4
         unused, downtime = rt.grid.refund_preview("nightly", time.time())
-        await wait_for(
+        await until(
             lambda: rt.grid.refund_preview("nightly", time.time())[1] > downtime,
             "downtime credit growing while the GPUs are gone",
         )
         # Back: the job restarts on its own GPUs, and cancelling credits the downtime.
         boxes[lost].unplugged = False
-        await wait_for(lambda: c.state is JobState.RUNNING and c.runs == 2, "the job back")
+        await until(lambda: c.state is JobState.RUNNING and c.runs == 2, "the job back")
         before = rt.grid.balance("team")
         rt.scheduler.cancel_reservation("nightly")
         credits = [
@@ -217,12 +218,12 @@ async def test_flex_on_a_lost_node_pauses_and_resumes_elsewhere_from_its_checkpo
     try:
         await ready(rt)
         f = rt.scheduler.submit(job("sweep", "flex", argv=(*demo_argv(100_000, 0.05)[:-1], "5")))
-        await wait_for(lambda: f.state is JobState.RUNNING, "the flex job running")
+        await until(lambda: f.state is JobState.RUNNING, "the flex job running")
         lost = f.placement[0].node
         await log_contains(rt, f, "checkpoint saved at step 10")
         await unplug(rt, boxes, lost)
         assert f.preemptions == 1
-        await wait_for(
+        await until(
             lambda: f.state is JobState.RUNNING and f.runs == 2, "the flex job resumed elsewhere"
         )
         assert f.placement[0].node != lost
@@ -242,7 +243,7 @@ async def test_a_flapping_link_never_starts_a_job_twice(tmp_path):
         box = boxes["node-a"]
         link = rt.executor.links["node-a"]
         first = rt.scheduler.submit(job("steady", "priority", gpus=1))
-        await wait_for(lambda: first.state is JobState.RUNNING, "the first job running")
+        await until(lambda: first.state is JobState.RUNNING, "the first job running")
         jobs = [first]
         for k in range(5):
             connects = box.connects
@@ -250,8 +251,8 @@ async def test_a_flapping_link_never_starts_a_job_twice(tmp_path):
             # Submitted while the link is down or coming back: started once, by whichever
             # of the dispatch and the reconcile gets there.
             jobs.append(rt.scheduler.submit(job(f"flap{k}", "flex", gpus=1, bid=2.0)))
-            await wait_for(lambda c=connects: box.connects > c and link.ready, "reconnected")
-        await wait_for(
+            await until(lambda c=connects: box.connects > c and link.ready, "reconnected")
+        await until(
             lambda: all(j.state is JobState.RUNNING for j in jobs[:4]),
             "every job placed running through the flaps",
         )
@@ -291,11 +292,11 @@ async def test_a_flex_run_left_on_a_box_that_comes_back_gets_its_checkpoint_sign
         f = rt.scheduler.submit(
             job("sweep", "flex", argv=(sys.executable, "-c", NOTES_SIGNALS, str(marker)))
         )
-        await wait_for(lambda: f.state is JobState.RUNNING, "the flex job running")
+        await until(lambda: f.state is JobState.RUNNING, "the flex job running")
         lost = f.placement[0].node
         await log_contains(rt, f, "ready")
         await unplug(rt, boxes, lost)
-        await wait_for(
+        await until(
             lambda: f.state is JobState.RUNNING and f.runs == 2, "the flex job resumed elsewhere"
         )
         assert f.placement[0].node != lost
@@ -306,9 +307,7 @@ async def test_a_flex_run_left_on_a_box_that_comes_back_gets_its_checkpoint_sign
             lines = marker.read_text().splitlines() if marker.exists() else []
             return [line.split()[1] for line in lines if line.split()[0] == aid]
 
-        await wait_for(
-            lambda: "SIGTERM" in signals(orphan), "the orphaned run terminated", timeout=30
-        )
+        await until(lambda: "SIGTERM" in signals(orphan), "the orphaned run terminated", timeout=30)
         # Checkpoint signal, grace (2 s), then SIGTERM: as a preemption, not a kill.
         assert signals(orphan) == ["SIGUSR1", "SIGTERM"]
         assert signals(agent_id(f.id, 2, 0)) == []

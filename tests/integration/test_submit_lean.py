@@ -7,21 +7,13 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from skyops_tui.store.db import Store
 from tests.helpers import one_local_node_config
+from tests.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def wait_for(predicate, what: str, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        assert time.monotonic() < deadline, f"within {timeout:.0f} s, never: {what}"
-        time.sleep(0.05)
-    return value
 
 
 class Service:
@@ -37,7 +29,7 @@ class Service:
         with log.open("w") as out:
             self.proc = subprocess.Popen([*self.base, "serve"], stdout=out,
                                          stderr=subprocess.STDOUT, env=self.env, cwd=REPO)  # fmt: skip
-        wait_for(lambda: "leading" in log.read_text(), "the leader leading")
+        wait_for(lambda: "leading" in log.read_text(), "the leader leading", timeout=30)
         r = self.cli("nodes", "drain", "node-a")
         assert r.returncode == 0, r.stderr
 

@@ -16,15 +16,14 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from skyops_tui.app.keys import keys_for
 from tests.fleet.sshd import process_gone
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -36,25 +35,6 @@ RUNNING = (("Priority", "train-llm"), ("Commit", "nightly-train"), ("Flex", "swe
 START_S = 15.0  # a cold start imports Textual and launches four agents and six jobs
 STEP_S = 8.0
 STOP_S = 40.0  # the console waits up to 30 s for the demo's jobs to stop
-
-
-def wait_until(
-    predicate: Callable[[], Any],
-    description: str,
-    timeout: float,
-    show: Callable[[], str] | None = None,
-) -> Any:
-    """Poll until `predicate` is truthy; fail naming what never happened, with `show()`
-    (the last screen) to see why."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            seen = f"; the screen was:\n{show()}" if show is not None else ""
-            pytest.fail(f"waited {timeout:.0f} s, but never: {description}{seen}")
-        time.sleep(0.05)
 
 
 class Tmux:
@@ -111,6 +91,10 @@ class Tmux:
     def screen(self, colours: bool = False) -> str:
         return self("capture-pane", "-p", *(["-e"] if colours else []), "-t", self.target)
 
+    def seen(self) -> str:
+        """What a failed wait shows: the screen as it was."""
+        return f"; the screen was:\n{self.screen()}"
+
     def keys(self, *keys: str) -> None:
         self("send-keys", "-t", self.target, *keys)
 
@@ -157,20 +141,23 @@ def kill_everything(root: Path, timeout: float = 5.0) -> list[int]:
     """SIGKILL every process of the test (see processes_of) and every job's process
     group, again until none is left (an agent or a shim may be starting one as we go);
     return what is still alive after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
+    left: list[int] = []
+
+    def none_left() -> bool:
+        nonlocal left
         pids, groups = processes_of(root), job_groups(root)
-        if not pids and not groups:
-            return []
-        if time.monotonic() > deadline:
-            return pids + groups
+        left = pids + groups
         for pid in pids:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
         for pgid in groups:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pgid, signal.SIGKILL)
-        time.sleep(0.05)
+        return not left
+
+    with contextlib.suppress(AssertionError):  # what is left is the answer, not a failure
+        wait_for(none_left, "every process of the test gone", timeout)
+    return left
 
 
 @pytest.fixture
@@ -231,33 +218,33 @@ def test_first_look(tmux: Tmux, tmp_path: Path) -> None:
     tmux.start([sys.executable, "-m", "skyops_tui"], env)
 
     # The grid: four nodes, each with its GPUs, and the banner saying it is a demo.
-    grid = wait_until(
+    grid = wait_for(
         lambda: (
             (s := tmux.screen()) and BANNER in s and all(rows_with(s, n, "up") for n in NODES) and s
         ),
         f"the grid showing {', '.join(NODES)} up and the demo banner",
         START_S,
-        tmux.screen,
+        show=tmux.seen,
     )
     assert "› grid" in grid and "ops (operator)" in grid, grid
     assert (tmp_path / "mine.db").exists(), "the demo did not keep its state in SKYOPS_DB"
     assert not (tmp_path / "data/skyops/demo.db").exists(), "the demo ignored SKYOPS_DB"
     # GPUs coloured by mode (once the jobs are placed): one background per mode, a
     # different one for each.
-    colours = wait_until(
+    colours = wait_for(
         lambda: (
             (c := gpu_backgrounds(tmux.screen(colours=True))) and set(c) == {"P", "C", "F"} and c
         ),
         "GPU cells of all three modes on the grid",
         STEP_S,
-        tmux.screen,
+        show=tmux.seen,
     )
     assert all(len(c) == 1 for c in colours.values()), colours
     assert len(set.union(*colours.values())) == 3, colours
 
     # The job list has jobs running in all three modes (real processes under shims).
     tmux.keys("j")
-    wait_until(
+    wait_for(
         lambda: (
             (s := tmux.screen())
             and "› jobs" in s
@@ -268,45 +255,45 @@ def test_first_look(tmux: Tmux, tmp_path: Path) -> None:
         + ", ".join(f"{mode} job {name}" for mode, name in RUNNING)
         + " running",
         STEP_S,
-        tmux.screen,
+        show=tmux.seen,
     )
     assert len(job_groups(tmp_path / "data")) >= 3, "the running jobs have no processes"
 
     # `?`: the help lists the keys that work everywhere.
     tmux.keys("?")
-    help_screen = wait_until(
+    help_screen = wait_for(
         lambda: (s := tmux.screen()) and "› help" in s and "Everywhere" in s and s,
         "the help screen",
         STEP_S,
-        tmux.screen,
+        show=tmux.seen,
     )
     for key in keys_for("app"):
         assert key.description in help_screen, f"help does not list {key.description!r}"
 
     # On the help, q closes it; on a view, q quits.
     tmux.keys("q")
-    wait_until(lambda: "› jobs" in tmux.screen(), "q closing the help", STEP_S, tmux.screen)
+    wait_for(lambda: "› jobs" in tmux.screen(), "q closing the help", STEP_S, show=tmux.seen)
     # On a view, q in the demo asks first, offering to stop the demo's jobs (which
     # would otherwise outlive the console): Cancel is focused, tab reaches "Stop".
     tmux.keys("q")
-    wait_until(
+    wait_for(
         lambda: (s := tmux.screen()) and "Quit the demo?" in s and "Stop them and quit" in s,
         "q asking before leaving the demo's jobs running",
         STEP_S,
-        tmux.screen,
+        show=tmux.seen,
     )
     tmux.keys("Tab")
     tmux.keys("Enter")
-    status = wait_until(
+    status = wait_for(
         lambda: (code := tmux.exit_status()) is not None and (code,),
         "skyops stopping the demo's jobs and exiting",
         STOP_S,
-        tmux.screen,
+        show=tmux.seen,
     )
     assert status == (0,), f"skyops exited with status {status[0]}:\n{tmux.screen()}"
-    wait_until(
+    wait_for(
         lambda: not job_groups(tmp_path / "data"),
         "the demo's jobs stopping with the console",
         STEP_S,
-        lambda: f"job process groups alive: {job_groups(tmp_path / 'data')}",
+        show=lambda: f"; job process groups alive: {job_groups(tmp_path / 'data')}",
     )
