@@ -178,9 +178,9 @@ PRICE_FALLS = [
     {"kind": "lost", "node": "h100-2", "submit": 1898},
 ]
 PRICE_FALLS_LOST = {"h100-1": EPOCH + 190, "h100-2": EPOCH + 1800}
-# p0's booking expires at 360 s; production's next pass, a tick later, sees its GPUs being
-# freed and p1 claims them, booked from 361 s to 721 s: it pays 359 s, not 360 s. Passes
-# only on events ran none until p0 stopped at 362 s.
+# p0's booking expires at 360 s; the pass that stops it counts its GPUs as being freed, so
+# p1 claims them in that pass, booked from 360 s. It was claimed by whichever pass came
+# next: at 361 s with a pass every second, at p0's stop (362 s) with passes only on events.
 CLAIM = [
     {"name": "p0", "user": "cy", "mode": "priority", "gpu_type": "A100", "gpus": 1,
      "hours": 0.1, "submit": 0, "runtime": 362},
@@ -202,6 +202,16 @@ SAME_PASS_START = [
     {"kind": "silent", "node": "h100-1", "submit": 141},
 ]
 SAME_PASS_START_LOST = {"h100-1": EPOCH + 141}
+# p0's booking expires at 1141 s (booked at its claim, 781 s); f5 (2 x 1.53) waits beside
+# f2 (0.49). The pass that expires p0 counts p0's GPU as being freed, so f5 outbids f2
+# then; it was judged by whichever pass came next (1142 s every second, 1151 s when p0
+# stopped with passes only on events), and f2 paid 1,225 µ more on events.
+SAME_PASS_STOP = [
+    flex_line("f2", "ann", "A100", 1, 0.49, 410, 1357, 30, 0),
+    flex_line("f5", "ann", "A100", 2, 1.53, 375, 543, 30, 0),
+    {"name": "p0", "user": "cy", "mode": "priority", "gpu_type": "A100", "gpus": 1,
+     "hours": 0.1, "submit": 781, "runtime": 350},
+]  # fmt: skip
 
 
 def restarts(*at: int) -> list[dict]:
@@ -218,6 +228,7 @@ def restarts(*at: int) -> list[dict]:
 @example(case=(PRICE_FALLS + restarts(200, 1034, 1050, 1337, 1850), PRICE_FALLS_LOST), balance=1.0)
 @example(case=(CLAIM + restarts(360, 361), {}), balance=1.0)
 @example(case=(SAME_PASS_START, SAME_PASS_START_LOST), balance=1.0)
+@example(case=(SAME_PASS_STOP, {}), balance=50.0)
 def test_billing_every_second_minute_or_hour_gives_the_same_bills(case, balance) -> None:
     lines, lost = case
     plain = [x for x in lines if x.get("kind") != "restart"]
@@ -245,3 +256,12 @@ def test_a_price_set_in_the_pass_that_starts_a_job_is_judged_after_that_start() 
     for t in ("H100", "A100"):
         a, b = on_events.grid.markets[t], every_second.grid.markets[t]
         assert (a.starts, a.levels) == (b.starts, b.levels), t
+
+
+def test_gpus_a_pass_frees_count_as_being_freed_in_that_pass() -> None:
+    every_second = run(SAME_PASS_STOP, 1, 50.0, tick=1)
+    on_events = run(SAME_PASS_STOP, 1, 50.0, tick=None)
+    assert outcome(on_events) == outcome(every_second)
+    agrees_with_the_oracle(on_events, {})
+    outbid = [e.at - EPOCH for e in on_events.events if e.cause == "outbid by f5"]
+    assert outbid == [1141]  # in the pass that expired p0's booking

@@ -3,7 +3,10 @@
 Priority bookings warn at T-10/T-1 min, renew or expire at their end; running jobs
 are settled every `billing_interval_s` (at most `SETTLE_PER_PASS` a pass, longest
 unbilled first); accounts that can no longer pay for what they hold stop their jobs
-(funding.py's Guard). It runs first so every later part sees those jobs as stopping.
+(funding.py's Guard). It runs first so every later part sees those jobs as stopping
+and their GPUs as being freed: a waiting job claims them, or outbids beside them, in
+this pass, not in whichever pass comes next (so bills do not depend on how often
+passes run, issue 10).
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ def timers(s: PassState) -> None:
                         s.emit(A.Renew(jid, job.end_at + job.renew_hours * 3600, "auto-renewed"))
                         continue
                 cause = "booking expired" + (f"; renewal refused: {why}" if why else "")
-                s.victims.add(jid)
+                s.mark_stopping(job)
                 s.emit(A.Stop(jid, JobState.EXPIRED, cause))
                 continue
             bit = 2 if left <= w2 else 1 if left <= w1 else 0
@@ -88,5 +91,5 @@ def stop_unfunded(s: PassState) -> None:
         if job.mode is Mode.FLEX:
             s.preempt([job], cause)
         else:
-            s.victims.add(jid)
+            s.mark_stopping(job)
             s.emit(A.Stop(jid, JobState.EXPIRED, cause))
