@@ -288,7 +288,7 @@ async def test_a_stop_decided_while_the_start_is_on_its_way_stops_the_process(tm
             await asyncio.sleep(0.05)
         copying.set()
         await drive(rt, lambda: flex.state is JobState.PAUSED, "the flex job paused again")
-        await until(lambda: not rt.executor._tasks, "the start and the stop done")
+        await until(lambda: not rt.executor.busy(), "the start and the stop done")
         other = "node-b" if first == "node-a" else "node-a"
 
         async def nothing_of_it_runs() -> bool:
