@@ -312,8 +312,14 @@ class GridScreen(SkyScreen):
         """The latest events of the whole grid, newest first (fills a tall screen)."""
         table = self.query_one("#recent", GridTable)
         room = max(self.app.size.height, 10)
+        feed = self.runtime.feed.events
+        # The same newest event, count and terminal: the same rows (most refreshes).
+        shown = (feed[-1] if feed else None, len(feed), room, self.app.size, self.app.theme)
+        if shown == getattr(self, "_recent_shown", None):
+            return
+        self._recent_shown = shown
         g = self.runtime.grid
-        events = list(self.runtime.feed.events)[-max(room, 1) :]
+        events = list(feed)[-max(room, 1) :]
         rows = []
         for k, e in enumerate(reversed(events)):
             job = g.jobs.get(e.job) if e.job is not None else None

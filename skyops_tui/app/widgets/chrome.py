@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from rich.cells import cell_len
 from rich.text import Text
+from textual.css.scalar import Unit
 from textual.widget import Widget
 from textual.widgets import Static
 
@@ -23,7 +25,26 @@ def show(widget: Static, content, display: bool | None = None) -> None:
         widget.display = display
     if getattr(widget, "_skyops_shown", None) != content or not isinstance(content, Text | str):
         widget._skyops_shown = content  # type: ignore[attr-defined]
-        widget.update(content)
+        widget.update(content, layout=not same_size(widget, content))
+
+
+def same_size(widget: Static, content) -> bool:
+    """Whether `content` takes the room the widget has now, so the screen needs no new
+    layout: a fixed height (the top bar, the status line), or as many lines as it shows
+    now, each narrower than the widget (nothing wraps)."""
+    styles = widget.styles
+    if styles.width is not None and styles.width.is_auto:
+        return False
+    height = styles.height
+    if height is not None and height.unit is Unit.CELLS:
+        return True
+    width = widget.content_region.width
+    if not isinstance(content, Text | str) or not width:
+        return False
+    lines = str(content).split("\n")
+    if any(cell_len(line) > width for line in lines):
+        return False
+    return len(lines) == widget.content_region.height
 
 
 DEMO_TEXT = "Demo grid: simulated GPUs. Point it at your cluster with `skyops --config FILE`."

@@ -140,9 +140,14 @@ class GridTable(DataTable):
         ):
             for k in [k for k in cache.keys() if gone(k)]:
                 cache.discard(k)
+        if len(self._y_offsets) == self.row_count:  # one line a row: index is line
+            first = round(self.scroll_y)
+            indexes = {
+                i for i in indexes if i is not None and first <= i <= first + self.size.height
+            }
         for i in indexes:
             if i is not None:
-                self.refresh_row(i)
+                self.refresh_row(i)  # finding a row's region walks the rows above it
 
     def _fit_widths(self, touched: set[int]) -> None:
         """Columns as wide as their widest cell, as `update_width=True` on every updated
@@ -158,11 +163,10 @@ class GridTable(DataTable):
             column = self.columns.get(ColumnKey(spec.key))
             if column is None or not widths:
                 continue
-            widest_key, widest = max(
-                ((k, w[i] if i < len(w) else 0) for k, w in widths.items()), key=lambda kw: kw[1]
-            )
+            widest = max(w[i] if i < len(w) else 0 for w in widths.values())
             if max(widest, cell_len(column.label.plain)) == column.content_width:
                 continue
+            widest_key = next(k for k, w in widths.items() if i < len(w) and w[i] == widest)
             # Textual measures it: wider, the column takes its width; narrower than the
             # column, it re-measures the column (the widest cell shrank).
             value = self.get_cell(widest_key, spec.key)
