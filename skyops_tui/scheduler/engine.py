@@ -55,6 +55,10 @@ class Engine:
         self.unsent: list[A.Action] = []
         self._unsent_grid: Grid | None = None  # the grid they were decided on
         self.lost_listeners: list[Callable[[], None]] = []
+        # Jobs whose preemption was called off: when their checkpoint signal went out.
+        # A job may already be leaving when the call-off reaches it (it saved and
+        # went); an exit within its graces is that, and it pauses (docs/modes.md).
+        self.signalled: dict[int, float] = {}
 
     def held(self, now: float) -> str | None:
         if self.lost:
@@ -88,11 +92,18 @@ class Engine:
                 n += 1
                 match r:
                     case Started(job=j):
+                        self.signalled.pop(j, None)
                         self.grid.started(j, now)
                     case Exited(job=j, exit_code=code, completed=done, cause=cause, ended_at=t):
+                        if self._left_at_signal(j, now if t is None else t):
+                            done = False
+                            cause = "left at its checkpoint signal before the call-off reached it"
                         self.grid.exited(j, code, now, cause, done, t)
                     case CalledOff(job=j, cause=cause):
+                        signalled = self.grid.preempted_at.get(j)
                         self.grid.called_off(j, now, cause)
+                        if signalled is not None and self.grid.jobs[j].stop_reason is None:
+                            self.signalled[j] = signalled[0]
                     case Checkpointed(job=j, at=at, work_lost_s=lost):
                         job = self.grid.jobs[j]
                         if at is not None:
@@ -104,6 +115,21 @@ class Engine:
         if n:
             self._carry_out(actions)
         return n
+
+    def _left_at_signal(self, job_id: int, ended: float) -> bool:
+        """Whether a job whose preemption was called off ended within the graces of its
+        checkpoint signal: then it pauses as preempted (the preemption counts again),
+        rather than 'succeeded' on a run it left to save, or 'failed'."""
+        at = self.signalled.pop(job_id, None)
+        job = self.grid.jobs.get(job_id)
+        if at is None or job is None or job.stop_reason is not None:
+            return False
+        c = self.grid.cfg.cluster
+        if ended > at + c.grace_s + c.stop_grace_s:
+            return False
+        job.stop_reason = "paused"
+        job.preemptions += 1
+        return True
 
     def step(self, now: float) -> list[A.Action]:
         """Absorb reports, run one scheduling pass, apply and dispatch what it decides.
