@@ -1025,7 +1025,9 @@ def check_billing(grid, events: list[dict], txs, records) -> dict:
             violations.append(f"job {job.name}: its total says {job.charged}, the ledger {got}")
         if job.mode.value == "priority" and runs:
             billed_s = got * 3600 / (job.gpus * market.rate)
-            late_s += max(0.0, billed_s - sum(e1 - a for a, e1, _ in runs))
+            # A start the console heard of only with the exit (after a fault or a kill)
+            # holds from then: its run's recorded end lies before it, and counts as 0 s.
+            late_s += max(0.0, billed_s - sum(max(e1 - a, 0.0) for a, e1, _ in runs))
     return {
         "violations": violations,
         "held_gpu_runs": sum(len(v) for v in spans.values()),
