@@ -39,11 +39,11 @@ from ..domain.model import (
     us,
     user_account,
 )
-from ..domain.money import cost as money_cost
 from ..domain.money import fmt, to_micro
 from ..domain.specs import JobSpec, ReservationSpec
 from . import actions as A
-from . import pricing
+from . import admission, pricing
+from .admission import from_now, hm
 from .indexes import JobIndex
 from .ledger import Ledger
 from .outbox import Outbox, Price, Records
@@ -237,16 +237,6 @@ class Grid:
 
         return can_fund(self, user, amount, now)
 
-    def _funds_note(self, user: str, now: float) -> str:
-        """The balance a refusal shows, and how much of it running jobs owe unbilled."""
-        from .funding import unbilled
-
-        owed = unbilled(self, user, now)
-        note = f"balance {fmt(self.balance(user))}"
-        return note + (
-            f", {fmt(owed)} of it owed for usage not yet billed" if owed >= 10_000 else ""
-        )
-
     # ------------------------------------------------------------ permissions
     def authorize(self, owner: str, actor: str | None, what: str) -> None:
         if actor is None or actor == owner or self.cfg.is_operator(actor):
@@ -299,7 +289,7 @@ class Grid:
         """Admit a job to the queue, or refuse it saying why. Nothing changes on refusal."""
         if spec.name in self.job_names:
             raise Refused(f"a job named {spec.name!r} exists already")
-        bid, reservation = self._admit(spec, now, actor)
+        bid, reservation = admission.admit(self, spec, now, actor)
         return self._enqueue(spec, spec.name, bid, reservation, now, actor)
 
     def submit_array(
@@ -313,79 +303,8 @@ class Grid:
             raise Refused(f"job {taken[0]} exists already{more}")
         if len(set(names)) != len(names):
             raise Refused("the array names a job twice")
-        bid, reservation = self._admit(spec, now, actor)
+        bid, reservation = admission.admit(self, spec, now, actor)
         return [self._enqueue(spec, n, bid, reservation, now, actor) for n in names]
-
-    def _admit(
-        self, spec: JobSpec, now: float, actor: str | None
-    ) -> tuple[int, Reservation | None]:
-        """The checks of a submission; the bid in micro-units and the reservation."""
-        if actor is not None and actor != spec.user and not self.cfg.is_operator(actor):
-            raise Refused(f"{actor} may not submit jobs as {spec.user}")
-        types = self._candidate_types(spec.gpu_type)
-        if spec.gpu_type and spec.gpu_type not in self.markets:
-            raise Refused(f"no node type {spec.gpu_type!r} (known: {', '.join(self.markets)})")
-        if not types:
-            raise Refused("the grid has no nodes")
-        if spec.nodes:
-            biggest = max(len(self.by_type[t]) for t in types)
-            if spec.nodes > biggest:
-                raise Refused(f"asks for {spec.nodes} whole nodes; the largest type has {biggest}")
-        else:
-            size = max(n.gpu_count for t in types for n in self.by_type[t])
-            if spec.gpu_count > size:
-                raise Refused(f"asks for {spec.gpu_count} GPUs on one node; the largest has {size}")
-        gpus_est = spec.gpu_count or spec.nodes * max(
-            n.gpu_count for t in types for n in self.by_type[t]
-        )
-        bid = 0
-        reservation = None
-        self.ensure_account(spec.user, now)
-        if spec.mode is Mode.PRIORITY:
-            rate = max(self.markets[t].rate for t in types)
-            hours = min(spec.hours or 1.0, 1.0)
-            need = pricing.priority_price(rate, gpus_est, hours)
-            if not self.can_fund(spec.user, need, now):
-                raise Refused(
-                    f"account {spec.user} cannot cover the first hour ({fmt(need)}); "
-                    f"{self._funds_note(spec.user, now)}"
-                )
-        elif spec.mode is Mode.COMMIT:
-            reservation = self.reservations.get(spec.reservation or "")
-            if reservation is None:
-                raise Refused(f"no reservation {spec.reservation!r}")
-            self.authorize(reservation.user, spec.user, f"use reservation {reservation.name}")
-            if reservation.finished:
-                raise Refused(f"reservation {reservation.name} has no windows left")
-            if spec.gpu_type and spec.gpu_type != reservation.gpu_type:
-                raise Refused(
-                    f"reservation {reservation.name} holds {reservation.gpu_type}, not {spec.gpu_type}"
-                )
-            if spec.gpu_count > reservation.gpus:
-                raise Refused(f"reservation {reservation.name} holds only {reservation.gpus} GPUs")
-            t = reservation.gpu_type
-            widest = max((n.gpu_count for n in self.by_type.get(t, [])), default=0)
-            if spec.gpu_count > widest:
-                # A job runs on one node: it could never start in any window.
-                raise Refused(
-                    f"asks for {spec.gpu_count} GPUs on one node; the largest {t} node "
-                    f"(reservation {reservation.name}) has {widest}"
-                )
-        else:
-            bid = to_micro(spec.bid or 0)
-            floor = min(self.markets[t].floor for t in types)
-            cap = max(self.markets[t].rate for t in types)
-            if bid < floor:
-                raise Refused(f"bid {fmt(bid)} is under the floor {fmt(floor)} per GPU-hour")
-            if bid > cap:
-                raise Refused(f"bid {fmt(bid)} is over the standard rate {fmt(cap)} per GPU-hour")
-            need = int(gpus_est * bid * Fraction(str(self.cfg.pricing.min_funded_minutes)) / 60)
-            if not self.can_fund(spec.user, need, now):
-                raise Refused(
-                    f"account {spec.user} cannot fund {self.cfg.pricing.min_funded_minutes:g} "
-                    f"minutes at the bid ({fmt(need)}); {self._funds_note(spec.user, now)}"
-                )
-        return bid, reservation
 
     def _enqueue(
         self,
@@ -430,7 +349,8 @@ class Grid:
         self._event(now, job, "submitted", f"{job.mode} job submitted by {actor or job.user}")
         return job
 
-    def _candidate_types(self, gpu_type: str | None) -> list[str]:
+    def candidate_types(self, gpu_type: str | None) -> list[str]:
+        """The node types a request for `gpu_type` (None: any) could run on."""
         if gpu_type:
             return [gpu_type] if self.by_type.get(gpu_type) else []
         return [t for t, ns in self.by_type.items() if ns]
@@ -471,7 +391,7 @@ class Grid:
         if job.finished:
             raise Refused(f"job {job.name} has already ended ({job.state})")
         micro = to_micro(bid)
-        types = [job.market] if job.market else self._candidate_types(job.gpu_type)
+        types = [job.market] if job.market else self.candidate_types(job.gpu_type)
         floor = min(self.markets[t].floor for t in types)
         cap = max(self.markets[t].rate for t in types)
         if not floor <= micro <= cap:
@@ -519,81 +439,23 @@ class Grid:
 
     def renewal_refusal(self, job: Job, hours: float, now: float) -> str | None:
         """Why a Priority booking may not be extended by `hours`, or None if it may."""
-        market = self.markets[job.market or ""]
-        cost = pricing.priority_price(market.rate, job.gpu_total, hours)
-        # The booked time still to run is owed already: the account must cover both
-        # (what ran but is not billed yet, can_fund counts).
-        owed = 0
-        if job.billed_from is not None and job.end_at is not None:
-            since = max(job.billed_from, now)
-            owed = money_cost(job.gpu_total, market.rate, max(job.end_at - since, 0))
-        if not self.can_fund(job.user, cost + owed, now):
-            return f"account {job.user} cannot pay {fmt(cost)} for {hours:g} h more"
-        t = job.market or ""
-        waiting = self.priority_waiting(t, now)
-        if waiting is not None:
-            return f"priority job {waiting.name} is queued for {t} GPUs"
-        start = job.end_at or now
-        end = start + hours * 3600
-        res_name = self.window_squeezed(job, start, end, now)
-        if res_name:
-            return f"a Commit window ({res_name}) is due on these GPUs"
-        return None
+        return admission.renewal_refusal(self, job, hours, now)
 
     def priority_waiting(self, gpu_type: str, now: float) -> Job | None:
         """The first queued Priority job that could use GPUs of the type and that its
-        account can fund now: one waiting only for money holds nobody up."""
-        queued = [
-            q
-            for q in (self.jobs[j] for _seq, j in self.priority_queue)
-            if q.gpu_type in (None, gpu_type)
-        ]
-        if not queued:
-            return None
-        from .funding import guard
-
-        funds = guard(self, now)
-        size = max((n.gpu_count for n in self.by_type[gpu_type]), default=0)
-        for q in queued:
-            if funds.can_start(q, gpu_type, q.gpus or q.nodes * size):
-                return q
-        return None
+        account can fund now (admission.py)."""
+        return admission.priority_waiting(self, gpu_type, now)
 
     def window_squeezed(self, job: Job, start: float, end: float, now: float) -> str | None:
-        """The Commit window due in [start, end) that could no longer be held on the
-        nodes its owner's jobs need (windows.py) if `job` kept its GPUs until `end`,
-        though it could otherwise; or None. Only what will really hold GPUs when each
-        window opens counts: a Priority booking that ends before it does not."""
-        from .windows import due_windows, plan_windows
-
-        t = job.market or ""
-        if not due_windows(self, t, start, end):
-            return None
-        was = {(d.reservation, d.index) for d in plan_windows(self, t, now, end) if d.broken}
-        for d in plan_windows(self, t, now, end, ends={job.id: end}):
-            if d.broken and d.start >= start and (d.reservation, d.index) not in was:
-                return d.reservation
-        return None
+        """The Commit window `job` would squeeze by keeping its GPUs until `end`
+        (admission.py), or None."""
+        return admission.window_squeezed(self, job, start, end, now)
 
     def commit_demand(
         self, gpu_type: str, start: float, end: float, exclude: str | None = None
     ) -> tuple[int, str | None]:
         """Most GPUs Commit windows not yet open need at once during [start, end)."""
-        points: list[tuple[float, int, str]] = []
-        for res in self.reservations.values():
-            if res.gpu_type != gpu_type or res.cancelled_at is not None or res.name == exclude:
-                continue
-            for i, (s, e) in enumerate(res.windows):
-                if s < end and e > start and i != res.active_window and i >= res.settled_windows:
-                    points.append((max(s, start), res.gpus, res.name))
-                    points.append((min(e, end), -res.gpus, res.name))
-        load = best = 0
-        name = None
-        for _, delta, rname in sorted(points, key=lambda p: (p[0], p[1])):
-            load += delta
-            if load > best:
-                best, name = load, rname
-        return best, name
+        return admission.commit_demand(self, gpu_type, start, end, exclude)
 
     # ----------------------------------------------------------- reservations
     def quote(self, spec: ReservationSpec, now: float | None = None) -> pricing.Quote:
@@ -604,96 +466,15 @@ class Grid:
         return pricing.quote(
             spec.gpu_type,
             spec.gpus,
-            _from_now(spec.windows(), now),
+            from_now(spec.windows(), now),
             self.markets[spec.gpu_type].rate,
             self.cfg.tiers(spec.gpu_type),
             self.cfg.pricing.early_exit_refund,
         )
 
     def capacity_refusal(self, spec: ReservationSpec, now: float) -> str | None:
-        """Why the reservation does not fit, or None. By count (GPUs of the type less
-        other windows, Priority bookings and claims running past each opening), then by
-        placement: each window must be held in its shape beside them and must not split
-        a window that holds otherwise (docs/modes.md, *Capacity calendar*)."""
-        from .planner import Planner
-
-        t = spec.gpu_type
-        capacity = sum(
-            n.gpu_count for n in self.by_type.get(t, []) if n.status is not NodeStatus.UNREACHABLE
-        )
-        # Priority jobs waiting on GPUs being freed hold them by their claim (booked).
-        probe = Planner(self, now)
-        probe.claims_first()
-        claims = probe.claim_extra.get(t, [])
-        for s, e in spec.windows():
-            if e <= now:
-                return f"window {_hm(s)}-{_hm(e)} is in the past"
-            demand, _ = self.commit_demand(t, s, e)
-            active = sum(
-                r.gpus
-                for r in self.reservations.values()
-                if r.gpu_type == t
-                and r.active_window is not None
-                and r.cancelled_at is None
-                and r.windows[r.active_window][1] > s
-            )
-            booked = sum(
-                self.jobs[j].gpu_total
-                for j in self.holding
-                if self.jobs[j].mode is Mode.PRIORITY
-                and self.jobs[j].market == t
-                and (self.jobs[j].end_at or 0) > s
-            ) + sum(k for _, k, end in claims if end > s)
-            if demand + active + booked + spec.gpus > capacity:
-                free = max(capacity - demand - active - booked, 0)
-                return (
-                    f"no room on {t} for the window starting {_hm(s)}: {free} of {capacity} GPUs "
-                    f"left after other Commit windows and Priority bookings, {spec.gpus} asked"
-                )
-        return self._shape_refusal(spec, now, claims)
-
-    def _shape_refusal(
-        self, spec: ReservationSpec, now: float, claims: list[tuple[str, int, float]]
-    ) -> str | None:
-        """Counting GPUs per type is not enough: each of the owner's jobs runs on one
-        node, so a window that could only be held split (2 + 2 where its shape is 4 on
-        one node) would sell GPUs no owner job can use (windows.py)."""
-        from .windows import plan_windows
-
-        t = spec.gpu_type
-        windows = _from_now(spec.windows(), now)
-        if not windows:
-            return None
-        until = max(e for _, e in windows)
-        was = {
-            (d.reservation, d.index)
-            for d in plan_windows(self, t, now, until, extra=claims, admission=True)
-            if d.broken
-        }
-        name = f"\0{spec.name}"  # a name no reservation has
-        self.reservations[name] = Reservation(
-            id=-1, name=name, user=spec.user, gpu_type=t, gpus=spec.gpus, windows=windows,
-            rate=0, discount_bp=0, prepaid=0, created_at=now,
-        )  # fmt: skip
-        try:
-            plan = plan_windows(self, t, now, until, extra=claims, admission=True)
-        finally:
-            del self.reservations[name]
-        for d in plan:
-            if not d.broken or (d.reservation, d.index) in was:
-                continue
-            parts = " + ".join(str(k) for k in sorted(d.chunks.values(), reverse=True)) or "0"
-            if d.reservation == name:
-                return (
-                    f"no room on {t} for the window starting {_hm(d.start)} on the nodes its "
-                    f"owner's jobs need: beside Priority bookings and other Commit windows it "
-                    f"could only be held as {parts} GPUs, {spec.gpus} asked"
-                )
-            return (
-                f"no room on {t} for the window starting {_hm(d.start)}: it would leave "
-                f"window {d.index + 1} of {d.reservation} split across nodes ({parts} GPUs)"
-            )
-        return None
+        """Why the reservation does not fit, or None (admission.py)."""
+        return admission.capacity_refusal(self, spec, now)
 
     def reserve(self, spec: ReservationSpec, now: float, actor: str | None = None) -> Reservation:
         if actor is not None and actor != spec.user and not self.cfg.is_operator(actor):
@@ -724,7 +505,7 @@ class Grid:
             user=spec.user,
             gpu_type=spec.gpu_type,
             gpus=spec.gpus,
-            windows=_from_now(spec.windows(), now),
+            windows=from_now(spec.windows(), now),
             rate=q.rate,
             discount_bp=q.discount_bp,
             prepaid=q.price,
@@ -920,7 +701,7 @@ class Grid:
                 self.outbox.dirty_jobs.add(jid)
                 # A waiting job is booked when it claims GPUs being freed (see booked_end).
                 kind = "renewed" if job.state in HOLDING else "booked"
-                self._event(now, job, kind, f"{cause}; booked until {_hm(end)}")
+                self._event(now, job, kind, f"{cause}; booked until {hm(end)}")
             case A.Warn(job=jid, seconds_left=left, bit=bit, note=note):
                 job = self.jobs[jid]
                 job.warned |= bit
@@ -1163,7 +944,7 @@ class Grid:
         self.set_missing(res, now)
         s, e = res.windows[index]
         msg = (
-            f"window {index + 1}/{len(res.windows)} open until {_hm(e)}"
+            f"window {index + 1}/{len(res.windows)} open until {hm(e)}"
             if first
             else f"{len(held)} spare GPU(s) added"
         )
@@ -1218,19 +999,7 @@ def windows_as_sold(
 ) -> list[tuple[float, float]]:
     """The windows a reservation made at `at` holds: one already begun is sold (and
     kept) from `at` to its end. A plan naming the window as asked still matches it."""
-    return _from_now(windows, at)
-
-
-def _from_now(windows: list[tuple[float, float]], now: float | None) -> list[tuple[float, float]]:
-    if now is None:
-        return windows
-    return [(max(s, now), e) if s < now < e else (s, e) for s, e in windows]
-
-
-def _hm(t: float) -> str:
-    from datetime import UTC, datetime
-
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M")
+    return from_now(windows, at)
 
 
 def _duration(s: float) -> str:
