@@ -8,24 +8,29 @@ size's), it builds a `Runtime` the way `skyops_tui.demo.sim_runtime` does, on si
 agents and a manual clock, with NODES x 8 GPUs (half H100, half A100) and jobs on most
 GPUs: long Priority bookings on about a fifth, Flex jobs of 1 to 8 GPUs lasting 10 to
 90 simulated minutes on the rest, and a backlog of Flex bids that refills GPUs as jobs
-end. It mounts `SkyopsApp(runtime)` on the grid screen (`App.run_test`, 120x36), then
-times `app.refresh_views()` (what the app runs every second and after each batch of
-events: the top bar, the status line and `GridScreen.refresh_view`) over many
-refreshes, moving simulated time 60 s between them so jobs end and start and the
-simulated telemetry changes. The benchmark runs the scheduling passes itself, so the
-app's scheduler loop, its redraw after events and its 1 s timer are off: one refresh
-per step. After each refresh the app paints (`pilot.pause()`, outside the timed call);
-that pause is reported as `next_frame_wall`, beside the same pause with nothing to
-paint (`idle_pause_wall`), so the frame's cost is roughly their difference.
+end. It mounts the console (`SkyopsApp(runtime)` with key_latency.py's drawing
+driver: not headless, so Textual renders every frame to escape sequences, which the
+driver drops) on the grid screen (`App.run_test`, 120x36) and times whole frames over
+many refreshes, moving simulated time 60 s between them so jobs end and start and the
+simulated telemetry changes. A frame is `app.refresh_views()` (what the app runs every
+second and after each batch of events: the top bar, the status line and
+`GridScreen.refresh_view`) and then Textual's part until the frame is written: the
+tables' idle work (column widths), layout, each widget's render and the compositor's
+update, written by the driver (`pilot.pause()`, which ends by drawing). The benchmark
+runs the scheduling passes itself, so the app's scheduler loop, its redraw after
+events and its 1 s timer are off: one refresh per step. Left out: the terminal
+emulator painting the bytes.
 
-Prints one JSON object: per size, p50/p99 of a refresh in wall and CPU ms (and in wall
+Prints one JSON object: per size, p50/p99 of a frame in CPU ms (this process's, judged:
+the machine is shared) and wall ms (to the end of the last write), the refresh alone in
+wall and CPU ms (and in wall
 ms less the time the cyclic garbage collector ran inside it, with how many refreshes a
 full collection landed in: those are the p99), the
 process's RSS after mounting (VmRSS, and peak), first paint (from entering
 `App.run_test` to the node table holding every node, and to the frame after it), the
 state measured (busy GPUs, running and queued jobs, rows changed per refresh), and
-whether the targets are met: at 512 nodes a refresh <= 16 ms (p50 and p99), RSS <= 200
-MB, first paint <= 1 s. First paint and RSS are one sample a process, so
+whether the targets are met: at 512 nodes a frame <= 16 ms p50 and <= 33 ms p99 in CPU
+time, RSS <= 200 MB, first paint <= 1 s. First paint and RSS are one sample a process, so
 `--first-paints` more fresh processes (default 5 in all) measure only those; the
 median first paint and the largest RSS are judged.
 """

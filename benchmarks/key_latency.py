@@ -25,6 +25,11 @@ the frame (writing to a pty and the emulator's paint), which depend on the termi
 The first visit to a screen (building it) is included, as a person sees it; the report
 gives switches and moves apart as well.
 
+Beside wall time it reports this process's CPU time from the press to its frame (the
+machine is shared: wall time holds other processes' turns on the cores), and switches
+apart as first visits (building the screen) and revisits (resuming it). `--profile N`
+runs cProfile over each screen switch, press to frame, and prints its top N.
+
 Prints one JSON object: p50/p99/mean/max ms over all presses and per kind, the number
 of presses, frames written, the machine, and whether p99 <= 100 ms.
 """
@@ -33,7 +38,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
+import io
 import json
+import pstats
 import random
 import re
 import sys
@@ -111,6 +119,8 @@ class Expect:
     text: str
     pressed: float
     shown: float | None = None
+    pressed_cpu: float = 0.0
+    shown_cpu: float = 0.0
     done: asyncio.Event | None = None
 
 
@@ -155,8 +165,9 @@ def expectation(app: BenchApp, what: str, key: str) -> tuple[str, Callable[[], b
     return key, (lambda: ladder.cursor == job), rungs[want].name[:12]
 
 
-async def measure(presses: int, nodes: int, seed: int) -> dict:
+async def measure(presses: int, nodes: int, seed: int, profile: int = 0) -> dict:
     rt = runtime(nodes)
+    profiler = cProfile.Profile() if profile else None
     app = BenchApp(rt, sim_speed=SIM_SPEED)
     rng = random.Random(seed)
     waiting: list[Expect] = []
@@ -170,12 +181,20 @@ async def measure(presses: int, nodes: int, seed: int) -> dict:
         e = waiting[0]
         if e.shown is None and e.ready() and e.text in ANSI.sub("", data):
             e.shown = time.perf_counter()
+            e.shown_cpu = time.process_time()
             waiting.clear()
             assert e.done is not None
             e.done.set()
 
     latencies: dict[str, list[float]] = {"view": [], "move": []}
+    # CPU time of this process from the press to its frame: the console's own work
+    # (and anything else it ran meanwhile), without other processes' share of the cores.
+    cpu: dict[str, list[float]] = {"view": [], "move": []}
+    visited = {"view:grid"}  # the app starts on the grid
+    first_visits: list[tuple[float, float]] = []  # (wall, CPU)
+    revisits: list[tuple[float, float]] = []
     slow: list[tuple[str, float]] = []
+    slow_cpu: list[tuple[str, float]] = []
     async with app.run_test(size=SIZE) as pilot:
         app._driver.on_frame = on_frame  # type: ignore[union-attr]
         await app.workers.wait_for_complete()
@@ -190,20 +209,38 @@ async def measure(presses: int, nodes: int, seed: int) -> dict:
                 key, ready, text = expectation(app, what, key)
                 e = Expect(ready, text, time.perf_counter(), done=asyncio.Event())
                 waiting[:] = [e]
-                e.pressed = time.perf_counter()
+                switch = what.startswith("view:")
+                if profiler is not None and switch:
+                    profiler.enable()
+                e.pressed, e.pressed_cpu = time.perf_counter(), time.process_time()
                 app.post_message(events.Key(key, key if len(key) == 1 else None))
                 try:
                     await asyncio.wait_for(e.done.wait(), timeout=10)
                 except TimeoutError:
                     why = f"key {key!r} ({what}): no frame showed {text!r} in 10 s"
                     raise SystemExit(why) from None
+                finally:
+                    if profiler is not None:
+                        profiler.disable()
                 ms = e.shown - e.pressed
+                if switch:  # a first visit builds the screen; later ones resume it
+                    first = what not in visited
+                    visited.add(what)
+                    (first_visits if first else revisits).append((ms, e.shown_cpu - e.pressed_cpu))
                 latencies[what.split(":")[0]].append(ms)
+                cpu[what.split(":")[0]].append(e.shown_cpu - e.pressed_cpu)
                 slow.append((f"{key} ({what})", ms))
+                slow_cpu.append((f"{key} ({what})", e.shown_cpu - e.pressed_cpu))
                 n += 1
                 await asyncio.sleep(rng.uniform(0.05, 0.25))
     every = latencies["view"] + latencies["move"]
     slow.sort(key=lambda s: -s[1])
+    slow_cpu.sort(key=lambda s: -s[1])
+    if profiler is not None:  # after run_test, which redirects stderr while it runs
+        buf = io.StringIO()
+        pstats.Stats(profiler, stream=buf).sort_stats("cumulative").print_stats(profile)
+        print("--- profile of the screen switches, press to frame ---", file=sys.stderr)
+        print(buf.getvalue(), file=sys.stderr)
     return {
         "benchmark": "key_latency",
         "machine": machine(),
@@ -218,7 +255,25 @@ async def measure(presses: int, nodes: int, seed: int) -> dict:
         "all": summary_ms(every),
         "screen_switches": summary_ms(latencies["view"]),
         "list_moves": summary_ms(latencies["move"]),
+        "cpu": {
+            "all": summary_ms(cpu["view"] + cpu["move"]),
+            "screen_switches": summary_ms(cpu["view"]),
+            "list_moves": summary_ms(cpu["move"]),
+        },
+        "screen_switches_apart": {
+            "first_visits": {
+                "count": len(first_visits),
+                "wall": summary_ms([w for w, _ in first_visits]),
+                "cpu": summary_ms([c for _, c in first_visits]),
+            },
+            "revisits": {
+                "count": len(revisits),
+                "wall": summary_ms([w for w, _ in revisits]),
+                "cpu": summary_ms([c for _, c in revisits]),
+            },
+        },
         "slowest": [{"key": k, "ms": round(s * 1000, 1)} for k, s in slow[:5]],
+        "slowest_cpu": [{"key": k, "ms": round(s * 1000, 1)} for k, s in slow_cpu[:8]],
         "target": {
             "p99_ms": summary_ms(every)["p99_ms"],
             "target_ms": TARGET_P99_MS,
@@ -232,8 +287,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--presses", type=int, default=240, help="timed key presses (>= 200)")
     ap.add_argument("--nodes", type=int, default=0, help="N x 8-GPU busy grid (0: the demo)")
     ap.add_argument("--seed", type=int, default=7, help="seed of the pauses between keys")
+    ap.add_argument("--profile", type=int, default=0, help="cProfile's top N of the switches")
     a = ap.parse_args(argv)
-    print(json.dumps(asyncio.run(measure(a.presses, a.nodes, a.seed)), indent=2))
+    print(json.dumps(asyncio.run(measure(a.presses, a.nodes, a.seed, a.profile)), indent=2))
     return 0
 
 

@@ -17,9 +17,10 @@ from typing import ClassVar
 
 from textual import events, work
 from textual._dispatch_key import dispatch_key
-from textual.app import App
+from textual.app import App, UnknownModeError
 from textual.binding import Keymap
 from textual.screen import ModalScreen, Screen
+from textual.widget import AwaitMount
 
 from ..domain.model import HOLDING, TERMINAL, Event, Job
 from ..runtime import Runtime
@@ -269,6 +270,34 @@ class SkyopsApp(App):
             self.pop_screen()
         self.focus_first(self.screen)
         self.refresh_views()
+
+    def switch_mode(self, mode: str) -> AwaitMount:
+        """Textual's `App.switch_mode` (8.2, pinned), except that a screen coming back
+        keeps its styles when no stylesheet or theme changed while it was away.
+
+        Textual re-applies the whole stylesheet to every widget of a resumed screen
+        (`ScreenResume.refresh_styles`), which also empties each table's render cache,
+        so the screen is styled and rendered from scratch: about a third of a switch's
+        CPU (docs/benchmarks.md §11). A theme or CSS change bumps the app's CSS count,
+        the screen's then differs, and it is restyled as before; a first visit too."""
+        if mode == self._current_mode:
+            return AwaitMount(self.screen, [])
+        if mode not in self._modes:
+            raise UnknownModeError(f"No known mode {mode!r}")
+        self.delay_update()
+        self.screen.post_message(events.ScreenSuspend())
+        self.screen.refresh()
+        first = mode not in self._screen_stacks
+        await_mount = self._init_mode(mode) if first else AwaitMount(self.screen, [])
+        self._current_mode = mode
+        stale = self.screen._css_update_count != self._css_update_count
+        if stale:
+            self.refresh_css()
+        self.mode_change_signal.publish(mode)
+        self.screen_change_signal.publish(self.screen)
+        self.screen._screen_resized(self.size)
+        self.screen.post_message(events.ScreenResume(refresh_styles=first or stale))
+        return await_mount
 
     def focus_first(self, screen: Screen) -> None:
         """Focus the screen's first field now, not when its resume event comes round:
