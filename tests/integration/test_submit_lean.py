@@ -11,46 +11,25 @@ from pathlib import Path
 
 from skyops_tui.store.db import Store
 from tests.helpers import one_local_node_config
-from tests.waiting import wait_for
+from tests.integration.serve import Leader
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-class Service:
-    """`skyops serve` on one drained node (jobs queue, nothing is started)."""
-
-    def __init__(self, tmp: Path) -> None:
-        (tmp / "config.toml").write_text(one_local_node_config("lean"))
-        self.env = {**os.environ, "XDG_DATA_HOME": str(tmp / "data"), "SKYOPS_USER": "ops"}
-        self.base = [sys.executable, "-m", "skyops_tui", "--config", str(tmp / "config.toml"),
-                     "--db", str(tmp / "state.db")]  # fmt: skip
-        self.db = tmp / "state.db"
-        log = tmp / "serve.log"
-        with log.open("w") as out:
-            self.proc = subprocess.Popen([*self.base, "serve"], stdout=out,
-                                         stderr=subprocess.STDOUT, env=self.env, cwd=REPO)  # fmt: skip
-        wait_for(lambda: "leading" in log.read_text(), "the leader leading", timeout=30)
-        r = self.cli("nodes", "drain", "node-a")
-        assert r.returncode == 0, r.stderr
-
-    def cli(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([*self.base, *args], env=self.env, cwd=REPO, capture_output=True,
-                              text=True, timeout=120)  # fmt: skip
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+def drained_service(tmp: Path) -> Leader:
+    """`skyops serve` on one drained node: jobs queue, nothing is started."""
+    leader = Leader(tmp, one_local_node_config("lean"))
+    leader.start()
+    r = leader.cli("nodes", "drain", "node-a")
+    assert r.returncode == 0, r.stderr
+    return leader
 
 
 def test_a_loop_of_submissions_gets_one_name_each_from_the_leader(tmp_path):
     """Without --name the leader names each job after its program and id, so calls a
     moment apart never collide (a name made from the client's clock did, within a
     second, and the second call was refused)."""
-    svc = Service(tmp_path)
+    svc = drained_service(tmp_path)
     try:
         ids = []
         for _ in range(3):
@@ -69,7 +48,7 @@ def test_a_loop_of_submissions_gets_one_name_each_from_the_leader(tmp_path):
 
 
 def test_an_array_is_one_command_admitted_whole_or_not_at_all(tmp_path):
-    svc = Service(tmp_path)
+    svc = drained_service(tmp_path)
     try:
         r = svc.cli("submit", "--mode", "priority", "--hours", "1", "--name", "sweep",
                     "--array", "2000", "--json", "--", "python", "train.py")  # fmt: skip
@@ -83,7 +62,7 @@ def test_an_array_is_one_command_admitted_whole_or_not_at_all(tmp_path):
         assert "refused: job sweep-0 exists already (and 1999 more of the array)" in r.stderr
     finally:
         svc.stop()
-    store = Store(svc.db)
+    store = Store(tmp_path / "state.db")
     try:
         rows = store.conn.execute("SELECT count(*) FROM jobs").fetchone()[0]
         submits = store.conn.execute(
@@ -96,7 +75,7 @@ def test_an_array_is_one_command_admitted_whole_or_not_at_all(tmp_path):
 
 
 def test_the_lean_client_refuses_as_the_full_one_and_hands_over_the_rest(tmp_path):
-    svc = Service(tmp_path)
+    svc = drained_service(tmp_path)
     try:
         assert svc.cli("submit", "--mode", "priority", "--hours", "1", "--name", "dup",
                        "--", "true").returncode == 0  # fmt: skip
@@ -127,7 +106,7 @@ def test_the_lean_path_sends_a_submission_without_the_full_client(tmp_path):
     """What makes a loop fast: a submission to a running leader imports neither
     pydantic nor rich nor the grid model (their imports are most of the full client's
     start-up)."""
-    svc = Service(tmp_path)
+    svc = drained_service(tmp_path)
     try:
         probe = (
             "import sys\n"
