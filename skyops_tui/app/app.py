@@ -279,7 +279,9 @@ class SkyopsApp(App):
         (`ScreenResume.refresh_styles`), which also empties each table's render cache,
         so the screen is styled and rendered from scratch: about a third of a switch's
         CPU (docs/benchmarks.md §11). A theme or CSS change bumps the app's CSS count,
-        the screen's then differs, and it is restyled as before; a first visit too."""
+        the screen's then differs, and it is restyled as before. A first visit is
+        styled once, by `_init_mode`, not three times (Textual then reparses the CSS
+        and restyles every screen again, and the second resume restyles the new one)."""
         if mode == self._current_mode:
             return AwaitMount(self.screen, [])
         if mode not in self._modes:
@@ -291,12 +293,16 @@ class SkyopsApp(App):
         await_mount = self._init_mode(mode) if first else AwaitMount(self.screen, [])
         self._current_mode = mode
         stale = self.screen._css_update_count != self._css_update_count
-        if stale:
+        if first:
+            # _init_mode has just reparsed the CSS, styled the whole app with the new
+            # screen in it and posted the new screen a resume that styles it again.
+            self.screen._css_update_count = self._css_update_count
+        elif stale:
             self.refresh_css()
         self.mode_change_signal.publish(mode)
         self.screen_change_signal.publish(self.screen)
         self.screen._screen_resized(self.size)
-        self.screen.post_message(events.ScreenResume(refresh_styles=first or stale))
+        self.screen.post_message(events.ScreenResume(refresh_styles=stale and not first))
         return await_mount
 
     def focus_first(self, screen: Screen) -> None:
