@@ -104,9 +104,13 @@ def _globals_after(cmd: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     faults = StoreFaults()
+    # A command's one-line fault report stands for its scheduler's warning; a service
+    # (`serve`) or a console keeps logging faults as they come.
+    one_shot = args.command not in (None, "serve") or getattr(args, "apply", None) is not None
     if logging.lastResort is not None:  # logging sets it at import; nothing here unsets it
         logging.lastResort.setFormatter(OneLine())
-        logging.lastResort.addFilter(faults)
+        if one_shot:
+            logging.lastResort.addFilter(faults)
     code = EXIT_STORE
     try:
         code = _run(args)
