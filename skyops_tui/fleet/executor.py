@@ -34,6 +34,7 @@ from ..policy import actions as A
 from ..scheduler.executor import (
     CalledOff,
     Checkpointed,
+    ExecutorAction,
     Exited,
     LogChunk,
     NodeChanged,
@@ -229,7 +230,7 @@ class FleetExecutor:
         return f"{state}/checkpoints/{self.checkpoint_name(job)}"
 
     # -------------------------------------------------------------- actions
-    def execute(self, action: A.ExecutorAction, job: Job) -> None:
+    def execute(self, action: ExecutorAction, job: Job) -> None:
         if isinstance(action, A.Start):
             # The grid numbered this run when it decided the start (job.runs).
             run = Run(
@@ -529,7 +530,7 @@ class FleetExecutor:
         cause = f"exited with status {worst}" if worst is not None else f"ended by {sig or 'stop'}"
         ended = [r.get("ended_at") for r in run.exits.values()]
         # Billing stops when the agent recorded the end, not when the news arrived.
-        ended_at = max(ended) if None not in ended else None
+        ended_at = max(e for e in ended if e is not None) if None not in ended else None
         job = self.grid.jobs.get(run.job) if self.grid is not None else None
         started = job.started_at if job is not None else None
         preempted = job is not None and job.stop_reason == "paused"
@@ -589,7 +590,7 @@ class FleetExecutor:
         configured = await agent.request(protocol.CONFIGURE, grid=self.grid_id, **self._configure())
         self.other_grids[link.name] = list(configured.get("other_grids") or [])
         # Only what was intended before the listing was taken can be judged by it.
-        intended = (
+        intended: dict[int, int] = (
             {jid: self._run_for(self.grid.jobs[jid]).run for jid in self.grid.holding}
             if self.grid is not None
             else {}

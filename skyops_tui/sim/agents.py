@@ -16,7 +16,18 @@ from ..clock import ManualClock
 from ..domain.model import HOLDING, Job, JobState, NodeStatus
 from ..domain.telemetry import GpuSample, NodeSample
 from ..policy import actions as A
-from ..scheduler.executor import CalledOff, Exited, LogChunk, Report, Started
+from ..scheduler.executor import (
+    CalledOff,
+    Checkpointed,
+    ExecutorAction,
+    Exited,
+    LogChunk,
+    Report,
+    Started,
+)
+
+# What the heap holds: reports about one job's run, each keyed by its `job`.
+JobReport = Started | Exited | Checkpointed | CalledOff
 
 
 class SimExecutor:
@@ -34,7 +45,7 @@ class SimExecutor:
         self.term_delay = (
             self.stop_delay if stop_grace_s is None else min(stop_delay_s, stop_grace_s)
         )
-        self.heap: list[tuple[float, int, Report, int]] = []
+        self.heap: list[tuple[float, int, JobReport, int]] = []
         self.seq = itertools.count()
         self.token: dict[int, int] = {}  # job -> current run token
         self.run_start: dict[int, float] = {}
@@ -52,10 +63,10 @@ class SimExecutor:
     def bind(self, report: Callable[[Report], None]) -> None:
         self.report = report
 
-    def _at(self, t: float, r: Report, token: int) -> None:
+    def _at(self, t: float, r: JobReport, token: int) -> None:
         heapq.heappush(self.heap, (t, next(self.seq), r, token))
 
-    def execute(self, action: A.ExecutorAction, job: Job) -> None:
+    def execute(self, action: ExecutorAction, job: Job) -> None:
         now = self.clock.now()
         if isinstance(action, A.Start):
             if job.id in self.run_start:

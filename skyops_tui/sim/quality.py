@@ -7,6 +7,7 @@ mode promises, this says how well a run kept those promises."""
 from __future__ import annotations
 
 import bisect
+from collections.abc import Sequence
 
 from ..domain.model import Job, Mode
 from ..policy.grid import Grid
@@ -17,7 +18,7 @@ from ..policy.invariants import watch
 LOWER = {Mode.PRIORITY: (Mode.FLEX,), Mode.COMMIT: (Mode.FLEX,), Mode.FLEX: ()}
 
 
-def _pct(values: list[float], q: float) -> float:
+def _pct(values: Sequence[float], q: float) -> float:
     if not values:
         return 0.0
     values = sorted(values)

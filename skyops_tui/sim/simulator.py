@@ -270,12 +270,13 @@ def _submit(
         spec_r = item.reservation_spec(EPOCH)
         engine.command(lambda g, t: g.reserve(spec_r, t), now)
     elif item.kind == "cancel":
-        if item.name in engine.grid.reservations:
-            engine.command(lambda g, t: g.cancel_reservation(item.name, t), now)
+        # TraceLine's validator requires name on cancel and bid lines: `name` is item.name.
+        if name in engine.grid.reservations:
+            engine.command(lambda g, t: g.cancel_reservation(name, t), now)
         else:
-            engine.command(lambda g, t: g.cancel(item.name, t), now)
+            engine.command(lambda g, t: g.cancel(name, t), now)
     elif item.kind == "bid":
-        engine.command(lambda g, t: g.change_bid(item.name, item.bid or 0, t), now)
+        engine.command(lambda g, t: g.change_bid(name, item.bid or 0, t), now)
 
 
 class _Stored:

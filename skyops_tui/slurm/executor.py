@@ -39,7 +39,15 @@ from ..domain.config import Config
 from ..domain.model import HOLDING, Job, JobState, Mode, NodeStatus
 from ..domain.telemetry import GpuSample, NodeSample
 from ..policy import actions as A
-from ..scheduler.executor import CalledOff, Exited, LogChunk, NodeChanged, Report, Started
+from ..scheduler.executor import (
+    CalledOff,
+    ExecutorAction,
+    Exited,
+    LogChunk,
+    NodeChanged,
+    Report,
+    Started,
+)
 
 log = logging.getLogger(__name__)
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -244,7 +252,7 @@ class SlurmExecutor:
     def _lock(self, job: int) -> asyncio.Lock:
         return self.locks.setdefault(job, asyncio.Lock())
 
-    def execute(self, action: A.ExecutorAction, job: Job) -> None:
+    def execute(self, action: ExecutorAction, job: Job) -> None:
         if isinstance(action, A.Start):
             run = Run(job.id, job.runs)
             old = self.runs.get(job.id)
@@ -361,6 +369,8 @@ class SlurmExecutor:
     async def _resume_held(self, run: Run, job: Job, action: A.Start) -> bool:
         """A Flex job requeued and held by its preemption: moved to the node Skyops
         chose, made eligible now (a requeue delays it otherwise) and released."""
+        if run.slurm_id is None:  # the caller checked: nothing was held
+            return False
         sj = await self._query(run.slurm_id)
         if sj is None or sj.state != "PENDING":
             return False
