@@ -11,11 +11,11 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Footer
 
 from ...domain.errors import Refused
 from .. import palette
 from ..widgets.chrome import DemoBanner, StatusLine, Swatch, TopBar
+from ..widgets.footer import ScreenFooter
 
 if TYPE_CHECKING:
     from ...control.commands import Command
@@ -38,7 +38,7 @@ def chrome_top(runtime: Runtime, view: str) -> Masthead:
 
 
 def chrome_bottom(runtime: Runtime) -> Baseline:
-    return Baseline(StatusLine(runtime), Footer(compact=True))
+    return Baseline(StatusLine(runtime), ScreenFooter(compact=True))
 
 
 def is_live(screen: Screen) -> bool:
