@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,8 +173,9 @@ def keys_for(scope: str) -> list[Key]:
     return [k for k in KEYS if k.scope == scope]
 
 
-def bindings(scope: str) -> list[Binding]:
-    """The Textual bindings of one scope, each with its id so a keymap can move it."""
+def bindings(scope: str) -> list[BindingType]:
+    """The Textual bindings of one scope, each with its id so a keymap can move it.
+    Typed as Textual's `BINDINGS` class variable is (a list is invariant)."""
     return [
         Binding(
             k.keys,

@@ -168,6 +168,8 @@ class Painter:
 
 def state_class(state: str | None) -> str:
     """The component class of a job or node state given as text (from an Event)."""
+    if state is None:  # neither enum has a None value
+        return "tag--muted"
     try:
         return STATE_CLASS[JobState(state)]
     except ValueError:

@@ -153,10 +153,10 @@ def flex_quote(grid: Grid, spec: JobSpec, cur: str, now: float | None = None) ->
         types = [m for m in grid.markets if grid.by_type.get(m)]
         lines = [QuoteLine("Markets", "tag--section")]
         lines.append(QuoteLine("any type: runs in whichever market has room", "tag--muted"))
-        for m in types:
-            mk = grid.markets[m]
+        for name in types:
+            mk = grid.markets[name]
             lines.append(
-                QuoteLine(f"{m}: clearing {money(mk.price, cur)} (floor {money(mk.floor, cur)})")
+                QuoteLine(f"{name}: clearing {money(mk.price, cur)} (floor {money(mk.floor, cur)})")
             )
         return lines
     m = grid.markets.get(t)

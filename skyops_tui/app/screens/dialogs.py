@@ -25,7 +25,7 @@ class ConfirmDialog(Dialog):
 
     AUTO_FOCUS = "#cancel"
 
-    def __init__(self, title: str, message: str, confirm: str = "Confirm") -> None:
+    def __init__(self, title: str, message: str | Text, confirm: str = "Confirm") -> None:
         super().__init__()
         self.title_text = title
         self.message = message

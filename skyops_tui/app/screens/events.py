@@ -84,7 +84,8 @@ class FeedScreen(SkyScreen):
     def feed(self) -> Sequence[Any]:
         raise NotImplementedError
 
-    def visible(self, item: Any) -> bool:
+    def listed(self, item: Any) -> bool:
+        """Whether the feed lists `item` (named apart from DOMNode.visible, a property)."""
         return True
 
     def row(self, item: Any) -> tuple:
@@ -135,7 +136,7 @@ class FeedScreen(SkyScreen):
         new.reverse()
         self._last = feed[-1]
         following = self.following
-        rows = [r for r in (self.row(i) for i in new if self.visible(i)) if matches(self.words, r)]
+        rows = [r for r in (self.row(i) for i in new if self.listed(i)) if matches(self.words, r)]
         for r in rows:
             table.add_row(*r)
         self._shown += len(rows)
@@ -152,7 +153,7 @@ class FeedScreen(SkyScreen):
         table = self.query_one("#feed", DataTable)
         table.clear()
         feed = self.feed()
-        rows = [self.row(i) for i in feed if self.visible(i)]
+        rows = [self.row(i) for i in feed if self.listed(i)]
         rows = [r for r in rows if matches(self.words, r)]
         for r in rows:
             table.add_row(*r)

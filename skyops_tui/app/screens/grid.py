@@ -268,7 +268,7 @@ class GridScreen(SkyScreen):
             state = paint.node_status(node.status)
             if node.drained is not None:  # an operator's drain: nothing new goes here
                 state.append(" drained", paint("node--degraded"))
-            cells: list = [name]
+            cells = [name]  # typed where a cached row is reused, above
             if wide:
                 kind = Text(node.gpu_type)
                 if fake:

@@ -5,6 +5,7 @@ or the new value), then runs the scheduler command; a refusal shows its own reas
 from __future__ import annotations
 
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 
@@ -15,8 +16,14 @@ from .. import format as F
 from .. import quote as Q
 from .dialogs import AskDialog, ConfirmDialog, positive_number
 
+if TYPE_CHECKING:
+    # The host: what the mixin uses (runtime, app, notify, allowed, command, paint).
+    from .base import SkyScreen as _Host
+else:
+    _Host = object
 
-class JobActions:
+
+class JobActions(_Host):
     """Mixed into a SkyScreen that can say which job is selected."""
 
     def selected_job(self) -> Job | None:  # pragma: no cover - overridden

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 from rich.text import Text
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widget import Widget
@@ -43,7 +44,7 @@ ERROR_FIELDS = (
 FIELD_OF = {"argv": "argv", "gpu_type": "gpu_type", "renew_hours": "hours", "runtime": "sim_work"}
 
 
-def friendly(err: dict) -> str:
+def friendly(err: ErrorDetails) -> str:
     if err["type"] == "string_pattern_mismatch":
         return NAME_RULE
     msg = err["msg"]
@@ -156,7 +157,8 @@ class LaunchScreen(SkyScreen):
         return bool(self.touched)
 
     def on_mount(self) -> None:
-        self.app._launch_form = self
+        # SkyopsApp.launch_form reads it back with getattr: the app declares no such field.
+        setattr(self.app, "_launch_form", self)  # noqa: B010
         self.fill_reservations()
         self.apply_mode()
         self.refresh_view()
@@ -293,7 +295,7 @@ class LaunchScreen(SkyScreen):
     def refresh_view(self) -> None:
         spec, errors, general = self.build()
         self.last_spec = spec
-        for row in self.query(".field-error"):
+        for row in self.query(".field-error").results(Static):  # all Statics (err-*)
             name = (row.id or "").removeprefix("err-")
             if row.id == "form-error":
                 continue

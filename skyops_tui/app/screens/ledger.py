@@ -107,7 +107,7 @@ class LedgerScreen(FeedScreen):
     def feed(self) -> Sequence[Transaction]:
         return self.runtime.feed.transactions
 
-    def visible(self, tx: Transaction) -> bool:
+    def listed(self, tx: Transaction) -> bool:
         rt = self.runtime
         if rt.is_operator:
             return True

@@ -112,7 +112,7 @@ def _bar(value: int, scale: int, width: int) -> str:
     return ("█" * full + (BAR[part] if part else "")).ljust(width)
 
 
-def layout(v: LadderView) -> list[tuple[str, object, int | None]]:
+def layout(v: LadderView) -> list[tuple[str, Rung | str, int | None]]:
     """The ladder's lines in order: ("rung", Rung, tally), ("price", label, None),
     ("capacity", label, None) or ("empty", text, None).
 
@@ -145,7 +145,7 @@ def layout(v: LadderView) -> list[tuple[str, object, int | None]]:
     )
     price_label = f"clearing {fmt(v.price)}/GPU-h"
     cap_label = f"Flex capacity {v.capacity} GPUs, {max(v.capacity - tally, 0)} free"
-    out: list[tuple[str, object, int | None]] = []
+    out: list[tuple[str, Rung | str, int | None]] = []
     for i in range(n + 1):
         if i == price_at and i == cap_at:
             out.append(("price", f"{price_label} ── {cap_label}", None))
@@ -212,8 +212,8 @@ class Ladder(Widget):
         """The line the picked bid is drawn on (under the header), for scrolling to it."""
         if self.view is None:
             return 0
-        for y, (kind, item, _) in enumerate(layout(self.view)):
-            if kind == "rung" and item.job == self.cursor:  # type: ignore[attr-defined]
+        for y, (_, item, _) in enumerate(layout(self.view)):
+            if isinstance(item, Rung) and item.job == self.cursor:  # a "rung" line
                 return y + 1
         return 0
 
@@ -264,13 +264,7 @@ class Ladder(Widget):
             text.append(line[: width - 1] + "\n", style)
 
         for kind, item, cum in layout(v):
-            if kind == "price":
-                rule(item, price_style)
-            elif kind == "capacity":
-                rule(item, cap_style)
-            elif kind == "empty":
-                text.append(f"  {item}\n", dim)
-            else:
+            if isinstance(item, Rung):  # kind "rung"; the other lines carry their label
                 r = item
                 style = self._style(r) + (own if r.mine else Style())
                 picked = cursor if r.job == self.cursor else Style()
@@ -293,6 +287,12 @@ class Ladder(Widget):
                 if r.job == self.cursor:  # the cursor spans the row, as a table's does
                     text.append(" " * max(0, width - 1 - (len(text) - start)), style)
                 text.append("\n")
+            elif kind == "price":
+                rule(item, price_style)
+            elif kind == "capacity":
+                rule(item, cap_style)
+            else:  # "empty"
+                text.append(f"  {item}\n", dim)
         notes = []
         if any(cum is None for kind, _, cum in layout(v) if kind == "rung"):
             notes.append("— too big for the GPUs left: smaller bids below may run first")

@@ -3,12 +3,13 @@ without losing the cursor, the scroll position or the sort."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from rich.cells import cell_len
 from rich.text import Text
+from textual.cache import LRUCache
 from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey, RowKey
 
@@ -132,14 +133,10 @@ class GridTable(DataTable):
         indexes = {self._row_locations.get(k) for k in stale}
         top = self.header_height if self.show_header else 0
         ys = {top + y for y, (key, _) in enumerate(self._y_offsets) if key in stale}
-        for cache, gone in (
-            (self._row_render_cache, lambda k: k[0] in stale),
-            (self._cell_render_cache, lambda k: k[0] in stale),
-            (self._row_renderable_cache, lambda k: k[1] in indexes),
-            (self._line_cache, lambda k: k[0] in ys),
-        ):
-            for k in [k for k in cache.keys() if gone(k)]:
-                cache.discard(k)
+        _discard(self._row_render_cache, lambda k: k[0] in stale)
+        _discard(self._cell_render_cache, lambda k: k[0] in stale)
+        _discard(self._row_renderable_cache, lambda k: k[1] in indexes)
+        _discard(self._line_cache, lambda k: k[0] in ys)
         if len(self._y_offsets) == self.row_count:  # one line a row: index is line
             first = round(self.scroll_y)
             indexes = {
@@ -175,6 +172,16 @@ class GridTable(DataTable):
     def _keep_cursor_visible(self) -> None:
         if self.row_count:
             self.move_cursor(row=self.cursor_row, animate=False, scroll=True)
+
+
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+def _discard(cache: LRUCache[_K, _V], gone: Callable[[_K], bool]) -> None:
+    """Drop a render cache's entries whose key `gone` picks (one cache, typed by its key)."""
+    for k in [k for k in cache.keys() if gone(k)]:
+        cache.discard(k)
 
 
 def fit_last(
