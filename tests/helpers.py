@@ -229,6 +229,11 @@ class _World:
         return self.job(name).charged
 
 
+# Passes at one instant before run_until calls it a livelock: a pass that keeps deciding
+# at the same time (preempt, call off, preempt...) would otherwise hang the suite.
+MAX_PASSES_AT_ONE_INSTANT = 1000
+
+
 class World(_World):
     """Simulated agents: a job runs `runtime` seconds, stops `stop_delay` s after a signal."""
 
@@ -250,6 +255,7 @@ class World(_World):
         one right after a pass that closed a window (its GPUs are free only once the
         close is applied), as production and the simulator do."""
         acts = self.step()
+        same = 0
         while True:
             due = [x for x in (self.sim.next_time(), next_wakeup(self.grid, self.now)) if x]
             if self.engine.pending or any(isinstance(a, A.CloseWindow) for a in acts):
@@ -257,6 +263,11 @@ class World(_World):
             if not due or min(due) > t:
                 break
             nxt = min(due)
+            same = same + 1 if nxt <= self.now else 0
+            assert same < MAX_PASSES_AT_ONE_INSTANT, (
+                f"livelock at {self.now - T0:.0f} s: {same} passes without time moving; "
+                f"the last decided {acts[:6]}"
+            )
             self.clock.set(max(nxt, self.now))
             acts = self.step()
         self.clock.set(t)

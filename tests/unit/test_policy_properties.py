@@ -320,6 +320,47 @@ def window_filled_twice(draw) -> list[tuple]:
     ],
     cmds=[],
 )
+# Found by the random search: a Priority job's victims called off and preempted again,
+# pass after pass at one instant (a livelock): call-offs now wait for the preemptor.
+@example(
+    sizes=3,
+    flex_jobs=[
+        ("flex", "cy", 1, "H100", 0.04, 1200, None),
+        ("flex", "bob", 1, "H100", 0.035726439508175785, 3600, 60),
+        ("flex", "bob", 1, "H100", 2.225073858507e-311, 300, None),
+        ("flex", "bob", 1, "H100", 0.7331471457450508, 1200, 60),
+        ("flex", "ann", 1, "H100", 0.7277995327643759, 1200, None),
+        ("flex", "cy", 1, "H100", 0.46385720497015337, 3600, 60),
+        ("flex", "ann", 1, "H100", 0.45983057353031376, 30, 60),
+        ("flex", "cy", 1, "H100", 0.346189877133341, 10800, 60),
+        ("flex", "ann", 1, "H100", 0.7333211072546074, 300, None),
+        ("flex", "bob", 1, "H100", 0.5101644085447236, 10800, 60),
+        ("flex", "cy", 1, "H100", 0.8821818942697417, 30, None),
+        ("flex", "bob", 1, "H100", 0.6409351974667016, 300, None),
+        ("flex", "ann", 1, "H100", 0.22682930565201437, 30, 60),
+        ("flex", "ann", 1, "H100", 0.7546074879123965, 30, None),
+        ("flex", "bob", 1, "H100", 2.2250738585072014e-308, 1200, None),
+        ("flex", "ann", 1, "H100", 0.34366060907634327, 30, 60),
+        ("flex", "ann", 1, "H100", 0.2350199249115557, 300, None),
+        ("flex", "bob", 1, "H100", 0.2222812549642204, 3600, 60),
+        ("flex", "ann", 1, "H100", 0.5671821816051855, 300, 60),
+    ],
+    window=[
+        ("reserve", "ann", 8, "H100", 0, 1, None),
+        ("wait", 30),
+        ("commit", 0, 1, 3600),
+        ("wait", 1),
+        ("commit", 0, 5, 3600),
+    ],
+    cmds=[
+        ("cancel", 18),
+        ("bid", 29, 0.16916659807512383),
+        ("priority", "bob", 5, None, 0.25, False, 3600),
+        ("cancel", 10),
+        ("commit", 3, 8, 10800),
+        ("priority", "cy", 8, None, 2, True, 3600),
+    ],
+)
 def test_crowded_reservations_preempt_only_flex(sizes, flex_jobs, window, cmds):
     w = build([("H100", 8)] * sizes, [micro(1_000_000)] * 3)
     run(w, [*flex_jobs, ("wait", 30), *window, *cmds])

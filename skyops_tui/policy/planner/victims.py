@@ -150,6 +150,13 @@ def call_offs(s: PassState) -> None:
     kept: dict[str, list[int]] = {}  # per node, soon-free GPUs of victims called off
     lowest: dict[str, int] = {}  # per market, the lowest bid called off
     for v in cands:
+        _, for_id = g.preempted_at[v.id]
+        who = g.jobs.get(for_id)
+        if who is not None and for_id not in s.started and who.state not in HOLDING:
+            if not who.finished:
+                # Its preemptor still waits: calling its victims off now could be undone
+                # by its next choice of victims, pass after pass at one instant.
+                continue
         bid = v.bid * outbid
         if not all(_spare(s, p.node, p.gpus, kept.get(p.node, ()), bid) for p in v.placement):
             continue
@@ -157,8 +164,6 @@ def call_offs(s: PassState) -> None:
             kept.setdefault(p.node, []).extend(p.gpus)
         if v.market is not None:
             lowest[v.market] = min(lowest.get(v.market, v.bid), v.bid)
-        _, for_id = g.preempted_at[v.id]
-        who = g.jobs.get(for_id)
         if who is None:
             why = "no longer needed"
         elif for_id in s.started:
@@ -166,7 +171,7 @@ def call_offs(s: PassState) -> None:
         elif who.state in HOLDING:
             why = f"{who.name} runs on other GPUs"
         else:
-            why = f"{who.name} no longer needs its GPUs"
+            why = f"{who.name} is {who.state}"
         s.emit(A.CallOff(v.id, why))
     if not lowest:
         return
