@@ -166,7 +166,6 @@ def _simulate(
     refusals: list[dict] = []
     nodes = _NodeWatch(cfg.cluster.heartbeat_timeout_s)
     held = _Held()
-    preemptions = 0
     counters = {"tx": 0}
     kept_events: list[Event] = []
     kept_prices: list[tuple[float, str, int]] = []
@@ -206,7 +205,6 @@ def _simulate(
             ex._reap_lost(now)  # runs on a node declared lost end now, whatever passes follow
         engine.absorb(now)  # simulated starts are instant: no second pass needed for them
         steps += 1
-        preemptions += sum(1 for a in actions if isinstance(a, A.Preempt))
         events, txs, prices = take(grid)
         held.see(grid, events)
         if record:
@@ -239,6 +237,8 @@ def _simulate(
         kept_prices += prices
     violations += check_transactions(grid, txs)
     wall = time.perf_counter() - wall0
+    # Each job's count: a preemption called off is not one (docs/modes.md).
+    preemptions = sum(j.preemptions for j in grid.jobs.values())
     summary = _summary(grid, ex, preemptions, end - EPOCH, wall, violations, steps)
     summary.update(bills(grid, held.total(end), refusals))
     return SimResult(

@@ -45,6 +45,7 @@ def test_a_victim_in_its_grace_runs_on_when_its_preemptor_starts_elsewhere() -> 
     assert {pl.node for pl in p.placement} <= {"h100-1"}  # a's GPUs, not f's
     assert f.state is JobState.SUCCEEDED and f.runs == 1
     assert f.preemptions == 0 and f.lost_work_s == 0
+    assert result.summary["preemptions"] == 0  # the summary counts what happened
     assert f.ended_at - EPOCH == 600
 
     alone = simulate(parse_lines(map(json.dumps, TRACE[:2]), "trace"), calloff_config())
