@@ -20,14 +20,19 @@ def stamp(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def duration(seconds: float | None, compact: bool = False) -> str:
+def duration(seconds: float | None, compact: bool = False, prose: bool = False) -> str:
     """A short countdown or age: '2h 59m', '4m 05s', '12s', '3d 4h'.
 
     `compact` is for table columns (`skyops jobs`): no spaces ('2h59m', '4m05s') and no
-    days, so a long run still reads in hours ('49h00m')."""
+    days, so a long run still reads in hours ('49h00m'). `prose` is for sentences in
+    events ('booking expires in 2 h 59 min'): whole minutes, words for units."""
     if seconds is None:
         return "—"
     s = int(round(seconds))
+    if prose:
+        if s >= 3600:
+            return f"{s // 3600} h {s % 3600 // 60} min"
+        return f"{s // 60} min" if s >= 60 else f"{s} s"
     sign = "-" if s < 0 else ""
     s = abs(s)
     gap = "" if compact else " "

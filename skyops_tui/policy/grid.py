@@ -41,6 +41,7 @@ from ..domain.model import (
 )
 from ..domain.money import fmt, to_micro
 from ..domain.specs import JobSpec, ReservationSpec
+from ..text import duration
 from . import actions as A
 from . import admission, pricing
 from .admission import from_now, hm
@@ -707,7 +708,7 @@ class Grid:
                 job.warned |= bit
                 self.outbox.dirty_jobs.add(jid)
                 what = "window ends" if job.mode is Mode.COMMIT else "booking expires"
-                self._event(now, job, "warning", f"{what} in {_duration(left)}{note}")
+                self._event(now, job, "warning", f"{what} in {duration(left, prose=True)}{note}")
             case A.Fail(job=jid, cause=cause):
                 self.set_state(self.jobs[jid], JobState.FAILED, now, cause)
             case A.OpenWindow(reservation=name, index=i, held=held):
@@ -1000,12 +1001,3 @@ def windows_as_sold(
     """The windows a reservation made at `at` holds: one already begun is sold (and
     kept) from `at` to its end. A plan naming the window as asked still matches it."""
     return from_now(windows, at)
-
-
-def _duration(s: float) -> str:
-    s = int(round(s))
-    if s >= 3600:
-        return f"{s // 3600} h {s % 3600 // 60} min"
-    if s >= 60:
-        return f"{s // 60} min"
-    return f"{s} s"

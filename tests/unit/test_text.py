@@ -23,3 +23,10 @@ def test_cli_tables_read_durations_compact_and_in_hours_past_a_day():
         "2h59m",
         "27h00m",
     ]
+
+
+def test_events_read_durations_in_words() -> None:
+    """The third style, once grid.py's own formatter: sentences in events."""
+    assert duration(600, prose=True) == "10 min"
+    assert duration(2 * 3600 + 59 * 60, prose=True) == "2 h 59 min"
+    assert duration(45, prose=True) == "45 s"
