@@ -18,7 +18,7 @@ socket) that carry the input.
 
 Prints one JSON object: per reader, inputs, accepted, refused, crashes (must be 0),
 seconds and the slowest input's seconds. Exit status 1 on any crash.
-tests/unit/test_fuzz.py is the CI-sized run.
+tests/domain/test_fuzz.py is the CI-sized run.
 """
 
 from __future__ import annotations
