@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..domain.errors import InputError, Refused
-from ..policy.grid import user_account
+from ..domain.model import user_account
 from ..scheduler.engine import NotLeading
 from ..store.schema import StoreError
 from . import protocol as P

@@ -316,7 +316,9 @@ class SkyopsApp(App):
         if found:
             screen.set_focus(found.first())
 
-    def action_back(self) -> None:
+    # Sync where Textual's App.action_back is async: screens (screens/base.py) call it
+    # directly and must not be handed a coroutine; Textual runs either kind of action.
+    def action_back(self) -> None:  # type: ignore[override]
         """esc: close the top screen, else go back to the previous view."""
         if len(self.screen_stack) > 1:
             self.pop_screen()

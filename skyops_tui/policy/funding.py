@@ -55,7 +55,7 @@ class Guard:
         jobs, flex, priority = grid.jobs, Mode.FLEX, Mode.PRIORITY
         rates = {t: m.rate for t, m in grid.markets.items()}
         unbilled = grid.unbilled
-        acc: dict[str, list] = {}
+        acc: dict[str, list[int]] = {}
         for jid in grid.holding:
             job = jobs[jid]
             mode = job.mode

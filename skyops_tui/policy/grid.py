@@ -718,10 +718,10 @@ class Grid:
             case A.Settle(job=jid):
                 self.settle(self.jobs[jid], now)
             case A.SetPrice(gpu_type=t, price=p):
-                m = self.markets[t]
-                if p != m.price:
+                market = self.markets[t]
+                if p != market.price:
                     self.outbox.prices.append((now, t, p))  # the store replays these in order
-                m.set_price(p, now)
+                market.set_price(p, now)
 
     def _start(
         self, job: Job, placement: tuple[Placement, ...], market: str, resume: bool, now: float

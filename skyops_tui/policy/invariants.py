@@ -7,7 +7,7 @@ import weakref
 from collections import deque
 from dataclasses import dataclass, field
 
-from ..domain.model import HOLDING, JobState, Mode, Transaction, user_account
+from ..domain.model import HOLDING, Job, JobState, Mode, Transaction, user_account
 from . import actions as A
 from .grid import Grid
 from .windows import fits_shape, shape
@@ -62,8 +62,8 @@ def check_order(grid: Grid, actions: list[A.Action], now: float) -> list[str]:
             job = grid.jobs[a.job]
             m = _PREEMPTOR.match(a.cause)
             if m:
-                gpus = frozenset((p.node, i) for p in job.placement for i in p.gpus)
-                w.preempted[job.id] = (gpus, m.group(1))
+                held = frozenset((p.node, i) for p in job.placement for i in p.gpus)
+                w.preempted[job.id] = (held, m.group(1))
             times = w.preempt_times.setdefault(job.id, deque())
             times.append(now)
             while times and times[0] <= now - 3600:
@@ -100,7 +100,9 @@ def check_order(grid: Grid, actions: list[A.Action], now: float) -> list[str]:
     return out
 
 
-def _fits_instead(grid: Grid, p, start: A.Start, back: set[tuple[str, int]], now: float) -> bool:
+def _fits_instead(
+    grid: Grid, p: Job, start: A.Start, back: frozenset[tuple[str, int]], now: float
+) -> bool:
     """Whether `p` would fit where the victim came back: on its GPUs and the free ones
     beside them (else higher-ranked jobs took the room and the victim may have it). Only
     GPUs `p` may use count: a window opened on the victim's GPUs since holds them for
@@ -144,7 +146,7 @@ def _priority_waits(grid: Grid, gpu_type: str, now: float) -> bool:
     return False
 
 
-def _fundable(grid: Grid, job, market: str, now: float) -> bool:
+def _fundable(grid: Grid, job: Job, market: str, now: float) -> bool:
     """A job its account cannot fund now waits for money, not for GPUs."""
     from .funding import guard
 
@@ -261,7 +263,7 @@ def check_actions(grid: Grid, actions: list[A.Action], now: float | None = None)
 def check_transactions(grid: Grid, txs: list[Transaction]) -> list[str]:
     out = []
     limit = grid.credit_limit()
-    users = set()
+    users: set[str] = set()
     for tx in txs:
         if not tx.balanced:
             out.append(f"unbalanced transaction: {tx.reason}")

@@ -18,8 +18,12 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..domain.model import Mode, Node, NodeStatus
+
+if TYPE_CHECKING:
+    from .grid import Grid
 
 
 @dataclass(slots=True)
@@ -71,7 +75,7 @@ def _place_in(order: list[str], avail: dict[str, int], gpus: int) -> dict[str, i
     return place(avail, gpus)
 
 
-def due_windows(grid, gpu_type: str, now: float, until: float) -> list[Due]:
+def due_windows(grid: Grid, gpu_type: str, now: float, until: float) -> list[Due]:
     out = []
     for res in grid.reservations.values():
         if res.gpu_type != gpu_type or res.cancelled_at is not None:
@@ -84,7 +88,7 @@ def due_windows(grid, gpu_type: str, now: float, until: float) -> list[Due]:
 
 
 def plan_windows(
-    grid,
+    grid: Grid,
     gpu_type: str,
     now: float,
     until: float,

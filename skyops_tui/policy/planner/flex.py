@@ -19,6 +19,8 @@ from ..pricing import clearing_price
 from .state import FLEX_POOL, PassState
 from .victims import choose_victims
 
+BookEntry = tuple[int, int, int]  # an entry of Grid.flex_book: (-bid, seq, id)
+
 
 def hold_flex_head(s: PassState, job: Job, nodes: list[Node]) -> int:
     """Keep for a blocked large bid the node (a gang: nodes) with the most GPUs free
@@ -90,7 +92,7 @@ def flex(s: PassState) -> None:
     untyped = g.flex_book.get(None, [])
     # Per market, what its clearing price is judged on once every market has placed
     # its jobs (see `_waiting_bid`).
-    priced: list[tuple[str, int | None, list[tuple[Job, int]], Iterator | None]] = []
+    priced: list[tuple[str, int | None, list[tuple[Job, int]], Iterator[BookEntry] | None]] = []
     for t, market in g.markets.items():
         nodes = g.by_type[t]
         book = g.flex_book.get(t, [])
@@ -114,7 +116,7 @@ def flex(s: PassState) -> None:
         min_need = max(min(sizes, default=1), 1)
         smallest_node = min((n.gpu_count for n in nodes), default=0)
         bidders: list[tuple[Job, int]] = []  # waiting jobs that bid here, highest first
-        rest: Iterator | None = None  # the book past the job the walk stopped at
+        rest: Iterator[BookEntry] | None = None  # the book past the job the walk stopped at
         headed = False  # a blocked large bid holds a node in this market
         entries = _merge(book, untyped)
         for entry in entries:
@@ -198,7 +200,7 @@ def flex(s: PassState) -> None:
 
 
 def _waiting_bid(
-    s: PassState, t: str, bidders: list[tuple[Job, int]], rest: Iterator | None
+    s: PassState, t: str, bidders: list[tuple[Job, int]], rest: Iterator[BookEntry] | None
 ) -> int | None:
     """The highest bid still waiting in market `t` once this pass's starts are counted.
 
@@ -242,7 +244,7 @@ def _lowest_movable(running: list[Job], now: float, min_slice: float) -> int | N
     )
 
 
-def _merge(a: list, b: list) -> Iterator[tuple[int, int, int]]:
+def _merge(a: list[BookEntry], b: list[BookEntry]) -> Iterator[BookEntry]:
     if not b:
         return iter(a)
     if not a:

@@ -82,20 +82,23 @@ def priority(s: PassState, only: set[int] | None = None) -> None:
             for t in ok_types
             if (job.gpus or job.nodes * g.by_type[t][0].gpu_count) < no_room.get(t, 1 << 30)
         ]
-        t = admit(s, job, room, PRIORITY_POOL, "priority job", nodes_of) if room else None
+        # The type it starts, waits or preempts on (None: none); `t` is the loop's above.
+        got = admit(s, job, room, PRIORITY_POOL, "priority job", nodes_of) if room else None
         if only is not None:
-            if t:
-                s.claims_served.add(jid)  # type: ignore[union-attr]
-                s.claim_extra.setdefault(t, []).extend(held_by(s, job, end))
+            if got:
+                # Only claims_first passes `only`, and it sets claims_served first.
+                assert s.claims_served is not None, "claims_first sets claims_served"
+                s.claims_served.add(jid)
+                s.claim_extra.setdefault(got, []).extend(held_by(s, job, end))
             continue  # the rest of the queue is judged after the windows
-        if t is None:
+        if got is None:
             for t2 in room:
                 if nodes_of[t2] is g.by_type[t2]:  # judged on every node of the type
                     need = job.gpus or job.nodes * g.by_type[t2][0].gpu_count
                     no_room[t2] = min(no_room.get(t2, 1 << 30), need)
-            t = backfill(s, job, ok_types, end, nodes_of)
-        if t:
-            booked_beside_windows(s, job, t, end)
+            got = backfill(s, job, ok_types, end, nodes_of)
+        if got:
+            booked_beside_windows(s, job, got, end)
             if jid not in s.started and job.end_at != end:
                 # It claims GPUs being freed: its booking ends where it was admitted.
                 s.emit(A.Renew(jid, end, "claimed GPUs being freed"))
@@ -251,7 +254,8 @@ def window_rooms(s: PassState, gpu_type: str) -> dict[str, list[list[float]]]:
                 if r is not None:
                     res = g.reservations.get(r)
                     aw = res.active_window if res is not None else None
-                    if aw is not None and res.windows[aw][1] > at:
+                    # An open window (aw not None) means the reservation was found.
+                    if res is not None and aw is not None and res.windows[aw][1] > at:
                         used += 1
                 elif h is not None:
                     j = g.jobs[h]

@@ -72,7 +72,12 @@ def timers(s: PassState) -> None:
         # one pass, a 150 ms write): the longest unbilled go first, the rest in the
         # next passes, which spreads them for good. A charge is the exact running
         # total whenever it is taken (docs/modes.md, Billing).
-        first = set(heapq.nsmallest(cap, settle, key=lambda j: g.jobs[j].billed_from))
+        def billed_from(jid: int) -> float:
+            at = g.jobs[jid].billed_from
+            assert at is not None, "settle holds only jobs being billed (checked above)"
+            return at
+
+        first = set(heapq.nsmallest(cap, settle, key=billed_from))
         settle = [j for j in settle if j in first]
     for jid in settle:
         s.emit(A.Settle(jid))

@@ -8,7 +8,7 @@ are still in the checkpoint grace, so a preemption that gives nobody anything is
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from ...domain.model import HOLDING, Job, JobState, Mode, Node
 from .. import actions as A
@@ -20,7 +20,7 @@ def choose_victims(
     nodes: list[Node],
     job: Job,
     pool: str,
-    eligible,
+    eligible: Callable[[Job], bool],
     reservation: str | None = None,
 ) -> list[Job] | None:
     """The cheapest set of Flex jobs whose preemption makes room for `job`.
@@ -71,10 +71,10 @@ def choose_victims(
             return sum(1 for i in idx if node.reserved[i] == reservation)
         return len(idx)
 
-    best: tuple | None = None
+    best: tuple[int, int] | None = None
     chosen: list[Job] = []
     need_nodes = job.nodes or 1
-    per_node: list[tuple[tuple, Node, list[Job]]] = []
+    per_node: list[tuple[tuple[int, int], Node, list[Job]]] = []
     best_node = ""
     for node in nodes:
         vs = on_node.get(node.name)
@@ -210,6 +210,6 @@ def _spare(s: PassState, node: str, gpus: Iterable[int], kept: Iterable[int], bi
     return True
 
 
-def _victim_order(v: Job) -> tuple:
+def _victim_order(v: Job) -> tuple[int, float, float, int]:
     work_at = v.last_checkpoint_at if v.last_checkpoint_at is not None else (v.started_at or 0)
     return (v.bid, -work_at, -(v.started_at or 0), -v.id)
