@@ -165,6 +165,7 @@ def unpack(
                     continue
                 os.makedirs(os.path.dirname(target), exist_ok=True)
                 source = tar.extractfile(member)
+                assert source is not None  # _safe_members passes only folders and regular files
                 with open(target, "wb") as out:
                     shutil.copyfileobj(source, out)
                 os.utime(target, (member.mtime, member.mtime))

@@ -107,7 +107,7 @@ class NvmlProbe(GpuProbe):
         self._started = False
         self._problem: tuple[str, str] | None = None
         try:
-            import pynvml
+            import pynvml  # type: ignore[import-untyped]  # nvidia-ml-py ships no type hints
         except ImportError:
             self._problem = (
                 "no NVML bindings: the Python module pynvml (nvidia-ml-py) is not installed",
@@ -315,7 +315,7 @@ class FakeProbe(GpuProbe):
     def __init__(self, spec: str, node_name: str = "fake", busy: BusyGpus | None = None):
         self.spec = spec
         self._busy = busy or dict
-        self._gpus = []
+        self._gpus: list[dict[str, Any]] = []
         for index, (model, mem_gb) in enumerate(parse_fake_spec(spec)):
             key = f"{node_name}/{index}/{model}-{mem_gb}GB"
             self._gpus.append(

@@ -372,6 +372,7 @@ def decode(line: bytes | str) -> Message:
     mtype = msg.get("type")
     if not isinstance(mtype, str):
         raise ProtocolError(E_BAD_MESSAGE, "missing field 'type' (a string)", re_id)
+    table: dict[str, Field] | None  # None: a type this protocol does not know
     if mtype in (OK, ERROR):
         kind, table, peer = "reply", REPLIES[mtype], "agent"
     elif "id" in msg:

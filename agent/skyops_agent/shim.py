@@ -139,9 +139,10 @@ def _become_subreaper() -> None:
 class Shim:
     def __init__(self, job_dir: str) -> None:
         self.dir = job_dir
-        self.spec = jobdir.read_json(self._path(jobdir.SPEC))
-        if self.spec is None:
+        spec = jobdir.read_json(self._path(jobdir.SPEC))
+        if spec is None:
             raise SystemExit(f"shim: no readable {jobdir.SPEC} in {job_dir}")
+        self.spec: dict[str, Any] = spec
         self.status: dict[str, Any] = {
             "run_id": self.spec["run_id"],
             "state": "starting",
@@ -266,9 +267,10 @@ class Shim:
                 with identity.BecomeUser(user):
                     os.chdir(spec["workdir"])  # with the job user's rights; the child inherits it
             except OSError as exc:
-                return self._not_started(
+                self._not_started(
                     err, "cannot enter workdir {}: {}".format(spec["workdir"], exc.strerror or exc)
                 )
+                return None
             try:
                 proc = subprocess.Popen(
                     spec["argv"],
@@ -283,10 +285,12 @@ class Shim:
             except OSError as exc:
                 message = "cannot start {!r}: {}".format(spec["argv"][0], exc.strerror or exc)
                 code = 127 if isinstance(exc, FileNotFoundError) else 126
-                return self._not_started(err, message, code)
+                self._not_started(err, message, code)
+                return None
             except subprocess.SubprocessError:
                 who = run_as["name"] if run_as else "the agent's user"
-                return self._not_started(err, f"cannot join the job's cgroup or become {who}")
+                self._not_started(err, f"cannot join the job's cgroup or become {who}")
+                return None
             finally:
                 os.chdir("/")
         self._save(
