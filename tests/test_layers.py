@@ -66,10 +66,6 @@ ALLOWED: dict[tuple[str, str], str] = {
         "Scheduler.submit/reserve/cancel/... are in-process conveniences that build "
         "control commands; they go when their callers use control.commands.run"
     ),
-    ("skyops_tui.api.server", "skyops_tui.cli"): (
-        "the server answers jobs/status/quote with cli.headless's JSON builders; they "
-        "move below api with the rest of the JSON documents (issue 13)"
-    ),
     ("skyops_tui.api.server", "skyops_tui.runtime"): (
         "type-only: the server is handed the Runtime it serves; goes with a declared "
         "protocol for what the server needs of it"

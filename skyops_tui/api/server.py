@@ -210,7 +210,7 @@ class ApiServer:
         if kind == "whoami":
             return {"user": caller.user, "operator": caller.operator}
         if kind == "jobs":
-            from ..cli.headless import job_json
+            from .views import job_json
 
             rows = []
             for j in sorted(grid.jobs.values(), key=lambda j: j.id):
@@ -220,7 +220,7 @@ class ApiServer:
                 rows.append(row)
             return {"now": now, "jobs": rows}
         if kind == "status":
-            from ..cli.headless import status_json
+            from .views import status_json
 
             return status_json(grid, rt.holder)
         if kind == "balance":
@@ -228,7 +228,7 @@ class ApiServer:
             self._own(caller, user, f"see the balance of {user}")
             return {"user": user, "balance": grid.balance(user)}
         if kind == "quote":
-            from ..cli.headless import quote_json
+            from .views import quote_json
 
             user = p.get("user") or caller.user
             self._own(caller, user, f"quote for {user}")
@@ -287,7 +287,7 @@ class ApiServer:
             raise Refused(f"{caller.user} may not {what}: it belongs to {owner}")
 
     async def _logs(self, job: Any, p: dict) -> dict:
-        from ..cli.headless import last_placed
+        from .views import last_placed
 
         stream = p.get("stream", "stdout")
         if stream not in ("stdout", "stderr"):
