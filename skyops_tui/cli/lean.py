@@ -23,6 +23,8 @@ import socket
 import sys
 from pathlib import Path
 
+from ..locations import db_path, demo_db_path
+
 EXIT_OK, EXIT_REFUSED, EXIT_STORE = 0, 1, 4  # cli/headless.py's codes
 API_VERSION = 1  # api/protocol.py; a mismatch hands over to the full client
 GLOBAL_VALUE = {"--config", "--db"}
@@ -77,11 +79,6 @@ def _parse(argv: list[str]) -> dict | None:
     return opts
 
 
-def _data_dir() -> Path:
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base).expanduser() / "skyops"
-
-
 def _socket(opts: dict) -> Path | None:
     """Where the leader listens, by the rule of docs/api.md ("Where the socket is")."""
     given = os.environ.get("SKYOPS_SOCKET")
@@ -101,10 +98,8 @@ def _socket(opts: dict) -> Path | None:
         return Path(given).expanduser()
     if opts.get("--db"):
         db = Path(str(opts["--db"])).expanduser()
-    elif os.environ.get("SKYOPS_DB"):
-        db = Path(os.environ["SKYOPS_DB"]).expanduser()
-    else:
-        db = _data_dir() / ("skyops.db" if config else "demo.db")
+    else:  # as cli/headless.db_of: a real grid's state file, or the demo's
+        db = db_path() if config else demo_db_path()
     return db.with_suffix(".sock")
 
 
