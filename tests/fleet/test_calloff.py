@@ -3,6 +3,8 @@ backfill and claims*)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from skyops_tui.demo import demo_argv
 from skyops_tui.domain.model import JobState
 from tests.waiting import until
@@ -20,6 +22,26 @@ CHECKPOINT_AND_GO_ON = (
 )
 
 
+async def preempt_then_free_elsewhere(rt, victim: tuple[str, ...], tmp: Path):
+    """Priority `a` holds one node and Flex `f` (running `victim`) the other; Priority
+    `p` arrives and preempts f; once f has its checkpoint signal, a ends and p starts on
+    a's GPUs, so nobody needs f's any more. Returns (f, p)."""
+    await up(rt)
+    done = tmp / "a-may-end"
+    wait = ("sh", "-c", 'while [ ! -e "$1" ]; do sleep 0.02; done', "sh", str(done))
+    a = rt.scheduler.submit(priority("a", wait))
+    await until(lambda: a.state is JobState.RUNNING, "a running")
+    f = rt.scheduler.submit(flex("f", 4, 1.0, victim))
+    await until(lambda: f.state is JobState.RUNNING, "f running")
+    assert f.placement[0].node != a.placement[0].node
+    p = rt.scheduler.submit(priority("p", demo_argv(100_000, 0.05)))
+    await until(lambda: f.state is JobState.PREEMPTING, "f preempted for p")
+    await log_contains(rt, f, "checkpoint")
+    done.touch()
+    await until(lambda: p.state is JobState.RUNNING, "p running on a's GPUs")
+    return f, p
+
+
 async def test_a_preemption_nobody_needs_any_more_is_called_off(tmp_path):
     """Flex `f` gets the checkpoint signal for Priority `p`; node-a frees inside f's
     grace, p starts there, and f's preemption is called off over the agent: f runs on
@@ -27,19 +49,7 @@ async def test_a_preemption_nobody_needs_any_more_is_called_off(tmp_path):
     rt = make_runtime(tmp_path, {"cluster": {**CONFIG["cluster"], "grace_s": 4}})
     await rt.start()
     try:
-        await up(rt)
-        done = tmp_path / "a-may-end"
-        wait = ("sh", "-c", 'while [ ! -e "$1" ]; do sleep 0.02; done', "sh", str(done))
-        a = rt.scheduler.submit(priority("a", wait))
-        await until(lambda: a.state is JobState.RUNNING, "a running")
-        f = rt.scheduler.submit(flex("f", 4, 1.0, CHECKPOINT_AND_GO_ON))
-        await until(lambda: f.state is JobState.RUNNING, "f running")
-        assert f.placement[0].node != a.placement[0].node
-        p = rt.scheduler.submit(priority("p", demo_argv(100_000, 0.05)))
-        await until(lambda: f.state is JobState.PREEMPTING, "f preempted for p")
-        await log_contains(rt, f, "checkpoint")
-        done.touch()
-        await until(lambda: p.state is JobState.RUNNING, "p running on a's GPUs")
+        f, p = await preempt_then_free_elsewhere(rt, CHECKPOINT_AND_GO_ON, tmp_path)
         assert p.placement[0].node != f.placement[0].node
         await until(lambda: f.state is JobState.RUNNING, "f's preemption called off")
         called = [e.cause for e in rt.feed.events if e.job == f.id and e.kind == "state"]

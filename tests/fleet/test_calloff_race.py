@@ -4,13 +4,12 @@ pauses and resumes from its checkpoint; it never counts as having finished."""
 
 from __future__ import annotations
 
-from skyops_tui.demo import demo_argv
 from skyops_tui.domain.model import JobState
 from tests.waiting import until
 
-from .localgrid import CONFIG, log_contains, make_runtime, up
+from .localgrid import CONFIG, make_runtime
 from .sshd import kill_leftover_jobs
-from .test_local_fleet import flex, priority
+from .test_calloff import preempt_then_free_elsewhere
 
 # On USR1 it takes 1.5 s to save, then leaves with status 0, as many training scripts
 # do (and the demo's job, at once). A tick every 0.05 s otherwise.
@@ -26,18 +25,7 @@ async def test_a_job_leaving_at_its_signal_pauses_though_the_preemption_was_call
     rt = make_runtime(tmp_path, {"cluster": {**CONFIG["cluster"], "grace_s": 10}})
     await rt.start()
     try:
-        await up(rt)
-        done = tmp_path / "a-may-end"
-        wait = ("sh", "-c", 'while [ ! -e "$1" ]; do sleep 0.02; done', "sh", str(done))
-        a = rt.scheduler.submit(priority("a", wait))
-        await until(lambda: a.state is JobState.RUNNING, "a running")
-        f = rt.scheduler.submit(flex("f", 4, 1.0, SAVE_AND_LEAVE))
-        await until(lambda: f.state is JobState.RUNNING, "f running")
-        p = rt.scheduler.submit(priority("p", demo_argv(100_000, 0.05)))
-        await until(lambda: f.state is JobState.PREEMPTING, "f preempted for p")
-        await log_contains(rt, f, "checkpoint")
-        done.touch()  # a ends: p starts on its GPUs while f is still saving
-        await until(lambda: p.state is JobState.RUNNING, "p running on a's GPUs")
+        f, _ = await preempt_then_free_elsewhere(rt, SAVE_AND_LEAVE, tmp_path)
         await until(lambda: f.runs == 2 and f.state is JobState.RUNNING, "f resumed", 30)
         states = [e.new for e in rt.feed.events if e.job == f.id and e.kind == "state"]
         assert "succeeded" not in states, states
