@@ -449,6 +449,7 @@ class Store:
             new_accounts = [(a,) for a in grid.balances if a not in self._accounts]
         counters = (grid.next_job_id, grid.next_res_id, grid.next_seq)
         ids: list[int] = []
+        job_rows: list[list[Any]] = []
         with self._fenced_write() as c:
             if grid.dirty_reservations:
                 c.executemany(
@@ -506,12 +507,11 @@ class Store:
                 changed = zip(COUNTERS, counters, self._counters, strict=True)
                 c.executemany(UPSERT_COUNTER, [(n, v) for n, v, was in changed if v != was])
         grid.drain()
-        if grid.dirty_jobs:
-            for r in job_rows:  # an ended job's row is not kept: it seldom changes again
-                if r[JOB_ENDED_AT] is None:
-                    self._jobs_written[r[0]] = r
-                else:
-                    self._jobs_written.pop(r[0], None)
+        for r in job_rows:  # an ended job's row is not kept: it seldom changes again
+            if r[JOB_ENDED_AT] is None:
+                self._jobs_written[r[0]] = r
+            else:
+                self._jobs_written.pop(r[0], None)
         self._markets.update((r[0], r) for r in markets)
         if new_accounts:
             self._accounts.update(a for (a,) in new_accounts)
