@@ -62,16 +62,43 @@ _JOB_IN: dict[str, Callable[[Any], Any]] = {
 }
 
 
-_job_values = attrgetter(*JOB_COLUMNS)
+job_values = attrgetter(*JOB_COLUMNS)  # a job's fields as a tuple, JOB_COLUMNS order
 _job_conv = [(i, _JOB_OUT[c]) for i, c in enumerate(JOB_COLUMNS) if c in _JOB_OUT]
+JOB_CONVERTED = {i: conv for i, conv in _job_conv}  # column -> its encoder, for containers
 
 
 def job_row(job: Job) -> list[Any]:
     """Column values in JOB_COLUMNS order. On the hot path: one per dirty job per pass."""
-    row = list(_job_values(job))
+    return job_row_of(job_values(job))
+
+
+def job_row_of(values: tuple[Any, ...]) -> list[Any]:
+    """The row of a job's `job_values`."""
+    row = list(values)
     for i, conv in _job_conv:
         row[i] = conv(row[i])
     return row
+
+
+# A settle changes only these: a written job is compared on the rest first, whose
+# values are mostly the very objects last written (compared by identity, fast).
+JOB_BILLING = ("billed_from", "run_acc", "run_charged", "charged", "refunded")
+JOB_REST = tuple(c for c in JOB_COLUMNS if c not in JOB_BILLING)
+JOB_BILLING_AT = tuple(JOB_COLUMNS.index(c) for c in JOB_BILLING)
+JOB_REST_AT = tuple(JOB_COLUMNS.index(c) for c in JOB_REST)
+job_billing = attrgetter(*JOB_BILLING)
+job_rest = attrgetter(*JOB_REST)
+_rest_containers = [JOB_REST.index(c) for c in _JOB_OUT]
+
+
+def rest_snapshot(rest: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A job's `job_rest` with its containers copied, to compare with the job later:
+    equal to it as long as nothing changed, whether a list is replaced or mutated."""
+    out = list(rest)
+    for i in _rest_containers:
+        v = out[i]
+        out[i] = v.copy() if v is not None else None
+    return tuple(out)
 
 
 def job_from_row(row: dict[str, Any]) -> Job:
@@ -163,14 +190,21 @@ def _action_default(value: Any) -> Any:
     raise TypeError(f"cannot store a {type(value).__name__} in an action payload: {value!r}")
 
 
+_encode_action = json.JSONEncoder(
+    separators=(",", ":"), allow_nan=False, default=_action_default
+).encode
+# Per action type: its kind and field names (a pass may record thousands of Settles).
+_ACTION_FIELDS = {t: (name, tuple(f.name for f in fields(t))) for name, t in ACTION_TYPES.items()}
+
+
 def action_payload(action: A.Action) -> tuple[str, int | None, str]:
     """(kind, job, JSON payload). Raises TypeError or ValueError for what JSON cannot hold."""
-    kind = type(action).__name__
-    if kind not in ACTION_TYPES:
+    known = _ACTION_FIELDS.get(type(action))
+    if known is None:
         raise TypeError(f"not an action: {action!r}")
-    payload = {f.name: getattr(action, f.name) for f in fields(action)}
-    text = json.dumps(payload, separators=(",", ":"), allow_nan=False, default=_action_default)
-    return kind, getattr(action, "job", None), text
+    kind, names = known
+    payload = {n: getattr(action, n) for n in names}
+    return kind, getattr(action, "job", None), _encode_action(payload)
 
 
 def action_from_payload(kind: str, text: str) -> A.Action | None:

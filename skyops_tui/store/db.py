@@ -20,6 +20,8 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import compress
+from operator import ne
 from pathlib import Path
 from typing import Any
 
@@ -35,20 +37,28 @@ from ..policy.stored import Inconsistent, StoredGrid
 from ..scheduler.engine import LeaseLost
 from .codec import (
     EVENT_COLUMNS,
+    JOB_BILLING,
+    JOB_BILLING_AT,
     JOB_COLUMNS,
+    JOB_CONVERTED,
+    JOB_REST_AT,
     MARKET_COLUMNS,
     NODE_COLUMNS,
     RESERVATION_COLUMNS,
     action_from_payload,
     action_payload,
+    job_billing,
     job_from_row,
+    job_rest,
     job_row,
+    job_values,
     market_from_row,
     market_row,
     node_from_row,
     node_row,
     reservation_from_row,
     reservation_row,
+    rest_snapshot,
 )
 from .records import ActionRecord, EventRecord, TransactionRecord
 from .schema import SCHEMA_VERSION, StoreError, migrate, schema_version
@@ -78,7 +88,11 @@ def _insert(table: str, columns: tuple[str, ...]) -> str:
 UPSERT_JOB = _upsert("jobs", JOB_COLUMNS, "id")
 # Positions in a job row of the columns the jobs table indexes (schema.py).
 JOB_INDEXED = frozenset(JOB_COLUMNS.index(c) for c in ("name", "state", "user"))
-JOB_ENDED_AT = JOB_COLUMNS.index("ended_at")
+UPDATE_JOB_BILLING = (
+    "UPDATE jobs SET " + ", ".join(f'"{c}" = ?' for c in JOB_BILLING) + " WHERE id = ?"
+)
+# A job as last written: (id, `rest_snapshot` of its `job_rest`, its `job_billing`, ended_at).
+JobWritten = tuple[int, tuple[Any, ...], tuple[Any, ...], float | None]
 UPSERT_RESERVATION = _upsert("reservations", RESERVATION_COLUMNS, "id")
 UPSERT_NODE = _upsert("nodes", NODE_COLUMNS, "name")
 UPSERT_MARKET = _upsert("markets", MARKET_COLUMNS, "gpu_type")
@@ -264,7 +278,8 @@ class Store:
         # What this store last wrote, to skip rows that did not change.
         self._grid: weakref.ref[Grid] | None = None
         self._markets: dict[str, tuple[Any, ...]] = {}
-        self._jobs_written: dict[int, list[Any]] = {}  # job id -> the row last written
+        # What was last written of each job that has not ended (see `_job_writes`).
+        self._jobs_written: dict[int, JobWritten] = {}
         self._accounts: set[str] = set()
         self._counters = self._read_counters()
 
@@ -400,32 +415,55 @@ class Store:
         self._accounts = accounts
         self._jobs_written = {}
 
-    def _job_writes(self, c: sqlite3.Connection, grid: Grid) -> list[list[Any]]:
+    def _job_writes(self, c: sqlite3.Connection, grid: Grid) -> list[JobWritten]:
         """Write the dirty jobs: a row this store wrote before gets only its changed
         columns (most often a settle's billing columns, which leaves the job's indexes
-        alone), an unchanged one nothing, any other the whole row."""
-        rows = [job_row(grid.jobs[j]) for j in grid.dirty_jobs]
+        alone and encodes none of its lists), an unchanged one nothing, any other the
+        whole row. Returns what was written of each, for `_jobs_written`."""
         whole: list[list[Any]] = []
-        parts: dict[tuple[int, ...], list[tuple[Any, ...]]] = {}
+        billed: list[tuple[Any, ...]] = []
+        parts: dict[tuple[int, ...], list[list[Any]]] = {}
         written = self._jobs_written
-        for r in rows:
-            old = written.get(r[0])
-            if old is None or len(old) != len(r):
-                whole.append(r)
+        jobs = grid.jobs
+        out: list[JobWritten] = []
+        for j in grid.dirty_jobs:
+            job = jobs[j]
+            rest, bill = job_rest(job), job_billing(job)
+            old = written.get(j)
+            if old is not None and rest == old[1]:
+                if bill != old[2]:
+                    billed.append((*bill, j))
+                    out.append((j, old[1], bill, job.ended_at))
                 continue
-            changed = tuple(i for i in range(1, len(r)) if r[i] != old[i])
-            if not changed:
+            out.append((j, rest_snapshot(rest), bill, job.ended_at))
+            if old is None:
+                whole.append(job_row(job))
                 continue
-            if any(i in JOB_INDEXED for i in changed):
-                whole.append(r)
-            else:
-                parts.setdefault(changed, []).append((*(r[i] for i in changed), r[0]))
+            changed = tuple(
+                sorted(
+                    [
+                        *compress(JOB_REST_AT, map(ne, rest, old[1])),
+                        *compress(JOB_BILLING_AT, map(ne, bill, old[2])),
+                    ]
+                )
+            )
+            if not JOB_INDEXED.isdisjoint(changed):
+                whole.append(job_row(job))
+                continue
+            values = job_values(job)
+            row = [
+                JOB_CONVERTED[i](values[i]) if i in JOB_CONVERTED else values[i] for i in changed
+            ]
+            row.append(j)
+            parts.setdefault(changed, []).append(row)
         if whole:
             c.executemany(UPSERT_JOB, whole)
-        for changed, values in parts.items():
+        if billed:
+            c.executemany(UPDATE_JOB_BILLING, billed)
+        for changed, rows in parts.items():
             sets = ", ".join(f'"{JOB_COLUMNS[i]}" = ?' for i in changed)
-            c.executemany(f"UPDATE jobs SET {sets} WHERE id = ?", values)
-        return rows
+            c.executemany(f"UPDATE jobs SET {sets} WHERE id = ?", rows)
+        return out
 
     # ---------------------------------------------------------------- writes
     def persist(self, grid: Grid, actions: list[A.Action], now: float) -> list[int]:
@@ -449,7 +487,7 @@ class Store:
             new_accounts = [(a,) for a in grid.balances if a not in self._accounts]
         counters = (grid.next_job_id, grid.next_res_id, grid.next_seq)
         ids: list[int] = []
-        job_rows: list[list[Any]] = []
+        job_rows: list[JobWritten] = []
         with self._fenced_write() as c:
             if grid.dirty_reservations:
                 c.executemany(
@@ -507,11 +545,11 @@ class Store:
                 changed = zip(COUNTERS, counters, self._counters, strict=True)
                 c.executemany(UPSERT_COUNTER, [(n, v) for n, v, was in changed if v != was])
         grid.drain()
-        for r in job_rows:  # an ended job's row is not kept: it seldom changes again
-            if r[JOB_ENDED_AT] is None:
-                self._jobs_written[r[0]] = r
+        for w in job_rows:  # an ended job's row is not kept: it seldom changes again
+            if w[3] is None:
+                self._jobs_written[w[0]] = w
             else:
-                self._jobs_written.pop(r[0], None)
+                self._jobs_written.pop(w[0], None)
         self._markets.update((r[0], r) for r in markets)
         if new_accounts:
             self._accounts.update(a for (a,) in new_accounts)
