@@ -515,12 +515,14 @@ class Store:
                 tx_rows = []
                 tx_id: int = c.execute(NEXT_TX_ID).fetchone()[0]
                 for tx in txs:
-                    if sum(amount for _, amount in tx.entries) != 0:
-                        raise StoreError(f"refusing an unbalanced ledger transaction: {tx}")
-                    tx_rows.append((tx_id, tx.at, tx.reason, tx.job, tx.reservation))
+                    total = 0
                     for account, amount in tx.entries:
                         entries.append((tx_id, account, amount))
                         deltas[account] = deltas.get(account, 0) + amount
+                        total += amount
+                    if total != 0:
+                        raise StoreError(f"refusing an unbalanced ledger transaction: {tx}")
+                    tx_rows.append((tx_id, tx.at, tx.reason, tx.job, tx.reservation))
                     tx_id += 1
                 c.executemany(INSERT_TX, tx_rows)
                 c.executemany(INSERT_ENTRY, entries)
