@@ -28,7 +28,8 @@ gives switches and moves apart as well.
 Beside wall time it reports this process's CPU time from the press to its frame (the
 machine is shared: wall time holds other processes' turns on the cores), and switches
 apart as first visits (building the screen) and revisits (resuming it). `--profile N`
-runs cProfile over each screen switch, press to frame, and prints its top N.
+runs cProfile over each screen switch, press to frame, and prints its top N for first
+visits and for revisits apart (`--profile-dump PREFIX` also writes them for pstats).
 
 Prints one JSON object: p50/p99/mean/max ms over all presses and per kind, the number
 of presses, frames written, the machine, and whether p99 <= 100 ms.
@@ -165,9 +166,10 @@ def expectation(app: BenchApp, what: str, key: str) -> tuple[str, Callable[[], b
     return key, (lambda: ladder.cursor == job), rungs[want].name[:12]
 
 
-async def measure(presses: int, nodes: int, seed: int, profile: int = 0) -> dict:
+async def measure(presses: int, nodes: int, seed: int, profile: int = 0, dump: str = "") -> dict:
     rt = runtime(nodes)
-    profiler = cProfile.Profile() if profile else None
+    # One profiler for first visits, one for revisits: different work, different fixes.
+    profilers = {True: cProfile.Profile(), False: cProfile.Profile()} if profile else None
     app = BenchApp(rt, sim_speed=SIM_SPEED)
     rng = random.Random(seed)
     waiting: list[Expect] = []
@@ -210,7 +212,8 @@ async def measure(presses: int, nodes: int, seed: int, profile: int = 0) -> dict
                 e = Expect(ready, text, time.perf_counter(), done=asyncio.Event())
                 waiting[:] = [e]
                 switch = what.startswith("view:")
-                if profiler is not None and switch:
+                profiler = profilers[what not in visited] if profilers and switch else None
+                if profiler is not None:
                     profiler.enable()
                 e.pressed, e.pressed_cpu = time.perf_counter(), time.process_time()
                 app.post_message(events.Key(key, key if len(key) == 1 else None))
@@ -236,11 +239,17 @@ async def measure(presses: int, nodes: int, seed: int, profile: int = 0) -> dict
     every = latencies["view"] + latencies["move"]
     slow.sort(key=lambda s: -s[1])
     slow_cpu.sort(key=lambda s: -s[1])
-    if profiler is not None:  # after run_test, which redirects stderr while it runs
-        buf = io.StringIO()
-        pstats.Stats(profiler, stream=buf).sort_stats("cumulative").print_stats(profile)
-        print("--- profile of the screen switches, press to frame ---", file=sys.stderr)
-        print(buf.getvalue(), file=sys.stderr)
+    if profilers is not None:  # after run_test, which redirects stderr while it runs
+        for first, profiler in profilers.items():
+            buf = io.StringIO()
+            pstats.Stats(profiler, stream=buf).sort_stats("cumulative").print_stats(profile)
+            kind = "first visits" if first else "revisits"
+            if dump:
+                profiler.dump_stats(f"{dump}-{'first' if first else 'revisits'}.prof")
+            print(
+                f"--- profile of the screen switches, {kind}, press to frame ---", file=sys.stderr
+            )
+            print(buf.getvalue(), file=sys.stderr)
     return {
         "benchmark": "key_latency",
         "machine": machine(),
@@ -288,8 +297,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--nodes", type=int, default=0, help="N x 8-GPU busy grid (0: the demo)")
     ap.add_argument("--seed", type=int, default=7, help="seed of the pauses between keys")
     ap.add_argument("--profile", type=int, default=0, help="cProfile's top N of the switches")
+    ap.add_argument(
+        "--profile-dump", default="", help="with --profile: write PREFIX-first.prof, -revisits.prof"
+    )
     a = ap.parse_args(argv)
-    print(json.dumps(asyncio.run(measure(a.presses, a.nodes, a.seed, a.profile)), indent=2))
+    print(
+        json.dumps(
+            asyncio.run(measure(a.presses, a.nodes, a.seed, a.profile, a.profile_dump)), indent=2
+        )
+    )
     return 0
 
 

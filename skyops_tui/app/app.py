@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import inspect
 import threading
 import time
 from collections import deque
 from functools import partial
+from pathlib import Path, PurePath
 from typing import ClassVar
 
 from textual import events, work
@@ -53,6 +55,15 @@ SCREENS: dict[str, type[SkyScreen]] = {
 }
 
 
+def css_paths(screen: type[Screen]) -> list[Path]:
+    """A screen class's CSS files, resolved as Textual resolves them for its instances."""
+    if screen.CSS_PATH is None:
+        return []
+    here = Path(inspect.getfile(screen)).parent
+    paths = [screen.CSS_PATH] if isinstance(screen.CSS_PATH, str | PurePath) else screen.CSS_PATH
+    return [p if (p := Path(raw)).is_absolute() else (here / p).resolve() for raw in paths]
+
+
 class SkyopsApp(App):
     CSS_PATH = "skyops.tcss"
     TITLE = "Skyops"
@@ -87,6 +98,12 @@ class SkyopsApp(App):
         self.status_note = ""
         for view in self.VIEWS:
             self.add_mode(view, partial(SCREENS[view], runtime))
+        # Every view's stylesheet is read with the app's, at start-up: a first visit then
+        # brings no new CSS, which Textual would answer by reparsing the whole stylesheet
+        # and restyling every screen built so far.
+        for path in (p for view in SCREENS.values() for p in css_paths(view)):
+            if path not in self.css_path:
+                self.css_path.append(path)
 
     def get_theme_variable_defaults(self) -> dict[str, str]:
         """Colours for the meanings a theme does not name (palette.MEANING_COLOURS),
@@ -280,8 +297,7 @@ class SkyopsApp(App):
         so the screen is styled and rendered from scratch: about a third of a switch's
         CPU (docs/benchmarks.md §11). A theme or CSS change bumps the app's CSS count,
         the screen's then differs, and it is restyled as before. A first visit is
-        styled once, by `_init_mode`, not three times (Textual then reparses the CSS
-        and restyles every screen again, and the second resume restyles the new one)."""
+        styled once, as its widgets mount (`_first_visit`)."""
         if mode == self._current_mode:
             return AwaitMount(self.screen, [])
         if mode not in self._modes:
@@ -290,19 +306,29 @@ class SkyopsApp(App):
         self.screen.post_message(events.ScreenSuspend())
         self.screen.refresh()
         first = mode not in self._screen_stacks
-        await_mount = self._init_mode(mode) if first else AwaitMount(self.screen, [])
+        await_mount = self._first_visit(mode) if first else AwaitMount(self.screen, [])
         self._current_mode = mode
         stale = self.screen._css_update_count != self._css_update_count
-        if first:
-            # _init_mode has just reparsed the CSS, styled the whole app with the new
-            # screen in it and posted the new screen a resume that styles it again.
-            self.screen._css_update_count = self._css_update_count
-        elif stale:
+        if stale and not first:
             self.refresh_css()
         self.mode_change_signal.publish(mode)
         self.screen_change_signal.publish(self.screen)
         self.screen._screen_resized(self.size)
         self.screen.post_message(events.ScreenResume(refresh_styles=stale and not first))
+        return await_mount
+
+    def _first_visit(self, mode: str) -> AwaitMount:
+        """Textual's `App._init_mode` for a view's screen, without restyling: each
+        widget is styled as it mounts, from a stylesheet that already holds the view's
+        CSS (read at start-up). `_init_mode` reparsed the whole stylesheet and restyled
+        every screen built so far, then posted a resume that restyled the new one: three
+        stylings, and half of a first visit's CPU (docs/benchmarks.md §11)."""
+        factory = self._modes[mode]
+        assert callable(factory)  # SCREENS' partials, added in __init__
+        screen, await_mount = self._get_screen(factory())
+        self._screen_stacks[mode] = [screen]
+        self._load_screen_css(screen)  # nothing to read unless a subclass adds CSS
+        screen._css_update_count = self._css_update_count
         return await_mount
 
     def focus_first(self, screen: Screen) -> None:
