@@ -2,7 +2,7 @@
 `sbatch` and a Slurm job array on a localhost Slurm in the same run.
 
 Whole paths timed:
-- loop: a bash `for` loop running the installed `skyops` console script N times
+- loop: a bash `for` loop running an installed `skyops` console script N times
   (`skyops --config C --db D submit --mode priority --hours 1 -- sleep 600`): the
   interpreter's start-up, the lean client (cli/lean.py), the socket, the leader's
   checks, journal, apply, write and group-commit fsync, the answer, the printed line.
@@ -15,8 +15,17 @@ Whole paths timed:
 
 The jobs are not run: the one node is drained (Skyops) or the jobs held (Slurm), so
 what is timed is acceptance, not placement (benchmarks/submit_to_running.py times that).
-The console script is the interpreter's own (`<python>/bin/skyops`), not a pyenv or
-other shim in front of it. The leader is `skyops serve` in its own process.
+The leader is `skyops serve` in its own process.
+
+Which `skyops`: the loop is timed twice. "installed" is the product as a user installs
+it: a wheel built from this tree, installed in a fresh venv (`python -m venv`, with its
+pip and setuptools; `--no-deps`, as the lean path imports the standard library alone),
+its `<venv>/bin/skyops` run with no PYTHONPATH. "dev env" is this interpreter's own
+console script (`<python>/bin/skyops`, not a pyenv shim in front of it) with the tree on
+PYTHONPATH: its start-up carries whatever `.pth` files this interpreter's site-packages
+runs (an editable install's import finder, a sandbox's certificate hook), which a user's
+install does not have; both start-ups are reported. The targets are judged on the
+installed client. Left out: building the wheel and the venv (once, before timing).
 
     python benchmarks/cli_submit.py [--loop 50] [--array 5000] [--rounds 3] [--json]
 """
@@ -63,6 +72,21 @@ def skyops_script() -> str:
     return str(here) if here.exists() else "skyops"
 
 
+def installed_client(tmp: Path) -> Path:
+    """`skyops` as a user installs it: this tree's wheel in a fresh venv."""
+    wheels, venv = tmp / "wheel", tmp / "venv"
+    for argv in (
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+         "-w", str(wheels), str(ROOT)],
+        [sys.executable, "-m", "venv", str(venv)],
+    ):  # fmt: skip
+        subprocess.run(argv, check=True, capture_output=True)
+    (wheel,) = wheels.glob("skyops-*.whl")
+    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps",
+                    "--no-index", str(wheel)], check=True, capture_output=True)  # fmt: skip
+    return venv / "bin" / "skyops"
+
+
 def timed_loop(argv: list[str], n: int, env: dict) -> float:
     """Seconds for n sequential runs of argv from a bash loop (output discarded)."""
     quoted = " ".join("'" + a.replace("'", "'\\''") + "'" for a in argv)
@@ -72,11 +96,11 @@ def timed_loop(argv: list[str], n: int, env: dict) -> float:
     return time.perf_counter() - t0
 
 
-def startup(code: str, env: dict, runs: int = 15) -> float:
+def startup(code: str, env: dict, runs: int = 15, python: str = sys.executable) -> float:
     times = []
     for _ in range(runs):
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-c", code], env=env, check=True)
+        subprocess.run([python, "-c", code], env=env, check=True)
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
@@ -123,7 +147,12 @@ def through_skyops(tmp: Path, loop: int, array: int, rounds: int) -> dict:
         subprocess.run([*base, "nodes", "drain", "node-a"], env=env, check=True,
                        capture_output=True)  # fmt: skip
         job = ["submit", "--mode", "priority", "--hours", "1", "--", "sleep", "600"]
-        loops = [loop / timed_loop([*base, *job], loop, env) for _ in range(rounds)]
+        client = installed_client(tmp)
+        venv_env = {k: v for k, v in env.items() if k != "PYTHONPATH"}
+        installed = [str(client), *base[1:], *job]
+        loops = [loop / timed_loop(installed, loop, venv_env) for _ in range(rounds)]
+        dev_loops = [loop / timed_loop([*base, *job], loop, env) for _ in range(rounds)]
+        venv_python = str(client.parent / "python")
         arrays, answers, cpus = [], [], []
         for r in range(rounds):
             argv = [*base, "submit", "--mode", "priority", "--hours", "1", "--name", f"arr{r}",
@@ -140,12 +169,15 @@ def through_skyops(tmp: Path, loop: int, array: int, rounds: int) -> dict:
             answers.append(took)
         return {
             "loop_per_s": loops,
+            "loop_per_s_dev_env": dev_loops,
             "array_process_s": arrays,
             "array_request_s": answers,
             "array_request_leader_cpu_s": cpus,
-            "startup_lean_s": startup("import skyops_tui.cli.lean", env),
-            "startup_full_s": startup("import skyops_tui.cli.main", env),
-            "startup_python_s": startup("pass", env),
+            "startup_lean_s": startup("import skyops_tui.cli.lean", venv_env, python=venv_python),
+            "startup_python_s": startup("pass", venv_env, python=venv_python),
+            "startup_lean_s_dev_env": startup("import skyops_tui.cli.lean", env),
+            "startup_full_s_dev_env": startup("import skyops_tui.cli.main", env),
+            "startup_python_s_dev_env": startup("pass", env),
         }
     finally:
         leader.terminate()
@@ -220,14 +252,19 @@ def main() -> int:
         print(json.dumps(report, indent=2))
         return 0
     print(f"machine: {report['machine']}")
-    print(f"skyops submit loop: {loop:.1f}/s (rounds {', '.join(f'{x:.1f}' for x in sky['loop_per_s'])}); "
+    print(f"skyops submit loop (installed): {loop:.1f}/s (rounds {', '.join(f'{x:.1f}' for x in sky['loop_per_s'])}); "
           f"target >= {LOOP_TARGET:.0f}/s: {'met' if report['loop_target_met'] else 'NOT met'}")  # fmt: skip
     print(f"skyops --array {args.array}: request -> durable answer {arr * 1000:.0f} ms median, "
           f"(leader CPU {statistics.median(sky['array_request_leader_cpu_s']) * 1000:.0f} ms), "
           f"whole process {report['array_process_s_median'] * 1000:.0f} ms; target <= "
           f"{ARRAY_TARGET_S * 1000:.0f} ms: {'met' if report['array_target_met'] else 'NOT met'}")  # fmt: skip
-    print(f"start-up: python {sky['startup_python_s'] * 1000:.0f} ms, lean client "
-          f"{sky['startup_lean_s'] * 1000:.0f} ms, full client {sky['startup_full_s'] * 1000:.0f} ms")  # fmt: skip
+    dev = statistics.median(sky["loop_per_s_dev_env"])
+    print(f"  the same loop through the dev env's console script: {dev:.1f}/s")
+    print(f"start-up, installed: python {sky['startup_python_s'] * 1000:.0f} ms, lean client "
+          f"{sky['startup_lean_s'] * 1000:.0f} ms; dev env: python "
+          f"{sky['startup_python_s_dev_env'] * 1000:.0f} ms, lean client "
+          f"{sky['startup_lean_s_dev_env'] * 1000:.0f} ms, full client "
+          f"{sky['startup_full_s_dev_env'] * 1000:.0f} ms")  # fmt: skip
     if isinstance(slurm, dict):
         print(f"{slurm['version']}: sbatch loop {statistics.median(slurm['loop_per_s']):.1f}/s, "
               f"--array={args.array} {statistics.median(slurm['array_process_s']) * 1000:.0f} ms")  # fmt: skip
