@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
-import json
-import platform
 import sys
 
-from skyops_agent import __version__, protocol
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
 
 
 def _parser() -> argparse.ArgumentParser:
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog="skyops-agent", description="The Skyops agent for one GPU box."
     )
@@ -54,11 +55,19 @@ def _check_fake_spec(spec: str | None) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    if args.command == "shim":
+    """`shim` goes straight to the shim, before anything else is imported: it stays
+    resident for its job's whole life (shim.py)."""
+    words = sys.argv[1:] if argv is None else list(argv)
+    if words[:1] == ["shim"]:
         from skyops_agent.shim import main as shim_main
 
-        return shim_main(["--job-dir", args.job_dir])
+        return shim_main(words[1:])
+    import json
+    import platform
+
+    from skyops_agent import __version__, protocol
+
+    args = _parser().parse_args(words)
     if args.command == "version":
         from skyops_agent.zipapp import file_sha256, running_zipapp
 

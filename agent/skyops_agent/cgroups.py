@@ -7,14 +7,18 @@ hierarchy), signals every process in it, and calls the job gone only when it is
 empty. Where no cgroup can be made (an unprivileged agent), the process group is all
 there is, and `hello` says so.
 
-Stdlib only and Python 3.9 compatible, as the rest of the agent.
+Stdlib only and Python 3.9 compatible, as the rest of the agent. The shim imports it,
+so it imports no more than it needs (jobdir.py says why).
 """
 
 from __future__ import annotations
 
+import _signal
 import os
-import signal
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 PARENT = "skyops"
 PROCESS_GROUP = "process group"
@@ -93,7 +97,7 @@ class Cgroup:
             return []
 
     def signal(self, signum: int) -> None:
-        if signum == signal.SIGKILL and self.kind == "cgroup2":
+        if signum == _signal.SIGKILL and self.kind == "cgroup2":
             try:
                 with open(os.path.join(self.path, "cgroup.kill"), "w") as f:
                     f.write("1")

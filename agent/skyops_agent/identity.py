@@ -76,37 +76,6 @@ def agent_user() -> JobUser:
         return JobUser(str(uid), uid, os.getegid(), tuple(os.getgroups()), "/")
 
 
-class BecomeUser:
-    """Take the user's ids as the effective ids for a moment (``with``), so a path is
-    opened with the user's rights, not the agent's; then take the agent's back."""
-
-    def __init__(self, user: JobUser | None) -> None:
-        self.user = user
-        self._saved: tuple | None = None
-
-    def __enter__(self) -> BecomeUser:
-        if self.user is not None:
-            self._saved = (os.geteuid(), os.getegid(), os.getgroups())
-            os.setgroups(list(self.user.groups))
-            os.setegid(self.user.gid)
-            os.seteuid(self.user.uid)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._saved is not None:
-            euid, egid, groups = self._saved
-            os.seteuid(euid)
-            os.setegid(egid)
-            os.setgroups(groups)
-
-
-def drop_to(user: dict[str, Any]) -> None:
-    """In the job's child, before exec: become the user for good (no way back)."""
-    os.setgroups([int(g) for g in user["groups"]])
-    os.setgid(int(user["gid"]))
-    os.setuid(int(user["uid"]))
-
-
 def under(path: str, roots: list) -> bool:
     """Is ``path`` (already resolved) one of ``roots`` or inside one?"""
     for root in roots:

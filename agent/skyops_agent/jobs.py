@@ -36,14 +36,23 @@ def default_state_dir() -> str:
     return os.path.join(os.path.expanduser("~"), ".local", "share", "skyops-agent")
 
 
+# `-I` keeps the path to this package off sys.path, so the package form names it.
+_SHIM_FROM = (
+    "import sys; sys.path.insert(0, sys.argv.pop(1)); "
+    "from skyops_agent.__main__ import main; sys.exit(main())"
+)
+
+
 def shim_command(job_dir: str) -> tuple[list, str]:
-    """argv and cwd that start the shim from wherever this agent runs: zipapp or package."""
+    """argv and cwd that start the shim from wherever this agent runs: zipapp or package,
+    so it imports this very copy. `-I -S`: no site (its imports are most of a bare
+    interpreter's memory), no user site, no PYTHON* variables (the job's business, not
+    the shim's); the shim needs the standard library and its package only."""
     pyz = running_zipapp()
     if pyz:
-        return [sys.executable, pyz, "shim", "--job-dir", job_dir], "/"
-    # `-m` puts the cwd first on sys.path, so the shim imports this very copy.
+        return [sys.executable, "-I", "-S", pyz, "shim", "--job-dir", job_dir], "/"
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    return [sys.executable, "-m", "skyops_agent", "shim", "--job-dir", job_dir], root
+    return [sys.executable, "-I", "-S", "-c", _SHIM_FROM, root, "shim", "--job-dir", job_dir], "/"
 
 
 def _pid_alive(pid: int | None, must_contain: str | None = None) -> bool:

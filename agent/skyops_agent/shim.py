@@ -5,30 +5,41 @@ starts the job (an argv list, never a shell string) in the job's own process gro
 records pid, exit status and times in status.json, and carries out stop requests itself
 (checkpoint signal, grace, SIGTERM, grace, SIGKILL of the whole group) so a stop finishes
 even when the agent is gone. A stop still in its checkpoint grace can be called off
-(unstop.json, then SIGUSR2): the job runs on; once SIGTERM is out it cannot. It becomes a child subreaper (Linux) so processes the job
-leaves behind are reaped here and the group can be watched until it is empty.
+(unstop.json, then SIGUSR2): the job runs on; once SIGTERM is out it cannot. It becomes a
+child subreaper (Linux) so processes the job leaves behind are reaped here and the group
+can be watched until it is empty.
 
 The shim runs as the agent's user; only the job's child drops to the job's Unix user
 (setgroups, setgid, setuid before exec), after joining the job's cgroup (cgroups.py).
 So the records the shim writes (status.json, in a folder the job cannot write) say what
 the shim saw, whatever the job does.
+
+There is one shim per running job for the job's whole life, so it is kept small
+(docs/fleet.md, "Memory per job"): the agent starts it with ``python -I -S`` (no site,
+no user site, no PYTHON* variables), and it imports builtin modules, jobdir and cgroups
+only: it forks and execs the job itself, reads its arguments by hand and uses `_signal`,
+as subprocess, argparse, json's Python half and signal's enums would each cost every
+shim 0.6-2.5 MB.
 """
 
 from __future__ import annotations
 
-import argparse
+import _signal as signal
 import os
-import signal
-import subprocess
 import sys
 import time
-from typing import Any
+from errno import ENOENT
 
-from skyops_agent import identity, jobdir
+from skyops_agent import jobdir
 from skyops_agent.cgroups import PROCESS_GROUP, Cgroup
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 KILL_FAILED_AFTER_S = 30.0  # a group still alive this long after SIGKILL is reported
 _PR_SET_CHILD_SUBREAPER = 36
+_WAITED = {signal.SIGCHLD, signal.SIGTERM, signal.SIGUSR2}
 
 
 def job_env(spec: dict[str, Any], base: dict[str, str]) -> dict[str, str]:
@@ -128,12 +139,117 @@ def group_alive(pgid: int, cgroup: Cgroup | None = None) -> bool:
 
 
 def _become_subreaper() -> None:
+    """prctl(PR_SET_CHILD_SUBREAPER) through `_ctypes` alone: the `ctypes` package on top
+    of it costs the shim about 0.4 MB for one call."""
+    try:
+        import _ctypes
+
+        prctl = _ctypes.dlsym(_ctypes.dlopen(None), "prctl")
+        _ctypes.call_function(prctl, (_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0))
+        return
+    except Exception:
+        pass
     try:
         import ctypes
 
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     except Exception:
         pass  # not Linux, or no ctypes: stragglers are reaped by init instead
+
+
+class AsUser:
+    """Take the job user's ids as the effective ids for a moment (``with``), so a path is
+    opened with the user's rights, not the agent's; then take the agent's back."""
+
+    def __init__(self, run_as: dict[str, Any] | None) -> None:
+        self.run_as = run_as
+        self._saved: tuple | None = None
+
+    def __enter__(self) -> AsUser:
+        if self.run_as:
+            self._saved = (os.geteuid(), os.getegid(), os.getgroups())
+            os.setgroups([int(g) for g in self.run_as["groups"]])
+            os.setegid(int(self.run_as["gid"]))
+            os.seteuid(int(self.run_as["uid"]))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._saved is not None:
+            euid, egid, groups = self._saved
+            os.seteuid(euid)
+            os.setegid(egid)
+            os.setgroups(groups)
+
+
+def drop_to(run_as: dict[str, Any]) -> None:
+    """In the job's child, before exec: become the user for good (no way back)."""
+    os.setgroups([int(g) for g in run_as["groups"]])
+    os.setgid(int(run_as["gid"]))
+    os.setuid(int(run_as["uid"]))
+
+
+def spawn(
+    argv: list,
+    env: dict[str, str],
+    stdout: int,
+    stderr: int,
+    cgroup: Cgroup | None,
+    run_as: dict[str, Any] | None,
+) -> tuple[int, str, str, int]:
+    """fork and exec the job as `subprocess.Popen(start_new_session=True, close_fds=True,
+    stdin=DEVNULL)` would, without importing subprocess (2.5 MB a shim). The child joins
+    the cgroup and drops to the job's user before exec. Returns (pid, "", "", 0), or
+    (pid, stage, why, errno) when the child failed in "setup" or "exec" (it has exited
+    and been reaped then).
+    """
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    report_r, report_w = os.pipe()  # close-on-exec: EOF says the exec went through
+    try:
+        pid = os.fork()
+    except BaseException:
+        for fd in (devnull, report_r, report_w):
+            os.close(fd)
+        raise
+    if pid == 0:  # the child: never returns
+        stage = "setup"
+        try:
+            os.setsid()
+            for signum in (signal.SIGPIPE, signal.SIGXFSZ):  # Python ignores them; jobs must not
+                signal.signal(signum, signal.SIG_DFL)
+            if cgroup is not None:
+                cgroup.add_self()
+            if run_as:
+                drop_to(run_as)
+            for fd, to in ((devnull, 0), (stdout, 1), (stderr, 2)):
+                os.dup2(fd, to)
+            try:  # what is open, not every number up to RLIMIT_NOFILE
+                top = max(int(fd) for fd in os.listdir("/proc/self/fd")) + 1
+            except (OSError, ValueError):
+                top = os.sysconf("SC_OPEN_MAX")
+            os.closerange(3, report_w)
+            os.closerange(report_w + 1, top)
+            stage = "exec"
+            os.execvpe(argv[0], argv, env)
+        except BaseException as exc:
+            try:
+                errno = getattr(exc, "errno", None) or 0
+                os.write(report_w, f"{stage}:{errno}:{exc}".encode(errors="replace"))
+            finally:
+                os._exit(127)
+    os.close(report_w)
+    os.close(devnull)
+    report = b""
+    while True:
+        chunk = os.read(report_r, 64)
+        if not chunk:
+            break
+        report += chunk
+    os.close(report_r)
+    if not report:
+        return pid, "", "", 0
+    os.waitpid(pid, 0)
+    stage, errno, why = report.decode(errors="replace").split(":", 2)
+    return pid, stage, os.strerror(int(errno)) if int(errno) else why, int(errno)
 
 
 class Shim:
@@ -231,40 +347,28 @@ class Shim:
             reason = self._stop_request().get("reason")
             self._save(state="exited", stop_reason=reason, ended_at=time.time())
             return 0
-        proc = self._launch()
-        if proc is None:
+        pid = self._launch()
+        if pid is None:
             return 0
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD, signal.SIGTERM, signal.SIGUSR2})
-        self._supervise(proc.pid)
+        signal.pthread_sigmask(signal.SIG_BLOCK, _WAITED)
+        self._supervise(pid)
         return 0
 
-    def _launch(self) -> subprocess.Popen | None:
+    def _launch(self) -> int | None:
         spec = self.spec
         run_as = spec.get("run_as")  # None: the job runs as the agent's user
-        user = None
-        if run_as:
-            user = identity.JobUser(
-                run_as["name"], run_as["uid"], run_as["gid"], tuple(run_as["groups"]), "/"
-            )
         self.cgroup = Cgroup.create(spec["job_id"] + "-" + spec["run_id"][:12])
         cgroup = self.cgroup
-
-        def in_child() -> None:
-            if cgroup is not None:
-                cgroup.add_self()
-            if run_as:
-                identity.drop_to(run_as)
-
         with (
             open(self._path(jobdir.STDOUT), "ab") as out,
             open(self._path(jobdir.STDERR), "ab") as err,
         ):
-            if user is not None:
+            if run_as:
                 for f in (out, err):  # the owner reads them; the agent (group) too
-                    os.fchown(f.fileno(), user.uid, os.getegid())
+                    os.fchown(f.fileno(), int(run_as["uid"]), os.getegid())
                     os.fchmod(f.fileno(), 0o640)
             try:
-                with identity.BecomeUser(user):
+                with AsUser(run_as):
                     os.chdir(spec["workdir"])  # with the job user's rights; the child inherits it
             except OSError as exc:
                 self._not_started(
@@ -272,36 +376,32 @@ class Shim:
                 )
                 return None
             try:
-                proc = subprocess.Popen(
-                    spec["argv"],
-                    env=job_env(spec, dict(os.environ)),
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=err,
-                    close_fds=True,
-                    start_new_session=True,  # its own process group, apart from the shim's
-                    preexec_fn=in_child if (cgroup is not None or run_as) else None,
+                env = job_env(spec, dict(os.environ))
+                pid, stage, why, errno = spawn(
+                    spec["argv"], env, out.fileno(), err.fileno(), cgroup, run_as
                 )
-            except OSError as exc:
-                message = "cannot start {!r}: {}".format(spec["argv"][0], exc.strerror or exc)
-                code = 127 if isinstance(exc, FileNotFoundError) else 126
-                self._not_started(err, message, code)
-                return None
-            except subprocess.SubprocessError:
-                who = run_as["name"] if run_as else "the agent's user"
-                self._not_started(err, f"cannot join the job's cgroup or become {who}")
+            except OSError as exc:  # fork itself failed
+                self._not_started(err, f"cannot start {spec['argv'][0]!r}: {exc.strerror or exc}")
                 return None
             finally:
                 os.chdir("/")
+            if stage == "exec":
+                message = "cannot start {!r}: {}".format(spec["argv"][0], why)
+                self._not_started(err, message, 127 if errno == ENOENT else 126)
+                return None
+            if stage:
+                who = run_as["name"] if run_as else "the agent's user"
+                self._not_started(err, f"cannot join the job's cgroup or become {who}")
+                return None
         self._save(
             state="running",
-            pid=proc.pid,
-            pgid=proc.pid,
+            pid=pid,
+            pgid=pid,
             started_at=time.time(),
             tracking=cgroup.kind if cgroup is not None else PROCESS_GROUP,
             cgroup=cgroup.to_json() if cgroup is not None else None,
         )
-        return proc
+        return pid
 
     def _not_started(self, err: Any, message: str, code: int = 126) -> None:
         err.write((f"skyops: {message}\n").encode())
@@ -336,7 +436,7 @@ class Shim:
                 if exit_status is not None:
                     break
             timeout = 1.0 if stop.deadline is None else max(0.0, min(1.0, stop.deadline - now))
-            info = signal.sigtimedwait({signal.SIGCHLD, signal.SIGTERM, signal.SIGUSR2}, timeout)
+            info = signal.sigtimedwait(_WAITED, timeout)
             if info is not None and info.si_signo == signal.SIGTERM:
                 self.stop_requested = True
             elif info is not None and info.si_signo == signal.SIGUSR2:
@@ -367,11 +467,13 @@ class Shim:
 
 
 def main(argv: list | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="skyops-agent shim")
-    parser.add_argument("--job-dir", required=True)
-    args = parser.parse_args(argv)
+    """``--job-dir DIR``; parsed by hand, as argparse would cost every shim 0.6 MB."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    if len(args) != 2 or args[0] != "--job-dir":
+        print("usage: skyops-agent shim --job-dir DIR", file=sys.stderr)
+        return 2
     os.umask(0o077)  # its records: the agent's alone
-    return Shim(os.path.abspath(args.job_dir)).run()
+    return Shim(os.path.abspath(args[1])).run()
 
 
 if __name__ == "__main__":

@@ -438,3 +438,51 @@ def test_unstop_after_sigterm_is_too_late(start_agent, wait_for):
     agent.call(protocol.STOP, job_id="late", term_grace_s=0, reason="preempted")
     exited = agent.event(protocol.JOB_EXITED, job_id="late")
     assert exited["signal"] == "SIGKILL" and exited["stop_reason"] == "preempted"
+
+
+def _private_kb(pid: int) -> int:
+    """USS: the pages only this process holds, what its end gives back to the box."""
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        fields = dict(line.split(":", 1) for line in f if ":" in line)
+    return sum(int(fields[k].split()[0]) for k in ("Private_Clean", "Private_Dirty"))
+
+
+SHIM_PRIVATE_MAX_KB = 4 * 1024  # a bare `python -I -S` holds about 2.6 MB here
+
+
+def test_a_running_jobs_shim_holds_little_memory_of_its_own(start_agent, tmp_path, wait_for):
+    """One shim per running job, for the job's whole life: a box running many jobs must
+    not pay much for them (docs/fleet.md, "Memory per job")."""
+    agent = start_agent()
+    go = tmp_path / "go"
+    job = agent.call(
+        protocol.START, job_id="lean", argv=WAIT_FOR_FILE + [str(go), "0"], mode="flex"
+    )
+    seen: list[int] = []
+
+    def lean() -> bool:
+        seen.append(_private_kb(job["shim_pid"]))
+        return seen[-1] <= SHIM_PRIVATE_MAX_KB
+
+    try:
+        wait_for(
+            lean,
+            f"the shim's private memory at most {SHIM_PRIVATE_MAX_KB} kB",
+            show=lambda: f" (last seen: {seen[-1]} kB)",
+        )
+    finally:
+        go.touch()
+    assert agent.event(protocol.JOB_EXITED, job_id="lean")["exit_code"] == 0
+
+
+def test_the_job_starts_with_default_signal_dispositions_and_nothing_blocked(start_agent):
+    """Python ignores SIGPIPE and SIGXFSZ, and the shim handles or blocks others: none of
+    that may reach the job (`yes | head` must end, a full disk must stop a writer)."""
+    agent = start_agent()
+    agent.call(protocol.START, job_id="sigs", argv=["cat", "/proc/self/status"], mode="flex")
+    assert agent.event(protocol.JOB_EXITED, job_id="sigs")["exit_code"] == 0
+    status = dict(line.split(":", 1) for line in logs(agent, "sigs") if ":" in line)
+    ignored = int(status["SigIgn"], 16)
+    for signum in (1, 2, 13, 15, 17, 25):  # HUP INT PIPE TERM CHLD XFSZ
+        assert not ignored & (1 << (signum - 1)), f"signal {signum} ignored in the job"
+    assert int(status["SigBlk"], 16) == 0, "the job starts with signals blocked"

@@ -48,7 +48,7 @@ def test_the_zipapp_serves_and_its_shim_runs_from_it(
     job = agent.call(protocol.START, job_id="from-pyz", argv=argv, mode="flex", gpus=[0])
     with open(f"/proc/{job['shim_pid']}/cmdline", "rb") as f:
         shim_argv = f.read().split(b"\0")
-    assert shim_argv[1:3] == [pyz.encode(), b"shim"]
+    assert shim_argv[1:5] == [b"-I", b"-S", pyz.encode(), b"shim"]
     wait_for(
         lambda: "step 1/500" in agent.call(protocol.LOGS, job_id="from-pyz")["lines"],
         "the job reaching step 1 (its signal handler is set by then)",
