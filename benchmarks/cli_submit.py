@@ -236,6 +236,7 @@ def main() -> int:
         "machine": machine(),
         "skyops": sky,
         "slurm": slurm,
+        "array_jobs": args.array,
         "loop_per_s_median": round(loop, 1),
         "array_request_s_median": round(arr, 4),
         "array_process_s_median": round(statistics.median(sky["array_process_s"]), 4),

@@ -151,6 +151,23 @@ def s_slurm_submit(doc: dict) -> list[Row]:
     return rows or [("see report", "", None)]
 
 
+def s_cli_submit(doc: dict) -> list[Row]:
+    sky, slurm = doc["skyops"], doc["slurm"]
+    sbatch = ""
+    if isinstance(slurm, dict):
+        sbatch = f"; sbatch {sorted(slurm['loop_per_s'])[len(slurm['loop_per_s']) // 2]:.1f}/s"
+    loop = f"`skyops submit` loop {doc['loop_per_s_median']:.1f}/s (installed){sbatch}"
+    cpu = sorted(sky["array_request_leader_cpu_s"])[len(sky["array_request_leader_cpu_s"]) // 2]
+    n = doc["array_jobs"]
+    array = (
+        f"--array {n:,}: request to durable answer "
+        f"{doc['array_request_s_median'] * 1000:.0f} ms (leader CPU {cpu * 1000:.0f} ms)"
+    )
+    at_size = n == 5000  # the target's size; a quick run's smaller array is not judged
+    return [(loop, ">= 50/s", doc["loop_target_met"]),
+            (array, "<= 200 ms" if at_size else "", doc["array_target_met"] if at_size else None)]  # fmt: skip
+
+
 def slurm_missing() -> str | None:
     if shutil.which("slurmctld") is None or shutil.which("sbatch") is None:
         return "Slurm (slurm-wlm) is not installed"
@@ -172,6 +189,7 @@ PLAN: dict[str, tuple[list[str], list[str], int, Callable[[dict], list[Row]], Ca
     "key_latency": (["--presses", "200"], ["--presses", "60"], 120, s_key_latency, lambda: None),
     "fuzz": (["--inputs", "20000"], ["--inputs", "2000"], 90, s_fuzz, lambda: None),
     "crash_harness": (["--jobs", "200", "--kills", "4"], ["--jobs", "100", "--kills", "2"], 150, s_crash_harness, lambda: None),
+    "cli_submit": (["--json"], ["--json", "--loop", "20", "--array", "2000", "--rounds", "1", "--no-slurm"], 150, s_cli_submit, lambda: None),
     "slurm_submit": (["--json"], ["--json", "--jobs", "16", "--starts", "2"], 120, s_slurm_submit, slurm_missing),
 }  # fmt: skip
 
