@@ -42,6 +42,7 @@ from .screens.reservations import ReservationsScreen
 from .widgets.chrome import StatusLine, TopBar
 
 STOP_WAIT_S = 30.0
+SWITCH_HOLD_MAX_S = 0.5  # frames held back while a view switches, at most
 
 # Each view's screen, in the order of the view keys.
 SCREENS: dict[str, type[SkyScreen]] = {
@@ -302,7 +303,7 @@ class SkyopsApp(App):
             return AwaitMount(self.screen, [])
         if mode not in self._modes:
             raise UnknownModeError(f"No known mode {mode!r}")
-        self.delay_update()
+        self._begin_batch()  # Textual holds frames back 50 ms (delay_update); see below
         self.screen.post_message(events.ScreenSuspend())
         self.screen.refresh()
         first = mode not in self._screen_stacks
@@ -315,7 +316,32 @@ class SkyopsApp(App):
         self.screen_change_signal.publish(self.screen)
         self.screen._screen_resized(self.size)
         self.screen.post_message(events.ScreenResume(refresh_styles=stale and not first))
+        self._end_batch_when_shown(self.screen)
         return await_mount
+
+    def _end_batch_when_shown(self, screen: Screen) -> None:
+        """Let frames through again as soon as the new screen can show itself: built,
+        resumed, and the key's own handling (which refreshes the view) done.
+
+        Textual's switch holds frames back a fixed 50 ms, so that no frame shows a
+        screen half built: every switch took at least 50 ms to show, however little it
+        cost. The screen's queue reaches this callback after its compose, mount and
+        resume; the app's queue, after the handler of the key that switched. A screen
+        torn down first never gets there: the timer ends the hold then."""
+        done = False
+
+        def end() -> None:
+            nonlocal done
+            if done:
+                return
+            done = True
+            fallback.stop()
+            self._end_batch()
+            if not self._batch_count:
+                self.screen.refresh()
+
+        fallback = self.set_timer(SWITCH_HOLD_MAX_S, end, name="switch hold")
+        screen.call_later(self.call_later, end)
 
     def _first_visit(self, mode: str) -> AwaitMount:
         """Textual's `App._init_mode` for a view's screen, without restyling: each

@@ -67,6 +67,15 @@ class SkyScreen(Screen):
         super().__init__(**kw)
         self.runtime = runtime
 
+    def _compositor_refresh(self) -> None:
+        """Textual's, except that no frame is rendered while the app holds frames back
+        (a view switching): the screen is drawn whole when the hold ends. Textual renders
+        it anyway and drops the result, once or twice a switch."""
+        if self.app._batch_count and self is self.app.screen and not self.app.is_inline:
+            self._repaint_required = True
+            return
+        super()._compositor_refresh()
+
     def compose(self) -> ComposeResult:
         yield chrome_top(self.runtime, self.VIEW)
         yield from self.compose_body()
