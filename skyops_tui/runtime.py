@@ -117,6 +117,7 @@ class Runtime:
         follow_s: float = FOLLOW_S,
         socket_path: str | Path | None = None,
         remote: bool = False,
+        keep_ended: int | None = None,
     ) -> None:
         self.cfg = cfg
         self.clock = clock or SystemClock()
@@ -127,6 +128,9 @@ class Runtime:
         self.readonly = readonly
         self.feed = Feed()
         now = self.clock.now()
+        if store is not None and keep_ended is not None:
+            # Ended jobs beyond the latest `keep_ended` leave memory (docs/store.md).
+            store.keep_ended = keep_ended
         if grid is None:
             grid = store.load_grid(cfg, now) if store is not None else Grid(cfg, now)
         for m in grid.markets.values():
@@ -644,8 +648,10 @@ class Runtime:
 
     # Read helpers the screens share
     def jobs(self, mode: Mode | None = None) -> list[Job]:
-        jobs = self.grid.jobs.values()
-        return [j for j in jobs if mode is None or j.mode is mode]
+        """Every job ever admitted (those that left memory read back from the store)."""
+        from .policy.resident import every_job
+
+        return [j for j in every_job(self.grid.jobs) if mode is None or j.mode is mode]
 
     def queue_position(self, job: Job) -> int | None:
         """1-based place in the Priority FIFO, or None if not queued there."""

@@ -13,7 +13,7 @@ from ..fleet.ssh import SshTransport
 from ..locations import data_dir, db_path, demo_db_path
 from ..runtime import Runtime, current_user
 from ..scheduler.executor import Executor
-from ..store.db import Store
+from ..store.db import KEEP_ENDED, Store
 
 
 def demo_cluster(user: str | None = None) -> Config:
@@ -97,6 +97,7 @@ def build_runtime(
     db: str | Path | None = None,
     readonly: bool = False,
     user: str | None = None,
+    keep_ended: int | None = None,
 ) -> Runtime:
     demo = cfg is None
     cfg = cfg or demo_cluster(user)
@@ -117,6 +118,7 @@ def build_runtime(
         demo=demo,
         readonly=readonly,
         socket_path=socket_path(cfg, path),
+        keep_ended=keep_ended,
     )
 
 
@@ -177,11 +179,12 @@ def serve(cfg: Config | None, db: str | None, duration: float | None, out) -> in
     refuse_other_account(cfg, db)
 
     async def main() -> None:
-        rt = build_runtime(cfg, db)
+        # No screen reads the grid here: ended jobs leave memory (docs/store.md).
+        rt = build_runtime(cfg, db, keep_ended=KEEP_ENDED)
         store = rt.store
         assert store is not None  # build_runtime always opens one
         check_writable(store)
-        if rt.demo and not rt.grid.jobs:
+        if rt.demo and rt.grid.next_job_id == 1:
             seed(rt)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 from fractions import Fraction
+from itertools import islice
 from typing import TYPE_CHECKING
 
 from ..domain.config import Config
@@ -48,6 +49,7 @@ from .admission import from_now, hm
 from .indexes import JobIndex
 from .ledger import Ledger
 from .outbox import Outbox, Price, Records
+from .resident import Archive, JobTable, NameTable
 
 if TYPE_CHECKING:
     from .stored import StoredGrid
@@ -68,8 +70,11 @@ class Grid:
             self.markets[t.name] = m = Market(t.name, rate, floor, floor, now, 0)
             m.set_price(floor, now)
             self.by_type[t.name] = []
-        self.jobs: dict[int, Job] = {}
-        self.job_names: dict[str, int] = {}
+        # Every job, or with an archive bound the live ones and the latest ended
+        # (resident.py): a miss reads an ended job back from the archive.
+        self.jobs = JobTable()
+        self.job_names = NameTable()
+        self.jobs.names = self.job_names
         self.reservations: dict[str, Reservation] = {}
         self.next_job_id = 1
         self.next_res_id = 1
@@ -171,7 +176,59 @@ class Grid:
         """A copy for dry runs (a quote, a plan's diff, a preview): every command and
         pass on it leaves this grid as it was. It shares only the config, which neither
         changes."""
-        return copy.deepcopy(self, {id(self.cfg): self.cfg})
+        memo: dict[int, object] = {id(self.cfg): self.cfg}
+        if self.jobs.archive is not None:  # shared: a copy reads the same store
+            memo[id(self.jobs.archive)] = self.jobs.archive
+        return copy.deepcopy(self, memo)
+
+    # ------------------------------------------------------------ ended jobs
+    def bind_archive(self, archive: Archive) -> None:
+        """Let ended jobs leave memory (`evict_ended`), read back from `archive` when
+        asked for: the store binds itself once it holds every row of this grid."""
+        self.jobs.archive = self.job_names.archive = archive
+        ended = [j for j in self.jobs.values() if j.state in TERMINAL]
+        ended.sort(key=lambda j: (j.ended_at or 0.0, j.id))
+        self.jobs.ended = dict.fromkeys(j.id for j in ended)
+
+    def evict_ended(self, keep: int) -> int:
+        """Let the ended jobs beyond the `keep` most recently ended leave memory, each
+        once nothing in the grid points at it any more (`detached`); the archive keeps
+        them. Returns how many left. Does nothing without an archive."""
+        table = self.jobs
+        ended = table.ended
+        over = len(ended) - keep
+        if over <= 0 or table.archive is None:
+            return 0
+        gone = 0
+        for jid in list(islice(ended, over)):
+            del ended[jid]
+            job = dict.get(table, jid)
+            if job is None or job.state not in TERMINAL:
+                continue
+            if not self.detached(job):
+                ended[jid] = None  # tried again once the newer ones have gone
+                continue
+            dict.__delitem__(table, jid)
+            if dict.get(self.job_names, job.name) == jid:
+                dict.__delitem__(self.job_names, job.name)
+            gone += 1
+        return gone
+
+    def detached(self, job: Job) -> bool:
+        """Whether an ended job may leave memory: billed and settled, its GPUs given
+        back, its row written, and no queue, stop, preemption or call-off naming it."""
+        jid = job.id
+        return (
+            job.state in TERMINAL
+            and job.billed_from is None
+            and not job.placement
+            and not job.stop_reason
+            and jid not in self.outbox.dirty_jobs
+            and jid not in self.index.holding
+            and jid not in self.index.stopping
+            and jid not in self.preempted_at
+            and jid not in self.calling_off
+        )
 
     def live_reservations(self) -> list[Reservation]:
         """The reservations not yet finished. A finished one never comes back, so the
@@ -262,6 +319,8 @@ class Grid:
             self.calling_off.pop(job.id, None)
         if new in TERMINAL:
             job.ended_at = now
+            if self.jobs.archive is not None:
+                self.jobs.ended[job.id] = None
         self.outbox.dirty_jobs.add(job.id)
         self._event(now, job, "state", cause, str(old))
 
@@ -298,7 +357,7 @@ class Grid:
     ) -> list[Job]:
         """One job per name, admitted whole or refused whole: every element passes the
         same checks (queued jobs hold no money), so they are made once."""
-        taken = [n for n in names if n in self.job_names]
+        taken = self.job_names.taken(names)
         if taken:
             more = f" (and {len(taken) - 1} more of the array)" if len(taken) > 1 else ""
             raise Refused(f"job {taken[0]} exists already{more}")

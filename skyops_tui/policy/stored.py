@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from ..domain.config import Config
 from ..domain.model import HOLDING, Job, Market, Node, NodeStatus, Reservation
+from .resident import JobTable, NameTable
 
 if TYPE_CHECKING:
     from .grid import Grid
@@ -27,7 +28,7 @@ class Inconsistent(Exception):
 class StoredGrid:
     nodes: dict[str, Node]  # as recorded, by name, in the record's order
     markets: dict[str, Market]  # as recorded, each with its price timeline replayed
-    jobs: list[Job]  # by id
+    jobs: list[Job]  # by id (all, or the live and latest ended: the store's choice)
     reservations: list[Reservation]  # by id
     balances: dict[str, int]
     counters: dict[str, int]  # next_job_id, next_res_id, next_seq
@@ -80,8 +81,9 @@ def restore(cfg: Config, now: float, stored: StoredGrid) -> Grid:
         kept.append(rec)
     grid.outbox.dirty_nodes.update(n for n in grid.nodes if n not in stored.nodes)
 
-    grid.jobs = {j.id: j for j in jobs}
-    grid.job_names = {j.name: j.id for j in jobs}
+    grid.jobs = JobTable((j.id, j) for j in jobs)
+    grid.job_names = NameTable((j.name, j.id) for j in jobs)
+    grid.jobs.names = grid.job_names
     for job in jobs:
         if job.state in HOLDING:
             for p in job.placement:

@@ -68,6 +68,9 @@ BUSY_TIMEOUT_S = 10.0
 # checkpoint syncs to disk; fewer, larger ones keep bursts of small commits fast.
 WAL_AUTOCHECKPOINT = 4000
 COUNTERS = ("next_job_id", "next_res_id", "next_seq")
+# The ended jobs a long-running leader keeps in memory (`Store.keep_ended`): the latest
+# thousand, a few MB at most, so its memory stays flat however long its history grows.
+KEEP_ENDED = 1000
 OUTCOMES = ("done", "failed")
 
 
@@ -91,6 +94,13 @@ JOB_INDEXED = frozenset(JOB_COLUMNS.index(c) for c in ("name", "state", "user"))
 UPDATE_JOB_BILLING = (
     "UPDATE jobs SET " + ", ".join(f'"{c}" = ?' for c in JOB_BILLING) + " WHERE id = ?"
 )
+# What a grid that lets ended jobs go loads: its live jobs and the latest ended ones.
+LIVE_AND_LATEST_ENDED = (
+    "SELECT * FROM jobs WHERE ended_at IS NULL OR id IN "
+    "(SELECT id FROM jobs WHERE ended_at IS NOT NULL ORDER BY ended_at DESC, id DESC LIMIT ?) "
+    "ORDER BY id"
+)
+JOB_PAGE = 1000
 # A job as last written: (id, `rest_snapshot` of its `job_rest`, its `job_billing`, ended_at).
 JobWritten = tuple[int, tuple[Any, ...], tuple[Any, ...], float | None]
 UPSERT_RESERVATION = _upsert("reservations", RESERVATION_COLUMNS, "id")
@@ -234,6 +244,10 @@ class Store:
 
     # Set by the runtime while it leads (see `_fenced_write`); None: writes are not fenced.
     fence: Fence | None = None
+    # How many ended jobs a grid this store loads or writes keeps in memory; the older
+    # ones leave it once written and are read back from here on demand (docs/store.md
+    # "Ended jobs"). None: every job stays (the simulator, a dry run, a snapshot).
+    keep_ended: int | None = None
 
     def __init__(self, path: str | Path, busy_timeout_s: float | None = None) -> None:
         self.path = Path(path).expanduser()
@@ -552,6 +566,10 @@ class Store:
                 self._jobs_written[w[0]] = w
             else:
                 self._jobs_written.pop(w[0], None)
+        if self.keep_ended is not None:
+            if grid.jobs.archive is not self:
+                grid.bind_archive(self)
+            grid.evict_ended(self.keep_ended)
         self._markets.update((r[0], r) for r in markets)
         if new_accounts:
             self._accounts.update(a for (a,) in new_accounts)
@@ -594,7 +612,11 @@ class Store:
         with self._read() as db:
             node_rows = {r["name"]: r for r in db.query("SELECT * FROM nodes")}
             market_rows = {r["gpu_type"]: r for r in db.query("SELECT * FROM markets")}
-            jobs = [job_from_row(r) for r in db.query("SELECT * FROM jobs ORDER BY id")]
+            if self.keep_ended is None:
+                sql, args = "SELECT * FROM jobs ORDER BY id", []
+            else:
+                sql, args = LIVE_AND_LATEST_ENDED, [self.keep_ended]
+            jobs = [job_from_row(r) for r in db.query(sql, args)]
             reservations = [
                 reservation_from_row(r) for r in db.query("SELECT * FROM reservations ORDER BY id")
             ]
@@ -627,6 +649,8 @@ class Store:
             raise StoreError(f"{self.path}: {e}") from e
         stored_markets = {t: market_row(market_from_row(r)) for t, r in market_rows.items()}
         self._bind(grid, stored_markets, set(balances))
+        if self.keep_ended is not None:
+            grid.bind_archive(self)
         self._counters = tuple(counters.get(name, 1) for name in COUNTERS)
         return grid
 
@@ -640,6 +664,42 @@ class Store:
             [gpu_type, since if first is None else first],
         )
         return [(at, price) for at, price in rows]
+
+    # ------------------------------------------------- ended jobs (an Archive)
+    def archived_job(self, job_id: int) -> Job | None:
+        with self._lock:
+            rows = self._rows("SELECT * FROM jobs WHERE id = ?", [job_id])
+        return job_from_row(rows[0]) if rows else None
+
+    def archived_job_id(self, name: str) -> int | None:
+        with self._lock:
+            row = self.conn.execute("SELECT id FROM jobs WHERE name = ?", [name]).fetchone()
+        return None if row is None else int(row[0])
+
+    def archived_names(self, names: list[str]) -> set[str]:
+        found: set[str] = set()
+        with self._lock:
+            for k in range(0, len(names), 500):
+                chunk = names[k : k + 500]
+                marks = ", ".join("?" for _ in chunk)
+                sql = f"SELECT name FROM jobs WHERE name IN ({marks})"
+                found.update(n for (n,) in self.conn.execute(sql, chunk))
+        return found
+
+    def archived_jobs(self) -> Iterator[Job]:
+        """Every job row, by id, read a page at a time (a long history is never in
+        memory at once)."""
+        after = 0
+        while True:
+            with self._lock:
+                rows = self._rows(
+                    "SELECT * FROM jobs WHERE id > ? ORDER BY id LIMIT ?", [after, JOB_PAGE]
+                )
+            for r in rows:
+                yield job_from_row(r)
+            if len(rows) < JOB_PAGE:
+                return
+            after = rows[-1]["id"]
 
     # ------------------------------------------------------------- reads
     def jobs(
@@ -796,4 +856,4 @@ def _action_record(r: dict[str, Any]) -> ActionRecord:
     )
 
 
-__all__ = ["Store", "StoreError", "SCHEMA_VERSION", "busy_timeout", "store_fault"]
+__all__ = ["KEEP_ENDED", "Store", "StoreError", "SCHEMA_VERSION", "busy_timeout", "store_fault"]
