@@ -188,8 +188,9 @@ class SlurmExecutor:
         return 0  # Slurm runs on its own time; the poller reports
 
     def busy(self) -> bool:
-        """The poller counts until `close`: a script's session waits out its timeout."""
-        return bool(self._tasks)
+        """Commands in flight (sbatch, scancel, scontrol): the poller runs until `close`
+        and is not one, or a script's session would wait out its whole timeout."""
+        return any(t is not self._poller for t in self._tasks)
 
     def nodes_settled(self) -> bool:
         return True  # no links: nodes are as the last poll found them

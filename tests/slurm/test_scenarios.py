@@ -384,3 +384,21 @@ async def test_grid_shows_slurm_node_state_and_gpus_allocated_inside_and_outside
     finally:
         await rt.stop()
         rt.store.close()
+
+
+async def test_a_script_session_is_done_once_slurm_has_its_job(clean_slurm, tmp_path):
+    """`skyops submit` with no leader runs a session that waits until the executor has
+    nothing in flight: once sbatch has answered, it is done. The poller, which runs
+    until the console closes, is not work in flight (it was: every such session waited
+    out its whole timeout)."""
+    rt = console(clean_slurm, tmp_path, "script", nodes=1)
+    await rt.start()
+    try:
+        await up(rt)
+        job = rt.scheduler.submit(priority("one", ("sleep", "300"), gpus=1))
+        await until(lambda: job.state is JobState.RUNNING, "the job running")
+        await until(lambda: not rt.executor.busy(), "nothing in flight once sbatch answered", 10)
+        assert slurm_state(clean_slurm, rt.executor.runs[job.id].slurm_id) == "RUNNING"
+    finally:
+        await rt.stop()
+        rt.store.close()
