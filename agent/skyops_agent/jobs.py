@@ -22,7 +22,7 @@ from typing import Any
 from skyops_agent import __version__, checkpoints, identity, jobdir, protocol
 from skyops_agent.cgroups import Cgroup
 from skyops_agent.protocol import ProtocolError
-from skyops_agent.zipapp import running_zipapp
+from skyops_agent.zipapp import running_zipapp, unpack_for_shims
 
 START_TIMEOUT_S = 10.0  # how long `start` waits for the shim to launch the job
 UNSTOP_TIMEOUT_S = 5.0  # how long `unstop` waits for the shim's answer
@@ -43,15 +43,16 @@ _SHIM_FROM = (
 )
 
 
-def shim_command(job_dir: str) -> tuple[list, str]:
-    """argv and cwd that start the shim from wherever this agent runs: zipapp or package,
-    so it imports this very copy. `-I -S`: no site (its imports are most of a bare
-    interpreter's memory), no user site, no PYTHON* variables (the job's business, not
-    the shim's); the shim needs the standard library and its package only."""
+def shim_command(job_dir: str, unpacked: str | None = None) -> tuple[list, str]:
+    """argv and cwd that start the shim from this very copy of the agent: the package,
+    its zipapp's unpacked copy (`unpacked`, see zipapp.unpack_for_shims), or the zipapp.
+    `-I -S`: no site (its imports are most of a bare interpreter's memory), no user
+    site, no PYTHON* variables (the job's business, not the shim's); the shim needs the
+    standard library and its package only."""
     pyz = running_zipapp()
-    if pyz:
+    if pyz and not unpacked:
         return [sys.executable, "-I", "-S", pyz, "shim", "--job-dir", job_dir], "/"
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = unpacked or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     return [sys.executable, "-I", "-S", "-c", _SHIM_FROM, root, "shim", "--job-dir", job_dir], "/"
 
 
@@ -158,6 +159,7 @@ class JobRunner:
                 os.chmod(folder, 0o711)
         self._shims: list[subprocess.Popen] = []
         self._shims_lock = threading.Lock()
+        self._shim_root = unpack_for_shims(self.state_dir)
         # What poll_events() has told the console: job_id -> (run_id, phase, status stamp).
         self._seen: dict[str, tuple] = {}
         self._scan(announce=False)  # learn what is already there; `jobs` reports old exits
@@ -377,7 +379,7 @@ class JobRunner:
             "grid": req["grid"],
         }
         jobdir.write_json(os.path.join(job_dir, jobdir.SPEC), spec)
-        argv, cwd = shim_command(job_dir)
+        argv, cwd = shim_command(job_dir, self._shim_root)
         with open(os.path.join(job_dir, jobdir.SHIM_LOG), "ab") as shim_log:
             shim = subprocess.Popen(
                 argv,

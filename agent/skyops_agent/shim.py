@@ -138,17 +138,14 @@ def group_alive(pgid: int, cgroup: Cgroup | None = None) -> bool:
     return True
 
 
-def _libc(name: str, *args: int) -> None:
-    """Call a libc function through `_ctypes` alone: the `ctypes` package on top of it
-    costs the shim about 0.4 MB. AttributeError, OSError where that cannot be done."""
-    import _ctypes
-
-    _ctypes.call_function(_ctypes.dlsym(_ctypes.dlopen(None), name), args)
-
-
 def _become_subreaper() -> None:
+    """prctl(PR_SET_CHILD_SUBREAPER) through `_ctypes` alone: the `ctypes` package on top
+    of it costs the shim about 0.4 MB for one call."""
     try:
-        _libc("prctl", _PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        import _ctypes
+
+        prctl = _ctypes.dlsym(_ctypes.dlopen(None), "prctl")
+        _ctypes.call_function(prctl, (_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0))
         return
     except Exception:
         pass
@@ -158,19 +155,6 @@ def _become_subreaper() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     except Exception:
         pass  # not Linux, or no ctypes: stragglers are reaped by init instead
-
-
-def _give_back_set_up_memory() -> None:
-    """Before the long wait: what reading the spec, compiling the package (a zipapp
-    holds no bytecode) and starting the job left free in the C heap goes back to the
-    system (about 0.9 MB a shim from a zipapp, 0.2 MB from a package)."""
-    import gc
-
-    gc.collect()
-    try:
-        _libc("malloc_trim", 0)
-    except Exception:
-        pass  # not glibc
 
 
 class AsUser:
@@ -367,7 +351,6 @@ class Shim:
         if pid is None:
             return 0
         signal.pthread_sigmask(signal.SIG_BLOCK, _WAITED)
-        _give_back_set_up_memory()
         self._supervise(pid)
         return 0
 

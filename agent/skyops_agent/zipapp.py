@@ -31,6 +31,41 @@ def running_zipapp() -> str | None:
     return root if os.path.isfile(root) else None
 
 
+def unpack_for_shims(state_dir: str) -> str | None:
+    """Where shims import this agent from when it runs from a .pyz: its package unpacked
+    under the state dir (once per zipapp content) and compiled for this interpreter.
+
+    A zipapp holds no bytecode, so each shim started from it would compile the package,
+    and what that leaves behind keeps the shim 2.2 MB bigger (private memory) for its
+    job's whole life (docs/fleet.md, "Memory per job"). None when the agent is no zipapp, or the copy
+    cannot be made (the shim then runs from the .pyz itself).
+    """
+    pyz = running_zipapp()
+    if pyz is None:
+        return None
+    root = os.path.join(state_dir, "shim", file_sha256(pyz)[:16])
+    if os.path.isdir(root):
+        return root
+    import py_compile
+    import shutil
+
+    tmp = f"{root}.tmp.{os.getpid()}"
+    try:
+        with zipfile.ZipFile(pyz) as zf:
+            for name in zf.namelist():
+                if name.startswith("skyops_agent/") and name.endswith(".py"):
+                    path = os.path.join(tmp, *name.split("/"))
+                    os.makedirs(os.path.dirname(path), exist_ok=True)
+                    with open(path, "wb") as f:
+                        f.write(zf.read(name))
+                    py_compile.compile(path, doraise=True)
+        os.rename(tmp, root)
+    except (OSError, zipfile.BadZipFile, py_compile.PyCompileError):
+        shutil.rmtree(tmp, ignore_errors=True)
+        return root if os.path.isdir(root) else None  # another agent may have made it
+    return root
+
+
 def _sources(include_pynvml: bool) -> dict[str, bytes]:
     package = os.path.dirname(os.path.abspath(__file__))
     if os.path.isfile(os.path.dirname(package)):

@@ -48,7 +48,14 @@ def test_the_zipapp_serves_and_its_shim_runs_from_it(
     job = agent.call(protocol.START, job_id="from-pyz", argv=argv, mode="flex", gpus=[0])
     with open(f"/proc/{job['shim_pid']}/cmdline", "rb") as f:
         shim_argv = f.read().split(b"\0")
-    assert shim_argv[1:5] == [b"-I", b"-S", pyz.encode(), b"shim"]
+    # The shim imports the zipapp's own package, unpacked once and compiled.
+    assert shim_argv[1:4] == [b"-I", b"-S", b"-c"]
+    unpacked = Path(shim_argv[5].decode())
+    assert unpacked.parent == tmp_path / "state" / "shim"
+    with zipfile.ZipFile(pyz) as zf:
+        for name in ("skyops_agent/shim.py", "skyops_agent/jobdir.py"):
+            assert (unpacked / name).read_bytes() == zf.read(name)
+    assert list((unpacked / "skyops_agent" / "__pycache__").glob("shim.*.pyc"))
     wait_for(
         lambda: "step 1/500" in agent.call(protocol.LOGS, job_id="from-pyz")["lines"],
         "the job reaching step 1 (its signal handler is set by then)",
@@ -102,3 +109,35 @@ def test_agent_needs_nothing_newer_than_python39(tmp_path):
     caught = _vermin(newer)
     assert caught.returncode != 0
     assert "zip(strict)" in caught.stdout and "tomllib" in caught.stdout
+
+
+def test_a_shim_runs_straight_from_the_zipapp_too(tmp_path):
+    """Where the package cannot be unpacked, the shim runs from the .pyz itself."""
+    from skyops_agent import jobdir
+
+    pyz, _ = build_zipapp(str(tmp_path / "dist"))
+    job_dir = tmp_path / "jobs" / "direct"
+    job_dir.mkdir(parents=True)
+    spec = {
+        "job_id": "direct",
+        "run_id": "0" * 32,
+        "argv": ["sh", "-c", "echo from-the-pyz"],
+        "env": {},
+        "gpus": [],
+        "workdir": str(tmp_path),
+        "checkpoint_dir": str(tmp_path / "ckpt"),
+        "resume": False,
+        "mode": "flex",
+        "run_as": None,
+    }
+    jobdir.write_json(str(job_dir / jobdir.SPEC), spec)
+    shim = subprocess.run(
+        [sys.executable, "-I", "-S", pyz, "shim", "--job-dir", str(job_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shim.returncode == 0, shim.stderr
+    status = jobdir.read_json(str(job_dir / jobdir.STATUS))
+    assert status["state"] == "exited" and status["exit_code"] == 0, status
+    assert (job_dir / jobdir.STDOUT).read_text() == "from-the-pyz\n"
