@@ -23,9 +23,7 @@ from dataclasses import dataclass
 from itertools import compress
 from operator import ne
 from pathlib import Path
-from typing import Any
-
-from sqlite_utils import Database
+from typing import TYPE_CHECKING, Any
 
 from ..clock import Clock
 from ..domain.config import Config
@@ -35,6 +33,7 @@ from ..policy import actions as A
 from ..policy.grid import Grid
 from ..policy.stored import Inconsistent, StoredGrid
 from ..scheduler.engine import LeaseLost
+from . import schema
 from .codec import (
     EVENT_COLUMNS,
     JOB_BILLING,
@@ -62,6 +61,9 @@ from .codec import (
 )
 from .records import ActionRecord, EventRecord, TransactionRecord
 from .schema import SCHEMA_VERSION, StoreError, migrate, schema_version
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
 
 BUSY_TIMEOUT_S = 10.0
 # Pages the WAL may reach before a commit checkpoints it (SQLite's default is 1000). A
@@ -124,6 +126,29 @@ ADD_TO_BALANCE = (
 )
 OPEN_ACCOUNT = "INSERT OR IGNORE INTO accounts (account, balance) VALUES (?, 0)"
 LEASE = "scheduler"
+
+
+class _Reader:
+    """The two calls the reads make, as sqlite-utils' `Database` answers them (rows as
+    dicts by column name), on the bare connection."""
+
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def query(
+        self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        cur = self.conn.execute(sql, params or ())
+        keys = [d[0] for d in cur.description]
+        for row in cur:
+            yield dict(zip(keys, row, strict=True))
+
+    def execute(
+        self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None
+    ) -> sqlite3.Cursor:
+        return self.conn.execute(sql, params or ())
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,9 +304,13 @@ class Store:
             self.conn.execute("PRAGMA synchronous = NORMAL")
             self.conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT}")
             self.conn.execute("PRAGMA foreign_keys = ON")
-            self.db = Database(self.conn, execute_plugins=False)
+            self._db: Database | None = None
+            self._reader = _Reader(self.conn)
             with self._write():
-                self.found_version = migrate(self.db, str(self.path))
+                found = schema_version(self.conn)
+                if found != schema.SCHEMA_VERSION:  # read late: tests append migrations
+                    found = migrate(self.db, str(self.path))
+                self.found_version = found
                 self.grid_id = ensure_grid_id(self.conn)
         except sqlite3.Error as e:
             self.conn.close()
@@ -311,7 +340,18 @@ class Store:
     @property
     def schema_version(self) -> int:
         with self._lock:
-            return schema_version(self.db)
+            return schema_version(self.conn)
+
+    @property
+    def db(self) -> Database:
+        """sqlite-utils over this connection, made on first use: the migrations and
+        tests use it; the write and read paths do not, so a leader that opens a file
+        already at this schema never imports it (some 15 MB resident with its imports)."""
+        if self._db is None:
+            from sqlite_utils import Database
+
+            self._db = Database(self.conn, execute_plugins=False)
+        return self._db
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -403,12 +443,12 @@ class Store:
             yield c
 
     @contextmanager
-    def _read(self) -> Iterator[Database]:
+    def _read(self) -> Iterator[_Reader]:
         """One snapshot for reads that span several queries."""
         with self._lock:
             self.conn.execute("BEGIN")
             try:
-                yield self.db
+                yield self._reader
             finally:
                 if self.conn.in_transaction:
                     self.conn.execute("COMMIT")
@@ -416,7 +456,7 @@ class Store:
     def _rows(
         self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None
     ) -> list[dict[str, Any]]:
-        return list(self.db.query(sql, params))
+        return list(self._reader.query(sql, params))
 
     def _read_counters(self) -> tuple[int, ...]:
         with self._lock:
@@ -655,7 +695,7 @@ class Store:
         return grid
 
     @staticmethod
-    def _price_rows(db: Database, gpu_type: str, since: float) -> list[tuple[float, int]]:
+    def _price_rows(db: _Reader, gpu_type: str, since: float) -> list[tuple[float, int]]:
         first = db.execute(
             "SELECT max(at) FROM prices WHERE gpu_type = ? AND at <= ?", [gpu_type, since]
         ).fetchone()[0]

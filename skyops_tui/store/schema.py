@@ -12,9 +12,12 @@ placements are JSON text.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from sqlite_utils import Database
+if TYPE_CHECKING:  # imported by whoever migrates (Store), not by every process that opens one
+    from sqlite_utils import Database
 
 
 class StoreError(Exception):
@@ -213,7 +216,7 @@ def _v1(db: Database) -> None:
         _append_only(db, table)
 
 
-Migration = Callable[[Database], None]
+Migration = Callable[["Database"], None]
 
 
 def _v2(db: Database) -> None:
@@ -265,10 +268,11 @@ MIGRATIONS: list[Migration] = [_v1, _v2, _v3, _v4, _v5]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def schema_version(db: Database) -> int:
+def schema_version(db: Database | sqlite3.Connection) -> int:
     """The version recorded in the file: 0 for an empty file."""
-    if not db["meta"].exists():
-        others = [t for t in db.table_names() if not t.startswith("sqlite_")]
+    tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    if "meta" not in tables:
+        others = [t for t in tables if not t.startswith("sqlite_")]
         if others:
             raise StoreError(
                 f"not a Skyops state database: it has tables ({', '.join(sorted(others)[:5])}) "
