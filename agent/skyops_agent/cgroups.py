@@ -13,12 +13,14 @@ so it imports no more than it needs (jobdir.py says why).
 
 from __future__ import annotations
 
-import _signal
 import os
 
 TYPE_CHECKING = False
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # typeshed types signal's C half only through signal
+    import signal as _signal
     from typing import Any
+else:
+    import _signal
 
 PARENT = "skyops"
 PROCESS_GROUP = "process group"

@@ -23,19 +23,20 @@ about 1.3 MB a process), signal names come from `_signal`, not the `signal.Signa
 
 from __future__ import annotations
 
-import _signal
 import os
 
 TYPE_CHECKING = False
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # typeshed types signal's C half only through signal
+    import signal as _signal
     from typing import Any
+else:
+    import _signal
 
+_accel: Any
 try:
-    from _json import encode_basestring_ascii as _c_encode_str
-    from _json import make_encoder as _c_make_encoder
-    from _json import make_scanner as _c_make_scanner
+    import _json as _accel
 except ImportError:  # an interpreter without the accelerator: `json` does it all
-    _c_make_encoder = _c_make_scanner = None
+    _accel = None
 
 SPEC = "spec.json"
 STATUS = "status.json"
@@ -74,11 +75,13 @@ def _not_json(obj: object) -> None:
 
 def dumps(obj: object) -> str:
     """`json.dumps(obj, sort_keys=True)`, character for character."""
-    if _c_make_encoder is None:
+    if _accel is None:
         import json
 
         return json.dumps(obj, sort_keys=True)
-    encode = _c_make_encoder({}, _not_json, _c_encode_str, None, ": ", ", ", True, False, True)
+    encode = _accel.make_encoder(
+        {}, _not_json, _accel.encode_basestring_ascii, None, ": ", ", ", True, False, True
+    )
     return "".join(encode(obj, 0))
 
 
@@ -97,7 +100,7 @@ class _Options:
     }.__getitem__
 
 
-_scan = _c_make_scanner(_Options()) if _c_make_scanner is not None else None
+_scan = _accel.make_scanner(_Options()) if _accel is not None else None
 _WHITESPACE = " \t\n\r"
 
 

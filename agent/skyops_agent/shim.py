@@ -24,7 +24,6 @@ shim 0.6-2.5 MB.
 
 from __future__ import annotations
 
-import _signal as signal
 import os
 import sys
 import time
@@ -34,8 +33,11 @@ from skyops_agent import jobdir
 from skyops_agent.cgroups import PROCESS_GROUP, Cgroup
 
 TYPE_CHECKING = False
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # typeshed types signal's C half only through signal
+    import signal
     from typing import Any
+else:
+    import _signal as signal
 
 KILL_FAILED_AFTER_S = 30.0  # a group still alive this long after SIGKILL is reported
 _PR_SET_CHILD_SUBREAPER = 36
@@ -144,7 +146,7 @@ def _become_subreaper() -> None:
     try:
         import _ctypes
 
-        prctl = _ctypes.dlsym(_ctypes.dlopen(None), "prctl")
+        prctl = _ctypes.dlsym(_ctypes.dlopen(None), "prctl")  # type: ignore[arg-type]
         _ctypes.call_function(prctl, (_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0))
         return
     except Exception:
