@@ -20,9 +20,12 @@ an account is short never depends on when billing last ran.
 
 from __future__ import annotations
 
+import functools
+import weakref
 from dataclasses import dataclass
 
 from ..domain.model import Job, Mode
+from ..domain.money import to_micro
 from .grid import Grid
 
 
@@ -48,7 +51,7 @@ class Guard:
             Mode.PRIORITY: c.stop_grace_s + c.tick_s,
         }
         self.funded_s = grid.cfg.pricing.min_funded_minutes * 60
-        self.limit = grid.credit_limit()
+        self.limit = credit_limit(grid)
         self.funds: dict[str, Funds] = {}
         # One tight loop over the holding jobs: per user, burn by mode and the burn-seconds
         # not yet billed (a pass over thousands of jobs must stay cheap).
@@ -165,12 +168,39 @@ def funds_may_run_low(grid: Grid, horizon_h: float = 24.0) -> bool:
     """False when even the whole grid at its highest rate for `horizon_h` could not bring
     any account down to its limit: then no account is short in this pass, every job can
     fund its first period, and the per-account reckoning can be skipped."""
-    users = [grid.balances[a] for a in grid.user_accounts()]
-    if not users:
+    accounts = grid.user_accounts()
+    if not accounts:
         return False
-    whole = sum(n.gpu_count for n in grid.nodes.values())
-    worst = max((m.rate for m in grid.markets.values()), default=0) * whole * horizon_h
-    return min(users) + grid.credit_limit() < worst
+    balances = grid.balances
+    lowest = min(map(balances.__getitem__, accounts))
+    worst = max((m.rate for m in grid.markets.values()), default=0) * _gpus(grid) * horizon_h
+    return lowest + credit_limit(grid) < worst
+
+
+_GPUS: weakref.WeakKeyDictionary[Grid, tuple[int, object, int]] = weakref.WeakKeyDictionary()
+
+
+def _gpus(grid: Grid) -> int:
+    """The grid's GPUs, counted again only when a node came or went (their count or
+    the last one added differs): a sum over thousands of nodes twice a pass showed."""
+    nodes = grid.nodes
+    n = len(nodes)
+    last = next(reversed(nodes.values())) if n else None
+    seen = _GPUS.get(grid)
+    if seen is None or seen[0] != n or seen[1] is not last:
+        seen = _GPUS[grid] = (n, last, sum(node.gpu_count for node in nodes.values()))
+    return seen[2]
+
+
+def credit_limit(grid: Grid) -> int:
+    """`Grid.credit_limit`, converted once per amount: funding asks it several times a
+    pass, and the exact conversion builds a Fraction each time."""
+    return _micro(grid.cfg.accounts.credit_limit)
+
+
+@functools.lru_cache(maxsize=16)
+def _micro(amount: float) -> int:
+    return to_micro(amount)
 
 
 class AmpleFunds:
@@ -205,7 +235,7 @@ def can_fund(grid: Grid, user: str, amount: int, now: float) -> bool:
     never depends on when billing last ran (docs/modes.md, *Billing*). When every
     account could pay for the whole grid for a day (`AMPLE`), what is unbilled, hours
     of the grid at most, is not summed."""
-    left = grid.balance(user) + grid.credit_limit()
+    left = grid.balance(user) + credit_limit(grid)
     if left < amount:
         return False  # usage not yet billed only lowers what is left
     return left - unbilled(grid, user, now) >= amount
@@ -215,4 +245,4 @@ def unbilled(grid: Grid, user: str, now: float) -> int:
     """What the account's holding jobs owe but billing has not charged yet, as the
     Guard counts it (nothing when funds are `AMPLE`)."""
     f = guard(grid, now).funds.get(user)
-    return grid.balance(user) + grid.credit_limit() - f.available if f else 0
+    return grid.balance(user) + credit_limit(grid) - f.available if f else 0

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from ..domain.model import HOLDING, Job, JobState, Mode, Transaction, user_account
 from . import actions as A
+from .funding import credit_limit
 from .grid import Grid
 from .windows import fits_shape, shape
 
@@ -262,12 +263,16 @@ def check_actions(grid: Grid, actions: list[A.Action], now: float | None = None)
 
 def check_transactions(grid: Grid, txs: list[Transaction]) -> list[str]:
     out = []
-    limit = grid.credit_limit()
     users: set[str] = set()
     for tx in txs:
-        if not tx.balanced:
+        total = 0
+        for a, v in tx.entries:
+            total += v
+            if a.startswith("user:"):
+                users.add(a)
+        if total:
             out.append(f"unbalanced transaction: {tx.reason}")
-        users.update(a for a, _ in tx.entries if a.startswith("user:"))
+    limit = credit_limit(grid)
     for acct in users:
         if grid.balances.get(acct, 0) < -limit:
             out.append(f"{acct} balance {grid.balances[acct]} beyond its limit -{limit}")

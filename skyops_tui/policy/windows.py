@@ -17,10 +17,11 @@ are lent the GPUs until an owner's job needs them.
 from __future__ import annotations
 
 import heapq
+import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..domain.model import Mode, Node, NodeStatus
+from ..domain.model import Mode, Node, NodeStatus, Reservation
 
 if TYPE_CHECKING:
     from .grid import Grid
@@ -75,13 +76,42 @@ def _place_in(order: list[str], avail: dict[str, int], gpus: int) -> dict[str, i
     return place(avail, gpus)
 
 
+_LIVE: weakref.WeakKeyDictionary[Grid, tuple[int, object, list[Reservation]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def live_reservations(grid: Grid) -> list[Reservation]:
+    """The grid's reservations not yet finished, in booking order. A finished one never
+    comes back, so the last list is filtered again unless a reservation came or went
+    since: their count or the last one booked differs (admission adds a trial
+    reservation and removes it, which `Grid.live_reservations`' count alone misses)."""
+    book = grid.reservations
+    n = len(book)
+    last = next(reversed(book.values())) if n else None
+    seen = _LIVE.get(grid)
+    if seen is not None and seen[0] == n and seen[1] is last:
+        live = [r for r in seen[2] if not r.finished]
+    else:
+        live = [r for r in book.values() if not r.finished]
+    _LIVE[grid] = (n, last, live)
+    return live
+
+
 def due_windows(grid: Grid, gpu_type: str, now: float, until: float) -> list[Due]:
+    """The windows of the type not yet open or settled that overlap [now, until).
+    Only live reservations can have one, and a reservation's windows come in order of
+    opening (a walk of every reservation ever booked grew with the trace)."""
     out = []
-    for res in grid.reservations.values():
-        if res.gpu_type != gpu_type or res.cancelled_at is not None:
+    for res in live_reservations(grid):
+        if res.gpu_type != gpu_type:
             continue
-        for i, (s, e) in enumerate(res.windows):
-            if s < until and e > now and i != res.active_window and i >= res.settled_windows:
+        windows, active = res.windows, res.active_window
+        for i in range(res.settled_windows, len(windows)):
+            s, e = windows[i]
+            if s >= until:
+                break
+            if e > now and i != active:
                 out.append(Due(res.name, i, max(s, now), e, res.gpus))
     out.sort(key=lambda d: (d.start, -d.gpus, d.reservation))
     return out

@@ -152,11 +152,22 @@ class SimExecutor:
         grid = self.grid
         if grid is None or not self.jobs:
             return
-        if not any(n.status is NodeStatus.UNREACHABLE for n in grid.nodes.values()):
+        # Runs whose job left its GPUs unreported; they matter only while a node is
+        # lost. Whichever list is shorter is read first (every step reads them).
+        if len(self.jobs) > len(grid.nodes) and not self._any_lost(grid):
             return
-        for jid, job in list(self.jobs.items()):
-            if job.state not in HOLDING and jid in self.run_start:
+        gone = [
+            job
+            for jid, job in self.jobs.items()
+            if job.state not in HOLDING and jid in self.run_start
+        ]
+        if gone and self._any_lost(grid):
+            for job in gone:
                 self._lost(job, now)
+
+    @staticmethod
+    def _any_lost(grid) -> bool:
+        return any(n.status is NodeStatus.UNREACHABLE for n in grid.nodes.values())
 
     def attach(self, grid) -> None:
         self.grid = grid

@@ -43,55 +43,65 @@ class SimResult:
 def next_wakeup(grid: Grid, now: float) -> float | None:
     """The next time a pass must run even if nothing reports: a warning, an expiry, a
     window edge, a retry, or a min_slice that ends while higher bids wait."""
-    best = None
-
-    def consider(t: float | None) -> None:
-        nonlocal best
-        if t is not None and t > now and (best is None or t < best):
-            best = t
-
+    inf = float("inf")
+    best = inf
     w1, w2 = grid.cfg.pricing.warn_before_s
     min_slice = grid.cfg.pricing.min_slice_s
     outbid = 1 + grid.cfg.pricing.min_outbid
     # The highest waiting bid per market: a running job's min_slice matters only if a
     # waiting bid could displace it when it ends.
-    untyped = grid.flex_book.get(None)
+    books = grid.flex_book
+    untyped = books.get(None)
     top_any = -untyped[0][0] if untyped else 0
-    top = {t: max(-b[0][0] if (b := grid.flex_book.get(t)) else 0, top_any) for t in grid.markets}
+    top = {t: max(-b[0][0] if (b := books.get(t)) else 0, top_any) for t in grid.markets}
     tick = grid.cfg.cluster.tick_s
+    jobs = grid.jobs
+    priority, flex = Mode.PRIORITY, Mode.FLEX
     for jid in grid.holding:
-        job = grid.jobs[jid]
-        if job.end_at is not None and job.mode is Mode.PRIORITY and not job.stop_reason:
-            left = job.end_at - now
+        job = jobs[jid]
+        mode = job.mode
+        end = job.end_at
+        if mode is priority:
+            if end is None or job.stop_reason:
+                continue
+            left = end - now
             bit = 2 if left <= w2 else 1 if left <= w1 else 0
-            if bit and not job.warned & bit:
-                consider(now + tick)  # started inside its warning: the next pass warns
-            for t in (job.end_at - w1, job.end_at - w2, job.end_at):
-                if t > now:
-                    consider(t)
-                    break
+            if bit and not job.warned & bit and now < now + tick < best:
+                best = now + tick  # started inside its warning: the next pass warns
+            t = end - w1
+            if t <= now:
+                t = end - w2
+                if t <= now:
+                    t = end
+            if now < t < best:
+                best = t
         elif (
-            job.mode is Mode.FLEX
+            mode is flex
             and job.started_at is not None
             and top.get(job.market or "", 0) >= job.bid * outbid
         ):
-            consider(job.started_at + min_slice)
+            t = job.started_at + min_slice
+            if now < t < best:
+                best = t
     for res in grid.live_reservations():
         for s, e in res.windows[res.settled_windows :]:
             for t in (s, e - w1, e - w2, e):
                 if t > now:
-                    consider(t)
+                    if t < best:
+                        best = t
                     break
             else:
                 continue
             break
-    for book in grid.flex_book.values():
-        for _, _, jid in book:
-            job = grid.jobs[jid]
-            if job.retries and job.retry_at > now:
-                consider(job.retry_at)
-    consider(guard(grid, now).runs_dry_at(now))  # an account about to run out of funds
-    return best
+    for book in books.values():
+        for entry in book:
+            job = jobs[entry[2]]
+            if job.retries and now < job.retry_at < best:
+                best = job.retry_at
+    dry = guard(grid, now).runs_dry_at(now)  # an account about to run out of funds
+    if dry is not None and now < dry < best:
+        best = dry
+    return None if best == inf else best
 
 
 def pass_after(grid: Grid, now: float, actions: list) -> float | None:

@@ -33,14 +33,15 @@ def hold_flex_head(s: PassState, job: Job, nodes: list[Node]) -> int:
         return 0
     k = job.nodes or 1
     t = nodes[0].gpu_type
+    heads = s.head_nodes
 
-    def qualifies(n: Node) -> bool:
-        if not n.schedulable or n.name in s.head_nodes:
+    def qualifies(n: Node, ok: int) -> bool:
+        """`ok`: the node's GPUs free or being freed for Flex (its room)."""
+        if not n.schedulable or n.name in heads:
             return False
         need = n.gpu_count if job.nodes else job.gpus
         # Only where it can start once bids no higher than its own end or are
         # outbid: never idle GPUs beside Priority, Commit or higher bids.
-        ok = s.node_free_count(n, FLEX_POOL) + s.soon_count(n, FLEX_POOL)
         if ok < need:
             for bid, gpus in s.flex_holds(n):
                 if bid > job.bid or ok >= need:
@@ -56,17 +57,18 @@ def hold_flex_head(s: PassState, job: Job, nodes: list[Node]) -> int:
         n = s.g.nodes[name]
         if n.gpu_type == t:
             roomy[name] = n
-    chosen = heapq.nsmallest(
-        k,
-        (n for n in roomy.values() if room(n) > 0 and qualifies(n)),
-        key=lambda n: (-room(n), n.name),
-    )
+    ranked = []
+    for n in roomy.values():
+        r = room(n)
+        if r > 0 and qualifies(n, r):
+            ranked.append((-r, n.name, n))
+    chosen = [n for _, _, n in heapq.nsmallest(k, ranked)]
     if len(chosen) < k:
         picked = {n.name for n in chosen}
         for n in s.by_name(t):
             if len(chosen) >= k:
                 break
-            if n.name not in picked and room(n) == 0 and qualifies(n):
+            if n.name not in picked and room(n) == 0 and qualifies(n, 0):
                 chosen.append(n)
     if len(chosen) < k:
         return 0
@@ -105,16 +107,12 @@ def flex(s: PassState) -> None:
         # freed; most waiting jobs are judged by these without a walk over the nodes.
         # A pass only takes GPUs, so `widest` stays an upper bound as jobs start; a
         # best_fit that finds no node lowers it (recounting it per start was O(nodes)).
-        widest = (
-            max((s.node_free_count(n, FLEX_POOL) for n in s.roomy_nodes(t)), default=0)
-            if free
-            else 0
-        )
+        widest = s.widest_free(t, FLEX_POOL) if free else 0
         soon = s.soon()
         soon_nodes = [n for n in nodes if n.name in soon] if soon else []
         sizes = [k for k in g.flex_needs.get(t, {})] + [k for k in g.flex_needs.get(None, {})]
         min_need = max(min(sizes, default=1), 1)
-        smallest_node = min((n.gpu_count for n in nodes), default=0)
+        smallest_node = s.smallest_node(t)
         bidders: list[tuple[Job, int]] = []  # waiting jobs that bid here, highest first
         rest: Iterator[BookEntry] | None = None  # the book past the job the walk stopped at
         headed = False  # a blocked large bid holds a node in this market
@@ -220,7 +218,7 @@ def _waiting_bid(
         return None
     g = s.g
     floor = g.markets[t].floor
-    smallest_node = min((n.gpu_count for n in g.by_type[t]), default=0)
+    smallest_node = s.smallest_node(t)
     for entry in rest:
         job = g.jobs[entry[2]]
         if job.id in s.started or job.retry_at > now or job.bid < floor:

@@ -15,14 +15,21 @@ claims*).
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable
+from itertools import compress
 
-from ...domain.model import Job, JobState, Mode, Node, Placement
+from ...domain.model import Job, JobState, Mode, Node, NodeStatus, Placement
 from .. import actions as A
 from ..funding import guard
 from ..grid import Grid
 
 R = JobState.RUNNING
+_N_FREE = operator.attrgetter("n_free")
+_N_IDLE = operator.attrgetter("n_idle_reserved")
+_STATUS = operator.attrgetter("status")
+_DRAINED = operator.attrgetter("drained")
+_GPU_COUNT = operator.attrgetter("gpu_count")
 PRIORITY_POOL, FLEX_POOL = "priority", "flex"
 
 
@@ -105,9 +112,44 @@ class PassState:
         key = (gpu_type, pool)
         n = self._type_free.get(key)
         if n is None:
-            n = sum(self.node_free_count(n, pool) for n in self.roomy_nodes(gpu_type))
+            nodes = self.roomy_nodes(gpu_type)
+            if self._plain(gpu_type):
+                # Every node schedulable and none touched by this pass: the grid's own
+                # counts, summed without a call per node (a grid of 1,000s of nodes).
+                n = sum(map(_N_FREE, nodes))
+                if pool != PRIORITY_POOL:
+                    n += sum(map(_N_IDLE, nodes))
+            else:
+                n = sum(self.node_free_count(n, pool) for n in nodes)
             self._type_free[key] = n
         return n
+
+    def widest_free(self, gpu_type: str, pool: str) -> int:
+        """The most GPUs free on one of the type's nodes."""
+        nodes = self.roomy_nodes(gpu_type)
+        if not nodes:
+            return 0
+        if self._plain(gpu_type):
+            if pool == PRIORITY_POOL:
+                return int(max(map(_N_FREE, nodes)))
+            return int(max(map(operator.add, map(_N_FREE, nodes), map(_N_IDLE, nodes))))
+        return max(self.node_free_count(n, pool) for n in nodes)
+
+    def _plain(self, gpu_type: str) -> bool:
+        """Whether every node of the type with GPUs free is schedulable and none of
+        them had GPUs taken in this pass: then `node_free_count` is the grid's count."""
+        nodes = self.roomy_nodes(gpu_type)
+        k = len(nodes)
+        if list(map(_STATUS, nodes)).count(NodeStatus.UP) != k:
+            return False
+        if list(map(_DRAINED, nodes)).count(None) != k:
+            return False
+        nodes_by_name = self.g.nodes
+        for name, idx in self.taken.items():
+            node = nodes_by_name[name]
+            if idx and node.gpu_type == gpu_type and (node.n_free or node.n_idle_reserved):
+                return False
+        return True
 
     def flex_free(self, gpu_type: str) -> int:
         if gpu_type not in self.flex_left:
@@ -121,14 +163,21 @@ class PassState:
                 continue
             if job.nodes:
                 # whole nodes of the type's smallest size, as the market loop counts them
-                if t not in self._smallest:
-                    self._smallest[t] = min(n.gpu_count for n in self.g.by_type[t])
-                need = job.nodes * self._smallest[t]
+                need = job.nodes * self.smallest_node(t)
             else:
                 need = job.gpus
             if need <= self.flex_free(t):
                 return True
         return False
+
+    def smallest_node(self, gpu_type: str) -> int:
+        """The GPUs of the type's smallest node (0 without nodes), once a pass."""
+        n = self._smallest.get(gpu_type)
+        if n is None:
+            n = self._smallest[gpu_type] = min(
+                map(_GPU_COUNT, self.g.by_type.get(gpu_type, ())), default=0
+            )
+        return n
 
     def take(self, node: str, idx: Iterable[int]) -> None:
         if self._type_free:
@@ -281,9 +330,10 @@ class PassState:
         takes GPUs, so no other node has any free later in it)."""
         out = self._roomy.get(gpu_type)
         if out is None:
-            out = self._roomy[gpu_type] = [
-                n for n in self.g.by_type[gpu_type] if n.n_free or n.n_idle_reserved
-            ]
+            nodes = self.g.by_type[gpu_type]
+            out = self._roomy[gpu_type] = list(
+                compress(nodes, map(operator.or_, map(_N_FREE, nodes), map(_N_IDLE, nodes)))
+            )
         return out
 
     def by_name(self, gpu_type: str) -> list[Node]:

@@ -27,11 +27,13 @@ def timers(s: PassState) -> None:
     w1, w2 = s.cfg.pricing.warn_before_s
     interval = s.cfg.cluster.billing_interval_s
     settle: list[int] = []
+    jobs, nodes = g.jobs, g.nodes
+    priority, commit, up = Mode.PRIORITY, Mode.COMMIT, NodeStatus.UP
     for jid in g.holding:
-        job = g.jobs[jid]
+        job = jobs[jid]
         if job.state is not R or job.stop_reason:
             continue
-        if job.mode is Mode.PRIORITY and job.end_at is not None:
+        if job.mode is priority and job.end_at is not None:
             left = job.end_at - now
             if left <= 0:
                 why = None
@@ -57,15 +59,15 @@ def timers(s: PassState) -> None:
                         note = f"; it will be renewed for {job.renew_hours:g} h"
                 if note is not None:
                     s.emit(A.Warn(jid, left, bit | (bit - 1), note))
-        if (
-            job.billed_from is not None
-            and now - job.billed_from >= interval
-            and job.mode is not Mode.COMMIT
-            and all(g.nodes[p.node].status is NodeStatus.UP for p in job.placement)
-        ):
+        billed = job.billed_from
+        if billed is not None and now - billed >= interval and job.mode is not commit:
             # A node not heard from (a console just restarted, a link down) may yet
             # say the job ended a while ago: it is billed up to then when it does.
-            settle.append(jid)
+            for p in job.placement:
+                if nodes[p.node].status is not up:
+                    break
+            else:
+                settle.append(jid)
     cap = max(SETTLE_PER_PASS, len(g.holding) // 32)
     if len(settle) > cap:
         # Jobs started together would settle together every interval (2,000 in

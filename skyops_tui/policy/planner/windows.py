@@ -12,16 +12,14 @@ from __future__ import annotations
 
 from ...domain.model import JobState, Mode, NodeStatus, Reservation
 from .. import actions as A
-from ..windows import shape
+from ..windows import live_reservations, shape
 from .state import PRIORITY_POOL, PassState, R
 
 
 def windows(s: PassState) -> None:
     g, now = s.g, s.now
     w1, w2 = s.cfg.pricing.warn_before_s
-    for res in g.reservations.values():
-        if res.finished:
-            continue
+    for res in live_reservations(g):
         aw = res.active_window
         i = res.settled_windows
         if aw is not None and now >= res.windows[aw][1]:
