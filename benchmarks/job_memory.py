@@ -5,10 +5,12 @@ agent/skyops_agent/jobs.py: spec.json, the shim launched by `shim_command`, the 
 started by the shim in its cgroup or process group), twice: with the agent imported
 from the package (agent/) and from the zipapp the console pushes to boxes (built here,
 run in a child process that imports skyops_agent from it). It waits until every shim
-is in its long wait, and reads each shim's /proc/<pid>/smaps_rollup: RSS, PSS (shared pages split
-among the processes that map them) and USS (Private_Clean + Private_Dirty: what the
-box gets back when that one shim ends). Medians over the N shims. Beside them, for the
-floor: N idle interpreters started as the shim is (`-I -S`) and as a plain `python`.
+is in its long wait, and reads each shim's /proc/<pid>/smaps_rollup: RSS, PSS (shared
+pages split among the processes that map them) and USS (Private_Clean + Private_Dirty:
+what the box gets back when that one shim ends), and the CPU time each shim used.
+Medians over the N shims. Beside them, for the floor: N idle interpreters that import
+nothing, started as the shim is (`-I -S`), as a plain `python`, and as Debian's
+/usr/bin/python3 where that is another interpreter.
 
 Where Slurm is installed and the benchmark runs as root, the same N jobs go to a
 localhost Slurm (skyops_tui/slurm/local.py: 8 slurmd x 8 GRES GPUs) as
@@ -28,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -55,6 +56,17 @@ def smaps(pid: int) -> dict[str, int]:
                 out[key] = int(rest.split()[0])
     out["Uss"] = out["Private_Clean"] + out["Private_Dirty"]
     return out
+
+
+def cpu_s(pid: int) -> float:
+    """CPU a process has used so far (schedstat's ns; stat's clock ticks are too coarse)."""
+    try:
+        with open(f"/proc/{pid}/schedstat") as f:
+            return int(f.read().split()[0]) / 1e9
+    except (OSError, ValueError, IndexError):
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def summarise(samples: list[dict[str, int]]) -> dict:
@@ -110,7 +122,7 @@ def start_request(job_id: str, workdir: str) -> dict:
 
 def shims(n: int, tmp: Path) -> dict:
     from skyops_agent import jobdir
-    from skyops_agent.jobs import JobRunner, shim_command
+    from skyops_agent.jobs import JobRunner
 
     runner = JobRunner(str(tmp / "agent-state"))
     ids = [f"mem{k}" for k in range(n)]
@@ -129,7 +141,9 @@ def shims(n: int, tmp: Path) -> dict:
         wait(all_running, "every job running")
         pids = [runner.record(j, False)["shim_pid"] for j in ids]
         samples = settled(pids)
-        argv = shim_command(str(tmp / "agent-state" / "jobs" / ids[0]))[0]
+        cpu = [cpu_s(p) for p in pids]
+        with open(f"/proc/{pids[0]}/cmdline", "rb") as f:
+            argv = f.read().decode().split("\0")
     finally:
         for job_id in started:
             runner.stop(
@@ -145,7 +159,6 @@ def shims(n: int, tmp: Path) -> dict:
             lambda: all(runner.record(j, False)["state"] == "exited" for j in started),
             "every job stopped",
         )
-        children = resource.getrusage(resource.RUSAGE_CHILDREN)
     return {
         "agent_from": os.path.dirname(os.path.dirname(jobdir.__file__)),
         "shim_argv": [
@@ -153,7 +166,7 @@ def shims(n: int, tmp: Path) -> dict:
         ],
         "start_wall_s": start_s,
         "start_cpu_s_agent": start_cpu,
-        "children_cpu_s": children.ru_utime + children.ru_stime,
+        "shim_cpu_s_median": statistics.median(cpu),
         "per_job": summarise(samples),
         "tracking": jobdir.read_json(str(tmp / "agent-state/jobs" / ids[0] / jobdir.STATUS))[
             "tracking"
@@ -298,6 +311,13 @@ def main() -> int:
     )
     print(line("shim (agent from package)", res["shim"]["per_job"]), file=sys.stderr)
     print(line("shim (agent from zipapp)", res["shim_zipapp"]["per_job"]), file=sys.stderr)
+    for key in ("shim", "shim_zipapp"):
+        r = res[key]
+        print(
+            f"{key}: {args.jobs} starts in {r['start_wall_s']:.2f} s wall; each shim "
+            f"{r['shim_cpu_s_median'] * 1000:.0f} ms CPU (median)",
+            file=sys.stderr,
+        )
     print(line("idle python -I -S", res["floor_isolated"]["per_job"]), file=sys.stderr)
     print(line("idle python (site)", res["floor_site"]["per_job"]), file=sys.stderr)
     if "floor_system_python" in res:
