@@ -21,12 +21,13 @@ import socket
 import sqlite3
 import stat
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..domain.errors import InputError, Refused
-from ..domain.model import user_account
+from ..domain.model import Job, user_account
 from ..scheduler.engine import NotLeading
 from ..store.schema import StoreError
 from . import protocol as P
@@ -210,11 +211,10 @@ class ApiServer:
         if kind == "whoami":
             return {"user": caller.user, "operator": caller.operator}
         if kind == "jobs":
-            from ..policy.resident import every_job
             from .views import job_json
 
             rows = []
-            for j in every_job(grid.jobs):
+            for j in _jobs_asked(grid, p):
                 row = job_json(grid, j)
                 if not caller.may_see(j.user):
                     row.update(command=None, charged=None)
@@ -366,6 +366,23 @@ class Invalid(Refused):
     """A command that is not one (a field missing or out of range): refused before it
     was journalled, and marked `"invalid": true` on the wire so a client can show its
     own, flag-named message (docs/api.md)."""
+
+
+def _jobs_asked(grid: Any, p: dict) -> Iterable[Job]:
+    """The jobs a `jobs` query asks for, by id: `names` (those of them that exist),
+    else with `live` the unfinished ones (all in memory: no store read), else every
+    job ever admitted (those that left memory read back a page at a time)."""
+    from ..policy.resident import every_job
+
+    names = p.get("names")
+    if names is not None:
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise Invalid("names: must be a list of job names")
+        found = (grid.jobs.get(grid.job_names.get(n)) for n in dict.fromkeys(names))
+        return sorted((j for j in found if j is not None), key=lambda j: j.id)
+    if p.get("live"):
+        return sorted((j for j in grid.jobs.values() if not j.finished), key=lambda j: j.id)
+    return every_job(grid.jobs)
 
 
 def _text(p: dict, key: str, default: str) -> str:

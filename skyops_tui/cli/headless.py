@@ -381,7 +381,8 @@ def _wait_remote(t: Target, names: list[str], console: Console, as_json: bool) -
     line_out = Console(stderr=True, highlight=False) if as_json else console
     seen: dict[str, tuple] = {}
     while True:
-        rows = {r["name"]: r for r in _ask(t, "query", "jobs")["jobs"] if r["name"] in names}
+        got = _ask(t, "query", "jobs", {"names": names})["jobs"]
+        rows = {r["name"]: r for r in got if r["name"] in names}
         for n, r in rows.items():
             key = (r["state"], r["runs"], r["preemptions"])
             if seen.get(n) != key:
@@ -659,7 +660,8 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
 def cmd_jobs(args: argparse.Namespace, console: Console) -> int:
     """`skyops jobs`: live jobs (all with --all), oldest first."""
     t = _target(args)
-    got = _ask(t, "query", "jobs")
+    # Only the live ones when that is all it shows: a long history stays in the store.
+    got = _ask(t, "query", "jobs", None if args.all or args.state else {"live": True})
     if got is not NO_LEADER:
         all_rows, now = got["jobs"], got["now"]
     else:
