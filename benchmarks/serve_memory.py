@@ -1,0 +1,298 @@
+"""The leader's memory as its history grows: a real `skyops serve` process with 2,000
+live jobs, then 100,000 more submitted and ended through its API, in batches.
+
+    python benchmarks/serve_memory.py [--live 2000] [--ended 100000] [--every 20000]
+    python benchmarks/serve_memory.py --root /path/to/another/checkout   # before/after
+
+Whole path measured: the serve process's resident memory (VmRSS, and its peak VmHWM,
+from /proc/PID/status) and CPU seconds, at start (0 jobs), with the live jobs queued,
+after each `--every` ended jobs, and after one `jobs` query listing every job. The
+state file is created (at the current schema) before the leader starts, as for a
+leader restarted on its file. The jobs go through the leader's socket as a
+client's do: one `submit` of an array per batch (5,000 jobs), then one `cancel` per
+job, from 16 connections at once (each command journaled, applied, written and
+group-committed before its answer). The one node is drained, so the live jobs are
+queued ones and the ended ones are cancelled from the queue: no job runs, no agent
+process is started, and what is measured is the leader's own memory for its jobs.
+
+Also reported: the floor, a bare interpreter that imports what `skyops serve` imports
+(`python -c 'import skyops_tui.cli.main, ...'`), and where that memory goes (the
+tracemalloc top by package for the imports, and bytes per live job of a Grid holding
+the live jobs), measured in a process of their own.
+
+Left out: running jobs (their shims' memory is the agent's: benchmarks/... shim
+figures), the SQLite page cache beyond what these commands touch, and the watch stream.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.machine import machine  # noqa: E402
+
+TARGET_MB = 40.0
+BATCH = 5000
+CONNECTIONS = 16
+CONFIG = """[cluster]
+name = "memory-bench"
+tick_s = 1.0
+[[node_types]]
+name = "H100"
+rate = 2.5
+[[nodes]]
+name = "node-a"
+fake_gpus = "8xH100-80GB"
+local = true
+[accounts]
+default_balance = 1000000000
+operators = ["bench"]
+"""
+IMPORTS = (
+    "import skyops_tui.cli.main, skyops_tui.cli.console, skyops_tui.runtime, "
+    "skyops_tui.api.server, skyops_tui.fleet.executor, skyops_tui.control.commands"
+)
+
+
+def status(pid: int) -> dict[str, float]:
+    """VmRSS and VmHWM in MB, and CPU seconds, of a process."""
+    out: dict[str, float] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            out[key] = round(int(value.split()[0]) / 1024, 1)
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    out["cpu_s"] = round((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), 2)
+    return out
+
+
+class Client:
+    """One connection to the leader's socket, one request at a time."""
+
+    def __init__(self, path: Path) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(str(path))
+        self.f = self.sock.makefile("rwb")
+        self.hello = json.loads(self.f.readline())
+        self.n = 0
+
+    def ask(self, type_: str, kind: str, payload: dict) -> dict:
+        self.n += 1
+        msg = {"v": 1, "type": type_, "id": self.n, "kind": kind, "payload": payload}
+        self.f.write(json.dumps(msg).encode() + b"\n")
+        self.f.flush()
+        reply = json.loads(self.f.readline())
+        if reply.get("type") != "ok":
+            raise RuntimeError(f"{kind} {payload}: {reply}")
+        return reply["result"]
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def submit(c: Client, name: str, count: int) -> list[int]:
+    spec = {"name": name, "mode": "priority", "hours": 1, "gpus": 1, "argv": ["sleep", "600"]}
+    spec["user"] = c.hello["user"]
+    got = c.ask("command", "submit", {"spec": spec, "count": count})
+    return [j["id"] for j in got["jobs"]]
+
+
+def cancel_all(clients: list[Client], ids: list[int]) -> None:
+    errors: list[BaseException] = []
+
+    def run(c: Client, mine: list[int]) -> None:
+        try:
+            for jid in mine:
+                c.ask("command", "cancel", {"ref": str(jid)})
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [
+        threading.Thread(target=run, args=(c, ids[k :: len(clients)]))
+        for k, c in enumerate(clients)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+
+
+def floor_and_breakdown(env: dict, live: int) -> dict:
+    """In a process of its own: RSS after the imports, the tracemalloc top by package,
+    and a Grid's bytes per queued job."""
+    code = f"""
+import json, tracemalloc, sys
+tracemalloc.start()
+{IMPORTS}
+snap = tracemalloc.take_snapshot()
+def rss():
+    for line in open('/proc/self/status'):
+        if line.startswith('VmRSS'):
+            return round(int(line.split()[1]) / 1024, 1)
+by = {{}}
+for st in snap.statistics('filename'):
+    f = st.traceback[0].filename
+    key = 'skyops_tui' if '/skyops_tui/' in f else (
+        f.split('site-packages/')[1].split('/')[0] if 'site-packages/' in f else 'stdlib/other')
+    by[key] = by.get(key, 0) + st.size
+imports_mb = round(sum(by.values()) / 2**20, 1)
+top = sorted(((round(v / 2**20, 2), k) for k, v in by.items()), reverse=True)[:8]
+rss_after_imports = rss()
+from skyops_tui.domain.config import parse_config
+from skyops_tui.domain.model import Mode
+from skyops_tui.domain.specs import JobSpec
+from skyops_tui.policy.grid import Grid
+import tomllib
+cfg = parse_config(tomllib.loads({CONFIG!r}), 'bench')
+g = Grid(cfg, 0.0)
+g.ensure_account('bench', 0.0)
+spec = JobSpec(name='x', user='bench', mode=Mode.PRIORITY, gpus=1, hours=1, argv=['sleep', '600'])
+before = tracemalloc.get_traced_memory()[0]
+g.submit_array(spec, [f'live-{{i}}' for i in range({live})], 0.0)
+g.drain()
+per_job = (tracemalloc.get_traced_memory()[0] - before) / {live}
+print(json.dumps({{'rss_after_imports_mb_traced': rss_after_imports,
+                   'imports_traced_mb': imports_mb, 'imports_top_mb': top,
+                   'grid_bytes_per_queued_job': round(per_job)}}))
+"""
+    plain = subprocess.run(
+        [sys.executable, "-c", IMPORTS + "\nprint(open('/proc/self/status').read())"],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    rss = next(int(x.split()[1]) for x in plain.splitlines() if x.startswith("VmRSS"))
+    bare = subprocess.run(
+        [sys.executable, "-c", "print(open('/proc/self/status').read())"],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    bare_rss = next(int(x.split()[1]) for x in bare.splitlines() if x.startswith("VmRSS"))
+    traced = subprocess.run(
+        [sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True
+    )
+    return {
+        "python_bare_rss_mb": round(bare_rss / 1024, 1),
+        "serve_imports_rss_mb": round(rss / 1024, 1),
+        **json.loads(traced.stdout),
+    }
+
+
+def measure(root: Path, live: int, ended: int, every: int) -> dict:
+    with tempfile.TemporaryDirectory(prefix="skyops-mem-bench-") as d:
+        tmp = Path(d)
+        (tmp / "config.toml").write_text(CONFIG)
+        env = {**os.environ, "XDG_DATA_HOME": str(tmp / "data"), "SKYOPS_USER": "bench"}
+        env["PYTHONPATH"] = os.pathsep.join([str(root), str(root / "agent")])
+        base = [sys.executable, "-m", "skyops_tui", "--config", str(tmp / "config.toml")]
+        base += ["--db", str(tmp / "s.db")]
+        # The file exists, at this schema, before the leader opens it: a leader is
+        # started (or restarted) on its file far more often than it creates one, and
+        # creating one loads the migrations' library (sqlite-utils) for good.
+        subprocess.run([sys.executable, "-c", f"from skyops_tui.store.db import Store; "
+                        f"Store({str(tmp / 's.db')!r}).close()"], env=env, check=True,
+                       cwd=tmp)  # fmt: skip
+        log = (tmp / "serve.log").open("w")
+        leader = subprocess.Popen(
+            [*base, "serve"], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp
+        )
+        points: list[dict] = []
+        try:
+            deadline = time.monotonic() + 60
+            while "leading" not in (tmp / "serve.log").read_text():
+                if time.monotonic() > deadline or leader.poll() is not None:
+                    raise RuntimeError(
+                        "skyops serve did not start: " + (tmp / "serve.log").read_text()
+                    )
+                time.sleep(0.05)
+            subprocess.run([*base, "nodes", "drain", "node-a"], env=env, check=True,
+                           capture_output=True, cwd=tmp)  # fmt: skip
+            t0 = time.perf_counter()
+
+            def point(label: str, live_n: int, ended_n: int) -> None:
+                time.sleep(1.5)  # a tick or so: the leader settles
+                p = {"at": label, "live": live_n, "ended": ended_n, **status(leader.pid)}
+                p["wall_s"] = round(time.perf_counter() - t0, 1)
+                points.append(p)
+                print(json.dumps(p), file=sys.stderr)
+
+            point("start", 0, 0)
+            clients = [Client(tmp / "s.sock") for _ in range(CONNECTIONS)]
+            done = 0
+            left = live
+            while left:
+                n = min(BATCH, left)
+                submit(clients[0], f"live{live - left}", n)
+                left -= n
+            point("live", live, 0)
+            batch = 0
+            while done < ended:
+                n = min(BATCH, ended - done)
+                ids = submit(clients[0], f"e{batch}", n)
+                cancel_all(clients, ids)
+                done += n
+                batch += 1
+                if done % every == 0 or done == ended:
+                    point(f"ended {done}", live, done)
+            jobs = clients[0].ask("query", "jobs", {})["jobs"]
+            counted = {
+                "listed": len(jobs),
+                "cancelled": sum(j["state"] == "cancelled" for j in jobs),
+            }
+            point("after listing every job", live, done)
+            for c in clients:
+                c.close()
+        finally:
+            leader.terminate()
+            try:
+                leader.wait(30)
+            except subprocess.TimeoutExpired:
+                leader.kill()
+                leader.wait()
+            log.close()
+        return {"points": points, "jobs_query": counted, "floor": floor_and_breakdown(env, live)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--live", type=int, default=2000)
+    ap.add_argument("--ended", type=int, default=100_000)
+    ap.add_argument("--every", type=int, default=20_000)
+    ap.add_argument("--root", type=Path, default=ROOT, help="the checkout whose skyops runs")
+    a = ap.parse_args()
+    if a.every % BATCH:
+        ap.error(f"--every must be a multiple of {BATCH}")
+    r = measure(a.root.resolve(), a.live, a.ended, a.every)
+    pts = r["points"]
+    live_rss = next(p["VmRSS"] for p in pts if p["at"] == "live")
+    ended_rss = [p["VmRSS"] for p in pts if p["at"].startswith("ended")]
+    r["summary"] = {
+        "rss_live_mb": live_rss,
+        "rss_after_ended_mb": ended_rss,
+        "growth_mb_over_ended": round(ended_rss[-1] - live_rss, 1) if ended_rss else None,
+        "target_mb": TARGET_MB,
+        "met": live_rss <= TARGET_MB and bool(ended_rss) and max(ended_rss) <= TARGET_MB,
+    }
+    out = {"benchmark": "serve_memory", "root": str(a.root), "machine": machine(), **r}
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
