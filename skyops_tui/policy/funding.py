@@ -21,6 +21,7 @@ an account is short never depends on when billing last ran.
 from __future__ import annotations
 
 import functools
+import operator
 import weakref
 from dataclasses import dataclass
 
@@ -173,8 +174,14 @@ def funds_may_run_low(grid: Grid, horizon_h: float = 24.0) -> bool:
         return False
     balances = grid.balances
     lowest = min(map(balances.__getitem__, accounts))
-    worst = max((m.rate for m in grid.markets.values()), default=0) * _gpus(grid) * horizon_h
-    return lowest + credit_limit(grid) < worst
+    return lowest + credit_limit(grid) < _top_rate(grid) * _gpus(grid) * horizon_h
+
+
+def _top_rate(grid: Grid) -> int:
+    return max(map(_RATE, grid.markets.values()), default=0)
+
+
+_RATE = operator.attrgetter("rate")
 
 
 _GPUS: weakref.WeakKeyDictionary[Grid, tuple[int, object, int]] = weakref.WeakKeyDictionary()

@@ -98,16 +98,19 @@ def flex(s: PassState) -> None:
     for t, market in g.markets.items():
         nodes = g.by_type[t]
         book = g.flex_book.get(t, [])
-        running = [g.jobs[j] for j in g.flex_running[t] if j not in s.victims]
-        lowest = min((j.bid for j in running if not j.stop_reason), default=None)
-        movable = _lowest_movable(running, now, min_slice) if s.may_preempt else None
+        running, lowest, movable = _running(s, t, min_slice)
+        if not book and not untyped:
+            # Nobody waits here: nothing to place, and no waiting bid to price on.
+            priced.append((t, lowest, [], None))
+            continue
         failed_need: int | None = None  # a displacement this big found no victims
         free = s.flex_free(t)
-        # Per pass: the most GPUs free on one node, and the nodes with GPUs being
-        # freed; most waiting jobs are judged by these without a walk over the nodes.
-        # A pass only takes GPUs, so `widest` stays an upper bound as jobs start; a
-        # best_fit that finds no node lowers it (recounting it per start was O(nodes)).
-        widest = s.widest_free(t, FLEX_POOL) if free else 0
+        # Per pass: the most GPUs free on one node (counted when first needed), and the
+        # nodes with GPUs being freed; most waiting jobs are judged by these without a
+        # walk over the nodes. A pass only takes GPUs, so `widest` stays an upper
+        # bound as jobs start; a best_fit that finds no node lowers it (recounting it
+        # per start was O(nodes)).
+        widest: int | None = None
         soon = s.soon()
         soon_nodes = [n for n in nodes if n.name in soon] if soon else []
         sizes = [k for k in g.flex_needs.get(t, {})] + [k for k in g.flex_needs.get(None, {})]
@@ -129,9 +132,11 @@ def flex(s: PassState) -> None:
             if not s.guard.can_start(job, t, need):
                 continue  # its account cannot fund it now: it neither runs nor bids
             if need <= free:
+                if not job.nodes and widest is None:
+                    widest = s.widest_free(t, FLEX_POOL)
                 if job.nodes:
                     pl = s.whole_nodes(nodes, job.nodes, FLEX_POOL)
-                elif job.gpus > widest:
+                elif widest is not None and job.gpus > widest:
                     pl = None  # free GPUs exist, but no node has this many
                 else:
                     p = s.best_fit(nodes, job.gpus, FLEX_POOL)
@@ -231,6 +236,32 @@ def _waiting_bid(
             continue
         return job.bid
     return None
+
+
+def _running(s: PassState, t: str, min_slice: float) -> tuple[list[Job], int | None, int | None]:
+    """The market's Flex runs this pass does not stop, their lowest bid and (when the
+    pass may preempt) `_lowest_movable`, in one walk."""
+    jobs, victims, now = s.g.jobs, s.victims, s.now
+    may_preempt = s.may_preempt
+    running = []
+    lowest = movable = None
+    for jid in s.g.flex_running[t]:
+        if jid in victims:
+            continue
+        job = jobs[jid]
+        running.append(job)
+        if job.stop_reason:
+            continue
+        bid = job.bid
+        if lowest is None or bid < lowest:
+            lowest = bid
+        if (
+            may_preempt
+            and (movable is None or bid < movable)
+            and now - (job.started_at or now) >= min_slice
+        ):
+            movable = bid
+    return running, lowest, movable
 
 
 def _lowest_movable(running: list[Job], now: float, min_slice: float) -> int | None:

@@ -16,6 +16,7 @@ claims*).
 from __future__ import annotations
 
 import operator
+import weakref
 from collections.abc import Iterable
 from itertools import compress
 
@@ -30,6 +31,11 @@ _N_IDLE = operator.attrgetter("n_idle_reserved")
 _STATUS = operator.attrgetter("status")
 _DRAINED = operator.attrgetter("drained")
 _GPU_COUNT = operator.attrgetter("gpu_count")
+_NAME = operator.attrgetter("name")
+# Per grid and type: (node count, last node, the nodes by name).
+_BY_NAME: weakref.WeakKeyDictionary[Grid, dict[str, tuple[int, Node | None, list[Node]]]] = (
+    weakref.WeakKeyDictionary()
+)
 PRIORITY_POOL, FLEX_POOL = "priority", "flex"
 
 
@@ -60,7 +66,7 @@ class PassState:
         # first: bids and stops do not change within a pass.
         self._flex_holds: dict[str, list[tuple[int, int]]] = {}
         self._roomy: dict[str, list[Node]] = {}
-        self._by_name: dict[str, list[Node]] = {}
+        self._all_up: dict[str, bool] = {}  # per type: its roomy nodes all schedulable
         # Free GPUs per (type, pool), until a GPU of the type is taken.
         self._type_free: dict[tuple[str, str], int] = {}
         self.horizon: float | None = None
@@ -138,11 +144,15 @@ class PassState:
     def _plain(self, gpu_type: str) -> bool:
         """Whether every node of the type with GPUs free is schedulable and none of
         them had GPUs taken in this pass: then `node_free_count` is the grid's count."""
-        nodes = self.roomy_nodes(gpu_type)
-        k = len(nodes)
-        if list(map(_STATUS, nodes)).count(NodeStatus.UP) != k:
-            return False
-        if list(map(_DRAINED, nodes)).count(None) != k:
+        up = self._all_up.get(gpu_type)
+        if up is None:
+            nodes = self.roomy_nodes(gpu_type)
+            k = len(nodes)
+            up = self._all_up[gpu_type] = (
+                list(map(_STATUS, nodes)).count(NodeStatus.UP) == k
+                and list(map(_DRAINED, nodes)).count(None) == k
+            )
+        if not up:
             return False
         nodes_by_name = self.g.nodes
         for name, idx in self.taken.items():
@@ -337,10 +347,14 @@ class PassState:
         return out
 
     def by_name(self, gpu_type: str) -> list[Node]:
-        out = self._by_name.get(gpu_type)
-        if out is None:
-            out = self._by_name[gpu_type] = sorted(self.g.by_type[gpu_type], key=lambda n: n.name)
-        return out
+        """The type's nodes by name, sorted again only when one came or went."""
+        nodes = self.g.by_type[gpu_type]
+        kept = _BY_NAME.setdefault(self.g, {})
+        seen = kept.get(gpu_type)
+        last = nodes[-1] if nodes else None
+        if seen is None or seen[0] != len(nodes) or seen[1] is not last:
+            seen = kept[gpu_type] = (len(nodes), last, sorted(nodes, key=_NAME))
+        return seen[2]
 
     def flex_holds(self, node: Node) -> list[tuple[int, int]]:
         """The Flex runs on `node` not being stopped, as (bid, GPUs there), lowest bid
