@@ -16,9 +16,9 @@ queued ones and the ended ones are cancelled from the queue: no job runs, no age
 process is started, and what is measured is the leader's own memory for its jobs.
 
 Also reported: the floor, a bare interpreter that imports what `skyops serve` imports
-(`python -c 'import skyops_tui.cli.main, ...'`), and where that memory goes (the
-tracemalloc top by package for the imports, and bytes per live job of a Grid holding
-the live jobs), measured in a process of their own.
+(`python -c 'import skyops_tui.cli.main, ...'`), and where that memory goes (the RSS
+each step of those imports adds, and a Grid's bytes per queued job by tracemalloc),
+measured in processes of their own.
 
 Left out: running jobs (their shims' memory is the agent's: benchmarks/... shim
 figures), the SQLite page cache beyond what these commands touch, and the watch stream.
@@ -130,71 +130,70 @@ def cancel_all(clients: list[Client], ids: list[int]) -> None:
         raise errors[0]
 
 
+STEPS = (
+    "import sqlite3, json, asyncio, argparse, logging",
+    "import pydantic",
+    "import rich.console",
+    "import asyncssh",
+    "import skyops_tui.domain.config",
+    "import skyops_tui.policy.grid, skyops_tui.policy.planner",
+    "import skyops_tui.store.db, skyops_tui.runtime",
+    "import skyops_tui.fleet.executor",
+    IMPORTS,
+)
+
+
 def floor_and_breakdown(env: dict, live: int) -> dict:
-    """In a process of its own: RSS after the imports, the tracemalloc top by package,
-    and a Grid's bytes per queued job."""
+    """In processes of their own: the RSS of a bare interpreter, then after each step of
+    the imports `skyops serve` makes (what each adds, in that order), and a Grid's
+    bytes per queued job (tracemalloc)."""
+    steps = "\n".join(f"{step}\nout.append(({step!r}, rss()))" for step in STEPS)
     code = f"""
-import json, tracemalloc, sys
-tracemalloc.start()
-{IMPORTS}
-snap = tracemalloc.take_snapshot()
+import json
 def rss():
     for line in open('/proc/self/status'):
         if line.startswith('VmRSS'):
-            return round(int(line.split()[1]) / 1024, 1)
-by = {{}}
-for st in snap.statistics('filename'):
-    f = st.traceback[0].filename
-    key = 'skyops_tui' if '/skyops_tui/' in f else (
-        f.split('site-packages/')[1].split('/')[0] if 'site-packages/' in f else 'stdlib/other')
-    by[key] = by.get(key, 0) + st.size
-imports_mb = round(sum(by.values()) / 2**20, 1)
-top = sorted(((round(v / 2**20, 2), k) for k, v in by.items()), reverse=True)[:8]
-rss_after_imports = rss()
+            return int(line.split()[1]) / 1024
+out = [('python', rss())]
+{steps}
+print(json.dumps(out))
+"""
+    got = json.loads(
+        subprocess.run(
+            [sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True
+        ).stdout
+    )
+    added = [
+        {
+            "step": step,
+            "rss_mb": round(mb, 1),
+            "adds_mb": round(mb - got[k - 1][1], 1) if k else None,
+        }
+        for k, (step, mb) in enumerate(got)
+    ]
+    per_job = f"""
+import json, tracemalloc, tomllib
+{IMPORTS}
 from skyops_tui.domain.config import parse_config
 from skyops_tui.domain.model import Mode
 from skyops_tui.domain.specs import JobSpec
 from skyops_tui.policy.grid import Grid
-import tomllib
 cfg = parse_config(tomllib.loads({CONFIG!r}), 'bench')
 g = Grid(cfg, 0.0)
 g.ensure_account('bench', 0.0)
 spec = JobSpec(name='x', user='bench', mode=Mode.PRIORITY, gpus=1, hours=1, argv=['sleep', '600'])
-before = tracemalloc.get_traced_memory()[0]
+tracemalloc.start()
 g.submit_array(spec, [f'live-{{i}}' for i in range({live})], 0.0)
 g.drain()
-per_job = (tracemalloc.get_traced_memory()[0] - before) / {live}
-print(json.dumps({{'rss_after_imports_mb_traced': rss_after_imports,
-                   'imports_traced_mb': imports_mb, 'imports_top_mb': top,
-                   'grid_bytes_per_queued_job': round(per_job)}}))
+print(round(tracemalloc.get_traced_memory()[0] / {live}))
 """
-    plain = subprocess.run(
-        [sys.executable, "-c", IMPORTS + "\nprint(open('/proc/self/status').read())"],
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    rss = next(int(x.split()[1]) for x in plain.splitlines() if x.startswith("VmRSS"))
-    bare = subprocess.run(
-        [sys.executable, "-c", "print(open('/proc/self/status').read())"],
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    bare_rss = next(int(x.split()[1]) for x in bare.splitlines() if x.startswith("VmRSS"))
     traced = subprocess.run(
-        [sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True
+        [sys.executable, "-c", per_job], env=env, check=True, capture_output=True, text=True
     )
-    return {
-        "python_bare_rss_mb": round(bare_rss / 1024, 1),
-        "serve_imports_rss_mb": round(rss / 1024, 1),
-        **json.loads(traced.stdout),
-    }
+    return {"imports": added, "grid_bytes_per_queued_job": int(traced.stdout)}
 
 
-def measure(root: Path, live: int, ended: int, every: int) -> dict:
+def measure(root: Path, live: int, ended: int, every: int, batch_size: int = BATCH) -> dict:
     with tempfile.TemporaryDirectory(prefix="skyops-mem-bench-") as d:
         tmp = Path(d)
         (tmp / "config.toml").write_text(CONFIG)
@@ -237,13 +236,13 @@ def measure(root: Path, live: int, ended: int, every: int) -> dict:
             done = 0
             left = live
             while left:
-                n = min(BATCH, left)
+                n = min(batch_size, left)
                 submit(clients[0], f"live{live - left}", n)
                 left -= n
             point("live", live, 0)
             batch = 0
             while done < ended:
-                n = min(BATCH, ended - done)
+                n = min(batch_size, ended - done)
                 ids = submit(clients[0], f"e{batch}", n)
                 cancel_all(clients, ids)
                 done += n
@@ -274,18 +273,20 @@ def main() -> int:
     ap.add_argument("--live", type=int, default=2000)
     ap.add_argument("--ended", type=int, default=100_000)
     ap.add_argument("--every", type=int, default=20_000)
+    ap.add_argument("--batch", type=int, default=BATCH, help="jobs per submitted array")
     ap.add_argument("--root", type=Path, default=ROOT, help="the checkout whose skyops runs")
     a = ap.parse_args()
-    if a.every % BATCH:
-        ap.error(f"--every must be a multiple of {BATCH}")
-    r = measure(a.root.resolve(), a.live, a.ended, a.every)
+    if a.every % a.batch:
+        ap.error("--every must be a multiple of --batch")
+    r = measure(a.root.resolve(), a.live, a.ended, a.every, a.batch)
     pts = r["points"]
     live_rss = next(p["VmRSS"] for p in pts if p["at"] == "live")
     ended_rss = [p["VmRSS"] for p in pts if p["at"].startswith("ended")]
     r["summary"] = {
         "rss_live_mb": live_rss,
         "rss_after_ended_mb": ended_rss,
-        "growth_mb_over_ended": round(ended_rss[-1] - live_rss, 1) if ended_rss else None,
+        # Flat means this: from the first `--every` ended jobs to the last.
+        "growth_mb_over_ended": round(ended_rss[-1] - ended_rss[0], 1) if ended_rss else None,
         "target_mb": TARGET_MB,
         "met": live_rss <= TARGET_MB and bool(ended_rss) and max(ended_rss) <= TARGET_MB,
     }
