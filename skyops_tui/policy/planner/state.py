@@ -359,18 +359,22 @@ class PassState:
     def flex_holds(self, node: Node) -> list[tuple[int, int]]:
         """The Flex runs on `node` not being stopped, as (bid, GPUs there), lowest bid
         first: bids and stops do not change within a pass."""
-        held = self._flex_holds.get(node.name)
+        name = node.name
+        held = self._flex_holds.get(name)
         if held is None:
-            seen: set[int] = set()
             held = []
-            for h in node.holders:
-                if h is None or h in seen:
+            jobs, flex = self.g.jobs, Mode.FLEX
+            for h in set(node.holders):  # in any order: the list is sorted whole
+                if h is None:
                     continue
-                seen.add(h)
-                v = self.g.jobs[h]
-                if v.mode is Mode.FLEX and not v.stop_reason:
-                    gpus = sum(len(p.gpus) for p in v.placement if p.node == node.name)
+                v = jobs[h]
+                if v.mode is flex and not v.stop_reason:
+                    pl = v.placement
+                    if len(pl) == 1:
+                        gpus = len(pl[0].gpus) if pl[0].node == name else 0
+                    else:
+                        gpus = sum(len(p.gpus) for p in pl if p.node == name)
                     held.append((v.bid, gpus))
             held.sort()
-            self._flex_holds[node.name] = held
+            self._flex_holds[name] = held
         return held

@@ -8,11 +8,14 @@ are still in the checkpoint grace, so a preemption that gives nobody anything is
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Iterable
 
 from ...domain.model import HOLDING, Job, JobState, Mode, Node
 from .. import actions as A
 from .state import FLEX_POOL, PRIORITY_POOL, PassState
+
+_GPU_TYPE = operator.attrgetter("gpu_type")
 
 
 def choose_victims(
@@ -30,7 +33,8 @@ def choose_victims(
     is free or held by eligible Flex jobs. A gang victim is preempted whole.
     """
     on_node: dict[str, list[Job]] = {}
-    running = sum(len(s.g.flex_running[t]) for t in {n.gpu_type for n in nodes})
+    types = set(map(_GPU_TYPE, nodes))
+    running = sum(len(s.g.flex_running[t]) for t in types)
     if len(nodes) * 8 < running:
         # Few nodes (a reservation's): read who holds their GPUs.
         for node in nodes:
@@ -49,7 +53,7 @@ def choose_victims(
                 ):
                     on_node.setdefault(node.name, []).append(v)
     else:
-        for t in {n.gpu_type for n in nodes}:
+        for t in types:
             for vid in s.g.flex_running[t]:
                 if vid in s.victims:
                     continue
