@@ -139,6 +139,8 @@ class Runtime:
         self.engine = Engine(grid, executor, self._persist)
         self.local = Scheduler(self.engine, self.clock, cfg.cluster.tick_s)
         self.local.actor = self.user
+        if store is not None:
+            self.local.before_pass = store.flushed  # answers before the pass they woke
         # Where the leader serves the API (docs/api.md); None serves nothing.
         self.socket_path = Path(socket_path) if socket_path is not None else None
         self.api: Any = None

@@ -2,7 +2,10 @@
 
 Commands from the console or a plan go through `Scheduler` methods; each is applied to
 the grid, written to the store and dispatched before the call returns, then the loop is
-woken so a pass follows at once. Executor reports wake it too.
+woken so a pass follows at once. Executor reports wake it too. A pass waits for the
+group commit under way (`before_pass`), so the answers waiting on it go out first: a
+client is told "accepted" without waiting for the pass its command woke, as `sbatch`
+answers before Slurm's scheduler runs.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..clock import Clock
@@ -38,6 +41,8 @@ class Scheduler:
         # Who commands act as when the caller names nobody (the console's user).
         # None acts as the system itself (simulator, trace replay, demo seeding).
         self.actor: str | None = None
+        # Awaited before each pass: the store's group commit under way, if any.
+        self.before_pass: Callable[[], Awaitable[None]] | None = None
         engine.executor.bind(self._report)
 
     @property
@@ -78,6 +83,11 @@ class Scheduler:
                 async with asyncio.timeout(self.tick_s):
                     await self._wake.wait()
             self._wake.clear()
+            if self.before_pass is not None:
+                try:
+                    await self.before_pass()
+                except Exception as e:  # the fsync failed: its waiters report it
+                    log.debug("group commit before the pass failed: %s", e)
             self.step()
 
     def step(self) -> None:

@@ -412,6 +412,13 @@ class Store:
                 self._flush = asyncio.get_running_loop().create_task(self._group())
             await asyncio.shield(self._flush)
 
+    async def flushed(self) -> None:
+        """Wait for the group commit under way, if any, without starting one: the
+        scheduler's pass lets the answers that wait on it go out first."""
+        flush = self._flush
+        if flush is not None and not flush.done():
+            await asyncio.shield(flush)
+
     async def _group(self) -> None:
         await asyncio.sleep(0)  # the commands of this loop turn join this fsync
         upto = self.commits

@@ -5,6 +5,8 @@ docs/store.md "Durability"), and answers waiting together share one fsync."""
 from __future__ import annotations
 
 import asyncio
+import json
+import socket
 from pathlib import Path
 
 from skyops_tui.clock import SystemClock
@@ -14,6 +16,7 @@ from skyops_tui.domain.specs import JobSpec
 from skyops_tui.runtime import Runtime
 from skyops_tui.sim.agents import SimExecutor
 from skyops_tui.store.db import Store
+from tests.waiting import until
 
 CONFIG = {
     "cluster": {"name": "durable", "tick_s": 0.1},
@@ -80,5 +83,42 @@ async def test_answers_waiting_together_share_one_fsync(tmp_path):
         assert len(rt.store.jobs()) == 40
         assert 1 <= rt.store.fsyncs - fsyncs <= 4  # not one per answer
     finally:
+        await rt.stop()
+        rt.store.close()
+
+
+async def test_the_answer_goes_out_before_the_pass_its_command_woke(tmp_path):
+    """A client waits for its command's fsync, not for the scheduling pass the command
+    wakes (on a long queue a pass takes tens of ms): when that pass runs, the answer
+    is already in the client's socket."""
+    rt = console(tmp_path / "state.db")
+    await rt.start()
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        await rt.call(Submit(spec=flex("warm")))  # the first pass and fsync are behind us
+        await asyncio.to_thread(client.connect, str(rt.socket_path))
+        hello = json.loads(await asyncio.to_thread(client.recv, 65536))
+        assert hello["user"], hello
+        seen: list[bool] = []
+
+        def after_pass() -> None:
+            if not seen:
+                try:
+                    seen.append(bool(client.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)))
+                except BlockingIOError:
+                    seen.append(False)
+
+        spec = {"name": "two", "mode": "flex", "gpus": 1, "gpu_type": "H100", "bid": 1.0,
+                "argv": ["true"], "user": "ops"}  # fmt: skip
+        line = {"v": 1, "type": "command", "id": 1, "kind": "submit", "payload": {"spec": spec}}
+        passes = rt.scheduler.passes
+        rt.scheduler.listeners.append(after_pass)
+        client.sendall(json.dumps(line).encode() + b"\n")
+        await until(lambda: rt.scheduler.passes > passes and seen, "a pass after the command")
+        assert seen == [True]  # the answer was written before that pass ran
+        answer = json.loads(await asyncio.to_thread(client.recv, 65536))
+        assert answer["type"] == "ok" and answer["result"]["name"] == "two"
+    finally:
+        client.close()
         await rt.stop()
         rt.store.close()
