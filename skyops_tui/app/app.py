@@ -94,6 +94,9 @@ class SkyopsApp(App):
         self.toast_log: deque[tuple[str, str, str]] = deque(maxlen=200)
         self.notifier = Notifier(runtime, self.notify)
         self._refresh_pending = False
+        # Bumped whenever what the views show may have changed (events, the clock's
+        # tick): a screen drawn since the last bump is current (SkyScreen.drawn_epoch).
+        self.data_epoch = 0
         self._runtime_up = False  # leading or following: roles are told from then on
         self._was_leader: bool | None = None
         self.status_note = ""
@@ -170,6 +173,7 @@ class SkyopsApp(App):
     async def start_runtime(self) -> None:
         """Start the scheduler (and connect to the nodes) after the first screen is up."""
         self.status_note = "starting the scheduler and connecting to nodes..."
+        self.data_epoch += 1
         self.refresh_views()
         try:
             await self.runtime.start()
@@ -180,6 +184,7 @@ class SkyopsApp(App):
             self.status_note = ""
             self._runtime_up = True
             self._note_leadership()  # how it started, so that a later takeover is told
+        self.data_epoch += 1
         self.refresh_views()
 
     async def on_unmount(self) -> None:
@@ -194,11 +199,13 @@ class SkyopsApp(App):
             self.call_from_thread(self._on_events, events)
             return
         self.notifier.on_events(events)
+        self.data_epoch += 1
         if not self._refresh_pending:
             self._refresh_pending = True
             self.call_later(self.refresh_views)
 
     def _tick(self) -> None:
+        self.data_epoch += 1
         self.notifier.flush()
         self._note_leadership()
         self.refresh_views()
@@ -233,6 +240,7 @@ class SkyopsApp(App):
 
         if isinstance(self.runtime.clock, ManualClock) and self.sim_speed:
             advance(self.runtime, self.sim_speed, step=min(30.0, self.sim_speed))
+            self.data_epoch += 1
 
     def refresh_views(self) -> None:
         """Redraw the visible screen from the in-memory grid."""
@@ -287,7 +295,9 @@ class SkyopsApp(App):
         while len(self.screen_stack) > 1:
             self.pop_screen()
         self.focus_first(self.screen)
-        self.refresh_views()
+        screen = self.screen
+        if not isinstance(screen, SkyScreen) or screen.drawn_epoch != self.data_epoch:
+            self.refresh_views()  # a view built just now has drawn itself on mount
 
     def switch_mode(self, mode: str) -> AwaitMount:
         """Textual's `App.switch_mode` (8.2, pinned), except that a screen coming back

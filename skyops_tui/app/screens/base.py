@@ -66,6 +66,8 @@ class SkyScreen(Screen):
     def __init__(self, runtime: Runtime, **kw: Any) -> None:
         super().__init__(**kw)
         self.runtime = runtime
+        # The app's data_epoch when this screen last drew itself from the grid.
+        self.drawn_epoch = -1
 
     def _compositor_refresh(self) -> None:
         """Textual's, except that no frame is rendered while the app holds frames back
@@ -95,6 +97,23 @@ class SkyScreen(Screen):
         for line in self.query(StatusLine):
             line.update_line()
         self.refresh_view()
+        self.drawn_epoch = self._epoch()
+
+    def redraw(self) -> None:
+        """`refresh_view`, noted as current: what a screen's mount draws (where its
+        `refresh_view` draws before the mount is over), so that the switch that built
+        it does not draw it all again (a big job list is rebuilt row by row, each time)."""
+        self.refresh_view()
+        self.drawn_epoch = self._epoch()
+
+    def redraw_if_stale(self) -> None:
+        """On resume: draw unless drawn since the grid or clock last moved (the view
+        key's own redraw has just run, when a key brought the screen back)."""
+        if self.drawn_epoch != self._epoch():
+            self.redraw()
+
+    def _epoch(self) -> int:
+        return getattr(self.app, "data_epoch", -1)
 
     @property
     def paint(self) -> palette.Painter:

@@ -112,7 +112,7 @@ class FeedScreen(SkyScreen):
         self.refresh_view()
 
     def on_screen_resume(self) -> None:
-        self.refresh_view()
+        self.redraw_if_stale()
 
     # refresh -----------------------------------------------------------------
     def refresh_view(self) -> None:

@@ -171,7 +171,7 @@ class GridScreen(SkyScreen):
     def on_mount(self) -> None:
         self._row_cache = {}
         self._load_cache = {}
-        self.refresh_view()
+        self.redraw()
 
     def on_resize(self) -> None:
         self._row_cache = {}

@@ -90,6 +90,7 @@ class JobsScreen(JobActions, SkyScreen):
         self.sort_reverse = False
         self.filter_text = ""
         self.hide_ended = False
+        self._drawn_wide: bool | None = None
 
     def compose_body(self) -> Iterable[Widget]:
         yield Input(
@@ -102,10 +103,11 @@ class JobsScreen(JobActions, SkyScreen):
 
     def on_mount(self) -> None:
         self.query_one("#filter", Input).display = False
-        self.refresh_view()
+        self.redraw()
 
     def on_resize(self) -> None:
-        self.refresh_view()
+        if self.wide != self._drawn_wide:  # the columns follow the width, nothing else
+            self.refresh_view()
 
     @property
     def wide(self) -> bool:
@@ -165,7 +167,7 @@ class JobsScreen(JobActions, SkyScreen):
     def refresh_view(self) -> None:
         rt = self.runtime
         table = self.query_one("#jobs", GridTable)
-        wide = self.wide
+        wide = self._drawn_wide = self.wide
         cols = self.columns()
         table.set_columns(cols)
         paint = table.paint

@@ -71,7 +71,7 @@ class MarketScreen(JobActions, SkyScreen):
         self.refresh_view()
 
     def on_screen_resume(self) -> None:
-        self.refresh_view()
+        self.redraw_if_stale()
 
     def on_resize(self) -> None:
         self.set_class(self.size.width < WIDE, "-narrow")
@@ -121,7 +121,11 @@ class MarketScreen(JobActions, SkyScreen):
 
     def on_tabs_tab_activated(self, event: Tabs.TabActivated) -> None:
         if event.tab is not None and event.tab.id:
-            self.gpu_type = event.tab.id.removeprefix("type-")
+            gpu_type = event.tab.id.removeprefix("type-")
+            if gpu_type == self.gpu_type:  # the first tab, activated as the tabs mount
+                self.redraw_if_stale()
+                return
+            self.gpu_type = gpu_type
             self.query_one("#ladder-pane", VerticalScroll).scroll_home(animate=False)
             self.refresh_view()
 

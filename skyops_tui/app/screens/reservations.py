@@ -318,7 +318,7 @@ class ReservationsScreen(SkyScreen):
         self.refresh_view()
 
     def on_screen_resume(self) -> None:
-        self.refresh_view()
+        self.redraw_if_stale()
 
     # ------------------------------------------------------------------ refresh
     def refresh_view(self) -> None:
@@ -365,7 +365,9 @@ class ReservationsScreen(SkyScreen):
         return tuple(cells[c] for c in columns)
 
     def on_resize(self) -> None:
-        self.refresh_view()
+        table = self.query_one(DataTable)
+        if tuple(c.value for c in table.columns) != self.columns():  # the width's columns
+            self.redraw()
 
     def _fill_table(self, now: float) -> None:
         table = self.query_one(DataTable)
