@@ -16,8 +16,11 @@ previous key's frame), so presses land at every phase of the refresh.
 
 A press is timed from just before its key event is posted to the app (as the terminal
 driver posts it) to the end of the first frame written after the app's state shows the
-result (the new screen is active, the cursor is on the next row) whose text holds it
-(the new view's name in the top bar, the newly picked row's name). The frame is drawn
+result (the new screen is active, the cursor is on the next row) by which the frames
+since the press have shown it: the newly picked row's name; for a view, its name in
+the top bar and a text only its data draws (the job list's "sort:" line, the market's
+"Flex may use" summary, a reservation's name, the feed's "/ filters" status, a node's
+name), so a view shown without its content is not done. The frame is drawn
 for real: the app gets a driver that is not headless, so Textual renders each update
 to terminal escape sequences and writes them; the driver then drops them. Left out:
 reading and parsing the key's bytes from a terminal, and the terminal emulator drawing
@@ -48,7 +51,7 @@ import re
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from machine import machine, summary_ms
@@ -114,15 +117,16 @@ class BenchApp(SkyopsApp):
 
 @dataclass
 class Expect:
-    """What the press's frame must show: a state of the app and a text in the frame."""
+    """What the press's frames must show: a state of the app and texts in its frames."""
 
     ready: Callable[[], bool]
-    text: str
+    texts: tuple[str, ...]
     pressed: float
     shown: float | None = None
     pressed_cpu: float = 0.0
     shown_cpu: float = 0.0
     done: asyncio.Event | None = None
+    seen: set[str] = field(default_factory=set)
 
 
 def runtime(nodes: int):
@@ -138,12 +142,27 @@ def runtime(nodes: int):
     return rt
 
 
-def expectation(app: BenchApp, what: str, key: str) -> tuple[str, Callable[[], bool], str]:
+def content(app: BenchApp, view: str) -> str:
+    """A text that only the view's drawing from the grid puts on screen."""
+    g = app.runtime.grid
+    if view == "grid":
+        return next(iter(g.nodes))
+    if view == "reservations":
+        if not g.reservations:
+            return "No Commit reservations yet"
+        return min(g.reservations.values(), key=lambda r: r.id).name
+    return {"jobs": "sort: ", "market": "Flex may use"}.get(view, "/ filters")
+
+
+def expectation(
+    app: BenchApp, what: str, key: str
+) -> tuple[str, Callable[[], bool], tuple[str, ...]]:
     """The key to press (a move at the end of a list goes the other way), the state
-    that shows it done, and a text its frame holds."""
+    that shows it done, and the texts its frames hold."""
     kind, name = what.split(":")
     if kind == "view":
-        return key, (lambda: app.current_mode == name and len(app.screen_stack) == 1), f"› {name}"
+        shown = (f"› {name}", content(app, name))
+        return key, (lambda: app.current_mode == name and len(app.screen_stack) == 1), shown
     if name == "jobs":
         table = app.screen.query_one("#jobs")
         at, count = table.cursor_row, table.row_count
@@ -161,9 +180,9 @@ def expectation(app: BenchApp, what: str, key: str) -> tuple[str, Callable[[], b
     if name == "jobs":
         row_key = table.ordered_rows[want].key
         cell = table.get_cell(row_key, "name")
-        return key, (lambda: table.cursor_row == want), str(getattr(cell, "plain", cell))[:12]
+        return key, (lambda: table.cursor_row == want), (str(getattr(cell, "plain", cell))[:12],)
     job = rungs[want].job
-    return key, (lambda: ladder.cursor == job), rungs[want].name[:12]
+    return key, (lambda: ladder.cursor == job), (rungs[want].name[:12],)
 
 
 async def measure(presses: int, nodes: int, seed: int, profile: int = 0, dump: str = "") -> dict:
@@ -181,7 +200,10 @@ async def measure(presses: int, nodes: int, seed: int, profile: int = 0, dump: s
         if not waiting:
             return
         e = waiting[0]
-        if e.shown is None and e.ready() and e.text in ANSI.sub("", data):
+        if e.shown is None and e.ready():
+            text = ANSI.sub("", data)
+            e.seen.update(t for t in e.texts if t in text)
+        if e.shown is None and e.ready() and len(e.seen) == len(e.texts):
             e.shown = time.perf_counter()
             e.shown_cpu = time.process_time()
             waiting.clear()
@@ -208,8 +230,8 @@ async def measure(presses: int, nodes: int, seed: int, profile: int = 0, dump: s
                     break
                 if what.startswith("move:") and app.current_mode != what.split(":")[1]:
                     continue
-                key, ready, text = expectation(app, what, key)
-                e = Expect(ready, text, time.perf_counter(), done=asyncio.Event())
+                key, ready, texts = expectation(app, what, key)
+                e = Expect(ready, texts, time.perf_counter(), done=asyncio.Event())
                 waiting[:] = [e]
                 switch = what.startswith("view:")
                 profiler = profilers[what not in visited] if profilers and switch else None
@@ -220,7 +242,7 @@ async def measure(presses: int, nodes: int, seed: int, profile: int = 0, dump: s
                 try:
                     await asyncio.wait_for(e.done.wait(), timeout=10)
                 except TimeoutError:
-                    why = f"key {key!r} ({what}): no frame showed {text!r} in 10 s"
+                    why = f"key {key!r} ({what}): no frames showed {texts!r} in 10 s"
                     raise SystemExit(why) from None
                 finally:
                     if profiler is not None:
