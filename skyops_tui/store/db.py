@@ -49,7 +49,7 @@ from .codec import (
     job_billing,
     job_from_row,
     job_rest,
-    job_row,
+    job_rows,
     job_values,
     market_from_row,
     market_row,
@@ -481,7 +481,7 @@ class Store:
         columns (most often a settle's billing columns, which leaves the job's indexes
         alone and encodes none of its lists), an unchanged one nothing, any other the
         whole row. Returns what was written of each, for `_jobs_written`."""
-        whole: list[list[Any]] = []
+        whole: list[Job] = []
         billed: list[tuple[Any, ...]] = []
         parts: dict[tuple[int, ...], list[list[Any]]] = {}
         written = self._jobs_written
@@ -498,7 +498,7 @@ class Store:
                 continue
             out.append((j, rest_snapshot(rest), bill, job.ended_at))
             if old is None:
-                whole.append(job_row(job))
+                whole.append(job)
                 continue
             changed = tuple(
                 sorted(
@@ -509,7 +509,7 @@ class Store:
                 )
             )
             if not JOB_INDEXED.isdisjoint(changed):
-                whole.append(job_row(job))
+                whole.append(job)
                 continue
             values = job_values(job)
             row = [
@@ -518,7 +518,7 @@ class Store:
             row.append(j)
             parts.setdefault(changed, []).append(row)
         if whole:
-            c.executemany(UPSERT_JOB, whole)
+            c.executemany(UPSERT_JOB, job_rows(whole))
         if billed:
             c.executemany(UPDATE_JOB_BILLING, billed)
         for changed, rows in parts.items():

@@ -828,3 +828,27 @@ def test_a_pass_whose_write_fails_carries_its_decisions_out_with_the_next_write(
     engine.step(T0 + 3)
     assert [a for a in agents.actions if isinstance(a, A.Start)] == starts  # once
     store.close()
+
+
+def test_arrays_written_in_one_transaction_keep_each_jobs_own_lists(tmp_path):
+    """An array's jobs share their argv and env, which one write encodes once; jobs of
+    other arrays (and one-off jobs) in the same write keep their own."""
+    c = Console(tmp_path / "skyops.db")
+    c.account("bob")
+
+    def arrays(g: Grid, t: float) -> None:
+        for k, argv in enumerate((("python", "a.py"), ("python", "b.py", "--x"), ("1",))):
+            spec = JobSpec(name=f"arr{k}", user="bob", mode=Mode.PRIORITY, gpus=1, hours=1.0,
+                           argv=argv, env={"K": str(k)} if k != 1 else {})  # fmt: skip
+            g.submit_array(spec, [f"arr{k}-{i}" for i in range(20)], t)
+        g.submit(JobSpec(name="solo", user="bob", mode=Mode.PRIORITY, gpus=1, hours=1.0,
+                         argv=("python", "a.py"), env={"K": "9"}), t)  # fmt: skip
+
+    c.do(arrays)
+    loaded = Store(tmp_path / "skyops.db").load_grid(c.cfg, c.now)
+    assert_same_grid(c.grid, loaded)
+    got = {j.name: (j.argv, j.env) for j in loaded.jobs.values()}
+    assert got["arr0-19"] == (["python", "a.py"], {"K": "0"})
+    assert got["arr1-0"] == (["python", "b.py", "--x"], {})
+    assert got["arr2-7"] == (["1"], {"K": "2"})
+    assert got["solo"] == (["python", "a.py"], {"K": "9"})
