@@ -6,6 +6,7 @@ import re
 import weakref
 from collections import deque
 from dataclasses import dataclass, field
+from itertools import compress
 
 from ..domain.model import HOLDING, Job, JobState, Mode, Transaction, user_account
 from . import actions as A
@@ -198,9 +199,10 @@ def check_commit_waits(grid: Grid, now: float) -> list[str]:
     c = grid.cfg.cluster
     allowed = c.grace_s + c.stop_grace_s + COMMIT_SLACK_S
     still: set[int] = set()
-    for name, queue in grid.commit_waiting.items():
+    queues = grid.commit_waiting  # a queue per reservation ever booked, most of them empty
+    for name, queue in compress(queues.items(), queues.values()):
         res = grid.reservations.get(name)
-        if not queue or res is None or res.active_window is None:
+        if res is None or res.active_window is None:
             continue
         per_node: dict[str, int] = {}
         for n, i in res.held:

@@ -380,3 +380,20 @@ def test_a_node_still_connecting_counts_for_a_future_window_a_lost_one_does_not(
     w.node("n1", NodeStatus.UNREACHABLE, "lost")
     with pytest.raises(Refused, match="no room on H100"):
         w.reserve("after", gpus=4, start=w.now + 8 * 24 * HOUR, hours=1)
+
+
+def test_windows_open_for_reservations_booked_one_after_another():
+    """Admission judges a reservation by placing a trial copy of it and taking it out
+    again; the planner's list of live reservations (policy/windows.py, kept between
+    passes) must hold each booked one and never that trial copy."""
+    w = HandWorld(config("2x8xH100"))
+    w.at(0)
+    w.reserve("r1", gpus=4, start=T0 + HOUR, hours=2)
+    w.at(60)  # a pass reads the live reservations between the two bookings
+    w.reserve("r2", gpus=4, start=T0 + HOUR, hours=2)
+    w.commit("c1", "r1", gpus=4)
+    w.commit("c2", "r2", gpus=4)
+    w.at(HOUR)
+    opened = {a.reservation for _, a in w.actions if isinstance(a, A.OpenWindow)}
+    assert opened == {"r1", "r2"}
+    assert w.state("c1") is JobState.STARTING and w.state("c2") is JobState.STARTING

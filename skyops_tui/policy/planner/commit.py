@@ -7,6 +7,8 @@ others). A reservation with no windows left fails the jobs still queued on it.
 
 from __future__ import annotations
 
+from itertools import compress
+
 from ...domain.model import Mode
 from ...domain.money import fmt
 from .. import actions as A
@@ -16,9 +18,8 @@ from .victims import choose_victims
 
 def commit(s: PassState) -> None:
     g = s.g
-    for name, waiting in g.commit_waiting.items():
-        if not waiting:
-            continue
+    queues = g.commit_waiting  # a queue per reservation ever booked, most of them empty
+    for name, waiting in compress(queues.items(), queues.values()):
         res = g.reservations.get(name)
         if res is None or res.finished:
             why = f"reservation {name} has no windows left"
