@@ -91,6 +91,7 @@ class JobsScreen(JobActions, SkyScreen):
         self.filter_text = ""
         self.hide_ended = False
         self._drawn_wide: bool | None = None
+        self._row_cache: dict[int, tuple[tuple, list[Any]]] = {}  # job: (what it shows, cells)
 
     def compose_body(self) -> Iterable[Widget]:
         yield Input(
@@ -174,25 +175,38 @@ class JobsScreen(JobActions, SkyScreen):
         now = rt.clock.now()
         jobs = self.visible_jobs()
         rows = []
+        # A row's cells are built again only when what it shows changed: most jobs do
+        # not change between two refreshes, and building cells is most of a refresh.
+        # The same cells (same objects) then cost the table nothing to compare.
+        theme = self.app.theme
+        cache, self._row_cache = self._row_cache, {}
         for job in jobs:
             left, secs = F.countdown(rt, job, now)
             style = F.left_style(secs)
-            left_cell = Text(left, style=paint(style) if style else "")
-            ended = job.state in TERMINAL
-            name = Text(job.name, style=paint("state--ended") if ended else "")
-            cells = {
-                "id": Text(str(job.id), justify="right"),
-                "mode": paint.mode(job.mode, short=not wide),
-                "state": paint.state(job.state),
-                "name": name,
-                "user": job.user,
-                "gpus": Text(F.gpus(job), justify="right"),
-                "node": F.placement(job),
-                "price": F.price(rt, job, compact=not wide),
-                "left": left_cell,
-                "queue": F.queue(rt, job),
-            }
-            rows.append((str(job.id), [cells[c.key] for c in cols]))
+            gpus, node = F.gpus(job), F.placement(job)
+            price, queue = F.price(rt, job, compact=not wide), F.queue(rt, job)
+            key = (wide, theme, job.mode, job.state, job.name, job.user, gpus, node, price)
+            key += (left, style, queue)
+            hit = cache.get(job.id)
+            if hit is not None and hit[0] == key:
+                row = hit[1]
+            else:
+                ended = job.state in TERMINAL
+                cells = {
+                    "id": Text(str(job.id), justify="right"),
+                    "mode": paint.mode(job.mode, short=not wide),
+                    "state": paint.state(job.state),
+                    "name": Text(job.name, style=paint("state--ended") if ended else ""),
+                    "user": job.user,
+                    "gpus": Text(gpus, justify="right"),
+                    "node": node,
+                    "price": price,
+                    "left": Text(left, style=paint(style) if style else ""),
+                    "queue": queue,
+                }
+                row = [cells[c.key] for c in cols]
+            self._row_cache[job.id] = (key, row)
+            rows.append((str(job.id), row))
         table.show_rows(rows)
         total = len(rt.grid.jobs)
         info = Text(no_wrap=True, overflow="ellipsis")

@@ -37,6 +37,7 @@ class GridTable(DataTable):
         self._keys_now: list[str] = []
         self._restore_key: str | None = None
         self._widths: dict[str, list[int]] = {}  # each row's cell widths, as measured
+        self._given: dict[str, list[Any]] = {}  # each row's cells as show_rows got them
 
     @property
     def paint(self) -> palette.Painter:
@@ -50,6 +51,7 @@ class GridTable(DataTable):
         self.clear(columns=True)
         self._keys_now = []
         self._widths = {}
+        self._given = {}
         for c in cols:
             self.add_column(c.label, key=c.key, width=c.width)
         self._columns_now = cols
@@ -75,26 +77,31 @@ class GridTable(DataTable):
         keys = [k for k, _ in rows]
         cols = [c.key for c in self._columns_now]
         if keys == self._keys_now:
+            # Compared with the cells as given last time, not the table's (DataTable's
+            # get_row rebuilds a row's list, and every string would become a Text to
+            # compare): on a big job list that was most of a refresh.
+            given = self._given
             touched: set[int] = set()
             dirty: dict[str, list[tuple[str, Any]]] = {}
             for key, cells in rows:
                 if changed is not None and key not in changed:
                     continue
-                cells = [literal(c) for c in cells]
-                old = self.get_row(key)
+                old = given.get(key, ())
                 puts = []
                 for i, (ck, new, was) in enumerate(zip(cols, cells, old, strict=False)):
                     if new is not was and new != was:
-                        puts.append((ck, new))
+                        puts.append((ck, literal(new)))
                         touched.add(i)
                 if puts:
                     dirty[key] = puts
-                    self._widths[key] = [cell_width(c) for c in cells]
+                    given[key] = list(cells)
+                    self._widths[key] = [cell_width(literal(c)) for c in cells]
             if dirty:
                 self._put_cells(dirty)
             if touched:
                 self._fit_widths(touched)
             return
+        self._given = {k: list(cells) for k, cells in rows}
         rows = [(k, [literal(c) for c in cells]) for k, cells in rows]
         selected = self.selected_key or self._restore_key
         self._restore_key = None
