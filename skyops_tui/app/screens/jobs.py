@@ -185,8 +185,8 @@ class JobsScreen(JobActions, SkyScreen):
             style = F.left_style(secs)
             gpus, node = F.gpus(job), F.placement(job)
             price, queue = F.price(rt, job, compact=not wide), F.queue(rt, job)
-            key = (wide, theme, job.mode, job.state, job.name, job.user, gpus, node, price)
-            key += (left, style, queue)
+            key: tuple = (wide, theme, job.mode, job.state, job.name, job.user, gpus, node)
+            key += (price, left, style, queue)
             hit = cache.get(job.id)
             if hit is not None and hit[0] == key:
                 row = hit[1]
