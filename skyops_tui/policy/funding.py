@@ -174,28 +174,24 @@ def funds_may_run_low(grid: Grid, horizon_h: float = 24.0) -> bool:
         return False
     balances = grid.balances
     lowest = min(map(balances.__getitem__, accounts))
-    return lowest + credit_limit(grid) < _top_rate(grid) * _gpus(grid) * horizon_h
+    return lowest + credit_limit(grid) < _grid_burn(grid) * horizon_h
 
 
-def _top_rate(grid: Grid) -> int:
-    return max(map(_RATE, grid.markets.values()), default=0)
-
-
+_BURN: weakref.WeakKeyDictionary[Grid, tuple[int, object, int]] = weakref.WeakKeyDictionary()
 _RATE = operator.attrgetter("rate")
 
 
-_GPUS: weakref.WeakKeyDictionary[Grid, tuple[int, object, int]] = weakref.WeakKeyDictionary()
-
-
-def _gpus(grid: Grid) -> int:
-    """The grid's GPUs, counted again only when a node came or went (their count or
-    the last one added differs): a sum over thousands of nodes twice a pass showed."""
+def _grid_burn(grid: Grid) -> int:
+    """The whole grid at its highest standard rate, per hour: counted again only when
+    a node came or went (their count or the last one added differs); a sum over
+    thousands of nodes twice a pass showed."""
     nodes = grid.nodes
     n = len(nodes)
     last = next(reversed(nodes.values())) if n else None
-    seen = _GPUS.get(grid)
+    seen = _BURN.get(grid)
     if seen is None or seen[0] != n or seen[1] is not last:
-        seen = _GPUS[grid] = (n, last, sum(node.gpu_count for node in nodes.values()))
+        top = max(map(_RATE, grid.markets.values()), default=0)
+        seen = _BURN[grid] = (n, last, top * sum(node.gpu_count for node in nodes.values()))
     return seen[2]
 
 

@@ -168,6 +168,8 @@ def flex_usage(market: Market, bid_log: list[tuple[int, int]], bid: int, a: int,
     i = bisect_right(starts, a) - 1
     price = levels[i] if i >= 0 else market.floor
     n = len(starts)
+    if not bid_log and (i + 1 >= n or starts[i + 1] >= b):
+        return (price if price < bid else bid) * (b - a)  # one price all along: most bills
     if bid_log:
         j = bisect_right(bid_log, (a, float("inf"))) - 1
         cap = bid_log[j][1] if j >= 0 else bid_log[0][1]

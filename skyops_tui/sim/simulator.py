@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import contextlib
+import heapq
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..clock import ManualClock
 from ..domain.config import Config
 from ..domain.errors import Refused
-from ..domain.model import HOLDING, Event, Job, JobState, Mode, NodeStatus, held_account
+from ..domain.model import (
+    HOLDING,
+    TERMINAL,
+    Event,
+    Job,
+    JobState,
+    Mode,
+    NodeStatus,
+    held_account,
+)
 from ..domain.money import to_micro
 from ..policy import actions as A
 from ..policy.funding import guard
@@ -28,6 +38,8 @@ from .trace import NODE_KINDS, TraceLine
 EPOCH = 1_767_225_600.0  # 2026-01-01T00:00:00Z: simulated time starts here
 _SETTLE = A.Settle
 FULL_CHECK_EVERY = 500
+# Tests set this: each step, the kept wakeup is checked against a walk of every job.
+CHECK_WAKEUPS = False
 
 
 @dataclass
@@ -43,47 +55,66 @@ class SimResult:
 
 def next_wakeup(grid: Grid, now: float) -> float | None:
     """The next time a pass must run even if nothing reports: a warning, an expiry, a
-    window edge, a retry, or a min_slice that ends while higher bids wait."""
-    inf = float("inf")
-    best = inf
+    window edge, a retry, or a min_slice that ends while higher bids wait.
+
+    This reads every holding and waiting job; `simulate` asks `_Wakeups`, which gives
+    the same answer from the jobs that can still have a timer (see there)."""
+    jobs = grid.jobs
+    best = _priority_timers(grid, now, (jobs[j] for j in grid.holding), float("inf"))
+    best = _min_slices(grid, now, (jobs[j] for j in grid.holding), best)
+    retrying = (jobs[e[2]] for book in grid.flex_book.values() for e in book)
+    return _other_timers(grid, now, retrying, best)
+
+
+def _priority_timers(grid: Grid, now: float, held: Iterable[Job], best: float) -> float:
+    """The earliest warning or expiry of the holding Priority jobs among `held`."""
     w1, w2 = grid.cfg.pricing.warn_before_s
+    tick = grid.cfg.cluster.tick_s
+    priority = Mode.PRIORITY
+    for job in held:
+        end = job.end_at
+        if job.mode is not priority or end is None or job.stop_reason:
+            continue
+        left = end - now
+        bit = 2 if left <= w2 else 1 if left <= w1 else 0
+        if bit and not job.warned & bit and now < now + tick < best:
+            best = now + tick  # started inside its warning: the next pass warns
+        t = end - w1
+        if t <= now:
+            t = end - w2
+            if t <= now:
+                t = end
+        if now < t < best:
+            best = t
+    return best
+
+
+def _min_slices(grid: Grid, now: float, held: Iterable[Job], best: float) -> float:
+    """The earliest end of a min_slice among the holding Flex jobs in `held` that a
+    waiting bid could displace once it ends."""
     min_slice = grid.cfg.pricing.min_slice_s
     outbid = 1 + grid.cfg.pricing.min_outbid
-    # The highest waiting bid per market: a running job's min_slice matters only if a
-    # waiting bid could displace it when it ends.
     books = grid.flex_book
     untyped = books.get(None)
     top_any = -untyped[0][0] if untyped else 0
     top = {t: max(-b[0][0] if (b := books.get(t)) else 0, top_any) for t in grid.markets}
-    tick = grid.cfg.cluster.tick_s
-    jobs = grid.jobs
-    priority, flex = Mode.PRIORITY, Mode.FLEX
-    for jid in grid.holding:
-        job = jobs[jid]
-        mode = job.mode
-        end = job.end_at
-        if mode is priority:
-            if end is None or job.stop_reason:
-                continue
-            left = end - now
-            bit = 2 if left <= w2 else 1 if left <= w1 else 0
-            if bit and not job.warned & bit and now < now + tick < best:
-                best = now + tick  # started inside its warning: the next pass warns
-            t = end - w1
-            if t <= now:
-                t = end - w2
-                if t <= now:
-                    t = end
-            if now < t < best:
-                best = t
-        elif (
-            mode is flex
+    flex = Mode.FLEX
+    for job in held:
+        if (
+            job.mode is flex
             and job.started_at is not None
             and top.get(job.market or "", 0) >= job.bid * outbid
         ):
             t = job.started_at + min_slice
             if now < t < best:
                 best = t
+    return best
+
+
+def _other_timers(grid: Grid, now: float, retrying: Iterable[Job], best: float) -> float | None:
+    """`best` or an earlier window edge, retry of the waiting Flex jobs in `retrying`,
+    or account running dry; None when there is none at all."""
+    w1, w2 = grid.cfg.pricing.warn_before_s
     for res in grid.live_reservations():
         windows = res.windows
         for i in range(res.settled_windows, len(windows)):
@@ -96,27 +127,92 @@ def next_wakeup(grid: Grid, now: float) -> float | None:
             else:
                 continue
             break
-    for book in books.values():
-        for entry in book:
-            job = jobs[entry[2]]
-            if job.retries and now < job.retry_at < best:
-                best = job.retry_at
+    for job in retrying:
+        if job.retries and now < job.retry_at < best:
+            best = job.retry_at
     dry = guard(grid, now).runs_dry_at(now)  # an account about to run out of funds
     if dry is not None and now < dry < best:
         best = dry
-    return None if best == inf else best
+    return None if best == float("inf") else best
 
 
-def pass_after(grid: Grid, now: float, actions: list) -> float | None:
+class _Wakeups:
+    """`next_wakeup`, kept from the events of each step instead of a walk of every
+    holding and waiting job: a job can have a timer only if it is a holding Priority
+    job (entered a holding state), a Flex job started less than min_slice ago (its
+    `process started` event; only then can its min_slice still end), or a waiting
+    Flex job that was retried (a `queued` event with retries). Those are the jobs
+    kept here; each answer judges them by the same rules as `next_wakeup`."""
+
+    def __init__(self, grid: Grid) -> None:
+        self.reset(grid)
+
+    def reset(self, grid: Grid) -> None:
+        """Start from `grid` as it is (a new simulation, or a console restarted)."""
+        self.grid = grid
+        self.min_slice = grid.cfg.pricing.min_slice_s
+        self.priority: set[int] = set()
+        self.fresh: list[tuple[float, int]] = []  # (run start + min_slice, job)
+        self.retrying: set[int] = set()
+        for jid in grid.holding:
+            job = grid.jobs[jid]
+            if job.mode is Mode.PRIORITY:
+                self.priority.add(jid)
+            if job.started_at is not None:
+                heapq.heappush(self.fresh, (job.started_at + self.min_slice, jid))
+        for book in grid.flex_book.values():
+            self.retrying.update(e[2] for e in book if self.grid.jobs[e[2]].retries)
+
+    def see(self, events: list[Event]) -> None:
+        jobs = self.grid.jobs
+        for e in events:
+            if e.kind != "state" or e.job is None:
+                continue
+            job = jobs[e.job]
+            if e.new in _HOLDING_NAMES:
+                if job.mode is Mode.PRIORITY:
+                    self.priority.add(job.id)
+                if e.new == JobState.RUNNING:
+                    heapq.heappush(self.fresh, (e.at + self.min_slice, job.id))
+            elif job.retries:
+                self.retrying.add(job.id)
+
+    def next(self, now: float) -> float | None:
+        g = self.grid
+        jobs, holding = g.jobs, g.holding
+        gone = [j for j in self.priority if j not in holding]
+        self.priority.difference_update(gone)
+        best = _priority_timers(g, now, (jobs[j] for j in self.priority), float("inf"))
+        fresh = self.fresh
+        while fresh and fresh[0][0] <= now:
+            heapq.heappop(fresh)
+        recent = {j for _, j in fresh if j in holding}
+        best = _min_slices(g, now, (jobs[j] for j in recent), best)
+        ended = [j for j in self.retrying if jobs[j].state in TERMINAL]
+        self.retrying.difference_update(ended)
+        waiting = (
+            job
+            for job in (jobs[j] for j in self.retrying)
+            if job.mode is Mode.FLEX and job.state in _BOOKED
+        )
+        return _other_timers(g, now, waiting, best)
+
+
+def pass_after(
+    grid: Grid,
+    now: float,
+    actions: list,
+    wakeup: Callable[[float], float | None] | None = None,
+) -> float | None:
     """When the next pass runs. Production runs one at least every `tick_s`; here a pass
     follows at once a step that closed a window (its GPUs are free only once the close
     is applied, after the pass that decided it), one tick after a step that asked jobs
     to stop while a Priority job waits (production's next pass is the one that sees
     their GPUs being freed, and the waiting job claims them then, booked from that
-    moment), else at the next timer."""
+    moment), else at the next timer (`wakeup`: `next_wakeup` kept incrementally)."""
     if any(isinstance(a, A.CloseWindow) for a in actions):
         return now
-    wake = next_wakeup(grid, now)
+    wake = next_wakeup(grid, now) if wakeup is None else wakeup(now)
     if grid.priority_queue and any(isinstance(a, (A.Stop, A.Preempt)) for a in actions):
         t = now + grid.cfg.cluster.tick_s
         wake = t if wake is None else min(wake, t)
@@ -183,6 +279,7 @@ def _simulate(
     kept_events: list[Event] = []
     kept_prices: list[tuple[float, str, int]] = []
     take(grid)
+    wakeups = _Wakeups(grid)
     i, n = 0, len(trace)
     wake: float | None = EPOCH
     steps = 0
@@ -205,6 +302,7 @@ def _simulate(
             i += 1
             if item.kind == "restart" and stored is not None:
                 grid, engine = stored.restart(engine, ex, now)
+                wakeups.reset(grid)
                 continue
             try:
                 _submit(engine, item, now, ex, nodes)
@@ -220,6 +318,7 @@ def _simulate(
         steps += 1
         events, txs, prices = take(grid)
         held.see(grid, events)
+        wakeups.see(events)
         if record:
             kept_events += events
             kept_prices += prices
@@ -232,7 +331,9 @@ def _simulate(
         violations += check_placements(grid, touched)
         if steps % FULL_CHECK_EVERY == 0:
             violations += check_placements(grid)
-        wake = pass_after(grid, now, actions)
+        wake = pass_after(grid, now, actions, wakeups.next)
+        if CHECK_WAKEUPS and wake != pass_after(grid, now, actions):
+            raise AssertionError(f"wakeup at {now}: {wake} kept, {next_wakeup(grid, now)} walked")
         if progress and (i - last_progress >= 1000 or i == n):
             progress(i, n)
             last_progress = i
@@ -460,6 +561,7 @@ class _Held:
 
 
 _HOLDING_NAMES = {str(s) for s in HOLDING}
+_BOOKED = (JobState.QUEUED, JobState.PAUSED)  # a Flex job in these is in the order book
 # Lines whose user has an account; on the others `user` is only who acts.
 _ACCOUNT_KINDS = ("job", "reservation", "deposit")
 

@@ -10,6 +10,7 @@ import pytest
 
 from skyops_tui.domain.config import parse_config
 from skyops_tui.domain.errors import InputError
+from skyops_tui.sim import simulator as sim
 from skyops_tui.sim.simulator import simulate
 from skyops_tui.sim.trace import parse_lines, read_trace
 
@@ -270,3 +271,29 @@ def test_without_json_refused_lines_go_to_stderr_and_the_summary_counts_them(tmp
     trace = tmp_path / "t.jsonl"
     assert f"refused: {trace}:3: p: job p is a priority job" in " ".join(err.split())
     assert re.search(r"refused lines\s*│\s*1\s*│", out)
+
+
+def test_the_wakeups_kept_from_events_are_those_a_walk_of_every_job_finds(monkeypatch):
+    """The simulator keeps the jobs that can have a timer from each step's events
+    instead of walking every job each step (`_Wakeups`); here every step also walks
+    them all and must find the same next pass: retries, renewals, funds running low,
+    a restart and nodes going silent or lost included."""
+    monkeypatch.setattr(sim, "CHECK_WAKEUPS", True)
+    extra = [
+        {"name": "retry", "mode": "flex", "user": "sweep", "submit": 50, "gpus": 2,
+         "bid": 2.4, "runtime": 20000, "max_retries": 2, "checkpoint_every": 600},
+        {"name": "retry", "kind": "fail", "submit": 3000},
+        {"name": "retry", "kind": "fail", "submit": 9000},
+        {"name": "renew", "mode": "priority", "user": "prod", "submit": 70, "gpus": 2,
+         "hours": 1, "auto_renew": True, "runtime": 9000},
+        {"kind": "silent", "node": "h-2", "submit": 15000},
+        {"kind": "back", "node": "h-2", "submit": 15030},
+        {"kind": "silent", "node": "a-1", "submit": 30000},
+        {"kind": "restart", "submit": 40000},
+        {"kind": "lost", "node": "h-3", "submit": 50000},
+    ]  # fmt: skip
+    ok = run(mixed_trace(200, seed=5) + extra)
+    assert ok.summary["violations"] == [] and ok.summary["steps"] > 500
+    assert ok.grid.jobs[ok.grid.job_names["retry"]].retries == 2
+    poor = {**CONFIG, "simulation": {"initial_balance": 300}, "accounts": {"credit_limit": 10}}
+    assert run(mixed_trace(120, seed=11) + extra, poor).summary["violations"] == []
