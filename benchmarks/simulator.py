@@ -6,8 +6,11 @@
 
 `--grid N` times a generated grid the shape of a public GPU trace (issue 15): N nodes
 in 7 GPU types (8- and 4-GPU nodes), 7,000 Priority and Flex jobs (`--jobs`) arriving
-over 150 days (`--days`), most of 1 GPU, a few of 8, runtimes from minutes to days.
-Its target is <= 10 CPU seconds for the simulation (generation and parsing apart).
+over 150 days (`--days`), most of 1 GPU, a few of 8, runtimes log-normal from minutes
+to a week (median 40 min, `--median-h`). Its target is <= 10 CPU seconds for the
+simulation (generation and parsing apart). Such a grid is mostly idle (0.1 % of its
+GPU-hours used at the defaults): what it times is the cost of each pass on 1,200
+nodes, not contention; `--days 1` or a longer `--median-h` load it more.
 
 Generates the trace with examples/gen_trace.py (seeded: the same trace every run),
 writes it as JSON Lines, reads it back as `skyops simulate` does, and simulates it.
@@ -92,11 +95,11 @@ def grid_config(nodes: int, path: Path) -> Path:
     return path
 
 
-def grid_trace(jobs: int, days: float, seed: int) -> list[dict]:
+def grid_trace(jobs: int, days: float, seed: int, median_h: float = 2 / 3) -> list[dict]:
     """`jobs` jobs arriving at random over `days`: half Priority (booked for their
     runtime and a margin), half Flex (a bid between the floor and the rate), each on
-    a type chosen by its share of the GPUs; runtimes log-normal, median 40 min, at
-    most a week."""
+    a type chosen by its share of the GPUs; runtimes log-normal, median `median_h`
+    (40 min), at most a week."""
     rng = random.Random(seed)
     span = days * 86400
     gpus_of = [share * size for _, _, share, size in GRID_TYPES]
@@ -114,7 +117,7 @@ def grid_trace(jobs: int, days: float, seed: int) -> list[dict]:
         fits = [i for i, t in enumerate(GRID_TYPES) if t[3] >= gpus]
         i = rng.choices(fits, [gpus_of[j] for j in fits])[0]
         name, rate, _, _ = GRID_TYPES[i]
-        runtime = round(min(2400 * math.exp(rng.gauss(0, 1.8)), 7 * 86400)) + 60
+        runtime = round(min(median_h * 3600 * math.exp(rng.gauss(0, 1.8)), 7 * 86400)) + 60
         line = {
             "name": f"g{k:06d}",
             "user": rng.choice(users),
@@ -149,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, help="job lines (default 100000; 7000 with --grid)")
     ap.add_argument("--grid", type=int, metavar="NODES", help="a generated grid of NODES nodes")
     ap.add_argument("--days", type=float, default=150.0, help="--grid: arrivals over DAYS")
+    ap.add_argument("--median-h", type=float, default=2 / 3, help="--grid: median runtime, hours")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--load", type=float, default=0.9, help="offered GPU-hours / capacity")
     ap.add_argument("--config", default=str(ROOT / "examples" / "sim-config.toml"))
@@ -163,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         path = Path(a.trace) if a.trace else Path(tmp) / "trace.jsonl"
         t = time.perf_counter()
         if a.grid and not a.trace:
-            gen_trace.write(grid_trace(jobs, a.days, a.seed), path)
+            gen_trace.write(grid_trace(jobs, a.days, a.seed, a.median_h), path)
         elif not a.trace:
             gen_trace.write(gen_trace.mixed(cfg, jobs, a.seed, a.load), path)
         gen_s = time.perf_counter() - t
@@ -200,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     out = {
         "benchmark": "simulator",
         "machine": machine(),
-        "config": f"generated: {a.grid} nodes in {len(GRID_TYPES)} types, {a.days:g} days"
+        "config": f"generated: {a.grid} nodes in {len(GRID_TYPES)} types, {a.days:g} days, "
+        f"median runtime {a.median_h:.2g} h"
         if a.grid
         else str(Path(a.config).resolve().relative_to(ROOT))
         if Path(a.config).resolve().is_relative_to(ROOT)
