@@ -168,6 +168,30 @@ def s_cli_submit(doc: dict) -> list[Row]:
             (array, "<= 200 ms" if at_size else "", doc["array_target_met"] if at_size else None)]  # fmt: skip
 
 
+def s_job_memory(doc: dict) -> list[Row]:
+    shim = doc["shim"]["per_job"]
+    fig = (
+        f"shim per running job: RSS {shim['rss_kb'] / 1024:.1f} MB, USS "
+        f"{shim['uss_kb'] / 1024:.1f} MB (bare python -I -S "
+        f"{doc['floor_isolated']['per_job']['rss_kb'] / 1024:.1f} MB RSS)"
+    )
+    step = doc.get("slurmstepd", {})
+    if "per_job" in step:
+        s = step["per_job"]
+        fig += f"; slurmstepd RSS {s['rss_kb'] / 1024:.1f} MB, USS {s['uss_kb'] / 1024:.1f} MB"
+    return [(fig, "shim <= 7 MB RSS", shim["rss_kb"] <= 7 * 1024)]
+
+
+def s_serve_memory(doc: dict) -> list[Row]:
+    s = doc["summary"]
+    ended = s["rss_after_ended_mb"]
+    fig = (
+        f"serve RSS {s['rss_live_mb']} MB with {doc['points'][1]['live']:,} live jobs; "
+        f"{ended[0]} -> {ended[-1]} MB over {doc['points'][-2]['ended']:,} ended"
+    )
+    return [(fig, "<= 40 MB, flat", s["met"])]
+
+
 def slurm_missing() -> str | None:
     if shutil.which("slurmctld") is None or shutil.which("sbatch") is None:
         return "Slurm (slurm-wlm) is not installed"
@@ -190,6 +214,8 @@ PLAN: dict[str, tuple[list[str], list[str], int, Callable[[dict], list[Row]], Ca
     "fuzz": (["--inputs", "20000"], ["--inputs", "2000"], 90, s_fuzz, lambda: None),
     "crash_harness": (["--jobs", "200", "--kills", "4"], ["--jobs", "100", "--kills", "2"], 150, s_crash_harness, lambda: None),
     "cli_submit": (["--json"], ["--json", "--loop", "20", "--array", "2000", "--rounds", "1", "--no-slurm"], 150, s_cli_submit, lambda: None),
+    "job_memory": (["--json"], ["--json", "--jobs", "4", "--no-slurm"], 90, s_job_memory, lambda: None),
+    "serve_memory": (["--ended", "20000", "--every", "10000"], ["--live", "500", "--ended", "10000", "--every", "5000"], 150, s_serve_memory, lambda: None),
     "slurm_submit": (["--json"], ["--json", "--jobs", "16", "--starts", "2"], 120, s_slurm_submit, slurm_missing),
 }  # fmt: skip
 
