@@ -43,10 +43,7 @@ def hold_flex_head(s: PassState, job: Job, nodes: list[Node]) -> int:
         # Only where it can start once bids no higher than its own end or are
         # outbid: never idle GPUs beside Priority, Commit or higher bids.
         if ok < need:
-            for bid, gpus in s.flex_holds(n):
-                if bid > job.bid or ok >= need:
-                    break
-                ok += gpus
+            ok += s.flex_yield(n, job.bid, need - ok)
         return ok >= need
 
     def room(n: Node) -> int:

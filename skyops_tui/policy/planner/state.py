@@ -62,9 +62,6 @@ class PassState:
         # Per type, per node a Commit window not yet open is planned on: each opening
         # there, and the GPUs a Priority booking running past it may still take.
         self.window_rooms_of: dict[str, dict[str, list[list[float]]]] = {}
-        # Per node, the Flex runs there not being stopped as (bid, GPUs), lowest bid
-        # first: bids and stops do not change within a pass.
-        self._flex_holds: dict[str, list[tuple[int, int]]] = {}
         self._roomy: dict[str, list[Node]] = {}
         self._all_up: dict[str, bool] = {}  # per type: its roomy nodes all schedulable
         # Free GPUs per (type, pool), until a GPU of the type is taken.
@@ -356,25 +353,23 @@ class PassState:
             seen = kept[gpu_type] = (len(nodes), last, sorted(nodes, key=_NAME))
         return seen[2]
 
-    def flex_holds(self, node: Node) -> list[tuple[int, int]]:
-        """The Flex runs on `node` not being stopped, as (bid, GPUs there), lowest bid
-        first: bids and stops do not change within a pass."""
+    def flex_yield(self, node: Node, bid: int, want: int) -> int:
+        """GPUs on `node` that Flex runs not being stopped hold at a bid no higher than
+        `bid`, counted until `want` are found (a head that bids `bid` could have them
+        once those runs end or are outbid)."""
         name = node.name
-        held = self._flex_holds.get(name)
-        if held is None:
-            held = []
-            jobs, flex = self.g.jobs, Mode.FLEX
-            for h in set(node.holders):  # in any order: the list is sorted whole
-                if h is None:
-                    continue
-                v = jobs[h]
-                if v.mode is flex and not v.stop_reason:
-                    pl = v.placement
-                    if len(pl) == 1:
-                        gpus = len(pl[0].gpus) if pl[0].node == name else 0
-                    else:
-                        gpus = sum(len(p.gpus) for p in pl if p.node == name)
-                    held.append((v.bid, gpus))
-            held.sort()
-            self._flex_holds[name] = held
-        return held
+        jobs, flex = self.g.jobs, Mode.FLEX
+        got = 0
+        for h in set(node.holders):
+            if h is None:
+                continue
+            v = jobs[h]
+            if v.mode is flex and not v.stop_reason and v.bid <= bid:
+                pl = v.placement
+                if len(pl) == 1:
+                    got += len(pl[0].gpus) if pl[0].node == name else 0
+                else:
+                    got += sum(len(p.gpus) for p in pl if p.node == name)
+                if got >= want:
+                    break
+        return got
