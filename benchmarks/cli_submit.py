@@ -47,24 +47,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.leader import config, cpu_s, drained_leader  # noqa: E402
 from benchmarks.machine import machine  # noqa: E402
 
 LOOP_TARGET = 50.0  # submissions per second, sequential (issue 15)
 ARRAY_TARGET_S = 0.2  # 5,000 jobs in one request, durable commit included
-CONFIG = """[cluster]
-name = "cli-bench"
-tick_s = 1.0
-[[node_types]]
-name = "H100"
-rate = 2.5
-[[nodes]]
-name = "node-a"
-fake_gpus = "8xH100-80GB"
-local = true
-[accounts]
-default_balance = 1000000000
-operators = ["bench"]
-"""
 
 
 def skyops_script() -> str:
@@ -105,13 +92,6 @@ def startup(code: str, env: dict, runs: int = 15, python: str = sys.executable) 
     return statistics.median(times)
 
 
-def cpu_s(pid: int) -> float:
-    """CPU seconds (user + system) the process has used: on a loaded machine, the
-    leader's share of a request without the waiting for a core."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def request(sock: Path, payload: dict) -> tuple[float, dict]:
     """One submit over the socket: seconds from the request to the answer."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -132,20 +112,11 @@ def request(sock: Path, payload: dict) -> tuple[float, dict]:
 
 
 def through_skyops(tmp: Path, loop: int, array: int, rounds: int) -> dict:
-    (tmp / "config.toml").write_text(CONFIG)
+    (tmp / "config.toml").write_text(config("cli-bench"))
     env = {**os.environ, "XDG_DATA_HOME": str(tmp / "data"), "SKYOPS_USER": "bench"}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "agent"), env.get("PYTHONPATH", "")])
     base = [skyops_script(), "--config", str(tmp / "config.toml"), "--db", str(tmp / "s.db")]
-    log = (tmp / "serve.log").open("w")
-    leader = subprocess.Popen([*base, "serve"], stdout=log, stderr=subprocess.STDOUT, env=env)
-    try:
-        deadline = time.monotonic() + 60
-        while "leading" not in (tmp / "serve.log").read_text():
-            if time.monotonic() > deadline or leader.poll() is not None:
-                raise RuntimeError("skyops serve did not start: " + (tmp / "serve.log").read_text())
-            time.sleep(0.05)
-        subprocess.run([*base, "nodes", "drain", "node-a"], env=env, check=True,
-                       capture_output=True)  # fmt: skip
+    with drained_leader(tmp, base, env) as leader:
         job = ["submit", "--mode", "priority", "--hours", "1", "--", "sleep", "600"]
         client = installed_client(tmp)
         venv_env = {k: v for k, v in env.items() if k != "PYTHONPATH"}
@@ -179,14 +150,6 @@ def through_skyops(tmp: Path, loop: int, array: int, rounds: int) -> dict:
             "startup_full_s_dev_env": startup("import skyops_tui.cli.main", env),
             "startup_python_s_dev_env": startup("pass", env),
         }
-    finally:
-        leader.terminate()
-        try:
-            leader.wait(30)
-        except subprocess.TimeoutExpired:
-            leader.kill()
-            leader.wait()
-        log.close()
 
 
 def through_slurm(tmp: Path, loop: int, array: int, rounds: int) -> dict | str:

@@ -40,25 +40,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.leader import config, cpu_s, drained_leader  # noqa: E402
 from benchmarks.machine import machine  # noqa: E402
 
 TARGET_MB = 40.0
 BATCH = 5000
 CONNECTIONS = 16
-CONFIG = """[cluster]
-name = "memory-bench"
-tick_s = 1.0
-[[node_types]]
-name = "H100"
-rate = 2.5
-[[nodes]]
-name = "node-a"
-fake_gpus = "8xH100-80GB"
-local = true
-[accounts]
-default_balance = 1000000000
-operators = ["bench"]
-"""
+CONFIG = config("memory-bench")
 IMPORTS = (
     "import skyops_tui.cli.main, skyops_tui.cli.console, skyops_tui.runtime, "
     "skyops_tui.api.server, skyops_tui.fleet.executor, skyops_tui.control.commands"
@@ -72,8 +60,7 @@ def status(pid: int) -> dict[str, float]:
         key, _, value = line.partition(":")
         if key in ("VmRSS", "VmHWM"):
             out[key] = round(int(value.split()[0]) / 1024, 1)
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    out["cpu_s"] = round((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), 2)
+    out["cpu_s"] = round(cpu_s(pid), 2)
     return out
 
 
@@ -207,21 +194,8 @@ def measure(root: Path, live: int, ended: int, every: int, batch_size: int = BAT
         subprocess.run([sys.executable, "-c", f"from skyops_tui.store.db import Store; "
                         f"Store({str(tmp / 's.db')!r}).close()"], env=env, check=True,
                        cwd=tmp)  # fmt: skip
-        log = (tmp / "serve.log").open("w")
-        leader = subprocess.Popen(
-            [*base, "serve"], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp
-        )
         points: list[dict] = []
-        try:
-            deadline = time.monotonic() + 60
-            while "leading" not in (tmp / "serve.log").read_text():
-                if time.monotonic() > deadline or leader.poll() is not None:
-                    raise RuntimeError(
-                        "skyops serve did not start: " + (tmp / "serve.log").read_text()
-                    )
-                time.sleep(0.05)
-            subprocess.run([*base, "nodes", "drain", "node-a"], env=env, check=True,
-                           capture_output=True, cwd=tmp)  # fmt: skip
+        with drained_leader(tmp, base, env, cwd=tmp) as leader:
             t0 = time.perf_counter()
 
             def point(label: str, live_n: int, ended_n: int) -> None:
@@ -257,14 +231,6 @@ def measure(root: Path, live: int, ended: int, every: int, batch_size: int = BAT
             point("after listing every job", live, done)
             for c in clients:
                 c.close()
-        finally:
-            leader.terminate()
-            try:
-                leader.wait(30)
-            except subprocess.TimeoutExpired:
-                leader.kill()
-                leader.wait()
-            log.close()
         return {"points": points, "jobs_query": counted, "floor": floor_and_breakdown(env, live)}
 
 
