@@ -25,6 +25,23 @@ def drained_service(tmp: Path) -> Leader:
     return leader
 
 
+def submitted_in_process(svc: Leader, modules: tuple[str, ...], *flags: str) -> str:
+    """`skyops submit` through cli.entry in a fresh interpreter (with `flags`): its exit
+    code and which of `modules` it imported, as one line."""
+    probe = (
+        "import sys\n"
+        "from skyops_tui.cli.entry import main\n"
+        f"code = main({svc.base[3:]!r} + ['submit', '--mode', 'priority', '--hours', '1',"
+        " '--', 'true'])\n"
+        f"print(code, sorted(m for m in {modules!r} if m in sys.modules))\n"
+    )
+    r = subprocess.run([sys.executable, *flags, "-c", probe], env=svc.env, cwd=REPO,
+                       capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "Submitted priority job true-" in r.stdout, r.stdout
+    return r.stdout.splitlines()[-1]
+
+
 def test_a_loop_of_submissions_gets_one_name_each_from_the_leader(tmp_path):
     """Without --name the leader names each job after its program and id, so calls a
     moment apart never collide (a name made from the client's clock did, within a
@@ -110,23 +127,12 @@ def test_the_lean_path_sends_a_submission_without_the_full_client(tmp_path):
     call's 16 ms."""
     svc = drained_service(tmp_path)
     try:
-        probe = (
-            "import sys\n"
-            "from skyops_tui.cli.entry import main\n"
-            f"code = main({svc.base[3:]!r} + ['submit', '--mode', 'priority', '--hours', '1',"
-            " '--', 'true'])\n"
-            "heavy = sorted(m for m in ('pydantic', 'rich', 'textual', 'skyops_tui.policy.grid',"
-            " 'pathlib', 'tomllib', 'socket', 'typing') if m in sys.modules)\n"
-            "print(code, heavy)\n"
-        )
+        heavy = ("pydantic", "rich", "textual", "skyops_tui.policy.grid", "pathlib", "tomllib",
+                 "socket", "typing")  # fmt: skip
         # -S: no site-packages, whose .pth hooks (an editable install's finder) import
         # pathlib and typing themselves; the tree comes from the cwd, the rest from the
         # standard library alone, so a hand-over to the full client would fail here.
-        r = subprocess.run([sys.executable, "-S", "-c", probe], env=svc.env, cwd=REPO,
-                           capture_output=True, text=True, timeout=60)  # fmt: skip
-        assert r.returncode == 0, r.stderr
-        assert r.stdout.splitlines()[-1] == "0 []", r.stdout
-        assert "Submitted priority job true-" in r.stdout
+        assert submitted_in_process(svc, heavy, "-S") == "0 []"
     finally:
         svc.stop()
 
@@ -156,17 +162,6 @@ def test_a_config_that_names_the_socket_sends_the_lean_client_there(tmp_path):
     svc.start()
     try:
         assert sock.exists() and not (tmp_path / "state.sock").exists()
-        probe = (
-            "import sys\n"
-            "from skyops_tui.cli.entry import main\n"
-            f"code = main({svc.base[3:]!r} + ['submit', '--mode', 'priority', '--hours', '1',"
-            " '--', 'true'])\n"
-            "print(code, 'skyops_tui.cli.main' in sys.modules, 'tomllib' in sys.modules)\n"
-        )
-        r = subprocess.run([sys.executable, "-c", probe], env=svc.env, cwd=REPO,
-                           capture_output=True, text=True, timeout=60)  # fmt: skip
-        assert r.returncode == 0, r.stderr
-        assert r.stdout.splitlines()[-1] == "0 False True", r.stdout
-        assert "Submitted priority job true-" in r.stdout
+        assert submitted_in_process(svc, ("skyops_tui.cli.main", "tomllib")) == "0 ['tomllib']"
     finally:
         svc.stop()
