@@ -15,6 +15,7 @@ stored.py (`Grid.from_stored`), and dry runs use `snapshot()`.
 from __future__ import annotations
 
 import copy
+import functools
 from fractions import Fraction
 from itertools import islice
 from typing import TYPE_CHECKING
@@ -26,6 +27,7 @@ from ..domain.model import (
     HOLDING,
     REVENUE,
     TERMINAL,
+    US,
     Event,
     Job,
     JobState,
@@ -49,6 +51,7 @@ from .admission import from_now, hm
 from .indexes import JobIndex
 from .ledger import Ledger
 from .outbox import Outbox, Price, Records
+from .pricing import PER_HOUR, flex_usage
 from .resident import Archive, JobTable, NameTable
 
 if TYPE_CHECKING:
@@ -56,6 +59,25 @@ if TYPE_CHECKING:
 
 Q, S, R, PR = JobState.QUEUED, JobState.STARTING, JobState.RUNNING, JobState.PREEMPTING
 CLAIM_SLACK_S = 60.0  # beyond the graces, how long a claim keeps its admitted end
+
+# Billing's texts are made of parts that recur: kept, as they come out the same.
+_USAGE = {m: f"{m} usage " for m in Mode}
+_user_account = functools.cache(user_account)
+_rate_text = functools.cache(fmt)
+_SECONDS: dict[float, str] = {}
+
+
+def _seconds_text(secs: float) -> str:
+    """`f"{secs:.0f}"`, kept for positive `secs` only: 0.0 and -0.0 are one key but
+    two texts ("0", "-0")."""
+    text = _SECONDS.get(secs)
+    if text is None:
+        text = f"{secs:.0f}"
+        if secs > 0:
+            if len(_SECONDS) >= 4096:
+                _SECONDS.clear()
+            _SECONDS[secs] = text
+    return text
 
 
 class Grid:
@@ -686,13 +708,17 @@ class Grid:
         processes are known to have stopped working earlier (an exit recorded by the
         agent, a node last heard from). That may lie before the last billing: what was
         charged past it is then credited back, so a bill never depends on when billing
-        ran (docs/modes.md, Billing)."""
-        if job.billed_from is None or job.mode is Mode.COMMIT or job.market is None:
+        ran (docs/modes.md, Billing). Millions of these run in a long simulation: the
+        texts they post are built from parts kept between calls."""
+        billed = job.billed_from
+        mode = job.mode
+        if billed is None or mode is Mode.COMMIT or job.market is None:
             return
         until = now if ended_at is None else min(now, ended_at)
         acc, until = self._run_total(job, until)
-        due = pricing.owed(job.gpu_total, acc) - job.run_charged
-        secs = until - job.billed_from
+        gpus = job.gpu_total
+        due = gpus * acc // PER_HOUR - job.run_charged
+        secs = until - billed
         job.run_acc = acc
         job.run_charged += due
         job.billed_from = until
@@ -700,44 +726,58 @@ class Grid:
         if not due:
             return
         job.charged += due
+        acct = _user_account(job.user)
         if due > 0:
-            if job.mode is Mode.PRIORITY:
-                rate = fmt(self.markets[job.market].rate)
-                what = f"{secs:.0f} s x {job.gpu_total} GPU at {rate}/GPU-h"
+            held = _seconds_text(secs)
+            if mode is Mode.PRIORITY:
+                rate = _rate_text(self.markets[job.market].rate)
+                reason = f"{_USAGE[mode]}{job.name}: {held} s x {gpus} GPU at {rate}/GPU-h"
             else:
-                what = f"{secs:.0f} s x {job.gpu_total} GPU at the clearing price"
-            entries = [(user_account(job.user), -due), (REVENUE, due)]
-            self.post(now, f"{job.mode} usage {job.name}: {what}", entries, job=job.id)
+                reason = f"{_USAGE[mode]}{job.name}: {held} s x {gpus} GPU at the clearing price"
+            self.ledger.transfer(now, reason, acct, REVENUE, due, job.id)
             return
         job.refunded -= due
         back = f"{-secs:.0f} s billed past {why or 'the end of the run'}"
-        entries = [(REVENUE, due), (user_account(job.user), -due)]
-        self.post(now, f"{job.mode} usage credit {job.name}: {back}", entries, job=job.id)
+        reason = f"{mode} usage credit {job.name}: {back}"
+        self.ledger.transfer(now, reason, REVENUE, acct, -due, job.id)
 
     def _run_total(self, job: Job, until: float) -> tuple[int, float]:
         """The run's exact running total at `until` (kept within the run and, for
         Priority, the booking), and that time."""
+        billed = job.billed_from
+        start = job.started_at
+        if start is None:
+            start = billed
+        low = start or until
+        if low > until:
+            until = low
+        priority = job.mode is Mode.PRIORITY
+        end = job.end_at
+        if priority and end is not None:
+            low = start or end
+            if low > end:
+                end = low
+            if end < until:
+                until = end
+        a, b = round((billed or until) * US), round(until * US)
         market = self.markets[job.market or ""]
-        start = job.started_at if job.started_at is not None else job.billed_from
-        until = max(until, start or until)
-        if job.mode is Mode.PRIORITY and job.end_at is not None:
-            until = min(until, max(job.end_at, start or job.end_at))
-        a, b = us(job.billed_from or until), us(until)
-        if job.mode is Mode.PRIORITY:
+        if priority:
             return job.run_acc + market.rate * (b - a), until
         if b >= a:
-            return job.run_acc + pricing.flex_usage(market, job.bid_log, job.bid, a, b), until
-        return job.run_acc - pricing.flex_usage(market, job.bid_log, job.bid, b, a), until
+            return job.run_acc + flex_usage(market, job.bid_log, job.bid, a, b), until
+        return job.run_acc - flex_usage(market, job.bid_log, job.bid, b, a), until
 
     def unbilled(self, job: Job, now: float) -> int:
         """What billing the job now would charge: the price owed, not an estimate."""
         if job.billed_from is None or job.mode is Mode.COMMIT or job.market is None:
             return 0
-        return pricing.owed(job.gpu_total, self._run_total(job, now)[0]) - job.run_charged
+        return job.gpu_total * self._run_total(job, now)[0] // PER_HOUR - job.run_charged
 
     # ------------------------------------------------------------ apply actions
     def apply(self, action: A.Action, now: float) -> None:
         match action:
+            case A.Settle(job=jid):
+                self.settle(self.jobs[jid], now)
             case A.Start(job=jid, placement=pl, market=m, resume=resume):
                 self._start(self.jobs[jid], pl, m, resume, now)
             case A.Preempt(job=jid, cause=cause, for_job=for_job):
@@ -774,8 +814,6 @@ class Grid:
                 self._open_window(self.reservations[name], i, held, now)
             case A.CloseWindow(reservation=name, index=i):
                 self._close_window(self.reservations[name], i, now)
-            case A.Settle(job=jid):
-                self.settle(self.jobs[jid], now)
             case A.SetPrice(gpu_type=t, price=p):
                 market = self.markets[t]
                 if p != market.price:

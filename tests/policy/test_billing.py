@@ -232,3 +232,42 @@ def test_every_example_jobs_charge_matches_the_per_second_oracle(name: str) -> N
         assert job.charged == expected, job.name
         checked += 1
     assert checked
+
+
+def test_each_billing_posts_the_usage_it_charges_in_words_and_to_the_right_accounts():
+    # Minutely billing. p: 2 GPUs at 2.50 for 60 s = 2 x 2,500,000 x 60 / 3600 = 83,333
+    # (the running total 166,666.6 at 120 s floors to 166,666: 83,333 again). f, alone,
+    # pays the floor 0.75: 750,000 x 60 / 3600 = 12,500 a minute.
+    w = World(config("8xH100"))
+    w.priority("p", gpus=2, hours=1, runtime=10_000)
+    w.flex("f", bid=1.80, runtime=10_000, user="bob")
+    for t in (60, 120):  # a pass at each: billing itself does not wake the grid
+        w.run_until(T0 + t)
+    p, f = w.job("p"), w.job("f")
+    posted = [(t.at - T0, t.reason, t.entries) for t in w.transactions if t.job == p.id]
+    assert posted == [
+        (
+            60,
+            "priority usage p: 60 s x 2 GPU at $2.50/GPU-h",
+            [("user:alice", -83_333), ("revenue", 83_333)],
+        ),
+        (
+            120,
+            "priority usage p: 60 s x 2 GPU at $2.50/GPU-h",
+            [("user:alice", -83_333), ("revenue", 83_333)],
+        ),
+    ]
+    posted = [(t.at - T0, t.reason, t.entries) for t in w.transactions if t.job == f.id]
+    assert posted == [
+        (
+            60,
+            "flex usage f: 60 s x 1 GPU at the clearing price",
+            [("user:bob", -12_500), ("revenue", 12_500)],
+        ),
+        (
+            120,
+            "flex usage f: 60 s x 1 GPU at the clearing price",
+            [("user:bob", -12_500), ("revenue", 12_500)],
+        ),
+    ]
+    assert w.violations == []
