@@ -716,7 +716,7 @@ class Grid:
             return
         until = now if ended_at is None else min(now, ended_at)
         acc, until = self._run_total(job, until)
-        gpus = job.gpu_total
+        gpus = job.gpu_total if job.nodes else job.gpus
         due = gpus * acc // PER_HOUR - job.run_charged
         secs = until - billed
         job.run_acc = acc
@@ -728,7 +728,7 @@ class Grid:
         job.charged += due
         acct = _user_account(job.user)
         if due > 0:
-            held = _seconds_text(secs)
+            held = _SECONDS.get(secs) or _seconds_text(secs)
             if mode is Mode.PRIORITY:
                 rate = _rate_text(self.markets[job.market].rate)
                 reason = f"{_USAGE[mode]}{job.name}: {held} s x {gpus} GPU at {rate}/GPU-h"

@@ -168,8 +168,11 @@ def flex_usage(market: Market, bid_log: list[tuple[int, int]], bid: int, a: int,
     i = bisect_right(starts, a) - 1
     price = levels[i] if i >= 0 else market.floor
     n = len(starts)
-    if not bid_log and (i + 1 >= n or starts[i + 1] >= b):
-        return (price if price < bid else bid) * (b - a)  # one price all along: most bills
+    # The bid all along [a, b) when it did not change there (a job's log opens at its
+    # submission, so most have one entry).
+    cap: int | None = bid if not bid_log else bid_log[-1][1] if bid_log[-1][0] <= a else None
+    if cap is not None and (i + 1 >= n or starts[i + 1] >= b):
+        return (price if price < cap else cap) * (b - a)  # one price, one bid: most bills
     if bid_log:
         j = bisect_right(bid_log, (a, float("inf"))) - 1
         cap = bid_log[j][1] if j >= 0 else bid_log[0][1]

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from skyops_tui.domain.config import load_config
-from skyops_tui.domain.model import JobState, Mode, NodeStatus
+from skyops_tui.domain.model import JobState, Market, Mode, NodeStatus
+from skyops_tui.policy import pricing
 from skyops_tui.scheduler.executor import NodeChanged
 from skyops_tui.sim.simulator import simulate
 from skyops_tui.sim.trace import parse_lines, read_trace
@@ -271,3 +272,16 @@ def test_each_billing_posts_the_usage_it_charges_in_words_and_to_the_right_accou
         ),
     ]
     assert w.violations == []
+
+
+def test_flex_usage_takes_the_bid_in_force_each_microsecond_whether_or_not_it_changed():
+    # One price, 0.50 from t=0; the bid is 0.40 until t=10, then 0.60. Per GPU-hour
+    # price x microseconds: [20, 30) at 0.50 (under the bid), [5, 15) at 0.40 then 0.50,
+    # [0, 10) at 0.40; and a log whose one entry opens at the start of the span.
+    m = Market("H100", micro(2.50), FLOOR, FLOOR)
+    m.set_price(micro(0.50), 0)
+    log = [(0, micro(0.40)), (10, micro(0.60))]
+    assert pricing.flex_usage(m, log, micro(0.60), 20, 30) == 500_000 * 10
+    assert pricing.flex_usage(m, log, micro(0.60), 5, 15) == 400_000 * 5 + 500_000 * 5
+    assert pricing.flex_usage(m, log, micro(0.60), 0, 10) == 400_000 * 10
+    assert pricing.flex_usage(m, [(20, micro(0.40))], micro(0.40), 20, 30) == 400_000 * 10
