@@ -51,7 +51,7 @@ from .admission import from_now, hm
 from .indexes import JobIndex
 from .ledger import Ledger
 from .outbox import Outbox, Price, Records
-from .pricing import PER_HOUR, flex_usage
+from .pricing import flex_usage
 from .resident import Archive, JobTable, NameTable
 
 if TYPE_CHECKING:
@@ -716,8 +716,8 @@ class Grid:
             return
         until = now if ended_at is None else min(now, ended_at)
         acc, until = self._run_total(job, until)
-        gpus = job.gpu_total if job.nodes else job.gpus
-        due = gpus * acc // PER_HOUR - job.run_charged
+        gpus = job.gpu_total
+        due = pricing.owed(gpus, acc) - job.run_charged
         secs = until - billed
         job.run_acc = acc
         job.run_charged += due
@@ -771,7 +771,7 @@ class Grid:
         """What billing the job now would charge: the price owed, not an estimate."""
         if job.billed_from is None or job.mode is Mode.COMMIT or job.market is None:
             return 0
-        return job.gpu_total * self._run_total(job, now)[0] // PER_HOUR - job.run_charged
+        return pricing.owed(job.gpu_total, self._run_total(job, now)[0]) - job.run_charged
 
     # ------------------------------------------------------------ apply actions
     def apply(self, action: A.Action, now: float) -> None:
