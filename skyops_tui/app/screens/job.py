@@ -74,9 +74,10 @@ class JobScreen(JobActions, SkyScreen):
 
     def refresh_view(self) -> None:
         job = self.job
-        if job is None:
+        panel = next(self.query("#job-fields").results(Static), None)
+        if job is None or panel is None:  # no job, or the screen is closing
             return
-        self.query_one("#job-fields", Static).update(self.fields(job))
+        panel.update(self.fields(job))
         self.show_events(job)
         self.follow_logs()
         self.follow_checkpoint(job)
@@ -226,38 +227,47 @@ class JobScreen(JobActions, SkyScreen):
         self.log_lines = []
         self.action_logs()
 
+    def _log_panel(self) -> Log | None:
+        """The log panel, or None once the screen is closing (its widgets removed): a
+        read of the tail that was under way when the screen closed lands in nothing."""
+        found = self.query("#job-log").results(Log)
+        return next(found, None)
+
     @work(exclusive=True, group="logs")
     async def load_logs(self) -> None:
         """Read the tail through the executor (SSH for a real node): never on the UI's
         own time. Rewrites the panel only when the tail changed, and keeps it at the end."""
         job = self.job
-        log = self.query_one("#job-log", Log)
-        if job is None:
+        log = self._log_panel()
+        if job is None or log is None:
             return
         self.log_read_at = time.monotonic()
         if not self.log_lines:
-            self._show_log([f"reading the log of {job.name}..."])
+            self._show_log(log, [f"reading the log of {job.name}..."])
         try:
             lines = await self.runtime.executor.logs(job, self.stream, LOG_LINES)
         except Exception as e:  # an unreachable node must not crash the console
-            self._show_log([f"could not read the log: {e}"])
+            lines, failed = [f"could not read the log: {e}"], True
+        else:
+            lines, failed = list(lines) or [f"({self.stream} is empty)"], False
+        if not log.is_attached:  # the screen closed while the tail was read
             return
-        self._show_log(list(lines) or [f"({self.stream} is empty)"])
-        log.scroll_end(animate=False)
+        self._show_log(log, lines)
+        if not failed:
+            log.scroll_end(animate=False)
 
-    def _show_log(self, lines: list[str]) -> None:
+    def _show_log(self, log: Log, lines: list[str]) -> None:
         if lines == self.log_lines:
             return
         self.log_lines = lines
-        log = self.query_one("#job-log", Log)
         log.clear()
         log.write_lines(lines)
         self.call_after_refresh(log.scroll_end, animate=False)
 
     def follow_logs(self) -> None:
         """While the log panel is open, read the tail again every few seconds."""
-        log = self.query_one("#job-log", Log)
-        if log.display and time.monotonic() - self.log_read_at >= LOG_FOLLOW_S:
+        log = self._log_panel()
+        if log is not None and log.display and time.monotonic() - self.log_read_at >= LOG_FOLLOW_S:
             self.load_logs()
 
 
