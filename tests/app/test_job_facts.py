@@ -126,6 +126,38 @@ async def test_preempted_jobs_show_their_last_checkpoint_and_the_work_they_lost(
         kill_leftover_jobs(tmp_path)
 
 
+async def test_a_log_read_landing_while_the_detail_closes_is_dropped(tmp_path):
+    """A closing screen is taken apart child by child; a log read (a worker) or a
+    refresh that lands in between finds no log panel. It drops what it read: a failed
+    worker ends the console (seen once, under load, in the test above)."""
+    rt = make_runtime(tmp_path)
+    app = SkyopsApp(rt)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(
+                pilot,
+                lambda: all(n.status.value == "up" for n in rt.grid.nodes.values()),
+                "every node up",
+                timeout=20,
+            )
+            job = rt.scheduler.submit(
+                JobSpec(name="talker", user="kim", mode="flex", gpus=1, gpu_type="H100",
+                        bid=1.0, argv=demo_argv(4000, 0.05))
+            )  # fmt: skip
+            await wait_for(pilot, lambda: job.state is JobState.RUNNING, "running", timeout=20)
+            screen = await open_detail(pilot, app, job)
+            await pilot.press("l")
+            await wait_for(pilot, lambda: "step " in log_text(app), "the log shown", 20)
+            await screen.query_one("#job-log", Log).remove()  # as closing does: children first
+            screen.refresh_view()
+            screen.load_logs()
+            await screen.workers.wait_for_complete()
+            await pilot.pause()
+            assert app.is_running and app.screen is screen
+    finally:
+        kill_leftover_jobs(tmp_path)
+
+
 async def test_a_failed_job_opens_on_its_stderr_with_the_exit_reason(tmp_path):
     rt = make_runtime(tmp_path)
     app = SkyopsApp(rt)
