@@ -44,6 +44,15 @@ def log_text(app) -> str:
     return "\n".join(str(line) for line in app.screen.query_one("#job-log", Log).lines)
 
 
+async def nodes_up(pilot, rt) -> None:
+    await wait_for(
+        pilot,
+        lambda: all(n.status.value == "up" for n in rt.grid.nodes.values()),
+        "every node up",
+        timeout=20,
+    )
+
+
 async def open_detail(pilot, app, job) -> JobScreen:
     app.show_job(job.id)
     await wait_for(
@@ -62,12 +71,7 @@ async def test_preempted_jobs_show_their_last_checkpoint_and_the_work_they_lost(
     app = SkyopsApp(rt)
     try:
         async with app.run_test(size=SIZE) as pilot:
-            await wait_for(
-                pilot,
-                lambda: all(n.status.value == "up" for n in rt.grid.nodes.values()),
-                "every node up",
-                timeout=20,
-            )
+            await nodes_up(pilot, rt)
             saver = rt.scheduler.submit(
                 JobSpec(name="saver", user="kim", mode="flex", gpus=4, gpu_type="H100",
                         bid=1.0, argv=demo_argv(4000, 0.05))
@@ -134,12 +138,7 @@ async def test_a_log_read_landing_while_the_detail_closes_is_dropped(tmp_path):
     app = SkyopsApp(rt)
     try:
         async with app.run_test(size=SIZE) as pilot:
-            await wait_for(
-                pilot,
-                lambda: all(n.status.value == "up" for n in rt.grid.nodes.values()),
-                "every node up",
-                timeout=20,
-            )
+            await nodes_up(pilot, rt)
             job = rt.scheduler.submit(
                 JobSpec(name="talker", user="kim", mode="flex", gpus=1, gpu_type="H100",
                         bid=1.0, argv=demo_argv(4000, 0.05))
@@ -199,12 +198,7 @@ async def test_a_demo_launch_as_the_form_stands_runs_the_example_job(tmp_path):
     app = SkyopsApp(rt)
     try:
         async with app.run_test(size=SIZE) as pilot:
-            await wait_for(
-                pilot,
-                lambda: all(n.status.value == "up" for n in rt.grid.nodes.values()),
-                "every node up",
-                timeout=20,
-            )
+            await nodes_up(pilot, rt)
             await pilot.press("n")
             await wait_for(pilot, lambda: isinstance(app.screen, LaunchScreen), "launch form")
             form = app.screen
