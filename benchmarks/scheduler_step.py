@@ -19,7 +19,9 @@ Left out: the fleet. The executor here records what it is handed and reports a s
 at once and a stop as exited by the next step (the simulated agents' contract, with no
 simulated work); a real `FleetExecutor` sends each action to an agent over SSH
 asynchronously, off this step. The group-commit fsync is not in a step (a step answers
-no client; docs/store.md "Durability").
+no client; docs/store.md "Durability"). The WAL is checkpointed by the store's own
+thread, as a leader's is (`Store.checkpoint_in_background`): its I/O runs beside the
+steps, on this machine's other core, not inside one.
 """
 
 from __future__ import annotations
@@ -75,6 +77,7 @@ def measure(nodes: int, queued: int, passes: int, seed: int, folder: Path, profi
     g, w, _d, now, state = build(nodes, queued, seed)
     clock = ManualClock(now)
     store = Store(folder / f"step-{nodes}.db")
+    store.checkpoint_in_background()  # as a leader's store does (Runtime._lead)
     # The store starts holding the built grid, as a console's would.
     g.dirty_jobs.update(g.jobs)
     g.dirty_nodes.update(g.nodes)

@@ -412,6 +412,8 @@ class Runtime:
 
     async def _lead(self) -> None:
         self.engine.lost = False
+        if self.store is not None:
+            self.store.checkpoint_in_background()  # no checkpoint stalls a pass
         await self.executor.start(self.store.grid_id if self.store is not None else "")
         self.local.start()
         self._started = True

@@ -13,6 +13,7 @@ statements on the bare connection, since it runs on every scheduling pass.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sqlite3
 import threading
@@ -65,10 +66,14 @@ from .schema import SCHEMA_VERSION, StoreError, migrate, schema_version
 if TYPE_CHECKING:
     from sqlite_utils import Database
 
+log = logging.getLogger(__name__)
+
 BUSY_TIMEOUT_S = 10.0
 # Pages the WAL may reach before a commit checkpoints it (SQLite's default is 1000). A
 # checkpoint syncs to disk; fewer, larger ones keep bursts of small commits fast.
 WAL_AUTOCHECKPOINT = 4000
+# How often a leader's checkpoint thread looks for new commits (`checkpoint_in_background`).
+CHECKPOINT_EVERY_S = 1.0
 COUNTERS = ("next_job_id", "next_res_id", "next_seq")
 # The ended jobs a long-running leader keeps in memory (`Store.keep_ended`): the latest
 # thousand, a few MB at most, so its memory stays flat however long its history grows.
@@ -285,6 +290,9 @@ class Store:
         self.fsyncs = 0
         self._dir_synced = False
         self._flush: asyncio.Task[None] | None = None
+        self.checkpoints = 0  # done by `checkpoint_in_background`'s thread
+        self._checkpointer: threading.Thread | None = None
+        self._stop_checkpoints = threading.Event()
         try:
             # isolation_level=None: no implicit transactions; every write below is either a
             # single statement or inside an explicit BEGIN IMMEDIATE ... COMMIT.
@@ -328,8 +336,48 @@ class Store:
 
     # ------------------------------------------------------------ plumbing
     def close(self) -> None:
+        self._stop_checkpoints.set()
+        if self._checkpointer is not None:
+            self._checkpointer.join()
+            self._checkpointer = None
         with self._lock:
             self.conn.close()
+
+    def checkpoint_in_background(self, every_s: float = CHECKPOINT_EVERY_S) -> None:
+        """Checkpoint the WAL from a thread of its own, never inside a write: a commit
+        that reaches `wal_autocheckpoint` copies the WAL into the file and fsyncs it
+        before it returns, a stall of 10-20 ms in the scheduling pass that made it
+        (docs/benchmarks.md §8). A leader calls this; its writes then only append to
+        the WAL, and a PASSIVE checkpoint (which waits for no reader or writer) runs
+        every `every_s` seconds in which something was committed. Stopped by `close`."""
+        if self._checkpointer is not None:
+            return
+        with self._lock:
+            self.conn.execute("PRAGMA wal_autocheckpoint = 0")
+        self._stop_checkpoints.clear()
+        self._checkpointer = threading.Thread(
+            target=self._checkpoint_loop, args=(every_s,), name="skyops-checkpoint", daemon=True
+        )
+        self._checkpointer.start()
+
+    def _checkpoint_loop(self, every_s: float) -> None:
+        conn: sqlite3.Connection | None = None
+        done = self.commits
+        try:
+            while not self._stop_checkpoints.wait(every_s):
+                if self.commits == done:
+                    continue
+                done = self.commits
+                try:
+                    if conn is None:
+                        conn = sqlite3.connect(str(self.path), timeout=self.busy_timeout_s)
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    self.checkpoints += 1
+                except sqlite3.Error as e:  # a full disk, a file gone: the next round retries
+                    log.debug("background checkpoint of %s failed: %s", self.path, e)
+        finally:
+            if conn is not None:
+                conn.close()
 
     def __enter__(self) -> Store:
         return self

@@ -4,6 +4,7 @@ continue exactly where the last one stopped."""
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from pathlib import Path
@@ -32,6 +33,7 @@ from skyops_tui.sim.agents import SimExecutor
 from skyops_tui.store import SCHEMA_VERSION, SchemaTooNew, Store, StoreError
 from skyops_tui.store import schema as schema_mod
 from skyops_tui.store.codec import JOB_COLUMNS, RESERVATION_COLUMNS
+from tests.waiting import wait_for
 
 T0 = 1_767_225_600.0  # 2026-01-01 00:00 UTC
 RICH = 1_000_000 * MICRO
@@ -852,3 +854,27 @@ def test_arrays_written_in_one_transaction_keep_each_jobs_own_lists(tmp_path):
     assert got["arr1-0"] == (["python", "b.py", "--x"], {})
     assert got["arr2-7"] == (["1"], {"K": "2"})
     assert got["solo"] == (["python", "a.py"], {"K": "9"})
+
+
+def test_a_leaders_writes_reach_the_file_through_a_checkpoint_thread(tmp_path):
+    """With `checkpoint_in_background` no commit checkpoints (a checkpoint's copy and
+    fsync stalled the scheduling pass that made it): the thread does, so what is
+    written reaches the database file itself while the leader runs, and the WAL does
+    not grow without end."""
+    c = Console(tmp_path / "skyops.db")
+    c.store.checkpoint_in_background(every_s=0.02)
+    assert c.store.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    c.account("bob")
+    for k in range(200):
+        c.submit(f"j{k}", "flex", gpus=1, bid=1.0, argv=("train",))
+
+    def jobs_in_the_file() -> int:
+        # immutable=1: the database file alone, without the WAL's frames
+        uri = f"file:{tmp_path / 'skyops.db'}?immutable=1"
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
+            return conn.execute("SELECT count(*) FROM jobs").fetchone()[0]
+
+    wait_for(lambda: jobs_in_the_file() == 200, "the jobs checkpointed into the file")
+    assert c.store.checkpoints >= 1
+    c.store.close()  # stops the thread: nothing is left running
+    assert c.store._checkpointer is None
