@@ -213,13 +213,18 @@ class ApiServer:
         if kind == "jobs":
             from .views import job_json
 
+            after, limit = _page(p)
             rows = []
-            for j in _jobs_asked(grid, p):
+            more = None
+            for j in _jobs_asked(grid, p, after):
+                if limit is not None and len(rows) == limit:
+                    more = rows[-1]["id"]
+                    break
                 row = job_json(grid, j)
                 if not caller.may_see(j.user):
                     row.update(command=None, charged=None)
                 rows.append(row)
-            return {"now": now, "jobs": rows}
+            return {"now": now, "jobs": rows, "next": more}
         if kind == "status":
             from .views import status_json
 
@@ -368,10 +373,29 @@ class Invalid(Refused):
     own, flag-named message (docs/api.md)."""
 
 
-def _jobs_asked(grid: Any, p: dict) -> Iterable[Job]:
-    """The jobs a `jobs` query asks for, by id: `names` (those of them that exist),
-    else with `live` the unfinished ones (all in memory: no store read), else every
-    job ever admitted (those that left memory read back a page at a time)."""
+# The most jobs one answer to a paged `jobs` query holds (its `limit`).
+JOBS_PAGE_MAX = 10_000
+
+
+def _page(p: dict) -> tuple[int, int | None]:
+    """A `jobs` query's page: jobs with ids above `after`, at most `limit` of them (no
+    limit: every job asked for, in one answer, as before paging existed)."""
+    after = p.get("after", 0)
+    if not isinstance(after, int) or isinstance(after, bool) or after < 0:
+        raise Invalid("after: must be a job id (an integer, 0 or more)")
+    limit = p.get("limit")
+    if limit is not None and (
+        not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= JOBS_PAGE_MAX
+    ):
+        raise Invalid(f"limit: must be an integer from 1 to {JOBS_PAGE_MAX:,}")
+    return after, limit
+
+
+def _jobs_asked(grid: Any, p: dict, after: int = 0) -> Iterable[Job]:
+    """The jobs a `jobs` query asks for, by id, from above `after`: `names` (those of
+    them that exist), else with `live` the unfinished ones (all in memory: no store
+    read), else every job ever admitted (those that left memory read back a page at a
+    time, from `after` on)."""
     from ..policy.resident import every_job
 
     names = p.get("names")
@@ -379,10 +403,11 @@ def _jobs_asked(grid: Any, p: dict) -> Iterable[Job]:
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise Invalid("names: must be a list of job names")
         found = (grid.jobs.get(grid.job_names.get(n)) for n in dict.fromkeys(names))
-        return sorted((j for j in found if j is not None), key=lambda j: j.id)
+        return sorted((j for j in found if j is not None and j.id > after), key=lambda j: j.id)
     if p.get("live"):
-        return sorted((j for j in grid.jobs.values() if not j.finished), key=lambda j: j.id)
-    return every_job(grid.jobs)
+        live = (j for j in grid.jobs.values() if not j.finished and j.id > after)
+        return sorted(live, key=lambda j: j.id)
+    return every_job(grid.jobs, after)
 
 
 def _text(p: dict, key: str, default: str) -> str:

@@ -220,6 +220,39 @@ def _ask(t: Target, type_: str, kind: str, payload: dict | None = None) -> Any:
     return asyncio.run(go())
 
 
+# Jobs asked of the leader per answer when listing them: a long history goes over the
+# socket a page at a time, so neither side holds more than a page of rows for it.
+JOBS_PAGE = 2_000
+
+
+def _ask_jobs(t: Target, payload: dict | None = None) -> Any:
+    """The `jobs` query, page by page over one connection: (rows, now), or NO_LEADER
+    as `_ask` answers it."""
+    from ..api.client import ApiClient, NoLeader
+
+    async def go() -> Any:
+        try:
+            client = await ApiClient.connect(t.socket)
+        except NoLeader:
+            if not t.client_only:
+                return NO_LEADER
+            raise no_scheduler(t) from None
+        rows: list[dict] = []
+        after = 0
+        try:
+            while True:
+                asked = {**(payload or {}), "after": after, "limit": JOBS_PAGE}
+                got = await client.request("query", "jobs", asked)
+                rows += got["jobs"]
+                if got.get("next") is None:
+                    return rows, got["now"]
+                after = got["next"]
+        finally:
+            await client.close()
+
+    return asyncio.run(go())
+
+
 def db_of(args: argparse.Namespace) -> Path:
     """The state file the arguments name: --db, else a real grid's or the demo's."""
     if getattr(args, "db", None):
@@ -381,7 +414,10 @@ def _wait_remote(t: Target, names: list[str], console: Console, as_json: bool) -
     line_out = Console(stderr=True, highlight=False) if as_json else console
     seen: dict[str, tuple] = {}
     while True:
-        got = _ask(t, "query", "jobs", {"names": names})["jobs"]
+        asked = _ask_jobs(t, {"names": names})
+        if asked is NO_LEADER:  # the leader went away while we waited
+            raise no_scheduler(t)
+        got, _now = asked
         rows = {r["name"]: r for r in got if r["name"] in names}
         for n, r in rows.items():
             key = (r["state"], r["runs"], r["preemptions"])
@@ -661,9 +697,9 @@ def cmd_jobs(args: argparse.Namespace, console: Console) -> int:
     """`skyops jobs`: live jobs (all with --all), oldest first."""
     t = _target(args)
     # Only the live ones when that is all it shows: a long history stays in the store.
-    got = _ask(t, "query", "jobs", None if args.all or args.state else {"live": True})
+    got = _ask_jobs(t, None if args.all or args.state else {"live": True})
     if got is not NO_LEADER:
-        all_rows, now = got["jobs"], got["now"]
+        all_rows, now = got
     else:
         with _snapshot(t) as snap:
             grid = snap.grid

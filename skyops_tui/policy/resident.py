@@ -29,7 +29,7 @@ class Archive(Protocol):
         """Those of `names` the archive holds a job under."""
         ...
 
-    def archived_jobs(self) -> Iterator[Job]:
+    def archived_jobs(self, after: int = 0) -> Iterator[Job]:
         """Every job the archive holds, by id."""
         ...
 
@@ -110,17 +110,17 @@ class NameTable(dict[str, int]):
         return [n for n in names if dict.__contains__(self, n) or n in held]
 
 
-def every_job(jobs: JobTable) -> Iterator[Job]:
-    """Every job ever admitted, by id: the ones in memory, and with an archive bound the
-    ended ones that left it, read a page at a time and not kept (a listing of a long
-    history does not bring it back into memory). A job in memory is the one given,
-    since its row may lag it by a pass."""
-    resident = sorted(jobs.values(), key=lambda j: j.id)
+def every_job(jobs: JobTable, after: int = 0) -> Iterator[Job]:
+    """Every job ever admitted with an id above `after`, by id: the ones in memory, and
+    with an archive bound the ended ones that left it, read a page at a time and not
+    kept (a listing of a long history does not bring it back into memory). A job in
+    memory is the one given, since its row may lag it by a pass."""
+    resident = sorted((j for j in jobs.values() if j.id > after), key=lambda j: j.id)
     if jobs.archive is None:
         yield from resident
         return
     i, n = 0, len(resident)
-    for job in jobs.archive.archived_jobs():
+    for job in jobs.archive.archived_jobs(after):
         while i < n and resident[i].id < job.id:
             yield resident[i]
             i += 1

@@ -781,10 +781,9 @@ class Store:
                 found.update(n for (n,) in self.conn.execute(sql, chunk))
         return found
 
-    def archived_jobs(self) -> Iterator[Job]:
-        """Every job row, by id, read a page at a time (a long history is never in
-        memory at once)."""
-        after = 0
+    def archived_jobs(self, after: int = 0) -> Iterator[Job]:
+        """Every job row with an id above `after`, by id, read a page at a time (a long
+        history is never in memory at once)."""
         while True:
             with self._lock:
                 rows = self._rows(

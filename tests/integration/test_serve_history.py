@@ -78,3 +78,51 @@ def test_old_ended_jobs_answer_as_before_and_jobs_asks_for_the_live_ones(tmp_pat
         for c in conns:
             c.s.close()
         leader.stop()
+
+
+def test_a_history_longer_than_a_page_is_listed_a_page_at_a_time(tmp_path):
+    """`skyops jobs --all` asks for JOBS_PAGE jobs an answer (docs/api.md, paging): a
+    listing longer than a page has every job once, in id order, across the jobs the
+    leader keeps in memory and the ended ones it reads back from the store; a page
+    chain by hand (`limit`, `after`, `next`) gives the same jobs."""
+    from skyops_tui.cli.headless import JOBS_PAGE
+
+    leader = Leader(tmp_path)
+    leader.start()
+    conn = None
+    try:
+        assert leader.cli("nodes", "drain", "node-a").returncode == 0
+        conn = Conn(tmp_path / "state.sock")
+        spec = {"name": "old", "mode": "priority", "hours": 1, "gpus": 1, "argv": ["true"]}
+        spec["user"] = conn.hello["user"]
+        old = conn.ask("command", "submit", {"spec": spec, "count": ENDED})["jobs"]
+        for j in old:
+            conn.ask("command", "cancel", {"ref": j["name"]})
+        waiting = conn.ask("command", "submit", {"spec": {**spec, "name": "q"}, "count": JOBS_PAGE})
+        ids = [j["id"] for j in old + waiting["jobs"]]
+        assert len(ids) > JOBS_PAGE
+
+        every = leader.json("jobs", "--all")
+        assert [j["id"] for j in every] == ids
+        assert [j["state"] for j in every] == ["cancelled"] * ENDED + ["queued"] * JOBS_PAGE
+
+        chained, after, pages = [], 0, 0
+        while after is not None:
+            page = conn.ask("query", "jobs", {"limit": 700, "after": after})
+            assert len(page["jobs"]) <= 700
+            chained += [j["id"] for j in page["jobs"]]
+            after, pages = page["next"], pages + 1
+        assert chained == ids and pages == -(-len(ids) // 700)
+        live = conn.ask("query", "jobs", {"live": True, "limit": 10, "after": ids[-3]})
+        assert [j["id"] for j in live["jobs"]] == ids[-2:] and live["next"] is None
+
+        for payload, field in (({"limit": 0}, "limit"), ({"after": -1}, "after")):
+            conn.f.write((json.dumps({"v": API_VERSION, "type": "query", "id": 99,
+                                      "kind": "jobs", "payload": payload}) + "\n").encode())  # fmt: skip
+            conn.f.flush()
+            reply = json.loads(conn.f.readline())
+            assert reply["type"] == "error" and reply["message"].startswith(f"{field}:"), reply
+    finally:
+        if conn is not None:
+            conn.s.close()
+        leader.stop()
