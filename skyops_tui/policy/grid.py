@@ -114,6 +114,11 @@ class Grid:
         self.ledger = Ledger(self.outbox)
         # The simulator's wake-up times read the unfinished reservations each pass.
         self._live: tuple[int, list[Reservation]] = (-1, [])
+        # Per node type, a count raised whenever anything about who holds its GPUs, on
+        # what terms, changes (holders, reservations, a node's status or drain, a holding
+        # job's state, stop or bid): a verdict the planner keeps for a type
+        # (planner/memo.py) stands only while the count it was judged at does.
+        self.holds_rev: dict[str, int] = dict.fromkeys(self.by_type, 0)
         for nc in cfg.all_nodes():
             self.add_node(
                 Node(
@@ -272,7 +277,18 @@ class Grid:
             raise Refused(f"node {node.name}: gpu type {node.gpu_type} has no price")
         self.nodes[node.name] = node
         self.by_type[node.gpu_type].append(node)
+        self._touch_node(node)
         self.outbox.dirty_nodes.add(node.name)
+
+    def _touch_node(self, node: Node) -> None:
+        self.holds_rev[node.gpu_type] = self.holds_rev.get(node.gpu_type, 0) + 1
+
+    def _touch_job(self, job: Job) -> None:
+        """The job's hold on its GPUs changed: void the verdicts kept for their type."""
+        nodes, rev = self.nodes, self.holds_rev
+        for p in job.placement:
+            t = nodes[p.node].gpu_type
+            rev[t] = rev.get(t, 0) + 1
 
     # --------------------------------------------------------------- accounts
     def balance(self, user: str) -> int:
@@ -336,6 +352,8 @@ class Grid:
         self._unindex(job)
         job.state = new
         self._index(job)
+        if job.placement:
+            self._touch_job(job)
         if old is PR and self.preempted_at:
             self.preempted_at.pop(job.id, None)
             self.calling_off.pop(job.id, None)
@@ -461,6 +479,7 @@ class Grid:
         self._unindex(job)
         job.stop_reason = str(outcome)
         self._index(job)
+        self._touch_job(job)
         self.outbox.dirty_jobs.add(job.id)
         self._event(now, job, "stop", cause)
         return A.Stop(job.id, outcome, cause)
@@ -487,6 +506,7 @@ class Grid:
         self._unindex(job)
         job.bid = micro
         self._index(job)
+        self._touch_job(job)
         self.outbox.dirty_jobs.add(job.id)
         self._event(now, job, "bid", f"bid changed from {fmt(old)} to {fmt(micro)}")
         return job
@@ -684,6 +704,7 @@ class Grid:
             if node.reserved[idx] == res.name:
                 node.reserved[idx] = None
                 node.recount()
+                self._touch_node(node)
                 self.outbox.dirty_nodes.add(node_name)
         res.held = []
         res.active_window = None
@@ -835,6 +856,7 @@ class Grid:
                     raise AssertionError(f"GPU {p.node}:{i} already held by job {node.holders[i]}")
                 node.holders[i] = job.id
             node.recount()
+            self._touch_node(node)
             self.outbox.dirty_nodes.add(p.node)
         job.stop_reason = None
         # A run is numbered when it is decided, and the number is written with the
@@ -879,6 +901,7 @@ class Grid:
                 if node.holders[i] == job.id:
                     node.holders[i] = None
             node.recount()
+            self._touch_node(node)
             self.outbox.dirty_nodes.add(p.node)
         self._unindex(job)
         job.placement = []
@@ -943,6 +966,7 @@ class Grid:
             return []
         old = node.status
         node.status = status
+        self._touch_node(node)
         self.outbox.dirty_nodes.add(name)
         self.outbox.events.append(
             Event(now, "node", cause or f"node {status}", node=name, old=str(old), new=str(status))
@@ -970,6 +994,7 @@ class Grid:
                 self.settle(job, now, since, f"when {lost} was last heard from")
                 job.billed_from = None
                 job.stop_reason = "paused" if outcome is JobState.PAUSED else str(outcome)
+                self._touch_job(job)
                 self.outbox.dirty_jobs.add(job.id)
                 if job.mode is Mode.FLEX:
                     self.set_state(job, PR, now, why)
@@ -1011,6 +1036,7 @@ class Grid:
             raise Refused(f"node {name} is not drained")
         old = "drained" if node.drained is not None else "schedulable"
         node.drained = note
+        self._touch_node(node)
         self.outbox.dirty_nodes.add(name)
         new = "drained" if note is not None else "schedulable"
         self.outbox.events.append(Event(now, "node", cause, node=name, old=old, new=new))
@@ -1034,6 +1060,7 @@ class Grid:
             node = self.nodes[node_name]
             node.reserved[i] = res.name
             node.recount()
+            self._touch_node(node)
             self.outbox.dirty_nodes.add(node_name)
         res.held = res.held + list(held) if not first else list(held)
         if first:

@@ -11,28 +11,65 @@ counts), so the price never depends on how soon the next pass runs.
 from __future__ import annotations
 
 import heapq
+import weakref
 from collections.abc import Iterator
 
 from ...domain.model import Job, Node
 from .. import actions as A
+from ..grid import Grid
 from ..pricing import clearing_price
 from .state import FLEX_POOL, PassState
 from .victims import choose_victims
 
 BookEntry = tuple[int, int, int]  # an entry of Grid.flex_book: (-bid, seq, id)
 
+# Per grid and type, the last head `hold_flex_head` found no node for in a pass that had
+# touched nothing of the type: (Grid.holds_rev of the type, bid, gpus, nodes).
+_NO_HEAD: weakref.WeakKeyDictionary[Grid, dict[str, tuple[int, int, int, int]]] = (
+    weakref.WeakKeyDictionary()
+)
+# Tests set this: a kept verdict is judged again and must come out the same.
+CHECK_KEPT = False
+
 
 def hold_flex_head(s: PassState, job: Job, nodes: list[Node]) -> int:
     """Keep for a blocked large bid the node (a gang: nodes) with the most GPUs free
     or being freed, so smaller, lower bids do not starve it; returns GPUs kept.
 
+    Most passes find no node for the same head as the pass before (every node held
+    at higher bids or by other modes). A verdict of none, judged on the grid as it is
+    (a pass that had touched nothing of the type), stands while nothing about who
+    holds the type's GPUs changes (`Grid.holds_rev`) and the pass stops no job there:
+    GPUs taken or claimed in a pass, and nodes held for other heads, only leave
+    fewer nodes that qualify."""
+    if not nodes:
+        return 0
+    t = nodes[0].gpu_type
+    g = s.g
+    kept = _NO_HEAD.get(g)
+    if kept is None:
+        kept = _NO_HEAD[g] = {}
+    unstopped = t not in s.stopped_types
+    key = (g.holds_rev.get(t, 0), job.bid, job.gpus, job.nodes)
+    if unstopped and kept.get(t) == key:
+        if CHECK_KEPT and _hold_flex_head(s, job, nodes, t) is not None:
+            raise AssertionError(f"{job.name}: a head kept as blocked in {t} found nodes")
+        return 0
+    got = _hold_flex_head(s, job, nodes, t)
+    if got is None:
+        if unstopped and t not in s.touched:
+            kept[t] = key
+        return 0
+    return got
+
+
+def _hold_flex_head(s: PassState, job: Job, nodes: list[Node], t: str) -> int | None:
+    """`hold_flex_head` judged afresh; None when no node qualifies (nothing changed).
+
     The nodes are taken in (most free or being freed, name) order; on a full grid
     most have none, so those are judged by name only until enough qualify, not all
     of them (a walk of every node per pass was the planner's largest cost)."""
-    if not nodes:
-        return 0
     k = job.nodes or 1
-    t = nodes[0].gpu_type
     heads = s.head_nodes
 
     def qualifies(n: Node, ok: int) -> bool:
@@ -68,7 +105,7 @@ def hold_flex_head(s: PassState, job: Job, nodes: list[Node]) -> int:
             if n.name not in picked and room(n) == 0 and qualifies(n, 0):
                 chosen.append(n)
     if len(chosen) < k:
-        return 0
+        return None
     kept = 0
     for node in chosen:
         idx = s.free_indices(node, FLEX_POOL)

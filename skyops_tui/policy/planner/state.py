@@ -77,6 +77,11 @@ class PassState:
         self.head_free: dict[str, list[int]] = {}
         self.victim_nodes: list[str] = []  # the nodes the last choose_victims picked
         self.took = 0  # GPUs given out or held so far in this pass
+        # Node types where this pass took or claimed GPUs (or held a node for a head),
+        # and those where it stopped jobs: there it no longer sees the grid as it is.
+        # Takes and claims only leave less room; a stop makes room.
+        self.touched: set[str] = set()
+        self.stopped_types: set[str] = set()
         # A GPU that looks taken may be beside free ones on a node not heard from yet.
         self.may_preempt = now >= grid.preempt_from
 
@@ -187,8 +192,9 @@ class PassState:
         return n
 
     def take(self, node: str, idx: Iterable[int]) -> None:
+        t = self.g.nodes[node].gpu_type
+        self.touched.add(t)
         if self._type_free:
-            t = self.g.nodes[node].gpu_type
             self._type_free = {k: v for k, v in self._type_free.items() if k[0] != t}
         taken = self.taken.setdefault(node, set())
         n = len(taken)
@@ -220,6 +226,7 @@ class PassState:
         self.victims.add(job.id)
         for p in job.placement:
             self.soon().setdefault(p.node, []).extend(p.gpus)
+            self.stopped_types.add(self.g.nodes[p.node].gpu_type)
 
     def start(self, job: Job, placement: list[Placement], market: str) -> None:
         for p in placement:
@@ -322,6 +329,7 @@ class PassState:
 
     def claim(self, node: str, k: int, job: Job, pool: str, reservation: str | None) -> None:
         self.claimed[node] = self.claimed.get(node, 0) + k
+        self.touched.add(self.g.nodes[node].gpu_type)
         bid = job.bid if pool == FLEX_POOL else 0
         self.claims.setdefault(node, []).append((pool, reservation, k, bid))
 
