@@ -31,8 +31,9 @@ gives switches and moves apart as well.
 Beside wall time it reports this process's CPU time from the press to its frame (the
 machine is shared: wall time holds other processes' turns on the cores), and switches
 apart as first visits (building the screen) and revisits (resuming it). `--profile N`
-runs cProfile over each screen switch, press to frame, and prints its top N for first
-visits and for revisits apart (`--profile-dump PREFIX` also writes them for pstats).
+runs cProfile over each press, press to frame, and prints its top N for first visits,
+revisits and list moves apart (`--profile-dump PREFIX` also writes them for pstats:
+PREFIX-first.prof, -revisits.prof, -moves.prof).
 
 Prints one JSON object: p50/p99/mean/max ms over all presses and per kind, the number
 of presses, frames written, the machine, and whether p99 <= 100 ms.
@@ -187,8 +188,10 @@ def expectation(
 
 async def measure(presses: int, nodes: int, seed: int, profile: int = 0, dump: str = "") -> dict:
     rt = runtime(nodes)
-    # One profiler for first visits, one for revisits: different work, different fixes.
-    profilers = {True: cProfile.Profile(), False: cProfile.Profile()} if profile else None
+    # One profiler each for first visits, revisits and list moves: different work,
+    # different fixes.
+    kinds = ("first", "revisits", "moves")
+    profilers = {k: cProfile.Profile() for k in kinds} if profile else None
     app = BenchApp(rt, sim_speed=SIM_SPEED)
     rng = random.Random(seed)
     waiting: list[Expect] = []
@@ -234,7 +237,8 @@ async def measure(presses: int, nodes: int, seed: int, profile: int = 0, dump: s
                 e = Expect(ready, texts, time.perf_counter(), done=asyncio.Event())
                 waiting[:] = [e]
                 switch = what.startswith("view:")
-                profiler = profilers[what not in visited] if profilers and switch else None
+                kind = ("first" if what not in visited else "revisits") if switch else "moves"
+                profiler = profilers[kind] if profilers else None
                 if profiler is not None:
                     profiler.enable()
                 e.pressed, e.pressed_cpu = time.perf_counter(), time.process_time()
@@ -262,15 +266,12 @@ async def measure(presses: int, nodes: int, seed: int, profile: int = 0, dump: s
     slow.sort(key=lambda s: -s[1])
     slow_cpu.sort(key=lambda s: -s[1])
     if profilers is not None:  # after run_test, which redirects stderr while it runs
-        for first, profiler in profilers.items():
+        for kind, profiler in profilers.items():
             buf = io.StringIO()
             pstats.Stats(profiler, stream=buf).sort_stats("cumulative").print_stats(profile)
-            kind = "first visits" if first else "revisits"
             if dump:
-                profiler.dump_stats(f"{dump}-{'first' if first else 'revisits'}.prof")
-            print(
-                f"--- profile of the screen switches, {kind}, press to frame ---", file=sys.stderr
-            )
+                profiler.dump_stats(f"{dump}-{kind}.prof")
+            print(f"--- profile of the presses, {kind}, press to frame ---", file=sys.stderr)
             print(buf.getvalue(), file=sys.stderr)
     return {
         "benchmark": "key_latency",
@@ -318,9 +319,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--presses", type=int, default=240, help="timed key presses (>= 200)")
     ap.add_argument("--nodes", type=int, default=0, help="N x 8-GPU busy grid (0: the demo)")
     ap.add_argument("--seed", type=int, default=7, help="seed of the pauses between keys")
-    ap.add_argument("--profile", type=int, default=0, help="cProfile's top N of the switches")
+    ap.add_argument("--profile", type=int, default=0, help="cProfile's top N of the presses")
     ap.add_argument(
-        "--profile-dump", default="", help="with --profile: write PREFIX-first.prof, -revisits.prof"
+        "--profile-dump",
+        default="",
+        help="with --profile: write PREFIX-{first,revisits,moves}.prof",
     )
     a = ap.parse_args(argv)
     print(

@@ -5,8 +5,9 @@ from __future__ import annotations
 import copy
 
 import pytest
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Static
 
+from skyops_tui.app.screens.events import WINDOW
 from skyops_tui.app.screens.ledger import LedgerScreen
 from skyops_tui.demo import advance, sim_runtime
 from skyops_tui.domain.config import DEMO_CONFIG, parse_config
@@ -80,6 +81,52 @@ async def test_filter_transactions() -> None:
         assert rows(feed)[0][1] == fmt(rt.grid.reservations["nightly-a100"].prepaid)
         await pilot.press("escape")
         await wait_for(pilot, lambda: feed.row_count == total, "all again")
+
+
+async def test_a_long_ledger_shows_a_page_of_the_newest_and_pages_back() -> None:
+    """The table holds a page (WINDOW rows) of the newest transactions, not the whole
+    feed (refilling 2,000 rows on each visit made the switch to the ledger take 400 ms
+    at 512 nodes). Up on its first row shows the page before; down on that page's last
+    row the page after; home the oldest page; end the newest again, following."""
+    rt = runtime("ops", operator=True)
+    advance(rt, 3600)
+    assert len(rt.feed.transactions) > 2 * WINDOW
+    app = demo_app(runtime=rt, start_view="ledger")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, LedgerScreen), "ledger screen")
+        screen = app.screen
+        feed = screen.query_one("#feed", DataTable)
+        status = screen.query_one("#feed-status", Static)
+
+        def page(lo: int, hi: int | None) -> list[list[str]]:
+            return [[str(c) for c in screen.row(t)] for t in list(rt.feed.transactions)[lo:hi]]
+
+        await wait_for(pilot, lambda: rows(feed) == page(-WINDOW, None), "the newest page")
+        assert feed.cursor_row == WINDOW - 1, "on the newest row"
+        total = len(rt.feed.transactions)
+        said = f"{total - WINDOW + 1:,}–{total:,} of {total:,} transactions"
+        assert said in str(status.render()) and "following new ones" in str(status.render())
+
+        feed.move_cursor(row=0)
+        await pilot.press("up")
+        await wait_for(pilot, lambda: rows(feed) == page(-2 * WINDOW, -WINDOW), "the page before")
+        assert feed.cursor_row == WINDOW - 1, "on the row above the one it was on"
+        assert "paused" in str(status.render())
+        await pilot.press("down")
+        await wait_for(pilot, lambda: rows(feed) == page(-WINDOW, None), "the page after")
+        assert feed.cursor_row == 0
+        await pilot.press("home")
+        await wait_for(pilot, lambda: rows(feed) == page(0, WINDOW), "the oldest page")
+        assert feed.cursor_row == 0 and rows(feed)[0][3].startswith("opening balance")
+
+        await pilot.press("end")
+        await wait_for(pilot, lambda: rows(feed) == page(-WINDOW, None), "the newest again")
+        advance(rt, 120)  # more usage charges
+        await wait_for(
+            pilot,
+            lambda: rows(feed) == page(-WINDOW, None) and feed.cursor_row == WINDOW - 1,
+            "follows the new ones, a page of them",
+        )
 
 
 def busy_runtime():
