@@ -6,7 +6,8 @@ live jobs, then 100,000 more submitted and ended through its API, in batches.
 
 Whole path measured: the serve process's resident memory (VmRSS, and its peak VmHWM,
 from /proc/PID/status) and CPU seconds, at start (0 jobs), with the live jobs queued,
-after each `--every` ended jobs, and after one `jobs` query listing every job. The
+after each `--every` ended jobs, and after listing every job as `skyops jobs --all`
+does (the `jobs` query, 2,000 jobs a page). The
 state file is created (at the current schema) before the leader starts, as for a
 leader restarted on its file. The jobs go through the leader's socket as a
 client's do: one `submit` of an array per batch (5,000 jobs), then one `cancel` per
@@ -42,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.leader import config, cpu_s, drained_leader  # noqa: E402
 from benchmarks.machine import machine  # noqa: E402
+from skyops_tui.cli.headless import JOBS_PAGE  # noqa: E402
 
 TARGET_MB = 40.0
 BATCH = 5000
@@ -223,11 +225,15 @@ def measure(root: Path, live: int, ended: int, every: int, batch_size: int = BAT
                 batch += 1
                 if done % every == 0 or done == ended:
                     point(f"ended {done}", live, done)
-            jobs = clients[0].ask("query", "jobs", {})["jobs"]
-            counted = {
-                "listed": len(jobs),
-                "cancelled": sum(j["state"] == "cancelled" for j in jobs),
-            }
+            # As `skyops jobs --all` asks: a page of JOBS_PAGE jobs an answer.
+            listed = cancelled = pages = 0
+            after = 0
+            while after is not None:
+                page = clients[0].ask("query", "jobs", {"limit": JOBS_PAGE, "after": after})
+                listed += len(page["jobs"])
+                cancelled += sum(j["state"] == "cancelled" for j in page["jobs"])
+                after, pages = page["next"], pages + 1
+            counted = {"listed": listed, "cancelled": cancelled, "pages": pages}
             point("after listing every job", live, done)
             for c in clients:
                 c.close()
