@@ -245,40 +245,60 @@ class ApiServer:
             self._own(caller, job.user, f"read the logs of job {job.name}")
             return await self._logs(job, p)
         if kind == "state":
-            return await asyncio.to_thread(self._state, caller)
+            jobs = grid.jobs  # read on the loop: the thread must not walk a changing dict
+            kept = None if jobs.archive is None else sorted(dict.keys(jobs))
+            return await asyncio.to_thread(self._state, caller, kept)
         raise Refused(
             f"unknown query {kind!r} (known: whoami, jobs, status, balance, quote, logs, state)"
         )
 
-    def _state(self, caller: Caller) -> dict:
+    def _state(self, caller: Caller, kept: list[int] | None) -> dict:
         """The grid's state for a remote console (`--connect`): the config and an image
         of the state database, without history (the watch stream brings that) and, for
         a non-operator, without other users' commands, environments, charges and
-        balances."""
+        balances. Its jobs are those the leader holds in memory (`kept`; None: every
+        job): a serving leader's live ones and latest ended ones, so the image of a long
+        history stays as small as the leader's own grid. Only what the image keeps is
+        copied, in one read of the file beside the leader's connection."""
+        import urllib.parse
+
         store = self.rt.store
         if store is None:
             raise Refused("this scheduler keeps no state database to show")
-        img = sqlite3.connect(":memory:")
+        img = sqlite3.connect(":memory:", uri=True, isolation_level=None)
         try:
-            with store._lock:
-                store.conn.backup(img)
-            for (name,) in img.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'"):
-                img.execute(f'DROP TRIGGER "{name}"')
-            for table in ("events", "ledger_entries", "ledger_tx", "actions", "commands"):
-                with contextlib.suppress(sqlite3.OperationalError):
-                    img.execute(f"DELETE FROM {table}")
+            source = "file:" + urllib.parse.quote(str(store.path)) + "?mode=ro"
+            img.execute("ATTACH DATABASE ? AS src", (source,))
+            img.execute("BEGIN")  # one snapshot of the file for every table read below
+            schema = img.execute(
+                "SELECT type, name, sql FROM src.sqlite_master "
+                "WHERE type IN ('table', 'index') AND sql IS NOT NULL "
+                "AND name NOT LIKE 'sqlite_%' ORDER BY type = 'index'"
+            ).fetchall()
+            if kept is not None:
+                img.execute("CREATE TEMP TABLE kept (id INTEGER PRIMARY KEY)")
+                img.executemany("INSERT INTO temp.kept VALUES (?)", ((i,) for i in kept))
+            for type_, name, sql in schema:
+                img.execute(sql)  # unqualified: made in the image
+                if type_ != "table" or name in HISTORY_TABLES:
+                    continue
+                rows = f'INSERT INTO main."{name}" SELECT * FROM src."{name}"'
+                if name == "jobs" and kept is not None:
+                    rows += " WHERE id IN (SELECT id FROM temp.kept)"
+                img.execute(rows)
             if not caller.operator:
                 img.execute(
-                    "UPDATE jobs SET argv = '[]', env = NULL, workdir = NULL, charged = 0, "
+                    "UPDATE main.jobs SET argv = '[]', env = NULL, workdir = NULL, charged = 0, "
                     "run_charged = 0, run_acc = 0 WHERE user != ?",
                     (caller.user,),
                 )
                 img.execute(
-                    "DELETE FROM accounts WHERE substr(account, 1, 5) = 'user:' AND account != ?",
+                    "DELETE FROM main.accounts "
+                    "WHERE substr(account, 1, 5) = 'user:' AND account != ?",
                     (user_account(caller.user),),
                 )
-            img.commit()
-            img.execute("VACUUM")
+            img.execute("COMMIT")
+            img.execute("DETACH DATABASE src")
             data = img.serialize()
         finally:
             img.close()
@@ -365,6 +385,10 @@ def _ok(rid: int, result: Any) -> bytes:
 
 def _error(rid: int | None, code: str, message: str, **extra: Any) -> bytes:
     return P.encode({"type": P.ERROR, "re": rid, "code": code, "message": message, **extra})
+
+
+# The state's history: a remote console gets it from the watch stream, not the image.
+HISTORY_TABLES = frozenset({"events", "ledger_entries", "ledger_tx", "actions", "commands"})
 
 
 class Invalid(Refused):

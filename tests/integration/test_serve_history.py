@@ -4,12 +4,16 @@ taken), and `skyops jobs` asks it for the live jobs only."""
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
 import socket
+import sqlite3
 import threading
 
 from skyops_tui.api.protocol import API_VERSION
-from skyops_tui.store.db import KEEP_ENDED
+from skyops_tui.domain.config import Config
+from skyops_tui.store.db import KEEP_ENDED, Store
 from tests.integration.serve import Leader
 
 ENDED = KEEP_ENDED + 10
@@ -68,6 +72,23 @@ def test_old_ended_jobs_answer_as_before_and_jobs_asks_for_the_live_ones(tmp_pat
         assert [j["id"] for j in asked] == [live["id"]]
         asked = conns[0].ask("query", "jobs", {"names": ["old-0", "nope", "live"]})["jobs"]
         assert [j["name"] for j in asked] == ["old-0", "live"]
+
+        # A remote console's image of the state holds what the leader holds in memory:
+        # the live job and about KEEP_ENDED ended ones (one not yet detached when the
+        # others left stays a while longer), none of the history tables.
+        doc = conns[0].ask("query", "state", {})
+        image = tmp_path / "image.db"
+        image.write_bytes(base64.b64decode(doc["image"]))
+        with contextlib.closing(sqlite3.connect(image)) as db:
+            states = dict(db.execute("SELECT name, state FROM jobs").fetchall())
+            for table in ("events", "ledger_tx", "actions", "commands"):
+                assert db.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,), table
+        assert states.pop("live") == "queued" and set(states.values()) == {"cancelled"}
+        assert KEEP_ENDED <= len(states) < ENDED, len(states)
+        with Store(image) as store:  # as `fetch_state` opens it
+            grid = store.load_grid(Config.model_validate(doc["config"]), doc["now"])
+            assert grid.job_by_ref("live").id == live["id"]
+            assert len(dict.keys(grid.jobs)) == len(states) + 1
 
         again = leader.cli("cancel", "old-0")
         assert again.returncode == 1 and "has already ended" in again.stderr, again.stderr
