@@ -143,13 +143,10 @@ def last_placed(store: Any, job: Job) -> Job:
     stays on the node it last ran on (from the store's record of its starts)."""
     if job.placement or store is None:
         return job
-    from ..policy import actions as A
-
-    starts = [r.action for r in store.actions(limit=1000, job=job.id)]
-    starts = [a for a in starts if isinstance(a, A.Start)]
-    if not starts:
+    start = store.last_start(job.id)
+    if start is None:
         return job
-    return dataclasses.replace(job, placement=list(starts[-1].placement))
+    return dataclasses.replace(job, placement=list(start.placement))
 
 
 def _quote_request(args: argparse.Namespace, user: str) -> dict:

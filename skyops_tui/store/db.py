@@ -579,7 +579,10 @@ class Store:
         """Write every change since the last call in one transaction; return the ids of
         the action rows, in order. Executor actions are recorded 'intended' (their outcome
         comes later, `record_outcome`); bookkeeping actions, already applied to the grid
-        and written with it, are recorded 'done'.
+        and written with it, are recorded 'done', except `Settle`: a leader settles every
+        running job each billing interval (most of a busy pass's actions), and what a
+        settle did is already written, in the job's billing columns and its ledger
+        transaction.
 
         On any error nothing is written, the grid keeps its outbox and dirty marks (so a
         later call writes them), and the exception propagates. A leader that lost its
@@ -644,6 +647,8 @@ class Store:
                 action_id: int = c.execute(NEXT_ACTION_ID).fetchone()[0]
                 rows = []
                 for action in actions:
+                    if action.__class__ is A.Settle:
+                        continue  # its record is the job's billing columns and the ledger
                     kind, job, payload = action_payload(action)
                     if isinstance(action, A.EXECUTOR_ACTIONS):
                         rows.append((action_id, now, kind, job, payload, "intended", None, None))
@@ -914,6 +919,18 @@ class Store:
         with self._lock:
             rows = self._rows("SELECT * FROM actions WHERE status = 'intended' ORDER BY id")
         return [_action_record(r) for r in rows]
+
+    def last_start(self, job: int) -> A.Start | None:
+        """The job's latest `Start` action: where its latest run was placed."""
+        with self._lock:
+            rows = self._rows(
+                "SELECT * FROM actions WHERE job = ? AND kind = 'Start' ORDER BY id DESC LIMIT 1",
+                [job],
+            )
+        if not rows:
+            return None
+        action = _action_record(rows[0]).action
+        return action if isinstance(action, A.Start) else None
 
     def actions(self, limit: int = 200, job: int | None = None) -> list[ActionRecord]:
         """The latest `limit` actions, oldest first, whatever their status."""

@@ -264,7 +264,15 @@ def _v5(db: Database) -> None:
     db.execute("ALTER TABLE nodes ADD COLUMN drained TEXT")
 
 
-MIGRATIONS: list[Migration] = [_v1, _v2, _v3, _v4, _v5]
+def _v6(db: Database) -> None:
+    """Where a job last started, found at once: `skyops logs` of an ended job reads
+    its output on the node of its latest `Start` action (a partial index of those by
+    job). Settles are no longer recorded as actions (the ledger records them); the
+    ones written before stay."""
+    db.execute("CREATE INDEX actions_starts ON actions(job, id) WHERE kind = 'Start'")
+
+
+MIGRATIONS: list[Migration] = [_v1, _v2, _v3, _v4, _v5, _v6]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -311,7 +311,10 @@ def test_a_busy_day_round_trips_after_every_step(tmp_path):
     busy_day(c, check)
     assert len(checks) > 10
     kinds = {r.kind for r in c.store.actions(limit=100_000)}
-    assert {"Start", "Preempt", "Stop", "OpenWindow", "SetPrice", "Settle"} <= kinds
+    assert {"Start", "Preempt", "Stop", "OpenWindow", "SetPrice"} <= kinds
+    # Settles are recorded by the ledger (and the jobs' billing columns), not as actions.
+    assert "Settle" not in kinds and any(a.__class__ is A.Settle for a in c.actions)
+    assert any(t.reason.startswith("flex usage") for t in c.store.transactions(limit=1000))
     states = {j.state for j in c.grid.jobs.values()}
     assert {JobState.RUNNING, JobState.PAUSED, JobState.CANCELLED, JobState.FAILED} <= states
     assert c.grid.reservations["nightly"].active_window == 0
@@ -521,11 +524,33 @@ def test_persist_returns_action_ids_in_order_and_payloads_round_trip(tmp_path):
             A.SetPrice("H100", 1_250_000),
         ]
         ids = store.persist(grid, actions, T0)
-        assert ids == sorted(ids) and len(ids) == len(actions)
+        recorded_actions = [a for a in actions if not isinstance(a, A.Settle)]
+        assert ids == sorted(ids) and len(ids) == len(recorded_actions)
         recorded = store.actions()
         assert [r.id for r in recorded] == ids
-        assert [r.action for r in recorded] == actions
+        assert [r.action for r in recorded] == recorded_actions
         assert [r.id for r in store.pending_actions()] == ids[:3]
+
+
+def test_where_a_job_last_ran_is_found_after_a_day_of_billing(tmp_path):
+    """An ended job's output stays on the node it last ran on: `skyops logs` reads it
+    there, found from the store's record of the job's latest start (`last_placed`).
+    A day of billing (a settle a minute) must not hide that start: it did, when each
+    settle was an action row and the lookup read the job's latest 1,000 rows."""
+    from skyops_tui.api.views import last_placed
+
+    c = Console(tmp_path / "skyops.db")
+    c.account("bob")
+    job = c.submit("long", "priority", gpus=2, gpu_type="A100", hours=30, runtime=25 * 3600)
+    c.step()
+    placed = list(c.grid.jobs[job.id].placement)
+    assert placed
+    for _ in range(25 * 60 + 2):
+        c.step(60)
+    ended = c.grid.jobs[job.id]
+    assert ended.state is JobState.SUCCEEDED and not ended.placement
+    assert sum(1 for t in c.store.transactions(limit=5000) if t.job == job.id) > 1000
+    assert last_placed(c.store, ended).placement == placed
 
 
 def test_the_persister_is_the_engines_hook(tmp_path):
@@ -571,7 +596,7 @@ def test_two_stores_writing_at_once_lose_nothing(tmp_path):
             for i in range(200):
                 g = grids[k]
                 g.deposit(f"u{k}", 1, T0 + i)
-                stores[k].persist(g, [A.Settle(i)], T0 + i)
+                stores[k].persist(g, [A.SetPrice("H100", i)], T0 + i)
         except BaseException as e:  # pragma: no cover - reported below
             errors.append(e)
 
