@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import heapq
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from ...domain.model import Job, Node
 from .. import actions as A
@@ -28,6 +28,13 @@ BookEntry = tuple[int, int, int]  # an entry of Grid.flex_book: (-bid, seq, id)
 _NO_HEAD: weakref.WeakKeyDictionary[Grid, dict[str, tuple[int, int, int, int]]] = (
     weakref.WeakKeyDictionary()
 )
+# Per grid and type, the last bid `choose_victims` found no room for in a pass that had
+# touched nothing of the type: (Grid.holds_rev of the type, bid, gpus, nodes), the run
+# starts of the bids it could outbid once their min_slice ends, and whether the search
+# cleared `victim_nodes`.
+_NO_ROOM: weakref.WeakKeyDictionary[
+    Grid, dict[str, tuple[tuple[int, int, int, int], list[float], bool]]
+] = weakref.WeakKeyDictionary()
 # Tests set this: a kept verdict is judged again and must come out the same.
 CHECK_KEPT = False
 
@@ -210,7 +217,7 @@ def flex(s: PassState) -> None:
             def eligible(v: Job, bid: int = bid) -> bool:
                 return v.bid * outbid <= bid and now - (v.started_at or now) >= min_slice
 
-            victims = choose_victims(s, nodes, job, FLEX_POOL, eligible)
+            victims = _outbid(s, nodes, job, t, eligible, running)
             if victims:
                 if job.gpu_type is None:
                     s.waiting_elsewhere.add(job.id)
@@ -234,6 +241,57 @@ def flex(s: PassState) -> None:
         price = clearing_price(waiting, lowest, market.floor, market.rate)
         if price != market.price or now - market.price_at >= s.cfg.cluster.billing_interval_s:
             s.emit(A.SetPrice(t, price))
+
+
+def _outbid(
+    s: PassState,
+    nodes: list[Node],
+    job: Job,
+    t: str,
+    eligible: Callable[[Job], bool],
+    running: list[Job],
+) -> list[Job] | None:
+    """`choose_victims` for a Flex bid, or the verdict of no room kept from an earlier
+    pass. Most searches find none, pass after pass, for the same bid: a verdict judged
+    on the grid as it is (a pass that had touched nothing of the type) stands while
+    nothing about who holds the type's GPUs changes (`Grid.holds_rev`), this pass has
+    touched none of them either, and no bid it could outbid has reached its min_slice
+    since (the only way time alone makes room). `running`: the market's Flex runs
+    (`_running`; in a clean pass, every one)."""
+    g, now = s.g, s.now
+    kept = _NO_ROOM.get(g)
+    if kept is None:
+        kept = _NO_ROOM[g] = {}
+    clean = t not in s.touched and t not in s.stopped_types
+    key = (g.holds_rev.get(t, 0), job.bid, job.gpus, job.nodes)
+    if clean:
+        got = kept.get(t)
+        min_slice = s.cfg.pricing.min_slice_s
+        if got is not None and got[0] == key and not any(now - at >= min_slice for at in got[1]):
+            if CHECK_KEPT and choose_victims(s, nodes, job, FLEX_POOL, eligible) is not None:
+                raise AssertionError(f"{job.name}: a bid kept as finding no room in {t} found some")
+            if got[2]:
+                s.victim_nodes = []
+            return None
+    before = s.victim_nodes
+    victims = choose_victims(s, nodes, job, FLEX_POOL, eligible)
+    if victims is None and clean:
+        kept[t] = (key, _min_slices_ahead(s, running, job.bid), s.victim_nodes is not before)
+    return victims
+
+
+def _min_slices_ahead(s: PassState, running: list[Job], bid: int) -> list[float]:
+    """The run starts of the `running` bids that `bid` could outbid but whose
+    min_slice has not ended (`eligible` in `flex` on the time alone)."""
+    now = s.now
+    pricing = s.cfg.pricing
+    min_slice, outbid = pricing.min_slice_s, 1 + pricing.min_outbid
+    out = []
+    for v in running:
+        at = v.started_at
+        if at and not v.stop_reason and v.bid * outbid <= bid and not now - at >= min_slice:
+            out.append(at)
+    return out
 
 
 def _waiting_bid(
