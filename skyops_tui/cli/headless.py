@@ -21,7 +21,7 @@ import json
 import sqlite3
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -199,10 +199,10 @@ def no_scheduler(t: Target) -> StoreError:
 NO_LEADER = object()
 
 
-def _ask(t: Target, type_: str, kind: str, payload: dict | None = None) -> Any:
-    """One request to the leader's socket: the one door while a scheduler runs. With
-    none running, NO_LEADER for the account that owns the state (it may lead itself,
-    or read the file), and a "no scheduler" error (exit 4) for any other."""
+def _with_leader(t: Target, talk: Callable[[Any], Awaitable[Any]]) -> Any:
+    """`talk` with the leader over its socket: the one door while a scheduler runs.
+    With none running, NO_LEADER for the account that owns the state (it may lead
+    itself, or read the file), and a "no scheduler" error (exit 4) for any other."""
     from ..api.client import ApiClient, NoLeader
 
     async def go() -> Any:
@@ -213,11 +213,16 @@ def _ask(t: Target, type_: str, kind: str, payload: dict | None = None) -> Any:
                 return NO_LEADER
             raise no_scheduler(t) from None
         try:
-            return await client.request(type_, kind, payload)
+            return await talk(client)
         finally:
             await client.close()
 
     return asyncio.run(go())
+
+
+def _ask(t: Target, type_: str, kind: str, payload: dict | None = None) -> Any:
+    """One request to the leader (or NO_LEADER, as `_with_leader` says)."""
+    return _with_leader(t, lambda client: client.request(type_, kind, payload))
 
 
 # Jobs asked of the leader per answer when listing them: a long history goes over the
@@ -226,31 +231,20 @@ JOBS_PAGE = 2_000
 
 
 def _ask_jobs(t: Target, payload: dict | None = None) -> Any:
-    """The `jobs` query, page by page over one connection: (rows, now), or NO_LEADER
-    as `_ask` answers it."""
-    from ..api.client import ApiClient, NoLeader
+    """The `jobs` query, page by page over one connection: (rows, now), or NO_LEADER."""
 
-    async def go() -> Any:
-        try:
-            client = await ApiClient.connect(t.socket)
-        except NoLeader:
-            if not t.client_only:
-                return NO_LEADER
-            raise no_scheduler(t) from None
+    async def pages(client: Any) -> tuple[list[dict], float]:
         rows: list[dict] = []
         after = 0
-        try:
-            while True:
-                asked = {**(payload or {}), "after": after, "limit": JOBS_PAGE}
-                got = await client.request("query", "jobs", asked)
-                rows += got["jobs"]
-                if got.get("next") is None:
-                    return rows, got["now"]
-                after = got["next"]
-        finally:
-            await client.close()
+        while True:
+            asked = {**(payload or {}), "after": after, "limit": JOBS_PAGE}
+            got = await client.request("query", "jobs", asked)
+            rows += got["jobs"]
+            if got.get("next") is None:
+                return rows, got["now"]
+            after = got["next"]
 
-    return asyncio.run(go())
+    return _with_leader(t, pages)
 
 
 def db_of(args: argparse.Namespace) -> Path:
