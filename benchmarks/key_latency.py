@@ -33,10 +33,12 @@ machine is shared: wall time holds other processes' turns on the cores), and swi
 apart as first visits (building the screen) and revisits (resuming it). `--profile N`
 runs cProfile over each press, press to frame, and prints its top N for first visits,
 revisits and list moves apart (`--profile-dump PREFIX` also writes them for pstats:
-PREFIX-first.prof, -revisits.prof, -moves.prof).
+PREFIX-first.prof, -revisits.prof, -moves.prof; `--profile-by-target` splits
+revisits and moves per view and per list: -revisits-jobs.prof, -moves-market.prof).
 
-Prints one JSON object: p50/p99/mean/max ms over all presses and per kind, the number
-of presses, frames written, the machine, and whether p99 <= 100 ms.
+Prints one JSON object: p50/p99/mean/max ms over all presses, per kind and per
+target (each view's key, each list's moves; first visits included), the number of
+presses, frames written, the machine, and whether p99 <= 100 ms.
 """
 
 from __future__ import annotations
@@ -186,12 +188,14 @@ def expectation(
     return key, (lambda: ladder.cursor == job), (rungs[want].name[:12],)
 
 
-async def measure(presses: int, nodes: int, seed: int, profile: int = 0, dump: str = "") -> dict:
+async def measure(
+    presses: int, nodes: int, seed: int, profile: int = 0, dump: str = "", by_target: bool = False
+) -> dict:
     rt = runtime(nodes)
     # One profiler each for first visits, revisits and list moves: different work,
     # different fixes.
-    kinds = ("first", "revisits", "moves")
-    profilers = {k: cProfile.Profile() for k in kinds} if profile else None
+    # With by_target, revisits and moves apart per view and per list as well.
+    profilers: dict[str, cProfile.Profile] | None = {} if profile else None
     app = BenchApp(rt, sim_speed=SIM_SPEED)
     rng = random.Random(seed)
     waiting: list[Expect] = []
@@ -222,6 +226,7 @@ async def measure(presses: int, nodes: int, seed: int, profile: int = 0, dump: s
     revisits: list[tuple[float, float]] = []
     slow: list[tuple[str, float]] = []
     slow_cpu: list[tuple[str, float]] = []
+    by_what: dict[str, list[tuple[float, float]]] = {}  # (wall, CPU) per view or list
     async with app.run_test(size=SIZE) as pilot:
         app._driver.on_frame = on_frame  # type: ignore[union-attr]
         await app.workers.wait_for_complete()
@@ -238,7 +243,11 @@ async def measure(presses: int, nodes: int, seed: int, profile: int = 0, dump: s
                 waiting[:] = [e]
                 switch = what.startswith("view:")
                 kind = ("first" if what not in visited else "revisits") if switch else "moves"
-                profiler = profilers[kind] if profilers else None
+                if by_target and kind != "first":
+                    kind = f"{kind}-{what.split(':')[1]}"
+                profiler = None
+                if profilers is not None:
+                    profiler = profilers.setdefault(kind, cProfile.Profile())
                 if profiler is not None:
                     profiler.enable()
                 e.pressed, e.pressed_cpu = time.perf_counter(), time.process_time()
@@ -260,6 +269,7 @@ async def measure(presses: int, nodes: int, seed: int, profile: int = 0, dump: s
                 cpu[what.split(":")[0]].append(e.shown_cpu - e.pressed_cpu)
                 slow.append((f"{key} ({what})", ms))
                 slow_cpu.append((f"{key} ({what})", e.shown_cpu - e.pressed_cpu))
+                by_what.setdefault(what, []).append((ms, e.shown_cpu - e.pressed_cpu))
                 n += 1
                 await asyncio.sleep(rng.uniform(0.05, 0.25))
     every = latencies["view"] + latencies["move"]
@@ -304,6 +314,14 @@ async def measure(presses: int, nodes: int, seed: int, profile: int = 0, dump: s
                 "cpu": summary_ms([c for _, c in revisits]),
             },
         },
+        "by_target": {
+            what: {
+                "count": len(got),
+                "wall": summary_ms([w for w, _ in got]),
+                "cpu": summary_ms([c for _, c in got]),
+            }
+            for what, got in sorted(by_what.items())
+        },
         "slowest": [{"key": k, "ms": round(s * 1000, 1)} for k, s in slow[:5]],
         "slowest_cpu": [{"key": k, "ms": round(s * 1000, 1)} for k, s in slow_cpu[:8]],
         "target": {
@@ -325,10 +343,18 @@ def main(argv: list[str] | None = None) -> int:
         default="",
         help="with --profile: write PREFIX-{first,revisits,moves}.prof",
     )
+    ap.add_argument(
+        "--profile-by-target",
+        action="store_true",
+        help="with --profile: revisits and moves apart per view and per list",
+    )
     a = ap.parse_args(argv)
     print(
         json.dumps(
-            asyncio.run(measure(a.presses, a.nodes, a.seed, a.profile, a.profile_dump)), indent=2
+            asyncio.run(
+                measure(a.presses, a.nodes, a.seed, a.profile, a.profile_dump, a.profile_by_target)
+            ),
+            indent=2,
         )
     )
     return 0

@@ -90,3 +90,46 @@ async def test_columns_grow_and_shrink_with_their_widest_cell():
         table.show_rows(rows({}), changed={"r55"})
         await pilot.pause()
         assert value.content_width == cell_width(Text("Value"))
+
+
+async def test_new_rows_are_measured_without_asking_the_terminal():
+    """A table filled with 1,000 rows is as wide as Textual's own measure makes it (a
+    column fits its widest cell, wide characters counted twice), and filling it asks
+    the console for the terminal's size not once (three system calls a cell, 150 ms
+    for the job list's first visit at 512 nodes)."""
+    from rich.console import Console
+    from textual.render import measure
+
+    asked = 0
+    size = Console.size
+
+    class Counting(Console):
+        @property
+        def size(self):  # type: ignore[override]
+            nonlocal asked
+            asked += 1
+            return size.fget(self)
+
+    app = TableApp()
+    async with app.run_test(size=(60, 20)) as pilot:
+        table = app.query_one(GridTable)
+        table.set_columns(COLUMNS)
+        await pilot.pause()
+        many = [(f"r{i}", [Text(f"row-{i:04d}"), Text("x" * (i % 17))]) for i in range(1000)]
+        many[500] = ("r500", [Text("行" * 9), Text("two\nlines, the longer")])
+        app.console.__class__ = Counting
+        try:
+            table.show_rows(many)
+            await wait_for(pilot, lambda: not table._require_update_dimensions, "measured")
+            await pilot.pause()
+        finally:
+            app.console.__class__ = Console
+        assert asked == 0
+        for i, key in enumerate(("name", "value")):
+            want = max(measure(app.console, cells[i], 1) for _, cells in many)
+            assert (
+                table.columns[key].content_width
+                == want
+                == max(cell_width(cells[i]) for _, cells in many)
+            )
+        assert table.columns["name"].content_width == 18  # nine wide characters

@@ -22,7 +22,7 @@ from textual.widgets import DataTable, Input, Static
 
 from skyops_tui.app.keys import bindings
 from skyops_tui.app.screens.base import SkyScreen
-from skyops_tui.app.widgets.tables import literal
+from skyops_tui.app.widgets.tables import MeasuredTable, literal
 from skyops_tui.domain.model import Event
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ def _seq(e: Entry) -> int:
     return e.seq
 
 
-class FeedTable(DataTable):
+class FeedTable(MeasuredTable):
     """A log table: home goes to the oldest row, end (or G) to the newest and follows;
     up or pgup on the first row shows the page before, down or pgdn on the last row of
     an older page the page after."""

@@ -24,7 +24,42 @@ class Column:
     justify: str = "left"
 
 
-class GridTable(DataTable):
+class MeasuredTable(DataTable):
+    """A DataTable that measures its new rows' text cells itself.
+
+    Textual measures each cell of a new row through the console (`__rich_measure__`,
+    whose console options ask the OS for the terminal's size three times a cell):
+    at 512 nodes, the job list's 1,124 rows took 150 ms to measure on its first visit.
+    A `Text` cell's width is its widest line's cell length either way (`cell_width`);
+    anything else, a row with a label or an automatic height, is left to Textual."""
+
+    def _update_dimensions(self, new_rows: Iterable[RowKey]) -> None:
+        columns = self.ordered_columns
+        widths = [c.content_width for c in columns]
+        rest: list[RowKey] = []
+        locations, rows, data = self._row_locations, self.rows, self._data
+        for row_key in new_rows:
+            if locations.get(row_key) is None:  # removed since it was added
+                continue
+            row = rows.get(row_key)
+            cells = data.get(row_key)
+            if row is None or cells is None or row.label is not None or row.auto_height:
+                rest.append(row_key)
+                continue
+            measured = [cells.get(c.key) for c in columns]
+            if not all(type(cell) is Text for cell in measured):
+                rest.append(row_key)
+                continue
+            for i, cell in enumerate(measured):
+                w = cell_width(cell)
+                if w > widths[i]:
+                    widths[i] = w
+        for column, width in zip(columns, widths, strict=True):
+            column.content_width = width
+        super()._update_dimensions(rest)  # the others, then the virtual size
+
+
+class GridTable(MeasuredTable):
     """DataTable with a palette painter and `show_rows`, which diffs."""
 
     def __init__(self, **kw: Any) -> None:
