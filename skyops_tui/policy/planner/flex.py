@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 
 from ...domain.model import Job, Node
 from .. import actions as A
+from ..funding import AmpleFunds
 from ..grid import Grid
 from ..pricing import clearing_price
 from .state import FLEX_POOL, PassState
@@ -135,14 +136,22 @@ def flex(s: PassState) -> None:
     untyped = g.flex_book.get(None, [])
     # Per market, what its clearing price is judged on once every market has placed
     # its jobs (see `_waiting_bid`).
-    priced: list[tuple[str, int | None, list[tuple[Job, int]], Iterator[BookEntry] | None]] = []
+    priced: list[
+        tuple[
+            str,
+            int | None,
+            list[tuple[Job, int]],
+            Iterator[BookEntry] | None,
+            tuple[int, int, int] | None,
+        ]
+    ] = []
     for t, market in g.markets.items():
         nodes = g.by_type[t]
         book = g.flex_book.get(t, [])
         running, lowest, movable = _running(s, t, min_slice)
         if not book and not untyped:
             # Nobody waits here: nothing to place, and no waiting bid to price on.
-            priced.append((t, lowest, [], None))
+            priced.append((t, lowest, [], None, None))
             continue
         failed_need: int | None = None  # a displacement this big found no victims
         free = s.flex_free(t)
@@ -160,6 +169,11 @@ def flex(s: PassState) -> None:
         bidders: list[tuple[Job, int]] = []  # waiting jobs that bid here, highest first
         rest: Iterator[BookEntry] | None = None  # the book past the job the walk stopped at
         headed = False  # a blocked large bid holds a node in this market
+        # With ample funds, a bidder for this market alone is still waiting once the
+        # pass ends: `_waiting_bid` reads no bidder after the first such one.
+        ample = isinstance(s.guard, AmpleFunds)
+        sure = False  # such a bidder is in `bidders`
+        cut: tuple[int, int, int] | None = None  # CHECK_KEPT: where the walk would stop
         entries = _merge(book, untyped)
         for entry in entries:
             job = g.jobs[entry[2]]
@@ -194,6 +208,8 @@ def flex(s: PassState) -> None:
             if job.gpu_type is None and s.fits_elsewhere(job, t):
                 continue  # it starts in another market this pass: no wait, no victims
             bidders.append((job, need))
+            if ample and job.gpu_type is not None:
+                sure = True
             took = s.took
             if soon_nodes and s.claim_soon(soon_nodes, job, FLEX_POOL):
                 if job.gpu_type is None:
@@ -209,9 +225,30 @@ def flex(s: PassState) -> None:
                 if free < min_need:
                     rest = entries
                     break  # nobody below can start or displace anyone
+                if (
+                    sure
+                    and headed
+                    and not soon_nodes
+                    and _only_bids(free, widest, min_need, smallest_node)
+                ):
+                    # Nor claim or hold a node: below, only bids `_waiting_bid` never reads.
+                    if not CHECK_KEPT:
+                        break
+                    cut = cut or (len(s.actions), s.took, len(bidders))
                 continue
             if failed_need is not None and need >= failed_need:
-                continue  # a higher bid could not make room this big; nor can this one
+                # A higher bid could not make room this big; nor can this one.
+                if (
+                    sure
+                    and headed
+                    and not soon_nodes
+                    and failed_need <= min_need
+                    and _only_bids(free, widest, min_need, smallest_node)
+                ):
+                    if not CHECK_KEPT:
+                        break  # nor any bid below, which all need as much
+                    cut = cut or (len(s.actions), s.took, len(bidders))
+                continue
             bid = job.bid
 
             def eligible(v: Job, bid: int = bid) -> bool:
@@ -234,13 +271,28 @@ def flex(s: PassState) -> None:
                 if not headed and need > 1:
                     headed = True
                     free = s.flex_left[t] = free - hold_flex_head(s, job, nodes)
-        priced.append((t, lowest, bidders, rest))
-    for t, lowest, bidders, rest in priced:
+        if cut is not None and (len(s.actions), s.took) != cut[:2]:
+            raise AssertionError(f"{t}: the book past the cut started, claimed or displaced")
+        priced.append((t, lowest, bidders, rest, cut))
+    for t, lowest, bidders, rest, cut in priced:
         market = g.markets[t]
         waiting = _waiting_bid(s, t, bidders, rest)
+        if cut is not None and waiting != _waiting_bid(s, t, bidders[: cut[2]], None):
+            raise AssertionError(f"{t}: the book past the cut changed the waiting bid")
         price = clearing_price(waiting, lowest, market.floor, market.rate)
         if price != market.price or now - market.price_at >= s.cfg.cluster.billing_interval_s:
             s.emit(A.SetPrice(t, price))
+
+
+def _only_bids(free: int, widest: int | None, min_need: int, smallest_node: int) -> bool:
+    """Whether no waiting job (none needs fewer than `min_need` GPUs) can start: then,
+    when none can claim GPUs being freed or hold a node as a head either, all the
+    book further down can do is bid. A gang starts only on a node with every GPU
+    free, so not when the widest free node (`widest` is an upper bound) is narrower
+    than the smallest node."""
+    if free < min_need:
+        return True
+    return widest is not None and widest < min_need and widest < smallest_node
 
 
 def _outbid(
