@@ -133,3 +133,32 @@ async def test_new_rows_are_measured_without_asking_the_terminal():
                 == max(cell_width(cells[i]) for _, cells in many)
             )
         assert table.columns["name"].content_width == 18  # nine wide characters
+
+
+async def test_a_changed_cell_is_drawn_again_and_its_neighbours_are_not():
+    """One cell of a row on screen changes: that cell is drawn anew (and shows the new
+    value); the row's other cells are drawn from what was drawn before (drawing cells
+    was most of the job list's frame at 512 nodes, where a refresh changes one or two
+    cells of a row: time left, price)."""
+    app = TableApp()
+    async with app.run_test(size=(60, 20)) as pilot:
+        table = app.query_one(GridTable)
+        table.set_columns(COLUMNS)
+        table.show_rows(rows({}))
+        await pilot.pause()
+        assert line_of(table, "row-03").split() == ["row-03", "a"]
+        drawn_cells: list[str] = []
+        console = app.console
+        render_lines = console.render_lines
+
+        def counting(*args, **kw):  # what a cell's drawing goes through (Rich)
+            lines = render_lines(*args, **kw)
+            drawn_cells.append("".join(s.text for s in lines[0]).strip() if lines else "")
+            return lines
+
+        console.render_lines = counting
+        table.show_rows(rows({3: "b"}), changed={"r3"})
+        await pilot.pause()
+        assert line_of(table, "row-03").split() == ["row-03", "b"]
+        del console.render_lines
+        assert "b" in drawn_cells and "row-03" not in drawn_cells, drawn_cells

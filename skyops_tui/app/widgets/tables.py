@@ -181,11 +181,14 @@ class GridTable(MeasuredTable):
             for ck, value in puts:
                 row[ColumnKey(ck)] = value
         stale = {RowKey(k) for k in dirty}
+        cells = {(RowKey(k), ColumnKey(ck)) for k, puts in dirty.items() for ck, _ in puts}
         indexes = {self._row_locations.get(k) for k in stale}
         top = self.header_height if self.show_header else 0
         ys = {top + y for y, (key, _) in enumerate(self._y_offsets) if key in stale}
         _discard(self._row_render_cache, lambda k: k[0] in stale)
-        _discard(self._cell_render_cache, lambda k: k[0] in stale)
+        # A row's other cells keep their drawing: on the job list a refresh changes a
+        # cell or two of a row (time left, price), and drawing a cell is most of a frame.
+        _discard(self._cell_render_cache, lambda k: (k[0], k[1]) in cells)
         _discard(self._row_renderable_cache, lambda k: k[1] in indexes)
         _discard(self._line_cache, lambda k: k[0] in ys)
         if len(self._y_offsets) == self.row_count:  # one line a row: index is line
