@@ -65,6 +65,7 @@ _USAGE = {m: f"{m} usage " for m in Mode}
 _user_account = functools.cache(user_account)
 _rate_text = functools.cache(fmt)
 _SECONDS: dict[float, str] = {}
+_SETTLE = A.Settle
 
 
 def _seconds_text(secs: float) -> str:
@@ -114,11 +115,13 @@ class Grid:
         self.ledger = Ledger(self.outbox)
         # The simulator's wake-up times read the unfinished reservations each pass.
         self._live: tuple[int, list[Reservation]] = (-1, [])
-        # Per node type, a count raised whenever anything about who holds its GPUs, on
-        # what terms, changes (holders, reservations, a node's status or drain, a holding
-        # job's state, stop or bid): a verdict the planner keeps for a type
-        # (planner/memo.py) stands only while the count it was judged at does.
+        # Per node type and per node, a count raised whenever anything about who holds
+        # its GPUs, on what terms, changes (holders, reservations, a node's status or
+        # drain, a holding job's state, stop or bid): a verdict the planner keeps for a
+        # type or a node (planner/flex.py) stands only while the count it was judged
+        # at does.
         self.holds_rev: dict[str, int] = dict.fromkeys(self.by_type, 0)
+        self.node_rev: dict[str, int] = {}
         for nc in cfg.all_nodes():
             self.add_node(
                 Node(
@@ -282,13 +285,15 @@ class Grid:
 
     def _touch_node(self, node: Node) -> None:
         self.holds_rev[node.gpu_type] = self.holds_rev.get(node.gpu_type, 0) + 1
+        self.node_rev[node.name] = self.node_rev.get(node.name, 0) + 1
 
     def _touch_job(self, job: Job) -> None:
-        """The job's hold on its GPUs changed: void the verdicts kept for their type."""
-        nodes, rev = self.nodes, self.holds_rev
+        """The job's hold on its GPUs changed: void the verdicts kept for their nodes."""
+        nodes, rev, node_rev = self.nodes, self.holds_rev, self.node_rev
         for p in job.placement:
             t = nodes[p.node].gpu_type
             rev[t] = rev.get(t, 0) + 1
+            node_rev[p.node] = node_rev.get(p.node, 0) + 1
 
     # --------------------------------------------------------------- accounts
     def balance(self, user: str) -> int:
@@ -796,6 +801,9 @@ class Grid:
 
     # ------------------------------------------------------------ apply actions
     def apply(self, action: A.Action, now: float) -> None:
+        if action.__class__ is _SETTLE:  # most actions by far (16 a pass): no match walked
+            self.settle(self.jobs[action.job], now)
+            return
         match action:
             case A.Settle(job=jid):
                 self.settle(self.jobs[jid], now)

@@ -1,6 +1,8 @@
-"""Verdicts the planner keeps across passes (policy/planner/flex.py) are those it would
-reach afresh: with the check on, every kept verdict is judged again at every pass of
-whole traces, and a kept one that no longer holds fails the simulation."""
+"""What the Flex market keeps across passes, or skips, is what a fresh walk finds
+(policy/planner/flex.py): with CHECK_KEPT on, every kept verdict (a blocked head
+finding no node, per type and per node; a bid finding no victims) is judged again, and
+the book walk goes on past where it stops, at every pass of whole traces; a verdict
+that no longer holds, or anything the rest of the book would have done, fails."""
 
 from __future__ import annotations
 

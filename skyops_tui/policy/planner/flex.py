@@ -29,6 +29,12 @@ BookEntry = tuple[int, int, int]  # an entry of Grid.flex_book: (-bid, seq, id)
 _NO_HEAD: weakref.WeakKeyDictionary[Grid, dict[str, tuple[int, int, int, int]]] = (
     weakref.WeakKeyDictionary()
 )
+# Per grid and node, the last head's bid and need it did not qualify for, judged on the
+# grid as it is (no GPU taken, claimed or being freed there by the pass), and the
+# node's Grid.node_rev then.
+_NO_HEAD_ON: weakref.WeakKeyDictionary[Grid, dict[str, tuple[int, int, int]]] = (
+    weakref.WeakKeyDictionary()
+)
 # Per grid and type, the last bid `choose_victims` found no room for in a pass that had
 # touched nothing of the type: (Grid.holds_rev of the type, bid, gpus, nodes), the run
 # starts of the bids it could outbid once their min_slice ends, and whether the search
@@ -79,17 +85,40 @@ def _hold_flex_head(s: PassState, job: Job, nodes: list[Node], t: str) -> int | 
     of them (a walk of every node per pass was the planner's largest cost)."""
     k = job.nodes or 1
     heads = s.head_nodes
+    g, bid = s.g, job.bid
+    rev, touched, stopped = g.node_rev, s.touched_nodes, s.stopped_nodes
+    kept = _NO_HEAD_ON.get(g)
+    if kept is None:
+        kept = _NO_HEAD_ON[g] = {}
 
     def qualifies(n: Node, ok: int) -> bool:
-        """`ok`: the node's GPUs free or being freed for Flex (its room)."""
-        if not n.schedulable or n.name in heads:
-            return False
+        """`ok`: the node's GPUs free or being freed for Flex (its room). A node that
+        does not, judged as the grid is (untouched by this pass), is kept as such."""
+        name = n.name
         need = n.gpu_count if job.nodes else job.gpus
-        # Only where it can start once bids no higher than its own end or are
-        # outbid: never idle GPUs beside Priority, Commit or higher bids.
-        if ok < need:
-            ok += s.flex_yield(n, job.bid, need - ok)
-        return ok >= need
+        if not n.schedulable or name in heads:
+            q = False
+        else:
+            # Only where it can start once bids no higher than its own end or are
+            # outbid: never idle GPUs beside Priority, Commit or higher bids.
+            if ok < need:
+                ok += s.flex_yield(n, bid, need - ok)
+            q = ok >= need
+        if not q and name not in touched and name not in stopped:
+            kept[name] = (rev.get(name, 0), bid, need)
+        return q
+
+    def blocked(n: Node) -> bool:
+        """A kept verdict that the node does not qualify, still standing: nothing
+        about who holds it changed and this pass stopped no job there (what a pass
+        takes or claims only leaves less room)."""
+        name = n.name
+        need = n.gpu_count if job.nodes else job.gpus
+        if name in stopped or kept.get(name) != (rev.get(name, 0), bid, need):
+            return False
+        if CHECK_KEPT and qualifies(n, room(n)):
+            raise AssertionError(f"{job.name}: {name}, kept as no head's, qualifies")
+        return True
 
     def room(n: Node) -> int:
         return s.node_free_count(n, FLEX_POOL) + s.soon_count(n, FLEX_POOL)
@@ -101,6 +130,8 @@ def _hold_flex_head(s: PassState, job: Job, nodes: list[Node], t: str) -> int | 
             roomy[name] = n
     ranked = []
     for n in roomy.values():
+        if blocked(n):
+            continue
         r = room(n)
         if r > 0 and qualifies(n, r):
             ranked.append((-r, n.name, n))
@@ -110,7 +141,7 @@ def _hold_flex_head(s: PassState, job: Job, nodes: list[Node], t: str) -> int | 
         for n in s.by_name(t):
             if len(chosen) >= k:
                 break
-            if n.name not in picked and room(n) == 0 and qualifies(n, 0):
+            if n.name not in picked and not blocked(n) and room(n) == 0 and qualifies(n, 0):
                 chosen.append(n)
     if len(chosen) < k:
         return None

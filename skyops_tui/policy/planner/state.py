@@ -82,6 +82,8 @@ class PassState:
         # Takes and claims only leave less room; a stop makes room.
         self.touched: set[str] = set()
         self.stopped_types: set[str] = set()
+        self.touched_nodes: set[str] = set()  # the same per node
+        self.stopped_nodes: set[str] = set()
         # A GPU that looks taken may be beside free ones on a node not heard from yet.
         self.may_preempt = now >= grid.preempt_from
 
@@ -194,6 +196,7 @@ class PassState:
     def take(self, node: str, idx: Iterable[int]) -> None:
         t = self.g.nodes[node].gpu_type
         self.touched.add(t)
+        self.touched_nodes.add(node)
         if self._type_free:
             self._type_free = {k: v for k, v in self._type_free.items() if k[0] != t}
         taken = self.taken.setdefault(node, set())
@@ -227,6 +230,7 @@ class PassState:
         for p in job.placement:
             self.soon().setdefault(p.node, []).extend(p.gpus)
             self.stopped_types.add(self.g.nodes[p.node].gpu_type)
+            self.stopped_nodes.add(p.node)
 
     def start(self, job: Job, placement: list[Placement], market: str) -> None:
         for p in placement:
@@ -330,6 +334,7 @@ class PassState:
     def claim(self, node: str, k: int, job: Job, pool: str, reservation: str | None) -> None:
         self.claimed[node] = self.claimed.get(node, 0) + k
         self.touched.add(self.g.nodes[node].gpu_type)
+        self.touched_nodes.add(node)
         bid = job.bid if pool == FLEX_POOL else 0
         self.claims.setdefault(node, []).append((pool, reservation, k, bid))
 
