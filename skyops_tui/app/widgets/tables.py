@@ -46,17 +46,23 @@ class MeasuredTable(DataTable):
             if row is None or cells is None or row.label is not None or row.auto_height:
                 rest.append(row_key)
                 continue
-            measured = [cells.get(c.key) for c in columns]
-            if not all(type(cell) is Text for cell in measured):
-                rest.append(row_key)
-                continue
-            for i, cell in enumerate(measured):
-                w = cell_width(cell)
+            known = self._known_widths(row_key.value)
+            if known is None or len(known) != len(columns):
+                measured = [cells.get(c.key) for c in columns]
+                if not all(type(cell) is Text for cell in measured):
+                    rest.append(row_key)
+                    continue
+                known = [cell_width(cell) for cell in measured]
+            for i, w in enumerate(known):
                 if w > widths[i]:
                     widths[i] = w
         for column, width in zip(columns, widths, strict=True):
             column.content_width = width
         super()._update_dimensions(rest)  # the others, then the virtual size
+
+    def _known_widths(self, key: str | None) -> list[int] | None:
+        """A row's cell widths when the table already measured them (`cell_width`)."""
+        return None
 
 
 class GridTable(MeasuredTable):
@@ -82,6 +88,9 @@ class GridTable(MeasuredTable):
     @property
     def paint(self) -> palette.Painter:
         return palette.Painter(self)
+
+    def _known_widths(self, key: str | None) -> list[int] | None:
+        return self._widths.get(key) if key is not None else None
 
     def set_columns(self, columns: Sequence[Column]) -> None:
         cols = tuple(columns)
@@ -188,7 +197,7 @@ class GridTable(MeasuredTable):
         _discard(self._row_render_cache, lambda k: k[0] in stale)
         # A row's other cells keep their drawing: on the job list a refresh changes a
         # cell or two of a row (time left, price), and drawing a cell is most of a frame.
-        _discard(self._cell_render_cache, lambda k: (k[0], k[1]) in cells)
+        _discard(self._cell_render_cache, lambda k: k[0] in stale and (k[0], k[1]) in cells)
         _discard(self._row_renderable_cache, lambda k: k[1] in indexes)
         _discard(self._line_cache, lambda k: k[0] in ys)
         if len(self._y_offsets) == self.row_count:  # one line a row: index is line
