@@ -6,6 +6,7 @@ that no longer holds, or anything the rest of the book would have done, fails.""
 
 from __future__ import annotations
 
+import random
 import sys
 from pathlib import Path
 
@@ -60,7 +61,17 @@ def test_flex_verdicts_kept_across_passes_are_what_a_fresh_walk_finds(checked):
         {"kind": "lost", "node": "h-3", "submit": 50000},
     ]  # fmt: skip
     for seed in (5, 7, 11):
-        result = run(mixed_trace(400, seed=seed) + extra)
+        lines = mixed_trace(400, seed=seed)
+        # Bids changed while jobs wait and while they run (a running bid is what others
+        # must outbid; a line for a job that ended first is refused).
+        r = random.Random(seed)
+        flex_jobs = [x["name"] for x in lines if x.get("mode") == "flex"]
+        bids = [
+            {"name": name, "kind": "bid", "bid": r.choice([0.8, 1.55]), "submit": x}
+            for name in r.sample(flex_jobs, 80)
+            for x in (r.uniform(0, 80000),)
+        ]
+        result = run(lines + extra + bids)
         assert result.summary["violations"] == []
     poor = {**CONFIG, "simulation": {"initial_balance": 300}, "accounts": {"credit_limit": 10}}
     assert run(mixed_trace(200, seed=11) + extra, poor).summary["violations"] == []
