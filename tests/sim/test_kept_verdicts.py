@@ -41,9 +41,12 @@ def checked(monkeypatch):
         return hold(s, job, nodes)
 
     def outbids(s, nodes, job, t, eligible, running):
-        kept = flex._NO_ROOM.get(s.g, {}).get(t)
+        kept = flex._NO_ROOM.get(s.g, {}).get((t, job.gpus, job.nodes))
         clean = t not in s.touched and t not in s.stopped_types
-        counts["outbids"] += clean and kept is not None and kept[0] == key(s, job, t)
+        rev = s.g.holds_rev.get(t, 0)
+        counts["outbids"] += (
+            clean and kept is not None and kept[:1] == (rev,) and job.bid <= kept[1]
+        )
         return outbid(s, nodes, job, t, eligible, running)
 
     monkeypatch.setattr(flex, "hold_flex_head", held)

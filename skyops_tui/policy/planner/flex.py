@@ -35,12 +35,12 @@ _NO_HEAD: weakref.WeakKeyDictionary[Grid, dict[str, tuple[int, int, int, int]]] 
 _NO_HEAD_ON: weakref.WeakKeyDictionary[Grid, dict[str, tuple[int, int, int]]] = (
     weakref.WeakKeyDictionary()
 )
-# Per grid and type, the last bid `choose_victims` found no room for in a pass that had
-# touched nothing of the type: (Grid.holds_rev of the type, bid, gpus, nodes), the run
-# starts of the bids it could outbid once their min_slice ends, and whether the search
-# cleared `victim_nodes`.
+# Per grid, type and shape (gpus, nodes): the highest bid `choose_victims` found no
+# room for in a pass that had touched nothing of the type, with the type's
+# Grid.holds_rev then and the run starts of the bids it could outbid once their
+# min_slice ends.
 _NO_ROOM: weakref.WeakKeyDictionary[
-    Grid, dict[str, tuple[tuple[int, int, int, int], list[float], bool]]
+    Grid, dict[tuple[str, int, int], tuple[int, int, list[float]]]
 ] = weakref.WeakKeyDictionary()
 # Tests set this: a kept verdict is judged again and must come out the same.
 CHECK_KEPT = False
@@ -335,31 +335,35 @@ def _outbid(
     running: list[Job],
 ) -> list[Job] | None:
     """`choose_victims` for a Flex bid, or the verdict of no room kept from an earlier
-    pass. Most searches find none, pass after pass, for the same bid: a verdict judged
-    on the grid as it is (a pass that had touched nothing of the type) stands while
-    nothing about who holds the type's GPUs changes (`Grid.holds_rev`), this pass has
-    touched none of them either, and no bid it could outbid has reached its min_slice
-    since (the only way time alone makes room). `running`: the market's Flex runs
-    (`_running`; in a clean pass, every one)."""
+    pass. Most searches find none, pass after pass: a verdict judged on the grid as it
+    is (a pass that had touched nothing of the type) stands while nothing about who
+    holds the type's GPUs changes (`Grid.holds_rev`), this pass has touched none of
+    them either, and no bid it could outbid has reached its min_slice since (the only
+    way time alone makes room). It stands for any bid no higher of the same shape: a
+    lower bid can displace no more. `running`: the market's Flex runs (`_running`; in
+    a clean pass, every one).
+
+    A search that finds none may leave `victim_nodes` cleared; a kept verdict leaves it
+    as it is: nothing reads it before a search or a claim that succeeds sets it."""
     g, now = s.g, s.now
     kept = _NO_ROOM.get(g)
     if kept is None:
         kept = _NO_ROOM[g] = {}
     clean = t not in s.touched and t not in s.stopped_types
-    key = (g.holds_rev.get(t, 0), job.bid, job.gpus, job.nodes)
-    if clean:
-        got = kept.get(t)
+    if not clean:
+        return choose_victims(s, nodes, job, FLEX_POOL, eligible)
+    shape = (t, job.gpus, job.nodes)
+    rev = g.holds_rev.get(t, 0)
+    got = kept.get(shape)
+    if got is not None and got[0] == rev and job.bid <= got[1]:
         min_slice = s.cfg.pricing.min_slice_s
-        if got is not None and got[0] == key and not any(now - at >= min_slice for at in got[1]):
+        if not any(now - at >= min_slice for at in got[2]):
             if CHECK_KEPT and choose_victims(s, nodes, job, FLEX_POOL, eligible) is not None:
                 raise AssertionError(f"{job.name}: a bid kept as finding no room in {t} found some")
-            if got[2]:
-                s.victim_nodes = []
             return None
-    before = s.victim_nodes
     victims = choose_victims(s, nodes, job, FLEX_POOL, eligible)
-    if victims is None and clean:
-        kept[t] = (key, _min_slices_ahead(s, running, job.bid), s.victim_nodes is not before)
+    if victims is None:
+        kept[shape] = (rev, job.bid, _min_slices_ahead(s, running, job.bid))
     return victims
 
 
