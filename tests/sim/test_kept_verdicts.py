@@ -30,23 +30,20 @@ def checked(monkeypatch):
     counts = {"heads": 0, "outbids": 0}
     hold, outbid = flex.hold_flex_head, flex._outbid
 
-    def key(s, job, t):
-        return (s.g.holds_rev.get(t, 0), job.bid, job.gpus, job.nodes)
-
     def held(s, job, nodes):
         if nodes:
             t = nodes[0].gpu_type
-            kept = flex._NO_HEAD.get(s.g, {}).get(t)
-            counts["heads"] += kept == key(s, job, t) and t not in s.stopped_types
+            kept = flex._NO_HEAD.get(s.g, {}).get((t, job.gpus, job.nodes))
+            rev = s.g.holds_rev.get(t, 0)
+            ok = kept is not None and kept[0] == rev and job.bid <= kept[1]
+            counts["heads"] += ok and t not in s.stopped_types
         return hold(s, job, nodes)
 
     def outbids(s, nodes, job, t, eligible, running):
         kept = flex._NO_ROOM.get(s.g, {}).get((t, job.gpus, job.nodes))
         clean = t not in s.touched and t not in s.stopped_types
         rev = s.g.holds_rev.get(t, 0)
-        counts["outbids"] += (
-            clean and kept is not None and kept[:1] == (rev,) and job.bid <= kept[1]
-        )
+        counts["outbids"] += clean and kept is not None and kept[0] == rev and job.bid <= kept[1]
         return outbid(s, nodes, job, t, eligible, running)
 
     monkeypatch.setattr(flex, "hold_flex_head", held)

@@ -24,15 +24,16 @@ from .victims import choose_victims
 
 BookEntry = tuple[int, int, int]  # an entry of Grid.flex_book: (-bid, seq, id)
 
-# Per grid and type, the last head `hold_flex_head` found no node for in a pass that had
-# touched nothing of the type: (Grid.holds_rev of the type, bid, gpus, nodes).
-_NO_HEAD: weakref.WeakKeyDictionary[Grid, dict[str, tuple[int, int, int, int]]] = (
+# A head's verdicts hold for any bid no higher: a lower bid could have fewer GPUs.
+# Per grid, type and head shape (gpus, nodes): the type's Grid.holds_rev and the
+# highest bid `hold_flex_head` found no node for in a pass that touched nothing there.
+_NO_HEAD: weakref.WeakKeyDictionary[Grid, dict[tuple[str, int, int], tuple[int, int]]] = (
     weakref.WeakKeyDictionary()
 )
-# Per grid and node, the last head's bid and need it did not qualify for, judged on the
-# grid as it is (no GPU taken, claimed or being freed there by the pass), and the
-# node's Grid.node_rev then.
-_NO_HEAD_ON: weakref.WeakKeyDictionary[Grid, dict[str, tuple[int, int, int]]] = (
+# Per grid, node and GPUs needed there: the node's Grid.node_rev and the highest bid it
+# did not qualify for, judged on the grid as it is (nothing taken, claimed or being
+# freed there by the pass).
+_NO_HEAD_ON: weakref.WeakKeyDictionary[Grid, dict[tuple[str, int], tuple[int, int]]] = (
     weakref.WeakKeyDictionary()
 )
 # Per grid, type and shape (gpus, nodes): the highest bid `choose_victims` found no
@@ -64,17 +65,19 @@ def hold_flex_head(s: PassState, job: Job, nodes: list[Node]) -> int:
     if kept is None:
         kept = _NO_HEAD[g] = {}
     unstopped = t not in s.stopped_types
-    key = (g.holds_rev.get(t, 0), job.bid, job.gpus, job.nodes)
-    if unstopped and kept.get(t) == key:
+    shape = (t, job.gpus, job.nodes)
+    rev = g.holds_rev.get(t, 0)
+    got = kept.get(shape)
+    if unstopped and got is not None and got[0] == rev and job.bid <= got[1]:
         if CHECK_KEPT and _hold_flex_head(s, job, nodes, t) is not None:
             raise AssertionError(f"{job.name}: a head kept as blocked in {t} found nodes")
         return 0
-    got = _hold_flex_head(s, job, nodes, t)
-    if got is None:
-        if unstopped and t not in s.touched:
-            kept[t] = key
+    held = _hold_flex_head(s, job, nodes, t)
+    if held is None:
+        if unstopped and t not in s.touched and (got is None or got[0] != rev or got[1] < job.bid):
+            kept[shape] = (rev, job.bid)
         return 0
-    return got
+    return held
 
 
 def _hold_flex_head(s: PassState, job: Job, nodes: list[Node], t: str) -> int | None:
@@ -105,7 +108,9 @@ def _hold_flex_head(s: PassState, job: Job, nodes: list[Node], t: str) -> int | 
                 ok += s.flex_yield(n, bid, need - ok)
             q = ok >= need
         if not q and name not in touched and name not in stopped:
-            kept[name] = (rev.get(name, 0), bid, need)
+            r, got = rev.get(name, 0), kept.get((name, need))
+            if got is None or got[0] != r or got[1] < bid:
+                kept[name, need] = (r, bid)
         return q
 
     def blocked(n: Node) -> bool:
@@ -114,7 +119,8 @@ def _hold_flex_head(s: PassState, job: Job, nodes: list[Node], t: str) -> int | 
         takes or claims only leaves less room)."""
         name = n.name
         need = n.gpu_count if job.nodes else job.gpus
-        if name in stopped or kept.get(name) != (rev.get(name, 0), bid, need):
+        got = kept.get((name, need))
+        if name in stopped or got is None or got[0] != rev.get(name, 0) or bid > got[1]:
             return False
         if CHECK_KEPT and qualifies(n, room(n)):
             raise AssertionError(f"{job.name}: {name}, kept as no head's, qualifies")
