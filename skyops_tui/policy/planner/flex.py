@@ -90,9 +90,9 @@ def _hold_flex_head(s: PassState, job: Job, nodes: list[Node], t: str) -> int | 
     heads = s.head_nodes
     g, bid = s.g, job.bid
     rev, touched, stopped = g.node_rev, s.touched_nodes, s.stopped_nodes
-    kept = _NO_HEAD_ON.get(g)
-    if kept is None:
-        kept = _NO_HEAD_ON[g] = {}
+    no_head = _NO_HEAD_ON.get(g)
+    if no_head is None:
+        no_head = _NO_HEAD_ON[g] = {}
 
     def qualifies(n: Node, ok: int) -> bool:
         """`ok`: the node's GPUs free or being freed for Flex (its room). A node that
@@ -108,9 +108,9 @@ def _hold_flex_head(s: PassState, job: Job, nodes: list[Node], t: str) -> int | 
                 ok += s.flex_yield(n, bid, need - ok)
             q = ok >= need
         if not q and name not in touched and name not in stopped:
-            r, got = rev.get(name, 0), kept.get((name, need))
+            r, got = rev.get(name, 0), no_head.get((name, need))
             if got is None or got[0] != r or got[1] < bid:
-                kept[name, need] = (r, bid)
+                no_head[name, need] = (r, bid)
         return q
 
     def blocked(n: Node) -> bool:
@@ -119,7 +119,7 @@ def _hold_flex_head(s: PassState, job: Job, nodes: list[Node], t: str) -> int | 
         takes or claims only leaves less room)."""
         name = n.name
         need = n.gpu_count if job.nodes else job.gpus
-        got = kept.get((name, need))
+        got = no_head.get((name, need))
         if name in stopped or got is None or got[0] != rev.get(name, 0) or bid > got[1]:
             return False
         if CHECK_KEPT and qualifies(n, room(n)):
