@@ -162,3 +162,50 @@ async def test_a_changed_cell_is_drawn_again_and_its_neighbours_are_not():
         assert line_of(table, "row-03").split() == ["row-03", "b"]
         del console.render_lines
         assert "b" in drawn_cells and "row-03" not in drawn_cells, drawn_cells
+
+
+class TwoTables(App):
+    CSS = "GridTable { height: 12; }"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.highlighted: list[str] = []
+
+    def compose(self) -> ComposeResult:
+        yield GridTable(id="one")
+        yield GridTable(id="bulk")
+
+    def on_data_table_row_highlighted(self, event: GridTable.RowHighlighted) -> None:
+        self.highlighted.append(event.data_table.id or "")
+
+
+async def test_rows_added_in_one_go_are_the_rows_added_one_by_one():
+    """`add_line_rows` (the job list's first fill, the feed tables' pages) holds and
+    draws what `add_row` for each row would, highlights the first row as it does, and
+    refuses a key already there."""
+    import pytest
+    from textual.widgets.data_table import DuplicateKey
+
+    app = TwoTables()
+    async with app.run_test(size=(60, 30)) as pilot:
+        one, bulk = app.query_one("#one", GridTable), app.query_one("#bulk", GridTable)
+        for table in (one, bulk):
+            for c in COLUMNS:
+                table.add_column(c.label, key=c.key)
+        given = rows({7: "wider value"})
+        given[3] = ("r3", [Text("row-03")])  # a short row: the rest is empty
+        for key, cells in given:
+            one.add_row(*cells, key=key)
+        bulk.add_line_rows(given)
+        await wait_for(pilot, lambda: app.highlighted.count("bulk") == 1, "first row lit")
+        await pilot.pause()
+        assert bulk.row_count == one.row_count == ROWS
+        assert [bulk.get_row_at(i) for i in range(ROWS)] == [one.get_row_at(i) for i in range(ROWS)]
+        assert bulk.get_row("r7") == one.get_row("r7")
+        assert [c.content_width for c in bulk.ordered_columns] == [
+            c.content_width for c in one.ordered_columns
+        ]
+        assert drawn(bulk) == drawn(one)
+        assert app.highlighted.count("one") == 1
+        with pytest.raises(DuplicateKey):
+            bulk.add_line_rows([("r5", [Text("again")])])

@@ -237,8 +237,7 @@ class FeedScreen(SkyScreen):
         table = self.query_one("#feed", FeedTable)
         table.clear()
         page = self._sel[lo:hi]
-        for e in page:
-            table.add_row(*self._row(e))
+        table.add_line_rows((None, self._row(e)) for e in page)
         if page:
             self._first, self._last = page[0].seq, page[-1].seq
         else:  # nothing to show: everything taken in later is new
@@ -247,8 +246,7 @@ class FeedScreen(SkyScreen):
 
     def _append(self, entries: Sequence[Entry]) -> None:
         table = self.query_one("#feed", FeedTable)
-        for e in entries:
-            table.add_row(*self._row(e))
+        table.add_line_rows((None, self._row(e)) for e in entries)
         if entries:
             if not table.row_count - len(entries):
                 self._first = entries[0].seq
