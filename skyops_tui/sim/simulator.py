@@ -111,22 +111,35 @@ def _min_slices(grid: Grid, now: float, held: Iterable[Job], best: float) -> flo
     return best
 
 
-def _other_timers(grid: Grid, now: float, retrying: Iterable[Job], best: float) -> float | None:
+def _other_timers(
+    grid: Grid,
+    now: float,
+    retrying: Iterable[Job],
+    best: float,
+    edges: dict[str, tuple[list, int, float | None]] | None = None,
+) -> float | None:
     """`best` or an earlier window edge, retry of the waiting Flex jobs in `retrying`,
-    or account running dry; None when there is none at all."""
+    or account running dry; None when there is none at all. `edges`: each reservation's
+    next edge as last found (with its windows and how many were settled then): it
+    stays the next while time has not reached it."""
     w1, w2 = grid.cfg.pricing.warn_before_s
     for res in grid.live_reservations():
-        windows = res.windows
-        for i in range(res.settled_windows, len(windows)):
-            s, e = windows[i]
-            for t in (s, e - w1, e - w2, e):
-                if t > now:
-                    if t < best:
-                        best = t
-                    break
-            else:
+        if edges is not None:
+            got = edges.get(res.name)
+            if (
+                got is not None
+                and got[0] is res.windows
+                and got[1] == res.settled_windows
+                and (got[2] is None or now < got[2])
+            ):
+                if got[2] is not None and got[2] < best:
+                    best = got[2]
                 continue
-            break
+        edge = _next_edge(res.windows, res.settled_windows, now, w1, w2)
+        if edges is not None:
+            edges[res.name] = (res.windows, res.settled_windows, edge)
+        if edge is not None and edge < best:
+            best = edge
     for job in retrying:
         if job.retries and now < job.retry_at < best:
             best = job.retry_at
@@ -134,6 +147,19 @@ def _other_timers(grid: Grid, now: float, retrying: Iterable[Job], best: float) 
     if dry is not None and now < dry < best:
         best = dry
     return None if best == float("inf") else best
+
+
+def _next_edge(
+    windows: list[tuple[float, float]], settled: int, now: float, w1: float, w2: float
+) -> float | None:
+    """The first window edge after `now` (an opening, a warning, a close) of the
+    windows not yet settled, in their order."""
+    for i in range(settled, len(windows)):
+        s, e = windows[i]
+        for t in (s, e - w1, e - w2, e):
+            if t > now:
+                return t
+    return None
 
 
 class _Wakeups:
@@ -154,6 +180,7 @@ class _Wakeups:
         self.priority: set[int] = set()
         self.fresh: list[tuple[float, int]] = []  # (run start + min_slice, job)
         self.retrying: set[int] = set()
+        self.edges: dict[str, tuple[list, int, float | None]] = {}
         for jid in grid.holding:
             job = grid.jobs[jid]
             if job.mode is Mode.PRIORITY:
@@ -195,7 +222,7 @@ class _Wakeups:
             for job in (jobs[j] for j in self.retrying)
             if job.mode is Mode.FLEX and job.state in _BOOKED
         )
-        return _other_timers(g, now, waiting, best)
+        return _other_timers(g, now, waiting, best, self.edges)
 
 
 def pass_after(
