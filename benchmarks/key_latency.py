@@ -26,7 +26,10 @@ to terminal escape sequences and writes them; the driver then drops them. Left o
 reading and parsing the key's bytes from a terminal, and the terminal emulator drawing
 the frame (writing to a pty and the emulator's paint), which depend on the terminal.
 The first visit to a screen (building it) is included, as a person sees it; the report
-gives switches and moves apart as well.
+gives switches and moves apart as well. The console's full garbage-collection pass runs
+on a 60 s timer (docs/console.md, 50-110 ms at 512 nodes): a run of 240 presses (about
+45 s) may end before it, so a press that waits for it shows only in longer runs (at
+most one press a minute).
 
 Beside wall time it reports this process's CPU time from the press to its frame (the
 machine is shared: wall time holds other processes' turns on the cores), and switches
