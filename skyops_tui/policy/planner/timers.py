@@ -81,8 +81,7 @@ def timers(s: PassState) -> None:
 
         first = set(heapq.nsmallest(cap, settle, key=billed_from))
         settle = [j for j in settle if j in first]
-    for jid in settle:
-        s.emit(A.Settle(jid))
+    s.actions.extend(map(A.Settle, settle))
     if any(f.short for f in s.guard.funds.values()):
         stop_unfunded(s)
 
