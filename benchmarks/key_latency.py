@@ -162,9 +162,10 @@ def content(app: BenchApp, view: str) -> str:
 
 def expectation(
     app: BenchApp, what: str, key: str
-) -> tuple[str, Callable[[], bool], tuple[str, ...]]:
+) -> tuple[str, Callable[[], bool], tuple[str, ...]] | None:
     """The key to press (a move at the end of a list goes the other way), the state
-    that shows it done, and the texts its frames hold."""
+    that shows it done, and the texts its frames hold; None for a move in a list too
+    short to move in (a market whose bids have all gone)."""
     kind, name = what.split(":")
     if kind == "view":
         shown = (f"› {name}", content(app, name))
@@ -179,6 +180,8 @@ def expectation(
         rungs = ladder.view.rungs if ladder.view else ()
         ids = [r.job for r in rungs]
         at, count = (ids.index(ladder.cursor) if ladder.cursor in ids else 0), len(ids)
+    if count < 2:
+        return None
     step = 1 if key == "down" else -1
     if not 0 <= at + step < count:
         key, step = ("up", -1) if key == "down" else ("down", 1)
@@ -241,7 +244,10 @@ async def measure(
                     break
                 if what.startswith("move:") and app.current_mode != what.split(":")[1]:
                     continue
-                key, ready, texts = expectation(app, what, key)
+                expected = expectation(app, what, key)
+                if expected is None:
+                    continue
+                key, ready, texts = expected
                 e = Expect(ready, texts, time.perf_counter(), done=asyncio.Event())
                 waiting[:] = [e]
                 switch = what.startswith("view:")
