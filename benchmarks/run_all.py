@@ -124,8 +124,9 @@ def s_grid_refresh(doc: dict) -> list[Row]:
 
 def s_key_latency(doc: dict) -> list[Row]:
     t = doc["target"]
+    grid = str(doc.get("grid", "")).split(" (")[0]
     fig = (
-        f"{doc['presses']} keys, key to frame {_ms(doc['all'])} (switches "
+        f"{grid}: {doc['presses']} keys, key to frame {_ms(doc['all'])} (switches "
         f"{_ms(doc['screen_switches'])}, moves {_ms(doc['list_moves'])})"
     )
     return [(fig, "p99 <= 100 ms", t["met"])]
@@ -200,7 +201,8 @@ def slurm_missing() -> str | None:
     return None
 
 
-# name: (full args, quick args, time limit s, summary, why it cannot run or None)
+# name (the script's, or script@variant for a second size of one): (full args, quick
+# args, time limit s, summary, why it cannot run or None)
 PLAN: dict[str, tuple[list[str], list[str], int, Callable[[dict], list[Row]], Callable[[], str | None]]] = {
     "submissions": (["--jobs", "20000", "--rounds", "1"], ["--jobs", "5000", "--rounds", "1"], 120, s_submissions, lambda: None),
     "submit_to_running": (["--rounds", "5"], ["--rounds", "2"], 60, s_submit_to_running, lambda: None),
@@ -211,6 +213,7 @@ PLAN: dict[str, tuple[list[str], list[str], int, Callable[[dict], list[Row]], Ca
     "telemetry": (["--agents", "16", "--seconds", "10"], ["--agents", "16", "--seconds", "5"], 90, s_telemetry, lambda: None),
     "grid_refresh": (["--nodes", "512", "--refreshes", "100", "--first-paints", "1"], ["--nodes", "64", "--refreshes", "30", "--first-paints", "1"], 120, s_grid_refresh, lambda: None),
     "key_latency": (["--presses", "200"], ["--presses", "60"], 120, s_key_latency, lambda: None),
+    "key_latency@512": (["--presses", "200", "--nodes", "512"], ["--presses", "60", "--nodes", "64"], 150, s_key_latency, lambda: None),
     "fuzz": (["--inputs", "20000"], ["--inputs", "2000"], 90, s_fuzz, lambda: None),
     "crash_harness": (["--jobs", "200", "--kills", "4"], ["--jobs", "100", "--kills", "2"], 150, s_crash_harness, lambda: None),
     "cli_submit": (["--json"], ["--json", "--loop", "20", "--array", "2000", "--rounds", "1", "--no-slurm"], 150, s_cli_submit, lambda: None),
@@ -260,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.monotonic()
         try:
             done = subprocess.run(
-                [sys.executable, str(HERE / f"{name}.py"), *args],
+                [sys.executable, str(HERE / f"{name.split('@')[0]}.py"), *args],
                 stdout=subprocess.PIPE,
                 text=True,
                 timeout=min(limit, max(left, 1)),
