@@ -214,8 +214,8 @@ class ApiServer:
             from .views import job_json
 
             after, limit = _page(p)
-            rows = []
-            more = None
+            rows: list[dict[str, Any]] = []
+            more: int | None = None
             for j in _jobs_asked(grid, p, after):
                 if limit is not None and len(rows) == limit:
                     more = rows[-1]["id"]
