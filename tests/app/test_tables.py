@@ -38,13 +38,19 @@ def line_of(table: GridTable, name: str) -> str:
     return next(line for line in drawn(table) if name in line)
 
 
+async def shown(app: TableApp, pilot) -> GridTable:  # noqa: ANN001
+    """The app's table with its columns and every row shown once, as drawn."""
+    table = app.query_one(GridTable)
+    table.set_columns(COLUMNS)
+    table.show_rows(rows({}))
+    await pilot.pause()
+    return table
+
+
 async def test_changed_rows_are_drawn_on_screen_and_when_scrolled_into_view():
     app = TableApp()
     async with app.run_test(size=(60, 20)) as pilot:
-        table = app.query_one(GridTable)
-        table.set_columns(COLUMNS)
-        table.show_rows(rows({}))
-        await pilot.pause()
+        table = await shown(app, pilot)
         assert line_of(table, "row-01").split() == ["row-01", "a"]
         assert all("row-50" not in line for line in drawn(table))  # off screen
 
@@ -72,10 +78,7 @@ async def test_changed_rows_are_drawn_on_screen_and_when_scrolled_into_view():
 async def test_columns_grow_and_shrink_with_their_widest_cell():
     app = TableApp()
     async with app.run_test(size=(60, 20)) as pilot:
-        table = app.query_one(GridTable)
-        table.set_columns(COLUMNS)
-        table.show_rows(rows({}))
-        await pilot.pause()
+        table = await shown(app, pilot)
         value = table.columns[table.ordered_columns[1].key]
         assert value.content_width == cell_width(Text("Value"))
 
@@ -142,10 +145,7 @@ async def test_a_changed_cell_is_drawn_again_and_its_neighbours_are_not():
     cells of a row: time left, price)."""
     app = TableApp()
     async with app.run_test(size=(60, 20)) as pilot:
-        table = app.query_one(GridTable)
-        table.set_columns(COLUMNS)
-        table.show_rows(rows({}))
-        await pilot.pause()
+        table = await shown(app, pilot)
         assert line_of(table, "row-03").split() == ["row-03", "a"]
         drawn_cells: list[str] = []
         console = app.console

@@ -16,7 +16,7 @@ from skyops_tui.domain.config import load_config
 from skyops_tui.sim.simulator import simulate
 from skyops_tui.sim.trace import read_trace
 
-from .test_simulator import CONFIG, mixed_trace, run
+from .test_simulator import CONFIG, NODE_TROUBLE, mixed_trace, run
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 flex = sys.modules["skyops_tui.policy.planner.flex"]
@@ -54,11 +54,7 @@ def checked(monkeypatch):
 def test_flex_verdicts_kept_across_passes_are_what_a_fresh_walk_finds(checked):
     extra = [
         {"name": "f3", "kind": "bid", "bid": 2.49, "submit": 20_500},
-        {"kind": "silent", "node": "h-2", "submit": 15000},
-        {"kind": "back", "node": "h-2", "submit": 15030},
-        {"kind": "silent", "node": "a-1", "submit": 30000},
-        {"kind": "restart", "submit": 40000},
-        {"kind": "lost", "node": "h-3", "submit": 50000},
+        *NODE_TROUBLE,
     ]  # fmt: skip
     for seed in (5, 7, 11):
         lines = mixed_trace(400, seed=seed)

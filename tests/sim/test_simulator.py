@@ -43,6 +43,17 @@ SUMMARY_KEYS = {
 }
 
 
+# Node trouble and a restart over a mixed trace: a node silent then back, one silent
+# for good, the console restarted from its file, a node declared lost.
+NODE_TROUBLE = [
+    {"kind": "silent", "node": "h-2", "submit": 15000},
+    {"kind": "back", "node": "h-2", "submit": 15030},
+    {"kind": "silent", "node": "a-1", "submit": 30000},
+    {"kind": "restart", "submit": 40000},
+    {"kind": "lost", "node": "h-3", "submit": 50000},
+]
+
+
 def mixed_trace(n: int = 300, seed: int = 7) -> list[dict]:
     """A day of work in every mode, with reservations, cancels and bid changes."""
     r = random.Random(seed)
@@ -286,11 +297,7 @@ def test_the_wakeups_kept_from_events_are_those_a_walk_of_every_job_finds(monkey
         {"name": "retry", "kind": "fail", "submit": 9000},
         {"name": "renew", "mode": "priority", "user": "prod", "submit": 70, "gpus": 2,
          "hours": 1, "auto_renew": True, "runtime": 9000},
-        {"kind": "silent", "node": "h-2", "submit": 15000},
-        {"kind": "back", "node": "h-2", "submit": 15030},
-        {"kind": "silent", "node": "a-1", "submit": 30000},
-        {"kind": "restart", "submit": 40000},
-        {"kind": "lost", "node": "h-3", "submit": 50000},
+        *NODE_TROUBLE,
     ]  # fmt: skip
     ok = run(mixed_trace(200, seed=5) + extra)
     assert ok.summary["violations"] == [] and ok.summary["steps"] > 500
