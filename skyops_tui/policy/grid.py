@@ -805,8 +805,6 @@ class Grid:
             self.settle(self.jobs[action.job], now)
             return
         match action:
-            case A.Settle(job=jid):
-                self.settle(self.jobs[jid], now)
             case A.Start(job=jid, placement=pl, market=m, resume=resume):
                 self._start(self.jobs[jid], pl, m, resume, now)
             case A.Preempt(job=jid, cause=cause, for_job=for_job):
