@@ -17,6 +17,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -306,8 +307,8 @@ class Store:
             raise store_fault(self.path, e, self.busy_timeout_s) from None
         try:
             self.conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
-            mode = self.conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
+            mode = self._switch_to_wal()
+            if mode.lower() != "wal":
                 raise StoreError(f"{self.path}: cannot switch to WAL mode (got {mode!r})")
             self.conn.execute("PRAGMA synchronous = NORMAL")
             self.conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT}")
@@ -333,6 +334,26 @@ class Store:
         self._jobs_written: dict[int, JobWritten] = {}
         self._accounts: set[str] = set()
         self._counters = self._read_counters()
+
+    def _switch_to_wal(self) -> str:
+        """`PRAGMA journal_mode = WAL`, retried until the busy timeout has passed. A
+        file that another process has just created is still in rollback mode while that
+        process switches it to WAL; meanwhile SQLite answers this switch SQLITE_BUSY at
+        once, without waiting out the busy timeout, since this connection holds a read
+        lock the other needs released (waiting would deadlock). Two commands started
+        together on a new state file, `skyops serve` and a `skyops status`, met so."""
+        deadline = time.monotonic() + self.busy_timeout_s
+        pause = 0.002
+        while True:
+            try:
+                return str(self.conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+            except sqlite3.OperationalError as e:
+                code = (getattr(e, "sqlite_errorcode", None) or 0) & 0xFF
+                left = deadline - time.monotonic()
+                if code != sqlite3.SQLITE_BUSY or left <= 0:
+                    raise
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, 0.05)
 
     # ------------------------------------------------------------ plumbing
     def close(self) -> None:

@@ -212,6 +212,35 @@ def test_opens_in_wal_mode_with_the_pragmas_several_consoles_need(tmp_path):
     conn.close()
 
 
+def test_a_new_file_another_process_is_still_creating_is_waited_for(tmp_path):
+    """`skyops serve` and a `skyops status` started together on a new state file: while
+    one creates it (rollback mode, write lock held), SQLite answers the other's switch
+    to WAL with SQLITE_BUSY at once, not after the busy timeout. The store waits as the
+    timeout promises; a lock held past it is refused after the time the error names."""
+    import time
+
+    path = tmp_path / "state.db"
+    creator = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    creator.execute("BEGIN IMMEDIATE")
+    threading.Timer(0.3, creator.execute, ("ROLLBACK",)).start()
+    started = time.monotonic()
+    with Store(path, busy_timeout_s=10) as store:
+        waited = time.monotonic() - started
+        assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert 0.25 < waited < 5, waited
+    creator.close()
+
+    path = tmp_path / "held.db"
+    creator = sqlite3.connect(path, isolation_level=None)
+    creator.execute("BEGIN IMMEDIATE")
+    started = time.monotonic()
+    with pytest.raises(StoreError, match=r"locked by another process \(waited 0.4 s\)"):
+        Store(path, busy_timeout_s=0.4)
+    assert time.monotonic() - started >= 0.4
+    creator.execute("ROLLBACK")
+    creator.close()
+
+
 def test_schema_version_is_recorded_and_reopening_migrates_nothing(tmp_path):
     path = tmp_path / "skyops.db"
     with Store(path) as store:
