@@ -9,7 +9,6 @@ from ..clock import SystemClock
 from ..domain.config import Config, demo_config
 from ..fleet.executor import FleetExecutor
 from ..fleet.link import LocalTransport, Transport
-from ..fleet.ssh import SshTransport
 from ..locations import data_dir, db_path, demo_db_path
 from ..runtime import Runtime, current_user
 from ..scheduler.executor import Executor
@@ -28,6 +27,9 @@ def transports(cfg: Config, demo: bool, known_hosts: str | None = None) -> dict[
         if demo or node.local:
             out[node.name] = LocalTransport(node.name, str(agents / node.name), node.fake_gpus)
         else:
+            # Only here: asyncssh is about 16 MB of a leader's memory (docs/architecture.md).
+            from ..fleet.ssh import SshTransport
+
             out[node.name] = SshTransport(node, known_hosts=known_hosts)
     return out
 

@@ -19,10 +19,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-
-import asyncssh
 
 from skyops_agent import protocol
 
@@ -43,7 +42,6 @@ from ..scheduler.executor import (
 )
 from .link import AgentError, LinkClosed, Transport
 from .node import NodeLink
-from .ssh import SshTransport, sftp_copy_dir
 
 log = logging.getLogger(__name__)
 AGENT_ID = re.compile(r"^(?:g([0-9a-f]+)-)?j(\d+)(?:\.([0-9a-f]+))?-r(\d+)-p(\d+)$")
@@ -400,7 +398,12 @@ class FleetExecutor:
         if src is None or dst is None:
             return
         src_t, dst_t = self.transports.get(best[1]), self.transports.get(target)
-        if isinstance(src_t, SshTransport) and isinstance(dst_t, SshTransport):
+        # An SshTransport exists only once fleet.ssh is loaded (a grid with SSH nodes): a
+        # local grid does not load asyncssh to find out.
+        ssh = sys.modules.get(f"{__package__}.ssh")
+        if ssh and isinstance(src_t, ssh.SshTransport) and isinstance(dst_t, ssh.SshTransport):
+            from .ssh import asyncssh, sftp_copy_dir
+
             try:
                 # SFTP starts in the login's home, where the agent's state folder lives.
                 size = await sftp_copy_dir(

@@ -22,8 +22,7 @@ from skyops_agent import protocol
 from ..clock import Clock
 from ..domain.model import NodeStatus
 from ..domain.telemetry import GpuSample, NodeSample
-from .link import AgentLink, Transport
-from .ssh import HostKeyRefused
+from .link import AgentLink, HostKeyRefused, Transport
 
 log = logging.getLogger(__name__)
 

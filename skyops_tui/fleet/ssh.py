@@ -24,7 +24,7 @@ from skyops_agent.zipapp import build_zipapp
 
 from ..domain.config import NodeConfig
 from ..locations import data_dir
-from .link import AgentLink, LinkClosed
+from .link import AgentLink, HostKeyRefused, LinkClosed
 
 STDERR_LINES = 20
 _ZIPAPP: tuple[str, str] | None = None
@@ -46,35 +46,6 @@ def agent_zipapp() -> tuple[str, str]:
             shutil.rmtree(tmp, ignore_errors=True)
         _ZIPAPP = (str(path), digest)
     return _ZIPAPP
-
-
-class HostKeyRefused(Exception):
-    """The box's host key is not in known_hosts (or does not match it)."""
-
-    def __init__(
-        self,
-        node: str,
-        host: str,
-        port: int,
-        fingerprint: str,
-        key_type: str,
-        known_hosts: str,
-        changed: bool = False,
-    ) -> None:
-        self.node, self.host, self.port = node, host, port
-        self.fingerprint, self.key_type, self.known_hosts = fingerprint, key_type, known_hosts
-        self.changed = changed
-        target = host if port == 22 else f"[{host}]:{port}"
-        what = "does not match the one in" if changed else "is not in"
-        kh = shlex.quote(known_hosts)
-        self.trust_command = f"ssh-keyscan -p {port} {shlex.quote(host)} >> {kh}"
-        self.forget_command = f"ssh-keygen -f {kh} -R {shlex.quote(target)}"
-        super().__init__(
-            f"{node}: host key of {target} ({key_type} {fingerprint}) {what} {known_hosts}; "
-            f"refused. Check the fingerprint on the box (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub), "
-            f"then trust it with: {self.trust_command}"
-            + (f"  (remove the old line first: {self.forget_command})" if changed else "")
-        )
 
 
 class SshTransport:
