@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import functools
+from bisect import bisect_right
 from fractions import Fraction
 from itertools import islice
 from typing import TYPE_CHECKING
@@ -66,6 +67,8 @@ _user_account = functools.cache(user_account)
 _rate_text = functools.cache(fmt)
 _SECONDS: dict[float, str] = {}
 _SETTLE = A.Settle
+_FLEX, _COMMIT = Mode.FLEX, Mode.COMMIT
+_PER_HOUR = pricing.PER_HOUR
 
 
 def _seconds_text(secs: float) -> str:
@@ -738,12 +741,34 @@ class Grid:
         texts they post are built from parts kept between calls."""
         billed = job.billed_from
         mode = job.mode
-        if billed is None or mode is Mode.COMMIT or job.market is None:
+        if billed is None or mode is _COMMIT or job.market is None:
             return
-        until = now if ended_at is None else min(now, ended_at)
-        acc, until = self._run_total(job, until)
-        gpus = job.gpu_total
-        due = pricing.owed(gpus, acc) - job.run_charged
+        start = job.started_at
+        if ended_at is None and mode is _FLEX and start is not None and start <= now:
+            # A running Flex job billed to now (nearly every settle): `_run_total` and
+            # `flex_usage`'s one-price, one-bid case, inline; any other span takes them.
+            until = now
+            a, b = round((billed or now) * US), round(now * US)
+            market = self.markets[job.market]
+            if b > a:
+                starts = market.starts
+                i = bisect_right(starts, a) - 1
+                log = job.bid_log
+                cap = job.bid if not log else log[-1][1] if log[-1][0] <= a else None
+                if cap is not None and (i + 1 >= len(starts) or starts[i + 1] >= b):
+                    price = market.levels[i] if i >= 0 else market.floor
+                    acc = job.run_acc + (price if price < cap else cap) * (b - a)
+                else:
+                    acc = job.run_acc + flex_usage(market, log, job.bid, a, b)
+            elif b == a:
+                acc = job.run_acc
+            else:
+                acc = job.run_acc - flex_usage(market, job.bid_log, job.bid, b, a)
+        else:
+            until = now if ended_at is None else min(now, ended_at)
+            acc, until = self._run_total(job, until)
+        gpus = job.gpus if not job.nodes else job.gpu_total
+        due = gpus * acc // _PER_HOUR - job.run_charged
         secs = until - billed
         job.run_acc = acc
         job.run_charged += due
@@ -760,7 +785,14 @@ class Grid:
                 reason = f"{_USAGE[mode]}{job.name}: {held} s x {gpus} GPU at {rate}/GPU-h"
             else:
                 reason = f"{_USAGE[mode]}{job.name}: {held} s x {gpus} GPU at the clearing price"
-            self.ledger.transfer(now, reason, acct, REVENUE, due, job.id)
+            # `Ledger.transfer`, inline (balanced by its making).
+            ledger = self.ledger
+            balances = ledger.balances
+            balances[acct] = balances.get(acct, 0) - due
+            balances[REVENUE] = balances.get(REVENUE, 0) + due
+            self.outbox.transactions.append(
+                Transaction(now, reason, [(acct, -due), (REVENUE, due)], job.id, None)
+            )
             return
         job.refunded -= due
         back = f"{-secs:.0f} s billed past {why or 'the end of the run'}"
