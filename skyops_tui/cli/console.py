@@ -169,8 +169,9 @@ def run_remote_console(sock: Path, url: str, cfg: Config | None = None) -> int:
     return 0
 
 
-def serve(cfg: Config | None, db: str | None, duration: float | None, out) -> int:
-    """Headless console: lead the grid (or stand by to take over) until stopped."""
+def serve(cfg: Config | None, db: str | None, duration: float | None) -> int:
+    """Headless console: lead the grid (or stand by to take over) until stopped. Its
+    one line per change of role is plain print: rich is not loaded for it."""
     import asyncio
     import signal
 
@@ -195,10 +196,10 @@ def serve(cfg: Config | None, db: str | None, duration: float | None, out) -> in
         await rt.start()
 
         def role() -> None:
-            out.print(
+            print(
                 f"{'leading' if rt.leader else 'standing by (another console leads)'}: "
                 f"{store.path}" + (f", serving {rt.socket_path}" if rt.leader else ""),
-                highlight=False,
+                flush=True,
             )
 
         rt.role_listeners.append(role)

@@ -16,15 +16,16 @@ import os
 import sqlite3
 import sys
 from collections.abc import Sequence
-
-from rich.console import Console
-from rich.table import Table
+from typing import TYPE_CHECKING
 
 from .. import __version__
 from ..domain.config import Config, demo_config, load_config
 from ..domain.errors import InputError, Refused
 from ..domain.money import fmt
 from ..store.schema import StoreError
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 EXIT_OK, EXIT_REFUSED, EXIT_INVALID, EXIT_JOB_FAILED, EXIT_STORE = 0, 1, 2, 3, 4
 # 128 + SIGPIPE: what a shell reports for `yes | head -1`'s yes.
@@ -87,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="JSON")
     for cmd in (sim, serve, nodes, check, drain, undrain):
         _globals_after(cmd)
-    from .headless import add_headless_arguments
+    from .arguments import add_headless_arguments
 
     add_headless_arguments(p, sub)
     return p
@@ -178,16 +179,33 @@ def _drop_output() -> None:
             pass
 
 
-class Stdout(Console):
-    """Rich's own answer to a closed pipe is exit 1, which means "refused" here."""
+def _stdout() -> Console:
+    """Rich, loaded by the commands that print with it: `skyops serve` prints one plain
+    line and does not hold rich's 2 MB for it (docs/architecture.md)."""
+    from rich.console import Console
 
-    def on_broken_pipe(self) -> None:
-        raise BrokenPipeError
+    class Stdout(Console):
+        """Rich's own answer to a closed pipe is exit 1, which means "refused" here."""
+
+        def on_broken_pipe(self) -> None:
+            raise BrokenPipeError
+
+    return Stdout()
+
+
+def _stderr() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _for_apply(args: argparse.Namespace) -> bool:
+    """--apply, --dry-run or --wait given: headless.dispatch runs or refuses them,
+    whatever the command."""
+    return any(getattr(args, flag, None) for flag in ("apply", "dry_run", "wait"))
 
 
 def _run(args: argparse.Namespace) -> int:
-    out = Stdout()
-    err = Console(stderr=True)
     tunnel = None
     try:
         if getattr(args, "connect", None):
@@ -211,18 +229,17 @@ def _run(args: argparse.Namespace) -> int:
                     args.connect,
                     load_config(args.config) if args.config else None,
                 )
+        if args.command == "serve" and not _for_apply(args):
+            from .console import serve
+
+            return serve(load_config(args.config) if args.config else None, args.db, args.duration)
+        out = _stdout()
         from .headless import dispatch
 
         if (code := dispatch(args, out)) is not None:
             return code
         if args.command == "simulate":
             return cmd_simulate(args, out)
-        if args.command == "serve":
-            from .console import serve
-
-            return serve(
-                load_config(args.config) if args.config else None, args.db, args.duration, out
-            )
         if args.command == "nodes" and args.nodes_command in ("drain", "undrain"):
             from .headless import cmd_drain
 
@@ -241,11 +258,12 @@ def _run(args: argparse.Namespace) -> int:
             load_config(args.config) if args.config else None, args.db, args.readonly
         )
     except InputError as e:
+        err = _stderr()
         for m in e.messages:
             err.print(f"[bold red]error:[/] {m}", highlight=False, markup=True)
         return EXIT_INVALID
     except Refused as e:
-        err.print(f"[bold red]refused:[/] {e}", highlight=False)
+        _stderr().print(f"[bold red]refused:[/] {e}", highlight=False)
         return EXIT_REFUSED
     except (StoreError, sqlite3.Error) as e:
         from .headless import report_store_error
@@ -295,7 +313,7 @@ def cmd_simulate(args: argparse.Namespace, out: Console) -> int:
     else:
         # Refused lines are part of the outcome, not a failure of the run: each is told
         # on stderr, named by file and line, and the summary counts them.
-        err = Console(stderr=True)
+        err = _stderr()
         source = args.trace or "demo"
         for r in summary["refused"]:
             err.print(
@@ -308,6 +326,8 @@ def cmd_simulate(args: argparse.Namespace, out: Console) -> int:
 
 
 def _print_summary(out: Console, s: dict, cur: str, source: str) -> None:
+    from rich.table import Table
+
     t = Table(title=f"Simulation of {source}", show_header=False, title_justify="left")
     t.add_column(style="bold")
     t.add_column(justify="right")

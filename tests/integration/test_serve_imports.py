@@ -34,5 +34,5 @@ def test_a_leader_of_local_nodes_loads_no_ssh_library_nor_screen(tmp_path):
         leader.stop()
     mods = imported((tmp_path / "serve1.log").read_text())
     assert {"skyops_tui.api.server", "skyops_tui.fleet.executor"} <= mods  # its own log
-    unused = ("asyncssh", "cryptography", "textual")
+    unused = ("asyncssh", "cryptography", "textual", "rich")
     assert sorted(m for m in mods if m.split(".")[0] in unused) == []
