@@ -200,8 +200,15 @@ def flex(s: PassState) -> None:
         widest: int | None = None
         soon = s.soon()
         soon_nodes = [n for n in nodes if n.name in soon] if soon else []
-        sizes = [k for k in g.flex_needs.get(t, {})] + [k for k in g.flex_needs.get(None, {})]
-        min_need = max(min(sizes, default=1), 1)
+        needs_t, needs_u = g.flex_needs.get(t), g.flex_needs.get(None)
+        if needs_t:
+            min_need = min(needs_t)
+            if needs_u:
+                min_need = min(min_need, min(needs_u))
+        else:
+            min_need = min(needs_u) if needs_u else 1
+        if min_need < 1:
+            min_need = 1
         smallest_node = s.smallest_node(t)
         bidders: list[tuple[Job, int]] = []  # waiting jobs that bid here, highest first
         rest: Iterator[BookEntry] | None = None  # the book past the job the walk stopped at
@@ -221,7 +228,7 @@ def flex(s: PassState) -> None:
             if not nodes:
                 break
             need = job.gpus or job.nodes * smallest_node
-            if not s.guard.can_start(job, t, need):
+            if not ample and not s.guard.can_start(job, t, need):
                 continue  # its account cannot fund it now: it neither runs nor bids
             if need <= free:
                 if not job.nodes and widest is None:

@@ -36,6 +36,10 @@ _NAME = operator.attrgetter("name")
 _BY_NAME: weakref.WeakKeyDictionary[Grid, dict[str, tuple[int, Node | None, list[Node]]]] = (
     weakref.WeakKeyDictionary()
 )
+# Per grid and type: (node count, last node, the GPUs of its smallest node).
+_SMALLEST: weakref.WeakKeyDictionary[Grid, dict[str, tuple[int, Node | None, int]]] = (
+    weakref.WeakKeyDictionary()
+)
 PRIORITY_POOL, FLEX_POOL = "priority", "flex"
 
 
@@ -188,9 +192,15 @@ class PassState:
         """The GPUs of the type's smallest node (0 without nodes), once a pass."""
         n = self._smallest.get(gpu_type)
         if n is None:
-            n = self._smallest[gpu_type] = min(
-                map(_GPU_COUNT, self.g.by_type.get(gpu_type, ())), default=0
-            )
+            # Kept per grid while the type's nodes stay the same (their count and the
+            # last one added): a node's GPU count never changes.
+            nodes = self.g.by_type.get(gpu_type, ())
+            kept = _SMALLEST.setdefault(self.g, {})
+            seen = kept.get(gpu_type)
+            last = nodes[-1] if nodes else None
+            if seen is None or seen[0] != len(nodes) or seen[1] is not last:
+                seen = kept[gpu_type] = (len(nodes), last, min(map(_GPU_COUNT, nodes), default=0))
+            n = self._smallest[gpu_type] = seen[2]
         return n
 
     def take(self, node: str, idx: Iterable[int]) -> None:
