@@ -109,8 +109,10 @@ LIVE_AND_LATEST_ENDED = (
     "ORDER BY id"
 )
 JOB_PAGE = 1000
-# A job as last written: (id, `rest_snapshot` of its `job_rest`, its `job_billing`, ended_at).
-JobWritten = tuple[int, tuple[Any, ...], tuple[Any, ...], float | None]
+# A job as written: (id, `rest_snapshot` of its `job_rest` or None where it is not kept,
+# its `job_billing`, ended_at).
+JobWritten = tuple[int, tuple[Any, ...] | None, tuple[Any, ...], float | None]
+JobKept = tuple[int, tuple[Any, ...], tuple[Any, ...], float | None]
 UPSERT_RESERVATION = _upsert("reservations", RESERVATION_COLUMNS, "id")
 UPSERT_NODE = _upsert("nodes", NODE_COLUMNS, "name")
 UPSERT_MARKET = _upsert("markets", MARKET_COLUMNS, "gpu_type")
@@ -330,8 +332,8 @@ class Store:
         # What this store last wrote, to skip rows that did not change.
         self._grid: weakref.ref[Grid] | None = None
         self._markets: dict[str, tuple[Any, ...]] = {}
-        # What was last written of each job that has not ended (see `_job_writes`).
-        self._jobs_written: dict[int, JobWritten] = {}
+        # What was last written of each job that holds GPUs (see `_job_writes`).
+        self._jobs_written: dict[int, JobKept] = {}
         self._accounts: set[str] = set()
         self._counters = self._read_counters()
 
@@ -549,7 +551,12 @@ class Store:
         """Write the dirty jobs: a row this store wrote before gets only its changed
         columns (most often a settle's billing columns, which leaves the job's indexes
         alone and encodes none of its lists), an unchanged one nothing, any other the
-        whole row. Returns what was written of each, for `_jobs_written`."""
+        whole row. Returns what was written of each, for `_jobs_written`.
+
+        What was written is kept only for a job that holds GPUs: it is the one settled
+        every billing interval. A job that waits, or has ended, changes seldom and then
+        mostly its state (a whole row anyway), and its copy would cost the leader some
+        800 bytes a job (docs/store.md)."""
         whole: list[Job] = []
         billed: list[tuple[Any, ...]] = []
         parts: dict[tuple[int, ...], list[list[Any]]] = {}
@@ -565,7 +572,8 @@ class Store:
                     billed.append((*bill, j))
                     out.append((j, old[1], bill, job.ended_at))
                 continue
-            out.append((j, rest_snapshot(rest), bill, job.ended_at))
+            kept = rest_snapshot(rest) if job.state in HOLDING else None
+            out.append((j, kept, bill, job.ended_at))
             if old is None:
                 whole.append(job)
                 continue
@@ -682,9 +690,9 @@ class Store:
                 changed = zip(COUNTERS, counters, self._counters, strict=True)
                 c.executemany(UPSERT_COUNTER, [(n, v) for n, v, was in changed if v != was])
         grid.drain()
-        for w in job_rows:  # an ended job's row is not kept: it seldom changes again
-            if w[3] is None:
-                self._jobs_written[w[0]] = w
+        for w in job_rows:
+            if (kept := w[1]) is not None:
+                self._jobs_written[w[0]] = (w[0], kept, w[2], w[3])
             else:
                 self._jobs_written.pop(w[0], None)
         if self.keep_ended is not None:

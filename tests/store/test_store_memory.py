@@ -1,0 +1,47 @@
+"""What a store holds in memory of the jobs it has written (docs/store.md, *What the
+store keeps of a written job*): a copy of the row of each job that holds GPUs, so that
+a settle writes its billing columns alone; nothing of a waiting job, of which a leader
+may have thousands."""
+
+from __future__ import annotations
+
+import gc
+import tracemalloc
+
+from skyops_tui.domain.model import JobState, Mode
+from skyops_tui.domain.specs import JobSpec
+from skyops_tui.store import Store
+from tests.store.test_store import Console, assert_same_grid
+
+WAITING = 2000
+
+
+def store_bytes_alive(snapshot: tracemalloc.Snapshot) -> int:
+    """Bytes allocated in the store's own code that are still alive."""
+    only_store = [tracemalloc.Filter(True, "*/skyops_tui/store/*")]
+    return sum(s.size for s in snapshot.filter_traces(only_store).statistics("filename"))
+
+
+def test_waiting_jobs_cost_the_store_no_memory_and_still_round_trip(tmp_path):
+    c = Console(tmp_path / "skyops.db")
+    c.account("bob")
+    spec = JobSpec(name="w", user="bob", mode=Mode.FLEX, gpus=8, bid=1.0, gpu_type="H100",
+                   argv=("python", "train.py"), env={"K": "1"})  # fmt: skip
+    names = [f"w-{i}" for i in range(WAITING)]
+    tracemalloc.start()
+    try:
+        c.do(lambda g, t: g.submit_array(spec, names, t))
+        c.step()  # two take the two H100 nodes; the others wait
+        gc.collect()  # what is held, not what awaits collection
+        alive = store_bytes_alive(tracemalloc.take_snapshot())
+    finally:
+        tracemalloc.stop()
+    waiting = [j for j in c.grid.jobs.values() if j.state is JobState.QUEUED]
+    assert len(waiting) == WAITING - 2
+    assert alive / WAITING < 50, f"the store holds {alive / WAITING:.0f} bytes a waiting job"
+
+    # A waiting job's change is written whole, and a running one's settles as before.
+    c.do(lambda g, t: g.change_bid("w-7", 1.3, t))
+    c.step(70)
+    c.step(70)
+    assert_same_grid(c.grid, Store(tmp_path / "skyops.db").load_grid(c.cfg, c.now))
