@@ -125,6 +125,10 @@ class Grid:
         # at does.
         self.holds_rev: dict[str, int] = dict.fromkeys(self.by_type, 0)
         self.node_rev: dict[str, int] = {}
+        # The same counts less a job's start (placed, then its process started): a start
+        # only takes GPUs, so it leaves no node more room for a blocked Flex head.
+        self.room_rev: dict[str, int] = dict.fromkeys(self.by_type, 0)
+        self.node_room_rev: dict[str, int] = {}
         for nc in cfg.all_nodes():
             self.add_node(
                 Node(
@@ -269,7 +273,8 @@ class Grid:
         count, live = self._live
         if count != len(self.reservations):
             live = list(self.reservations.values())
-        live = [r for r in live if not r.finished]
+        # `Reservation.finished`, inline (tens of them, twice a pass)
+        live = [r for r in live if r.cancelled_at is None and r.settled_windows < len(r.windows)]
         self._live = (len(self.reservations), live)
         return live
 
@@ -286,17 +291,28 @@ class Grid:
         self._touch_node(node)
         self.outbox.dirty_nodes.add(node.name)
 
-    def _touch_node(self, node: Node) -> None:
+    def _touch_node(self, node: Node, start: bool = False) -> None:
+        """Who holds the node's GPUs changed (`start`: a job took some to start)."""
         self.holds_rev[node.gpu_type] = self.holds_rev.get(node.gpu_type, 0) + 1
         self.node_rev[node.name] = self.node_rev.get(node.name, 0) + 1
+        if not start:
+            self.room_rev[node.gpu_type] = self.room_rev.get(node.gpu_type, 0) + 1
+            self.node_room_rev[node.name] = self.node_room_rev.get(node.name, 0) + 1
 
-    def _touch_job(self, job: Job) -> None:
-        """The job's hold on its GPUs changed: void the verdicts kept for their nodes."""
+    def _touch_job(self, job: Job, start: bool = False) -> None:
+        """The job's hold on its GPUs changed (`start`: it starts, placed or its
+        process started): void the verdicts kept for their nodes."""
         nodes, rev, node_rev = self.nodes, self.holds_rev, self.node_rev
         for p in job.placement:
             t = nodes[p.node].gpu_type
             rev[t] = rev.get(t, 0) + 1
             node_rev[p.node] = node_rev.get(p.node, 0) + 1
+        if not start:
+            rev, node_rev = self.room_rev, self.node_room_rev
+            for p in job.placement:
+                t = nodes[p.node].gpu_type
+                rev[t] = rev.get(t, 0) + 1
+                node_rev[p.node] = node_rev.get(p.node, 0) + 1
 
     # --------------------------------------------------------------- accounts
     def balance(self, user: str) -> int:
@@ -361,7 +377,7 @@ class Grid:
         job.state = new
         self._index(job)
         if job.placement:
-            self._touch_job(job)
+            self._touch_job(job, new is S or (old is S and new is R))
         if old is PR and self.preempted_at:
             self.preempted_at.pop(job.id, None)
             self.calling_off.pop(job.id, None)
@@ -965,7 +981,7 @@ class Grid:
                     raise AssertionError(f"GPU {p.node}:{i} already held by job {node.holders[i]}")
                 node.holders[i] = job.id
             node.recount()
-            self._touch_node(node)
+            self._touch_node(node, start=True)
             self.outbox.dirty_nodes.add(p.node)
         job.stop_reason = None
         # A run is numbered when it is decided, and the number is written with the

@@ -141,8 +141,9 @@ class Engine:
         actions = plan(grid, now)
         # Most actions are Settles (a few dozen a pass): each run of them is billed in
         # one `settle_all`, in their order among the rest.
-        apply, settle_cls = grid.apply, A.Settle
+        apply, settle_cls, open_cls = grid.apply, A.Settle, A.OpenWindow
         ids: list[int] = []
+        opened = False
         for a in actions:
             if a.__class__ is settle_cls:
                 ids.append(a.job)
@@ -150,10 +151,12 @@ class Engine:
             if ids:
                 grid.settle_all(ids, now)
                 ids = []
+            if a.__class__ is open_cls:
+                opened = True
             apply(a, now)
         if ids:
             grid.settle_all(ids, now)
-        if any(isinstance(a, A.OpenWindow) for a in actions):
+        if opened:
             # The owner's waiting jobs start the moment a window opens, not a pass later.
             more = plan(self.grid, now)
             for a in more:

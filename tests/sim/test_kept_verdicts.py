@@ -34,7 +34,7 @@ def checked(monkeypatch):
         if nodes:
             t = nodes[0].gpu_type
             kept = flex._NO_HEAD.get(s.g, {}).get((t, job.gpus, job.nodes))
-            rev = s.g.holds_rev.get(t, 0)
+            rev = s.g.room_rev.get(t, 0)
             ok = kept is not None and kept[0] == rev and job.bid <= kept[1]
             counts["heads"] += ok and t not in s.stopped_types
         return hold(s, job, nodes)

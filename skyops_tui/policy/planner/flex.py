@@ -25,14 +25,14 @@ from .victims import choose_victims
 BookEntry = tuple[int, int, int]  # an entry of Grid.flex_book: (-bid, seq, id)
 
 # A head's verdicts hold for any bid no higher: a lower bid could have fewer GPUs.
-# Per grid, type and head shape (gpus, nodes): the type's Grid.holds_rev and the
+# Per grid, type and head shape (gpus, nodes): the type's Grid.room_rev and the
 # highest bid `hold_flex_head` found no node for in a pass that touched nothing there.
 _NO_HEAD: weakref.WeakKeyDictionary[Grid, dict[tuple[str, int, int], tuple[int, int]]] = (
     weakref.WeakKeyDictionary()
 )
-# Per grid, node and GPUs needed there: the node's Grid.node_rev and the highest bid it
-# did not qualify for, judged on the grid as it is (nothing taken, claimed or being
-# freed there by the pass).
+# Per grid, node and GPUs needed there: the node's Grid.node_room_rev and the highest
+# bid it did not qualify for, judged on the grid as it is (nothing taken, claimed or
+# being freed there by the pass).
 _NO_HEAD_ON: weakref.WeakKeyDictionary[Grid, dict[tuple[str, int], tuple[int, int]]] = (
     weakref.WeakKeyDictionary()
 )
@@ -47,6 +47,20 @@ _NO_ROOM: weakref.WeakKeyDictionary[
 CHECK_KEPT = False
 
 
+def _kept(s: PassState) -> tuple[dict, dict, dict]:
+    """The grid's `_NO_HEAD`, `_NO_HEAD_ON` and `_NO_ROOM`, looked up once a pass (a
+    weak dictionary's lookup is Python code; these are read for every blocked bid)."""
+    kept = s.flex_kept
+    if kept is None:
+        g = s.g
+        kept = s.flex_kept = (
+            _NO_HEAD.setdefault(g, {}),
+            _NO_HEAD_ON.setdefault(g, {}),
+            _NO_ROOM.setdefault(g, {}),
+        )
+    return kept
+
+
 def hold_flex_head(s: PassState, job: Job, nodes: list[Node]) -> int:
     """Keep for a blocked large bid the node (a gang: nodes) with the most GPUs free
     or being freed, so smaller, lower bids do not starve it; returns GPUs kept.
@@ -54,19 +68,18 @@ def hold_flex_head(s: PassState, job: Job, nodes: list[Node]) -> int:
     Most passes find no node for the same head as the pass before (every node held
     at higher bids or by other modes). A verdict of none, judged on the grid as it is
     (a pass that had touched nothing of the type), stands while nothing about who
-    holds the type's GPUs changes (`Grid.holds_rev`) and the pass stops no job there:
-    GPUs taken or claimed in a pass, and nodes held for other heads, only leave
-    fewer nodes that qualify."""
+    holds the type's GPUs changes but jobs starting (`Grid.room_rev`) and the pass
+    stops no job there: GPUs taken by a start (a Flex start at a bid no higher turns
+    free GPUs into GPUs it could have, no more), taken or claimed in a pass, and nodes
+    held for other heads, only leave fewer nodes that qualify."""
     if not nodes:
         return 0
     t = nodes[0].gpu_type
     g = s.g
-    kept = _NO_HEAD.get(g)
-    if kept is None:
-        kept = _NO_HEAD[g] = {}
+    kept = _kept(s)[0]
     unstopped = t not in s.stopped_types
     shape = (t, job.gpus, job.nodes)
-    rev = g.holds_rev.get(t, 0)
+    rev = g.room_rev.get(t, 0)
     got = kept.get(shape)
     if unstopped and got is not None and got[0] == rev and job.bid <= got[1]:
         if CHECK_KEPT and _hold_flex_head(s, job, nodes, t) is not None:
@@ -89,10 +102,8 @@ def _hold_flex_head(s: PassState, job: Job, nodes: list[Node], t: str) -> int | 
     k = job.nodes or 1
     heads = s.head_nodes
     g, bid = s.g, job.bid
-    rev, touched, stopped = g.node_rev, s.touched_nodes, s.stopped_nodes
-    no_head = _NO_HEAD_ON.get(g)
-    if no_head is None:
-        no_head = _NO_HEAD_ON[g] = {}
+    rev, touched, stopped = g.node_room_rev, s.touched_nodes, s.stopped_nodes
+    no_head = _kept(s)[1]
 
     def qualifies(n: Node, ok: int) -> bool:
         """`ok`: the node's GPUs free or being freed for Flex (its room). A node that
@@ -359,9 +370,7 @@ def _outbid(
     A search that finds none may leave `victim_nodes` cleared; a kept verdict leaves it
     as it is: nothing reads it before a search or a claim that succeeds sets it."""
     g, now = s.g, s.now
-    kept = _NO_ROOM.get(g)
-    if kept is None:
-        kept = _NO_ROOM[g] = {}
+    kept = _kept(s)[2]
     clean = t not in s.touched and t not in s.stopped_types
     if not clean:
         return choose_victims(s, nodes, job, FLEX_POOL, eligible)

@@ -80,6 +80,8 @@ class PassState:
         self.head_nodes: dict[str, float] = {}
         self.head_free: dict[str, list[int]] = {}
         self.victim_nodes: list[str] = []  # the nodes the last choose_victims picked
+        # flex.py's kept verdicts for this grid, once looked up in this pass.
+        self.flex_kept: tuple[dict, dict, dict] | None = None
         self.took = 0  # GPUs given out or held so far in this pass
         # Node types where this pass took or claimed GPUs (or held a node for a head),
         # and those where it stopped jobs: there it no longer sees the grid as it is.
