@@ -118,6 +118,9 @@ class Grid:
         self.ledger = Ledger(self.outbox)
         # The simulator's wake-up times read the unfinished reservations each pass.
         self._live: tuple[int, list[Reservation]] = (-1, [])
+        # Raised when a reservation is booked, cancelled or settles a window: what the
+        # simulator's kept next window edge stands on.
+        self.reservations_rev = 0
         # Per node type and per node, a count raised whenever anything about who holds
         # its GPUs, on what terms, changes (holders, reservations, a node's status or
         # drain, a holding job's state, stop or bid): a verdict the planner keeps for a
@@ -639,6 +642,7 @@ class Grid:
         )
         self.next_res_id += 1
         self.reservations[res.name] = res
+        self.reservations_rev += 1
         self.outbox.dirty_reservations.add(res.name)
         self.post(
             now,
@@ -678,6 +682,7 @@ class Grid:
         unused, downtime = pricing.early_exit_refund(res, now, self.cfg.pricing.early_exit_refund)
         self._release_window(res)
         res.cancelled_at = now
+        self.reservations_rev += 1
         res.missing = 0
         res.missing_since = None
         res.downtime_gpu_s = 0.0
@@ -1214,6 +1219,7 @@ class Grid:
         res.missing = 0
         res.missing_since = None
         res.settled_windows = index + 1
+        self.reservations_rev += 1
         res.credited += credit
         self.post(
             now,

@@ -112,32 +112,13 @@ def _min_slices(grid: Grid, now: float, held: Iterable[Job], best: float) -> flo
 
 
 def _other_timers(
-    grid: Grid,
-    now: float,
-    retrying: Iterable[Job],
-    best: float,
-    edges: dict[str, tuple[list, int, float | None]] | None = None,
+    grid: Grid, now: float, retrying: Iterable[Job], best: float, edges: bool = True
 ) -> float | None:
-    """`best` or an earlier window edge, retry of the waiting Flex jobs in `retrying`,
-    or account running dry; None when there is none at all. `edges`: each reservation's
-    next edge as last found (with its windows and how many were settled then): it
-    stays the next while time has not reached it."""
-    w1, w2 = grid.cfg.pricing.warn_before_s
-    for res in grid.live_reservations():
-        if edges is not None:
-            got = edges.get(res.name)
-            if (
-                got is not None
-                and got[0] is res.windows
-                and got[1] == res.settled_windows
-                and (got[2] is None or now < got[2])
-            ):
-                if got[2] is not None and got[2] < best:
-                    best = got[2]
-                continue
-        edge = _next_edge(res.windows, res.settled_windows, now, w1, w2)
-        if edges is not None:
-            edges[res.name] = (res.windows, res.settled_windows, edge)
+    """`best` or an earlier window edge (unless `edges` is False: `best` counts them
+    already), retry of the waiting Flex jobs in `retrying`, or account running dry;
+    None when there is none at all."""
+    if edges:
+        edge = _first_edge(grid, now)
         if edge is not None and edge < best:
             best = edge
     for job in retrying:
@@ -147,6 +128,17 @@ def _other_timers(
     if dry is not None and now < dry < best:
         best = dry
     return None if best == float("inf") else best
+
+
+def _first_edge(grid: Grid, now: float) -> float | None:
+    """The first window edge after `now` of every live reservation."""
+    w1, w2 = grid.cfg.pricing.warn_before_s
+    best = None
+    for res in grid.live_reservations():
+        edge = _next_edge(res.windows, res.settled_windows, now, w1, w2)
+        if edge is not None and (best is None or edge < best):
+            best = edge
+    return best
 
 
 def _next_edge(
@@ -180,7 +172,11 @@ class _Wakeups:
         self.priority: set[int] = set()
         self.fresh: list[tuple[float, int]] = []  # (run start + min_slice, job)
         self.retrying: set[int] = set()
-        self.edges: dict[str, tuple[list, int, float | None]] = {}
+        # The first window edge as last found, and the reservations it was found on
+        # (their count, the last booked, `Grid.reservations_rev`): it stays the first
+        # while none is booked, cancelled or settles a window and time has not reached
+        # it (no reservation's next edge lies before it).
+        self.edge: tuple[tuple[int, int], object, float | None] | None = None
         for jid in grid.holding:
             job = grid.jobs[jid]
             if job.mode is Mode.PRIORITY:
@@ -222,7 +218,20 @@ class _Wakeups:
             for job in (jobs[j] for j in self.retrying)
             if job.mode is Mode.FLEX and job.state in _BOOKED
         )
-        return _other_timers(g, now, waiting, best, self.edges)
+        book = g.reservations
+        last = next(reversed(book.values())) if book else None
+        kept = self.edge
+        if (
+            kept is None
+            or kept[0] != (len(book), g.reservations_rev)
+            or kept[1] is not last
+            or (kept[2] is not None and now >= kept[2])
+        ):
+            kept = self.edge = ((len(book), g.reservations_rev), last, _first_edge(g, now))
+        edge = kept[2]
+        if edge is not None and edge < best:
+            best = edge
+        return _other_timers(g, now, waiting, best, edges=False)
 
 
 def pass_after(
