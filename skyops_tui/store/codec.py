@@ -8,7 +8,7 @@ instead of being silently dropped.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import fields
 from operator import attrgetter
 from typing import Any
@@ -72,12 +72,13 @@ def job_row(job: Job) -> list[Any]:
     return job_row_of(job_values(job))
 
 
-def job_rows(jobs: Iterable[Job]) -> list[list[Any]]:
+def job_rows(jobs: Iterable[Job]) -> Iterator[list[Any]]:
     """`job_row` of each job, the containers equal to one already encoded in this call
     not encoded again: an array's 5,000 jobs share one argv and env (JSON encoding them
-    was 40 % of writing the array)."""
+    was 40 % of writing the array). One row at a time, for `executemany`: the rows of
+    an array's jobs all at once would raise the leader's memory for good (a process
+    keeps the heap it grew)."""
     memo: dict[tuple[int, Any], str] = {}
-    rows = []
     for job in jobs:
         row = list(job_values(job))
         for i, conv in _job_conv:
@@ -92,8 +93,7 @@ def job_rows(jobs: Iterable[Job]) -> list[list[Any]]:
                 if key is not None:
                     memo[key] = text
             row[i] = text
-        rows.append(row)
-    return rows
+        yield row
 
 
 def job_row_of(values: tuple[Any, ...]) -> list[Any]:

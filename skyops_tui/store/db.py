@@ -573,7 +573,8 @@ class Store:
                     out.append((j, old[1], bill, job.ended_at))
                 continue
             kept = rest_snapshot(rest) if job.state in HOLDING else None
-            out.append((j, kept, bill, job.ended_at))
+            if kept is not None or old is not None:
+                out.append((j, kept, bill, job.ended_at))
             if old is None:
                 whole.append(job)
                 continue
@@ -645,10 +646,10 @@ class Store:
             if events:
                 c.executemany(
                     INSERT_EVENT,
-                    [
+                    (
                         (e.at, e.kind, e.cause, e.job, e.reservation, e.node, e.old, e.new, e.user)
                         for e in events
-                    ],
+                    ),
                 )
             if txs:
                 entries: list[tuple[int, str, int]] = []

@@ -1,7 +1,7 @@
 """What a store holds in memory of the jobs it has written (docs/store.md, *What the
 store keeps of a written job*): a copy of the row of each job that holds GPUs, so that
 a settle writes its billing columns alone; nothing of a waiting job, of which a leader
-may have thousands."""
+may have thousands. And what a write holds at its peak: a process keeps the heap it grew."""
 
 from __future__ import annotations
 
@@ -45,3 +45,24 @@ def test_waiting_jobs_cost_the_store_no_memory_and_still_round_trip(tmp_path):
     c.step(70)
     c.step(70)
     assert_same_grid(c.grid, Store(tmp_path / "skyops.db").load_grid(c.cfg, c.now))
+
+
+def test_writing_an_array_takes_no_memory_in_proportion_to_it(tmp_path):
+    """A process keeps the heap it grew: an array's rows built all at once before the
+    write would raise the leader's memory for good. They are made one at a time."""
+    c = Console(tmp_path / "skyops.db")
+    c.account("bob")
+    spec = JobSpec(name="a", user="bob", mode=Mode.FLEX, gpus=8, bid=1.0, gpu_type="H100",
+                   argv=("python", "train.py"), env={"K": "1"})  # fmt: skip
+    c.grid.submit_array(spec, [f"a-{i}" for i in range(5000)], c.now)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        c.store.persist(c.grid, [], c.now)
+        peak = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    assert peak / 5000 < 100, f"writing the array took {peak / 5000:.0f} bytes a job at its peak"
+    loaded = Store(tmp_path / "skyops.db").load_grid(c.cfg, c.now)
+    assert_same_grid(c.grid, loaded)
+    assert [j.argv for j in loaded.jobs.values()] == [["python", "train.py"]] * 5000
