@@ -12,9 +12,22 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+GRIDS = ("local", "ssh", "slurm")
 
-def config(name: str) -> str:
-    """One local node of 8 fake H100s; `bench` is an operator with money to spare."""
+
+def config(name: str, grid: str = "local", node: str = "node-a") -> str:
+    """One node of 8 H100s, `node`; `bench` is an operator with money to spare. The
+    node is reached as `grid` says: `local` (fake GPUs, an agent started here), `ssh`
+    (a box at 127.0.0.1:1, where nothing answers: the leader keeps trying) or `slurm`
+    (a Slurm node of that name, through sbatch and sinfo: skyops_tui/slurm/local.py
+    runs one). What a leader loads depends on it (docs/architecture.md, *What a leader
+    loads*)."""
+    how = {
+        "local": 'fake_gpus = "8xH100-80GB"\nlocal = true\n',
+        "ssh": 'fake_gpus = "8xH100-80GB"\nhost = "127.0.0.1"\nport = 1\n',
+        "slurm": 'gpu_type = "H100"\ngpus = 8\n',
+    }[grid]
+    backend = '[backend]\nkind = "slurm"\n' if grid == "slurm" else ""
     return f"""[cluster]
 name = "{name}"
 tick_s = 1.0
@@ -22,13 +35,11 @@ tick_s = 1.0
 name = "H100"
 rate = 2.5
 [[nodes]]
-name = "node-a"
-fake_gpus = "8xH100-80GB"
-local = true
-[accounts]
+name = "{node}"
+{how}[accounts]
 default_balance = 1000000000
 operators = ["bench"]
-"""
+{backend}"""
 
 
 def cpu_s(pid: int) -> float:
@@ -40,9 +51,9 @@ def cpu_s(pid: int) -> float:
 
 @contextmanager
 def drained_leader(
-    tmp: Path, base: list[str], env: dict[str, str], cwd: Path | None = None
+    tmp: Path, base: list[str], env: dict[str, str], cwd: Path | None = None, node: str = "node-a"
 ) -> Iterator[subprocess.Popen]:
-    """`[*base, "serve"]` until it says it leads, with node-a drained; stopped after.
+    """`[*base, "serve"]` until it says it leads, with `node` drained; stopped after.
     `base` is the command line up to the subcommand (`skyops --config C --db D`)."""
     log_path = tmp / "serve.log"
     with log_path.open("w") as log:
@@ -55,7 +66,7 @@ def drained_leader(
             if time.monotonic() > deadline or leader.poll() is not None:
                 raise RuntimeError("skyops serve did not start: " + log_path.read_text())
             time.sleep(0.05)
-        subprocess.run([*base, "nodes", "drain", "node-a"], env=env, check=True,
+        subprocess.run([*base, "nodes", "drain", node], env=env, check=True,
                        capture_output=True, cwd=cwd)  # fmt: skip
         yield leader
     finally:

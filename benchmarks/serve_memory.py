@@ -3,6 +3,7 @@ live jobs, then 100,000 more submitted and ended through its API, in batches.
 
     python benchmarks/serve_memory.py [--live 2000] [--ended 100000] [--every 20000]
     python benchmarks/serve_memory.py --root /path/to/another/checkout   # before/after
+    python benchmarks/serve_memory.py --grid ssh     # the node over SSH (or slurm)
 
 Whole path measured: the serve process's resident memory (VmRSS, and its peak VmHWM,
 from /proc/PID/status) and CPU seconds, at start (0 jobs), with the live jobs queued,
@@ -15,11 +16,14 @@ job, from 16 connections at once (each command journaled, applied, written and
 group-committed before its answer). The one node is drained, so the live jobs are
 queued ones and the ended ones are cancelled from the queue: no job runs, no agent
 process is started, and what is measured is the leader's own memory for its jobs.
+What the leader loads depends on how it reaches its node (`--grid`, benchmarks/leader.py):
+`local` (the default), `ssh` (asyncssh and cryptography; nothing answers, the leader
+keeps trying) or `slurm` (the Slurm executor; no Slurm needs to run).
 
 Also reported: the floor, a bare interpreter that imports what `skyops serve` imports
-(`python -c 'import skyops_tui.cli.main, ...'`), and where that memory goes (the RSS
-each step of those imports adds, and a Grid's bytes per queued job by tracemalloc),
-measured in processes of their own.
+(`python -c 'import skyops_tui.cli.main, ...'`, asyncio imported without ssl as
+`skyops` does), and where that memory goes (the RSS each step of those imports adds,
+and a Grid's bytes per queued job by tracemalloc), measured in processes of their own.
 
 Left out: running jobs (their shims' memory is the agent's: benchmarks/... shim
 figures), the SQLite page cache beyond what these commands touch, and the watch stream.
@@ -36,23 +40,29 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.leader import config, cpu_s, drained_leader  # noqa: E402
+from benchmarks.leader import GRIDS, config, cpu_s, drained_leader  # noqa: E402
 from benchmarks.machine import machine  # noqa: E402
 from skyops_tui.cli.headless import JOBS_PAGE  # noqa: E402
 
 TARGET_MB = 40.0
 BATCH = 5000
 CONNECTIONS = 16
-CONFIG = config("memory-bench")
 IMPORTS = (
     "import skyops_tui.cli.main, skyops_tui.cli.console, skyops_tui.runtime, "
     "skyops_tui.api.server, skyops_tui.fleet.executor, skyops_tui.control.commands"
 )
+# What reaching the node adds to the imports (cli/console.py's transports, build_runtime).
+GRID_IMPORTS = {
+    "local": (),
+    "ssh": ("import skyops_tui.fleet.ssh",),
+    "slurm": ("import skyops_tui.slurm.executor",),
+}
 
 
 def status(pid: int) -> dict[str, float]:
@@ -120,23 +130,24 @@ def cancel_all(clients: list[Client], ids: list[int]) -> None:
 
 
 STEPS = (
-    "import sqlite3, json, asyncio, argparse, logging",
+    # asyncio, as cli/entry.py imports it for every command but `submit`: without ssl
+    # (an older checkout, given as --root, imports it with ssl).
+    "import skyops_tui.cli.entry as e; getattr(e, 'asyncio_without_tls', lambda: None)()",
+    "import sqlite3, json, argparse, logging",
     "import pydantic",
-    "import rich.console",
-    "import asyncssh",
     "import skyops_tui.domain.config",
     "import skyops_tui.policy.grid, skyops_tui.policy.planner",
     "import skyops_tui.store.db, skyops_tui.runtime",
     "import skyops_tui.fleet.executor",
-    IMPORTS,
 )
 
 
-def floor_and_breakdown(env: dict, live: int) -> dict:
+def floor_and_breakdown(env: dict, live: int, grid: str = "local") -> dict:
     """In processes of their own: the RSS of a bare interpreter, then after each step of
-    the imports `skyops serve` makes (what each adds, in that order), and a Grid's
-    bytes per queued job (tracemalloc)."""
-    steps = "\n".join(f"{step}\nout.append(({step!r}, rss()))" for step in STEPS)
+    the imports `skyops serve` makes for `grid` (what each adds, in that order), and a
+    Grid's bytes per queued job (tracemalloc)."""
+    all_steps = (*STEPS, *GRID_IMPORTS[grid], IMPORTS)
+    steps = "\n".join(f"{step}\nout.append(({step!r}, rss()))" for step in all_steps)
     code = f"""
 import json
 def rss():
@@ -167,7 +178,7 @@ from skyops_tui.domain.config import parse_config
 from skyops_tui.domain.model import Mode
 from skyops_tui.domain.specs import JobSpec
 from skyops_tui.policy.grid import Grid
-cfg = parse_config(tomllib.loads({CONFIG!r}), 'bench')
+cfg = parse_config(tomllib.loads({config("memory-bench", grid)!r}), 'bench')
 g = Grid(cfg, 0.0)
 g.ensure_account('bench', 0.0)
 spec = JobSpec(name='x', user='bench', mode=Mode.PRIORITY, gpus=1, hours=1, argv=['sleep', '600'])
@@ -182,11 +193,21 @@ print(round(tracemalloc.get_traced_memory()[0] / {live}))
     return {"imports": added, "grid_bytes_per_queued_job": int(traced.stdout)}
 
 
-def measure(root: Path, live: int, ended: int, every: int, batch_size: int = BATCH) -> dict:
-    with tempfile.TemporaryDirectory(prefix="skyops-mem-bench-") as d:
+def measure(
+    root: Path, live: int, ended: int, every: int, batch_size: int = BATCH, grid: str = "local"
+) -> dict:
+    with tempfile.TemporaryDirectory(prefix="skyops-mem-bench-") as d, ExitStack() as stack:
         tmp = Path(d)
-        (tmp / "config.toml").write_text(CONFIG)
         env = {**os.environ, "XDG_DATA_HOME": str(tmp / "data"), "SKYOPS_USER": "bench"}
+        node, text = "node-a", config("memory-bench", grid)
+        if grid == "slurm":
+            from skyops_tui.slurm.local import LocalSlurm
+
+            slurm = LocalSlurm(tmp / "slurm", nodes=1, prefix="node-").start()
+            stack.callback(slurm.stop)
+            node, env["SLURM_CONF"] = slurm.node_names[0], str(slurm.conf)
+            text = config("memory-bench", grid, node) + f'state_dir = "{tmp / "jobs"}"\n'
+        (tmp / "config.toml").write_text(text)
         env["PYTHONPATH"] = os.pathsep.join([str(root), str(root / "agent")])
         base = [sys.executable, "-m", "skyops_tui", "--config", str(tmp / "config.toml")]
         base += ["--db", str(tmp / "s.db")]
@@ -197,7 +218,7 @@ def measure(root: Path, live: int, ended: int, every: int, batch_size: int = BAT
                         f"Store({str(tmp / 's.db')!r}).close()"], env=env, check=True,
                        cwd=tmp)  # fmt: skip
         points: list[dict] = []
-        with drained_leader(tmp, base, env, cwd=tmp) as leader:
+        with drained_leader(tmp, base, env, cwd=tmp, node=node) as leader:
             t0 = time.perf_counter()
 
             def point(label: str, live_n: int, ended_n: int) -> None:
@@ -237,7 +258,8 @@ def measure(root: Path, live: int, ended: int, every: int, batch_size: int = BAT
             point("after listing every job", live, done)
             for c in clients:
                 c.close()
-        return {"points": points, "jobs_query": counted, "floor": floor_and_breakdown(env, live)}
+        floor = floor_and_breakdown(env, live, grid)
+        return {"grid": grid, "points": points, "jobs_query": counted, "floor": floor}
 
 
 def main() -> int:
@@ -247,10 +269,11 @@ def main() -> int:
     ap.add_argument("--every", type=int, default=20_000)
     ap.add_argument("--batch", type=int, default=BATCH, help="jobs per submitted array")
     ap.add_argument("--root", type=Path, default=ROOT, help="the checkout whose skyops runs")
+    ap.add_argument("--grid", choices=GRIDS, default="local", help="how the node is reached")
     a = ap.parse_args()
     if a.every % a.batch:
         ap.error("--every must be a multiple of --batch")
-    r = measure(a.root.resolve(), a.live, a.ended, a.every, a.batch)
+    r = measure(a.root.resolve(), a.live, a.ended, a.every, a.batch, a.grid)
     pts = r["points"]
     live_rss = next(p["VmRSS"] for p in pts if p["at"] == "live")
     ended_rss = [p["VmRSS"] for p in pts if p["at"].startswith("ended")]

@@ -19,13 +19,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = submit(args)
         if code is not None:
             return code
-    _asyncio_without_tls()
+    asyncio_without_tls()
     from .main import main as full
 
     return full(args)
 
 
-def _asyncio_without_tls() -> None:
+def asyncio_without_tls() -> None:
     """asyncio imports ssl, which maps OpenSSL (libcrypto and libssl, about 3.4 MB of a
     leader's memory) for TLS that Skyops never speaks: its API is a Unix socket, agents
     talk over pipes or SSH (asyncssh brings its own cryptography). So the full client
