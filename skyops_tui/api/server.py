@@ -155,6 +155,8 @@ class ApiServer:
                 if reply is not None:
                     writer.write(reply)
                     await writer.drain()
+                # Not held while the client is idle: a page of jobs is half a megabyte.
+                del line, reply
         except (ConnectionError, BrokenPipeError):
             pass
         finally:
