@@ -8,6 +8,7 @@ calls them for its commands; each refusal says why.
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from fractions import Fraction
 from typing import TYPE_CHECKING
@@ -21,6 +22,17 @@ from . import pricing
 
 if TYPE_CHECKING:
     from .grid import Grid
+
+# Exact conversions a submission repeats with the same few amounts (a bid, the
+# minutes a Flex bid must fund, a booking's first hour): each builds Fractions, and
+# a long simulation submits 100,000 jobs.
+_to_micro = functools.lru_cache(maxsize=4096)(to_micro)
+_priority_price = functools.lru_cache(maxsize=4096)(pricing.priority_price)
+
+
+@functools.lru_cache(maxsize=64)
+def _exact(amount: float) -> Fraction:
+    return Fraction(str(amount))
 
 
 def funds_note(grid: Grid, user: str, now: float) -> str:
@@ -60,7 +72,7 @@ def admit(
     if spec.mode is Mode.PRIORITY:
         rate = max(grid.markets[t].rate for t in types)
         hours = min(spec.hours or 1.0, 1.0)
-        need = pricing.priority_price(rate, gpus_est, hours)
+        need = _priority_price(rate, gpus_est, hours)
         if not grid.can_fund(spec.user, need, now):
             raise Refused(
                 f"account {spec.user} cannot cover the first hour ({fmt(need)}); "
@@ -88,14 +100,14 @@ def admit(
                 f"(reservation {reservation.name}) has {widest}"
             )
     else:
-        bid = to_micro(spec.bid or 0)
+        bid = _to_micro(spec.bid or 0)
         floor = min(grid.markets[t].floor for t in types)
         cap = max(grid.markets[t].rate for t in types)
         if bid < floor:
             raise Refused(f"bid {fmt(bid)} is under the floor {fmt(floor)} per GPU-hour")
         if bid > cap:
             raise Refused(f"bid {fmt(bid)} is over the standard rate {fmt(cap)} per GPU-hour")
-        need = int(gpus_est * bid * Fraction(str(grid.cfg.pricing.min_funded_minutes)) / 60)
+        need = int(gpus_est * bid * _exact(grid.cfg.pricing.min_funded_minutes) / 60)
         if not grid.can_fund(spec.user, need, now):
             raise Refused(
                 f"account {spec.user} cannot fund {grid.cfg.pricing.min_funded_minutes:g} "
