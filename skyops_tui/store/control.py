@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from ..domain.jsontext import json_text
 from .db import LEASE, Store
 
 
@@ -116,7 +117,7 @@ def finish_command(store: Store, cid: int, status: str, result: dict[str, Any], 
     with store._fenced_write() as conn:
         conn.execute(
             "UPDATE commands SET status = ?, result = ?, done_at = ? WHERE id = ? AND status = 'pending'",
-            (status, json.dumps(result), now, cid),
+            (status, json_text(result), now, cid),
         )
 
 
