@@ -45,9 +45,15 @@ _NO_ROOM: weakref.WeakKeyDictionary[
 ] = weakref.WeakKeyDictionary()
 # Tests set this: a kept verdict is judged again and must come out the same.
 CHECK_KEPT = False
+# One grid's `_NO_HEAD`, `_NO_HEAD_ON` and `_NO_ROOM`.
+Kept = tuple[
+    dict[tuple[str, int, int], tuple[int, int]],
+    dict[tuple[str, int], tuple[int, int]],
+    dict[tuple[str, int, int], tuple[int, int, list[float]]],
+]
 
 
-def _kept(s: PassState) -> tuple[dict, dict, dict]:
+def _kept(s: PassState) -> Kept:
     """The grid's `_NO_HEAD`, `_NO_HEAD_ON` and `_NO_ROOM`, looked up once a pass (a
     weak dictionary's lookup is Python code; these are read for every blocked bid)."""
     kept = s.flex_kept

@@ -19,6 +19,7 @@ import operator
 import weakref
 from collections.abc import Iterable
 from itertools import compress
+from typing import Any
 
 from ...domain.model import Job, JobState, Mode, Node, NodeStatus, Placement
 from .. import actions as A
@@ -81,7 +82,7 @@ class PassState:
         self.head_free: dict[str, list[int]] = {}
         self.victim_nodes: list[str] = []  # the nodes the last choose_victims picked
         # flex.py's kept verdicts for this grid, once looked up in this pass.
-        self.flex_kept: tuple[dict, dict, dict] | None = None
+        self.flex_kept: tuple[dict[Any, Any], dict[Any, Any], dict[Any, Any]] | None = None
         self.took = 0  # GPUs given out or held so far in this pass
         # Node types where this pass took or claimed GPUs (or held a node for a head),
         # and those where it stopped jobs: there it no longer sees the grid as it is.
