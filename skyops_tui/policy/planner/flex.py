@@ -454,13 +454,13 @@ def _running(s: PassState, t: str, min_slice: float) -> tuple[list[Job], int | N
     pass may preempt) `_lowest_movable`, in one walk."""
     jobs, victims, now = s.g.jobs, s.victims, s.now
     may_preempt = s.may_preempt
-    running = []
+    ids = s.g.flex_running[t]
+    if victims:
+        running = [jobs[jid] for jid in ids if jid not in victims]
+    else:
+        running = list(map(jobs.__getitem__, ids))
     lowest = movable = None
-    for jid in s.g.flex_running[t]:
-        if jid in victims:
-            continue
-        job = jobs[jid]
-        running.append(job)
+    for job in running:
         if job.stop_reason:
             continue
         bid = job.bid

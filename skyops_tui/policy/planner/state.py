@@ -179,15 +179,17 @@ class PassState:
 
     def fits_elsewhere(self, job: Job, here: str) -> bool:
         """An untyped job that has free room in another market it clears in."""
+        by_type, left, bid = self.g.by_type, self.flex_left, job.bid
         for t, market in self.g.markets.items():
-            if t == here or job.bid < market.floor or not self.g.by_type[t]:
+            if t == here or bid < market.floor or not by_type[t]:
                 continue
             if job.nodes:
                 # whole nodes of the type's smallest size, as the market loop counts them
                 need = job.nodes * self.smallest_node(t)
             else:
                 need = job.gpus
-            if need <= self.flex_free(t):
+            free = left.get(t)
+            if need <= (self.flex_free(t) if free is None else free):
                 return True
         return False
 
