@@ -109,6 +109,9 @@ LIVE_AND_LATEST_ENDED = (
     "ORDER BY id"
 )
 JOB_PAGE = 1000
+# SQLite's page cache, KiB per connection (its default: 2,000): it is the leader's
+# memory, and a step's reads and writes touch few pages (docs/store.md).
+CACHE_KIB = 512
 # A job as written: (id, `rest_snapshot` of its `job_rest` or None where it is not kept,
 # its `job_billing`, ended_at).
 JobWritten = tuple[int, tuple[Any, ...] | None, tuple[Any, ...], float | None]
@@ -315,6 +318,7 @@ class Store:
             self.conn.execute("PRAGMA synchronous = NORMAL")
             self.conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT}")
             self.conn.execute("PRAGMA foreign_keys = ON")
+            self.conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
             self._db: Database | None = None
             self._reader = _Reader(self.conn)
             with self._write():

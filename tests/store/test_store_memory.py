@@ -5,6 +5,8 @@ may have thousands. And what a write holds at its peak: a process keeps the heap
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import gc
 import tracemalloc
 
@@ -66,3 +68,26 @@ def test_writing_an_array_takes_no_memory_in_proportion_to_it(tmp_path):
     loaded = Store(tmp_path / "skyops.db").load_grid(c.cfg, c.now)
     assert_same_grid(c.grid, loaded)
     assert [j.argv for j in loaded.jobs.values()] == [["python", "train.py"]] * 5000
+
+
+def sqlite_bytes_in_use() -> int:
+    """What the SQLite library this process runs holds now (its page caches among it)."""
+    lib = ctypes.CDLL(ctypes.util.find_library("sqlite3") or "libsqlite3.so.0")
+    lib.sqlite3_memory_used.restype = ctypes.c_int64
+    return lib.sqlite3_memory_used()
+
+
+def test_a_stores_page_cache_stays_small_whatever_it_has_written(tmp_path):
+    """SQLite's page cache is the leader's memory too: a store keeps at most 512 KiB of
+    pages (docs/store.md), not the default 2 MB, whatever it has written and read."""
+    c = Console(tmp_path / "skyops.db")
+    c.account("bob")
+    spec = JobSpec(name="a", user="bob", mode=Mode.FLEX, gpus=8, bid=1.0, gpu_type="H100",
+                   argv=("python", "train.py"), env={"K": "1"})  # fmt: skip
+    gc.collect()  # earlier tests' stores, closed now rather than while this one writes
+    before = sqlite_bytes_in_use()
+    for k in range(4):
+        c.do(lambda g, t, k=k: g.submit_array(spec, [f"a{k}-{i}" for i in range(5000)], t))
+    assert sum(1 for _ in c.store.archived_jobs()) == 20_000
+    grown = sqlite_bytes_in_use() - before
+    assert grown < 1_000_000, f"SQLite holds {grown / 1e6:.1f} MB more for this store"
