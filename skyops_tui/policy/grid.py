@@ -71,6 +71,20 @@ _FLEX, _COMMIT, _PRIORITY = Mode.FLEX, Mode.COMMIT, Mode.PRIORITY
 _PER_HOUR = pricing.PER_HOUR
 
 
+def _flex_run_acc(job: Job, market: Market, a: int, b: int) -> int:
+    """A running Flex job's running total billed on from `a` to `b` (microseconds,
+    `b > a`): the span of one clearing price and one bid (nearly every settle) inline,
+    any other through `flex_usage`."""
+    starts = market.starts
+    i = bisect_right(starts, a) - 1
+    log = job.bid_log
+    cap = job.bid if not log else log[-1][1] if log[-1][0] <= a else None
+    if cap is not None and (i + 1 >= len(starts) or starts[i + 1] >= b):
+        price = market.levels[i] if i >= 0 else market.floor
+        return job.run_acc + (price if price < cap else cap) * (b - a)
+    return job.run_acc + flex_usage(market, log, job.bid, a, b)
+
+
 def _seconds_text(secs: float) -> str:
     """`f"{secs:.0f}"`, kept for positive `secs` only: 0.0 and -0.0 are one key but
     two texts ("0", "-0")."""
@@ -772,15 +786,7 @@ class Grid:
             a, b = round((billed or now) * US), round(now * US)
             market = self.markets[job.market]
             if b > a:
-                starts = market.starts
-                i = bisect_right(starts, a) - 1
-                log = job.bid_log
-                cap = job.bid if not log else log[-1][1] if log[-1][0] <= a else None
-                if cap is not None and (i + 1 >= len(starts) or starts[i + 1] >= b):
-                    price = market.levels[i] if i >= 0 else market.floor
-                    acc = job.run_acc + (price if price < cap else cap) * (b - a)
-                else:
-                    acc = job.run_acc + flex_usage(market, log, job.bid, a, b)
+                acc = _flex_run_acc(job, market, a, b)
             elif b == a:
                 acc = job.run_acc
             else:
@@ -845,18 +851,7 @@ class Grid:
                 continue
             if mode is _FLEX:
                 market = markets[job.market]
-                if b == a:
-                    acc = job.run_acc
-                else:
-                    starts = market.starts
-                    i = bisect_right(starts, a) - 1
-                    log = job.bid_log
-                    cap = job.bid if not log else log[-1][1] if log[-1][0] <= a else None
-                    if cap is not None and (i + 1 >= len(starts) or starts[i + 1] >= b):
-                        price = market.levels[i] if i >= 0 else market.floor
-                        acc = job.run_acc + (price if price < cap else cap) * (b - a)
-                    else:
-                        acc = job.run_acc + flex_usage(market, log, job.bid, a, b)
+                acc = job.run_acc if b == a else _flex_run_acc(job, market, a, b)
             elif mode is _PRIORITY and (job.end_at is None or job.end_at >= now):
                 market = markets[job.market]
                 acc = job.run_acc + market.rate * (b - a)
