@@ -86,6 +86,7 @@ def test_a_stores_page_cache_stays_small_whatever_it_has_written(tmp_path):
                    argv=("python", "train.py"), env={"K": "1"})  # fmt: skip
     gc.collect()  # earlier tests' stores, closed now rather than while this one writes
     before = sqlite_bytes_in_use()
+    assert before > 0, "not the SQLite library this process's sqlite3 module runs"
     for k in range(4):
         c.do(lambda g, t, k=k: g.submit_array(spec, [f"a{k}-{i}" for i in range(5000)], t))
     assert sum(1 for _ in c.store.archived_jobs()) == 20_000
