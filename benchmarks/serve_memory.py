@@ -26,7 +26,9 @@ Also reported: the floor, a bare interpreter that imports what `skyops serve` im
 and a Grid's bytes per queued job by tracemalloc), measured in processes of their own.
 
 Left out: running jobs (their shims' memory is the agent's: benchmarks/... shim
-figures), the SQLite page cache beyond what these commands touch, and the watch stream.
+figures), the SQLite page cache beyond what these commands touch, the watch stream,
+and with `--grid ssh` a live SSH session's own memory (nothing answers there: the
+figure is the SSH library loaded, not a connection held).
 """
 
 from __future__ import annotations
