@@ -169,14 +169,28 @@ def funds_may_run_low(grid: Grid, horizon_h: float = 24.0) -> bool:
     """False when even the whole grid at its highest rate for `horizon_h` could not bring
     any account down to its limit: then no account is short in this pass, every job can
     fund its first period, and the per-account reckoning can be skipped."""
-    accounts = grid.user_accounts()
+    ledger = grid.ledger
+    accounts = ledger.user_accounts()
     if not accounts:
         return False
-    balances = grid.balances
+    balances = ledger.balances
+    limit, burn = credit_limit(grid), _grid_burn(grid) * horizon_h
+    mark = ledger.low_mark
+    if mark is not None and mark[0] is balances and mark[1] == len(balances):
+        # No balance has fallen by more than was debited since the lowest was counted:
+        # while that bound clears the bar, the lowest does (twice a pass, a walk of
+        # every account otherwise).
+        if mark[2] - (ledger.debited - mark[3]) + limit >= burn:
+            if CHECK_LOW and min(map(balances.__getitem__, accounts)) + limit < burn:
+                raise AssertionError("funds kept as ample while an account runs low")
+            return False
     lowest = min(map(balances.__getitem__, accounts))
-    return lowest + credit_limit(grid) < _grid_burn(grid) * horizon_h
+    ledger.low_mark = (balances, len(balances), lowest, ledger.debited)
+    return lowest + limit < burn
 
 
+# Tests set this: funds judged ample from the kept lowest balance are counted again.
+CHECK_LOW = False
 _BURN: weakref.WeakKeyDictionary[Grid, tuple[int, object, int]] = weakref.WeakKeyDictionary()
 _RATE = operator.attrgetter("rate")
 

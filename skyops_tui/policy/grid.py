@@ -817,6 +817,7 @@ class Grid:
             balances = ledger.balances
             balances[acct] = balances.get(acct, 0) - due
             balances[REVENUE] = balances.get(REVENUE, 0) + due
+            ledger.debited += due
             self.outbox.transactions.append(
                 Transaction(now, reason, [(acct, -due), (REVENUE, due)], job.id, None)
             )
@@ -833,7 +834,9 @@ class Grid:
         billed here with what every one of them reads kept once: `_run_total` and
         `flex_usage`'s one-price, one-bid case, inline. Any other goes through `settle`."""
         jobs, markets, outbox = self.jobs, self.markets, self.outbox
-        balances = self.ledger.balances
+        ledger = self.ledger
+        balances = ledger.balances
+        debited = 0  # what this call takes from accounts inline, for `ledger.debited`
         dirty, txs = outbox.dirty_jobs, outbox.transactions
         b = round(now * US)
         flex_text, priority_text = _USAGE[_FLEX], _USAGE[_PRIORITY]
@@ -884,7 +887,9 @@ class Grid:
                 reason = f"{priority_text}{job.name}: {held} s x {gpus} GPU at {rate}/GPU-h"
             balances[acct] = balances.get(acct, 0) - due
             balances[REVENUE] = balances.get(REVENUE, 0) + due
+            debited += due
             txs.append(Transaction(now, reason, [(acct, -due), (REVENUE, due)], jid, None))
+        ledger.debited += debited
 
     def _run_total(self, job: Job, until: float) -> tuple[int, float]:
         """The run's exact running total at `until` (kept within the run and, for

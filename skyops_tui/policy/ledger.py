@@ -9,13 +9,20 @@ from .outbox import Outbox
 
 
 class Ledger:
-    __slots__ = ("balances", "_outbox", "_users", "_users_seen")
+    __slots__ = ("balances", "_outbox", "_users", "_users_seen", "debited", "low_mark")
 
     def __init__(self, outbox: Outbox, balances: dict[str, int] | None = None) -> None:
         self.balances: dict[str, int] = {} if balances is None else balances
         self._outbox = outbox
         self._users: list[str] = []
         self._users_seen = -1  # the count of accounts `_users` was listed from
+        # Everything ever taken from any account (each posting's negative side): a
+        # balance can have fallen since a moment by at most what this grew since.
+        # Whatever writes `balances` must add to it (grid.py's billing does, inline).
+        self.debited = 0
+        # funding.py's lowest user balance as last counted: (the balances it was
+        # counted in, their count of accounts, the lowest, `debited` then).
+        self.low_mark: tuple[dict[str, int], int, int, int] | None = None
 
     def post(
         self,
@@ -35,6 +42,8 @@ class Ledger:
         balances = self.balances
         for acct, amount in entries:
             balances[acct] = balances.get(acct, 0) + amount
+            if amount < 0:
+                self.debited -= amount
         self._outbox.transactions.append(tx)
         return tx
 
@@ -48,6 +57,7 @@ class Ledger:
         balances = self.balances
         balances[payer] = balances.get(payer, 0) - amount
         balances[payee] = balances.get(payee, 0) + amount
+        self.debited += amount if amount > 0 else -amount
         self._outbox.transactions.append(tx)
         return tx
 

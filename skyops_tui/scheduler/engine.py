@@ -180,6 +180,7 @@ class Engine:
             except Exception:
                 self.unsent, self._unsent_grid = list(actions), self.grid
                 raise
+        settle, kinds = A.Settle, A.EXECUTOR_ACTIONS
         for a in actions:
-            if isinstance(a, A.EXECUTOR_ACTIONS):
+            if a.__class__ is not settle and isinstance(a, kinds):  # most are Settles
                 self.executor.execute(a, self.grid.jobs[a.job])

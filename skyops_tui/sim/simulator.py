@@ -209,8 +209,9 @@ class _Wakeups:
         fresh = self.fresh
         while fresh and fresh[0][0] <= now:
             heapq.heappop(fresh)
-        recent = {j for _, j in fresh if j in holding}
-        best = _min_slices(g, now, (jobs[j] for j in recent), best)
+        recent = [jobs[j] for _, j in fresh if j in holding]
+        if recent:
+            best = _min_slices(g, now, recent, best)
         ended = [j for j in self.retrying if jobs[j].state in TERMINAL]
         self.retrying.difference_update(ended)
         waiting = (
