@@ -28,9 +28,17 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run every job as the agent's own user, even when it could switch users",
     )
+    serve.add_argument(
+        "--shim-supervisor",
+        choices=("c", "python"),
+        default="c",
+        help="what waits out each job: the small C program built here (falling back to "
+        "Python where it cannot be built), or always Python",
+    )
 
     shim = sub.add_parser("shim", help="(internal) supervise one job")
     shim.add_argument("--job-dir", required=True)
+    shim.add_argument("--wait-with", default=None, metavar="PATH")
 
     inventory = sub.add_parser("inventory", help="print this box's GPUs as JSON")
     inventory.add_argument("--fake-gpus", default=None, metavar="SPEC")
@@ -109,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         fake_gpus=args.fake_gpus,
         node_name=args.node_name,
         single_user=args.single_user,
+        supervisor=args.shim_supervisor,
     )
 
 

@@ -19,7 +19,7 @@ import time
 import uuid
 from typing import Any
 
-from skyops_agent import __version__, checkpoints, identity, jobdir, protocol
+from skyops_agent import __version__, checkpoints, identity, jobdir, protocol, shim_wait
 from skyops_agent.cgroups import Cgroup
 from skyops_agent.protocol import ProtocolError
 from skyops_agent.zipapp import running_zipapp, unpack_for_shims
@@ -43,17 +43,21 @@ _SHIM_FROM = (
 )
 
 
-def shim_command(job_dir: str, unpacked: str | None = None) -> tuple[list, str]:
+def shim_command(
+    job_dir: str, unpacked: str | None = None, wait_with: str | None = None
+) -> tuple[list, str]:
     """argv and cwd that start the shim from this very copy of the agent: the package,
     its zipapp's unpacked copy (`unpacked`, see zipapp.unpack_for_shims), or the zipapp.
     `-I -S`: no site (its imports are most of a bare interpreter's memory), no user
     site, no PYTHON* variables (the job's business, not the shim's); the shim needs the
-    standard library and its package only."""
+    standard library and its package only. `wait_with`: the built skyops-shim-wait the
+    shim hands the wait to (shim_wait.py)."""
+    tail = ["shim", "--job-dir", job_dir] + (["--wait-with", wait_with] if wait_with else [])
     pyz = running_zipapp()
     if pyz and not unpacked:
-        return [sys.executable, "-I", "-S", pyz, "shim", "--job-dir", job_dir], "/"
+        return [sys.executable, "-I", "-S", pyz, *tail], "/"
     root = unpacked or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    return [sys.executable, "-I", "-S", "-c", _SHIM_FROM, root, "shim", "--job-dir", job_dir], "/"
+    return [sys.executable, "-I", "-S", "-c", _SHIM_FROM, root, *tail], "/"
 
 
 def _pid_alive(pid: int | None, must_contain: str | None = None) -> bool:
@@ -140,9 +144,15 @@ def read_from(path: str, offset: int, max_bytes: int = LOG_TAIL_MAX_BYTES) -> di
 class JobRunner:
     """The jobs of one state folder. In multi-user mode (an agent that may switch users,
     not told --single-user) each job runs as the Unix user its start names; its folder,
-    records and checkpoints are kept out of other users' reach (docs/security.md)."""
+    records and checkpoints are kept out of other users' reach (docs/security.md).
 
-    def __init__(self, state_dir: str, single_user: bool = False) -> None:
+    `supervisor`: "c" (the default) has each shim hand its wait to skyops-shim-wait where
+    the box can build it (shim_wait.py); "python" keeps every shim waiting in Python.
+    """
+
+    def __init__(self, state_dir: str, single_user: bool = False, supervisor: str = "c") -> None:
+        if supervisor not in ("c", "python"):
+            raise ValueError(f"supervisor must be 'c' or 'python', not {supervisor!r}")
         self.state_dir = os.path.abspath(os.path.expanduser(state_dir))
         self.jobs_dir = os.path.join(self.state_dir, "jobs")
         self.checkpoints_dir = os.path.join(self.state_dir, "checkpoints")
@@ -160,6 +170,10 @@ class JobRunner:
         self._shims: list[subprocess.Popen] = []
         self._shims_lock = threading.Lock()
         self._shim_root = unpack_for_shims(self.state_dir)
+        self.supervisor = supervisor
+        self._waiter: str | None = None
+        self._waiter_tried = False
+        self._waiter_lock = threading.Lock()
         # What poll_events() has told the console: job_id -> (run_id, phase, status stamp).
         self._seen: dict[str, tuple] = {}
         self._scan(announce=False)  # learn what is already there; `jobs` reports old exits
@@ -289,6 +303,7 @@ class JobRunner:
             "user": spec.get("user"),
             "grid": spec.get("grid") or "",
             "tracking": status.get("tracking"),
+            "supervisor": status.get("supervisor"),
         }
         if with_checkpoint:
             rec["last_checkpoint_at"] = checkpoints.newest_mtime(spec["checkpoint_dir"])
@@ -379,7 +394,7 @@ class JobRunner:
             "grid": req["grid"],
         }
         jobdir.write_json(os.path.join(job_dir, jobdir.SPEC), spec)
-        argv, cwd = shim_command(job_dir, self._shim_root)
+        argv, cwd = shim_command(job_dir, self._shim_root, self._wait_with())
         with open(os.path.join(job_dir, jobdir.SHIM_LOG), "ab") as shim_log:
             shim = subprocess.Popen(
                 argv,
@@ -399,6 +414,19 @@ class JobRunner:
             shutil.rmtree(job_dir, ignore_errors=True)
             raise ProtocolError(protocol.E_EXEC_FAILED, rec["error"] or "the job did not start")
         return rec
+
+    def _wait_with(self) -> str | None:
+        """The waiter binary for new shims, built on the first start that needs one; a
+        build that failed is not tried again by this agent (it said why, once)."""
+        if self.supervisor == "python":
+            return None
+        with self._waiter_lock:
+            if not self._waiter_tried:
+                self._waiter = shim_wait.build(self.state_dir)
+                self._waiter_tried = True
+            if self._waiter is not None and not os.access(self._waiter, os.X_OK):
+                self._waiter = shim_wait.build(self.state_dir)  # someone removed it
+            return self._waiter
 
     def _remove_half_created(self, job_id: str) -> None:
         """A folder without spec.json, left by an agent that died in `start`, is garbage."""

@@ -35,9 +35,10 @@ class Server:
         node_name: str | None = None,
         watch_interval_s: float = WATCH_INTERVAL_S,
         single_user: bool = False,
+        supervisor: str = "c",
     ) -> None:
         self.node_name = node_name or socket.gethostname()
-        self.runner = JobRunner(state_dir, single_user=single_user)
+        self.runner = JobRunner(state_dir, single_user=single_user, supervisor=supervisor)
         self.tracking = cgroups.tracking()
         self.grid = ""  # the console's grid, once it has said (`configure`)
         self.probe: GpuProbe = make_probe(fake_gpus, self.node_name, busy=self.runner.busy_gpus)
@@ -260,11 +261,17 @@ def serve_stdio(
     fake_gpus: str | None = None,
     node_name: str | None = None,
     single_user: bool = False,
+    supervisor: str = "c",
 ) -> int:
     out = sys.stdout.buffer
     sys.stdout = sys.stderr  # a stray print() must not corrupt the protocol stream
     os.umask(0o077)  # job folders and records: not for other users to read
     server = Server(
-        state_dir, out, fake_gpus=fake_gpus, node_name=node_name, single_user=single_user
+        state_dir,
+        out,
+        fake_gpus=fake_gpus,
+        node_name=node_name,
+        single_user=single_user,
+        supervisor=supervisor,
     )
     return server.serve(sys.stdin.buffer)

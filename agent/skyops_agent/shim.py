@@ -9,6 +9,12 @@ even when the agent is gone. A stop still in its checkpoint grace can be called 
 child subreaper (Linux) so processes the job leaves behind are reaped here and the group
 can be watched until it is empty.
 
+Once the job runs, the shim can hand the wait to `skyops-shim-wait` (shim_wait.c, built
+by the agent; `--wait-with PATH`): it execve()s that program, which keeps this pid, the
+blocked signals and the subreaper flag, and runs the same loop as `Shim._supervise` in
+about 1 MB instead of an interpreter's 8. Without it, or where the execve fails, the
+loop below runs here; status.json's `supervisor` says which ("c" or "python").
+
 The shim runs as the agent's user; only the job's child drops to the job's Unix user
 (setgroups, setgid, setuid before exec), after joining the job's cgroup (cgroups.py).
 So the records the shim writes (status.json, in a folder the job cannot write) say what
@@ -42,6 +48,17 @@ else:
 KILL_FAILED_AFTER_S = 30.0  # a group still alive this long after SIGKILL is reported
 _PR_SET_CHILD_SUBREAPER = 36
 _WAITED = {signal.SIGCHLD, signal.SIGTERM, signal.SIGUSR2}
+_HUSHED = {signal.SIGHUP, signal.SIGINT}  # no-op handlers here; the waiter ignores them
+# What skyops-shim-wait writes in status.json; the rest it is handed as they are.
+_WAITER_WRITES = (
+    "state",
+    "exit_code",
+    "signal",
+    "stop_reason",
+    "ended_at",
+    "kill_failed",
+    "unstop",
+)
 
 
 def job_env(spec: dict[str, Any], base: dict[str, str]) -> dict[str, str]:
@@ -255,8 +272,9 @@ def spawn(
 
 
 class Shim:
-    def __init__(self, job_dir: str) -> None:
+    def __init__(self, job_dir: str, wait_with: str | None = None) -> None:
         self.dir = job_dir
+        self.wait_with = wait_with
         spec = jobdir.read_json(self._path(jobdir.SPEC))
         if spec is None:
             raise SystemExit(f"shim: no readable {jobdir.SPEC} in {job_dir}")
@@ -278,6 +296,7 @@ class Shim:
             "user": self.spec.get("user"),
             "tracking": PROCESS_GROUP,
             "cgroup": None,
+            "supervisor": "c" if wait_with else "python",
         }
         self.stop_requested = False
         self.unstop_requested = False
@@ -352,9 +371,36 @@ class Shim:
         pid = self._launch()
         if pid is None:
             return 0
-        signal.pthread_sigmask(signal.SIG_BLOCK, _WAITED)
+        signal.pthread_sigmask(signal.SIG_BLOCK, _WAITED)  # runs the handlers of any caught
+        if self.wait_with:
+            self._hand_over(pid, self.wait_with)  # returns only when the execve failed
         self._supervise(pid)
         return 0
+
+    def _hand_over(self, pid: int, waiter: str) -> None:
+        """execve skyops-shim-wait. SIGHUP and SIGINT are blocked across it (the default
+        would end the waiter before it ignores them); SIGTERM and SIGUSR2 the handlers
+        caught go along as flags."""
+        cgroup = self.cgroup
+        fixed = {k: v for k, v in self.status.items() if k not in _WAITER_WRITES}
+        signal.pthread_sigmask(signal.SIG_BLOCK, _HUSHED)
+        argv = [
+            waiter,
+            "--job-dir",
+            self.dir,
+            str(pid),
+            cgroup.kind if cgroup is not None else "-",
+            cgroup.path if cgroup is not None else "-",
+            "1" if self.stop_requested else "0",
+            "1" if self.unstop_requested else "0",
+            jobdir.dumps(fixed),
+        ]
+        try:
+            os.execv(argv[0], argv)
+        except OSError as exc:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _HUSHED)
+            print(f"shim: cannot run {argv[0]} ({exc}); waiting in Python", file=sys.stderr)
+            self._save(supervisor="python")
 
     def _launch(self) -> int | None:
         spec = self.spec
@@ -469,13 +515,15 @@ class Shim:
 
 
 def main(argv: list | None = None) -> int:
-    """``--job-dir DIR``; parsed by hand, as argparse would cost every shim 0.6 MB."""
+    """``--job-dir DIR [--wait-with PATH]``; parsed by hand, as argparse would cost every
+    shim 0.6 MB."""
     args = sys.argv[1:] if argv is None else list(argv)
-    if len(args) != 2 or args[0] != "--job-dir":
-        print("usage: skyops-agent shim --job-dir DIR", file=sys.stderr)
+    if len(args) not in (2, 4) or args[0] != "--job-dir" or args[2:3] not in ([], ["--wait-with"]):
+        print("usage: skyops-agent shim --job-dir DIR [--wait-with PATH]", file=sys.stderr)
         return 2
     os.umask(0o077)  # its records: the agent's alone
-    return Shim(os.path.abspath(args[1])).run()
+    wait_with = args[3] if len(args) == 4 else None
+    return Shim(os.path.abspath(args[1]), wait_with).run()
 
 
 if __name__ == "__main__":

@@ -74,7 +74,7 @@ def _sources(include_pynvml: bool) -> dict[str, bytes]:
     for current, dirs, names in os.walk(package):
         dirs[:] = [d for d in dirs if d != "__pycache__"]
         for name in names:
-            if name.endswith(".py"):
+            if name.endswith((".py", ".c")):  # .c: the shim's waiter (shim_wait.py)
                 path = os.path.join(current, name)
                 arcname = "skyops_agent/" + os.path.relpath(path, package).replace(os.sep, "/")
                 with open(path, "rb") as f:

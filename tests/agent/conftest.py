@@ -10,6 +10,7 @@ import contextlib
 import functools
 import itertools
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -33,12 +34,14 @@ POLL_S = 0.01  # replies are waited for on every request: poll them often
 class AgentProcess:
     """One `skyops-agent serve --stdio` subprocess and the lines it has written."""
 
-    def __init__(self, argv: list[str], stderr_path: Path) -> None:
+    def __init__(
+        self, argv: list[str], stderr_path: Path, env: dict[str, str] | None = None
+    ) -> None:
         self.argv = argv
         self.stderr_path = stderr_path
         self._stderr = open(stderr_path, "wb")
         self.proc = subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, env=env
         )
         self.messages: list[dict] = []
         self.bad_lines: list[bytes] = []
@@ -179,30 +182,73 @@ def ckpt_train():
     return CKPT_TRAIN
 
 
+def have_compiler() -> bool:
+    """Is there a `cc` to build the C supervisor with? Under CI its absence is a
+    failure of the machine, not a reason to skip."""
+    if shutil.which("cc"):
+        return True
+    if os.environ.get("CI"):
+        pytest.fail("no C compiler (`cc`) on PATH: the C supervisor cannot be tested")
+    return False
+
+
 @pytest.fixture
-def start_agent(tmp_path):
-    """start_agent(state_dir=None, fake_gpus="2xH100-80GB", argv=None) -> AgentProcess."""
+def supervisor(request) -> str | None:
+    """What waits out each job in the agents `start_agent` starts: a test parametrized
+    with ``indirect=True`` gets "c" (the agent must build skyops-shim-wait) and
+    "python" (the fallback, forced); others get the agent's default (None)."""
+    kind = getattr(request, "param", None)
+    if kind == "c" and not have_compiler():
+        pytest.skip("no C compiler (`cc`) to build the C supervisor")
+    return kind
+
+
+def supervisors_seen(state_dir: Path) -> dict[str, str | None]:
+    """job id -> the supervisor its status.json names, for every job that got running."""
+    seen = {}
+    for status_path in state_dir.glob("jobs/*/" + jobdir.STATUS):
+        status = jobdir.read_json(str(status_path)) or {}
+        if status.get("pid"):
+            seen[status_path.parent.name] = status.get("supervisor")
+    return seen
+
+
+@pytest.fixture
+def start_agent(tmp_path, supervisor):
+    """start_agent(state_dir=None, fake_gpus="2xH100-80GB", argv=None, extra=(), env=None)
+    -> AgentProcess. Under a `supervisor` parameter every job that runs must have got
+    that supervisor: the test fails at teardown otherwise."""
     agents: list[AgentProcess] = []
     state_dirs: set[Path] = set()
     counter = itertools.count(1)
 
-    def start(state_dir=None, fake_gpus="2xH100-80GB", argv=None, extra=()) -> AgentProcess:
+    def start(
+        state_dir=None, fake_gpus="2xH100-80GB", argv=None, extra=(), env=None
+    ) -> AgentProcess:
         state_dir = Path(state_dir or tmp_path / "state")
         state_dirs.add(state_dir)
         base = argv or [sys.executable, "-m", "skyops_agent"]
         cmd = list(base) + ["serve", "--stdio", "--state-dir", str(state_dir), *extra]
         if fake_gpus:
             cmd += ["--fake-gpus", fake_gpus]
-        agent = AgentProcess(cmd, tmp_path / f"agent-{next(counter)}.stderr")
+        if supervisor == "python":
+            cmd += ["--shim-supervisor", "python"]
+        agent = AgentProcess(cmd, tmp_path / f"agent-{next(counter)}.stderr", env)
         agents.append(agent)
         return agent
 
     yield start
+    wrong = {}
+    if supervisor is not None:
+        for state_dir in state_dirs:
+            seen = supervisors_seen(state_dir)
+            wrong.update({j: s for j, s in seen.items() if s != supervisor})
     for agent in agents:
         if agent.proc.poll() is None:
             agent.kill9()
     for state_dir in state_dirs:
         kill_leftover_jobs(state_dir)
+    assert not wrong, f"jobs not waited on by the {supervisor} supervisor: {wrong}"
 
 
 def process_gone(pid: int) -> bool:

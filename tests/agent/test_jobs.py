@@ -10,11 +10,16 @@ import sys
 import tarfile
 import time
 
+import pytest
+
 from skyops_agent import protocol
 
 PY = sys.executable
 # Waits for a file to appear, then exits with the given code: a job the test controls.
 WAIT_FOR_FILE = ["sh", "-c", 'while [ ! -e "$1" ]; do sleep 0.02; done; exit "$2"', "sh"]
+# Supervision (exit codes, signals, stops, unstop, orphans, a lost shim) runs against the
+# C waiter (skyops-shim-wait) and the Python loop it stands in for.
+BOTH_SUPERVISORS = pytest.mark.parametrize("supervisor", ["c", "python"], indirect=True)
 
 
 def logs(agent, job_id, stream="stdout", tail_lines=1000):
@@ -25,6 +30,7 @@ def log_has(agent, job_id, text):
     return any(text in line for line in logs(agent, job_id))
 
 
+@BOTH_SUPERVISORS
 def test_job_gets_the_contract_env_and_its_argv_without_a_shell(start_agent, tmp_path, procs):
     agent = start_agent()
     tricky = ["two words", 'it\'s "quoted"', "; touch /tmp/skyops-pwned", "$(id)", "*", ""]
@@ -75,6 +81,7 @@ def test_logs_tail_each_stream(start_agent):
     assert logs(agent, "chatty", stream="stderr") == ["oops"]
 
 
+@BOTH_SUPERVISORS
 def test_a_command_that_cannot_start_is_refused_and_leaves_no_job(start_agent):
     agent = start_agent()
     reply = agent.request(protocol.START, job_id="typo", argv=["no-such-binary-xyz"], mode="flex")
@@ -107,6 +114,7 @@ def test_job_ids_are_not_reused_until_forgotten(start_agent, tmp_path):
     assert len(agent.events(protocol.JOB_EXITED, job_id="once")) >= 1
 
 
+@BOTH_SUPERVISORS
 def test_checkpoint_stop_then_resume_on_another_agent(start_agent, tmp_path, wait_for, ckpt_train):
     first = start_agent(state_dir=tmp_path / "box-a")
     train = [PY, ckpt_train, "--steps", "60", "--step-seconds", "0.05", "--checkpoint-every", "0"]
@@ -149,6 +157,7 @@ def test_checkpoint_stop_then_resume_on_another_agent(start_agent, tmp_path, wai
     assert lines[-1] == "done: 60 steps"
 
 
+@BOTH_SUPERVISORS
 def test_a_wrapper_shell_does_not_cut_the_checkpoint_short(
     start_agent, tmp_path, wait_for, ckpt_train
 ):
@@ -172,6 +181,7 @@ def test_a_wrapper_shell_does_not_cut_the_checkpoint_short(
     assert json.loads(ckpt.read_text())["step"] >= 2
 
 
+@BOTH_SUPERVISORS
 def test_a_job_ignoring_its_signals_is_killed_with_its_whole_group(start_agent, wait_for, procs):
     agent = start_agent()
     stubborn = "trap '' USR1 TERM; sleep 300 & echo child $!; wait; wait"
@@ -201,6 +211,7 @@ def test_a_job_ignoring_its_signals_is_killed_with_its_whole_group(start_agent, 
     assert procs.group(started["pgid"]) == []
 
 
+@BOTH_SUPERVISORS
 def test_jobs_outlive_a_killed_agent_and_a_new_one_reports_them(
     start_agent, tmp_path, wait_for, procs
 ):
@@ -231,6 +242,7 @@ def test_jobs_outlive_a_killed_agent_and_a_new_one_reports_them(
     assert exited["exit_code"] == 3 and exited["stop_reason"] is None
 
 
+@BOTH_SUPERVISORS
 def test_eof_leaves_jobs_running_and_the_next_agent_can_stop_them(start_agent, tmp_path, procs):
     state = tmp_path / "state"
     first = start_agent(state_dir=state)
@@ -244,6 +256,7 @@ def test_eof_leaves_jobs_running_and_the_next_agent_can_stop_them(start_agent, t
     assert second.call(protocol.STOP, job_id="long", reason="again")["state"] == "exited"
 
 
+@BOTH_SUPERVISORS
 def test_signal_request_reaches_the_job(start_agent, wait_for, ckpt_train):
     agent = start_agent()
     argv = [PY, ckpt_train, "--steps", "500", "--step-seconds", "0.05"]
@@ -322,6 +335,7 @@ def test_checkpoint_transfer_refuses_what_it_must(start_agent, tmp_path):
     assert clash["code"] == protocol.E_JOB_RUNNING
 
 
+@BOTH_SUPERVISORS
 def test_a_job_whose_shim_died_is_reported_lost_and_can_still_be_stopped(
     start_agent, tmp_path, wait_for, procs
 ):
@@ -393,6 +407,7 @@ CHECKPOINT_AND_GO_ON = [
 ]
 
 
+@BOTH_SUPERVISORS
 def test_unstop_in_the_checkpoint_grace_keeps_the_job_running(start_agent, wait_for):
     """A preemption called off while its checkpoint grace runs: the job runs on past the
     grace, gets no SIGTERM, and ends on its own, not as stopped."""
@@ -419,6 +434,7 @@ def test_unstop_in_the_checkpoint_grace_keeps_the_job_running(start_agent, wait_
     assert late["code"] == protocol.E_TOO_LATE
 
 
+@BOTH_SUPERVISORS
 def test_unstop_after_sigterm_is_too_late(start_agent, wait_for):
     agent = start_agent()
     agent.call(protocol.START, job_id="late", argv=CHECKPOINT_AND_GO_ON + ["400"], mode="flex")
@@ -450,6 +466,7 @@ def _private_kb(pid: int) -> int:
 SHIM_PRIVATE_MAX_KB = 4 * 1024  # a bare `python -I -S` holds about 2.6 MB here
 
 
+@BOTH_SUPERVISORS
 def test_a_running_jobs_shim_holds_little_memory_of_its_own(start_agent, tmp_path, wait_for):
     """One shim per running job, for the job's whole life: a box running many jobs must
     not pay much for them (docs/fleet.md, "Memory per job")."""
@@ -475,6 +492,7 @@ def test_a_running_jobs_shim_holds_little_memory_of_its_own(start_agent, tmp_pat
     assert agent.event(protocol.JOB_EXITED, job_id="lean")["exit_code"] == 0
 
 
+@BOTH_SUPERVISORS
 def test_the_job_starts_with_default_signal_dispositions_and_nothing_blocked(start_agent):
     """Python ignores SIGPIPE and SIGXFSZ, and the shim handles or blocks others: none of
     that may reach the job (`yes | head` must end, a full disk must stop a writer)."""

@@ -10,6 +10,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 from skyops_agent import protocol
 from skyops_agent.zipapp import build_zipapp
 
@@ -25,15 +27,20 @@ def test_build_is_deterministic_and_bundles_what_the_box_needs(tmp_path):
     assert Path(first).read_bytes().startswith(b"#!/usr/bin/env python3\n")
     names = zipfile.ZipFile(first).namelist()
     assert names == sorted(names)
-    assert {"__main__.py", "pynvml.py", "skyops_agent/protocol.py", "skyops_agent/shim.py"} <= set(
-        names
-    )
+    assert {
+        "__main__.py",
+        "pynvml.py",
+        "skyops_agent/protocol.py",
+        "skyops_agent/shim.py",
+        "skyops_agent/shim_wait.c",
+    } <= set(names)
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     assert {i.date_time for i in zipfile.ZipFile(first).infolist()} == {(1980, 1, 1, 0, 0, 0)}
 
 
+@pytest.mark.parametrize("supervisor", ["c", "python"], indirect=True)
 def test_the_zipapp_serves_and_its_shim_runs_from_it(
-    tmp_path, start_agent, wait_for, ckpt_train, procs
+    tmp_path, start_agent, wait_for, ckpt_train, procs, supervisor
 ):
     pyz, sha = build_zipapp(str(tmp_path / "dist"))
     version = subprocess.run(
@@ -49,13 +56,20 @@ def test_the_zipapp_serves_and_its_shim_runs_from_it(
     with open(f"/proc/{job['shim_pid']}/cmdline", "rb") as f:
         shim_argv = f.read().split(b"\0")
     # The shim imports the zipapp's own package, unpacked once and compiled.
-    assert shim_argv[1:4] == [b"-I", b"-S", b"-c"]
-    unpacked = Path(shim_argv[5].decode())
-    assert unpacked.parent == tmp_path / "state" / "shim"
+    unpacked = tmp_path / "state" / "shim" / sha[:16]
     with zipfile.ZipFile(pyz) as zf:
         for name in ("skyops_agent/shim.py", "skyops_agent/jobdir.py"):
             assert (unpacked / name).read_bytes() == zf.read(name)
+        c_source = zf.read("skyops_agent/shim_wait.c")
     assert list((unpacked / "skyops_agent" / "__pycache__").glob("shim.*.pyc"))
+    if supervisor == "python":
+        assert shim_argv[1:4] == [b"-I", b"-S", b"-c"] and shim_argv[5] == str(unpacked).encode()
+    else:  # the shim has handed its wait to the waiter built from the zipapp's C source
+        waiter = tmp_path / "state" / "shim" / f"wait-{hashlib.sha256(c_source).hexdigest()[:16]}"
+        wait_for(
+            lambda: Path(f"/proc/{job['shim_pid']}/exe").resolve() == waiter / "skyops-shim-wait",
+            "the shim running the waiter built from the zipapp's C source",
+        )
     wait_for(
         lambda: "step 1/500" in agent.call(protocol.LOGS, job_id="from-pyz")["lines"],
         "the job reaching step 1 (its signal handler is set by then)",

@@ -1,0 +1,203 @@
+"""The C supervisor (skyops-shim-wait): what a job gets where the box has `cc`, what it
+costs, how it is built, and the Python loop it falls back to."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from skyops_agent import jobdir, protocol, shim_wait
+
+WAIT_FOR_FILE = ["sh", "-c", 'while [ ! -e "$1" ]; do sleep 0.02; done; exit "$2"', "sh"]
+BOTH_SUPERVISORS = pytest.mark.parametrize("supervisor", ["c", "python"], indirect=True)
+RSS_TARGET_KB = 7 * 1024  # issue 15: a running job's shim at most 7 MB RSS
+
+
+def status_of(tmp_path: Path, job_id: str) -> dict:
+    return jobdir.read_json(str(tmp_path / "state" / "jobs" / job_id / jobdir.STATUS)) or {}
+
+
+def proc_status(pid: int) -> dict[str, str]:
+    with open(f"/proc/{pid}/status") as f:
+        return {k: v.strip() for k, _, v in (line.partition(":") for line in f)}
+
+
+def need_cc() -> None:
+    """Skip without `cc`, except under CI, where its absence fails the test."""
+    if shutil.which("cc") is None:
+        if os.environ.get("CI"):
+            pytest.fail("no C compiler (`cc`) on PATH: the C supervisor cannot be tested")
+        pytest.skip("no C compiler (`cc`)")
+
+
+def runs_waiter(pid: int) -> bool:
+    """Has the shim handed its wait to skyops-shim-wait (the execve is done)?"""
+    return os.path.basename(os.readlink(f"/proc/{pid}/exe")) == shim_wait.BINARY
+
+
+@pytest.mark.parametrize("supervisor", ["c"], indirect=True)
+def test_a_job_gets_the_c_supervisor_and_its_shim_stays_under_7_mib(
+    start_agent, tmp_path, wait_for, supervisor
+):
+    agent = start_agent()
+    go = tmp_path / "go"
+    job = agent.call(
+        protocol.START, job_id="small", argv=WAIT_FOR_FILE + [str(go), "5"], mode="flex"
+    )
+    assert job["supervisor"] == "c"
+    try:
+        wait_for(lambda: runs_waiter(job["shim_pid"]), "the shim handing its wait to C")
+        with open(f"/proc/{job['shim_pid']}/cmdline", "rb") as f:
+            assert str(tmp_path / "state" / "jobs" / "small").encode() in f.read()
+        rss_kb = int(proc_status(job["shim_pid"])["VmRSS"].split()[0])
+        assert rss_kb < RSS_TARGET_KB, f"the waiting shim holds {rss_kb} kB"
+        assert agent.job("small")["state"] == "running", "the job's shim is alive to the agent"
+    finally:
+        go.touch()
+    exited = agent.event(protocol.JOB_EXITED, job_id="small")
+    assert exited["exit_code"] == 5 and exited["signal"] is None
+    assert status_of(tmp_path, "small")["supervisor"] == "c"
+
+
+def test_a_source_change_gives_a_new_binary_and_a_broken_one_none(tmp_path):
+    need_cc()
+    said: list[str] = []
+    first = shim_wait.build(str(tmp_path), log=said.append)
+    assert first is not None and os.access(first, os.X_OK), said
+    assert oct(os.stat(first).st_mode & 0o777) == oct(0o700)
+    assert oct(os.stat(os.path.dirname(first)).st_mode & 0o777) == oct(0o700)
+    built_at = os.stat(first).st_mtime_ns
+    assert shim_wait.build(str(tmp_path), log=said.append) == first
+    assert os.stat(first).st_mtime_ns == built_at, "the same source is not compiled again"
+
+    changed = shim_wait.source() + b"\n/* a new version */\n"
+    second = shim_wait.build(str(tmp_path), code=changed, log=said.append)
+    assert second is not None and second != first and os.path.exists(first)
+    usage = subprocess.run([second], capture_output=True, text=True, timeout=10)
+    assert usage.returncode == 2 and "usage: skyops-shim-wait" in usage.stderr
+    assert said == []
+
+    broken = shim_wait.source().replace(b"int main(", b"int main(((", 1)
+    assert shim_wait.build(str(tmp_path), code=broken, log=said.append) is None
+    assert len(said) == 1 and "\n" not in said[0], said
+    assert "cannot build skyops-shim-wait" in said[0] and "error" in said[0], said
+    assert "wait in Python" in said[0]
+
+
+def test_a_failed_compile_falls_back_to_python_with_one_line(start_agent, tmp_path, wait_for):
+    """A box whose `cc` is broken: jobs run and stop as ever, under the Python loop, and
+    the agent says why once."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    cc = bin_dir / "cc"
+    cc.write_text("#!/bin/sh\necho 'cc: fatal error: no licence for this box' >&2\nexit 1\n")
+    cc.chmod(0o755)
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
+    agent = start_agent(env=env)
+    go = tmp_path / "go"
+    for job_id in ("first", "second"):
+        job = agent.call(
+            protocol.START, job_id=job_id, argv=WAIT_FOR_FILE + [str(go), "0"], mode="flex"
+        )
+        assert job["supervisor"] == "python"
+    agent.call(protocol.STOP, job_id="first", term_grace_s=5, reason="cancelled")
+    stopped = agent.event(protocol.JOB_EXITED, job_id="first")
+    assert stopped["signal"] == "SIGTERM" and stopped["stop_reason"] == "cancelled"
+    go.touch()
+    assert agent.event(protocol.JOB_EXITED, job_id="second")["exit_code"] == 0
+    lines = [ln for ln in agent.stderr().splitlines() if "skyops-shim-wait" in ln]
+    assert len(lines) == 1, agent.stderr()
+    assert "no licence for this box" in lines[0] and "wait in Python" in lines[0]
+    assert not list((tmp_path / "state" / "shim").glob("wait-*/skyops-shim-wait"))
+
+
+def test_a_waiter_that_cannot_run_leaves_the_wait_to_python(tmp_path):
+    """The shim's own fallback: an execve that fails (binary gone, a noexec mount)."""
+    job_dir = tmp_path / "jobs" / "direct"
+    job_dir.mkdir(parents=True)
+    spec = {
+        "job_id": "direct",
+        "run_id": "0" * 32,
+        "argv": ["sh", "-c", "exit 3"],
+        "env": {},
+        "gpus": [],
+        "workdir": str(tmp_path),
+        "checkpoint_dir": str(tmp_path / "ckpt"),
+        "resume": False,
+        "mode": "flex",
+        "run_as": None,
+    }
+    jobdir.write_json(str(job_dir / jobdir.SPEC), spec)
+    missing = str(tmp_path / "no-such-waiter")
+    shim = subprocess.run(
+        [sys.executable, "-m", "skyops_agent", "shim", "--job-dir", str(job_dir)]
+        + ["--wait-with", missing],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shim.returncode == 0, shim.stderr
+    assert f"cannot run {missing}" in shim.stderr and "waiting in Python" in shim.stderr
+    status = jobdir.read_json(str(job_dir / jobdir.STATUS))
+    assert status["state"] == "exited" and status["exit_code"] == 3, status
+    assert status["supervisor"] == "python"
+
+
+ORPHAN_MAKER = [
+    "sh",
+    "-c",
+    'while [ ! -e "$1" ]; do sleep 0.02; done; sh -c "sleep 300 & echo orphan \\$!"; '
+    'while [ ! -e "$2" ]; do sleep 0.02; done; exit 0',
+    "sh",
+]
+
+
+@BOTH_SUPERVISORS
+def test_what_the_job_orphans_is_adopted_by_its_shim_and_killed_with_it(
+    start_agent, tmp_path, wait_for, procs, supervisor
+):
+    """The subreaper flag outlives the shim's execve: a process the job leaves behind
+    after the hand-over is the shim's child, and goes when the job ends."""
+    agent = start_agent()
+    made, done = tmp_path / "made", tmp_path / "done"
+    job = agent.call(
+        protocol.START, job_id="orphans", argv=ORPHAN_MAKER + [str(made), str(done)], mode="flex"
+    )
+    shim_pid = job["shim_pid"]
+    if supervisor == "c":
+        wait_for(lambda: runs_waiter(shim_pid), "the shim handing its wait to C")
+    made.touch()
+    line = wait_for(
+        lambda: next(
+            (x for x in agent.call(protocol.LOGS, job_id="orphans")["lines"] if "orphan" in x),
+            None,
+        ),
+        "the job printing its orphan's pid",
+    )
+    orphan = int(line.split()[1])
+    wait_for(lambda: int(proc_status(orphan)["PPid"]) == shim_pid, "the orphan adopted by the shim")
+    done.touch()
+    exited = agent.event(protocol.JOB_EXITED, job_id="orphans")
+    assert exited["exit_code"] == 0 and exited["signal"] is None
+    wait_for(lambda: not os.path.exists(f"/proc/{orphan}"), "the orphan killed and reaped")
+    assert procs.gone(shim_pid)
+
+
+@BOTH_SUPERVISORS
+def test_a_hangup_or_interrupt_does_not_end_the_shim(start_agent, tmp_path, wait_for, supervisor):
+    agent = start_agent()
+    go = tmp_path / "go"
+    job = agent.call(protocol.START, job_id="hup", argv=WAIT_FOR_FILE + [str(go), "4"], mode="flex")
+    if supervisor == "c":
+        wait_for(lambda: runs_waiter(job["shim_pid"]), "the shim handing its wait to C")
+    for signum in (signal.SIGHUP, signal.SIGINT):
+        os.kill(job["shim_pid"], signum)
+    go.touch()
+    exited = agent.event(protocol.JOB_EXITED, job_id="hup")
+    assert exited["exit_code"] == 4, "the shim lived to see its job end"
