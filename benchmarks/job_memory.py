@@ -2,12 +2,17 @@
 
 Starts N real jobs (`sleep 600`) through the agent's own code path (JobRunner.start in
 agent/skyops_agent/jobs.py: spec.json, the shim launched by `shim_command`, the job
-started by the shim in its cgroup or process group), twice: with the agent imported
-from the package (agent/) and from the zipapp the console pushes to boxes (built here,
-run in a child process that imports skyops_agent from it). It waits until every shim
-is in its long wait, and reads each shim's /proc/<pid>/smaps_rollup: RSS, PSS (shared
-pages split among the processes that map them) and USS (Private_Clean + Private_Dirty:
-what the box gets back when that one shim ends), and the CPU time each shim used.
+started by the shim in its cgroup or process group, then the wait handed to the C
+`skyops-shim-wait` or kept in Python), for each supervisor (JobRunner(supervisor="c" |
+"python")) and each way the agent is imported: from the package (agent/) and from the
+zipapp the console pushes to boxes (built here, run in a child process that imports
+skyops_agent from it). The C waiter is built once per state dir before the starts (its
+build time is shown apart). It waits until every shim is in its long wait (for C: the
+shim's pid runs skyops-shim-wait), and reads each shim's /proc/<pid>/smaps_rollup: RSS,
+PSS (shared pages split among the processes that map them) and USS (Private_Clean +
+Private_Dirty: what the box gets back when that one shim ends), and the CPU time each
+shim used (its Python set-up included). The benchmark's own CPU and wall time for the
+starts are shown beside them, with the load average.
 Medians over the N shims. Beside them, for the floor: N idle interpreters that import
 nothing, started as the shim is (`-I -S`), as a plain `python`, and as Debian's
 /usr/bin/python3 where that is another interpreter.
@@ -43,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.machine import machine  # noqa: E402
 
+SUPERVISORS = ("c", "python")
 FIELDS = ("Rss", "Pss", "Shared_Clean", "Shared_Dirty", "Private_Clean", "Private_Dirty")
 
 
@@ -120,11 +126,18 @@ def start_request(job_id: str, workdir: str) -> dict:
     }
 
 
-def shims(n: int, tmp: Path) -> dict:
-    from skyops_agent import jobdir
+def shims(n: int, tmp: Path, supervisor: str = "c") -> dict:
+    from skyops_agent import jobdir, shim_wait
     from skyops_agent.jobs import JobRunner
 
-    runner = JobRunner(str(tmp / "agent-state"))
+    state = tmp / f"agent-state-{supervisor}"
+    build_s = None
+    if supervisor == "c":
+        t0 = time.perf_counter()
+        if shim_wait.build(str(state)) is None:
+            raise RuntimeError("skyops-shim-wait could not be built (see above)")
+        build_s = time.perf_counter() - t0
+    runner = JobRunner(str(state), supervisor=supervisor)
     ids = [f"mem{k}" for k in range(n)]
     started: list[str] = []
     t0, c0 = time.perf_counter(), time.process_time()
@@ -140,6 +153,13 @@ def shims(n: int, tmp: Path) -> dict:
 
         wait(all_running, "every job running")
         pids = [runner.record(j, False)["shim_pid"] for j in ids]
+        if supervisor == "c":
+            wait(
+                lambda: all(
+                    os.readlink(f"/proc/{p}/exe").endswith("/skyops-shim-wait") for p in pids
+                ),
+                "every shim waiting in skyops-shim-wait",
+            )
         samples = settled(pids)
         cpu = [cpu_s(p) for p in pids]
         with open(f"/proc/{pids[0]}/cmdline", "rb") as f:
@@ -159,7 +179,12 @@ def shims(n: int, tmp: Path) -> dict:
             lambda: all(runner.record(j, False)["state"] == "exited" for j in started),
             "every job stopped",
         )
+    got = {jobdir.read_json(str(state / "jobs" / j / jobdir.STATUS)).get("supervisor") for j in ids}
+    if got != {supervisor}:
+        raise RuntimeError(f"asked for the {supervisor} supervisor, the jobs got {got}")
     return {
+        "supervisor": supervisor,
+        "build_s": build_s,
         "agent_from": os.path.dirname(os.path.dirname(jobdir.__file__)),
         "shim_argv": [
             a if len(a) < 60 else a[:57] + "..." for a in argv[: argv.index("--job-dir")]
@@ -168,19 +193,19 @@ def shims(n: int, tmp: Path) -> dict:
         "start_cpu_s_agent": start_cpu,
         "shim_cpu_s_median": statistics.median(cpu),
         "per_job": summarise(samples),
-        "tracking": jobdir.read_json(str(tmp / "agent-state/jobs" / ids[0] / jobdir.STATUS))[
-            "tracking"
-        ],
+        "tracking": jobdir.read_json(str(state / "jobs" / ids[0] / jobdir.STATUS))["tracking"],
     }
 
 
-def shims_from_zipapp(n: int, tmp: Path) -> dict:
+def shims_from_zipapp(n: int, tmp: Path, supervisor: str) -> dict:
     """`shims` in a child process whose agent is the zipapp (a fresh build of agent/)."""
     from skyops_agent.zipapp import build_zipapp
 
     pyz, _ = build_zipapp(str(tmp / "dist"))
-    (tmp / "pyz").mkdir()
-    child = [sys.executable, __file__, "--jobs", str(n), "--_shims-from", pyz, str(tmp / "pyz")]
+    work = tmp / f"pyz-{supervisor}"
+    work.mkdir()
+    child = [sys.executable, __file__, "--jobs", str(n), "--_shims-from", pyz, str(work)]
+    child += ["--_supervisor", supervisor]
     out = subprocess.run(child, capture_output=True, text=True, timeout=300)
     if out.returncode != 0:
         raise RuntimeError(f"the zipapp run failed: {out.stderr.strip()[-2000:]}")
@@ -276,18 +301,21 @@ def main() -> int:
     ap.add_argument("--no-slurm", action="store_true", help="measure the shim only")
     ap.add_argument("--json", action="store_true", help="JSON only, no summary")
     ap.add_argument("--_shims-from", nargs=2, metavar=("PYZ", "TMP"), help=argparse.SUPPRESS)
+    ap.add_argument("--_supervisor", default="c", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args._shims_from:
         pyz, tmp_dir = args._shims_from
         sys.path.insert(0, pyz)
-        print(json.dumps(shims(args.jobs, Path(tmp_dir))))
+        print(json.dumps(shims(args.jobs, Path(tmp_dir), args._supervisor)))
         return 0
     sys.path.insert(0, str(ROOT / "agent"))
     res: dict = {"machine": machine(), "jobs": args.jobs}
     with tempfile.TemporaryDirectory(prefix="skyops-job-memory-") as d:
         tmp = Path(d)
-        res["shim"] = shims(args.jobs, tmp)
-        res["shim_zipapp"] = shims_from_zipapp(args.jobs, tmp)
+        for sup in SUPERVISORS:
+            res[f"shim_{sup}"] = shims(args.jobs, tmp, sup)
+            res[f"shim_{sup}_zipapp"] = shims_from_zipapp(args.jobs, tmp, sup)
+        res["shim"] = res["shim_c"]  # what a box with `cc` runs (run_all.py reads it)
         res["floor_isolated"] = idle_interpreters(args.jobs, ["-I", "-S"])
         res["floor_site"] = idle_interpreters(args.jobs, [])
         system = "/usr/bin/python3"
@@ -309,13 +337,18 @@ def main() -> int:
         f"load {m['loadavg_1m']} -> {m['loadavg_1m_end']}",
         file=sys.stderr,
     )
-    print(line("shim (agent from package)", res["shim"]["per_job"]), file=sys.stderr)
-    print(line("shim (agent from zipapp)", res["shim_zipapp"]["per_job"]), file=sys.stderr)
-    for key in ("shim", "shim_zipapp"):
+    keys = [f"shim_{sup}{how}" for sup in SUPERVISORS for how in ("", "_zipapp")]
+    for key in keys:
         r = res[key]
+        name = f"shim, {r['supervisor']} wait ({'zipapp' if 'zipapp' in key else 'package'})"
+        print(line(name, r["per_job"]), file=sys.stderr)
+    for key in keys:
+        r = res[key]
+        built = f"; waiter built in {r['build_s']:.2f} s" if r["build_s"] is not None else ""
         print(
-            f"{key}: {args.jobs} starts in {r['start_wall_s']:.2f} s wall; each shim "
-            f"{r['shim_cpu_s_median'] * 1000:.0f} ms CPU (median)",
+            f"{key}: {args.jobs} starts in {r['start_wall_s']:.2f} s wall, "
+            f"{r['start_cpu_s_agent']:.2f} s agent CPU; each shim "
+            f"{r['shim_cpu_s_median'] * 1000:.0f} ms CPU (median){built}",
             file=sys.stderr,
         )
     print(line("idle python -I -S", res["floor_isolated"]["per_job"]), file=sys.stderr)
