@@ -201,3 +201,49 @@ def test_a_hangup_or_interrupt_does_not_end_the_shim(start_agent, tmp_path, wait
     go.touch()
     exited = agent.event(protocol.JOB_EXITED, job_id="hup")
     assert exited["exit_code"] == 4, "the shim lived to see its job end"
+
+
+# Forks `sleep` in its own session, waits until it runs, then becomes the waiter as the
+# shim does (execve, same pid): argv[1] is the waiter, the rest its arguments after PID.
+BECOME_WAITER = """
+import os, sys
+r, w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.setsid()
+    os.execvp("sleep", ["sleep", "300"])
+os.close(w)
+while os.read(r, 1):
+    pass
+waiter, job_dir, *rest = sys.argv[1:]
+os.execv(waiter, [waiter, "--job-dir", job_dir, str(pid), *rest])
+"""
+
+
+def test_a_stop_caught_before_the_hand_over_is_carried_out_by_the_waiter(tmp_path):
+    """The Python shim hands over a SIGTERM it caught but did not act on yet (STOP=1);
+    the waiter reads stop.json and copies its reason as the JSON string it is."""
+    need_cc()
+    waiter = shim_wait.build(str(tmp_path / "state"))
+    assert waiter is not None
+    job_dir = tmp_path / "job"
+    job_dir.mkdir()
+    reason = 'a "quoted" \\ back\nslash, é ☃'
+    stop = {"reason": reason, "grace_s": 0, "term_grace_s": 5, "requested_at": 1.5}
+    jobdir.write_json(str(job_dir / jobdir.STOP), stop)
+    fixed = {"run_id": "r1", "supervisor": "c", "user": "ü"}
+    done = subprocess.run(
+        [sys.executable, "-c", BECOME_WAITER, waiter, str(job_dir), "-", "-", "1", "0"]
+        + [jobdir.dumps(fixed)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    status = jobdir.read_json(str(job_dir / jobdir.STATUS))
+    assert status is not None
+    assert status["state"] == "exited" and status["signal"] == "SIGTERM", status
+    assert status["exit_code"] is None and status["kill_failed"] is False
+    assert status["stop_reason"] == reason
+    assert {k: status[k] for k in fixed} == fixed
+    assert not list(job_dir.glob("*.tmp.*")), "no temporary file left"
