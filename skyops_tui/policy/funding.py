@@ -173,19 +173,31 @@ def funds_may_run_low(grid: Grid, horizon_h: float = 24.0) -> bool:
     accounts = ledger.user_accounts()
     if not accounts:
         return False
-    balances = ledger.balances
-    limit, burn = credit_limit(grid), _grid_burn(grid) * horizon_h
+    balances, nodes, cfg = ledger.balances, grid.nodes, grid.cfg
+    last = next(reversed(nodes.values())) if nodes else None
     mark = ledger.low_mark
-    if mark is not None and mark[0] is balances and mark[1] == len(balances):
-        # No balance has fallen by more than was debited since the lowest was counted:
-        # while that bound clears the bar, the lowest does (twice a pass, a walk of
-        # every account otherwise).
+    if (
+        mark is not None
+        and mark[0] is balances
+        and mark[1] == len(balances)
+        and mark[4] is cfg
+        and mark[5] == len(nodes)
+        and mark[6] is last
+        and mark[8] == horizon_h
+    ):
+        # No balance has fallen by more than was debited since the lowest was counted
+        # (on these accounts, nodes and limit): while that bound clears the bar, the
+        # lowest does (twice a pass, a walk of every account otherwise).
+        limit, burn = mark[7], mark[9]
         if mark[2] - (ledger.debited - mark[3]) + limit >= burn:
             if CHECK_LOW and min(map(balances.__getitem__, accounts)) + limit < burn:
                 raise AssertionError("funds kept as ample while an account runs low")
             return False
+    limit, burn = credit_limit(grid), _grid_burn(grid) * horizon_h
     lowest = min(map(balances.__getitem__, accounts))
-    ledger.low_mark = (balances, len(balances), lowest, ledger.debited)
+    ledger.low_mark = (
+        balances, len(balances), lowest, ledger.debited, cfg, len(nodes), last, limit, horizon_h, burn
+    )  # fmt: skip
     return lowest + limit < burn
 
 

@@ -21,8 +21,10 @@ class Ledger:
         # Whatever writes `balances` must add to it (grid.py's billing does, inline).
         self.debited = 0
         # funding.py's lowest user balance as last counted: (the balances it was
-        # counted in, their count of accounts, the lowest, `debited` then).
-        self.low_mark: tuple[dict[str, int], int, int, int] | None = None
+        # counted in, their count of accounts, the lowest, `debited` then, and what the
+        # bar was judged on: the config, the node count and last node, the credit
+        # limit, the horizon and the grid's cost over it).
+        self.low_mark: tuple | None = None
 
     def post(
         self,

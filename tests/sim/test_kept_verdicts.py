@@ -20,6 +20,7 @@ from .test_simulator import CONFIG, NODE_TROUBLE, mixed_trace, run
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 flex = sys.modules["skyops_tui.policy.planner.flex"]
+state = sys.modules["skyops_tui.policy.planner.state"]
 
 
 @pytest.fixture
@@ -76,3 +77,25 @@ def test_flex_verdicts_kept_across_passes_are_what_a_fresh_walk_finds(checked):
         assert simulate(read_trace(EXAMPLES / f"{name}.jsonl"), cfg).summary["violations"] == []
     # Kept verdicts stood in for walks (each checked against a fresh one) many times.
     assert checked["heads"] > 500 and checked["outbids"] > 500, checked
+
+
+def test_node_counts_kept_across_passes_are_what_a_count_of_the_nodes_finds(monkeypatch):
+    """A type's free GPUs, widest node and nodes with room (state.py's `_View`) are
+    kept while its `Grid.holds_rev` stands; with CHECK_VIEWS on, every kept one is
+    counted again from the nodes, through node trouble, drains and restarts."""
+    monkeypatch.setattr(state, "CHECK_VIEWS", True)
+    kept = {"hits": 0}
+    view = state.PassState._view
+
+    def viewed(s, gpu_type):
+        v = s._views.get(gpu_type)
+        kept["hits"] += v is not None and v[0] == s.g.holds_rev.get(gpu_type, 0)
+        return view(s, gpu_type)
+
+    monkeypatch.setattr(state.PassState, "_view", viewed)
+    for seed in (5, 11):
+        assert run(mixed_trace(300, seed=seed) + NODE_TROUBLE).summary["violations"] == []
+    cfg = load_config(EXAMPLES / "sim-config.toml")
+    for name in ("contended-day", "nightly-commit"):
+        assert simulate(read_trace(EXAMPLES / f"{name}.jsonl"), cfg).summary["violations"] == []
+    assert kept["hits"] > 1000, kept

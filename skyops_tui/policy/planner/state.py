@@ -18,7 +18,6 @@ from __future__ import annotations
 import operator
 import weakref
 from collections.abc import Iterable
-from itertools import compress
 from typing import Any
 
 from ...domain.model import Job, JobState, Mode, Node, NodeStatus, Placement
@@ -27,20 +26,21 @@ from ..funding import guard
 from ..grid import Grid
 
 R = JobState.RUNNING
-_N_FREE = operator.attrgetter("n_free")
-_N_IDLE = operator.attrgetter("n_idle_reserved")
-_STATUS = operator.attrgetter("status")
-_DRAINED = operator.attrgetter("drained")
-_GPU_COUNT = operator.attrgetter("gpu_count")
 _NAME = operator.attrgetter("name")
 # Per grid and type: (node count, last node, the nodes by name).
 _BY_NAME: weakref.WeakKeyDictionary[Grid, dict[str, tuple[int, Node | None, list[Node]]]] = (
     weakref.WeakKeyDictionary()
 )
-# Per grid and type: (node count, last node, the GPUs of its smallest node).
-_SMALLEST: weakref.WeakKeyDictionary[Grid, dict[str, tuple[int, Node | None, int]]] = (
-    weakref.WeakKeyDictionary()
-)
+# Per grid and type, what a pass reads of the type's nodes before it takes anything,
+# judged at the type's `Grid.holds_rev` (raised by every change of who holds its GPUs,
+# its reservations, a node's status or drain, and a node added): (that count, the
+# nodes with GPUs free, whether those are all schedulable, their free GPUs for
+# Priority and for Flex, the most free on one of them for each, the GPUs of the
+# type's smallest node).
+_View = tuple[int, list[Node], bool, int, int, int, int, int]
+_VIEWS: weakref.WeakKeyDictionary[Grid, dict[str, _View]] = weakref.WeakKeyDictionary()
+# Tests set this: a view kept across passes is judged again and must come out the same.
+CHECK_VIEWS = False
 PRIORITY_POOL, FLEX_POOL = "priority", "flex"
 
 
@@ -68,7 +68,10 @@ class PassState:
         # there, and the GPUs a Priority booking running past it may still take.
         self.window_rooms_of: dict[str, dict[str, list[list[float]]]] = {}
         self._roomy: dict[str, list[Node]] = {}
-        self._all_up: dict[str, bool] = {}  # per type: its roomy nodes all schedulable
+        views = _VIEWS.get(grid)
+        if views is None:
+            views = _VIEWS[grid] = {}
+        self._views = views
         # Free GPUs per (type, pool), until a GPU of the type is taken.
         self._type_free: dict[tuple[str, str], int] = {}
         self.horizon: float | None = None
@@ -125,45 +128,42 @@ class PassState:
             n = len(self.free_indices(node, pool))
         return n
 
+    def _view(self, gpu_type: str) -> _View:
+        """The type's `_View`, kept across passes while its `holds_rev` stands: the
+        counts `type_free`, `widest_free` and `smallest_node` read, judged once."""
+        rev = self.g.holds_rev.get(gpu_type, 0)
+        v = self._views.get(gpu_type)
+        if v is None or v[0] != rev:
+            v = self._views[gpu_type] = _judge_view(self.g, gpu_type, rev)
+        elif CHECK_VIEWS and v != _judge_view(self.g, gpu_type, rev):
+            raise AssertionError(f"{gpu_type}: the kept view of its nodes is stale")
+        return v
+
     def type_free(self, gpu_type: str, pool: str) -> int:
         key = (gpu_type, pool)
         n = self._type_free.get(key)
         if n is None:
-            nodes = self.roomy_nodes(gpu_type)
             if self._plain(gpu_type):
                 # Every node schedulable and none touched by this pass: the grid's own
-                # counts, summed without a call per node (a grid of 1,000s of nodes).
-                n = sum(map(_N_FREE, nodes))
-                if pool != PRIORITY_POOL:
-                    n += sum(map(_N_IDLE, nodes))
+                # counts, summed once while nothing of the type changes.
+                v = self._view(gpu_type)
+                n = v[3] if pool == PRIORITY_POOL else v[4]
             else:
-                n = sum(self.node_free_count(n, pool) for n in nodes)
+                n = sum(self.node_free_count(n, pool) for n in self.roomy_nodes(gpu_type))
             self._type_free[key] = n
         return n
 
     def widest_free(self, gpu_type: str, pool: str) -> int:
         """The most GPUs free on one of the type's nodes."""
-        nodes = self.roomy_nodes(gpu_type)
-        if not nodes:
-            return 0
         if self._plain(gpu_type):
-            if pool == PRIORITY_POOL:
-                return int(max(map(_N_FREE, nodes)))
-            return int(max(map(operator.add, map(_N_FREE, nodes), map(_N_IDLE, nodes))))
-        return max(self.node_free_count(n, pool) for n in nodes)
+            v = self._view(gpu_type)
+            return v[5] if pool == PRIORITY_POOL else v[6]
+        return max((self.node_free_count(n, pool) for n in self.roomy_nodes(gpu_type)), default=0)
 
     def _plain(self, gpu_type: str) -> bool:
         """Whether every node of the type with GPUs free is schedulable and none of
         them had GPUs taken in this pass: then `node_free_count` is the grid's count."""
-        up = self._all_up.get(gpu_type)
-        if up is None:
-            nodes = self.roomy_nodes(gpu_type)
-            k = len(nodes)
-            up = self._all_up[gpu_type] = (
-                list(map(_STATUS, nodes)).count(NodeStatus.UP) == k
-                and list(map(_DRAINED, nodes)).count(None) == k
-            )
-        if not up:
+        if not self._view(gpu_type)[2]:
             return False
         nodes_by_name = self.g.nodes
         for name, idx in self.taken.items():
@@ -197,15 +197,7 @@ class PassState:
         """The GPUs of the type's smallest node (0 without nodes), once a pass."""
         n = self._smallest.get(gpu_type)
         if n is None:
-            # Kept per grid while the type's nodes stay the same (their count and the
-            # last one added): a node's GPU count never changes.
-            nodes = self.g.by_type.get(gpu_type, ())
-            kept = _SMALLEST.setdefault(self.g, {})
-            seen = kept.get(gpu_type)
-            last = nodes[-1] if nodes else None
-            if seen is None or seen[0] != len(nodes) or seen[1] is not last:
-                seen = kept[gpu_type] = (len(nodes), last, min(map(_GPU_COUNT, nodes), default=0))
-            n = self._smallest[gpu_type] = seen[2]
+            n = self._smallest[gpu_type] = self._view(gpu_type)[7]
         return n
 
     def take(self, node: str, idx: Iterable[int]) -> None:
@@ -365,10 +357,7 @@ class PassState:
         takes GPUs, so no other node has any free later in it)."""
         out = self._roomy.get(gpu_type)
         if out is None:
-            nodes = self.g.by_type[gpu_type]
-            out = self._roomy[gpu_type] = list(
-                compress(nodes, map(operator.or_, map(_N_FREE, nodes), map(_N_IDLE, nodes)))
-            )
+            out = self._roomy[gpu_type] = self._view(gpu_type)[1]
         return out
 
     def by_name(self, gpu_type: str) -> list[Node]:
@@ -401,3 +390,29 @@ class PassState:
                 if got >= want:
                     break
         return got
+
+
+def _judge_view(g: Grid, gpu_type: str, rev: int) -> _View:
+    """The type's `_View` judged afresh from its nodes (read only: passes share it)."""
+    nodes = g.by_type.get(gpu_type, [])
+    roomy = []
+    up = True
+    free = flex = widest = widest_flex = 0
+    smallest = 1 << 30
+    status = NodeStatus.UP
+    for n in nodes:
+        k = n.gpu_count
+        if k < smallest:
+            smallest = k
+        a, b = n.n_free, n.n_idle_reserved
+        if a or b:
+            roomy.append(n)
+            if n.status is not status or n.drained is not None:
+                up = False
+            free += a
+            flex += a + b
+            if a > widest:
+                widest = a
+            if a + b > widest_flex:
+                widest_flex = a + b
+    return (rev, roomy, up, free, flex, widest, widest_flex, smallest if nodes else 0)
