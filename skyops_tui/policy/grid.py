@@ -135,6 +135,10 @@ class Grid:
         # Raised when a reservation is booked, cancelled or settles a window: what the
         # simulator's kept next window edge stands on.
         self.reservations_rev = 0
+        # Raised by whatever changes what a pass's window part reads of the live
+        # reservations: one booked or cancelled, a window opened, closed or settled,
+        # the GPUs a window holds or misses (planner/windows.py keeps a quiet spell on it).
+        self.windows_rev = 0
         # Per node type and per node, a count raised whenever anything about who holds
         # its GPUs, on what terms, changes (holders, reservations, a node's status or
         # drain, a holding job's state, stop or bid): a verdict the planner keeps for a
@@ -657,6 +661,7 @@ class Grid:
         self.next_res_id += 1
         self.reservations[res.name] = res
         self.reservations_rev += 1
+        self.windows_rev += 1
         self.outbox.dirty_reservations.add(res.name)
         self.post(
             now,
@@ -697,6 +702,7 @@ class Grid:
         self._release_window(res)
         res.cancelled_at = now
         self.reservations_rev += 1
+        self.windows_rev += 1
         res.missing = 0
         res.missing_since = None
         res.downtime_gpu_s = 0.0
@@ -751,6 +757,7 @@ class Grid:
                 self.outbox.dirty_nodes.add(node_name)
         res.held = []
         res.active_window = None
+        self.windows_rev += 1
         self.outbox.dirty_reservations.add(res.name)
 
     def _accrue_missing(self, res: Reservation, now: float) -> None:
@@ -763,6 +770,7 @@ class Grid:
         self._accrue_missing(res, now)
         healthy = sum(1 for n, _ in res.held if self.nodes[n].status is not NodeStatus.UNREACHABLE)
         res.missing = res.gpus - healthy if res.active_window is not None else 0
+        self.windows_rev += 1
         res.missing_since = now if res.missing else None
         self.outbox.dirty_reservations.add(res.name)
 
@@ -1186,6 +1194,7 @@ class Grid:
     ) -> None:
         first = res.active_window != index
         res.active_window = index
+        self.windows_rev += 1
         for node_name, i in held:
             node = self.nodes[node_name]
             node.reserved[i] = res.name
@@ -1220,6 +1229,7 @@ class Grid:
         res.missing_since = None
         res.settled_windows = index + 1
         self.reservations_rev += 1
+        self.windows_rev += 1
         res.credited += credit
         self.post(
             now,

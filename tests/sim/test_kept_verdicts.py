@@ -21,6 +21,8 @@ from .test_simulator import CONFIG, NODE_TROUBLE, mixed_trace, run
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 flex = sys.modules["skyops_tui.policy.planner.flex"]
 state = sys.modules["skyops_tui.policy.planner.state"]
+windows = sys.modules["skyops_tui.policy.planner.windows"]
+planner = sys.modules["skyops_tui.policy.planner"]
 
 
 @pytest.fixture
@@ -99,3 +101,35 @@ def test_node_counts_kept_across_passes_are_what_a_count_of_the_nodes_finds(monk
     for name in ("contended-day", "nightly-commit"):
         assert simulate(read_trace(EXAMPLES / f"{name}.jsonl"), cfg).summary["violations"] == []
     assert kept["hits"] > 1000, kept
+
+
+def test_windows_kept_quiet_do_nothing_when_walked(monkeypatch):
+    """The window part of a pass (planner/windows.py) skips its walk of the live
+    reservations while none changed (`Grid.windows_rev`) and time has reached no window
+    edge or warning; with CHECK_QUIET on, such a pass walks anyway and must open, close
+    and warn nothing: through windows that open, close, warn, lose a node's GPUs
+    (NODE_TROUBLE), are cancelled, and a restart."""
+    monkeypatch.setattr(windows, "CHECK_QUIET", True)
+    quiet = {"passes": 0}
+    part = planner.windows
+
+    def counted(s):
+        before = windows._QUIET.get(s.g)
+        part(s)
+        quiet["passes"] += before is not None and windows._QUIET.get(s.g) is before
+
+    monkeypatch.setattr(planner, "windows", counted)
+    for seed in (5, 11):
+        assert run(mixed_trace(300, seed=seed) + NODE_TROUBLE).summary["violations"] == []
+    for lost in ("a-1", "a-2"):
+        # An open window loses its node while the other one is free: it holds spares
+        # there at once, though nothing else changed and time reached no edge.
+        window = {"name": "w", "kind": "reservation", "user": "team", "gpu_type": "A100",
+                  "gpus": 8, "hours": 4, "start": 7200, "submit": 0}  # fmt: skip
+        result = run([window, {"kind": "lost", "node": lost, "submit": 9000}])
+        assert result.summary["violations"] == []
+    for name in ("nightly-commit", "contended-day"):
+        trace = read_trace(EXAMPLES / f"{name}.jsonl")
+        cfg = load_config(EXAMPLES / "sim-config.toml")
+        assert simulate(trace, cfg, tick_s=60).summary["violations"] == []
+    assert quiet["passes"] > 1000, quiet

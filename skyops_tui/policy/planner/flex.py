@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import heapq
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from ...domain.model import Job, Node
 from .. import actions as A
@@ -43,6 +43,10 @@ _NO_HEAD_ON: weakref.WeakKeyDictionary[Grid, dict[tuple[str, int], tuple[int, in
 _NO_ROOM: weakref.WeakKeyDictionary[
     Grid, dict[tuple[str, int, int], tuple[int, int, list[float]]]
 ] = weakref.WeakKeyDictionary()
+# Per grid and type, at the type's Grid.holds_rev: (that count, its Flex runs, their
+# lowest bid not stopping, the latest start among those or None when one has none).
+KeptRuns = tuple[int, list[Job], int | None, float | None]
+_RUNS: weakref.WeakKeyDictionary[Grid, dict[str, KeptRuns]] = weakref.WeakKeyDictionary()
 # Tests set this: a kept verdict is judged again and must come out the same.
 CHECK_KEPT = False
 # One grid's `_NO_HEAD`, `_NO_HEAD_ON` and `_NO_ROOM`.
@@ -200,10 +204,13 @@ def flex(s: PassState) -> None:
         ]
     ] = []
     jobs, started, elsewhere = g.jobs, s.started, s.waiting_elsewhere
+    kept_runs = _RUNS.get(g)
+    if kept_runs is None:
+        kept_runs = _RUNS[g] = {}
     for t, market in g.markets.items():
         nodes = g.by_type[t]
         book = g.flex_book.get(t, [])
-        running, lowest, movable = _running(s, t, min_slice)
+        running, lowest, movable = _running(s, t, min_slice, kept_runs)
         bar = None if movable is None else movable * outbid  # the bid that displaces
         if not book and not untyped:
             # Nobody waits here: nothing to place, and no waiting bid to price on.
@@ -449,12 +456,31 @@ def _waiting_bid(
     return None
 
 
-def _running(s: PassState, t: str, min_slice: float) -> tuple[list[Job], int | None, int | None]:
+def _running(
+    s: PassState, t: str, min_slice: float, kept: dict[str, KeptRuns] | None = None
+) -> tuple[list[Job], int | None, int | None]:
     """The market's Flex runs this pass does not stop, their lowest bid and (when the
-    pass may preempt) `_lowest_movable`, in one walk."""
+    pass may preempt) `_lowest_movable`, in one walk; or, before the pass stops any,
+    from `kept` (`_RUNS`): while the type's `Grid.holds_rev` stands (raised by every
+    start and end of a run and every change of a holding job's state, stop or bid)
+    the runs and their lowest bid are the same, and once the latest of their starts
+    is min_slice ago every one of them can be moved."""
     jobs, victims, now = s.g.jobs, s.victims, s.now
     may_preempt = s.may_preempt
     ids = s.g.flex_running[t]
+    if kept is not None and not victims:
+        rev = s.g.holds_rev.get(t, 0)
+        got = kept.get(t)
+        if got is None or got[0] != rev:
+            got = kept[t] = _judge_runs(jobs, ids, rev)
+        elif CHECK_KEPT and got != _judge_runs(jobs, ids, rev):
+            raise AssertionError(f"{t}: the kept Flex runs are stale")
+        rev, kept_runs, lowest, latest = got
+        if not may_preempt or lowest is None:
+            return list(kept_runs), lowest, None
+        if latest is not None and now - latest >= min_slice:
+            return list(kept_runs), lowest, lowest
+        return _running(s, t, min_slice)
     if victims:
         running = [jobs[jid] for jid in ids if jid not in victims]
     else:
@@ -473,6 +499,26 @@ def _running(s: PassState, t: str, min_slice: float) -> tuple[list[Job], int | N
         ):
             movable = bid
     return running, lowest, movable
+
+
+def _judge_runs(jobs: dict[int, Job], ids: Iterable[int], rev: int) -> KeptRuns:
+    """A type's `KeptRuns` judged afresh."""
+    running = list(map(jobs.__getitem__, ids))
+    lowest: int | None = None
+    latest: float | None = None
+    every = True  # every run not stopping has started (`started_at` set)
+    for job in running:
+        if job.stop_reason:
+            continue
+        bid = job.bid
+        if lowest is None or bid < lowest:
+            lowest = bid
+        at = job.started_at
+        if not at:
+            every = False
+        elif latest is None or at > latest:
+            latest = at
+    return rev, running, lowest, latest if every else None
 
 
 def _lowest_movable(running: list[Job], now: float, min_slice: float) -> int | None:

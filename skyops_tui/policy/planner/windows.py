@@ -10,18 +10,70 @@ counts on, and before Priority admission, which must leave the windows their GPU
 
 from __future__ import annotations
 
+import weakref
+
 from ...domain.model import JobState, Mode, NodeStatus, Reservation
 from .. import actions as A
+from ..grid import Grid
 from ..windows import live_reservations, shape
 from .state import PRIORITY_POOL, PassState, R
 
+# Per grid: what the last walk of the live reservations was judged on (their count,
+# the last booked, Grid.windows_rev) and when the first of them can act: the earliest
+# next window of those without an open one, the earliest end of those with one, and
+# whether one of those misses GPUs. Tests set CHECK_QUIET: a quiet pass walks anyway
+# and must do nothing.
+_QUIET: weakref.WeakKeyDictionary[Grid, tuple[tuple[int, object, int], float, float, bool]] = (
+    weakref.WeakKeyDictionary()
+)
+CHECK_QUIET = False
+_INF = float("inf")
+
 
 def windows(s: PassState) -> None:
+    """Open and close the windows due, and warn the jobs in a window about to close.
+    Most passes find nothing to do: while no reservation was booked or cancelled and no
+    window opened, closed or changed what it holds since the last walk, time alone
+    makes one act, so the walk waits until the earliest time one can."""
+    g, now = s.g, s.now
+    book = g.reservations
+    key = (len(book), next(reversed(book.values())) if book else None, g.windows_rev)
+    kept = _QUIET.get(g)
+    if (
+        kept is not None
+        and kept[0] == key
+        and not kept[3]
+        and now < kept[1]
+        and kept[2] - now > max(0.0, *s.cfg.pricing.warn_before_s)
+    ):
+        if not CHECK_QUIET:
+            return
+        acted = len(s.actions), s.took
+        _walk(s)
+        if (len(s.actions), s.took) != acted:
+            raise AssertionError(f"windows kept as quiet at {now} acted")
+        return
+    _QUIET[g] = (key, *_walk(s))
+
+
+def _walk(s: PassState) -> tuple[float, float, bool]:
+    """Every live reservation judged; returns what `_QUIET` keeps: the earliest start
+    or end of a next window not open, the earliest end of an open one, and whether an
+    open one misses GPUs."""
     g, now = s.g, s.now
     w1, w2 = s.cfg.pricing.warn_before_s
+    nxt = end = _INF
+    short = False
     for res in live_reservations(g):
         aw = res.active_window
         i = res.settled_windows
+        if aw is None:
+            if i < len(res.windows):
+                a, b = res.windows[i]
+                nxt = min(nxt, a, b)
+        else:
+            end = min(end, res.windows[aw][1])
+            short = short or bool(res.missing and len(res.held) < res.gpus)
         if aw is not None and now >= res.windows[aw][1]:
             close_window(s, res, aw)
             i, aw = aw + 1, None
@@ -48,6 +100,7 @@ def windows(s: PassState) -> None:
                     job = g.jobs[jid]
                     if job.reservation == res.name and job.state is R and not job.warned & bit:
                         s.emit(A.Warn(jid, left, bit | (bit - 1)))
+    return nxt, end, short
 
 
 def close_window(s: PassState, res: Reservation, index: int) -> None:
