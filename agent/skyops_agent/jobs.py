@@ -77,13 +77,25 @@ def _pid_alive(pid: int | None, must_contain: str | None = None) -> bool:
             if f.read().rsplit(b")", 1)[1].split()[0] == b"Z":
                 return False
         if must_contain is not None:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                return must_contain.encode() in f.read()
+            return must_contain.encode() in _cmdline(pid)
     except (FileNotFoundError, ProcessLookupError):
         return False  # it exited while we looked
     except (OSError, IndexError):
         pass
     return True
+
+
+def _cmdline(pid: int, patience_s: float = 0.5) -> bytes:
+    """/proc/<pid>/cmdline. It reads empty while the process is inside execve (a shim
+    becoming skyops-shim-wait), so an empty one is read again for a moment; a kernel
+    thread's stays empty."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            found = f.read()
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.001)
 
 
 def tail(path: str, lines: int, max_bytes: int = LOG_TAIL_MAX_BYTES) -> dict[str, Any]:

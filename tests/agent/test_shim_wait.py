@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from skyops_agent import jobdir, protocol, shim_wait
+from skyops_agent.jobs import _pid_alive
 
 WAIT_FOR_FILE = ["sh", "-c", 'while [ ! -e "$1" ]; do sleep 0.02; done; exit "$2"', "sh"]
 BOTH_SUPERVISORS = pytest.mark.parametrize("supervisor", ["c", "python"], indirect=True)
@@ -247,3 +248,26 @@ def test_a_stop_caught_before_the_hand_over_is_carried_out_by_the_waiter(tmp_pat
     assert status["stop_reason"] == reason
     assert {k: status[k] for k in fixed} == fixed
     assert not list(job_dir.glob("*.tmp.*")), "no temporary file left"
+
+
+# Execs itself again and again (as the shim execs its waiter), its marker in every argv.
+REEXEC = 'n=$1; if [ "$n" -gt 0 ]; then exec sh -c "$0" "$0" $((n - 1)) "$2"; fi'
+
+
+def test_a_shim_inside_its_execve_is_not_taken_for_dead(tmp_path):
+    """/proc/<pid>/cmdline reads empty while a process is inside execve: the agent must
+    not call the job lost (and the console act on it) in that moment."""
+    marker = str(tmp_path / "jobs" / "execing")
+    proc = subprocess.Popen(["sh", "-c", REEXEC, REEXEC, "1500", marker])
+    looks, dead = 0, 0
+    try:
+        while proc.poll() is None:
+            alive = _pid_alive(proc.pid, must_contain=marker)
+            if proc.poll() is None:  # still running after the look: the look must say so
+                looks += 1
+                dead += not alive
+    finally:
+        proc.kill()
+        proc.wait()
+    assert looks > 100
+    assert dead == 0, f"{dead} of {looks} looks took the live process for dead"
