@@ -89,6 +89,11 @@ def test_a_source_change_gives_a_new_binary_and_a_broken_one_none(tmp_path):
     assert len(said) == 1 and "\n" not in said[0], said
     assert "cannot build skyops-shim-wait" in said[0] and "error" in said[0], said
     assert "wait in Python" in said[0]
+    said.clear()
+    assert (
+        shim_wait.build(str(tmp_path / "bare"), compiler="no-such-cc-here", log=said.append) is None
+    )
+    assert len(said) == 1 and "no C compiler ('no-such-cc-here')" in said[0], said
 
 
 def test_a_failed_compile_falls_back_to_python_with_one_line(start_agent, tmp_path, wait_for):
