@@ -840,14 +840,19 @@ class Grid:
         few dozen, millions in a long simulation). A job running since before `now`
         and billed up to it, nearly every one (a Priority booking not past its end), is
         billed here with what every one of them reads kept once: `_run_total` and
-        `flex_usage`'s one-price, one-bid case, inline. Any other goes through `settle`."""
+        `flex_usage`'s one-price, one-bid case, inline. Any other goes through `settle`.
+        What they pay to revenue is added to its balance once, at the end (when the
+        account exists already: a new one is opened in its place among the accounts)."""
         jobs, markets, outbox = self.jobs, self.markets, self.outbox
         ledger = self.ledger
         balances = ledger.balances
         debited = 0  # what this call takes from accounts inline, for `ledger.debited`
+        revenue = REVENUE in balances
+        paid = 0  # to revenue, inline, while `revenue`
         dirty, txs = outbox.dirty_jobs, outbox.transactions
         b = round(now * US)
         flex_text, priority_text = _USAGE[_FLEX], _USAGE[_PRIORITY]
+        seconds = _SECONDS
         for jid in ids:
             job = jobs[jid]
             billed = job.billed_from
@@ -862,7 +867,19 @@ class Grid:
                 continue
             if mode is _FLEX:
                 market = markets[job.market]
-                acc = job.run_acc if b == a else _flex_run_acc(job, market, a, b)
+                if b == a:
+                    acc = job.run_acc
+                else:
+                    # `_flex_run_acc`, inline
+                    starts = market.starts
+                    i = bisect_right(starts, a) - 1
+                    log = job.bid_log
+                    cap = job.bid if not log else log[-1][1] if log[-1][0] <= a else None
+                    if cap is not None and (i + 1 >= len(starts) or starts[i + 1] >= b):
+                        price = market.levels[i] if i >= 0 else market.floor
+                        acc = job.run_acc + (price if price < cap else cap) * (b - a)
+                    else:
+                        acc = job.run_acc + flex_usage(market, log, job.bid, a, b)
             elif mode is _PRIORITY and (job.end_at is None or job.end_at >= now):
                 market = markets[job.market]
                 acc = job.run_acc + market.rate * (b - a)
@@ -887,16 +904,21 @@ class Grid:
                     now, f"{mode} usage credit {job.name}: {back}", REVENUE, acct, -due, jid
                 )
                 continue
-            held = _SECONDS.get(secs) or _seconds_text(secs)
+            held = seconds.get(secs) or _seconds_text(secs)
             if mode is _FLEX:
                 reason = f"{flex_text}{job.name}: {held} s x {gpus} GPU at the clearing price"
             else:
                 rate = _rate_text(market.rate)
                 reason = f"{priority_text}{job.name}: {held} s x {gpus} GPU at {rate}/GPU-h"
             balances[acct] = balances.get(acct, 0) - due
-            balances[REVENUE] = balances.get(REVENUE, 0) + due
+            if revenue:
+                paid += due
+            else:
+                balances[REVENUE] = balances.get(REVENUE, 0) + due
             debited += due
             txs.append(Transaction(now, reason, [(acct, -due), (REVENUE, due)], jid, None))
+        if paid:
+            balances[REVENUE] += paid
         ledger.debited += debited
 
     def _run_total(self, job: Job, until: float) -> tuple[int, float]:
