@@ -7,6 +7,9 @@ from __future__ import annotations
 from ..domain.model import Transaction
 from .outbox import Outbox
 
+# funding.py's kept lowest balance (see `Ledger.low_mark`).
+LowMark = tuple[dict[str, int], int, int, int, object, int, object, int, float, float]
+
 
 class Ledger:
     __slots__ = ("balances", "_outbox", "_users", "_users_seen", "debited", "low_mark")
@@ -24,7 +27,7 @@ class Ledger:
         # counted in, their count of accounts, the lowest, `debited` then, and what the
         # bar was judged on: the config, the node count and last node, the credit
         # limit, the horizon and the grid's cost over it).
-        self.low_mark: tuple | None = None
+        self.low_mark: LowMark | None = None
 
     def post(
         self,
