@@ -254,6 +254,10 @@ class AsyncsshBox(Box):
             code = await proc.wait()
         finally:
             feeding.cancel()
+            with contextlib.suppress(Exception):
+                proc.stdin.close()  # now, not when the cancelled feed next runs: a loop
+                # stopped before then left the pipe open, and its transport complained
+                # "Event loop is closed" when collected at the end of the test run
             self._procs.discard(proc)
         with contextlib.suppress(Exception):
             process.exit(code)
@@ -262,6 +266,9 @@ class AsyncsshBox(Box):
         for proc in list(self._procs):
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
+            with contextlib.suppress(Exception):
+                if proc.stdin is not None:
+                    proc.stdin.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(proc.wait(), 5)
         if self._server is not None:
