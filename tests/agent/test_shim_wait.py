@@ -15,6 +15,8 @@ import pytest
 from skyops_agent import jobdir, protocol, shim_wait
 from skyops_agent.jobs import _pid_alive
 
+from .jobspecs import direct_job_dir
+
 WAIT_FOR_FILE = ["sh", "-c", 'while [ ! -e "$1" ]; do sleep 0.02; done; exit "$2"', "sh"]
 BOTH_SUPERVISORS = pytest.mark.parametrize("supervisor", ["c", "python"], indirect=True)
 RSS_TARGET_KB = 7 * 1024  # issue 15: a running job's shim at most 7 MB RSS
@@ -125,21 +127,7 @@ def test_a_failed_compile_falls_back_to_python_with_one_line(start_agent, tmp_pa
 
 def test_a_waiter_that_cannot_run_leaves_the_wait_to_python(tmp_path):
     """The shim's own fallback: an execve that fails (binary gone, a noexec mount)."""
-    job_dir = tmp_path / "jobs" / "direct"
-    job_dir.mkdir(parents=True)
-    spec = {
-        "job_id": "direct",
-        "run_id": "0" * 32,
-        "argv": ["sh", "-c", "exit 3"],
-        "env": {},
-        "gpus": [],
-        "workdir": str(tmp_path),
-        "checkpoint_dir": str(tmp_path / "ckpt"),
-        "resume": False,
-        "mode": "flex",
-        "run_as": None,
-    }
-    jobdir.write_json(str(job_dir / jobdir.SPEC), spec)
+    job_dir = direct_job_dir(tmp_path, ["sh", "-c", "exit 3"])
     missing = str(tmp_path / "no-such-waiter")
     shim = subprocess.run(
         [sys.executable, "-m", "skyops_agent", "shim", "--job-dir", str(job_dir)]

@@ -15,6 +15,8 @@ import pytest
 from skyops_agent import protocol
 from skyops_agent.zipapp import build_zipapp
 
+from .jobspecs import direct_job_dir
+
 AGENT_SOURCES = sorted(Path(protocol.__file__).parent.glob("*.py"))
 
 
@@ -130,21 +132,7 @@ def test_a_shim_runs_straight_from_the_zipapp_too(tmp_path):
     from skyops_agent import jobdir
 
     pyz, _ = build_zipapp(str(tmp_path / "dist"))
-    job_dir = tmp_path / "jobs" / "direct"
-    job_dir.mkdir(parents=True)
-    spec = {
-        "job_id": "direct",
-        "run_id": "0" * 32,
-        "argv": ["sh", "-c", "echo from-the-pyz"],
-        "env": {},
-        "gpus": [],
-        "workdir": str(tmp_path),
-        "checkpoint_dir": str(tmp_path / "ckpt"),
-        "resume": False,
-        "mode": "flex",
-        "run_as": None,
-    }
-    jobdir.write_json(str(job_dir / jobdir.SPEC), spec)
+    job_dir = direct_job_dir(tmp_path, ["sh", "-c", "echo from-the-pyz"])
     shim = subprocess.run(
         [sys.executable, "-I", "-S", pyz, "shim", "--job-dir", str(job_dir)],
         capture_output=True,
