@@ -185,6 +185,7 @@ class JobRunner:
         self.supervisor = supervisor
         self._waiter: str | None = None
         self._waiter_tried = False
+        self._waiter_why = ""  # the line the failed build said
         self._waiter_lock = threading.Lock()
         # What poll_events() has told the console: job_id -> (run_id, phase, status stamp).
         self._seen: dict[str, tuple] = {}
@@ -434,11 +435,31 @@ class JobRunner:
             return None
         with self._waiter_lock:
             if not self._waiter_tried:
-                self._waiter = shim_wait.build(self.state_dir)
+                self._waiter = shim_wait.build(self.state_dir, log=self._waiter_said)
                 self._waiter_tried = True
             if self._waiter is not None and not os.access(self._waiter, os.X_OK):
-                self._waiter = shim_wait.build(self.state_dir)  # someone removed it
+                # someone removed it
+                self._waiter = shim_wait.build(self.state_dir, log=self._waiter_said)
             return self._waiter
+
+    def _waiter_said(self, line: str) -> None:
+        self._waiter_why = line.removeprefix("skyops-agent: ")
+        shim_wait.say(line)
+
+    def waiter_outlook(self) -> tuple[str, str]:
+        """What the next job's shim will wait with, without building anything: ("c", "")
+        where the waiter is built or the box has `cc` to build it; ("python", why)
+        otherwise. `hello` reports it, so `nodes check` can say so before any job runs."""
+        if self.supervisor == "python":
+            return "python", "the agent was started with --shim-supervisor python"
+        with self._waiter_lock:
+            if self._waiter_tried:
+                if self._waiter is not None:
+                    return "c", ""
+                return "python", self._waiter_why
+        if shutil.which("cc") is None:
+            return "python", f"no C compiler (cc) on the box to build {shim_wait.BINARY}"
+        return "c", ""
 
     def _remove_half_created(self, job_id: str) -> None:
         """A folder without spec.json, left by an agent that died in `start`, is garbage."""

@@ -167,6 +167,7 @@ class Server:
                 protocol.E_VERSION_MISMATCH,
                 protocol.mismatch_message("console", req["protocol"]),
             )
+        waiter, why = self.runner.waiter_outlook()
         return {
             "protocol": protocol.PROTOCOL_VERSION,
             "agent_version": __version__,
@@ -181,6 +182,8 @@ class Server:
             "multi_user": self.runner.multi_user,
             "agent_user": self.runner.agent_user.name,
             "tracking": self.tracking,
+            "shim_waiter": waiter,
+            "shim_waiter_note": why,
         }
 
     def _configure(self, req: dict[str, Any]) -> dict[str, Any]:

@@ -36,7 +36,8 @@ def source() -> bytes:
     return data
 
 
-def _say(line: str) -> None:
+def say(line: str) -> None:
+    """The agent's stderr (its log), one line."""
     print(line, file=sys.stderr, flush=True)
 
 
@@ -44,7 +45,7 @@ def build(
     state_dir: str,
     code: bytes | None = None,
     compiler: str = "cc",
-    log: Callable[[str], None] = _say,
+    log: Callable[[str], None] = say,
 ) -> str | None:
     """The path of the built waiter, compiling it if this source has none yet; None (and
     one line to `log`) when it cannot be built. Agents racing on one state dir are safe:

@@ -123,6 +123,23 @@ def test_a_failed_compile_falls_back_to_python_with_one_line(start_agent, tmp_pa
     assert len(lines) == 1, agent.stderr()
     assert "no licence for this box" in lines[0] and "wait in Python" in lines[0]
     assert not list((tmp_path / "state" / "shim").glob("wait-*/skyops-shim-wait"))
+    hello = agent.call(protocol.HELLO, protocol=protocol.PROTOCOL_VERSION)  # `nodes check` reads
+    assert hello["shim_waiter"] == "python", hello
+    assert "no licence for this box" in hello["shim_waiter_note"], hello
+
+
+def test_hello_says_what_the_next_shim_will_wait_with(start_agent, tmp_path):
+    """Before any job (and any build): the C waiter where `cc` is, Python where the agent
+    was told so, with why."""
+    need_cc()
+    hello = start_agent().call(protocol.HELLO, protocol=protocol.PROTOCOL_VERSION)
+    assert (hello["shim_waiter"], hello["shim_waiter_note"]) == ("c", "")
+    assert not list((tmp_path / "state" / "shim").glob("wait-*/skyops-shim-wait"))  # not built
+    forced = start_agent(state_dir=tmp_path / "forced", extra=["--shim-supervisor", "python"])
+    hello = forced.call(protocol.HELLO, protocol=protocol.PROTOCOL_VERSION)
+    assert (
+        hello["shim_waiter"] == "python" and "--shim-supervisor python" in hello["shim_waiter_note"]
+    ), hello
 
 
 def test_a_waiter_that_cannot_run_leaves_the_wait_to_python(tmp_path):
