@@ -452,11 +452,12 @@ class JobRunner:
         otherwise. `hello` reports it, so `nodes check` can say so before any job runs."""
         if self.supervisor == "python":
             return "python", "the agent was started with --shim-supervisor python"
-        with self._waiter_lock:
-            if self._waiter_tried:
-                if self._waiter is not None:
-                    return "c", ""
-                return "python", self._waiter_why
+        # No lock: a build in progress holds it (up to shim_wait.BUILD_TIMEOUT_S), and
+        # `_wait_with` sets `_waiter` (and `_waiter_why`) before `_waiter_tried`.
+        if self._waiter_tried:
+            if self._waiter is not None:
+                return "c", ""
+            return "python", self._waiter_why
         if shutil.which("cc") is None:
             return "python", f"no C compiler (cc) on the box to build {shim_wait.BINARY}"
         return "c", ""
