@@ -867,19 +867,7 @@ class Grid:
                 continue
             if mode is _FLEX:
                 market = markets[job.market]
-                if b == a:
-                    acc = job.run_acc
-                else:
-                    # `_flex_run_acc`, inline
-                    starts = market.starts
-                    i = bisect_right(starts, a) - 1
-                    log = job.bid_log
-                    cap = job.bid if not log else log[-1][1] if log[-1][0] <= a else None
-                    if cap is not None and (i + 1 >= len(starts) or starts[i + 1] >= b):
-                        price = market.levels[i] if i >= 0 else market.floor
-                        acc = job.run_acc + (price if price < cap else cap) * (b - a)
-                    else:
-                        acc = job.run_acc + flex_usage(market, log, job.bid, a, b)
+                acc = job.run_acc if b == a else _flex_run_acc(job, market, a, b)
             elif mode is _PRIORITY and (job.end_at is None or job.end_at >= now):
                 market = markets[job.market]
                 acc = job.run_acc + market.rate * (b - a)
