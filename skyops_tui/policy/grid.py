@@ -839,8 +839,8 @@ class Grid:
         """`settle(job, now)` for each of `ids` in order: a pass's Settle actions (a
         few dozen, millions in a long simulation). A job running since before `now`
         and billed up to it, nearly every one (a Priority booking not past its end), is
-        billed here with what every one of them reads kept once: `_run_total` and
-        `flex_usage`'s one-price, one-bid case, inline. Any other goes through `settle`.
+        billed here with what every one of them reads kept once: `_run_total` inline,
+        Flex through `_flex_run_acc`. Any other goes through `settle`.
         What they pay to revenue is added to its balance once, at the end (when the
         account exists already: a new one is opened in its place among the accounts)."""
         jobs, markets, outbox = self.jobs, self.markets, self.outbox
