@@ -69,8 +69,11 @@ def installed_client(tmp: Path) -> Path:
     ):  # fmt: skip
         subprocess.run(argv, check=True, capture_output=True)
     (wheel,) = wheels.glob("skyops-*.whl")
+    # No PYTHONPATH: with the tree on it, pip finds its skyops.egg-info and installs nothing.
+    clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps",
-                    "--no-index", str(wheel)], check=True, capture_output=True)  # fmt: skip
+                    "--no-index", str(wheel)], check=True, capture_output=True,
+                   env=clean)  # fmt: skip
     return venv / "bin" / "skyops"
 
 

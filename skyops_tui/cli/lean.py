@@ -12,12 +12,16 @@ use, an account that cannot pay) is printed here as the full client prints it.
 
 The leader validates every command whoever sends it (docs/api.md), so nothing is
 checked here that the leader does not check again.
+
+JSON goes through `_json`, the C module under the standard `json`, which imports `re`
+(and `re` imports enum): 5 ms of a call's start-up. The texts are `json`'s exactly
+(tests/cli/test_lean_json.py); a line the C module cannot read is read again by
+`json`, whose error is the one given.
 """
 
 from __future__ import annotations
 
 import _socket  # the C module under `socket`: 1.5 ms less start-up (no enum classes)
-import json
 import math
 import os
 import sys
@@ -31,6 +35,81 @@ VALUE = {"--mode", "--name", "--gpus", "--gpu-type", "--hours", "--bid", "--rese
          "--array", "--as"}  # fmt: skip
 NUMBERS = {"--gpus": int, "--array": int, "--hours": float, "--bid": float}
 MODES = ("priority", "commit", "flex")
+
+
+class _Decoding:
+    """What `_json.make_scanner` reads off a `json.JSONDecoder`: `json.loads`'s defaults."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    parse_constant = staticmethod(
+        {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}.__getitem__
+    )
+
+
+def _unencodable(value: object) -> object:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+try:
+    from _json import encode_basestring_ascii as _quote
+    from _json import make_encoder, make_scanner
+
+    _scan = make_scanner(_Decoding())
+    # json.dumps(value, separators=(",", ":")): no circular check, ASCII, NaN allowed.
+    _encode = make_encoder(None, _unencodable, _quote, None, ":", ",", False, False, True)
+except (ImportError, TypeError):  # an interpreter without it: the json module's own
+    _scan = _encode = None
+
+
+def _loads(line: bytes) -> object:
+    """`json.loads(line)`."""
+    try:
+        if _scan is None:
+            raise ValueError
+        text = line.decode()
+        value, end = _scan(text, 0)
+        if text[end:].strip():
+            raise ValueError
+        return value
+    except Exception:  # noqa: BLE001  # json reads it again and says what is wrong
+        import json
+
+        return json.loads(line)
+
+
+def _dumps(value: object, indent: int | None = None) -> str:
+    """`json.dumps(value, indent=indent)`, compact (`separators=(",", ":")`) without an
+    indent."""
+    try:
+        if _encode is None:
+            raise TypeError
+        if indent is None:
+            return "".join(_encode(value, 0))
+        return _indented(value, " " * indent, 0)
+    except (TypeError, ValueError):
+        import json
+
+        if indent is None:
+            return json.dumps(value, separators=(",", ":"))
+        return json.dumps(value, indent=indent)
+
+
+def _indented(value: object, step: str, level: int) -> str:
+    if isinstance(value, dict) and value:
+        if not all(isinstance(k, str) for k in value):
+            raise TypeError  # json's own rules for other keys
+        pad = "\n" + step * (level + 1)
+        items = (f"{_quote(k)}: {_indented(v, step, level + 1)}" for k, v in value.items())
+        return "{" + pad + ("," + pad).join(items) + "\n" + step * level + "}"
+    if isinstance(value, (list, tuple)) and value:
+        pad = "\n" + step * (level + 1)
+        items = (_indented(v, step, level + 1) for v in value)
+        return "[" + pad + ("," + pad).join(items) + "\n" + step * level + "]"
+    return "".join(_encode(value, 0))  # type: ignore[misc]  # a scalar, {} or []: as compact
 
 
 def _parse(argv: list[str]) -> dict | None:
@@ -143,7 +222,7 @@ def _exchange(path: str, payload: dict, opts: dict) -> dict:
     try:
         try:
             s.connect(path)
-            hello = json.loads(_readline(s, buf) or b"null")
+            hello = _loads(_readline(s, buf) or b"null")
         except (OSError, ValueError):
             raise _Handover from None
         if not isinstance(hello, dict) or hello.get("v") != API_VERSION:
@@ -154,8 +233,8 @@ def _exchange(path: str, payload: dict, opts: dict) -> dict:
         request = {"v": API_VERSION, "type": "command", "id": 1, "kind": "submit",
                    "payload": payload}  # fmt: skip
         try:
-            s.sendall(json.dumps(request, separators=(",", ":")).encode() + b"\n")
-            reply = json.loads(_readline(s, buf) or b"null")
+            s.sendall(_dumps(request).encode() + b"\n")
+            reply = _loads(_readline(s, buf) or b"null")
         except (OSError, ValueError):
             reply = None
         if not isinstance(reply, dict):
@@ -206,7 +285,7 @@ def submit(argv: list[str]) -> int | None:
         message = ("the scheduler went away before answering; nothing was applied "
                    "(see `skyops jobs`), try again")  # fmt: skip
         if opts.get("--json"):
-            sys.stdout.write(json.dumps({"status": "unavailable", "errors": [message]}, indent=2))
+            sys.stdout.write(_dumps({"status": "unavailable", "errors": [message]}, indent=2))
             sys.stdout.write("\n")
         sys.stderr.write(f"error: {message}\n")
         return EXIT_STORE
@@ -214,7 +293,7 @@ def submit(argv: list[str]) -> int | None:
         result = reply.get("result") or {}
         jobs = result["jobs"] if "--array" in opts else [result]
         if opts.get("--json"):
-            out = json.dumps({"status": "submitted", "jobs": jobs}, indent=2)
+            out = _dumps({"status": "submitted", "jobs": jobs}, indent=2)
             sys.stdout.write(out + "\n")
         else:
             sys.stdout.write(
@@ -228,9 +307,7 @@ def submit(argv: list[str]) -> int | None:
     if reply.get("code") == "refused" and not reply.get("invalid"):
         message = str(reply.get("message", ""))
         if opts.get("--json"):
-            sys.stdout.write(
-                json.dumps({"status": "refused", "errors": [message]}, indent=2) + "\n"
-            )
+            sys.stdout.write(_dumps({"status": "refused", "errors": [message]}, indent=2) + "\n")
         sys.stderr.write(f"refused: {message}\n")
         return EXIT_REFUSED
     return None  # invalid flags, a store fault, a leader stepping down: the full client's words

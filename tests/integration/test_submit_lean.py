@@ -123,12 +123,12 @@ def test_the_lean_path_sends_a_submission_without_the_full_client(tmp_path):
     """What makes a loop fast: a submission to a running leader imports neither
     pydantic nor rich nor the grid model (their imports are most of the full client's
     start-up), nor the standard library's slower modules (pathlib, tomllib for a
-    config that names no socket, socket's enum classes, typing): a few ms each, of a
-    call's 16 ms."""
+    config that names no socket, socket's enum classes, typing, json with the re and
+    enum it imports): a few ms each, of a call's 16 ms."""
     svc = drained_service(tmp_path)
     try:
         heavy = ("pydantic", "rich", "textual", "skyops_tui.policy.grid", "pathlib", "tomllib",
-                 "socket", "typing")  # fmt: skip
+                 "socket", "typing", "json", "re", "enum")  # fmt: skip
         # -S: no site-packages, whose .pth hooks (an editable install's finder) import
         # pathlib and typing themselves; the tree comes from the cwd, the rest from the
         # standard library alone, so a hand-over to the full client would fail here.

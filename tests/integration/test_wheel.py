@@ -80,3 +80,46 @@ def test_an_installed_wheel_runs_the_demo_job(tmp_path: Path) -> None:
     assert job.returncode == 0, job.stdout + job.stderr
     assert "done: 3 steps" in job.stdout
     assert (ckpt / "checkpoint.json").is_file()
+
+
+def test_the_installed_skyops_command_submits_without_importing_re(tmp_path: Path) -> None:
+    """`skyops` is installed as the package's own script (pyproject's script-files), not
+    pip's wrapper for an entry point, which imports re: 4 ms of each call of a shell
+    loop. Installed by pip from the wheel, it submits to a running leader through the
+    lean client with neither re nor json loaded."""
+    from tests.integration.test_submit_lean import drained_service
+
+    wheel = build_wheel(tmp_path)
+    # --target, not --prefix: pip would uninstall this interpreter's own skyops first.
+    site = tmp_path / "site"
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index",
+         "--target", str(site), str(wheel)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    script = site / "bin" / "skyops"
+    text = script.read_text()
+    assert text.startswith("#!/") and "import re" not in text, text
+
+    (tmp_path / "leader").mkdir()
+    svc = drained_service(tmp_path / "leader")
+    try:
+        # -S: this interpreter's own site-packages (their .pth hooks import re) stay out;
+        # the installed package and the standard library are all a submission needs.
+        env = {**svc.env, "PYTHONPATH": str(site)}
+        argv = [*svc.base[3:], "submit", "--mode", "priority", "--hours", "1", "--", "true"]
+        got = subprocess.run([sys.executable, "-S", "-X", "importtime", str(script), *argv],
+                             env=env, cwd=tmp_path, capture_output=True, text=True,
+                             timeout=60)  # fmt: skip
+        assert got.returncode == 0, got.stderr
+        assert got.stdout.startswith("Submitted priority job true-"), got.stdout
+        imported = {
+            line.rsplit("|", 1)[1].strip()
+            for line in got.stderr.splitlines()
+            if line.startswith("import time:")
+        }
+        assert "skyops_tui.cli.lean" in imported, sorted(imported)
+        assert not imported & {"re", "json", "enum", "pydantic"}, sorted(imported)
+    finally:
+        svc.stop()
