@@ -160,7 +160,13 @@ class _Wakeups:
     job (entered a holding state), a Flex job started less than min_slice ago (its
     `process started` event; only then can its min_slice still end), or a waiting
     Flex job that was retried (a `queued` event with retries). Those are the jobs
-    kept here; each answer judges them by the same rules as `next_wakeup`."""
+    kept here; each answer judges them by the same rules as `next_wakeup`.
+
+    A holding Priority job's next warning or expiry stays the same until time reaches
+    it or something happens to the job (an event: renewed, warned, stopped, left), so
+    those are kept in a heap, judged again only then; the jobs inside a warning band,
+    whose unsent warning makes the next pass come a tick later, are read every step
+    (`_priority_timers` walked every holding Priority job each step)."""
 
     def __init__(self, grid: Grid) -> None:
         self.reset(grid)
@@ -169,7 +175,14 @@ class _Wakeups:
         """Start from `grid` as it is (a new simulation, or a console restarted)."""
         self.grid = grid
         self.min_slice = grid.cfg.pricing.min_slice_s
-        self.priority: set[int] = set()
+        self.w1, self.w2 = grid.cfg.pricing.warn_before_s
+        self.tick = grid.cfg.cluster.tick_s
+        # Holding Priority jobs: (next warning or expiry after the time it was judged,
+        # job, its end_at then), stale entries dropped as they come up; the jobs inside
+        # a warning band (now >= end - w1); those to judge again (an event about them).
+        self.timers: list[tuple[float, int, float]] = []
+        self.band: set[int] = set()
+        self.recheck: set[int] = set()
         self.fresh: list[tuple[float, int]] = []  # (run start + min_slice, job)
         self.retrying: set[int] = set()
         # The first window edge as last found, and the reservations it was found on
@@ -180,7 +193,7 @@ class _Wakeups:
         for jid in grid.holding:
             job = grid.jobs[jid]
             if job.mode is Mode.PRIORITY:
-                self.priority.add(jid)
+                self.recheck.add(jid)
             if job.started_at is not None:
                 heapq.heappush(self.fresh, (job.started_at + self.min_slice, jid))
         for book in grid.flex_book.values():
@@ -188,24 +201,83 @@ class _Wakeups:
 
     def see(self, events: list[Event]) -> None:
         jobs = self.grid.jobs
+        priority = Mode.PRIORITY
         for e in events:
-            if e.kind != "state" or e.job is None:
+            if e.job is None:
+                continue
+            if e.kind != "state":
+                if jobs[e.job].mode is priority:
+                    self.recheck.add(e.job)  # renewed or warned: its timers moved
                 continue
             job = jobs[e.job]
+            if job.mode is priority:
+                self.recheck.add(job.id)
             if e.new in _HOLDING_NAMES:
-                if job.mode is Mode.PRIORITY:
-                    self.priority.add(job.id)
                 if e.new == JobState.RUNNING:
                     heapq.heappush(self.fresh, (e.at + self.min_slice, job.id))
             elif job.retries:
                 self.retrying.add(job.id)
 
+    def _judge(self, job: Job, now: float) -> None:
+        """Keep the holding Priority job's next timer after `now` (as `_priority_timers`
+        finds it), and whether it is inside a warning band."""
+        end = job.end_at
+        if job.mode is not Mode.PRIORITY or end is None or job.stop_reason:
+            return
+        if job.id not in self.grid.holding:
+            return
+        w1 = self.w1
+        t = end - w1
+        if t <= now:
+            self.band.add(job.id)
+            t = end - self.w2
+            if t <= now:
+                t = end
+        if now < t:
+            heapq.heappush(self.timers, (t, job.id, end))
+
+    def _priority_timers(self, now: float) -> float:
+        """`_priority_timers` over the holding Priority jobs, from the kept heap."""
+        g = self.grid
+        jobs, holding = g.jobs, g.holding
+        if self.recheck:
+            for jid in self.recheck:
+                self._judge(jobs[jid], now)
+            self.recheck.clear()
+        heap = self.timers
+        while heap:
+            t, jid, end = heap[0]
+            job = jobs[jid]
+            if jid not in holding or job.end_at != end or job.stop_reason:
+                heapq.heappop(heap)  # an event about it has judged it again
+            elif t <= now:
+                heapq.heappop(heap)
+                self._judge(job, now)
+            else:
+                break
+        best = heap[0][0] if heap else float("inf")
+        if self.band:
+            w1, w2, tick = self.w1, self.w2, self.tick
+            out = []
+            for jid in self.band:
+                job = jobs[jid]
+                end = job.end_at
+                if jid not in holding or end is None or job.stop_reason:
+                    out.append(jid)
+                    continue
+                left = end - now
+                bit = 2 if left <= w2 else 1 if left <= w1 else 0
+                if not bit:
+                    out.append(jid)  # renewed: its heap entry brings it back
+                elif not job.warned & bit and now < now + tick < best:
+                    best = now + tick  # started inside its warning: the next pass warns
+            self.band.difference_update(out)
+        return best
+
     def next(self, now: float) -> float | None:
         g = self.grid
         jobs, holding = g.jobs, g.holding
-        gone = [j for j in self.priority if j not in holding]
-        self.priority.difference_update(gone)
-        best = _priority_timers(g, now, (jobs[j] for j in self.priority), float("inf"))
+        best = self._priority_timers(now)
         fresh = self.fresh
         while fresh and fresh[0][0] <= now:
             heapq.heappop(fresh)
