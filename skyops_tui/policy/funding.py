@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import functools
 import operator
-import weakref
 from dataclasses import dataclass
 
 from ..domain.model import Job, Mode
 from ..domain.money import to_micro
 from .grid import Grid
+from .pergrid import PerGrid
 
 
 @dataclass(slots=True)
@@ -203,7 +203,7 @@ def funds_may_run_low(grid: Grid, horizon_h: float = 24.0) -> bool:
 
 # Tests set this: funds judged ample from the kept lowest balance are counted again.
 CHECK_LOW = False
-_BURN: weakref.WeakKeyDictionary[Grid, tuple[int, object, int]] = weakref.WeakKeyDictionary()
+_BURN: PerGrid[tuple[int, object, int]] = PerGrid()
 _RATE = operator.attrgetter("rate")
 
 
@@ -217,7 +217,7 @@ def _grid_burn(grid: Grid) -> int:
     seen = _BURN.get(grid)
     if seen is None or seen[0] != n or seen[1] is not last:
         top = max(map(_RATE, grid.markets.values()), default=0)
-        seen = _BURN[grid] = (n, last, top * sum(node.gpu_count for node in nodes.values()))
+        seen = _BURN.put(grid, (n, last, top * sum(node.gpu_count for node in nodes.values())))
     return seen[2]
 
 

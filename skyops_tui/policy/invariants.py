@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import weakref
 from collections import deque
 from dataclasses import dataclass, field
 from itertools import compress
@@ -12,6 +11,7 @@ from ..domain.model import HOLDING, Job, JobState, Mode, Transaction, user_accou
 from . import actions as A
 from .funding import credit_limit
 from .grid import Grid
+from .pergrid import PerGrid
 from .windows import fits_shape, shape
 
 # Whom a preemption was for, read from its cause (planner.py words them so).
@@ -32,13 +32,13 @@ class Watch:
     commit_blocked: dict[int, float] = field(default_factory=dict)  # owner job -> since
 
 
-_WATCHES: weakref.WeakKeyDictionary[Grid, Watch] = weakref.WeakKeyDictionary()
+_WATCHES: PerGrid[Watch] = PerGrid()
 
 
 def watch(grid: Grid) -> Watch:
     w = _WATCHES.get(grid)
     if w is None:
-        w = _WATCHES[grid] = Watch()
+        w = _WATCHES.put(grid, Watch())
     return w
 
 

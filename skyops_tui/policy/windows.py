@@ -17,11 +17,11 @@ are lent the GPUs until an owner's job needs them.
 from __future__ import annotations
 
 import heapq
-import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..domain.model import Mode, Node, NodeStatus, Reservation
+from .pergrid import PerGrid
 
 if TYPE_CHECKING:
     from .grid import Grid
@@ -76,9 +76,7 @@ def _place_in(order: list[str], avail: dict[str, int], gpus: int) -> dict[str, i
     return place(avail, gpus)
 
 
-_LIVE: weakref.WeakKeyDictionary[Grid, tuple[int, object, list[Reservation]]] = (
-    weakref.WeakKeyDictionary()
-)
+_LIVE: PerGrid[tuple[int, object, list[Reservation]]] = PerGrid()
 
 
 def live_reservations(grid: Grid) -> list[Reservation]:
@@ -95,7 +93,7 @@ def live_reservations(grid: Grid) -> list[Reservation]:
         live = [r for r in seen[2] if r.cancelled_at is None and r.settled_windows < len(r.windows)]
     else:
         live = [r for r in book.values() if not r.finished]
-    _LIVE[grid] = (n, last, live)
+    _LIVE.put(grid, (n, last, live))
     return live
 
 

@@ -11,13 +11,12 @@ counts), so the price never depends on how soon the next pass runs.
 from __future__ import annotations
 
 import heapq
-import weakref
 from collections.abc import Callable, Iterable, Iterator
 
 from ...domain.model import Job, Node
 from .. import actions as A
 from ..funding import AmpleFunds
-from ..grid import Grid
+from ..pergrid import PerGrid
 from ..pricing import clearing_price
 from .state import FLEX_POOL, PassState
 from .victims import choose_victims
@@ -27,26 +26,20 @@ BookEntry = tuple[int, int, int]  # an entry of Grid.flex_book: (-bid, seq, id)
 # A head's verdicts hold for any bid no higher: a lower bid could have fewer GPUs.
 # Per grid, type and head shape (gpus, nodes): the type's Grid.room_rev and the
 # highest bid `hold_flex_head` found no node for in a pass that touched nothing there.
-_NO_HEAD: weakref.WeakKeyDictionary[Grid, dict[tuple[str, int, int], tuple[int, int]]] = (
-    weakref.WeakKeyDictionary()
-)
+_NO_HEAD: PerGrid[dict[tuple[str, int, int], tuple[int, int]]] = PerGrid()
 # Per grid, node and GPUs needed there: the node's Grid.node_room_rev and the highest
 # bid it did not qualify for, judged on the grid as it is (nothing taken, claimed or
 # being freed there by the pass).
-_NO_HEAD_ON: weakref.WeakKeyDictionary[Grid, dict[tuple[str, int], tuple[int, int]]] = (
-    weakref.WeakKeyDictionary()
-)
+_NO_HEAD_ON: PerGrid[dict[tuple[str, int], tuple[int, int]]] = PerGrid()
 # Per grid, type and shape (gpus, nodes): the highest bid `choose_victims` found no
 # room for in a pass that had touched nothing of the type, with the type's
 # Grid.holds_rev then and the run starts of the bids it could outbid once their
 # min_slice ends.
-_NO_ROOM: weakref.WeakKeyDictionary[
-    Grid, dict[tuple[str, int, int], tuple[int, int, list[float]]]
-] = weakref.WeakKeyDictionary()
+_NO_ROOM: PerGrid[dict[tuple[str, int, int], tuple[int, int, list[float]]]] = PerGrid()
 # Per grid and type, at the type's Grid.holds_rev: (that count, its Flex runs, their
 # lowest bid not stopping, the latest start among those or None when one has none).
 KeptRuns = tuple[int, list[Job], int | None, float | None]
-_RUNS: weakref.WeakKeyDictionary[Grid, dict[str, KeptRuns]] = weakref.WeakKeyDictionary()
+_RUNS: PerGrid[dict[str, KeptRuns]] = PerGrid()
 # Tests set this: a kept verdict is judged again and must come out the same.
 CHECK_KEPT = False
 # One grid's `_NO_HEAD`, `_NO_HEAD_ON` and `_NO_ROOM`.
@@ -206,7 +199,7 @@ def flex(s: PassState) -> None:
     jobs, started, elsewhere = g.jobs, s.started, s.waiting_elsewhere
     kept_runs = _RUNS.get(g)
     if kept_runs is None:
-        kept_runs = _RUNS[g] = {}
+        kept_runs = _RUNS.put(g, {})
     for t, market in g.markets.items():
         nodes = g.by_type[t]
         book = g.flex_book.get(t, [])

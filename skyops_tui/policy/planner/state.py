@@ -16,7 +16,6 @@ claims*).
 from __future__ import annotations
 
 import operator
-import weakref
 from collections.abc import Iterable
 from typing import Any
 
@@ -24,13 +23,12 @@ from ...domain.model import Job, JobState, Mode, Node, NodeStatus, Placement
 from .. import actions as A
 from ..funding import guard
 from ..grid import Grid
+from ..pergrid import PerGrid
 
 R = JobState.RUNNING
 _NAME = operator.attrgetter("name")
 # Per grid and type: (node count, last node, the nodes by name).
-_BY_NAME: weakref.WeakKeyDictionary[Grid, dict[str, tuple[int, Node | None, list[Node]]]] = (
-    weakref.WeakKeyDictionary()
-)
+_BY_NAME: PerGrid[dict[str, tuple[int, Node | None, list[Node]]]] = PerGrid()
 # Per grid and type, what a pass reads of the type's nodes before it takes anything,
 # judged at the type's `Grid.holds_rev` (raised by every change of who holds its GPUs,
 # its reservations, a node's status or drain, and a node added): (that count, the
@@ -38,7 +36,7 @@ _BY_NAME: weakref.WeakKeyDictionary[Grid, dict[str, tuple[int, Node | None, list
 # Priority and for Flex, the most free on one of them for each, the GPUs of the
 # type's smallest node).
 _View = tuple[int, list[Node], bool, int, int, int, int, int]
-_VIEWS: weakref.WeakKeyDictionary[Grid, dict[str, _View]] = weakref.WeakKeyDictionary()
+_VIEWS: PerGrid[dict[str, _View]] = PerGrid()
 # Tests set this: a view kept across passes is judged again and must come out the same.
 CHECK_VIEWS = False
 PRIORITY_POOL, FLEX_POOL = "priority", "flex"
@@ -70,7 +68,7 @@ class PassState:
         self._roomy: dict[str, list[Node]] = {}
         views = _VIEWS.get(grid)
         if views is None:
-            views = _VIEWS[grid] = {}
+            views = _VIEWS.put(grid, {})
         self._views = views
         # Free GPUs per (type, pool), until a GPU of the type is taken.
         self._type_free: dict[tuple[str, str], int] = {}

@@ -10,11 +10,9 @@ counts on, and before Priority admission, which must leave the windows their GPU
 
 from __future__ import annotations
 
-import weakref
-
 from ...domain.model import JobState, Mode, NodeStatus, Reservation
 from .. import actions as A
-from ..grid import Grid
+from ..pergrid import PerGrid
 from ..windows import live_reservations, shape
 from .state import PRIORITY_POOL, PassState, R
 
@@ -23,9 +21,7 @@ from .state import PRIORITY_POOL, PassState, R
 # next window of those without an open one, the earliest end of those with one, and
 # whether one of those misses GPUs. Tests set CHECK_QUIET: a quiet pass walks anyway
 # and must do nothing.
-_QUIET: weakref.WeakKeyDictionary[Grid, tuple[tuple[int, object, int], float, float, bool]] = (
-    weakref.WeakKeyDictionary()
-)
+_QUIET: PerGrid[tuple[tuple[int, object, int], float, float, bool]] = PerGrid()
 CHECK_QUIET = False
 _INF = float("inf")
 
@@ -53,7 +49,7 @@ def windows(s: PassState) -> None:
         if (len(s.actions), s.took) != acted:
             raise AssertionError(f"windows kept as quiet at {now} acted")
         return
-    _QUIET[g] = (key, *_walk(s))
+    _QUIET.put(g, (key, *_walk(s)))
 
 
 def _walk(s: PassState) -> tuple[float, float, bool]:
