@@ -37,8 +37,10 @@ _NO_HEAD_ON: PerGrid[dict[tuple[str, int], tuple[int, int]]] = PerGrid()
 # min_slice ends.
 _NO_ROOM: PerGrid[dict[tuple[str, int, int], tuple[int, int, list[float]]]] = PerGrid()
 # Per grid and type, at the type's Grid.holds_rev: (that count, its Flex runs, their
-# lowest bid not stopping, the latest start among those or None when one has none).
-KeptRuns = tuple[int, list[Job], int | None, float | None]
+# lowest bid not stopping, the latest start among those or None when one has none,
+# the starts of those that have one in order, and the lowest bid among the first k of
+# them for each k).
+KeptRuns = tuple[int, list[Job], int | None, float | None, list[float], list[int]]
 _RUNS: PerGrid[dict[str, KeptRuns]] = PerGrid()
 # Tests set this: a kept verdict is judged again and must come out the same.
 CHECK_KEPT = False
@@ -468,12 +470,26 @@ def _running(
             got = kept[t] = _judge_runs(jobs, ids, rev)
         elif CHECK_KEPT and got != _judge_runs(jobs, ids, rev):
             raise AssertionError(f"{t}: the kept Flex runs are stale")
-        rev, kept_runs, lowest, latest = got
+        rev, kept_runs, lowest, latest, ats, lows = got
         if not may_preempt or lowest is None:
             return list(kept_runs), lowest, None
         if latest is not None and now - latest >= min_slice:
             return list(kept_runs), lowest, lowest
-        return _running(s, t, min_slice)
+        if min_slice <= 0:
+            return _running(s, t, min_slice)  # a run not started yet may be moved too
+        # The runs past their min_slice are the first k by start (`now - at` only
+        # falls as `at` rises): the lowest bid among them, from the kept minimums.
+        lo, hi = 0, len(ats)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if now - ats[mid] >= min_slice:
+                lo = mid + 1
+            else:
+                hi = mid
+        movable = lows[lo - 1] if lo else None
+        if CHECK_KEPT and movable != _running(s, t, min_slice)[2]:
+            raise AssertionError(f"{t}: the lowest movable bid kept is not the walk's")
+        return list(kept_runs), lowest, movable
     if victims:
         running = [jobs[jid] for jid in ids if jid not in victims]
     else:
@@ -500,6 +516,7 @@ def _judge_runs(jobs: dict[int, Job], ids: Iterable[int], rev: int) -> KeptRuns:
     lowest: int | None = None
     latest: float | None = None
     every = True  # every run not stopping has started (`started_at` set)
+    started: list[tuple[float, int]] = []
     for job in running:
         if job.stop_reason:
             continue
@@ -509,9 +526,15 @@ def _judge_runs(jobs: dict[int, Job], ids: Iterable[int], rev: int) -> KeptRuns:
         at = job.started_at
         if not at:
             every = False
-        elif latest is None or at > latest:
-            latest = at
-    return rev, running, lowest, latest if every else None
+        else:
+            started.append((at, bid))
+            if latest is None or at > latest:
+                latest = at
+    started.sort()
+    lows: list[int] = []
+    for _, bid in started:
+        lows.append(bid if not lows or bid < lows[-1] else lows[-1])
+    return rev, running, lowest, latest if every else None, [at for at, _ in started], lows
 
 
 def _lowest_movable(running: list[Job], now: float, min_slice: float) -> int | None:
