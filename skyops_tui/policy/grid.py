@@ -840,7 +840,8 @@ class Grid:
         few dozen, millions in a long simulation). A job running since before `now`
         and billed up to it, nearly every one (a Priority booking not past its end), is
         billed here with what every one of them reads kept once: `_run_total` inline,
-        Flex through `_flex_run_acc`. Any other goes through `settle`.
+        and for Flex `_flex_run_acc`'s one-price, one-bid span inline too (the rest
+        through it). Any other goes through `settle`.
         What they pay to revenue is added to its balance once, at the end (when the
         account exists already: a new one is opened in its place among the accounts)."""
         jobs, markets, outbox = self.jobs, self.markets, self.outbox
@@ -849,27 +850,53 @@ class Grid:
         debited = 0  # what this call takes from accounts inline, for `ledger.debited`
         revenue = REVENUE in balances
         paid = 0  # to revenue, inline, while `revenue`
-        dirty, txs = outbox.dirty_jobs, outbox.transactions
+        dirty_add, txs_append = outbox.dirty_jobs.add, outbox.transactions.append
         b = round(now * US)
         flex_text, priority_text = _USAGE[_FLEX], _USAGE[_PRIORITY]
         seconds = _SECONDS
+        # Per market: its price segment in force over [a, b) for any `a` at or after the
+        # segment's start (every span billed to `now` from there is one price).
+        spans: dict[str, tuple[int, int]] = {}
+        last_billed = None
+        a = 0
         for jid in ids:
             job = jobs[jid]
             billed = job.billed_from
             start = job.started_at
-            mode = job.mode
-            if billed is None or job.market is None or start is None or start > now:
+            market_name = job.market
+            if billed is None or market_name is None or start is None or start > now:
                 self.settle(job, now)
                 continue
-            a = round((billed or now) * US)
+            if billed != last_billed:  # most were billed together, a pass ago
+                a = round((billed or now) * US)
+                last_billed = billed
             if b < a:
                 self.settle(job, now)  # billed past now: a credit, with its own text
                 continue
+            mode = job.mode
             if mode is _FLEX:
-                market = markets[job.market]
-                acc = job.run_acc if b == a else _flex_run_acc(job, market, a, b)
+                if b == a:
+                    acc = job.run_acc
+                else:
+                    span = spans.get(market_name)
+                    if span is None:
+                        market = markets[market_name]
+                        starts = market.starts
+                        i = len(starts) - 1
+                        if i >= 0 and starts[i] >= b:
+                            i = bisect_right(starts, b - 1) - 1  # a segment opened at `now`
+                        first = starts[i] if i >= 0 else -1
+                        price = market.levels[i] if i >= 0 else market.floor
+                        span = spans[market_name] = (first, price)
+                    log = job.bid_log
+                    if a >= span[0] and (not log or log[-1][0] <= a):
+                        cap = log[-1][1] if log else job.bid
+                        price = span[1]
+                        acc = job.run_acc + (price if price < cap else cap) * (b - a)
+                    else:
+                        acc = _flex_run_acc(job, markets[market_name], a, b)
             elif mode is _PRIORITY and (job.end_at is None or job.end_at >= now):
-                market = markets[job.market]
+                market = markets[market_name]
                 acc = job.run_acc + market.rate * (b - a)
             else:
                 self.settle(job, now)
@@ -879,7 +906,7 @@ class Grid:
             job.run_acc = acc
             job.run_charged += due
             job.billed_from = now
-            dirty.add(jid)
+            dirty_add(jid)
             if not due:
                 continue
             job.charged += due
@@ -896,7 +923,7 @@ class Grid:
             if mode is _FLEX:
                 reason = f"{flex_text}{job.name}: {held} s x {gpus} GPU at the clearing price"
             else:
-                rate = _rate_text(market.rate)
+                rate = _rate_text(markets[market_name].rate)
                 reason = f"{priority_text}{job.name}: {held} s x {gpus} GPU at {rate}/GPU-h"
             balances[acct] = balances.get(acct, 0) - due
             if revenue:
@@ -904,7 +931,7 @@ class Grid:
             else:
                 balances[REVENUE] = balances.get(REVENUE, 0) + due
             debited += due
-            txs.append(Transaction(now, reason, [(acct, -due), (REVENUE, due)], jid, None))
+            txs_append(Transaction(now, reason, [(acct, -due), (REVENUE, due)], jid, None))
         if paid:
             balances[REVENUE] += paid
         ledger.debited += debited
