@@ -3,6 +3,7 @@ its result, in the real console with its refresh running.
 
     python benchmarks/key_latency.py                       # demo grid, 240 presses
     python benchmarks/key_latency.py --presses 400 --nodes 64
+    python benchmarks/key_latency.py --nodes 512 --follower --changes-per-s 10
 
 It builds the demo grid as `skyops_tui.demo.sim_runtime` does (simulated agents, a
 manual clock; `--nodes N` uses the grid_refresh benchmark's N x 8-GPU busy grid
@@ -31,6 +32,15 @@ on a 60 s timer (docs/console.md, 50-110 ms at 512 nodes): a run of 240 presses 
 45 s) may end before it, so a press that waits for it shows only in longer runs (at
 most one press a minute).
 
+`--follower` times a console that follows instead: the same grid written to a state
+file whose scheduler lease another console holds, and the console on that file, which
+reloads the grid from it (as a follower does: every second, and when the leader's watch
+stream announces a change). `--changes-per-s N` announces N changes a second, as a busy
+leader's watch stream does (each message sets the follower's reload flag, what
+`Runtime._take_watch` does); the leader itself does not run here, so its share of the
+machine is left out. The report then gives the reloads made and the console's CPU per
+second of the run.
+
 Beside wall time it reports this process's CPU time from the press to its frame (the
 machine is shared: wall time holds other processes' turns on the cores), and switches
 apart as first visits (building the screen) and revisits (resuming it). `--profile N`
@@ -55,6 +65,7 @@ import pstats
 import random
 import re
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -148,6 +159,31 @@ def runtime(nodes: int):
     return rt
 
 
+def follower_runtime(nodes: int, folder: Path):
+    """A console that follows: the busy grid (or the demo's) written to a state file
+    whose scheduler lease another console holds, and a Runtime on that file, which
+    then reloads the grid from it every `follow_s` (1 s), as a follower console does
+    while its leader runs (a busy leader's changes make it reload as often)."""
+    from skyops_tui.runtime import Runtime
+    from skyops_tui.sim.agents import SimExecutor
+    from skyops_tui.store.control import acquire_lease
+    from skyops_tui.store.db import KEEP_ENDED, Store
+
+    built = runtime(nodes)
+    grid, clock = built.grid, built.clock
+    outbox = grid.outbox
+    outbox.dirty_jobs.update(grid.jobs)
+    outbox.dirty_nodes.update(grid.nodes)
+    outbox.dirty_reservations.update(grid.reservations)
+    path = folder / "state.db"
+    with Store(path) as writer:
+        writer.persist(grid, [], clock.now())
+        assert acquire_lease(writer, "the-leader", clock.now(), 24 * 3600) is not None
+    cfg = built.cfg
+    ex = SimExecutor(clock, cfg.simulation.stop_delay_s, cfg.cluster.grace_s)
+    return Runtime(cfg, ex, clock=clock, store=Store(path), user="ops", keep_ended=KEEP_ENDED)
+
+
 def content(app: BenchApp, view: str) -> str:
     """A text that only the view's drawing from the grid puts on screen."""
     g = app.runtime.grid
@@ -195,14 +231,21 @@ def expectation(
 
 
 async def measure(
-    presses: int, nodes: int, seed: int, profile: int = 0, dump: str = "", by_target: bool = False
+    presses: int,
+    nodes: int,
+    seed: int,
+    profile: int = 0,
+    dump: str = "",
+    by_target: bool = False,
+    follower: Path | None = None,
+    changes_per_s: float = 0.0,
 ) -> dict:
-    rt = runtime(nodes)
+    rt = runtime(nodes) if follower is None else follower_runtime(nodes, follower)
     # One profiler each for first visits, revisits and list moves: different work,
     # different fixes.
     # With by_target, revisits and moves apart per view and per list as well.
     profilers: dict[str, cProfile.Profile] | None = {} if profile else None
-    app = BenchApp(rt, sim_speed=SIM_SPEED)
+    app = BenchApp(rt, sim_speed=SIM_SPEED if follower is None else None)
     rng = random.Random(seed)
     waiting: list[Expect] = []
     frames = 0
@@ -233,11 +276,31 @@ async def measure(
     slow: list[tuple[str, float]] = []
     slow_cpu: list[tuple[str, float]] = []
     by_what: dict[str, list[tuple[float, float]]] = {}  # (wall, CPU) per view or list
+    reloads = 0
+    if follower is not None:  # count the grids it loads (a reload), whoever calls it
+        load = rt.store.load_grid
+
+        def counted(*args, **kwargs):
+            nonlocal reloads
+            reloads += 1
+            return load(*args, **kwargs)
+
+        rt.store.load_grid = counted
+
+    async def announce() -> None:
+        """What the leader's watch stream does on each message (`_take_watch`)."""
+        while True:
+            await asyncio.sleep(1 / changes_per_s)
+            rt._reload_now.set()
+
     async with app.run_test(size=SIZE) as pilot:
+        if follower is not None and changes_per_s:
+            announcing = asyncio.get_running_loop().create_task(announce())
         app._driver.on_frame = on_frame  # type: ignore[union-attr]
         await app.workers.wait_for_complete()
         await pilot.pause(0.5)
         n = 0
+        run_wall, run_cpu = time.perf_counter(), time.process_time()
         while n < presses:
             for key, what in ROUND:
                 if n >= presses:
@@ -281,6 +344,9 @@ async def measure(
                 by_what.setdefault(what, []).append((ms, e.shown_cpu - e.pressed_cpu))
                 n += 1
                 await asyncio.sleep(rng.uniform(0.05, 0.25))
+        if follower is not None and changes_per_s:
+            announcing.cancel()
+        run_wall, run_cpu = time.perf_counter() - run_wall, time.process_time() - run_cpu
     every = latencies["view"] + latencies["move"]
     slow.sort(key=lambda s: -s[1])
     slow_cpu.sort(key=lambda s: -s[1])
@@ -296,6 +362,12 @@ async def measure(
         "benchmark": "key_latency",
         "machine": machine(),
         "grid": f"{nodes} nodes x 8 GPUs" if nodes else "demo (4 nodes, 28 GPUs)",
+        "console": "leader" if follower is None else "follower (reloads the grid each second)",
+        "follower_reloads": reloads,
+        "changes_announced_per_s": changes_per_s if follower is not None else None,
+        # The console's whole CPU while the keys were pressed (its refresh, reloads and
+        # the presses), per second of the run.
+        "console_cpu_per_s": round(run_cpu / run_wall, 3),
         "size": f"{SIZE[0]}x{SIZE[1]}",
         "presses": len(every),
         "presses_by_kind": {
@@ -357,15 +429,32 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="with --profile: revisits and moves apart per view and per list",
     )
-    a = ap.parse_args(argv)
-    print(
-        json.dumps(
-            asyncio.run(
-                measure(a.presses, a.nodes, a.seed, a.profile, a.profile_dump, a.profile_by_target)
-            ),
-            indent=2,
-        )
+    ap.add_argument(
+        "--follower",
+        action="store_true",
+        help="time a follower console: the grid in a state file another console leads",
     )
+    ap.add_argument(
+        "--changes-per-s",
+        type=float,
+        default=0.0,
+        help="with --follower: changes a second announced to it, as a busy leader's watch does",
+    )
+    a = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="skyops-keys-") as tmp:
+        got = asyncio.run(
+            measure(
+                a.presses,
+                a.nodes,
+                a.seed,
+                a.profile,
+                a.profile_dump,
+                a.profile_by_target,
+                Path(tmp) if a.follower else None,
+                a.changes_per_s,
+            )
+        )
+    print(json.dumps(got, indent=2))
     return 0
 
 

@@ -111,3 +111,43 @@ async def test_the_follower_console_screens_match_the_leaders(tmp_path):
             )
     follower.store.close()
     leader.store.close()
+
+
+async def test_a_burst_of_changes_costs_the_follower_a_few_reloads_not_one_each(tmp_path):
+    """Each change the leader announces asks the follower to reload its grid from the
+    file; a busy leader announces one every few tens of ms, and a reload of a big grid
+    holds the follower's loop (keys, frames) for tens of ms. A burst gets a reload at
+    most every `follow_s / 4`, and the follower still ends showing every change."""
+    import asyncio
+    import time
+
+    path = tmp_path / "state.db"
+    leader, follower = console(path), console(path)
+    await leader.start()
+    await follower.start()
+    loads = 0
+    load = follower.store.load_grid
+
+    def counted(*args, **kwargs):
+        nonlocal loads
+        loads += 1
+        return load(*args, **kwargs)
+
+    follower.store.load_grid = counted  # type: ignore[method-assign]
+    try:
+        await until(lambda: follower._watching, "the follower watching the leader")
+        started, loads = time.perf_counter(), 0
+        for k in range(40):  # 40 changes, 20 a second
+            leader.scheduler.submit(flex(f"burst-{k}", 1.0 + k / 100, gpus=1), actor="ops")
+            await asyncio.sleep(0.05)
+        await until(
+            lambda: sum(j.name.startswith("burst-") for j in follower.grid.jobs.values()) == 40,
+            "the follower showing all 40 jobs",
+        )
+        elapsed = time.perf_counter() - started
+        assert loads <= 4 * elapsed / follower.follow_s + 3, (loads, elapsed)
+    finally:
+        await follower.stop()
+        await leader.stop()
+        follower.store.close()
+        leader.store.close()
