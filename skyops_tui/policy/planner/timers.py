@@ -68,8 +68,8 @@ def timers(s: PassState) -> None:
                     break
             else:
                 settle.append(jid)
-    cap = max(SETTLE_PER_PASS, len(g.holding) // 32)
-    if len(settle) > cap:
+    cap = SETTLE_PER_PASS
+    if len(settle) > cap and len(settle) > (cap := max(cap, len(g.holding) // 32)):
         # Jobs started together would settle together every interval (2,000 in
         # one pass, a 150 ms write): the longest unbilled go first, the rest in the
         # next passes, which spreads them for good. A charge is the exact running
@@ -81,8 +81,9 @@ def timers(s: PassState) -> None:
 
         first = set(heapq.nsmallest(cap, settle, key=billed_from))
         settle = [j for j in settle if j in first]
-    s.actions.extend(map(A.Settle, settle))
-    if any(f.short for f in s.guard.funds.values()):
+    s.actions.extend(map(A.settle, settle))
+    funds = s.guard.funds
+    if funds and any(f.short for f in funds.values()):
         stop_unfunded(s)
 
 
