@@ -28,6 +28,10 @@ import sys
 
 from ..locations import db_file, demo_db_file
 
+TYPE_CHECKING = False  # typing imports re: mypy and ruff take this name as typing's
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 EXIT_OK, EXIT_REFUSED, EXIT_STORE = 0, 1, 4  # cli/headless.py's codes
 API_VERSION = 1  # api/protocol.py; a mismatch hands over to the full client
 GLOBAL_VALUE = {"--config", "--db"}
@@ -54,11 +58,13 @@ def _unencodable(value: object) -> object:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
+_scan: Callable[[str, int], tuple[object, int]] | None = None
+_encode: Callable[[object, int], list[str]] | None = None
 try:
     from _json import encode_basestring_ascii as _quote
     from _json import make_encoder, make_scanner
 
-    _scan = make_scanner(_Decoding())
+    _scan = make_scanner(_Decoding())  # type: ignore[arg-type]  # reads the attributes
     # json.dumps(value, separators=(",", ":")): no circular check, ASCII, NaN allowed.
     _encode = make_encoder(None, _unencodable, _quote, None, ":", ",", False, False, True)
 except (ImportError, TypeError):  # an interpreter without it: the json module's own
