@@ -85,6 +85,35 @@ def _flex_run_acc(job: Job, market: Market, a: int, b: int) -> int:
     return job.run_acc + flex_usage(market, log, job.bid, a, b)
 
 
+# A type's change log: the count its first kept entry stands for, and the entries.
+_Log = tuple[list[int], list[str]]
+_LOG_KEEP = 1024  # entries a log keeps at least once it is trimmed
+
+
+def _log(logs: dict[str, _Log], t: str, name: str) -> None:
+    """Note that node `name` of type `t` changed, one step of its count."""
+    log = logs.get(t)
+    if log is None:
+        log = logs[t] = ([0], [])
+    entries = log[1]
+    entries.append(name)
+    if len(entries) > 2 * _LOG_KEEP:
+        del entries[:_LOG_KEEP]
+        log[0][0] += _LOG_KEEP
+
+
+def _since(log: _Log | None, since: int, now: int) -> list[str] | None:
+    """The entries of `log` after count `since` (the count is `now`)."""
+    if since == now:
+        return []
+    if log is None:
+        return None
+    first = log[0][0]
+    if since < first or since > now or first + len(log[1]) != now:
+        return None
+    return log[1][since - first :]
+
+
 def _seconds_text(secs: float) -> str:
     """`f"{secs:.0f}"`, kept for positive `secs` only: 0.0 and -0.0 are one key but
     two texts ("0", "-0")."""
@@ -150,6 +179,11 @@ class Grid:
         # only takes GPUs, so it leaves no node more room for a blocked Flex head.
         self.room_rev: dict[str, int] = dict.fromkeys(self.by_type, 0)
         self.node_room_rev: dict[str, int] = {}
+        # Per type, the node behind each step of `holds_rev` and of `room_rev`, the
+        # latest of them (`holds_changes`, `room_changes`): a verdict kept at a count
+        # is judged again on the nodes that changed since, not on every node.
+        self._holds_log: dict[str, _Log] = {}
+        self._room_log: dict[str, _Log] = {}
         for nc in cfg.all_nodes():
             self.add_node(
                 Node(
@@ -314,26 +348,41 @@ class Grid:
 
     def _touch_node(self, node: Node, start: bool = False) -> None:
         """Who holds the node's GPUs changed (`start`: a job took some to start)."""
-        self.holds_rev[node.gpu_type] = self.holds_rev.get(node.gpu_type, 0) + 1
-        self.node_rev[node.name] = self.node_rev.get(node.name, 0) + 1
+        t, name = node.gpu_type, node.name
+        self.holds_rev[t] = self.holds_rev.get(t, 0) + 1
+        self.node_rev[name] = self.node_rev.get(name, 0) + 1
+        _log(self._holds_log, t, name)
         if not start:
-            self.room_rev[node.gpu_type] = self.room_rev.get(node.gpu_type, 0) + 1
-            self.node_room_rev[node.name] = self.node_room_rev.get(node.name, 0) + 1
+            self.room_rev[t] = self.room_rev.get(t, 0) + 1
+            self.node_room_rev[name] = self.node_room_rev.get(name, 0) + 1
+            _log(self._room_log, t, name)
 
     def _touch_job(self, job: Job, start: bool = False) -> None:
         """The job's hold on its GPUs changed (`start`: it starts, placed or its
         process started): void the verdicts kept for their nodes."""
         nodes, rev, node_rev = self.nodes, self.holds_rev, self.node_rev
+        logs = self._holds_log
         for p in job.placement:
             t = nodes[p.node].gpu_type
             rev[t] = rev.get(t, 0) + 1
             node_rev[p.node] = node_rev.get(p.node, 0) + 1
+            _log(logs, t, p.node)
         if not start:
-            rev, node_rev = self.room_rev, self.node_room_rev
+            rev, node_rev, logs = self.room_rev, self.node_room_rev, self._room_log
             for p in job.placement:
                 t = nodes[p.node].gpu_type
                 rev[t] = rev.get(t, 0) + 1
                 node_rev[p.node] = node_rev.get(p.node, 0) + 1
+                _log(logs, t, p.node)
+
+    def holds_changes(self, gpu_type: str, since: int) -> list[str] | None:
+        """The nodes of the type behind each step of its `holds_rev` after `since`
+        (a node as often as it changed), or None when those are no longer kept."""
+        return _since(self._holds_log.get(gpu_type), since, self.holds_rev.get(gpu_type, 0))
+
+    def room_changes(self, gpu_type: str, since: int) -> list[str] | None:
+        """`holds_changes` for `room_rev` (every change but a job's start)."""
+        return _since(self._room_log.get(gpu_type), since, self.room_rev.get(gpu_type, 0))
 
     # --------------------------------------------------------------- accounts
     def balance(self, user: str) -> int:

@@ -86,16 +86,42 @@ def hold_flex_head(s: PassState, job: Job, nodes: list[Node]) -> int:
     shape = (t, job.gpus, job.nodes)
     rev = g.room_rev.get(t, 0)
     got = kept.get(shape)
-    if unstopped and got is not None and got[0] == rev and job.bid <= got[1]:
-        if CHECK_KEPT and _hold_flex_head(s, job, nodes, t) is not None:
-            raise AssertionError(f"{job.name}: a head kept as blocked in {t} found nodes")
-        return 0
+    if unstopped and got is not None and job.bid <= got[1]:
+        if got[0] == rev:
+            if CHECK_KEPT and _hold_flex_head(s, job, nodes, t) is not None:
+                raise AssertionError(f"{job.name}: a head kept as blocked in {t} found nodes")
+            return 0
+        # Only the nodes whose room changed since can have come to qualify.
+        changed = g.room_changes(t, got[0])
+        if changed is not None and not _any_qualifies(s, job, changed):
+            if CHECK_KEPT and _hold_flex_head(s, job, nodes, t) is not None:
+                raise AssertionError(f"{job.name}: no node that changed in {t} qualifies, yet")
+            if t not in s.touched:
+                kept[shape] = (rev, job.bid)
+            return 0
     held = _hold_flex_head(s, job, nodes, t)
     if held is None:
         if unstopped and t not in s.touched and (got is None or got[0] != rev or got[1] < job.bid):
             kept[shape] = (rev, job.bid)
         return 0
     return held
+
+
+def _any_qualifies(s: PassState, job: Job, names: Iterable[str]) -> bool:
+    """Whether one of the nodes `names` qualifies to be held for `job` as a head, as
+    `_hold_flex_head` judges a node (its room, then what bids no higher hold)."""
+    heads, nodes, bid = s.head_nodes, s.g.nodes, job.bid
+    for name in set(names):
+        n = nodes[name]
+        if not n.schedulable or name in heads:
+            continue
+        need = n.gpu_count if job.nodes else job.gpus
+        ok = s.node_free_count(n, FLEX_POOL) + s.soon_count(n, FLEX_POOL)
+        if ok < need:
+            ok += s.flex_yield(n, bid, need - ok)
+        if ok >= need:
+            return True
+    return False
 
 
 def _hold_flex_head(s: PassState, job: Job, nodes: list[Node], t: str) -> int | None:
@@ -372,33 +398,83 @@ def _outbid(
 ) -> list[Job] | None:
     """`choose_victims` for a Flex bid, or the verdict of no room kept from an earlier
     pass. Most searches find none, pass after pass: a verdict judged on the grid as it
-    is (a pass that had touched nothing of the type) stands while nothing about who
-    holds the type's GPUs changes (`Grid.holds_rev`), this pass has touched none of
-    them either, and no bid it could outbid has reached its min_slice since (the only
-    way time alone makes room). It stands for any bid no higher of the same shape: a
-    lower bid can displace no more. `running`: the market's Flex runs (`_running`; in
-    a clean pass, every one).
+    is (a pass that had touched nothing of the type) stands while no bid it could
+    outbid has reached its min_slice since (the only way time alone makes room) and
+    this pass has stopped nothing of the type, for any bid no higher of the same shape
+    (a lower bid can displace no more). Where who holds the type's GPUs changed since
+    (`Grid.holds_rev`), only the nodes that changed are judged again: the others are
+    as they were, and what this pass took or claimed there only leaves less room.
+    `running`: the market's Flex runs (`_running`; in a clean pass, every one).
 
     A search that finds none may leave `victim_nodes` cleared; a kept verdict leaves it
     as it is: nothing reads it before a search or a claim that succeeds sets it."""
     g, now = s.g, s.now
-    kept = _kept(s)[2]
-    clean = t not in s.touched and t not in s.stopped_types
-    if not clean:
+    if t in s.stopped_types:
         return choose_victims(s, nodes, job, FLEX_POOL, eligible)
+    kept = _kept(s)[2]
+    clean = t not in s.touched
     shape = (t, job.gpus, job.nodes)
     rev = g.holds_rev.get(t, 0)
     got = kept.get(shape)
-    if got is not None and got[0] == rev and job.bid <= got[1]:
+    if got is not None and job.bid <= got[1]:
         min_slice = s.cfg.pricing.min_slice_s
         if not any(now - at >= min_slice for at in got[2]):
-            if CHECK_KEPT and choose_victims(s, nodes, job, FLEX_POOL, eligible) is not None:
-                raise AssertionError(f"{job.name}: a bid kept as finding no room in {t} found some")
-            return None
+            ahead = [] if got[0] == rev else _no_room_on(s, job, t, got[0], eligible)
+            if ahead is not None:
+                if CHECK_KEPT and choose_victims(s, nodes, job, FLEX_POOL, eligible) is not None:
+                    raise AssertionError(
+                        f"{job.name}: a bid kept as finding no room in {t} found some"
+                    )
+                if ahead and clean:
+                    kept[shape] = (rev, job.bid, got[2] + ahead)
+                elif got[0] != rev and clean:
+                    kept[shape] = (rev, job.bid, got[2])
+                return None
     victims = choose_victims(s, nodes, job, FLEX_POOL, eligible)
-    if victims is None:
+    if victims is None and clean:
         kept[shape] = (rev, job.bid, _min_slices_ahead(s, running, job.bid))
     return victims
+
+
+def _no_room_on(
+    s: PassState, job: Job, t: str, since: int, eligible: Callable[[Job], bool]
+) -> list[float] | None:
+    """Judged on the nodes of type `t` whose holders changed since `holds_rev` was
+    `since`, as `choose_victims` judges a node for a Flex bid: None when one of them
+    has room for `job`, else the run starts there of the bids it could outbid once
+    their min_slice ends. None too when those changes are no longer known."""
+    g, now = s.g, s.now
+    changed = g.holds_changes(t, since)
+    if changed is None:
+        return None
+    pricing = s.cfg.pricing
+    min_slice, outbid = pricing.min_slice_s, 1 + pricing.min_outbid
+    jobs, runs, heads, victims = g.jobs, g.flex_running[t], s.head_nodes, s.victims
+    bid = job.bid
+    ahead: list[float] = []
+    for name in set(changed):
+        node = g.nodes[name]
+        if not node.schedulable or name in heads:
+            continue
+        free = s.node_free_count(node, FLEX_POOL) + s.soon_count(node, FLEX_POOL)
+        need = node.gpu_count if job.nodes else job.gpus
+        if free >= need:
+            if job.nodes:
+                return None  # a whole free node joins a gang
+            continue  # claim_soon or placement would have taken it
+        for vid in set(node.holders):
+            if vid is None or vid not in runs or vid in victims:
+                continue
+            v = jobs[vid]
+            if v.stop_reason:
+                continue
+            if eligible(v):
+                free += sum(len(p.gpus) for p in v.placement if p.node == name)
+            elif v.bid * outbid <= bid and v.started_at and not now - v.started_at >= min_slice:
+                ahead.append(v.started_at)
+        if free >= need:
+            return None
+    return ahead
 
 
 def _min_slices_ahead(s: PassState, running: list[Job], bid: int) -> list[float]:
