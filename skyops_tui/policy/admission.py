@@ -35,6 +35,12 @@ def _exact(amount: float) -> Fraction:
     return Fraction(str(amount))
 
 
+@functools.lru_cache(maxsize=4096)
+def _funded(gpus: int, bid: int, minutes: float) -> int:
+    """What a Flex submission must fund: `minutes` of `gpus` at `bid`, exactly."""
+    return int(gpus * bid * _exact(minutes) / 60)
+
+
 def funds_note(grid: Grid, user: str, now: float) -> str:
     """The balance a refusal shows, and how much of it running jobs owe unbilled."""
     from .funding import unbilled
@@ -107,7 +113,7 @@ def admit(
             raise Refused(f"bid {fmt(bid)} is under the floor {fmt(floor)} per GPU-hour")
         if bid > cap:
             raise Refused(f"bid {fmt(bid)} is over the standard rate {fmt(cap)} per GPU-hour")
-        need = int(gpus_est * bid * _exact(grid.cfg.pricing.min_funded_minutes) / 60)
+        need = _funded(gpus_est, bid, grid.cfg.pricing.min_funded_minutes)
         if not grid.can_fund(spec.user, need, now):
             raise Refused(
                 f"account {spec.user} cannot fund {grid.cfg.pricing.min_funded_minutes:g} "

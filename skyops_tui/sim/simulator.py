@@ -160,7 +160,9 @@ class _Wakeups:
     job (entered a holding state), a Flex job started less than min_slice ago (its
     `process started` event; only then can its min_slice still end), or a waiting
     Flex job that was retried (a `queued` event with retries). Those are the jobs
-    kept here; each answer judges them by the same rules as `next_wakeup`.
+    kept here (a retried one only while it waits: its latest state event is neither a
+    holding nor an ended state); each answer judges them by the same rules as
+    `next_wakeup`.
 
     A holding Priority job's next warning or expiry stays the same until time reaches
     it or something happens to the job (an event: renewed, warned, stopped, left), so
@@ -215,6 +217,9 @@ class _Wakeups:
             if e.new in _HOLDING_NAMES:
                 if e.new == JobState.RUNNING:
                     heapq.heappush(self.fresh, (e.at + self.min_slice, job.id))
+                self.retrying.discard(job.id)  # it runs: no retry waits
+            elif e.new in _TERMINAL_NAMES:
+                self.retrying.discard(job.id)
             elif job.retries:
                 self.retrying.add(job.id)
 
@@ -284,8 +289,6 @@ class _Wakeups:
         recent = [jobs[j] for _, j in fresh if j in holding]
         if recent:
             best = _min_slices(g, now, recent, best)
-        ended = [j for j in self.retrying if jobs[j].state in TERMINAL]
-        self.retrying.difference_update(ended)
         waiting = (
             job
             for job in (jobs[j] for j in self.retrying)
@@ -670,6 +673,7 @@ class _Held:
 
 
 _HOLDING_NAMES = {str(s) for s in HOLDING}
+_TERMINAL_NAMES = {str(s) for s in TERMINAL}
 _BOOKED = (JobState.QUEUED, JobState.PAUSED)  # a Flex job in these is in the order book
 # Lines whose user has an account; on the others `user` is only who acts.
 _ACCOUNT_KINDS = ("job", "reservation", "deposit")

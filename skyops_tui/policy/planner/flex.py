@@ -38,9 +38,9 @@ _NO_HEAD_ON: PerGrid[dict[tuple[str, int], tuple[int, int]]] = PerGrid()
 _NO_ROOM: PerGrid[dict[tuple[str, int, int], tuple[int, int, list[float]]]] = PerGrid()
 # Per grid and type, at the type's Grid.holds_rev: (that count, its Flex runs, their
 # lowest bid not stopping, the latest start among those or None when one has none,
-# the starts of those that have one in order, and the lowest bid among the first k of
-# them for each k).
-KeptRuns = tuple[int, list[Job], int | None, float | None, list[float], list[int]]
+# and once asked for (`_by_start`) the starts of those that have one in order with
+# the lowest bid among the first k of them for each k).
+KeptRuns = tuple[int, list[Job], int | None, float | None, tuple[list[float], list[int]] | None]
 _RUNS: PerGrid[dict[str, KeptRuns]] = PerGrid()
 # Tests set this: a kept verdict is judged again and must come out the same.
 CHECK_KEPT = False
@@ -544,9 +544,9 @@ def _running(
         got = kept.get(t)
         if got is None or got[0] != rev:
             got = kept[t] = _judge_runs(jobs, ids, rev)
-        elif CHECK_KEPT and got != _judge_runs(jobs, ids, rev):
+        elif CHECK_KEPT and got[:4] != _judge_runs(jobs, ids, rev)[:4]:
             raise AssertionError(f"{t}: the kept Flex runs are stale")
-        rev, kept_runs, lowest, latest, ats, lows = got
+        rev, kept_runs, lowest, latest, by_start = got
         if not may_preempt or lowest is None:
             return list(kept_runs), lowest, None
         if latest is not None and now - latest >= min_slice:
@@ -555,6 +555,10 @@ def _running(
             return _running(s, t, min_slice)  # a run not started yet may be moved too
         # The runs past their min_slice are the first k by start (`now - at` only
         # falls as `at` rises): the lowest bid among them, from the kept minimums.
+        if by_start is None:
+            by_start = _by_start(kept_runs)
+            kept[t] = (rev, kept_runs, lowest, latest, by_start)
+        ats, lows = by_start
         lo, hi = 0, len(ats)
         while lo < hi:
             mid = (lo + hi) // 2
@@ -592,7 +596,6 @@ def _judge_runs(jobs: dict[int, Job], ids: Iterable[int], rev: int) -> KeptRuns:
     lowest: int | None = None
     latest: float | None = None
     every = True  # every run not stopping has started (`started_at` set)
-    started: list[tuple[float, int]] = []
     for job in running:
         if job.stop_reason:
             continue
@@ -602,15 +605,19 @@ def _judge_runs(jobs: dict[int, Job], ids: Iterable[int], rev: int) -> KeptRuns:
         at = job.started_at
         if not at:
             every = False
-        else:
-            started.append((at, bid))
-            if latest is None or at > latest:
-                latest = at
-    started.sort()
+        elif latest is None or at > latest:
+            latest = at
+    return rev, running, lowest, latest if every else None, None
+
+
+def _by_start(running: list[Job]) -> tuple[list[float], list[int]]:
+    """The starts of the runs not stopping that have one, in order, and the lowest
+    bid among the first k of them for each k."""
+    started = sorted((j.started_at, j.bid) for j in running if not j.stop_reason and j.started_at)
     lows: list[int] = []
     for _, bid in started:
         lows.append(bid if not lows or bid < lows[-1] else lows[-1])
-    return rev, running, lowest, latest if every else None, [at for at, _ in started], lows
+    return [at for at, _ in started], lows
 
 
 def _lowest_movable(running: list[Job], now: float, min_slice: float) -> int | None:
