@@ -88,7 +88,7 @@ class Settle:
 
 
 _new = object.__new__
-_set_job = Settle.job.__set__  # type: ignore[attr-defined]
+_set_job = vars(Settle)["job"].__set__  # the slot's descriptor
 
 
 def settle(job: int) -> Settle:
@@ -103,6 +103,18 @@ def settle(job: int) -> Settle:
 class SetPrice:
     gpu_type: str
     price: int
+
+
+_set_type = vars(SetPrice)["gpu_type"].__set__
+_set_price = vars(SetPrice)["price"].__set__
+
+
+def set_price(gpu_type: str, price: int) -> SetPrice:
+    """`SetPrice(gpu_type, price)` as `settle` makes a Settle (one a market a pass)."""
+    action = _new(SetPrice)
+    _set_type(action, gpu_type)
+    _set_price(action, price)
+    return action
 
 
 Action = (

@@ -266,11 +266,11 @@ class _Wakeups:
             out = []
             for jid in self.band:
                 job = jobs[jid]
-                end = job.end_at
-                if jid not in holding or end is None or job.stop_reason:
+                end_at = job.end_at
+                if jid not in holding or end_at is None or job.stop_reason:
                     out.append(jid)
                     continue
-                left = end - now
+                left = end_at - now
                 bit = 2 if left <= w2 else 1 if left <= w1 else 0
                 if not bit:
                     out.append(jid)  # renewed: its heap entry brings it back

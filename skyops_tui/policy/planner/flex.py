@@ -374,7 +374,7 @@ def flex(s: PassState) -> None:
             raise AssertionError(f"{t}: the book past the cut changed the waiting bid")
         price = clearing_price(waiting, lowest, market.floor, market.rate)
         if price != market.price or now - market.price_at >= s.cfg.cluster.billing_interval_s:
-            s.emit(A.SetPrice(t, price))
+            s.emit(A.set_price(t, price))
 
 
 def _only_bids(free: int, widest: int | None, min_need: int, smallest_node: int) -> bool:

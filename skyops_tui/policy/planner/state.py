@@ -26,6 +26,7 @@ from ..grid import Grid
 from ..pergrid import PerGrid
 
 R = JobState.RUNNING
+_FLEX = Mode.FLEX
 _NAME = operator.attrgetter("name")
 # Per grid and type: (node count, last node, the nodes by name).
 _BY_NAME: PerGrid[dict[str, tuple[int, Node | None, list[Node]]]] = PerGrid()
@@ -375,7 +376,7 @@ class PassState:
         `bid`, counted until `want` are found (a head that bids `bid` could have them
         once those runs end or are outbid)."""
         name = node.name
-        jobs, flex = self.g.jobs, Mode.FLEX
+        jobs, flex = self.g.jobs, _FLEX
         got = 0
         for h in set(node.holders):
             if h is None:
