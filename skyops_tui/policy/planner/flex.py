@@ -294,7 +294,7 @@ def flex(s: PassState) -> None:
                     s.start(job, pl, t)
                     free -= sum(len(p.gpus) for p in pl)
                     s.flex_left[t] = free
-                    running.append(job)  # counts when `lowest` is recomputed below
+                    running = [*running, job]  # counts when `lowest` is recomputed below
                     lowest = job.bid if lowest is None else min(lowest, job.bid)
                     continue
             if job.gpu_type is None and s.fits_elsewhere(job, t):
@@ -535,7 +535,8 @@ def _running(
     from `kept` (`_RUNS`): while the type's `Grid.holds_rev` stands (raised by every
     start and end of a run and every change of a holding job's state, stop or bid)
     the runs and their lowest bid are the same, and once the latest of their starts
-    is min_slice ago every one of them can be moved."""
+    is min_slice ago every one of them can be moved. The kept list itself is returned:
+    callers make a new one rather than change it."""
     jobs, victims, now = s.g.jobs, s.victims, s.now
     may_preempt = s.may_preempt
     ids = s.g.flex_running[t]
@@ -548,9 +549,9 @@ def _running(
             raise AssertionError(f"{t}: the kept Flex runs are stale")
         rev, kept_runs, lowest, latest, by_start = got
         if not may_preempt or lowest is None:
-            return list(kept_runs), lowest, None
+            return kept_runs, lowest, None
         if latest is not None and now - latest >= min_slice:
-            return list(kept_runs), lowest, lowest
+            return kept_runs, lowest, lowest
         if min_slice <= 0:
             return _running(s, t, min_slice)  # a run not started yet may be moved too
         # The runs past their min_slice are the first k by start (`now - at` only
@@ -569,7 +570,7 @@ def _running(
         movable = lows[lo - 1] if lo else None
         if CHECK_KEPT and movable != _running(s, t, min_slice)[2]:
             raise AssertionError(f"{t}: the lowest movable bid kept is not the walk's")
-        return list(kept_runs), lowest, movable
+        return kept_runs, lowest, movable
     if victims:
         running = [jobs[jid] for jid in ids if jid not in victims]
     else:
