@@ -125,6 +125,10 @@ def s_grid_refresh(doc: dict) -> list[Row]:
 def s_key_latency(doc: dict) -> list[Row]:
     t = doc["target"]
     grid = str(doc.get("grid", "")).split(" (")[0]
+    if str(doc.get("console", "")).startswith("follower"):
+        grid += (
+            f", a follower ({doc['follower_reloads']} reloads, {doc['console_cpu_per_s']} CPU/s)"
+        )
     fig = (
         f"{grid}: {doc['presses']} keys, key to frame {_ms(doc['all'])} (switches "
         f"{_ms(doc['screen_switches'])}, moves {_ms(doc['list_moves'])})"
@@ -214,6 +218,7 @@ PLAN: dict[str, tuple[list[str], list[str], int, Callable[[dict], list[Row]], Ca
     "grid_refresh": (["--nodes", "512", "--refreshes", "100", "--first-paints", "1"], ["--nodes", "64", "--refreshes", "30", "--first-paints", "1"], 120, s_grid_refresh, lambda: None),
     "key_latency": (["--presses", "200"], ["--presses", "60"], 120, s_key_latency, lambda: None),
     "key_latency@512": (["--presses", "200", "--nodes", "512"], ["--presses", "60", "--nodes", "64"], 150, s_key_latency, lambda: None),
+    "key_latency@512-follower": (["--presses", "200", "--nodes", "512", "--follower", "--changes-per-s", "10"], ["--presses", "60", "--nodes", "64", "--follower", "--changes-per-s", "10"], 150, s_key_latency, lambda: None),
     "fuzz": (["--inputs", "20000"], ["--inputs", "2000"], 90, s_fuzz, lambda: None),
     "crash_harness": (["--jobs", "200", "--kills", "4"], ["--jobs", "100", "--kills", "2"], 150, s_crash_harness, lambda: None),
     "cli_submit": (["--json"], ["--json", "--loop", "20", "--array", "2000", "--rounds", "1", "--no-slurm"], 150, s_cli_submit, lambda: None),
