@@ -153,7 +153,7 @@ def plan_windows(
             held.setdefault(p.node, []).append((end, len(p.gpus)))
     for name, k, end in extra or ():
         held.setdefault(name, []).append((end, k))
-    for res in grid.reservations.values():
+    for res in live_reservations(grid):  # a window opens and closes while one is live
         if res.gpu_type == gpu_type and res.active_window is not None:
             end = res.windows[res.active_window][1]
             for name, _ in res.held:
