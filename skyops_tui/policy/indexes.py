@@ -19,6 +19,7 @@ class JobIndex:
         "holding",
         "priority_queue",
         "commit_waiting",
+        "commit_busy",
         "flex_book",
         "flex_needs",
         "flex_running",
@@ -31,6 +32,9 @@ class JobIndex:
         self.holding: set[int] = set()
         self.priority_queue: list[tuple[int, int]] = []  # (seq, id), FIFO
         self.commit_waiting: dict[str, list[tuple[int, int]]] = {}
+        # How many of those queues hold a job: none, most passes, and then nothing in
+        # them needs reading (there is a queue per reservation ever used).
+        self.commit_busy = 0
         self.flex_book: dict[str | None, list[tuple[int, int, int]]] = {}  # (-bid, seq, id)
         # Waiting Flex jobs per book by size (GPUs, or whole nodes): the smallest tells
         # the planner when free GPUs can no longer fit anyone.
@@ -67,9 +71,10 @@ class JobIndex:
             if job.mode is Mode.PRIORITY:
                 bisect.insort(self.priority_queue, (job.seq, job.id))
             elif job.mode is Mode.COMMIT:
-                bisect.insort(
-                    self.commit_waiting.setdefault(job.reservation or "", []), (job.seq, job.id)
-                )
+                queue = self.commit_waiting.setdefault(job.reservation or "", [])
+                if not queue:
+                    self.commit_busy += 1
+                bisect.insort(queue, (job.seq, job.id))
             else:
                 bisect.insort(
                     self.flex_book.setdefault(job.gpu_type, []), (-job.bid, job.seq, job.id)
@@ -91,7 +96,11 @@ class JobIndex:
             if job.mode is Mode.PRIORITY:
                 _remove(self.priority_queue, (job.seq, job.id))
             elif job.mode is Mode.COMMIT:
-                _remove(self.commit_waiting.get(job.reservation or "", []), (job.seq, job.id))
+                queue = self.commit_waiting.get(job.reservation or "", [])
+                if queue:
+                    _remove(queue, (job.seq, job.id))
+                    if not queue:
+                        self.commit_busy -= 1
             else:
                 _remove(self.flex_book.get(job.gpu_type, []), (-job.bid, job.seq, job.id))
                 needs = self.flex_needs.get(job.gpu_type, {})

@@ -197,6 +197,9 @@ def check_commit_waits(grid: Grid, now: float) -> list[str]:
     window split across nodes, issue 17 story 1): windows are held in their shape
     (policy/windows.py), so the GPUs a window holds can take its owner's jobs."""
     w = watch(grid)
+    if not grid.index.commit_busy:  # no owner job waits: none is kept out of a window
+        w.commit_blocked.clear()
+        return []
     out = []
     c = grid.cfg.cluster
     allowed = c.grace_s + c.stop_grace_s + COMMIT_SLACK_S

@@ -133,3 +133,31 @@ def test_windows_kept_quiet_do_nothing_when_walked(monkeypatch):
         cfg = load_config(EXAMPLES / "sim-config.toml")
         assert simulate(trace, cfg, tick_s=60).summary["violations"] == []
     assert quiet["passes"] > 1000, quiet
+
+
+def test_a_pass_with_no_commit_job_waiting_reads_no_queue(monkeypatch):
+    """The Commit part and the wait check read no reservation's queue while no owner
+    job waits (`JobIndex.commit_busy`: there is a queue per reservation ever used, a
+    walk of them all each step grew with the trace); with CHECK_IDLE on, such a pass
+    reads them all anyway and must find each empty: through owner jobs queued and
+    started in windows, node trouble and a restart (NODE_TROUBLE)."""
+    commit = sys.modules["skyops_tui.policy.planner.commit"]
+    monkeypatch.setattr(commit, "CHECK_IDLE", True)
+    idle = {"passes": 0, "busy": 0}
+    part = planner.commit
+
+    def counted(s):
+        idle["busy" if s.g.index.commit_busy else "passes"] += 1
+        part(s)
+
+    monkeypatch.setattr(planner, "commit", counted)
+    for seed in (5, 11):
+        result = run(mixed_trace(300, seed=seed) + NODE_TROUBLE)
+        assert result.summary["violations"] == []
+        queues = result.grid.commit_waiting
+        assert result.grid.index.commit_busy == sum(1 for q in queues.values() if q)
+    for name in ("nightly-commit", "contended-day"):
+        trace = read_trace(EXAMPLES / f"{name}.jsonl")
+        cfg = load_config(EXAMPLES / "sim-config.toml")
+        assert simulate(trace, cfg).summary["violations"] == []
+    assert idle["passes"] > 1000 and idle["busy"] > 50, idle
