@@ -76,7 +76,9 @@ def hold_flex_head(s: PassState, job: Job, nodes: list[Node]) -> int:
     holds the type's GPUs changes but jobs starting (`Grid.room_rev`) and the pass
     stops no job there: GPUs taken by a start (a Flex start at a bid no higher turns
     free GPUs into GPUs it could have, no more), taken or claimed in a pass, and nodes
-    held for other heads, only leave fewer nodes that qualify."""
+    held for other heads, only leave fewer nodes that qualify. Once that count has
+    moved, only the nodes behind the change (`Grid.room_changes`) can have come to
+    qualify: when none of them does, the verdict stands still."""
     if not nodes:
         return 0
     t = nodes[0].gpu_type
