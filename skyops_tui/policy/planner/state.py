@@ -71,6 +71,7 @@ class PassState:
         if views is None:
             views = _VIEWS.put(grid, {})
         self._views = views
+        self._seen: dict[str, _View] = {}  # the views this pass read (a pass changes none)
         # Free GPUs per (type, pool), until a GPU of the type is taken.
         self._type_free: dict[tuple[str, str], int] = {}
         self.horizon: float | None = None
@@ -130,12 +131,16 @@ class PassState:
     def _view(self, gpu_type: str) -> _View:
         """The type's `_View`, kept across passes while its `holds_rev` stands: the
         counts `type_free`, `widest_free` and `smallest_node` read, judged once."""
+        v = self._seen.get(gpu_type)
+        if v is not None:
+            return v
         rev = self.g.holds_rev.get(gpu_type, 0)
         v = self._views.get(gpu_type)
         if v is None or v[0] != rev:
             v = self._views[gpu_type] = _judge_view(self.g, gpu_type, rev)
         elif CHECK_VIEWS and v != _judge_view(self.g, gpu_type, rev):
             raise AssertionError(f"{gpu_type}: the kept view of its nodes is stale")
+        self._seen[gpu_type] = v
         return v
 
     def type_free(self, gpu_type: str, pool: str) -> int:
