@@ -37,10 +37,8 @@ _NO_HEAD_ON: PerGrid[dict[tuple[str, int], tuple[int, int]]] = PerGrid()
 # min_slice ends.
 _NO_ROOM: PerGrid[dict[tuple[str, int, int], tuple[int, int, list[float]]]] = PerGrid()
 # Per grid and type, at the type's Grid.holds_rev: (that count, its Flex runs, their
-# lowest bid not stopping, the latest start among those or None when one has none,
-# and once asked for (`_by_start`) the starts of those that have one in order with
-# the lowest bid among the first k of them for each k).
-KeptRuns = tuple[int, list[Job], int | None, float | None, tuple[list[float], list[int]] | None]
+# lowest bid not stopping, the latest start among those or None when one has none).
+KeptRuns = tuple[int, list[Job], int | None, float | None]
 _RUNS: PerGrid[dict[str, KeptRuns]] = PerGrid()
 # Tests set this: a kept verdict is judged again and must come out the same.
 CHECK_KEPT = False
@@ -547,29 +545,24 @@ def _running(
         got = kept.get(t)
         if got is None or got[0] != rev:
             got = kept[t] = _judge_runs(jobs, ids, rev)
-        elif CHECK_KEPT and got[:4] != _judge_runs(jobs, ids, rev)[:4]:
+        elif CHECK_KEPT and got != _judge_runs(jobs, ids, rev):
             raise AssertionError(f"{t}: the kept Flex runs are stale")
-        rev, kept_runs, lowest, latest, by_start = got
+        rev, kept_runs, lowest, latest = got
         if not may_preempt or lowest is None:
             return kept_runs, lowest, None
         if latest is not None and now - latest >= min_slice:
             return kept_runs, lowest, lowest
         if min_slice <= 0:
             return _running(s, t, min_slice)  # a run not started yet may be moved too
-        # The runs past their min_slice are the first k by start (`now - at` only
-        # falls as `at` rises): the lowest bid among them, from the kept minimums.
-        if by_start is None:
-            by_start = _by_start(kept_runs)
-            kept[t] = (rev, kept_runs, lowest, latest, by_start)
-        ats, lows = by_start
-        lo, hi = 0, len(ats)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if now - ats[mid] >= min_slice:
-                lo = mid + 1
-            else:
-                hi = mid
-        movable = lows[lo - 1] if lo else None
+        # Some run is inside its min_slice: the lowest bid among those past it, read
+        # from the kept runs (no list made).
+        movable = None
+        for job in kept_runs:
+            at = job.started_at
+            if at and not job.stop_reason and now - at >= min_slice:
+                bid = job.bid
+                if movable is None or bid < movable:
+                    movable = bid
         if CHECK_KEPT and movable != _running(s, t, min_slice)[2]:
             raise AssertionError(f"{t}: the lowest movable bid kept is not the walk's")
         return kept_runs, lowest, movable
@@ -610,17 +603,7 @@ def _judge_runs(jobs: dict[int, Job], ids: Iterable[int], rev: int) -> KeptRuns:
             every = False
         elif latest is None or at > latest:
             latest = at
-    return rev, running, lowest, latest if every else None, None
-
-
-def _by_start(running: list[Job]) -> tuple[list[float], list[int]]:
-    """The starts of the runs not stopping that have one, in order, and the lowest
-    bid among the first k of them for each k."""
-    started = sorted((j.started_at, j.bid) for j in running if not j.stop_reason and j.started_at)
-    lows: list[int] = []
-    for _, bid in started:
-        lows.append(bid if not lows or bid < lows[-1] else lows[-1])
-    return [at for at, _ in started], lows
+    return rev, running, lowest, latest if every else None
 
 
 def _lowest_movable(running: list[Job], now: float, min_slice: float) -> int | None:
