@@ -87,7 +87,7 @@ def _flex_run_acc(job: Job, market: Market, a: int, b: int) -> int:
 
 # A type's change log: the count its first kept entry stands for, and the entries.
 _Log = tuple[list[int], list[str]]
-_LOG_KEEP = 1024  # entries a log keeps at least once it is trimmed
+_LOG_KEEP = 256  # entries a log keeps at least once it is trimmed
 
 
 def _log(logs: dict[str, _Log], t: str, name: str) -> None:
@@ -269,6 +269,8 @@ class Grid:
         pass on it leaves this grid as it was. It shares only the config, which neither
         changes."""
         memo: dict[int, object] = {id(self.cfg): self.cfg}
+        # The change logs stay behind: a copy judges its kept verdicts afresh.
+        memo[id(self._holds_log)], memo[id(self._room_log)] = {}, {}
         if self.jobs.archive is not None:  # shared: a copy reads the same store
             memo[id(self.jobs.archive)] = self.jobs.archive
         return copy.deepcopy(self, memo)

@@ -31,3 +31,10 @@ def test_each_change_names_its_node_and_an_old_count_is_no_longer_known():
     assert g.room_changes("H100", g.room_rev["H100"] - 2) == [a, a]
     assert g.room_changes("H100", later) is None or set(g.room_changes("H100", later)) == {a}
     assert g.room_changes("H100", g.room_rev["H100"] + 1) is None  # a count not reached
+
+    copy = g.snapshot()  # a dry run's copy keeps no log: every count is unknown there
+    rev = copy.room_rev["H100"]
+    assert copy.room_changes("H100", rev - 1) is None
+    copy.node_status(b, NodeStatus.UP, T0 + 4000)
+    assert copy.room_changes("H100", rev) is None and copy.room_changes("H100", rev + 1) == []
+    assert g.room_changes("H100", g.room_rev["H100"] - 1) == [a]  # the grid's own stands
