@@ -184,6 +184,9 @@ class Grid:
         # is judged again on the nodes that changed since, not on every node.
         self._holds_log: dict[str, _Log] = {}
         self._room_log: dict[str, _Log] = {}
+        # Raised whenever a node's status may have changed (set, or a node added):
+        # whether every node is up is counted again only then (planner/timers.py).
+        self.status_rev = 0
         for nc in cfg.all_nodes():
             self.add_node(
                 Node(
@@ -345,6 +348,7 @@ class Grid:
             raise Refused(f"node {node.name}: gpu type {node.gpu_type} has no price")
         self.nodes[node.name] = node
         self.by_type[node.gpu_type].append(node)
+        self.status_rev += 1
         self._touch_node(node)
         self.outbox.dirty_nodes.add(node.name)
 
@@ -1192,6 +1196,7 @@ class Grid:
             return []
         old = node.status
         node.status = status
+        self.status_rev += 1
         self._touch_node(node)
         self.outbox.dirty_nodes.add(name)
         self.outbox.events.append(

@@ -57,6 +57,7 @@ def restore(cfg: Config, now: float, stored: StoredGrid) -> Grid:
         )
         if node is not None and (same_shape or name not in used):
             node.status = rec.status
+            grid.status_rev += 1
             node.last_heartbeat = rec.last_heartbeat
             node.drained = rec.drained
             if not same_shape:

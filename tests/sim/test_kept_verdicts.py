@@ -161,3 +161,25 @@ def test_a_pass_with_no_commit_job_waiting_reads_no_queue(monkeypatch):
         cfg = load_config(EXAMPLES / "sim-config.toml")
         assert simulate(trace, cfg).summary["violations"] == []
     assert idle["passes"] > 1000 and idle["busy"] > 50, idle
+
+
+def test_whether_every_node_is_up_is_counted_again_when_a_status_changes(monkeypatch):
+    """Billing skips a job whose node is not heard from; while every node is up the
+    timers part reads no job's nodes, and it counts whether they are all up again only
+    when a status may have changed (`Grid.status_rev`). With CHECK_UP on it counts them
+    every pass and must agree: through nodes going silent, coming back, lost, and a
+    restart that reloads their status from the store."""
+    timers = sys.modules["skyops_tui.policy.planner.timers"]
+    monkeypatch.setattr(timers, "CHECK_UP", True)
+    seen = {"down": 0, "up": 0}
+    every = timers.all_up
+
+    def counted(g):
+        up = every(g)
+        seen["up" if up else "down"] += 1
+        return up
+
+    monkeypatch.setattr(timers, "all_up", counted)
+    for seed in (5, 11):
+        assert run(mixed_trace(300, seed=seed) + NODE_TROUBLE).summary["violations"] == []
+    assert seen["down"] > 100 and seen["up"] > 300, seen

@@ -16,10 +16,28 @@ import heapq
 from ...domain.model import JobState, Mode, NodeStatus
 from ...domain.money import fmt
 from .. import actions as A
+from ..grid import Grid
+from ..pergrid import PerGrid
 from .state import PassState, R
 
 # Settle actions one pass takes at least (more on a grid holding more than 32 x this).
 SETTLE_PER_PASS = 128
+# Per grid: whether every node was up, and the Grid.status_rev it was counted at.
+_ALL_UP: PerGrid[tuple[int, bool]] = PerGrid()
+# Tests set this: whether every node is up is counted again each pass and must agree.
+CHECK_UP = False
+
+
+def all_up(g: Grid) -> bool:
+    """Whether every node is up: then no job's bill waits on a node not heard from.
+    Counted again only when a node's status may have changed (`Grid.status_rev`)."""
+    got = _ALL_UP.get(g)
+    if got is None or got[0] != g.status_rev:
+        up = NodeStatus.UP
+        got = _ALL_UP.put(g, (g.status_rev, all(n.status is up for n in g.nodes.values())))
+    elif CHECK_UP and got[1] != all(n.status is NodeStatus.UP for n in g.nodes.values()):
+        raise AssertionError("every node kept as up, yet one is not (or the other way)")
+    return got[1]
 
 
 def timers(s: PassState) -> None:
@@ -29,6 +47,7 @@ def timers(s: PassState) -> None:
     settle: list[int] = []
     jobs, nodes = g.jobs, g.nodes
     priority, commit, up = Mode.PRIORITY, Mode.COMMIT, NodeStatus.UP
+    everywhere = all_up(g)
     for jid in g.holding:
         job = jobs[jid]
         if job.state is not R or job.stop_reason:
@@ -61,6 +80,9 @@ def timers(s: PassState) -> None:
                     s.emit(A.Warn(jid, left, bit | (bit - 1), note))
         billed = job.billed_from
         if billed is not None and now - billed >= interval and job.mode is not commit:
+            if everywhere:
+                settle.append(jid)
+                continue
             # A node not heard from (a console just restarted, a link down) may yet
             # say the job ended a while ago: it is billed up to then when it does.
             for p in job.placement:
