@@ -11,6 +11,7 @@ import heapq
 import itertools
 import math
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ..clock import ManualClock
 from ..domain.model import HOLDING, Job, JobState, NodeStatus
@@ -26,8 +27,15 @@ from ..scheduler.executor import (
     Started,
 )
 
+if TYPE_CHECKING:
+    from ..policy.grid import Grid
+
 # What the heap holds: reports about one job's run, each keyed by its `job`.
 JobReport = Started | Exited | Checkpointed | CalledOff
+
+
+# Tests set this: whether a node is lost is counted every step and must agree.
+CHECK_LOST = False
 
 
 class SimExecutor:
@@ -59,6 +67,7 @@ class SimExecutor:
         # Runs in a checkpoint grace: what their preemption saved and lost (work, work
         # lost, the checkpoint before), undone if it is called off.
         self.preempting: dict[int, tuple[float, float, float | None]] = {}
+        self._lost_seen: tuple[object, int, bool] | None = None  # (grid, status_rev, lost)
 
     def bind(self, report: Callable[[Report], None]) -> None:
         self.report = report
@@ -165,9 +174,18 @@ class SimExecutor:
             for job in gone:
                 self._lost(job, now)
 
-    @staticmethod
-    def _any_lost(grid) -> bool:
-        return any(n.status is NodeStatus.UNREACHABLE for n in grid.nodes.values())
+    def _any_lost(self, grid: Grid) -> bool:
+        """Whether a node is lost, counted again only when a status may have changed
+        (`Grid.status_rev`): every step asks."""
+        seen = self._lost_seen
+        if seen is None or seen[0] is not grid or seen[1] != grid.status_rev:
+            lost = any(n.status is NodeStatus.UNREACHABLE for n in grid.nodes.values())
+            seen = self._lost_seen = (grid, grid.status_rev, lost)
+        elif CHECK_LOST and seen[2] != any(
+            n.status is NodeStatus.UNREACHABLE for n in grid.nodes.values()
+        ):
+            raise AssertionError("a lost node kept as none lost, or the other way")
+        return seen[2]
 
     def attach(self, grid) -> None:
         self.grid = grid

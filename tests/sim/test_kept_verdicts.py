@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from skyops_tui.domain.config import load_config
+from skyops_tui.sim import agents
 from skyops_tui.sim.simulator import simulate
 from skyops_tui.sim.trace import read_trace
 
@@ -171,6 +172,7 @@ def test_whether_every_node_is_up_is_counted_again_when_a_status_changes(monkeyp
     restart that reloads their status from the store."""
     timers = sys.modules["skyops_tui.policy.planner.timers"]
     monkeypatch.setattr(timers, "CHECK_UP", True)
+    monkeypatch.setattr(agents, "CHECK_LOST", True)  # the simulated agents ask too
     seen = {"down": 0, "up": 0}
     every = timers.all_up
 
