@@ -86,19 +86,31 @@ def hold_flex_head(s: PassState, job: Job, nodes: list[Node]) -> int:
     shape = (t, job.gpus, job.nodes)
     rev = g.room_rev.get(t, 0)
     got = kept.get(shape)
-    if unstopped and got is not None and job.bid <= got[1]:
-        if got[0] == rev:
+    if got is not None and job.bid <= got[1]:
+        if got[0] == rev and unstopped:
             if CHECK_KEPT and _hold_flex_head(s, job, nodes, t) is not None:
                 raise AssertionError(f"{job.name}: a head kept as blocked in {t} found nodes")
             return 0
-        # Only the nodes whose room changed since can have come to qualify.
+        # Only the nodes whose room changed since, or where this pass stopped jobs,
+        # can have come to qualify.
         changed = g.room_changes(t, got[0])
-        if changed is not None and not _any_qualifies(s, job, changed):
-            if CHECK_KEPT and _hold_flex_head(s, job, nodes, t) is not None:
-                raise AssertionError(f"{job.name}: no node that changed in {t} qualifies, yet")
-            if t not in s.touched:
-                kept[shape] = (rev, job.bid)
-            return 0
+        if changed is not None:
+            if not unstopped:
+                changed = [*changed, *_stopped_nodes(s, t)]
+            clean = unstopped and t not in s.touched
+            # Judged at the kept bid first: if it holds there, it stands as it was.
+            if clean and job.bid < got[1] and not _any_qualifies(s, job, changed, got[1]):
+                bid = got[1]
+            elif not _any_qualifies(s, job, changed, job.bid):
+                bid = job.bid
+            else:
+                bid = -1
+            if bid >= 0:
+                if CHECK_KEPT and _hold_flex_head(s, job, nodes, t) is not None:
+                    raise AssertionError(f"{job.name}: no node that changed in {t} qualifies")
+                if clean:
+                    kept[shape] = (rev, bid)
+                return 0
     held = _hold_flex_head(s, job, nodes, t)
     if held is None:
         if unstopped and t not in s.touched and (got is None or got[0] != rev or got[1] < job.bid):
@@ -107,10 +119,17 @@ def hold_flex_head(s: PassState, job: Job, nodes: list[Node]) -> int:
     return held
 
 
-def _any_qualifies(s: PassState, job: Job, names: Iterable[str]) -> bool:
-    """Whether one of the nodes `names` qualifies to be held for `job` as a head, as
-    `_hold_flex_head` judges a node (its room, then what bids no higher hold)."""
-    heads, nodes, bid = s.head_nodes, s.g.nodes, job.bid
+def _stopped_nodes(s: PassState, t: str) -> list[str]:
+    """The nodes of type `t` where this pass stopped jobs (their GPUs soon free)."""
+    nodes = s.g.nodes
+    return [name for name in s.stopped_nodes if nodes[name].gpu_type == t]
+
+
+def _any_qualifies(s: PassState, job: Job, names: Iterable[str], bid: int) -> bool:
+    """Whether one of the nodes `names` qualifies to be held for `job` bidding `bid`
+    as a head, as `_hold_flex_head` judges a node (its room, then what bids no higher
+    hold)."""
+    heads, nodes = s.head_nodes, s.g.nodes
     for name in set(names):
         n = nodes[name]
         if not n.schedulable or name in heads:
@@ -409,17 +428,19 @@ def _outbid(
     A search that finds none may leave `victim_nodes` cleared; a kept verdict leaves it
     as it is: nothing reads it before a search or a claim that succeeds sets it."""
     g, now = s.g, s.now
-    if t in s.stopped_types:
-        return choose_victims(s, nodes, job, FLEX_POOL, eligible)
     kept = _kept(s)[2]
-    clean = t not in s.touched
+    stopped = t in s.stopped_types
+    clean = t not in s.touched and not stopped
     shape = (t, job.gpus, job.nodes)
     rev = g.holds_rev.get(t, 0)
     got = kept.get(shape)
     if got is not None and job.bid <= got[1]:
         min_slice = s.cfg.pricing.min_slice_s
         if not any(now - at >= min_slice for at in got[2]):
-            ahead = [] if got[0] == rev else _no_room_on(s, job, t, got[0], eligible)
+            if got[0] == rev and not stopped:
+                ahead: list[float] | None = []
+            else:
+                ahead = _no_room_on(s, job, t, got[0], eligible, stopped)
             if ahead is not None:
                 if CHECK_KEPT and choose_victims(s, nodes, job, FLEX_POOL, eligible) is not None:
                     raise AssertionError(
@@ -437,16 +458,19 @@ def _outbid(
 
 
 def _no_room_on(
-    s: PassState, job: Job, t: str, since: int, eligible: Callable[[Job], bool]
+    s: PassState, job: Job, t: str, since: int, eligible: Callable[[Job], bool], stopped: bool
 ) -> list[float] | None:
     """Judged on the nodes of type `t` whose holders changed since `holds_rev` was
-    `since`, as `choose_victims` judges a node for a Flex bid: None when one of them
-    has room for `job`, else the run starts there of the bids it could outbid once
-    their min_slice ends. None too when those changes are no longer known."""
+    `since` (and, when `stopped`, those where this pass stopped jobs), as
+    `choose_victims` judges a node for a Flex bid: None when one of them has room
+    for `job`, else the run starts there of the bids it could outbid once their
+    min_slice ends. None too when those changes are no longer known."""
     g, now = s.g, s.now
     changed = g.holds_changes(t, since)
     if changed is None:
         return None
+    if stopped:
+        changed = [*changed, *_stopped_nodes(s, t)]
     pricing = s.cfg.pricing
     min_slice, outbid = pricing.min_slice_s, 1 + pricing.min_outbid
     jobs, runs, heads, victims = g.jobs, g.flex_running[t], s.head_nodes, s.victims
