@@ -33,9 +33,10 @@ _NO_HEAD: PerGrid[dict[tuple[str, int, int], tuple[int, int]]] = PerGrid()
 _NO_HEAD_ON: PerGrid[dict[tuple[str, int], tuple[int, int]]] = PerGrid()
 # Per grid, type and shape (gpus, nodes): the highest bid `choose_victims` found no
 # room for in a pass that had touched nothing of the type, with the type's
-# Grid.holds_rev then and the run starts of the bids it could outbid once their
-# min_slice ends.
-_NO_ROOM: PerGrid[dict[tuple[str, int, int], tuple[int, int, list[float]]]] = PerGrid()
+# Grid.holds_rev then and the runs of the bids it could outbid once their min_slice
+# ends: (run start, a node it holds GPUs on), one per node.
+Ahead = list[tuple[float, str]]
+_NO_ROOM: PerGrid[dict[tuple[str, int, int], tuple[int, int, Ahead]]] = PerGrid()
 # Per grid and type, at the type's Grid.holds_rev: (that count, its Flex runs, their
 # lowest bid not stopping, the latest start among those or None when one has none).
 KeptRuns = tuple[int, list[Job], int | None, float | None]
@@ -46,7 +47,7 @@ CHECK_KEPT = False
 Kept = tuple[
     dict[tuple[str, int, int], tuple[int, int]],
     dict[tuple[str, int], tuple[int, int]],
-    dict[tuple[str, int, int], tuple[int, int, list[float]]],
+    dict[tuple[str, int, int], tuple[int, int, Ahead]],
 ]
 
 
@@ -436,21 +437,19 @@ def _outbid(
     got = kept.get(shape)
     if got is not None and job.bid <= got[1]:
         min_slice = s.cfg.pricing.min_slice_s
-        if not any(now - at >= min_slice for at in got[2]):
-            if got[0] == rev and not stopped:
-                ahead: list[float] | None = []
-            else:
-                ahead = _no_room_on(s, job, t, got[0], eligible, stopped)
-            if ahead is not None:
-                if CHECK_KEPT and choose_victims(s, nodes, job, FLEX_POOL, eligible) is not None:
-                    raise AssertionError(
-                        f"{job.name}: a bid kept as finding no room in {t} found some"
-                    )
-                if ahead and clean:
-                    kept[shape] = (rev, job.bid, got[2] + ahead)
-                elif got[0] != rev and clean:
-                    kept[shape] = (rev, job.bid, got[2])
-                return None
+        # Runs whose min_slice has ended since are new victims, on their nodes only.
+        due = [x[1] for x in got[2] if now - x[0] >= min_slice]
+        if got[0] == rev and not stopped and not due:
+            ahead: Ahead | None = []
+        else:
+            ahead = _no_room_on(s, job, t, got[0], eligible, stopped, due)
+        if ahead is not None:
+            if CHECK_KEPT and choose_victims(s, nodes, job, FLEX_POOL, eligible) is not None:
+                raise AssertionError(f"{job.name}: a bid kept as finding no room in {t} found some")
+            if clean and (ahead or due or got[0] != rev):
+                left = [x for x in got[2] if not now - x[0] >= min_slice] if due else got[2]
+                kept[shape] = (rev, job.bid, left + ahead)
+            return None
     victims = choose_victims(s, nodes, job, FLEX_POOL, eligible)
     if victims is None and clean:
         kept[shape] = (rev, job.bid, _min_slices_ahead(s, running, job.bid))
@@ -458,12 +457,18 @@ def _outbid(
 
 
 def _no_room_on(
-    s: PassState, job: Job, t: str, since: int, eligible: Callable[[Job], bool], stopped: bool
-) -> list[float] | None:
+    s: PassState,
+    job: Job,
+    t: str,
+    since: int,
+    eligible: Callable[[Job], bool],
+    stopped: bool,
+    also: list[str],
+) -> Ahead | None:
     """Judged on the nodes of type `t` whose holders changed since `holds_rev` was
-    `since` (and, when `stopped`, those where this pass stopped jobs), as
-    `choose_victims` judges a node for a Flex bid: None when one of them has room
-    for `job`, else the run starts there of the bids it could outbid once their
+    `since` (and, when `stopped`, those where this pass stopped jobs, and those in
+    `also`), as `choose_victims` judges a node for a Flex bid: None when one of them
+    has room for `job`, else the runs there of the bids it could outbid once their
     min_slice ends. None too when those changes are no longer known."""
     g, now = s.g, s.now
     changed = g.holds_changes(t, since)
@@ -471,11 +476,13 @@ def _no_room_on(
         return None
     if stopped:
         changed = [*changed, *_stopped_nodes(s, t)]
+    if also:
+        changed = [*changed, *also]
     pricing = s.cfg.pricing
     min_slice, outbid = pricing.min_slice_s, 1 + pricing.min_outbid
     jobs, runs, heads, victims = g.jobs, g.flex_running[t], s.head_nodes, s.victims
     bid = job.bid
-    ahead: list[float] = []
+    ahead: Ahead = []
     for name in set(changed):
         node = g.nodes[name]
         if not node.schedulable or name in heads:
@@ -495,23 +502,23 @@ def _no_room_on(
             if eligible(v):
                 free += sum(len(p.gpus) for p in v.placement if p.node == name)
             elif v.bid * outbid <= bid and v.started_at and not now - v.started_at >= min_slice:
-                ahead.append(v.started_at)
+                ahead.append((v.started_at, name))
         if free >= need:
             return None
     return ahead
 
 
-def _min_slices_ahead(s: PassState, running: list[Job], bid: int) -> list[float]:
-    """The run starts of the `running` bids that `bid` could outbid but whose
-    min_slice has not ended (`eligible` in `flex` on the time alone)."""
+def _min_slices_ahead(s: PassState, running: list[Job], bid: int) -> Ahead:
+    """The `running` bids that `bid` could outbid but whose min_slice has not ended
+    (`eligible` in `flex` on the time alone): (run start, node) per node each holds."""
     now = s.now
     pricing = s.cfg.pricing
     min_slice, outbid = pricing.min_slice_s, 1 + pricing.min_outbid
-    out = []
+    out: Ahead = []
     for v in running:
         at = v.started_at
         if at and not v.stop_reason and v.bid * outbid <= bid and not now - at >= min_slice:
-            out.append(at)
+            out.extend((at, p.node) for p in v.placement)
     return out
 
 
