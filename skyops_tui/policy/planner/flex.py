@@ -435,10 +435,22 @@ def _outbid(
     shape = (t, job.gpus, job.nodes)
     rev = g.holds_rev.get(t, 0)
     got = kept.get(shape)
-    if got is not None and job.bid <= got[1]:
+    if got is not None:
         min_slice = s.cfg.pricing.min_slice_s
         # Runs whose min_slice has ended since are new victims, on their nodes only.
         due = [x[1] for x in got[2] if now - x[0] >= min_slice]
+        more: Ahead = []
+        if job.bid > got[1]:
+            # A higher bid can outbid more runs: those too, on their nodes only.
+            outbid = 1 + s.cfg.pricing.min_outbid
+            for v in running:
+                if v.stop_reason or v.bid * outbid <= got[1] or not v.bid * outbid <= job.bid:
+                    continue
+                at = v.started_at
+                if at and now - at >= min_slice:
+                    due.extend(p.node for p in v.placement)
+                elif at:
+                    more.extend((at, p.node) for p in v.placement)
         if got[0] == rev and not stopped and not due:
             ahead: Ahead | None = []
         else:
@@ -446,9 +458,9 @@ def _outbid(
         if ahead is not None:
             if CHECK_KEPT and choose_victims(s, nodes, job, FLEX_POOL, eligible) is not None:
                 raise AssertionError(f"{job.name}: a bid kept as finding no room in {t} found some")
-            if clean and (ahead or due or got[0] != rev):
+            if clean and (ahead or due or more or got[0] != rev or job.bid > got[1]):
                 left = [x for x in got[2] if not now - x[0] >= min_slice] if due else got[2]
-                kept[shape] = (rev, job.bid, left + ahead)
+                kept[shape] = (rev, job.bid, left + more + ahead)
             return None
     victims = choose_victims(s, nodes, job, FLEX_POOL, eligible)
     if victims is None and clean:
