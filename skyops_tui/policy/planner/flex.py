@@ -87,17 +87,20 @@ def hold_flex_head(s: PassState, job: Job, nodes: list[Node]) -> int:
     shape = (t, job.gpus, job.nodes)
     rev = g.room_rev.get(t, 0)
     got = kept.get(shape)
-    if got is not None and job.bid <= got[1]:
-        if got[0] == rev and unstopped:
+    if got is not None:
+        if got[0] == rev and unstopped and job.bid <= got[1]:
             if CHECK_KEPT and _hold_flex_head(s, job, nodes, t) is not None:
                 raise AssertionError(f"{job.name}: a head kept as blocked in {t} found nodes")
             return 0
-        # Only the nodes whose room changed since, or where this pass stopped jobs,
-        # can have come to qualify.
+        # Only the nodes whose room changed since, where this pass stopped jobs, or
+        # (for a higher bid) where runs only it could have hold GPUs can have come to
+        # qualify.
         changed = g.room_changes(t, got[0])
         if changed is not None:
             if not unstopped:
                 changed = [*changed, *_stopped_nodes(s, t)]
+            if job.bid > got[1]:
+                changed = [*changed, *_yield_nodes(s, t, got[1], job.bid)]
             clean = unstopped and t not in s.touched
             # Judged at the kept bid first: if it holds there, it stands as it was.
             if clean and job.bid < got[1] and not _any_qualifies(s, job, changed, got[1]):
@@ -118,6 +121,18 @@ def hold_flex_head(s: PassState, job: Job, nodes: list[Node]) -> int:
             kept[shape] = (rev, job.bid)
         return 0
     return held
+
+
+def _yield_nodes(s: PassState, t: str, low: int, high: int) -> list[str]:
+    """The nodes of the Flex runs of type `t` not stopping that bid more than `low`
+    and no more than `high` (those a head bidding `high` could have, but not `low`)."""
+    jobs = s.g.jobs
+    out: list[str] = []
+    for jid in s.g.flex_running[t]:
+        v = jobs[jid]
+        if low < v.bid <= high and not v.stop_reason:
+            out.extend(p.node for p in v.placement)
+    return out
 
 
 def _stopped_nodes(s: PassState, t: str) -> list[str]:
