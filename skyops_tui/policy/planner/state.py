@@ -169,8 +169,8 @@ class PassState:
         them had GPUs taken in this pass: then `node_free_count` is the grid's count."""
         if not self._view(gpu_type)[2]:
             return False
-        if not self.taken:
-            return True
+        if not self.taken or gpu_type not in self.touched:
+            return True  # nothing of the type taken (`take` marks it touched)
         nodes_by_name = self.g.nodes
         for name, idx in self.taken.items():
             node = nodes_by_name[name]
