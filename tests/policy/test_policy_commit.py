@@ -159,6 +159,47 @@ def test_idle_reserved_gpus_are_lent_to_flex_and_reclaimed_when_the_owner_submit
     assert w.state("f") is JobState.PAUSED  # keeps its place in the book
 
 
+def lent_window(cheap_first: bool) -> HandWorld:
+    """One 8-GPU node, a window of one GPU lent to Flex, and two Flex jobs filling the
+    node: `cheap` (1 GPU, the lowest bid) and `dear` (7 GPUs). Flex takes unreserved
+    GPUs first, so the one submitted second holds the window's GPU."""
+    w = HandWorld(config(cluster={"grace_s": 120}))
+    w.reserve("r", gpus=1, start=T0, hours=4)
+    w.at(0)
+    jobs = [("cheap", 1, 0.8), ("dear", 7, 1.5)]
+    for k, (name, gpus, bid) in enumerate(jobs if cheap_first else jobs[::-1], 1):
+        w.flex(name, gpus=gpus, bid=bid)
+        w.at(k)
+        w.run()
+    return w
+
+
+def preempted(w: HandWorld, acts: list[A.Action]) -> list[str]:
+    return [w.grid.jobs[a.job].name for a in acts if isinstance(a, A.Preempt)]
+
+
+def test_a_reclaim_preempts_no_flex_job_beside_the_window_however_low_its_bid():
+    """Found by tests/policy/test_policy_properties.py: the cheapest Flex job on the
+    window's node was preempted first even where none of its GPUs was the window's, so
+    a one-GPU Commit job stopped two jobs, and the one that gave it nothing came back on
+    its own GPU while the owner job waited."""
+    w = lent_window(cheap_first=True)
+    (window_gpu,) = w.grid.reservations["r"].held
+    assert window_gpu in w.gpus_of("dear") and window_gpu not in w.gpus_of("cheap")
+    w.commit("c", "r", gpus=1)
+    assert preempted(w, w.at(600)) == ["dear"]
+
+
+def test_a_priority_job_preempts_no_flex_job_that_holds_only_window_gpus():
+    """The same rule for Priority: a Flex job on GPUs lent from a window gives a
+    Priority job nothing (they go back to the window's owner), so it is not a victim."""
+    w = lent_window(cheap_first=False)
+    (window_gpu,) = w.grid.reservations["r"].held
+    assert w.gpus_of("cheap") == {window_gpu}
+    w.priority("p", gpus=1, hours=1)
+    assert preempted(w, w.at(600)) == ["dear"]
+
+
 def test_window_end_warns_then_stops_the_owners_jobs_as_expired():
     w = World()
     w.reserve("r", gpus=4, start=T0 + HOUR, hours=2)

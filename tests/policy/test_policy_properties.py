@@ -361,6 +361,29 @@ def window_filled_twice(draw) -> list[tuple]:
         ("priority", "cy", 8, None, 2, True, 3600),
     ],
 )
+# Found by the random search: a one-GPU owner job reclaimed two Flex jobs, the cheaper
+# beside the window's GPUs giving it nothing; that one came back on its own GPU while
+# the owner waited. A victim now counts only if its GPUs are the pool's.
+@example(
+    sizes=2,
+    flex_jobs=[
+        *[("flex", "ann", 1, "H100", 0.0, 30, None)] * 1,
+        ("flex", "ann", 1, "H100", 0.0, 300, None),
+        *[("flex", "ann", 1, "H100", 0.0, 30, None)] * 3,
+        *[("flex", "ann", 1, "H100", 0.0, 300, None)] * 11,
+        ("flex", "ann", 1, "H100", 0.5, 300, None),
+        ("flex", "ann", 1, "H100", 0.0, 30, None),
+        ("flex", "ann", 1, "H100", 1.0, 300, None),
+    ],
+    window=[
+        ("reserve", "ann", 3, "H100", 0, 0.5, None),
+        ("wait", 30),
+        ("commit", 0, 1, 300),
+        ("wait", 1),
+        ("commit", 0, 1, 30),
+    ],
+    cmds=[("commit", 0, 1, 30), ("wait", 1), ("wait", 30), ("cancel", 18)],
+)
 def test_crowded_reservations_preempt_only_flex(sizes, flex_jobs, window, cmds):
     w = build([("H100", 8)] * sizes, [micro(1_000_000)] * 3)
     run(w, [*flex_jobs, ("wait", 30), *window, *cmds])

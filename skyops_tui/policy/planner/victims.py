@@ -101,8 +101,11 @@ def choose_victims(
         vs = sorted(vs, key=_victim_order)
         picked: list[Job] = []
         for v in vs:
+            gives = usable(node, v)
+            if not gives:
+                continue  # its GPUs are not the pool's: preempting it gives `job` nothing
             picked.append(v)
-            free += usable(node, v)
+            free += gives
             if free >= need:
                 break
         if free < need:
