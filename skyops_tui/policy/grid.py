@@ -66,6 +66,15 @@ _USAGE = {m: f"{m} usage " for m in Mode}
 _user_account = functools.cache(user_account)
 _rate_text = functools.cache(fmt)
 _SECONDS: dict[float, str] = {}
+_ACCOUNTS: dict[str, str] = {}  # user -> account, as `user_account` names it
+
+
+def _account(user: str) -> str:
+    """`user_account(user)`, kept: billing names an account for every charge."""
+    acct = _ACCOUNTS[user] = user_account(user)
+    return acct
+
+
 _SETTLE = A.Settle
 _FLEX, _COMMIT, _PRIORITY = Mode.FLEX, Mode.COMMIT, Mode.PRIORITY
 _PER_HOUR = pricing.PER_HOUR
@@ -897,6 +906,9 @@ class Grid:
         billed here with what every one of them reads kept once: `_run_total` inline,
         and for Flex `_flex_run_acc`'s one-price, one-bid span inline too (the rest
         through it). Any other goes through `settle`.
+        Most were billed together, a pass ago: what depends only on when a job was
+        last billed (the span, its price per market, the seconds in the text) is
+        worked out once per such group, not once per job.
         What they pay to revenue is added to its balance once, at the end (when the
         account exists already: a new one is opened in its place among the accounts)."""
         jobs, markets, outbox = self.jobs, self.markets, self.outbox
@@ -908,12 +920,19 @@ class Grid:
         dirty_add, txs_append = outbox.dirty_jobs.add, outbox.transactions.append
         b = round(now * US)
         flex_text, priority_text = _USAGE[_FLEX], _USAGE[_PRIORITY]
-        seconds = _SECONDS
+        accounts = _ACCOUNTS
         # Per market: its price segment in force over [a, b) for any `a` at or after the
         # segment's start (every span billed to `now` from there is one price).
         spans: dict[str, tuple[int, int]] = {}
+        # Per group of jobs last billed at the same time: the start `a` of the span and
+        # its length `d`, the seconds' text, per market the one price over the span (-1
+        # when it changed there), per GPU count the Flex text's end.
         last_billed = None
-        a = 0
+        a = d = 0
+        secs = 0.0
+        held: str | None = None
+        prices: dict[str, int] = {}
+        tails: dict[int, str] = {}
         for jid in ids:
             job = jobs[jid]
             billed = job.billed_from
@@ -922,37 +941,43 @@ class Grid:
             if billed is None or market_name is None or start is None or start > now:
                 self.settle(job, now)
                 continue
-            if billed != last_billed:  # most were billed together, a pass ago
+            if billed != last_billed:
                 a = round((billed or now) * US)
+                d = b - a
+                secs = now - billed
                 last_billed = billed
-            if b < a:
+                held = None
+                prices = {}
+                tails = {}
+            if d < 0:
                 self.settle(job, now)  # billed past now: a credit, with its own text
                 continue
             mode = job.mode
             if mode is _FLEX:
-                if b == a:
+                if not d:
                     acc = job.run_acc
                 else:
-                    span = spans.get(market_name)
-                    if span is None:
-                        market = markets[market_name]
-                        starts = market.starts
-                        i = len(starts) - 1
-                        if i >= 0 and starts[i] >= b:
-                            i = bisect_right(starts, b - 1) - 1  # a segment opened at `now`
-                        first = starts[i] if i >= 0 else -1
-                        price = market.levels[i] if i >= 0 else market.floor
-                        span = spans[market_name] = (first, price)
+                    price = prices.get(market_name)
+                    if price is None:
+                        span = spans.get(market_name)
+                        if span is None:
+                            market = markets[market_name]
+                            starts = market.starts
+                            i = len(starts) - 1
+                            if i >= 0 and starts[i] >= b:
+                                i = bisect_right(starts, b - 1) - 1  # a segment opened at `now`
+                            first = starts[i] if i >= 0 else -1
+                            level = market.levels[i] if i >= 0 else market.floor
+                            span = spans[market_name] = (first, level)
+                        price = prices[market_name] = span[1] if a >= span[0] else -1
                     log = job.bid_log
-                    if a >= span[0] and (not log or log[-1][0] <= a):
+                    if price >= 0 and (not log or log[-1][0] <= a):
                         cap = log[-1][1] if log else job.bid
-                        price = span[1]
-                        acc = job.run_acc + (price if price < cap else cap) * (b - a)
+                        acc = job.run_acc + (price if price < cap else cap) * d
                     else:
                         acc = _flex_run_acc(job, markets[market_name], a, b)
             elif mode is _PRIORITY and (job.end_at is None or job.end_at >= now):
-                market = markets[market_name]
-                acc = job.run_acc + market.rate * (b - a)
+                acc = job.run_acc + markets[market_name].rate * d
             else:
                 self.settle(job, now)
                 continue
@@ -965,8 +990,8 @@ class Grid:
             if not due:
                 continue
             job.charged += due
-            secs = now - billed
-            acct = _user_account(job.user)
+            user = job.user
+            acct = accounts.get(user) or _account(user)
             if due < 0:  # as `settle` credits it
                 job.refunded -= due
                 back = f"{-secs:.0f} s billed past the end of the run"
@@ -974,9 +999,13 @@ class Grid:
                     now, f"{mode} usage credit {job.name}: {back}", REVENUE, acct, -due, jid
                 )
                 continue
-            held = seconds.get(secs) or _seconds_text(secs)
+            if held is None:
+                held = _SECONDS.get(secs) or _seconds_text(secs)
             if mode is _FLEX:
-                reason = f"{flex_text}{job.name}: {held} s x {gpus} GPU at the clearing price"
+                tail = tails.get(gpus)
+                if tail is None:
+                    tail = tails[gpus] = f"{held} s x {gpus} GPU at the clearing price"
+                reason = f"{flex_text}{job.name}: {tail}"
             else:
                 rate = _rate_text(markets[market_name].rate)
                 reason = f"{priority_text}{job.name}: {held} s x {gpus} GPU at {rate}/GPU-h"
