@@ -94,17 +94,20 @@ def _min_slices(grid: Grid, now: float, held: Iterable[Job], best: float) -> flo
     waiting bid could displace once it ends."""
     min_slice = grid.cfg.pricing.min_slice_s
     outbid = 1 + grid.cfg.pricing.min_outbid
-    books = grid.flex_book
+    books, markets = grid.flex_book, grid.markets
     untyped = books.get(None)
     top_any = -untyped[0][0] if untyped else 0
-    top = {t: max(-b[0][0] if (b := books.get(t)) else 0, top_any) for t in grid.markets}
+    top: dict[str, int] = {}  # per market of a job read: the highest bid waiting there
     flex = Mode.FLEX
     for job in held:
-        if (
-            job.mode is flex
-            and job.started_at is not None
-            and top.get(job.market or "", 0) >= job.bid * outbid
-        ):
+        if job.mode is not flex or job.started_at is None:
+            continue
+        market = job.market or ""
+        high = top.get(market)
+        if high is None:
+            b = books.get(market)
+            high = top[market] = max(-b[0][0] if b else 0, top_any) if market in markets else 0
+        if high >= job.bid * outbid:
             t = job.started_at + min_slice
             if now < t < best:
                 best = t

@@ -13,7 +13,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Iterable, Iterator
 
-from ...domain.model import Job, Node
+from ...domain.model import Job, Node, NodeStatus
 from .. import actions as A
 from ..funding import AmpleFunds
 from ..pergrid import PerGrid
@@ -146,12 +146,13 @@ def _any_qualifies(s: PassState, job: Job, names: Iterable[str], bid: int) -> bo
     as a head, as `_hold_flex_head` judges a node (its room, then what bids no higher
     hold)."""
     heads, nodes = s.head_nodes, s.g.nodes
+    up = NodeStatus.UP
     for name in set(names):
         n = nodes[name]
-        if not n.schedulable or name in heads:
-            continue
+        if n.status is not up or n.drained is not None or name in heads:
+            continue  # not schedulable, or held for another head
         need = n.gpu_count if job.nodes else job.gpus
-        ok = s.node_free_count(n, FLEX_POOL) + s.soon_count(n, FLEX_POOL)
+        ok = s.flex_room(n)
         if ok < need:
             ok += s.flex_yield(n, bid, need - ok)
         if ok >= need:
@@ -510,11 +511,12 @@ def _no_room_on(
     jobs, runs, heads, victims = g.jobs, g.flex_running[t], s.head_nodes, s.victims
     bid = job.bid
     ahead: Ahead = []
+    nodes, up = g.nodes, NodeStatus.UP
     for name in set(changed):
-        node = g.nodes[name]
-        if not node.schedulable or name in heads:
-            continue
-        free = s.node_free_count(node, FLEX_POOL) + s.soon_count(node, FLEX_POOL)
+        node = nodes[name]
+        if node.status is not up or node.drained is not None or name in heads:
+            continue  # not schedulable, or held for a head
+        free = s.flex_room(node)
         need = node.gpu_count if job.nodes else job.gpus
         if free >= need:
             if job.nodes:

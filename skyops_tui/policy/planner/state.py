@@ -238,6 +238,25 @@ class PassState:
             n = sum(1 for i in idx if node.reserved[i] == reservation)
         return max(n - self.claimed.get(node.name, 0), 0)
 
+    def flex_room(self, node: Node) -> int:
+        """`node_free_count(node, FLEX_POOL) + soon_count(node, FLEX_POOL)` of a
+        schedulable node, in one call: a kept Flex verdict reads it for every node
+        that changed, several times a pass."""
+        name = node.name
+        if self.taken.get(name):
+            n = len(self.free_indices(node, FLEX_POOL))
+        else:
+            n = node.n_free + node.n_idle_reserved
+        soon = self._soon
+        if soon is None:
+            soon = self.soon()
+        idx = soon.get(name)
+        if idx:
+            left = len(idx) - self.claimed.get(name, 0)
+            if left > 0:
+                n += left
+        return n
+
     def mark_stopping(self, job: Job) -> None:
         self.victims.add(job.id)
         for p in job.placement:

@@ -48,11 +48,12 @@ def timers(s: PassState) -> None:
     jobs, nodes = g.jobs, g.nodes
     priority, commit, up = Mode.PRIORITY, Mode.COMMIT, NodeStatus.UP
     everywhere = all_up(g)
-    for jid in g.holding:
-        job = jobs[jid]
+    for job in map(jobs.__getitem__, g.holding):
         if job.state is not R or job.stop_reason:
             continue
-        if job.mode is priority and job.end_at is not None:
+        mode = job.mode
+        if mode is priority and job.end_at is not None:
+            jid = job.id
             left = job.end_at - now
             if left <= 0:
                 why = None
@@ -79,9 +80,9 @@ def timers(s: PassState) -> None:
                 if note is not None:
                     s.emit(A.Warn(jid, left, bit | (bit - 1), note))
         billed = job.billed_from
-        if billed is not None and now - billed >= interval and job.mode is not commit:
+        if billed is not None and now - billed >= interval and mode is not commit:
             if everywhere:
-                settle.append(jid)
+                settle.append(job.id)
                 continue
             # A node not heard from (a console just restarted, a link down) may yet
             # say the job ended a while ago: it is billed up to then when it does.
@@ -89,7 +90,7 @@ def timers(s: PassState) -> None:
                 if nodes[p.node].status is not up:
                     break
             else:
-                settle.append(jid)
+                settle.append(job.id)
     cap = SETTLE_PER_PASS
     if len(settle) > cap and len(settle) > (cap := max(cap, len(g.holding) // 32)):
         # Jobs started together would settle together every interval (2,000 in
