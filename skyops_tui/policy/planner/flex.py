@@ -248,7 +248,10 @@ def flex(s: PassState) -> None:
     pricing = s.cfg.pricing
     min_slice = pricing.min_slice_s
     outbid = 1 + pricing.min_outbid
-    untyped = g.flex_book.get(None, [])
+    books, needs = g.flex_book, g.flex_needs  # a pass changes neither
+    untyped = books.get(None, [])
+    needs_u = needs.get(None)
+    min_u = min(needs_u) if needs_u else 1  # the smallest untyped job, for every market
     # Per market, what its clearing price is judged on once every market has placed
     # its jobs (see `_waiting_bid`).
     priced: list[
@@ -266,7 +269,7 @@ def flex(s: PassState) -> None:
         kept_runs = _RUNS.put(g, {})
     for t, market in g.markets.items():
         nodes = g.by_type[t]
-        book = g.flex_book.get(t, [])
+        book = books.get(t, [])
         running, lowest, movable = _running(s, t, min_slice, kept_runs)
         bar = None if movable is None else movable * outbid  # the bid that displaces
         if not book and not untyped:
@@ -283,13 +286,13 @@ def flex(s: PassState) -> None:
         widest: int | None = None
         soon = s.soon()
         soon_nodes = [n for n in nodes if n.name in soon] if soon else []
-        needs_t, needs_u = g.flex_needs.get(t), g.flex_needs.get(None)
+        needs_t = needs.get(t)
         if needs_t:
             min_need = min(needs_t)
-            if needs_u:
-                min_need = min(min_need, min(needs_u))
+            if needs_u and min_u < min_need:
+                min_need = min_u
         else:
-            min_need = min(needs_u) if needs_u else 1
+            min_need = min_u
         if min_need < 1:
             min_need = 1
         smallest_node = s.smallest_node(t)

@@ -398,20 +398,21 @@ class PassState:
     def flex_yield(self, node: Node, bid: int, want: int) -> int:
         """GPUs on `node` that Flex runs not being stopped hold at a bid no higher than
         `bid`, counted until `want` are found (a head that bids `bid` could have them
-        once those runs end or are outbid)."""
-        name = node.name
+        once those runs end or are outbid). Counted GPU by GPU from the node's holders
+        (what a job holds there is its placement on the node)."""
         jobs, flex = self.g.jobs, _FLEX
         got = 0
-        for h in set(node.holders):
+        last = None
+        mine = False
+        for h in node.holders:
             if h is None:
                 continue
-            v = jobs[h]
-            if v.mode is flex and not v.stop_reason and v.bid <= bid:
-                pl = v.placement
-                if len(pl) == 1:
-                    got += len(pl[0].gpus) if pl[0].node == name else 0
-                else:
-                    got += sum(len(p.gpus) for p in pl if p.node == name)
+            if h != last:
+                last = h
+                v = jobs[h]
+                mine = v.mode is flex and not v.stop_reason and v.bid <= bid
+            if mine:
+                got += 1
                 if got >= want:
                     break
         return got
