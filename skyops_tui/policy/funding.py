@@ -170,11 +170,7 @@ def funds_may_run_low(grid: Grid, horizon_h: float = 24.0) -> bool:
     any account down to its limit: then no account is short in this pass, every job can
     fund its first period, and the per-account reckoning can be skipped."""
     ledger = grid.ledger
-    accounts = ledger.user_accounts()
-    if not accounts:
-        return False
     balances, nodes, cfg = ledger.balances, grid.nodes, grid.cfg
-    last = next(reversed(nodes.values())) if nodes else None
     mark = ledger.low_mark
     if (
         mark is not None
@@ -182,17 +178,24 @@ def funds_may_run_low(grid: Grid, horizon_h: float = 24.0) -> bool:
         and mark[1] == len(balances)
         and mark[4] is cfg
         and mark[5] == len(nodes)
-        and mark[6] is last
+        and mark[6] is (next(reversed(nodes.values())) if nodes else None)
         and mark[8] == horizon_h
     ):
         # No balance has fallen by more than was debited since the lowest was counted
-        # (on these accounts, nodes and limit): while that bound clears the bar, the
-        # lowest does (twice a pass, a walk of every account otherwise).
+        # (on these accounts, nodes and limit; accounts are never closed, so the same
+        # count is the same accounts, some user's among them): while that bound clears
+        # the bar, the lowest does (twice a pass, a walk of every account otherwise).
         limit, burn = mark[7], mark[9]
         if mark[2] - (ledger.debited - mark[3]) + limit >= burn:
-            if CHECK_LOW and min(map(balances.__getitem__, accounts)) + limit < burn:
-                raise AssertionError("funds kept as ample while an account runs low")
+            if CHECK_LOW:
+                accounts = ledger.user_accounts()
+                if not accounts or min(map(balances.__getitem__, accounts)) + limit < burn:
+                    raise AssertionError("funds kept as ample while an account runs low")
             return False
+    accounts = ledger.user_accounts()
+    if not accounts:
+        return False
+    last = next(reversed(nodes.values())) if nodes else None
     limit, burn = credit_limit(grid), _grid_burn(grid) * horizon_h
     lowest = min(map(balances.__getitem__, accounts))
     ledger.low_mark = (

@@ -926,13 +926,15 @@ class Grid:
         spans: dict[str, tuple[int, int]] = {}
         # Per group of jobs last billed at the same time: the start `a` of the span and
         # its length `d`, the seconds' text, per market the one price over the span (-1
-        # when it changed there), per GPU count the Flex text's end.
+        # when it changed there), the texts' ends per GPU count (Flex) and per market
+        # and GPU count (Priority).
         last_billed = None
         a = d = 0
         secs = 0.0
         held: str | None = None
         prices: dict[str, int] = {}
         tails: dict[int, str] = {}
+        priority_tails: dict[tuple[str, int], str] = {}
         for jid in ids:
             job = jobs[jid]
             billed = job.billed_from
@@ -949,6 +951,7 @@ class Grid:
                 held = None
                 prices = {}
                 tails = {}
+                priority_tails = {}
             if d < 0:
                 self.settle(job, now)  # billed past now: a credit, with its own text
                 continue
@@ -1007,8 +1010,12 @@ class Grid:
                     tail = tails[gpus] = f"{held} s x {gpus} GPU at the clearing price"
                 reason = f"{flex_text}{job.name}: {tail}"
             else:
-                rate = _rate_text(markets[market_name].rate)
-                reason = f"{priority_text}{job.name}: {held} s x {gpus} GPU at {rate}/GPU-h"
+                tail = priority_tails.get((market_name, gpus))
+                if tail is None:
+                    rate = _rate_text(markets[market_name].rate)
+                    tail = f"{held} s x {gpus} GPU at {rate}/GPU-h"
+                    priority_tails[market_name, gpus] = tail
+                reason = f"{priority_text}{job.name}: {tail}"
             balances[acct] = balances.get(acct, 0) - due
             if revenue:
                 paid += due
