@@ -99,6 +99,23 @@ def settle(job: int) -> Settle:
     return action
 
 
+class _Settles(dict[int, Settle]):
+    """The Settle action of each job, made once: a running job is settled every
+    billing interval, and a frozen action of one field is the same value whoever
+    holds it, so one object serves every pass (made afresh after a long run)."""
+
+    def __missing__(self, job: int) -> Settle:
+        if len(self) >= _SETTLES_KEPT:
+            self.clear()
+        action = self[job] = settle(job)
+        return action
+
+
+_SETTLES_KEPT = 1 << 16
+# `settle_of(job)` is `settle(job)`, looked up in C for a job settled before.
+settle_of = _Settles().__getitem__
+
+
 @dataclass(frozen=True, slots=True)
 class SetPrice:
     gpu_type: str
