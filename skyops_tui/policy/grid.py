@@ -1131,7 +1131,13 @@ class Grid:
         # with the next one.
         job.runs += 1
         why = "resumed" if resume else "placed"
-        where = ", ".join(f"{p.node}[{','.join(map(str, p.gpus))}]" for p in placement)
+        if len(placement) == 1:  # nearly every start: one node, often one GPU
+            p = placement[0]
+            gpus = p.gpus
+            idx = str(gpus[0]) if len(gpus) == 1 else ",".join(map(str, gpus))
+            where = f"{p.node}[{idx}]"
+        else:
+            where = ", ".join([f"{p.node}[{','.join(map(str, p.gpus))}]" for p in placement])
         self.set_state(job, S, now, f"{why} on {where}")
 
     def started(self, ref: int, now: float) -> None:
