@@ -25,9 +25,9 @@ Also reported: the floor, a bare interpreter that imports what `skyops serve` im
 `skyops` does), and where that memory goes (the RSS each step of those imports adds,
 and a Grid's bytes per queued job by tracemalloc), measured in processes of their own.
 
-The tree's bytecode is compiled first (under a cache prefix), as pip compiles a
-package it installs: serve is measured as installed, not compiling its modules at
-start. Left out: running jobs (their shims' memory is the agent's: benchmarks/... shim
+Serve runs from a copy of the tree's packages with their bytecode compiled, as pip
+compiles a package it installs: serve is measured as installed, not compiling its
+modules at start. Left out: running jobs (their shims' memory is the agent's: benchmarks/... shim
 figures), the SQLite page cache beyond what these commands touch, the watch stream,
 and with `--grid ssh` a live SSH session's own memory (nothing answers there: the
 figure is the SSH library loaded, not a connection held).
@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -65,6 +66,7 @@ IMPORTS = (
     "skyops_tui.api.server, skyops_tui.fleet.executor, skyops_tui.control.commands"
 )
 # What reaching the node adds to the imports (cli/console.py's transports, build_runtime).
+IGNORE = shutil.ignore_patterns("__pycache__")
 GRID_IMPORTS = {
     "local": (),
     "ssh": ("import skyops_tui.fleet.ssh",),
@@ -149,10 +151,11 @@ STEPS = (
 )
 
 
-def floor_and_breakdown(env: dict, live: int, grid: str = "local") -> dict:
+def floor_and_breakdown(env: dict, live: int, grid: str, cwd: Path) -> dict:
     """In processes of their own: the RSS of a bare interpreter, then after each step of
     the imports `skyops serve` makes for `grid` (what each adds, in that order), and a
-    Grid's bytes per queued job (tracemalloc)."""
+    Grid's bytes per queued job (tracemalloc). Run in `cwd`, not the checkout: `-c` puts
+    the working directory first on the path."""
     all_steps = (*STEPS, *GRID_IMPORTS[grid], IMPORTS)
     steps = "\n".join(f"{step}\nout.append(({step!r}, rss()))" for step in all_steps)
     code = f"""
@@ -167,7 +170,12 @@ print(json.dumps(out))
 """
     got = json.loads(
         subprocess.run(
-            [sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True
+            [sys.executable, "-c", code],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+            cwd=cwd,
         ).stdout
     )
     added = [
@@ -195,9 +203,31 @@ g.drain()
 print(round(tracemalloc.get_traced_memory()[0] / {live}))
 """
     traced = subprocess.run(
-        [sys.executable, "-c", per_job], env=env, check=True, capture_output=True, text=True
+        [sys.executable, "-c", per_job],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
     )
     return {"imports": added, "grid_bytes_per_queued_job": int(traced.stdout)}
+
+
+def compiled_copy(root: Path, tmp: Path) -> tuple[Path, Path]:
+    """The packages as pip installs them: a copy of the tree's with its bytecode compiled
+    beside it. A checkout run where PYTHONDONTWRITEBYTECODE is set (this sandbox sets it)
+    has none, and then every start compiles every module, whose heap stays with the
+    process. Not a cache prefix (PYTHONPYCACHEPREFIX): Python then reads every module's
+    bytecode from the prefix alone, so the standard library and site-packages, whose
+    compiled files lie beside them, were compiled at each start (asyncssh's sftp module
+    alone 8.5 MB). Nothing is written into the tree."""
+    dst = tmp / "tree"
+    shutil.copytree(root / "skyops_tui", dst / "skyops_tui", ignore=IGNORE)
+    shutil.copytree(root / "agent" / "skyops_agent", dst / "agent" / "skyops_agent", ignore=IGNORE)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(dst)], env=env, check=True,
+                   capture_output=True)  # fmt: skip
+    return dst, dst / "agent"
 
 
 def measure(
@@ -215,16 +245,7 @@ def measure(
             node, env["SLURM_CONF"] = slurm.node_names[0], str(slurm.conf)
             text = config("memory-bench", grid, node) + f'state_dir = "{tmp / "jobs"}"\n'
         (tmp / "config.toml").write_text(text)
-        env["PYTHONPATH"] = os.pathsep.join([str(root), str(root / "agent")])
-        # The tree's bytecode compiled first, as pip compiles a package it installs: a
-        # checkout run where PYTHONDONTWRITEBYTECODE is set (this sandbox sets it) has
-        # none, and then every start compiles every module, whose heap stays with the
-        # process (about 0.5 MB). Written under a cache prefix, not into the tree.
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        env["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
-        subprocess.run([sys.executable, "-m", "compileall", "-q", str(root / "skyops_tui"),
-                        str(root / "agent" / "skyops_agent")], env=env, check=True,
-                       capture_output=True)  # fmt: skip
+        env["PYTHONPATH"] = os.pathsep.join(str(p) for p in compiled_copy(root, tmp))
         base = [sys.executable, "-m", "skyops_tui", "--config", str(tmp / "config.toml")]
         base += ["--db", str(tmp / "s.db")]
         # The file exists, at this schema, before the leader opens it: a leader is
@@ -274,7 +295,7 @@ def measure(
             point("after listing every job", live, done)
             for c in clients:
                 c.close()
-        floor = floor_and_breakdown(env, live, grid)
+        floor = floor_and_breakdown(env, live, grid, tmp)
         return {"grid": grid, "points": points, "jobs_query": counted, "floor": floor}
 
 
