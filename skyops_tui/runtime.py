@@ -368,9 +368,25 @@ class Runtime:
         from .store.db import Fence
 
         self.epoch = epoch
-        self._lease_until = now + self.lease_ttl_s * (1 - LEASE_MARGIN)
-        self._renew_at = now + self.lease_ttl_s / 4
-        self._db.fence = Fence(self.holder, epoch, self.clock.now)
+        self._lease_renewed(now)
+        self._db.fence = Fence(
+            self.holder,
+            epoch,
+            self.clock.now,
+            ttl_s=self.lease_ttl_s,
+            due=self._lease_due,
+            renewed=self._lease_renewed,
+        )
+
+    def _lease_due(self, now: float) -> bool:
+        return now >= self._renew_at
+
+    def _lease_renewed(self, now: float) -> None:
+        """The lease was renewed at `now` (by the lease loop, or by one of this leader's
+        writes): it is surely ours until a margin before its end by our clock. Never
+        moved back: the loop's renewal, started before a write's, may end after it."""
+        self._lease_until = max(self._lease_until, now + self.lease_ttl_s * (1 - LEASE_MARGIN))
+        self._renew_at = max(self._renew_at, now + self.lease_ttl_s / 4)
 
     def _spawn(self, coro) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coro)

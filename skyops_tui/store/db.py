@@ -75,6 +75,11 @@ BUSY_TIMEOUT_S = 10.0
 WAL_AUTOCHECKPOINT = 4000
 # How often a leader's checkpoint thread looks for new commits (`checkpoint_in_background`).
 CHECKPOINT_EVERY_S = 1.0
+# The WAL size past which that thread empties the file (a TRUNCATE checkpoint), how often
+# it looks, and how long it may hold the leader's writes back waiting for its turn.
+WAL_LIMIT_BYTES = 64 * 1024 * 1024
+WAL_POLL_S = 0.1
+TRUNCATE_WAIT_MS = 50
 COUNTERS = ("next_job_id", "next_res_id", "next_seq")
 # The ended jobs a long-running leader keeps in memory (`Store.keep_ended`): the latest
 # thousand, a few MB at most, so its memory stays flat however long its history grows.
@@ -171,6 +176,14 @@ class Fence:
     holder: str
     epoch: int
     clock: Callable[[], float]
+    # A leader's own writes renew its lease when it is due (`due(now)`): to `now +
+    # ttl_s`, in the same transaction, and `renewed(now)` is told once that commits.
+    # The renewal from the leader's loop, in a thread, waits for the store's lock and
+    # for the loop's turns; a leader writing without pause (a storm of commands, each
+    # committed at once) starved it past the lease's end and paused itself.
+    ttl_s: float = 0.0
+    due: Callable[[float], bool] | None = None
+    renewed: Callable[[float], None] | None = None
 
 
 def busy_timeout() -> float:
@@ -297,6 +310,7 @@ class Store:
         self._dir_synced = False
         self._flush: asyncio.Task[None] | None = None
         self.checkpoints = 0  # done by `checkpoint_in_background`'s thread
+        self.truncations = 0  # of those, the ones that emptied the WAL (past its limit)
         self._checkpointer: threading.Thread | None = None
         self._stop_checkpoints = threading.Event()
         try:
@@ -370,36 +384,67 @@ class Store:
         with self._lock:
             self.conn.close()
 
-    def checkpoint_in_background(self, every_s: float = CHECKPOINT_EVERY_S) -> None:
+    def checkpoint_in_background(
+        self, every_s: float = CHECKPOINT_EVERY_S, wal_limit: int = WAL_LIMIT_BYTES
+    ) -> None:
         """Checkpoint the WAL from a thread of its own, never inside a write: a commit
         that reaches `wal_autocheckpoint` copies the WAL into the file and fsyncs it
         before it returns, a stall of 10-20 ms in the scheduling pass that made it
         (docs/benchmarks.md §8). A leader calls this; its writes then only append to
         the WAL, and a PASSIVE checkpoint (which waits for no reader or writer) runs
-        every `every_s` seconds in which something was committed. Stopped by `close`."""
+        every `every_s` seconds in which something was committed.
+
+        A PASSIVE checkpoint alone never lets the WAL start over while the leader keeps
+        writing: SQLite rewinds it only at a write that finds every frame copied, and
+        the thread always lags the writer. A burst of 5,000 submissions and cancels
+        grew it to 244 MB, and the index of it that SQLite maps (`-shm`, 32 KiB a
+        4,096 frames, in each connection) to 1.8 MB of the leader's memory. So once
+        the file passes `wal_limit` bytes the thread follows with a TRUNCATE checkpoint:
+        it holds writers back while it copies the few frames written since, fsyncs
+        and empties the file, and waits at most `TRUNCATE_WAIT_MS` for them (or for a
+        reader on an older snapshot) before it gives up until the next round.
+        Stopped by `close`."""
         if self._checkpointer is not None:
             return
         with self._lock:
             self.conn.execute("PRAGMA wal_autocheckpoint = 0")
         self._stop_checkpoints.clear()
         self._checkpointer = threading.Thread(
-            target=self._checkpoint_loop, args=(every_s,), name="skyops-checkpoint", daemon=True
+            target=self._checkpoint_loop,
+            args=(every_s, wal_limit),
+            name="skyops-checkpoint",
+            daemon=True,
         )
         self._checkpointer.start()
 
-    def _checkpoint_loop(self, every_s: float) -> None:
+    def _checkpoint_loop(self, every_s: float, wal_limit: int) -> None:
         conn: sqlite3.Connection | None = None
         done = self.commits
+        wal = f"{self.path}-wal"
+        poll_s = min(every_s, WAL_POLL_S)
+        waited = 0.0
         try:
-            while not self._stop_checkpoints.wait(every_s):
-                if self.commits == done:
+            while not self._stop_checkpoints.wait(poll_s):
+                waited += poll_s
+                try:
+                    big = os.stat(wal).st_size >= wal_limit
+                except OSError:
+                    big = False
+                if not big and (waited < every_s or self.commits == done):
                     continue
-                done = self.commits
+                waited, done = 0.0, self.commits
                 try:
                     if conn is None:
                         conn = sqlite3.connect(str(self.path), timeout=self.busy_timeout_s)
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                     self.checkpoints += 1
+                    if big:
+                        conn.execute(f"PRAGMA busy_timeout = {TRUNCATE_WAIT_MS}")
+                        try:
+                            if not conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]:
+                                self.truncations += 1
+                        finally:
+                            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
                 except sqlite3.Error as e:  # a full disk, a file gone: the next round retries
                     log.debug("background checkpoint of %s failed: %s", self.path, e)
         finally:
@@ -505,8 +550,9 @@ class Store:
     def _fenced_write(self) -> Iterator[sqlite3.Connection]:
         """A write of the leader's decisions: refused with `LeaseLost`, and rolled back,
         unless this console still holds the lease it acquired (`fence`)."""
+        renewed_at: float | None = None
+        fence = self.fence
         with self._write() as c:
-            fence = self.fence
             if fence is not None:
                 row = c.execute(
                     "SELECT holder, epoch, expires_at FROM lease WHERE name = ?", (LEASE,)
@@ -522,7 +568,14 @@ class Store:
                     raise LeaseLost(
                         f"this console's scheduler lease ended {now - row[2]:.1f} s ago"
                     )
+                if fence.due is not None and fence.due(now):
+                    c.execute(
+                        "UPDATE lease SET expires_at = ? WHERE name = ?", (now + fence.ttl_s, LEASE)
+                    )
+                    renewed_at = now
             yield c
+        if renewed_at is not None and fence is not None and fence.renewed is not None:
+            fence.renewed(renewed_at)
 
     @contextmanager
     def _read(self) -> Iterator[_Reader]:

@@ -211,3 +211,41 @@ def rowids(store: Store) -> dict[str, int]:
     """The last row of every table a decision writes to."""
     tables = ("events", "actions", "ledger_tx", "jobs", "commands", "prices")
     return {t: store._rows(f"SELECT MAX(rowid) AS m FROM {t}")[0]["m"] or 0 for t in tables}
+
+
+async def test_a_leader_writing_without_pause_keeps_its_lease(tmp_path):
+    """A storm of commands, each committed (and fsync'd) the moment it arrives, leaves
+    the leader's loop few turns and its store's lock rarely free: the lease loop's
+    renewal, in a thread, came too late and the leader paused itself in the middle of
+    the storm (refusing commands, "the scheduler lease is not renewed"). Its own
+    writes renew the lease when due, so it leads throughout and the lease row says so."""
+    rt, _ = console(tmp_path / "state.db")
+    rt.lease_ttl_s = 0.5
+    rt.store.conn.execute("PRAGMA synchronous = FULL")  # a slow disk: every commit waits
+    await rt.start()
+    refused: list[str] = []
+    submitted = 0
+    end = time.monotonic() + 4 * rt.lease_ttl_s
+
+    async def client(c: int) -> None:
+        nonlocal submitted
+        k = 0
+        while time.monotonic() < end and not refused:
+            try:
+                rt.local.submit(JobSpec(**spec(f"storm-{c}-{k}")))
+            except Exception as e:  # noqa: BLE001 - the refusal is what is asserted
+                refused.append(f"{type(e).__name__}: {e}")
+            k += 1
+            submitted += 1
+            await asyncio.sleep(0)  # the others' turns: the loop is never idle
+
+    try:
+        assert rt.leader
+        await asyncio.gather(*(client(c) for c in range(256)))
+        assert refused == [], f"after {submitted} submissions: {refused[0]}"
+        assert acting(rt)
+        assert lease_holder(rt.store, rt.clock.now()) == rt.holder
+        assert rt.store._rows("SELECT count(*) AS n FROM jobs")[0]["n"] == submitted
+    finally:
+        await rt.stop()
+        rt.store.close()
