@@ -248,6 +248,7 @@ def flex(s: PassState) -> None:
     pricing = s.cfg.pricing
     min_slice = pricing.min_slice_s
     outbid = 1 + pricing.min_outbid
+    interval = s.cfg.cluster.billing_interval_s
     books, needs = g.flex_book, g.flex_needs  # a pass changes neither
     untyped = books.get(None, [])
     needs_u = needs.get(None)
@@ -307,10 +308,11 @@ def flex(s: PassState) -> None:
         entries = _merge(book, untyped)
         floor = market.floor
         for entry in entries:
-            job = jobs[entry[2]]
-            if job.id in started or job.retry_at > now or job.bid < floor:
+            jid = entry[2]
+            if jid in started or jid in elsewhere:
                 continue
-            if job.id in elsewhere:
+            job = jobs[jid]
+            if job.retry_at > now or job.bid < floor:
                 continue
             if not nodes:
                 break
@@ -412,7 +414,7 @@ def flex(s: PassState) -> None:
         if cut is not None and waiting != _waiting_bid(s, t, bidders[: cut[2]], None):
             raise AssertionError(f"{t}: the book past the cut changed the waiting bid")
         price = clearing_price(waiting, lowest, market.floor, market.rate)
-        if price != market.price or now - market.price_at >= s.cfg.cluster.billing_interval_s:
+        if price != market.price or now - market.price_at >= interval:
             s.emit(A.set_price(t, price))
 
 
