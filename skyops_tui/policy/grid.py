@@ -75,7 +75,7 @@ def _account(user: str) -> str:
     return acct
 
 
-_SETTLE = A.Settle
+_SETTLE, _SET_PRICE = A.Settle, A.SetPrice
 _FLEX, _COMMIT, _PRIORITY = Mode.FLEX, Mode.COMMIT, Mode.PRIORITY
 _PER_HOUR = pricing.PER_HOUR
 
@@ -1061,8 +1061,12 @@ class Grid:
 
     # ------------------------------------------------------------ apply actions
     def apply(self, action: A.Action, now: float) -> None:
-        if action.__class__ is _SETTLE:  # most actions by far (16 a pass): no match walked
+        cls = action.__class__
+        if cls is _SETTLE:  # most actions by far (16 a pass): no match walked
             self.settle(self.jobs[action.job], now)
+            return
+        if cls is _SET_PRICE:  # one a market most passes, the last case below
+            self._set_price(action.gpu_type, action.price, now)
             return
         match action:
             case A.Start(job=jid, placement=pl, market=m, resume=resume):
@@ -1102,10 +1106,13 @@ class Grid:
             case A.CloseWindow(reservation=name, index=i):
                 self._close_window(self.reservations[name], i, now)
             case A.SetPrice(gpu_type=t, price=p):
-                market = self.markets[t]
-                if p != market.price:
-                    self.outbox.prices.append((now, t, p))  # the store replays these in order
-                market.set_price(p, now)
+                self._set_price(t, p, now)
+
+    def _set_price(self, gpu_type: str, price: int, now: float) -> None:
+        market = self.markets[gpu_type]
+        if price != market.price:
+            self.outbox.prices.append((now, gpu_type, price))  # the store replays these in order
+        market.set_price(price, now)
 
     def _start(
         self, job: Job, placement: tuple[Placement, ...], market: str, resume: bool, now: float

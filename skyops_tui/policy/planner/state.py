@@ -27,6 +27,7 @@ from ..pergrid import PerGrid
 
 R = JobState.RUNNING
 _FLEX = Mode.FLEX
+_UP = NodeStatus.UP
 _NAME = operator.attrgetter("name")
 # Per grid and type: (node count, last node, the nodes by name).
 _BY_NAME: PerGrid[dict[str, tuple[int, Node | None, list[Node]]]] = PerGrid()
@@ -101,7 +102,7 @@ class PassState:
         self.actions.append(action)
 
     def free_indices(self, node: Node, pool: str, reservation: str | None = None) -> list[int]:
-        if not node.schedulable:
+        if node.status is not _UP or node.drained is not None:  # not `node.schedulable`
             return []
         taken = self.taken.get(node.name, ())
         h, r = node.holders, node.reserved
@@ -120,7 +121,7 @@ class PassState:
         ]
 
     def node_free_count(self, node: Node, pool: str) -> int:
-        if not node.schedulable:
+        if node.status is not _UP or node.drained is not None:  # not `node.schedulable`
             return 0
         n = node.n_free if pool == PRIORITY_POOL else node.n_free + node.n_idle_reserved
         taken = self.taken.get(node.name)
