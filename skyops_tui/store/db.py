@@ -75,11 +75,11 @@ BUSY_TIMEOUT_S = 10.0
 WAL_AUTOCHECKPOINT = 4000
 # How often a leader's checkpoint thread looks for new commits (`checkpoint_in_background`).
 CHECKPOINT_EVERY_S = 1.0
-# The WAL size past which that thread empties the file (a TRUNCATE checkpoint), how often
-# it looks, and how long it may hold the leader's writes back waiting for its turn.
+# The WAL size past which that thread makes it start over (a RESTART checkpoint), how
+# often it looks, and how long it may hold the leader's writes back waiting for its turn.
 WAL_LIMIT_BYTES = 64 * 1024 * 1024
 WAL_POLL_S = 0.1
-TRUNCATE_WAIT_MS = 50
+RESTART_WAIT_MS = 50
 COUNTERS = ("next_job_id", "next_res_id", "next_seq")
 # The ended jobs a long-running leader keeps in memory (`Store.keep_ended`): the latest
 # thousand, a few MB at most, so its memory stays flat however long its history grows.
@@ -310,7 +310,7 @@ class Store:
         self._dir_synced = False
         self._flush: asyncio.Task[None] | None = None
         self.checkpoints = 0  # done by `checkpoint_in_background`'s thread
-        self.truncations = 0  # of those, the ones that emptied the WAL (past its limit)
+        self.restarts = 0  # of those, the ones that let the WAL start over (past its limit)
         self._checkpointer: threading.Thread | None = None
         self._stop_checkpoints = threading.Event()
         try:
@@ -399,15 +399,17 @@ class Store:
         the thread always lags the writer. A burst of 5,000 submissions and cancels
         grew it to 244 MB, and the index of it that SQLite maps (`-shm`, 32 KiB a
         4,096 frames, in each connection) to 1.8 MB of the leader's memory. So once
-        the file passes `wal_limit` bytes the thread follows with a TRUNCATE checkpoint:
-        it holds writers back while it copies the few frames written since, fsyncs
-        and empties the file, and waits at most `TRUNCATE_WAIT_MS` for them (or for a
-        reader on an older snapshot) before it gives up until the next round.
-        Stopped by `close`."""
+        the file passes `wal_limit` bytes the thread follows with a RESTART checkpoint:
+        it holds writers back while it copies the few frames written since and waits
+        at most `RESTART_WAIT_MS` for them (or for a reader on an older snapshot)
+        before it gives up until the next look; the leader's next write then starts
+        the WAL over and cuts the file back to `wal_limit` (`journal_size_limit`),
+        whose space the frames after it reuse. Stopped by `close`."""
         if self._checkpointer is not None:
             return
         with self._lock:
             self.conn.execute("PRAGMA wal_autocheckpoint = 0")
+            self.conn.execute(f"PRAGMA journal_size_limit = {wal_limit}")
         self._stop_checkpoints.clear()
         self._checkpointer = threading.Thread(
             target=self._checkpoint_loop,
@@ -427,7 +429,7 @@ class Store:
             while not self._stop_checkpoints.wait(poll_s):
                 waited += poll_s
                 try:
-                    big = os.stat(wal).st_size >= wal_limit
+                    big = os.stat(wal).st_size > wal_limit
                 except OSError:
                     big = False
                 if not big and (waited < every_s or self.commits == done):
@@ -439,10 +441,10 @@ class Store:
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                     self.checkpoints += 1
                     if big:
-                        conn.execute(f"PRAGMA busy_timeout = {TRUNCATE_WAIT_MS}")
+                        conn.execute(f"PRAGMA busy_timeout = {RESTART_WAIT_MS}")
                         try:
-                            if not conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]:
-                                self.truncations += 1
+                            if not conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()[0]:
+                                self.restarts += 1
                         finally:
                             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
                 except sqlite3.Error as e:  # a full disk, a file gone: the next round retries
