@@ -261,8 +261,7 @@ def check_actions(grid: Grid, actions: list[A.Action], now: float | None = None)
                 out.append(f"{a.gpu_type} clearing price {a.price} under the floor {m.floor}")
             if last_price[a.gpu_type] is not a:
                 continue
-            for jid in grid.flex_running[a.gpu_type]:
-                job = grid.jobs[jid]
+            for job in map(grid.jobs.__getitem__, grid.flex_running[a.gpu_type]):
                 if job.bid < a.price and not job.stop_reason:
                     out.append(f"flex job {job.name} pays {a.price} above its bid {job.bid}")
     return out
@@ -290,9 +289,10 @@ def check_transactions(grid: Grid, txs: list[Transaction]) -> list[str]:
         if total:
             out.append(f"unbalanced transaction: {tx.reason}")
     limit = credit_limit(grid)
+    balances = grid.balances
     for acct in seen:
-        if acct.startswith("user:") and grid.balances.get(acct, 0) < -limit:
-            out.append(f"{acct} balance {grid.balances[acct]} beyond its limit -{limit}")
+        if acct.startswith("user:") and balances.get(acct, 0) < -limit:
+            out.append(f"{acct} balance {balances[acct]} beyond its limit -{limit}")
     return out
 
 

@@ -168,7 +168,8 @@ class PassState:
     def _plain(self, gpu_type: str) -> bool:
         """Whether every node of the type with GPUs free is schedulable and none of
         them had GPUs taken in this pass: then `node_free_count` is the grid's count."""
-        if not self._view(gpu_type)[2]:
+        v = self._seen.get(gpu_type)  # `_view`, read without a call once read this pass
+        if not (v if v is not None else self._view(gpu_type))[2]:
             return False
         if not self.taken or gpu_type not in self.touched:
             return True  # nothing of the type taken (`take` marks it touched)
