@@ -82,7 +82,7 @@ def hold_flex_head(s: PassState, job: Job, nodes: list[Node]) -> int:
         return 0
     t = nodes[0].gpu_type
     g = s.g
-    kept = _kept(s)[0]
+    kept = (s.flex_kept or _kept(s))[0]
     unstopped = t not in s.stopped_types
     shape = (t, job.gpus, job.nodes)
     rev = g.room_rev.get(t, 0)
@@ -170,7 +170,7 @@ def _hold_flex_head(s: PassState, job: Job, nodes: list[Node], t: str) -> int | 
     heads = s.head_nodes
     g, bid = s.g, job.bid
     rev, touched, stopped = g.node_room_rev, s.touched_nodes, s.stopped_nodes
-    no_head = _kept(s)[1]
+    no_head = (s.flex_kept or _kept(s))[1]
 
     def qualifies(n: Node, ok: int) -> bool:
         """`ok`: the node's GPUs free or being freed for Flex (its room). A node that
@@ -249,6 +249,9 @@ def flex(s: PassState) -> None:
     min_slice = pricing.min_slice_s
     outbid = 1 + pricing.min_outbid
     interval = s.cfg.cluster.billing_interval_s
+    # With ample funds, a bidder for a market alone is still waiting once the pass
+    # ends: `_waiting_bid` reads no bidder after the first such one.
+    ample = isinstance(s.guard, AmpleFunds)
     books, needs = g.flex_book, g.flex_needs  # a pass changes neither
     untyped = books.get(None, [])
     needs_u = needs.get(None)
@@ -300,9 +303,6 @@ def flex(s: PassState) -> None:
         bidders: list[tuple[Job, int]] = []  # waiting jobs that bid here, highest first
         rest: Iterator[BookEntry] | None = None  # the book past the job the walk stopped at
         headed = False  # a blocked large bid holds a node in this market
-        # With ample funds, a bidder for this market alone is still waiting once the
-        # pass ends: `_waiting_bid` reads no bidder after the first such one.
-        ample = isinstance(s.guard, AmpleFunds)
         sure = False  # such a bidder is in `bidders`
         cut: tuple[int, int, int] | None = None  # CHECK_KEPT: where the walk would stop
         entries = _merge(book, untyped)
@@ -450,7 +450,7 @@ def _outbid(
     A search that finds none may leave `victim_nodes` cleared; a kept verdict leaves it
     as it is: nothing reads it before a search or a claim that succeeds sets it."""
     g, now = s.g, s.now
-    kept = _kept(s)[2]
+    kept = (s.flex_kept or _kept(s))[2]
     stopped = t in s.stopped_types
     clean = t not in s.touched and not stopped
     shape = (t, job.gpus, job.nodes)
