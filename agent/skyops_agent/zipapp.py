@@ -7,7 +7,6 @@ copy is stale. pynvml.py from the installed nvidia-ml-py rides along when availa
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import io
 import os
@@ -108,6 +107,10 @@ def build_zipapp(dest_dir: str, include_pynvml: bool = True) -> tuple[str, str]:
 
 
 def file_sha256(path: str) -> str:
+    # Imported here: a console that loads this module imports asyncssh after it, and
+    # asyncssh is lighter loaded with no `hashlib` before it (skyops_tui/fleet/sshlib.py).
+    import hashlib
+
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

@@ -118,9 +118,8 @@ class Tunnel:
         )
 
     async def _open(self) -> None:
-        import asyncssh
-
         from ..fleet.ssh import HostKeyRefused
+        from ..fleet.sshlib import asyncssh
 
         try:
             self._conn = await self.transport().open_connection()

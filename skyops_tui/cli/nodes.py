@@ -20,7 +20,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import asyncssh
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -30,6 +29,7 @@ from skyops_agent import protocol
 from ..domain.config import Config, NodeConfig
 from ..fleet.link import AgentError, LinkClosed, LocalTransport, Transport
 from ..fleet.ssh import HostKeyRefused, SshTransport
+from ..fleet.sshlib import asyncssh
 from ..locations import db_path
 
 OK = "ok"

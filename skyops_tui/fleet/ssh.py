@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import secrets
 import shlex
 import shutil
 import tempfile
@@ -18,13 +17,12 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
-import asyncssh
-
 from skyops_agent.zipapp import build_zipapp
 
 from ..domain.config import NodeConfig
 from ..locations import data_dir
 from .link import AgentLink, HostKeyRefused, LinkClosed
+from .sshlib import asyncssh
 
 STDERR_LINES = 20
 _ZIPAPP: tuple[str, str] | None = None
@@ -148,7 +146,7 @@ class SshTransport:
         async with conn.start_sftp_client() as sftp:
             await sftp.makedirs(rdir, exist_ok=True)
             if not await sftp.exists(remote):
-                tmp = f"{remote}.part-{secrets.token_hex(4)}"
+                tmp = f"{remote}.part-{os.urandom(4).hex()}"
                 await sftp.put(local, tmp)
                 try:
                     await sftp.rename(tmp, remote)
