@@ -13,6 +13,7 @@ statements on the bare connection, since it runs on every scheduling pass.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import sqlite3
@@ -552,9 +553,9 @@ class Store:
     def _fenced_write(self) -> Iterator[sqlite3.Connection]:
         """A write of the leader's decisions: refused with `LeaseLost`, and rolled back,
         unless this console still holds the lease it acquired (`fence`)."""
-        renewed_at: float | None = None
-        fence = self.fence
+        renewed: Callable[[], None] | None = None
         with self._write() as c:
+            fence = self.fence
             if fence is not None:
                 row = c.execute(
                     "SELECT holder, epoch, expires_at FROM lease WHERE name = ?", (LEASE,)
@@ -570,14 +571,14 @@ class Store:
                     raise LeaseLost(
                         f"this console's scheduler lease ended {now - row[2]:.1f} s ago"
                     )
-                if fence.due is not None and fence.due(now):
+                if fence.due is not None and fence.renewed is not None and fence.due(now):
                     c.execute(
                         "UPDATE lease SET expires_at = ? WHERE name = ?", (now + fence.ttl_s, LEASE)
                     )
-                    renewed_at = now
+                    renewed = functools.partial(fence.renewed, now)
             yield c
-        if renewed_at is not None and fence is not None and fence.renewed is not None:
-            fence.renewed(renewed_at)
+        if renewed is not None:  # committed
+            renewed()
 
     @contextmanager
     def _read(self) -> Iterator[_Reader]:
