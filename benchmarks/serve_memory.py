@@ -168,16 +168,15 @@ out = [('python', rss())]
 {steps}
 print(json.dumps(out))
 """
-    got = json.loads(
-        subprocess.run(
-            [sys.executable, "-c", code],
-            env=env,
-            check=True,
-            capture_output=True,
-            text=True,
+
+    def output(program: str) -> str:
+        run = subprocess.run(
+            [sys.executable, "-c", program], env=env, check=True, capture_output=True, text=True,
             cwd=cwd,
-        ).stdout
-    )
+        )  # fmt: skip
+        return run.stdout
+
+    got = json.loads(output(code))
     added = [
         {
             "step": step,
@@ -202,15 +201,7 @@ g.submit_array(spec, [f'live-{{i}}' for i in range({live})], 0.0)
 g.drain()
 print(round(tracemalloc.get_traced_memory()[0] / {live}))
 """
-    traced = subprocess.run(
-        [sys.executable, "-c", per_job],
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-    )
-    return {"imports": added, "grid_bytes_per_queued_job": int(traced.stdout)}
+    return {"imports": added, "grid_bytes_per_queued_job": int(output(per_job))}
 
 
 def compiled_copy(root: Path, tmp: Path) -> tuple[Path, Path]:
