@@ -1062,11 +1062,12 @@ class Grid:
     # ------------------------------------------------------------ apply actions
     def apply(self, action: A.Action, now: float) -> None:
         cls = action.__class__
+        # The class compared by identity (mypy does not narrow on it; isinstance costs).
         if cls is _SETTLE:  # most actions by far (16 a pass): no match walked
-            self.settle(self.jobs[action.job], now)
+            self.settle(self.jobs[action.job], now)  # type: ignore[union-attr]
             return
         if cls is _SET_PRICE:  # one a market most passes, the last case below
-            self._set_price(action.gpu_type, action.price, now)
+            self._set_price(action.gpu_type, action.price, now)  # type: ignore[union-attr]
             return
         match action:
             case A.Start(job=jid, placement=pl, market=m, resume=resume):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import re
 from collections import deque
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ _PREEMPTOR = re.compile(
     r"^(?:preempted for priority job |outbid by |reclaimed for Commit job )(\S+)"
 )
 COMMIT_SLACK_S = 60.0  # beyond the graces, how long a fitting owner job may wait
+_BID = operator.attrgetter("bid")
 
 
 @dataclass
@@ -261,9 +263,12 @@ def check_actions(grid: Grid, actions: list[A.Action], now: float | None = None)
                 out.append(f"{a.gpu_type} clearing price {a.price} under the floor {m.floor}")
             if last_price[a.gpu_type] is not a:
                 continue
-            for job in map(grid.jobs.__getitem__, grid.flex_running[a.gpu_type]):
-                if job.bid < a.price and not job.stop_reason:
-                    out.append(f"flex job {job.name} pays {a.price} above its bid {job.bid}")
+            running = list(map(grid.jobs.__getitem__, grid.flex_running[a.gpu_type]))
+            # The lowest bid first (read in C): only under the price can one pay more.
+            if running and min(map(_BID, running)) < a.price:
+                for job in running:
+                    if job.bid < a.price and not job.stop_reason:
+                        out.append(f"flex job {job.name} pays {a.price} above its bid {job.bid}")
     return out
 
 
@@ -289,9 +294,11 @@ def check_transactions(grid: Grid, txs: list[Transaction]) -> list[str]:
         if total:
             out.append(f"unbalanced transaction: {tx.reason}")
     limit = credit_limit(grid)
+    floor = -limit
     balances = grid.balances
     for acct in seen:
-        if acct.startswith("user:") and balances.get(acct, 0) < -limit:
+        # The balance first: it is rarely below the floor (the name is read only then).
+        if balances.get(acct, 0) < floor and acct.startswith("user:"):
             out.append(f"{acct} balance {balances[acct]} beyond its limit -{limit}")
     return out
 

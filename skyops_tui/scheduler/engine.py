@@ -59,6 +59,9 @@ class Engine:
         # A job may already be leaving when the call-off reaches it (it saved and
         # went); an exit within its graces is that, and it pauses (docs/modes.md).
         self.signalled: dict[int, float] = {}
+        # The last step's actions but its Settles (nearly all of a step's actions, which
+        # neither the executor nor the simulator's checks read), in their order.
+        self.others: list[A.Action] = []
 
     def held(self, now: float) -> str | None:
         if self.lost:
@@ -134,6 +137,7 @@ class Engine:
     def step(self, now: float) -> list[A.Action]:
         """Absorb reports, run one scheduling pass, apply and dispatch what it decides.
         Nothing at all while held: no pass, no billing, no executor action."""
+        self.others = []
         if self.held(now) is not None:
             return []
         self.absorb(now)
@@ -143,6 +147,7 @@ class Engine:
         # one `settle_all`, in their order among the rest.
         apply, settle_cls, open_cls = grid.apply, A.Settle, A.OpenWindow
         ids: list[int] = []
+        others: list[A.Action] = []
         opened = False
         for a in actions:
             if a.__class__ is settle_cls:
@@ -154,6 +159,7 @@ class Engine:
             if a.__class__ is open_cls:
                 opened = True
             apply(a, now)
+            others.append(a)
         if ids:
             grid.settle_all(ids, now)
         if opened:
@@ -162,12 +168,17 @@ class Engine:
             for a in more:
                 self.grid.apply(a, now)
             actions += more
-        self._carry_out(actions)
+            others += [a for a in more if a.__class__ is not settle_cls]
+        self.others = others
+        self._carry_out(actions, others)
         return actions
 
-    def _carry_out(self, actions: list[A.Action]) -> None:
+    def _carry_out(self, actions: list[A.Action], others: list[A.Action] | None = None) -> None:
+        """Persist `actions`, then hand the executor its share. `others`: those of them
+        that are not Settles, when the caller has them (the executor acts on none)."""
         if self.unsent and self._unsent_grid is self.grid and not self.lost:
             actions = self.unsent + actions
+            others = None
         self.unsent = []  # a grid voided or reloaded since: its decisions went with it
         if self.persist is not None:
             try:
@@ -181,6 +192,6 @@ class Engine:
                 self.unsent, self._unsent_grid = list(actions), self.grid
                 raise
         settle, kinds = A.Settle, A.EXECUTOR_ACTIONS
-        for a in actions:
+        for a in actions if others is None else others:
             if a.__class__ is not settle and isinstance(a, kinds):  # most are Settles
                 self.executor.execute(a, self.grid.jobs[a.job])

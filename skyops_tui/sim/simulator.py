@@ -37,7 +37,6 @@ from .quality import quality
 from .trace import NODE_KINDS, TraceLine
 
 EPOCH = 1_767_225_600.0  # 2026-01-01T00:00:00Z: simulated time starts here
-_SETTLE = A.Settle
 FULL_CHECK_EVERY = 500
 # Tests set this: each step, the kept wakeup is checked against a walk of every job.
 CHECK_WAKEUPS = False
@@ -428,23 +427,37 @@ def _simulate(
     take(grid)
     wakeups = _Wakeups(grid)
     i, n = 0, len(trace)
+    submits = [t.submit + EPOCH for t in trace]
     wake: float | None = EPOCH
     steps = 0
     last_progress = 0
     while True:
-        candidates = [
-            t
-            for t in (trace[i].submit + EPOCH if i < n else None, ex.next_time(), wake)
-            if t is not None
-        ]
-        candidates += _extra_wakeups(nodes, tick_s, clock.now(), bool(candidates or grid.holding))
-        if engine.pending:
-            candidates.append(clock.now())
-        if not candidates:
+        # The earliest of: the next trace line, a simulated report, the next timer,
+        # a node's heartbeat deadline, a tick (while anything runs or is due) and, with
+        # reports waiting, now.
+        cur = clock.now()
+        best = submits[i] if i < n else None
+        t = ex.next_time()
+        if t is not None and (best is None or t < best):
+            best = t
+        if wake is not None and (best is None or wake < best):
+            best = wake
+        busy = best is not None or bool(grid.holding)
+        if nodes.timers:
+            t = nodes.timers[0][0]
+            if best is None or t < best:
+                best = t
+        if tick_s and busy:
+            t = cur + tick_s
+            if best is None or t < best:
+                best = t
+        if engine.pending and (best is None or cur < best):
+            best = cur
+        if best is None:
             break
-        now = max(min(candidates), clock.now())
+        now = cur if cur > best else best
         clock.set(now)
-        while i < n and trace[i].submit + EPOCH <= now:
+        while i < n and submits[i] <= now:
             item = trace[i]
             i += 1
             if item.kind == "restart" and stored is not None:
@@ -471,11 +484,12 @@ def _simulate(
             kept_prices += prices
         counters["tx"] += len(txs)
         # Most of a step's actions are Settles, which none of the checks below read.
-        actions = [a for a in actions if a.__class__ is not _SETTLE]
+        actions = engine.others
         violations += check_actions(grid, actions, now)
         violations += check_transactions(grid, txs)
         touched = {a.job for a in actions if isinstance(a, A.Start)}
-        violations += check_placements(grid, touched)
+        if touched:
+            violations += check_placements(grid, touched)
         if steps % FULL_CHECK_EVERY == 0:
             violations += check_placements(grid)
         wake = pass_after(grid, now, actions, wakeups.next)
@@ -674,13 +688,6 @@ class _NodeWatch:
             else:
                 out.append(NodeChanged(name, status, f"node {name} heard from again"))
         return out
-
-
-def _extra_wakeups(nodes: _NodeWatch, tick_s: float | None, now: float, busy: bool) -> list[float]:
-    out = [t for t in (nodes.next_time(),) if t is not None]
-    if tick_s and busy:
-        out.append(now + tick_s)
-    return out
 
 
 class _Held:

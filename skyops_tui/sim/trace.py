@@ -67,6 +67,8 @@ class TraceLine(BaseModel):
     node: str | None = Field(default=None, min_length=1)  # silent, back, lost
     # The line's number in its file (0: not read from a file).
     _line: int = PrivateAttr(default=0)
+    # A job line's spec, built once (parsing validates it; the simulator submits it).
+    _spec: JobSpec | None = PrivateAttr(default=None)
 
     @property
     def line(self) -> int:
@@ -95,6 +97,17 @@ class TraceLine(BaseModel):
         return self
 
     def job_spec(self) -> JobSpec:
+        """The job line's request, built once and kept: parsing builds it to check the
+        line, and the simulator submits that same one (building validates every field
+        again, a few microseconds a line). A spec is frozen, so sharing it is safe. A
+        line is frozen too; one changed through `model_copy(update=...)` would keep
+        the old spec, so make a new line instead."""
+        spec = self._spec
+        if spec is None:
+            spec = self._spec = self._build_spec()
+        return spec
+
+    def _build_spec(self) -> JobSpec:
         return JobSpec(
             name=self.name or "",
             user=self.user,
