@@ -14,7 +14,7 @@ from typing import Any
 from ..domain.errors import Refused
 from ..policy import actions as A
 from ..policy.grid import Grid
-from ..policy.planner import plan
+from ..policy.planner import Planner, plan
 from .executor import CalledOff, Checkpointed, Executor, Exited, NodeChanged, Report, Started
 
 Persist = Callable[[Grid, list[A.Action]], None]
@@ -142,24 +142,34 @@ class Engine:
             return []
         self.absorb(now)
         grid = self.grid
-        actions = plan(grid, now)
+        planner = Planner(grid, now)
+        actions = planner.run()
         # Most actions are Settles (a few dozen a pass): each run of them is billed in
-        # one `settle_all`, in their order among the rest.
+        # one `settle_all`, in their order among the rest. The run `timers` made (nearly
+        # all of them) is taken whole, in place of its actions.
         apply, settle_cls, open_cls = grid.apply, A.Settle, A.OpenWindow
         ids: list[int] = []
         others: list[A.Action] = []
         opened = False
-        for a in actions:
-            if a.__class__ is settle_cls:
-                ids.append(a.job)
-                continue
-            if ids:
-                grid.settle_all(ids, now)
-                ids = []
-            if a.__class__ is open_cls:
-                opened = True
-            apply(a, now)
-            others.append(a)
+        # The actions walked one by one, each run followed by the jobs to bill after it.
+        block = planner.settle_block
+        runs: list[tuple[list[A.Action], list[int]]] = [(actions, [])]
+        if block is not None:
+            at, settled = block
+            runs = [(actions[:at], settled), (actions[at + len(settled) :], [])]
+        for run, then in runs:
+            for a in run:
+                if a.__class__ is settle_cls:
+                    ids.append(a.job)
+                    continue
+                if ids:
+                    grid.settle_all(ids, now)
+                    ids = []
+                if a.__class__ is open_cls:
+                    opened = True
+                apply(a, now)
+                others.append(a)
+            ids += then
         if ids:
             grid.settle_all(ids, now)
         if opened:

@@ -88,6 +88,10 @@ class PassState:
         # flex.py's kept verdicts for this grid, once looked up in this pass.
         self.flex_kept: tuple[dict[Any, Any], dict[Any, Any], dict[Any, Any]] | None = None
         self.took = 0  # GPUs given out or held so far in this pass
+        # Where `timers` put its Settles among the actions, one run of them: (the
+        # first's index, their jobs in order). The engine bills them without reading
+        # each action (a pass's actions are nearly all Settles).
+        self.settle_block: tuple[int, list[int]] | None = None
         # Node types where this pass took or claimed GPUs (or held a node for a head),
         # and those where it stopped jobs: there it no longer sees the grid as it is.
         # Takes and claims only leave less room; a stop makes room.

@@ -104,7 +104,9 @@ def timers(s: PassState) -> None:
 
         first = set(heapq.nsmallest(cap, settle, key=billed_from))
         settle = [j for j in settle if j in first]
-    s.actions.extend(map(A.settle_of, settle))
+    if settle:
+        s.settle_block = (len(s.actions), settle)
+        s.actions.extend(map(A.settle_of, settle))
     funds = s.guard.funds
     if funds and any(f.short for f in funds.values()):
         stop_unfunded(s)
