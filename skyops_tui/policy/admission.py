@@ -20,6 +20,11 @@ from ..domain.money import fmt, to_micro
 from ..domain.specs import JobSpec, ReservationSpec
 from . import pricing
 
+# Enum members read in hot paths, looked up once (`Mode.FLEX` costs 100 ns on 3.11).
+_COMMIT = Mode.COMMIT
+_PRIORITY = Mode.PRIORITY
+_UNREACHABLE = NodeStatus.UNREACHABLE
+
 if TYPE_CHECKING:
     from .grid import Grid
 
@@ -75,7 +80,7 @@ def admit(
     bid = 0
     reservation = None
     grid.ensure_account(spec.user, now)
-    if spec.mode is Mode.PRIORITY:
+    if spec.mode is _PRIORITY:
         rate = max(grid.markets[t].rate for t in types)
         hours = min(spec.hours or 1.0, 1.0)
         need = _priority_price(rate, gpus_est, hours)
@@ -84,7 +89,7 @@ def admit(
                 f"account {spec.user} cannot cover the first hour ({fmt(need)}); "
                 f"{funds_note(grid, spec.user, now)}"
             )
-    elif spec.mode is Mode.COMMIT:
+    elif spec.mode is _COMMIT:
         reservation = grid.reservations.get(spec.reservation or "")
         if reservation is None:
             raise Refused(f"no reservation {spec.reservation!r}")
@@ -212,9 +217,7 @@ def capacity_refusal(grid: Grid, spec: ReservationSpec, now: float) -> str | Non
     from .planner import Planner
 
     t = spec.gpu_type
-    capacity = sum(
-        n.gpu_count for n in grid.by_type.get(t, []) if n.status is not NodeStatus.UNREACHABLE
-    )
+    capacity = sum(n.gpu_count for n in grid.by_type.get(t, []) if n.status is not _UNREACHABLE)
     # Priority jobs waiting on GPUs being freed hold them by their claim (booked).
     probe = Planner(grid, now)
     probe.claims_first()
@@ -234,7 +237,7 @@ def capacity_refusal(grid: Grid, spec: ReservationSpec, now: float) -> str | Non
         booked = sum(
             grid.jobs[j].gpu_total
             for j in grid.holding
-            if grid.jobs[j].mode is Mode.PRIORITY
+            if grid.jobs[j].mode is _PRIORITY
             and grid.jobs[j].market == t
             and (grid.jobs[j].end_at or 0) > s
         ) + sum(k for _, k, end in claims if end > s)

@@ -29,6 +29,10 @@ from ..domain.money import to_micro
 from .grid import Grid
 from .pergrid import PerGrid
 
+# Enum members read in hot paths, looked up once (`Mode.FLEX` costs 100 ns on 3.11).
+_FLEX = Mode.FLEX
+_PRIORITY = Mode.PRIORITY
+
 
 @dataclass(slots=True)
 class Funds:
@@ -48,15 +52,15 @@ class Guard:
         self.g = grid
         c = grid.cfg.cluster
         self.margin = {
-            Mode.FLEX: c.grace_s + c.stop_grace_s + c.tick_s,
-            Mode.PRIORITY: c.stop_grace_s + c.tick_s,
+            _FLEX: c.grace_s + c.stop_grace_s + c.tick_s,
+            _PRIORITY: c.stop_grace_s + c.tick_s,
         }
         self.funded_s = grid.cfg.pricing.min_funded_minutes * 60
         self.limit = credit_limit(grid)
         self.funds: dict[str, Funds] = {}
         # One tight loop over the holding jobs: per user, burn by mode and the burn-seconds
         # not yet billed (a pass over thousands of jobs must stay cheap).
-        jobs, flex, priority = grid.jobs, Mode.FLEX, Mode.PRIORITY
+        jobs, flex, priority = grid.jobs, _FLEX, _PRIORITY
         rates = {t: m.rate for t, m in grid.markets.items()}
         unbilled = grid.unbilled
         acc: dict[str, list[int]] = {}
@@ -92,9 +96,9 @@ class Guard:
 
     def burn(self, job: Job, gpus: int, gpu_type: str | None = None) -> int:
         """Most the job may cost per hour: its bid (Flex) or the standard rate (Priority)."""
-        if job.mode is Mode.FLEX:
+        if job.mode is _FLEX:
             return gpus * job.bid
-        if job.mode is Mode.PRIORITY:
+        if job.mode is _PRIORITY:
             market = self.g.markets.get(gpu_type or job.market or job.gpu_type or "")
             return gpus * market.rate if market else 0
         return 0
@@ -110,7 +114,7 @@ class Guard:
     def first_period(self, job: Job, gpu_type: str, gpus: int) -> float:
         """What the job's account must still have to start it (as admission asked)."""
         burn = self.burn(job, gpus, gpu_type)
-        if job.mode is Mode.FLEX:
+        if job.mode is _FLEX:
             return burn * self.funded_s / 3600
         return burn * min(job.hours if job.hours is not None else 1.0, 1.0)
 

@@ -56,6 +56,13 @@ from .outbox import Outbox, Price, Records
 from .pricing import flex_usage
 from .resident import Archive, JobTable, NameTable
 
+# Enum members read in hot paths, looked up once (`Mode.FLEX` costs 100 ns on 3.11).
+_CANCELLED = JobState.CANCELLED
+_FAILED = JobState.FAILED
+_PAUSED = JobState.PAUSED
+_SUCCEEDED = JobState.SUCCEEDED
+_UNREACHABLE = NodeStatus.UNREACHABLE
+
 if TYPE_CHECKING:
     from .stored import StoredGrid
 
@@ -460,8 +467,10 @@ class Grid:
 
     # --------------------------------------------------------------- job state
     def _event(self, now: float, job: Job, kind: str, cause: str, old: str | None = None) -> None:
+        # Every field by position (at, kind, cause, job, reservation, node, old, new,
+        # user): keywords made each event cost twice as much (one per job change).
         self.outbox.events.append(
-            Event(now, kind, cause, job=job.id, old=old, new=str(job.state), user=job.user)
+            Event(now, kind, cause, job.id, None, None, old, str(job.state), job.user)
         )
 
     def set_state(self, job: Job, new: JobState, now: float, cause: str) -> None:
@@ -588,10 +597,8 @@ class Grid:
         if job.finished:
             raise Refused(f"job {job.name} has already ended ({job.state})")
         if job.state in HOLDING:
-            return [
-                self.request_stop(job, JobState.CANCELLED, f"cancelled by {actor or job.user}", now)
-            ]
-        self.set_state(job, JobState.CANCELLED, now, f"cancelled by {actor or job.user}")
+            return [self.request_stop(job, _CANCELLED, f"cancelled by {actor or job.user}", now)]
+        self.set_state(job, _CANCELLED, now, f"cancelled by {actor or job.user}")
         return []
 
     def request_stop(self, job: Job, outcome: JobState, cause: str, now: float) -> A.Stop:
@@ -606,7 +613,7 @@ class Grid:
     def change_bid(self, ref: str | int, bid: float, now: float, actor: str | None = None) -> Job:
         job = self.job_by_ref(ref)
         self.authorize(job.user, actor, f"change the bid of {job.name}")
-        if job.mode is not Mode.FLEX:
+        if job.mode is not _FLEX:
             raise Refused(f"job {job.name} is a {job.mode} job: only flex jobs carry a bid")
         if job.finished:
             raise Refused(f"job {job.name} has already ended ({job.state})")
@@ -633,7 +640,7 @@ class Grid:
     def extend(self, ref: str | int, hours: float, now: float, actor: str | None = None) -> Job:
         job = self.job_by_ref(ref)
         self.authorize(job.user, actor, f"extend job {job.name}")
-        if job.mode is not Mode.PRIORITY:
+        if job.mode is not _PRIORITY:
             raise Refused(f"job {job.name} is a {job.mode} job: only priority bookings extend")
         if hours <= 0:
             raise Refused("extend by a positive number of hours")
@@ -766,11 +773,9 @@ class Grid:
         for jid in list(self.holding):
             job = self.jobs[jid]
             if job.reservation == name and not job.stop_reason:
-                out.append(
-                    self.request_stop(job, JobState.CANCELLED, f"reservation {name} cancelled", now)
-                )
+                out.append(self.request_stop(job, _CANCELLED, f"reservation {name} cancelled", now))
         for _seq, jid in list(self.commit_waiting.get(name, [])):
-            self.set_state(self.jobs[jid], JobState.CANCELLED, now, f"reservation {name} cancelled")
+            self.set_state(self.jobs[jid], _CANCELLED, now, f"reservation {name} cancelled")
         self._accrue_missing(res, now)
         unused, downtime = pricing.early_exit_refund(res, now, self.cfg.pricing.early_exit_refund)
         self._release_window(res)
@@ -842,7 +847,7 @@ class Grid:
     def set_missing(self, res: Reservation, now: float) -> None:
         """Recount reserved GPUs lost to down nodes (or never found), accruing downtime."""
         self._accrue_missing(res, now)
-        healthy = sum(1 for n, _ in res.held if self.nodes[n].status is not NodeStatus.UNREACHABLE)
+        healthy = sum(1 for n, _ in res.held if self.nodes[n].status is not _UNREACHABLE)
         res.missing = res.gpus - healthy if res.active_window is not None else 0
         self.windows_rev += 1
         res.missing_since = now if res.missing else None
@@ -889,7 +894,7 @@ class Grid:
         acct = _user_account(job.user)
         if due > 0:
             held = _SECONDS.get(secs) or _seconds_text(secs)
-            if mode is Mode.PRIORITY:
+            if mode is _PRIORITY:
                 rate = _rate_text(self.markets[job.market].rate)
                 reason = f"{_USAGE[mode]}{job.name}: {held} s x {gpus} GPU at {rate}/GPU-h"
             else:
@@ -1060,7 +1065,7 @@ class Grid:
         low = start or until
         if low > until:
             until = low
-        priority = job.mode is Mode.PRIORITY
+        priority = job.mode is _PRIORITY
         end = job.end_at
         if priority and end is not None:
             low = start or end
@@ -1078,7 +1083,7 @@ class Grid:
 
     def unbilled(self, job: Job, now: float) -> int:
         """What billing the job now would charge: the price owed, not an estimate."""
-        if job.billed_from is None or job.mode is Mode.COMMIT or job.market is None:
+        if job.billed_from is None or job.mode is _COMMIT or job.market is None:
             return 0
         return pricing.owed(job.gpu_total, self._run_total(job, now)[0]) - job.run_charged
 
@@ -1121,10 +1126,10 @@ class Grid:
                 job = self.jobs[jid]
                 job.warned |= bit
                 self.outbox.dirty_jobs.add(jid)
-                what = "window ends" if job.mode is Mode.COMMIT else "booking expires"
+                what = "window ends" if job.mode is _COMMIT else "booking expires"
                 self._event(now, job, "warning", f"{what} in {duration(left, prose=True)}{note}")
             case A.Fail(job=jid, cause=cause):
-                self.set_state(self.jobs[jid], JobState.FAILED, now, cause)
+                self.set_state(self.jobs[jid], _FAILED, now, cause)
             case A.OpenWindow(reservation=name, index=i, held=held):
                 self._open_window(self.reservations[name], i, held, now)
             case A.CloseWindow(reservation=name, index=i):
@@ -1143,7 +1148,7 @@ class Grid:
     ) -> None:
         job.placement = list(placement)
         job.market = market
-        if job.mode is Mode.PRIORITY and job.end_at is not None and job.state is Q:
+        if job.mode is _PRIORITY and job.end_at is not None and job.state is Q:
             if self.booked_end(job, now) != job.end_at:
                 job.end_at = None  # its claim lapsed: booked from its start, as usual
         for p in placement:
@@ -1180,7 +1185,7 @@ class Grid:
             job.first_started_at = now
         job.billed_from = now
         job.run_acc = job.run_charged = 0
-        if job.mode is Mode.PRIORITY and job.end_at is None:
+        if job.mode is _PRIORITY and job.end_at is None:
             hours = job.hours if job.hours is not None else 1.0
             job.end_at = now + hours * 3600
         self.set_state(job, R, now, "process started")
@@ -1234,16 +1239,16 @@ class Grid:
         if completed and exit_code == 0:
             reason = None
         if reason == "paused":
-            self.set_state(job, JobState.PAUSED, now, cause or "stopped after checkpoint signal")
+            self.set_state(job, _PAUSED, now, cause or "stopped after checkpoint signal")
             return
         if reason:
             self.set_state(job, JobState(reason), now, cause or f"stopped ({reason})")
             return
         if exit_code == 0:
-            self.set_state(job, JobState.SUCCEEDED, now, cause or "exited with status 0")
+            self.set_state(job, _SUCCEEDED, now, cause or "exited with status 0")
             return
         why = cause or f"exited with status {exit_code}"
-        if job.mode is Mode.FLEX and job.retries < job.max_retries:
+        if job.mode is _FLEX and job.retries < job.max_retries:
             job.retries += 1
             p = self.cfg.pricing
             delay = min(p.retry_backoff_s * 2 ** (job.retries - 1), p.retry_backoff_max_s)
@@ -1252,7 +1257,7 @@ class Grid:
                 job, Q, now, f"{why}; retry {job.retries}/{job.max_retries} in {delay:.0f} s"
             )
             return
-        self.set_state(job, JobState.FAILED, now, why)
+        self.set_state(job, _FAILED, now, why)
 
     def node_status(
         self,
@@ -1276,7 +1281,7 @@ class Grid:
             Event(now, "node", cause or f"node {status}", node=name, old=str(old), new=str(status))
         )
         out: list[A.Action] = []
-        if status is not NodeStatus.UNREACHABLE:
+        if status is not _UNREACHABLE:
             for res in self.reservations.values():
                 if res.active_window is not None and any(n == name for n, _ in res.held):
                     self.set_missing(res, now)
@@ -1285,22 +1290,22 @@ class Grid:
         for jid in sorted({j for j in node.holders if j is not None}):
             job = self.jobs[jid]
             others = [p for p in job.placement if p.node != name]
-            if job.mode is Mode.PRIORITY:
-                outcome, why = JobState.FAILED, f"failed ({lost})"
-            elif job.mode is Mode.COMMIT:
+            if job.mode is _PRIORITY:
+                outcome, why = _FAILED, f"failed ({lost})"
+            elif job.mode is _COMMIT:
                 outcome, why = Q, f"{lost}; will restart on spare reserved GPUs"
             else:
-                outcome, why = JobState.PAUSED, f"{lost}; paused, resumes from its checkpoint"
+                outcome, why = _PAUSED, f"{lost}; paused, resumes from its checkpoint"
                 job.preemptions += 1
             if others:
                 # A gang keeps its healthy parts until the executor has stopped them.
                 # It does no work from the loss on, so billing stops there.
                 self.settle(job, now, since, f"when {lost} was last heard from")
                 job.billed_from = None
-                job.stop_reason = "paused" if outcome is JobState.PAUSED else str(outcome)
+                job.stop_reason = "paused" if outcome is _PAUSED else str(outcome)
                 self._touch_job(job)
                 self.outbox.dirty_jobs.add(job.id)
-                if job.mode is Mode.FLEX:
+                if job.mode is _FLEX:
                     self.set_state(job, PR, now, why)
                 else:
                     self._event(now, job, "stop", why)

@@ -11,6 +11,11 @@ from typing import Any
 
 from ..domain.model import HOLDING, Job, JobState, Mode
 
+# Enum members read in hot paths, looked up once (`Mode.FLEX` costs 100 ns on 3.11).
+_COMMIT = Mode.COMMIT
+_FLEX = Mode.FLEX
+_PRIORITY = Mode.PRIORITY
+
 Q, PR, PAUSED = JobState.QUEUED, JobState.PREEMPTING, JobState.PAUSED
 
 
@@ -48,10 +53,10 @@ class JobIndex:
         index = cls(markets)
         jobs = list(jobs)
         # In queue order, so each insort appends instead of shifting a long list.
-        flex = [j for j in jobs if j.mode is Mode.FLEX]
+        flex = [j for j in jobs if j.mode is _FLEX]
         flex.sort(key=lambda j: (-j.bid, j.seq, j.id))
         for job in sorted(jobs, key=lambda j: (j.seq, j.id)):
-            if job.mode is not Mode.FLEX:
+            if job.mode is not _FLEX:
                 index.add(job)
         for job in flex:
             index.add(job)
@@ -61,16 +66,16 @@ class JobIndex:
         st = job.state
         if st in HOLDING:
             self.holding.add(job.id)
-            if job.mode is Mode.FLEX and st is not PR and job.market:
+            if job.mode is _FLEX and st is not PR and job.market:
                 self.flex_running[job.market].add(job.id)
-            if job.mode is Mode.PRIORITY and job.market:
+            if job.mode is _PRIORITY and job.market:
                 self.priority_held[job.market] += job.gpu_total
             if st is PR or job.stop_reason:
                 self.stopping.add(job.id)
         elif st is Q or st is PAUSED:
-            if job.mode is Mode.PRIORITY:
+            if job.mode is _PRIORITY:
                 bisect.insort(self.priority_queue, (job.seq, job.id))
-            elif job.mode is Mode.COMMIT:
+            elif job.mode is _COMMIT:
                 queue = self.commit_waiting.setdefault(job.reservation or "", [])
                 if not queue:
                     self.commit_busy += 1
@@ -88,14 +93,14 @@ class JobIndex:
         if st in HOLDING:
             self.holding.discard(job.id)
             self.stopping.discard(job.id)
-            if job.mode is Mode.FLEX and job.market:
+            if job.mode is _FLEX and job.market:
                 self.flex_running[job.market].discard(job.id)
-            if job.mode is Mode.PRIORITY and job.market:
+            if job.mode is _PRIORITY and job.market:
                 self.priority_held[job.market] -= job.gpu_total
         elif st is Q or st is PAUSED:
-            if job.mode is Mode.PRIORITY:
+            if job.mode is _PRIORITY:
                 _remove(self.priority_queue, (job.seq, job.id))
-            elif job.mode is Mode.COMMIT:
+            elif job.mode is _COMMIT:
                 queue = self.commit_waiting.get(job.reservation or "", [])
                 if queue:
                     _remove(queue, (job.seq, job.id))

@@ -23,6 +23,10 @@ from typing import TYPE_CHECKING
 from ..domain.model import Mode, Node, NodeStatus, Reservation
 from .pergrid import PerGrid
 
+# Enum members read in hot paths, looked up once (`Mode.FLEX` costs 100 ns on 3.11).
+_PRIORITY = Mode.PRIORITY
+_UNREACHABLE = NodeStatus.UNREACHABLE
+
 if TYPE_CHECKING:
     from .grid import Grid
 
@@ -138,7 +142,7 @@ def plan_windows(
     nodes: list[Node] = [
         n
         for n in grid.by_type.get(gpu_type, [])
-        if (n.status is not NodeStatus.UNREACHABLE if admission else n.schedulable)
+        if (n.status is not _UNREACHABLE if admission else n.schedulable)
     ]
     want_of = {}
     sizes = [n.gpu_count for n in nodes]
@@ -146,7 +150,7 @@ def plan_windows(
     held: dict[str, list[tuple[float, int]]] = {}
     for jid in grid.holding:
         job = grid.jobs[jid]
-        if job.mode is not Mode.PRIORITY or job.market != gpu_type:
+        if job.mode is not _PRIORITY or job.market != gpu_type:
             continue
         end = (ends or {}).get(jid, job.end_at if job.end_at is not None else float("inf"))
         for p in job.placement:

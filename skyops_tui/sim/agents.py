@@ -27,6 +27,10 @@ from ..scheduler.executor import (
     Started,
 )
 
+# Enum members read in hot paths, looked up once (`Mode.FLEX` costs 100 ns on 3.11).
+_PAUSED = JobState.PAUSED
+_UNREACHABLE = NodeStatus.UNREACHABLE
+
 if TYPE_CHECKING:
     from ..policy.grid import Grid
 
@@ -99,7 +103,7 @@ class SimExecutor:
         if done_at <= stop_at:
             return  # it finishes before the signal takes effect
         token = self.token[job.id] = next(self.seq)
-        if isinstance(action, A.Preempt) or action.outcome is JobState.PAUSED:
+        if isinstance(action, A.Preempt) or action.outcome is _PAUSED:
             before = (job.work_done, job.lost_work_s, job.last_checkpoint_at)
             self._save(job, start, stop_at)
             if isinstance(action, A.Preempt):
@@ -179,11 +183,9 @@ class SimExecutor:
         (`Grid.status_rev`): every step asks."""
         seen = self._lost_seen
         if seen is None or seen[0] is not grid or seen[1] != grid.status_rev:
-            lost = any(n.status is NodeStatus.UNREACHABLE for n in grid.nodes.values())
+            lost = any(n.status is _UNREACHABLE for n in grid.nodes.values())
             seen = self._lost_seen = (grid, grid.status_rev, lost)
-        elif CHECK_LOST and seen[2] != any(
-            n.status is NodeStatus.UNREACHABLE for n in grid.nodes.values()
-        ):
+        elif CHECK_LOST and seen[2] != any(n.status is _UNREACHABLE for n in grid.nodes.values()):
             raise AssertionError("a lost node kept as none lost, or the other way")
         return seen[2]
 

@@ -36,6 +36,18 @@ from .agents import SimExecutor
 from .quality import quality
 from .trace import NODE_KINDS, TraceLine
 
+# Enum members read in hot paths, looked up once (`Mode.FLEX` costs 100 ns on 3.11).
+_CANCELLED = JobState.CANCELLED
+_EXPIRED = JobState.EXPIRED
+_FAILED = JobState.FAILED
+_RUNNING = JobState.RUNNING
+_SUCCEEDED = JobState.SUCCEEDED
+_FLEX = Mode.FLEX
+_PRIORITY = Mode.PRIORITY
+_DEGRADED = NodeStatus.DEGRADED
+_UNREACHABLE = NodeStatus.UNREACHABLE
+_UP = NodeStatus.UP
+
 EPOCH = 1_767_225_600.0  # 2026-01-01T00:00:00Z: simulated time starts here
 FULL_CHECK_EVERY = 500
 # Tests set this: each step, the kept wakeup is checked against a walk of every job.
@@ -70,7 +82,7 @@ def _priority_timers(grid: Grid, now: float, held: Iterable[Job], best: float) -
     """The earliest warning or expiry of the holding Priority jobs among `held`."""
     w1, w2 = grid.cfg.pricing.warn_before_s
     tick = grid.cfg.cluster.tick_s
-    priority = Mode.PRIORITY
+    priority = _PRIORITY
     for job in held:
         end = job.end_at
         if job.mode is not priority or end is None or job.stop_reason:
@@ -98,7 +110,7 @@ def _min_slices(grid: Grid, now: float, held: Iterable[Job], best: float) -> flo
     untyped = books.get(None)
     top_any = -untyped[0][0] if untyped else 0
     top: dict[str, int] = {}  # per market of a job read: the highest bid waiting there
-    flex = Mode.FLEX
+    flex = _FLEX
     for job in held:
         if job.mode is not flex or job.started_at is None:
             continue
@@ -197,7 +209,7 @@ class _Wakeups:
         self.edge: tuple[tuple[int, int], object, float | None] | None = None
         for jid in grid.holding:
             job = grid.jobs[jid]
-            if job.mode is Mode.PRIORITY:
+            if job.mode is _PRIORITY:
                 self.recheck.add(jid)
             if job.started_at is not None:
                 heapq.heappush(self.fresh, (job.started_at + self.min_slice, jid))
@@ -206,7 +218,7 @@ class _Wakeups:
 
     def see(self, events: list[Event]) -> None:
         jobs = self.grid.jobs
-        priority = Mode.PRIORITY
+        priority = _PRIORITY
         for e in events:
             if e.job is None:
                 continue
@@ -218,7 +230,7 @@ class _Wakeups:
             if job.mode is priority:
                 self.recheck.add(job.id)
             if e.new in _HOLDING_NAMES:
-                if e.new == JobState.RUNNING:
+                if e.new == _RUNNING:
                     heapq.heappush(self.fresh, (e.at + self.min_slice, job.id))
                 self.retrying.discard(job.id)  # it runs: no retry waits
             elif e.new in _TERMINAL_NAMES:
@@ -230,7 +242,7 @@ class _Wakeups:
         """Keep the holding Priority job's next timer after `now` (as `_priority_timers`
         finds it), and whether it is inside a warning band."""
         end = job.end_at
-        if job.mode is not Mode.PRIORITY or end is None or job.stop_reason:
+        if job.mode is not _PRIORITY or end is None or job.stop_reason:
             return
         if job.id not in self.grid.holding:
             return
@@ -295,7 +307,7 @@ class _Wakeups:
         waiting = (
             job
             for job in (jobs[j] for j in self.retrying)
-            if job.mode is Mode.FLEX and job.state in _BOOKED
+            if job.mode is _FLEX and job.state in _BOOKED
         )
         book = g.reservations
         last = next(reversed(book.values())) if book else None
@@ -648,25 +660,25 @@ class _NodeWatch:
         if node is None:
             raise Refused(f"no node named {name}")
         if item.kind == "silent":
-            if name in self.silent or node.status is NodeStatus.UNREACHABLE:
+            if name in self.silent or node.status is _UNREACHABLE:
                 raise Refused(f"node {name} is already silent")
             self.silent[name] = now
             self.timers += [
-                (now + self.timeout, name, NodeStatus.DEGRADED),
-                (now + 4 * self.timeout, name, NodeStatus.UNREACHABLE),
+                (now + self.timeout, name, _DEGRADED),
+                (now + 4 * self.timeout, name, _UNREACHABLE),
             ]
         elif item.kind == "lost":
-            if node.status is NodeStatus.UNREACHABLE:
+            if node.status is _UNREACHABLE:
                 raise Refused(f"node {name} is already lost")
             self.timers = [t for t in self.timers if t[1] != name]
-            self.timers.append((now, name, NodeStatus.UNREACHABLE))
+            self.timers.append((now, name, _UNREACHABLE))
             self.silent.setdefault(name, now)
         else:
-            if name not in self.silent and node.status is not NodeStatus.UNREACHABLE:
+            if name not in self.silent and node.status is not _UNREACHABLE:
                 raise Refused(f"node {name} was not silent")
             self.silent.pop(name, None)
             self.timers = [t for t in self.timers if t[1] != name]
-            self.timers.append((now, name, NodeStatus.UP))
+            self.timers.append((now, name, _UP))
         self.timers.sort()
 
     def next_time(self) -> float | None:
@@ -678,11 +690,11 @@ class _NodeWatch:
         while self.timers and self.timers[0][0] <= now:
             _, name, status = self.timers.pop(0)
             since = self.silent.get(name)
-            if status is NodeStatus.UNREACHABLE:
+            if status is _UNREACHABLE:
                 self.silent.pop(name, None)
                 self.lost_now = True
                 out.append(NodeChanged(name, status, f"node {name} unreachable", since))
-            elif status is NodeStatus.DEGRADED:
+            elif status is _DEGRADED:
                 quiet = now - (since or now)
                 out.append(NodeChanged(name, status, f"no heartbeat for {quiet:.0f} s"))
             else:
@@ -701,7 +713,7 @@ class _Held:
         for e in events:
             if e.kind != "state" or e.job is None:
                 continue
-            if e.new == JobState.RUNNING:
+            if e.new == _RUNNING:
                 self.since[e.job] = (e.at, grid.jobs[e.job].gpu_total)
             elif e.job in self.since and e.new not in _HOLDING_NAMES:
                 start, gpus = self.since.pop(e.job)
@@ -788,17 +800,17 @@ def _summary(
     for j in jobs:
         if j.first_started_at is not None:
             waits[j.mode.value].append(j.first_started_at - j.submitted_at)
-    gpus = sum(n.gpu_count for n in grid.nodes.values() if n.status is not NodeStatus.UNREACHABLE)
+    gpus = sum(n.gpu_count for n in grid.nodes.values() if n.status is not _UNREACHABLE)
     used = ex.used_gpu_s
     revenue = grid.balances.get("revenue", 0)
     refunds = sum(r.refunded + r.credited for r in grid.reservations.values())
     return {
         "jobs": len(jobs),
         "reservations": len(grid.reservations),
-        "succeeded": by_state[JobState.SUCCEEDED],
-        "failed": by_state[JobState.FAILED],
-        "expired": by_state[JobState.EXPIRED],
-        "cancelled": by_state[JobState.CANCELLED],
+        "succeeded": by_state[_SUCCEEDED],
+        "failed": by_state[_FAILED],
+        "expired": by_state[_EXPIRED],
+        "cancelled": by_state[_CANCELLED],
         "unfinished": sum(1 for j in jobs if not j.finished),
         "preemptions": preemptions,
         "gpu_hours_used": round(used / 3600, 3),

@@ -15,6 +15,9 @@ from .. import actions as A
 from .state import PassState
 from .victims import choose_victims
 
+# Enum members read in hot paths, looked up once (`Mode.FLEX` costs 100 ns on 3.11).
+_FLEX = Mode.FLEX
+
 # Tests set this: a pass that finds no Commit job waiting (`JobIndex.commit_busy`)
 # reads every queue anyway, and finds them all empty.
 CHECK_IDLE = False
@@ -48,7 +51,7 @@ def commit(s: PassState) -> None:
             h = g.nodes[node_name].holders[i]
             if h is None:
                 idle += 1
-            elif g.jobs[h].mode is Mode.FLEX and h not in s.victims:
+            elif g.jobs[h].mode is _FLEX and h not in s.victims:
                 lent += 1
         reclaiming = True
         for _, jid in waiting:

@@ -431,7 +431,7 @@ def _judge_view(g: Grid, gpu_type: str, rev: int) -> _View:
     up = True
     free = flex = widest = widest_flex = 0
     smallest = 1 << 30
-    status = NodeStatus.UP
+    status = _UP
     for n in nodes:
         k = n.gpu_count
         if k < smallest:

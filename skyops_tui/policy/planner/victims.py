@@ -15,6 +15,10 @@ from ...domain.model import HOLDING, Job, JobState, Mode, Node
 from .. import actions as A
 from .state import FLEX_POOL, PRIORITY_POOL, PassState
 
+# Enum members read in hot paths, looked up once (`Mode.FLEX` costs 100 ns on 3.11).
+_PREEMPTING = JobState.PREEMPTING
+_FLEX = Mode.FLEX
+
 _GPU_TYPE = operator.attrgetter("gpu_type")
 
 
@@ -45,9 +49,9 @@ def choose_victims(
                 seen.add(vid)
                 v = s.g.jobs[vid]
                 if (
-                    v.mode is Mode.FLEX
+                    v.mode is _FLEX
                     and v.holding
-                    and v.state is not JobState.PREEMPTING
+                    and v.state is not _PREEMPTING
                     and not v.stop_reason
                     and eligible(v)
                 ):
@@ -146,7 +150,7 @@ def call_offs(s: PassState) -> None:
         if (
             now < at + grace
             and jid not in g.calling_off
-            and v.state is JobState.PREEMPTING
+            and v.state is _PREEMPTING
             and v.stop_reason == "paused"
             and jid not in s.victims
         ):

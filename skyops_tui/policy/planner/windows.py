@@ -16,6 +16,11 @@ from ..pergrid import PerGrid
 from ..windows import live_reservations, shape
 from .state import PRIORITY_POOL, PassState, R
 
+# Enum members read in hot paths, looked up once (`Mode.FLEX` costs 100 ns on 3.11).
+_EXPIRED = JobState.EXPIRED
+_FLEX = Mode.FLEX
+_UNREACHABLE = NodeStatus.UNREACHABLE
+
 # Per grid: what the last walk of the live reservations was judged on (their count,
 # the last booked, Grid.windows_rev) and when the first of them can act: the earliest
 # next window of those without an open one, the earliest end of those with one, and
@@ -85,9 +90,7 @@ def _walk(s: PassState) -> tuple[float, float, bool]:
                     res,
                     aw,
                     res.gpus
-                    - len(
-                        [1 for n, _ in res.held if g.nodes[n].status is not NodeStatus.UNREACHABLE]
-                    ),
+                    - len([1 for n, _ in res.held if g.nodes[n].status is not _UNREACHABLE]),
                 )
             left = res.windows[aw][1] - now
             bit = 2 if left <= w2 else 1 if left <= w1 else 0
@@ -104,7 +107,7 @@ def close_window(s: PassState, res: Reservation, index: int) -> None:
         job = s.g.jobs[jid]
         if job.reservation == res.name and not job.stop_reason and jid not in s.victims:
             s.victims.add(jid)
-            s.emit(A.Stop(jid, JobState.EXPIRED, f"window {index + 1} of {res.name} ended"))
+            s.emit(A.Stop(jid, _EXPIRED, f"window {index + 1} of {res.name} ended"))
     s.emit(A.CloseWindow(res.name, index))
 
 
@@ -136,7 +139,7 @@ def open_window(s: PassState, res: Reservation, index: int, want: int) -> None:
             and node.reserved[i] is None
             and i not in taken
             and i not in claimed
-            and g.jobs[h].mode is Mode.FLEX
+            and g.jobs[h].mode is _FLEX
         ]
         lent = flex if s.may_preempt else []
         potential = here.get(node.name, 0) + len(free) + len(flex)
