@@ -156,7 +156,7 @@ def priority_waiting(grid: Grid, gpu_type: str, now: float) -> Job | None:
     account can fund now: one waiting only for money holds nobody up."""
     queued = [
         q
-        for q in (grid.jobs[j] for _seq, j in grid.priority_queue)
+        for q in (grid.jobs[j] for _seq, j in grid.index.priority_queue)
         if q.gpu_type in (None, gpu_type)
     ]
     if not queued:
@@ -236,7 +236,7 @@ def capacity_refusal(grid: Grid, spec: ReservationSpec, now: float) -> str | Non
         )
         booked = sum(
             grid.jobs[j].gpu_total
-            for j in grid.holding
+            for j in grid.index.holding
             if grid.jobs[j].mode is _PRIORITY
             and grid.jobs[j].market == t
             and (grid.jobs[j].end_at or 0) > s

@@ -64,7 +64,7 @@ class Guard:
         rates = {t: m.rate for t, m in grid.markets.items()}
         unbilled = grid.unbilled
         acc: dict[str, list[int]] = {}
-        for jid in grid.holding:
+        for jid in grid.index.holding:
             job = jobs[jid]
             mode = job.mode
             if mode is flex:
@@ -153,8 +153,8 @@ class Guard:
             return {}
         g = self.g
         sizes = {t: {n.gpu_count for n in ns} for t, ns in g.by_type.items()}
-        waiting = [g.jobs[j] for _s, j in g.priority_queue]
-        waiting += [g.jobs[e[2]] for book in g.flex_book.values() for e in book]
+        waiting = [g.jobs[j] for _s, j in g.index.priority_queue]
+        waiting += [g.jobs[e[2]] for book in g.index.flex_book.values() for e in book]
         need: dict[str, float] = {}
         for job in waiting:
             if job.user not in users:

@@ -104,9 +104,9 @@ def check_order(grid: Grid, actions: list[A.Action], now: float) -> list[str]:
                     del w.preempted[vid]  # someone else got its GPUs: the preemption served
             if job.mode is _FLEX:
                 flex_starts.append(a)
-    if flex_starts and grid.priority_queue:
+    if flex_starts and grid.index.priority_queue:
         out += _flex_before_priority(grid, flex_starts, now)
-    if grid.commit_waiting:
+    if grid.index.commit_waiting:
         out += check_commit_waits(grid, now)
     return out
 
@@ -133,7 +133,9 @@ def _fits_instead(
             free += sum(
                 1
                 for i, r in enumerate(node.reserved)
-                if r is not None and node.holders[i] is None and not grid.commit_waiting.get(r)
+                if r is not None
+                and node.holders[i] is None
+                and not grid.index.commit_waiting.get(r)
             )
         if (node.gpu_count if p.nodes else p.gpus) <= mine + free:
             return True
@@ -145,7 +147,7 @@ def _priority_waits(grid: Grid, gpu_type: str, now: float) -> bool:
     from .funding import guard
 
     g = None
-    for _, jid in grid.priority_queue[:50]:
+    for _, jid in grid.index.priority_queue[:50]:
         q = grid.jobs[jid]
         if q.gpu_type not in (None, gpu_type):
             continue
@@ -171,7 +173,7 @@ def _flex_before_priority(grid: Grid, starts: list[A.Start], now: float) -> list
 
     out = []
     g = None
-    waiting = [grid.jobs[j] for _, j in grid.priority_queue[:50]]
+    waiting = [grid.jobs[j] for _, j in grid.index.priority_queue[:50]]
     for a in starts:
         flex = grid.jobs[a.job]
         if flex.state not in HOLDING:
@@ -211,7 +213,7 @@ def check_commit_waits(grid: Grid, now: float) -> list[str]:
     c = grid.cfg.cluster
     allowed = c.grace_s + c.stop_grace_s + COMMIT_SLACK_S
     still: set[int] = set()
-    queues = grid.commit_waiting  # a queue per reservation ever booked, most of them empty
+    queues = grid.index.commit_waiting  # a queue per reservation ever booked, most of them empty
     for name, queue in compress(queues.items(), queues.values()):
         res = grid.reservations.get(name)
         if res is None or res.active_window is None:
@@ -268,7 +270,7 @@ def check_actions(grid: Grid, actions: list[A.Action], now: float | None = None)
                 out.append(f"{a.gpu_type} clearing price {a.price} under the floor {m.floor}")
             if last_price[a.gpu_type] is not a:
                 continue
-            running = list(map(grid.jobs.__getitem__, grid.flex_running[a.gpu_type]))
+            running = list(map(grid.jobs.__getitem__, grid.index.flex_running[a.gpu_type]))
             # The lowest bid first (read in C): only under the price can one pay more.
             if running and min(map(_BID, running)) < a.price:
                 for job in running:
@@ -311,7 +313,7 @@ def check_transactions(grid: Grid, txs: list[Transaction]) -> list[str]:
 def check_placements(grid: Grid, job_ids: set[int] | None = None) -> list[str]:
     """Every GPU a holding job claims is held by it, and no GPU by two jobs."""
     out = []
-    ids = grid.holding if job_ids is None else job_ids
+    ids = grid.index.holding if job_ids is None else job_ids
     for jid in ids:
         job = grid.jobs.get(jid)
         if job is None or job.state not in HOLDING:

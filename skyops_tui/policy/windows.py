@@ -148,7 +148,7 @@ def plan_windows(
     sizes = [n.gpu_count for n in nodes]
     # Per node: what holds GPUs and until when (Priority bookings, open windows).
     held: dict[str, list[tuple[float, int]]] = {}
-    for jid in grid.holding:
+    for jid in grid.index.holding:
         job = grid.jobs[jid]
         if job.mode is not _PRIORITY or job.market != gpu_type:
             continue

@@ -72,9 +72,9 @@ def next_wakeup(grid: Grid, now: float) -> float | None:
     This reads every holding and waiting job; `simulate` asks `_Wakeups`, which gives
     the same answer from the jobs that can still have a timer (see there)."""
     jobs = grid.jobs
-    best = _priority_timers(grid, now, (jobs[j] for j in grid.holding), float("inf"))
-    best = _min_slices(grid, now, (jobs[j] for j in grid.holding), best)
-    retrying = (jobs[e[2]] for book in grid.flex_book.values() for e in book)
+    best = _priority_timers(grid, now, (jobs[j] for j in grid.index.holding), float("inf"))
+    best = _min_slices(grid, now, (jobs[j] for j in grid.index.holding), best)
+    retrying = (jobs[e[2]] for book in grid.index.flex_book.values() for e in book)
     return _other_timers(grid, now, retrying, best)
 
 
@@ -106,7 +106,7 @@ def _min_slices(grid: Grid, now: float, held: Iterable[Job], best: float) -> flo
     waiting bid could displace once it ends."""
     min_slice = grid.cfg.pricing.min_slice_s
     outbid = 1 + grid.cfg.pricing.min_outbid
-    books, markets = grid.flex_book, grid.markets
+    books, markets = grid.index.flex_book, grid.markets
     untyped = books.get(None)
     top_any = -untyped[0][0] if untyped else 0
     top: dict[str, int] = {}  # per market of a job read: the highest bid waiting there
@@ -207,13 +207,13 @@ class _Wakeups:
         # while none is booked, cancelled or settles a window and time has not reached
         # it (no reservation's next edge lies before it).
         self.edge: tuple[tuple[int, int], object, float | None] | None = None
-        for jid in grid.holding:
+        for jid in grid.index.holding:
             job = grid.jobs[jid]
             if job.mode is _PRIORITY:
                 self.recheck.add(jid)
             if job.started_at is not None:
                 heapq.heappush(self.fresh, (job.started_at + self.min_slice, jid))
-        for book in grid.flex_book.values():
+        for book in grid.index.flex_book.values():
             self.retrying.update(e[2] for e in book if self.grid.jobs[e[2]].retries)
 
     def see(self, events: list[Event]) -> None:
@@ -244,7 +244,7 @@ class _Wakeups:
         end = job.end_at
         if job.mode is not _PRIORITY or end is None or job.stop_reason:
             return
-        if job.id not in self.grid.holding:
+        if job.id not in self.grid.index.holding:
             return
         w1 = self.w1
         t = end - w1
@@ -259,7 +259,7 @@ class _Wakeups:
     def _priority_timers(self, now: float) -> float:
         """`_priority_timers` over the holding Priority jobs, from the kept heap."""
         g = self.grid
-        jobs, holding = g.jobs, g.holding
+        jobs, holding = g.jobs, g.index.holding
         if self.recheck:
             for jid in self.recheck:
                 self._judge(jobs[jid], now)
@@ -296,7 +296,7 @@ class _Wakeups:
 
     def next(self, now: float) -> float | None:
         g = self.grid
-        jobs, holding = g.jobs, g.holding
+        jobs, holding = g.jobs, g.index.holding
         best = self._priority_timers(now)
         fresh = self.fresh
         while fresh and fresh[0][0] <= now:
@@ -340,7 +340,7 @@ def pass_after(
     if any(isinstance(a, A.CloseWindow) for a in actions):
         return now
     wake = next_wakeup(grid, now) if wakeup is None else wakeup(now)
-    if grid.priority_queue and any(isinstance(a, (A.Stop, A.Preempt)) for a in actions):
+    if grid.index.priority_queue and any(isinstance(a, (A.Stop, A.Preempt)) for a in actions):
         t = now + grid.cfg.cluster.tick_s
         wake = t if wake is None else min(wake, t)
     return wake
@@ -454,7 +454,7 @@ def _simulate(
             best = t
         if wake is not None and (best is None or wake < best):
             best = wake
-        busy = best is not None or bool(grid.holding)
+        busy = best is not None or bool(grid.index.holding)
         if nodes.timers:
             t = nodes.timers[0][0]
             if best is None or t < best:
@@ -515,7 +515,7 @@ def _simulate(
     violations += check_placements(grid)
     end = clock.now()
     # Settle what is still running at the end of the trace.
-    for jid in list(grid.holding):
+    for jid in list(grid.index.holding):
         grid.settle(grid.jobs[jid], end)
     if stored is not None:
         stored.persist(grid, [], end)

@@ -25,7 +25,7 @@ CHECK_IDLE = False
 
 def commit(s: PassState) -> None:
     g = s.g
-    queues = g.commit_waiting  # a queue per reservation ever booked, most of them empty
+    queues = g.index.commit_waiting  # a queue per reservation ever booked, most of them empty
     if not g.index.commit_busy:
         if CHECK_IDLE and any(queues.values()):
             raise AssertionError("a Commit job waits, yet the queues were counted empty")

@@ -131,7 +131,7 @@ def _yield_nodes(s: PassState, t: str, low: int, high: int) -> list[str]:
     and no more than `high` (those a head bidding `high` could have, but not `low`)."""
     jobs = s.g.jobs
     out: list[str] = []
-    for jid in s.g.flex_running[t]:
+    for jid in s.g.index.flex_running[t]:
         v = jobs[jid]
         if low < v.bid <= high and not v.stop_reason:
             out.extend(p.node for p in v.placement)
@@ -255,7 +255,7 @@ def flex(s: PassState) -> None:
     # With ample funds, a bidder for a market alone is still waiting once the pass
     # ends: `_waiting_bid` reads no bidder after the first such one.
     ample = isinstance(s.guard, AmpleFunds)
-    books, needs = g.flex_book, g.flex_needs  # a pass changes neither
+    books, needs = g.index.flex_book, g.index.flex_needs  # a pass changes neither
     untyped = books.get(None, [])
     needs_u = needs.get(None)
     min_u = min(needs_u) if needs_u else 1  # the smallest untyped job, for every market
@@ -516,7 +516,7 @@ def _no_room_on(
         changed = [*changed, *also]
     pricing = s.cfg.pricing
     min_slice, outbid = pricing.min_slice_s, 1 + pricing.min_outbid
-    jobs, runs, heads, victims = g.jobs, g.flex_running[t], s.head_nodes, s.victims
+    jobs, runs, heads, victims = g.jobs, g.index.flex_running[t], s.head_nodes, s.victims
     bid = job.bid
     ahead: Ahead = []
     nodes, up = g.nodes, _UP
@@ -607,7 +607,7 @@ def _running(
     callers make a new one rather than change it."""
     jobs, victims, now = s.g.jobs, s.victims, s.now
     may_preempt = s.may_preempt
-    ids = s.g.flex_running[t]
+    ids = s.g.index.flex_running[t]
     if kept is not None and not victims:
         rev = s.g.holds_rev.get(t, 0)
         got = kept.get(t)

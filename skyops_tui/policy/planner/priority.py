@@ -35,7 +35,7 @@ def claims_first(s: PassState) -> None:
     s.claims_served = set()
     live = {
         jid
-        for _, jid in g.priority_queue
+        for _, jid in g.index.priority_queue
         if (j := g.jobs[jid]).end_at is not None and g.booked_end(j, now) == j.end_at
     }
     if not live:
@@ -55,7 +55,7 @@ def priority(s: PassState, only: set[int] | None = None) -> None:
     and a later job may use them only if its booking ends before the head could start.
     Later jobs start elsewhere as they fit. A job waiting for funds holds nobody up."""
     g, now = s.g, s.now
-    if not g.priority_queue:
+    if not g.index.priority_queue:
         return
     all_types = [t for t, ns in g.by_type.items() if ns]
     headed: set[str] = set()  # types whose head holds a node
@@ -68,7 +68,7 @@ def priority(s: PassState, only: set[int] | None = None) -> None:
     blocked: set[tuple[str | None, int, int]] = set()
     heads = 0
     served = s.claims_served or ()
-    for _, jid in g.priority_queue:
+    for _, jid in g.index.priority_queue:
         if (jid not in only) if only is not None else (jid in served):
             continue
         job = g.jobs[jid]
@@ -291,7 +291,7 @@ def window_rooms(s: PassState, gpu_type: str) -> dict[str, list[list[float]]]:
         return s.window_rooms_of[gpu_type]
     g, now = s.g, s.now
     if s.horizon is None:
-        span = max(((g.jobs[j].hours or 1.0) for _, j in g.priority_queue), default=1.0)
+        span = max(((g.jobs[j].hours or 1.0) for _, j in g.index.priority_queue), default=1.0)
         s.horizon = now + span * 3600
     claims = s.claim_extra.get(gpu_type, [])
     plan = plan_windows(g, gpu_type, now, s.horizon, extra=claims)

@@ -55,7 +55,7 @@ def timers(s: PassState) -> None:
     jobs, nodes = g.jobs, g.nodes
     priority, commit, up = _PRIORITY, _COMMIT, _UP
     everywhere = all_up(g)
-    for job in map(jobs.__getitem__, g.holding):
+    for job in map(jobs.__getitem__, g.index.holding):
         if job.state is not R or job.stop_reason:
             continue
         mode = job.mode
@@ -99,7 +99,7 @@ def timers(s: PassState) -> None:
             else:
                 settle.append(job.id)
     cap = SETTLE_PER_PASS
-    if len(settle) > cap and len(settle) > (cap := max(cap, len(g.holding) // 32)):
+    if len(settle) > cap and len(settle) > (cap := max(cap, len(g.index.holding) // 32)):
         # Jobs started together would settle together every interval (2,000 in
         # one pass, a 150 ms write): the longest unbilled go first, the rest in the
         # next passes, which spreads them for good. A charge is the exact running
@@ -121,7 +121,7 @@ def timers(s: PassState) -> None:
 
 def stop_unfunded(s: PassState) -> None:
     """Stop the jobs of accounts that cannot pay for them any longer."""
-    for jid in sorted(s.g.holding):
+    for jid in sorted(s.g.index.holding):
         job = s.g.jobs[jid]
         f = s.guard.short(job.user)
         if f is None or job.mode is _COMMIT or job.stop_reason or jid in s.victims:

@@ -38,7 +38,7 @@ def choose_victims(
     """
     on_node: dict[str, list[Job]] = {}
     types = set(map(_GPU_TYPE, nodes))
-    running = sum(len(s.g.flex_running[t]) for t in types)
+    running = sum(len(s.g.index.flex_running[t]) for t in types)
     if len(nodes) * 8 < running:
         # Few nodes (a reservation's): read who holds their GPUs.
         for node in nodes:
@@ -58,7 +58,7 @@ def choose_victims(
                     on_node.setdefault(node.name, []).append(v)
     else:
         for t in types:
-            for vid in s.g.flex_running[t]:
+            for vid in s.g.index.flex_running[t]:
                 if vid in s.victims:
                     continue
                 v = s.g.jobs[vid]

@@ -95,7 +95,7 @@ def _walk(s: PassState) -> tuple[float, float, bool]:
             left = res.windows[aw][1] - now
             bit = 2 if left <= w2 else 1 if left <= w1 else 0
             if bit:
-                for jid in g.holding:
+                for jid in g.index.holding:
                     job = g.jobs[jid]
                     if job.reservation == res.name and job.state is R and not job.warned & bit:
                         s.emit(A.Warn(jid, left, bit | (bit - 1)))
@@ -103,7 +103,7 @@ def _walk(s: PassState) -> tuple[float, float, bool]:
 
 
 def close_window(s: PassState, res: Reservation, index: int) -> None:
-    for jid in list(s.g.holding):
+    for jid in list(s.g.index.holding):
         job = s.g.jobs[jid]
         if job.reservation == res.name and not job.stop_reason and jid not in s.victims:
             s.victims.add(jid)
