@@ -59,7 +59,7 @@ def max_preemptions_per_hour(grid: Grid) -> int:
 def check_order(grid: Grid, actions: list[A.Action], now: float) -> list[str]:
     """Order and waste (docs/modes.md, *Queue, backfill and claims*): no Flex start
     while a fitting Priority job waits; no victim resumed on its GPUs while the job it
-    was preempted for still waits; no Commit owner job kept waiting in an open window
+    was preempted for still waits and still ranks ahead of it; no Commit owner job kept waiting in an open window
     that holds enough GPUs for it (`check_commit_waits`); no job preempted more than N
     times an hour."""
     w = watch(grid)
@@ -92,6 +92,7 @@ def check_order(grid: Grid, actions: list[A.Action], now: float) -> list[str]:
                 if (
                     p is not None
                     and p.state in (_QUEUED, _PAUSED)
+                    and not _behind_victim(p, job)
                     and _fits_instead(grid, p, a, mine[0] & gpus, now)
                     and _fundable(grid, p, a.market, now)
                 ):
@@ -109,6 +110,13 @@ def check_order(grid: Grid, actions: list[A.Action], now: float) -> list[str]:
     if grid.index.commit_waiting:
         out += check_commit_waits(grid, now)
     return out
+
+
+def _behind_victim(p: Job, victim: Job) -> bool:
+    """A Flex preemptor whose owner lowered its bid since (or the victim's raised its
+    own) to where the victim ranks ahead of it in the book: the victim's turn comes
+    first, as the market's order says (highest bid, then the earlier job)."""
+    return p.mode is _FLEX and (-victim.bid, victim.seq, victim.id) < (-p.bid, p.seq, p.id)
 
 
 def _fits_instead(

@@ -384,6 +384,25 @@ def window_filled_twice(draw) -> list[tuple]:
     ],
     cmds=[("commit", 0, 1, 30), ("wait", 1), ("wait", 30), ("cancel", 18)],
 )
+# Found by the random search: f2 outbid f0 (whose owner had just lowered its bid), then
+# f2's owner lowered f2's bid to f0's; f0, the earlier job, took its GPU back first, as
+# the book's order says, which the check took for a preemption that gave nobody anything.
+@example(
+    sizes=2,
+    flex_jobs=[
+        ("flex", "ann", 1, "H100", 1.0, 300, None),
+        ("flex", "ann", 1, "H100", 0.0, 30, None),
+        *[("flex", "ann", 1, "H100", 1.0, 300, None)] * 13,
+    ],
+    window=[
+        ("reserve", "ann", 3, "H100", 0, 0.5, None),
+        ("wait", 30),
+        ("commit", 0, 3, 300),
+        ("wait", 200),
+        ("commit", 0, 1, 30),
+    ],
+    cmds=[("bid", 0, 0.0), ("bid", 2, 0.0)],
+)
 def test_crowded_reservations_preempt_only_flex(sizes, flex_jobs, window, cmds):
     w = build([("H100", 8)] * sizes, [micro(1_000_000)] * 3)
     run(w, [*flex_jobs, ("wait", 30), *window, *cmds])
