@@ -220,7 +220,9 @@ async def test_a_leader_writing_without_pause_keeps_its_lease(tmp_path):
     the storm (refusing commands, "the scheduler lease is not renewed"). Its own
     writes renew the lease when due, so it leads throughout and the lease row says so."""
     rt, _ = console(tmp_path / "state.db")
-    rt.lease_ttl_s = 0.5
+    # Due for renewal 0.19 s after the last, surely ours until 0.6 s: a write every 0.4 s
+    # keeps it (the loop alone, in a thread, did not).
+    rt.lease_ttl_s = 0.75
     rt.store.conn.execute("PRAGMA synchronous = FULL")  # a slow disk: every commit waits
     await rt.start()
     refused: list[str] = []
