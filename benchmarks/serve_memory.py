@@ -139,9 +139,10 @@ def cancel_all(clients: list[Client], ids: list[int]) -> None:
 
 
 STEPS = (
-    # asyncio, as cli/entry.py imports it for every command but `submit`: without ssl
-    # (an older checkout, given as --root, imports it with ssl).
-    "import skyops_tui.cli.entry as e; getattr(e, 'asyncio_without_tls', lambda: None)()",
+    # As cli/entry.py prepares every command but `submit`: asyncio without ssl, pydantic
+    # without importlib.metadata (an older checkout, given as --root, imports them whole).
+    "import skyops_tui.cli.entry as e; "
+    "getattr(e, 'lean_imports', getattr(e, 'asyncio_without_tls', lambda: None))()",
     "import sqlite3, json, argparse, logging",
     "import pydantic",
     "import skyops_tui.domain.config",
