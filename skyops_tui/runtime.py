@@ -558,7 +558,7 @@ class Runtime:
             self._reload_now.clear()
             epoch = None
             try:
-                self.reload()
+                await self._reload_aside()
                 if loop.time() >= lease_at:
                     now, epoch = await self._acquire()
                     lease_at = loop.time() + self.follow_s
@@ -648,7 +648,19 @@ class Runtime:
     def reload(self, now: float | None = None) -> None:
         """Replace the grid with the store's (a follower's view of the leader's state)."""
         now = self.clock.now() if now is None else now
-        grid = self._db.load_grid(self.cfg, now)
+        self._take_grid(self._db.load_grid(self.cfg, now))
+
+    async def _reload_aside(self) -> None:
+        """`reload`, with the grid read and built in a worker thread: at 512 nodes that
+        is some 50 ms, and a follower reloads after each burst of the leader's changes
+        (two or three times a second when it is busy). On the loop it held every key
+        and frame for the whole of it; aside, the loop takes its turns with the GIL
+        (every 5 ms) and SQLite's reads run beside it. The store's lock keeps the
+        screens' own reads of the file apart from it."""
+        grid = await asyncio.to_thread(self._db.load_grid, self.cfg, self.clock.now())
+        self._take_grid(grid)
+
+    def _take_grid(self, grid: Grid) -> None:
         self.engine.grid = grid
         self.executor.attach(grid)
         events = self._db.events(limit=FEED, since_id=self._last_event_id)

@@ -151,3 +151,50 @@ async def test_a_burst_of_changes_costs_the_follower_a_few_reloads_not_one_each(
         await leader.stop()
         follower.store.close()
         leader.store.close()
+
+
+async def test_a_follower_keeps_answering_while_it_reloads_the_grid(tmp_path):
+    """A follower's reload (some 50 ms at 512 nodes, after each burst of the leader's
+    changes) is read and built beside its loop: keys and frames go on meanwhile, and
+    the follower then shows the grid it read. Here the store read is held open until
+    the loop has shown it is free; a reload on the loop would hold it to the end."""
+    import asyncio
+    import threading
+
+    path = tmp_path / "state.db"
+    leader, follower = console(path), console(path)
+    await leader.start()
+    await follower.start()
+    loading, release, loaded = threading.Event(), threading.Event(), threading.Event()
+    load = follower.store.load_grid
+
+    def held(*args, **kwargs):
+        loading.set()
+        release.wait(5.0)
+        try:
+            return load(*args, **kwargs)
+        finally:
+            loaded.set()
+
+    try:
+        await until(lambda: follower._watching, "the follower watching the leader")
+        follower.store.load_grid = held  # type: ignore[method-assign]
+        leader.scheduler.submit(flex("while-loading", 1.5, gpus=1), actor="ops")
+        await until(loading.is_set, "the follower reloading its grid")
+        # The loop is free while the reload is under way: a turn of it comes round.
+        turned = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_soon(turned.set_result, True)
+        assert await asyncio.wait_for(turned, 2.0)
+        assert not loaded.is_set(), "the loop was held until the reload ended"
+        release.set()
+        await until(
+            lambda: any(j.name == "while-loading" for j in follower.grid.jobs.values()),
+            "the follower showing the job its reload read",
+        )
+    finally:
+        release.set()
+        follower.store.load_grid = load  # type: ignore[method-assign]
+        await follower.stop()
+        await leader.stop()
+        follower.store.close()
+        leader.store.close()
