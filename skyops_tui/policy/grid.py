@@ -925,14 +925,17 @@ class Grid:
         last billed (the span, its price per market, the seconds in the text) is
         worked out once per such group, not once per job.
         What they pay to revenue is added to its balance once, at the end (when the
-        account exists already: a new one is opened in its place among the accounts)."""
+        account exists already: a new one is opened in its place among the accounts),
+        and the jobs billed inline are marked dirty together at the end too."""
         jobs, markets, outbox = self.jobs, self.markets, self.outbox
         ledger = self.ledger
         balances = ledger.balances
         debited = 0  # what this call takes from accounts inline, for `ledger.debited`
         revenue = REVENUE in balances
-        paid = 0  # to revenue, inline, while `revenue`
-        dirty_add, txs_append = outbox.dirty_jobs.add, outbox.transactions.append
+        txs_append = outbox.transactions.append
+        # Jobs `settle` was asked to bill that it may leave alone (not dirty): the rest
+        # of `ids` are marked dirty at the end, as `settle` marks every job it bills.
+        passed: list[int] = []
         b = round(now * US)
         flex_text, priority_text = _USAGE[_FLEX], _USAGE[_PRIORITY]
         accounts = _ACCOUNTS
@@ -957,6 +960,7 @@ class Grid:
             start = job.started_at
             market_name = job.market
             if billed is None or market_name is None or start is None or start > now:
+                passed.append(jid)
                 self.settle(job, now)
                 continue
             if billed != last_billed:
@@ -969,6 +973,7 @@ class Grid:
                 tails = {}
                 priority_tails = {}
             if d < 0:
+                passed.append(jid)
                 self.settle(job, now)  # billed past now: a credit, with its own text
                 continue
             mode = job.mode
@@ -998,6 +1003,7 @@ class Grid:
             elif mode is _PRIORITY and (job.end_at is None or job.end_at >= now):
                 acc = job.run_acc + markets[market_name].rate * d
             else:
+                passed.append(jid)
                 self.settle(job, now)
                 continue
             gpus = job.gpus if not job.nodes else job.gpu_total
@@ -1005,7 +1011,6 @@ class Grid:
             job.run_acc = acc
             job.run_charged += due
             job.billed_from = now
-            dirty_add(jid)
             if not due:
                 continue
             job.charged += due
@@ -1036,9 +1041,7 @@ class Grid:
                 balances[acct] -= due
             except KeyError:
                 balances[acct] = -due
-            if revenue:
-                paid += due
-            else:
+            if not revenue:
                 balances[REVENUE] = balances.get(REVENUE, 0) + due
             debited += due
             if bare:
@@ -1051,9 +1054,14 @@ class Grid:
                 txs_append(tx)
             else:
                 txs_append(Transaction(now, reason, [(acct, -due), (REVENUE, due)], jid, None))
-        if paid:
-            balances[REVENUE] += paid
+        if revenue and debited:
+            balances[REVENUE] += debited  # every inline charge went there, none yet added
         ledger.debited += debited
+        if passed:
+            skip = set(passed)
+            outbox.dirty_jobs.update([jid for jid in ids if jid not in skip])
+        else:
+            outbox.dirty_jobs.update(ids)
 
     def _run_total(self, job: Job, until: float) -> tuple[int, float]:
         """The run's exact running total at `until` (kept within the run and, for

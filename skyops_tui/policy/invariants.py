@@ -278,10 +278,11 @@ def check_actions(grid: Grid, actions: list[A.Action], now: float | None = None)
                 out.append(f"{a.gpu_type} clearing price {a.price} under the floor {m.floor}")
             if last_price[a.gpu_type] is not a:
                 continue
-            running = list(map(grid.jobs.__getitem__, grid.index.flex_running[a.gpu_type]))
-            # The lowest bid first (read in C): only under the price can one pay more.
-            if running and min(map(_BID, running)) < a.price:
-                for job in running:
+            ids, job_of = grid.index.flex_running[a.gpu_type], grid.jobs.__getitem__
+            # The lowest bid first (read in C, no list made): only under the price can
+            # one pay more.
+            if ids and min(map(_BID, map(job_of, ids))) < a.price:
+                for job in map(job_of, ids):
                     if job.bid < a.price and not job.stop_reason:
                         out.append(f"flex job {job.name} pays {a.price} above its bid {job.bid}")
     return out

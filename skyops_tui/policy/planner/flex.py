@@ -25,6 +25,7 @@ from .victims import choose_victims
 _UP = NodeStatus.UP
 
 BookEntry = tuple[int, int, int]  # an entry of Grid.flex_book: (-bid, seq, id)
+_NO_BOOK: list[BookEntry] = []  # a market nobody waits in (never changed)
 
 # A head's verdicts hold for any bid no higher: a lower bid could have fewer GPUs.
 # Per grid, type and head shape (gpus, nodes): the type's Grid.room_rev and the
@@ -274,9 +275,12 @@ def flex(s: PassState) -> None:
     kept_runs = _RUNS.get(g)
     if kept_runs is None:
         kept_runs = _RUNS.put(g, {})
+    flex_left = s.flex_left
+    # GPUs being freed, per node: one dict for the whole pass (a stop adds to it).
+    soon = s.soon()
     for t, market in g.markets.items():
         nodes = g.by_type[t]
-        book = books.get(t, [])
+        book = books.get(t, _NO_BOOK)
         running, lowest, movable = _running(s, t, min_slice, kept_runs)
         bar = None if movable is None else movable * outbid  # the bid that displaces
         if not book and not untyped:
@@ -284,14 +288,15 @@ def flex(s: PassState) -> None:
             priced.append((t, lowest, [], None, None))
             continue
         failed_need: int | None = None  # a displacement this big found no victims
-        free = s.flex_free(t)
+        free = flex_left.get(t)
+        if free is None:
+            free = s.flex_free(t)
         # Per pass: the most GPUs free on one node (counted when first needed), and the
         # nodes with GPUs being freed; most waiting jobs are judged by these without a
         # walk over the nodes. A pass only takes GPUs, so `widest` stays an upper
         # bound as jobs start; a best_fit that finds no node lowers it (recounting it
         # per start was O(nodes)).
         widest: int | None = None
-        soon = s.soon()
         soon_nodes = [n for n in nodes if n.name in soon] if soon else []
         needs_t = needs.get(t)
         if needs_t:
@@ -308,7 +313,8 @@ def flex(s: PassState) -> None:
         headed = False  # a blocked large bid holds a node in this market
         sure = False  # such a bidder is in `bidders`
         cut: tuple[int, int, int] | None = None  # CHECK_KEPT: where the walk would stop
-        entries = _merge(book, untyped)
+        # Without nodes the walk stops at its first bidder, having done nothing.
+        entries = _merge(book, untyped) if nodes else iter(_NO_BOOK)
         floor = market.floor
         for entry in entries:
             jid = entry[2]
@@ -317,8 +323,6 @@ def flex(s: PassState) -> None:
             job = jobs[jid]
             if job.retry_at > now or job.bid < floor:
                 continue
-            if not nodes:
-                break
             need = job.gpus or job.nodes * smallest_node
             if not ample and not s.guard.can_start(job, t, need):
                 continue  # its account cannot fund it now: it neither runs nor bids
@@ -395,7 +399,7 @@ def flex(s: PassState) -> None:
                 if job.gpu_type is None:
                     s.waiting_elsewhere.add(job.id)
                 s.preempt(victims, f"outbid by {job.name}")
-                soon_nodes = [n for n in nodes if n.name in s.soon()]
+                soon_nodes = [n for n in nodes if n.name in soon]
                 took = s.took
                 s.hold_victim_nodes(victims, job, FLEX_POOL)
                 free = s.flex_left[t] = free - (s.took - took)

@@ -155,7 +155,7 @@ class PassState:
             if self._plain(gpu_type):
                 # Every node schedulable and none touched by this pass: the grid's own
                 # counts, summed once while nothing of the type changes.
-                v = self._view(gpu_type)
+                v = self._seen[gpu_type]  # `_plain` read the view
                 n = v[3] if pool == PRIORITY_POOL else v[4]
             else:
                 n = sum(self.node_free_count(n, pool) for n in self.roomy_nodes(gpu_type))
@@ -185,9 +185,10 @@ class PassState:
         return True
 
     def flex_free(self, gpu_type: str) -> int:
-        if gpu_type not in self.flex_left:
-            self.flex_left[gpu_type] = self.type_free(gpu_type, FLEX_POOL)
-        return self.flex_left[gpu_type]
+        n = self.flex_left.get(gpu_type)
+        if n is None:
+            n = self.flex_left[gpu_type] = self.type_free(gpu_type, FLEX_POOL)
+        return n
 
     def fits_elsewhere(self, job: Job, here: str) -> bool:
         """An untyped job that has free room in another market it clears in."""
@@ -209,7 +210,8 @@ class PassState:
         """The GPUs of the type's smallest node (0 without nodes), once a pass."""
         n = self._smallest.get(gpu_type)
         if n is None:
-            n = self._smallest[gpu_type] = self._view(gpu_type)[7]
+            v = self._seen.get(gpu_type)  # `_view`, without a call once read this pass
+            n = self._smallest[gpu_type] = (v if v is not None else self._view(gpu_type))[7]
         return n
 
     def take(self, node: str, idx: Iterable[int]) -> None:
@@ -233,7 +235,8 @@ class PassState:
         return self._soon
 
     def soon_count(self, node: Node, pool: str, reservation: str | None = None) -> int:
-        idx = self.soon().get(node.name)
+        soon = self._soon
+        idx = (soon if soon is not None else self.soon()).get(node.name)
         if not idx:
             return 0
         if pool == PRIORITY_POOL:
@@ -316,7 +319,8 @@ class PassState:
         self, nodes: list[Node], job: Job, pool: str, reservation: str | None = None
     ) -> bool:
         """Wait for GPUs already being freed instead of preempting more."""
-        if not self.soon():
+        freed = self.soon()  # one dict for the pass: what a claim reads of it stays
+        if not freed:
             return False
         if job.nodes:
             # A gang counts whole nodes being freed and whole nodes free already: both are
@@ -326,13 +330,13 @@ class PassState:
                 n
                 for n in nodes
                 if n.name not in self.head_nodes
-                and (n.name in self.soon() or n.schedulable)
+                and (n.name in freed or n.schedulable)
                 and self.node_free_count(n, pool)
-                + (self.soon_count(n, pool) if n.name in self.soon() else 0)
+                + (self.soon_count(n, pool) if n.name in freed else 0)
                 >= n.gpu_count
             ]
-            ready.sort(key=lambda n: n.name not in self.soon())  # nodes being freed first
-            if len(ready) >= job.nodes and any(n.name in self.soon() for n in ready[: job.nodes]):
+            ready.sort(key=lambda n: n.name not in freed)  # nodes being freed first
+            if len(ready) >= job.nodes and any(n.name in freed for n in ready[: job.nodes]):
                 self.victim_nodes = [n.name for n in ready[: job.nodes]]
                 for n in ready[: job.nodes]:
                     free = self.node_free_count(n, pool)
@@ -341,7 +345,7 @@ class PassState:
                 return True
             return False
         for node in nodes:
-            if node.name not in self.soon() or (node.name in self.head_nodes and pool != "commit"):
+            if node.name not in freed or (node.name in self.head_nodes and pool != "commit"):
                 continue
             free = (
                 len(self.free_indices(node, pool, reservation))
