@@ -279,13 +279,45 @@ def check_actions(grid: Grid, actions: list[A.Action], now: float | None = None)
             if last_price[a.gpu_type] is not a:
                 continue
             ids, job_of = grid.index.flex_running[a.gpu_type], grid.jobs.__getitem__
-            # The lowest bid first (read in C, no list made): only under the price can
-            # one pay more.
-            if ids and min(map(_BID, map(job_of, ids))) < a.price:
+            # The lowest bid first: only under the price can one pay more.
+            low = _lowest_bid(grid, a.gpu_type)
+            if low is not None and low < a.price:
                 for job in map(job_of, ids):
                     if job.bid < a.price and not job.stop_reason:
                         out.append(f"flex job {job.name} pays {a.price} above its bid {job.bid}")
     return out
+
+
+def _lowest_bid(grid: Grid, gpu_type: str) -> int | None:
+    """The lowest bid of the type's Flex runs (stopping or not; None without runs),
+    kept while the type's `Grid.holds_rev` stands: every run's start or end and every
+    change of a running job's state, stop or bid raises it (planner/flex.py keeps its
+    runs on the same count). Read in C when counted again."""
+    kept = _LOWEST.get(grid)
+    if kept is None:
+        kept = _LOWEST.put(grid, {})
+    rev = grid.holds_rev.get(gpu_type, 0)
+    got = kept.get(gpu_type)
+    if got is None or got[0] != rev:
+        ids = grid.index.flex_running[gpu_type]
+        got = kept[gpu_type] = (
+            rev,
+            min(map(_BID, map(grid.jobs.__getitem__, ids))) if ids else None,
+        )
+    elif CHECK_LOWEST:
+        ids = grid.index.flex_running[gpu_type]
+        low = min(map(_BID, map(grid.jobs.__getitem__, ids))) if ids else None
+        if low != got[1]:
+            raise AssertionError(
+                f"{gpu_type}: lowest Flex bid kept as {got[1]}, the runs say {low}"
+            )
+    return got[1]
+
+
+# Per grid and type: (Grid.holds_rev, the lowest bid of its Flex runs then).
+_LOWEST: PerGrid[dict[str, tuple[int, int | None]]] = PerGrid()
+# Tests set this: a kept lowest bid is counted again from the runs and must agree.
+CHECK_LOWEST = False
 
 
 def check_transactions(grid: Grid, txs: list[Transaction]) -> list[str]:

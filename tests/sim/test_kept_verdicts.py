@@ -185,3 +185,37 @@ def test_whether_every_node_is_up_is_counted_again_when_a_status_changes(monkeyp
     for seed in (5, 11):
         assert run(mixed_trace(300, seed=seed) + NODE_TROUBLE).summary["violations"] == []
     assert seen["down"] > 100 and seen["up"] > 300, seen
+
+
+def test_the_lowest_running_bid_kept_for_the_price_check_is_the_runs_lowest(monkeypatch):
+    """The price check (invariants.check_actions: no Flex run pays above its bid) reads
+    a type's lowest running bid kept while its `Grid.holds_rev` stands; with
+    CHECK_LOWEST on, every kept one is counted again from the runs and must agree:
+    through bids changed while jobs wait and while they run, preemptions, node trouble
+    and a restart."""
+    invariants = sys.modules["skyops_tui.policy.invariants"]
+    monkeypatch.setattr(invariants, "CHECK_LOWEST", True)
+    kept = {"hits": 0, "calls": 0}
+    lowest = invariants._lowest_bid
+
+    def counted(grid, gpu_type):
+        got = invariants._LOWEST.get(grid, {}).get(gpu_type)
+        kept["calls"] += 1
+        kept["hits"] += got is not None and got[0] == grid.holds_rev.get(gpu_type, 0)
+        return lowest(grid, gpu_type)
+
+    monkeypatch.setattr(invariants, "_lowest_bid", counted)
+    for seed in (5, 11):
+        lines = mixed_trace(300, seed=seed)
+        r = random.Random(seed)
+        flex_jobs = [x["name"] for x in lines if x.get("mode") == "flex"]
+        bids = [
+            {"name": name, "kind": "bid", "bid": r.choice([0.8, 1.55, 2.4]), "submit": x}
+            for name in r.sample(flex_jobs, 60)
+            for x in (r.uniform(0, 80000),)
+        ]
+        assert run(lines + bids + NODE_TROUBLE).summary["violations"] == []
+    cfg = load_config(EXAMPLES / "sim-config.toml")
+    for name in ("contended-day", "outbid-war"):
+        assert simulate(read_trace(EXAMPLES / f"{name}.jsonl"), cfg).summary["violations"] == []
+    assert kept["hits"] > 500 and kept["calls"] > kept["hits"], kept

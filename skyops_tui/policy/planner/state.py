@@ -115,8 +115,11 @@ class PassState:
                 i for i in range(node.gpu_count) if h[i] is None and r[i] is None and i not in taken
             ]
         if pool == FLEX_POOL:
+            # Unreserved first (less to reclaim), each part in index order: what a
+            # stable sort on "reserved" gave, without a key call per GPU.
             free = [i for i in range(node.gpu_count) if h[i] is None and i not in taken]
-            free.sort(key=lambda i: r[i] is not None)  # unreserved first: less to reclaim
+            if node.n_idle_reserved:
+                free = [i for i in free if r[i] is None] + [i for i in free if r[i] is not None]
             return free
         return [
             i

@@ -10,6 +10,8 @@ counts on, and before Priority admission, which must leave the windows their GPU
 
 from __future__ import annotations
 
+import functools
+
 from ...domain.model import JobState, Mode, NodeStatus, Reservation
 from .. import actions as A
 from ..pergrid import PerGrid
@@ -45,7 +47,7 @@ def windows(s: PassState) -> None:
         and kept[0] == key
         and not kept[3]
         and now < kept[1]
-        and kept[2] - now > max(0.0, *s.cfg.pricing.warn_before_s)
+        and kept[2] - now > _longest_warning(s.cfg.pricing.warn_before_s)
     ):
         if not CHECK_QUIET:
             return
@@ -55,6 +57,12 @@ def windows(s: PassState) -> None:
             raise AssertionError(f"windows kept as quiet at {now} acted")
         return
     _QUIET.put(g, (key, *_walk(s)))
+
+
+@functools.lru_cache(maxsize=8)
+def _longest_warning(warn_before_s: tuple[float, ...]) -> float:
+    """`max(0.0, *warn_before_s)`, once per config's warnings (read every pass)."""
+    return max(0.0, *warn_before_s)
 
 
 def _walk(s: PassState) -> tuple[float, float, bool]:
