@@ -905,9 +905,16 @@ class Grid:
             balances[acct] = balances.get(acct, 0) - due
             balances[REVENUE] = balances.get(REVENUE, 0) + due
             ledger.debited += due
-            self.outbox.transactions.append(
-                Transaction(now, reason, [(acct, -due), (REVENUE, due)], job.id, None)
-            )
+            if _BARE_TX:  # as `settle_all` makes it: no dataclass __init__ call
+                tx = object.__new__(Transaction)
+                tx.at = now
+                tx.reason = reason
+                tx.entries = [(acct, -due), (REVENUE, due)]
+                tx.job = job.id
+                tx.reservation = None
+            else:
+                tx = Transaction(now, reason, [(acct, -due), (REVENUE, due)], job.id, None)
+            self.outbox.transactions.append(tx)
             return
         job.refunded -= due
         back = f"{-secs:.0f} s billed past {why or 'the end of the run'}"

@@ -107,8 +107,8 @@ def check_order(grid: Grid, actions: list[A.Action], now: float) -> list[str]:
                 flex_starts.append(a)
     if flex_starts and grid.index.priority_queue:
         out += _flex_before_priority(grid, flex_starts, now)
-    if grid.index.commit_waiting:
-        out += check_commit_waits(grid, now)
+    if grid.index.commit_waiting and (grid.index.commit_busy or w.commit_blocked):
+        out += check_commit_waits(grid, now)  # (with no owner job waiting, nothing to do)
     return out
 
 
