@@ -879,7 +879,7 @@ class Grid:
             else:
                 acc = job.run_acc - flex_usage(market, job.bid_log, job.bid, b, a)
         else:
-            until = now if ended_at is None else min(now, ended_at)
+            until = now if ended_at is None or now <= ended_at else ended_at
             acc, until = self._run_total(job, until)
         gpus = job.gpus if not job.nodes else job.gpu_total
         due = gpus * acc // _PER_HOUR - job.run_charged

@@ -143,12 +143,14 @@ def clearing_price(
     `rate` (an untyped bid may exceed the rate of a cheaper market), never under `floor`."""
     if highest_waiting_bid is None:
         return floor
+    # `min` and `max` by comparisons (the same value, ties included: each kept the
+    # first argument), at a fraction of a builtin call's cost.
     price = highest_waiting_bid
-    if lowest_running_bid is not None:
-        price = min(price, lowest_running_bid)
-    if rate is not None:
-        price = min(price, rate)
-    return max(price, floor)
+    if lowest_running_bid is not None and lowest_running_bid < price:
+        price = lowest_running_bid
+    if rate is not None and rate < price:
+        price = rate
+    return floor if floor > price else price
 
 
 PER_HOUR = 3600 * US  # price per GPU-hour x microseconds -> micro-units

@@ -118,7 +118,12 @@ def _min_slices(grid: Grid, now: float, held: Iterable[Job], best: float) -> flo
         high = top.get(market)
         if high is None:
             b = books.get(market)
-            high = top[market] = max(-b[0][0] if b else 0, top_any) if market in markets else 0
+            high = -b[0][0] if b else 0
+            if high < top_any:
+                high = top_any
+            if market not in markets:
+                high = 0
+            top[market] = high
         if high >= job.bid * outbid:
             t = job.started_at + min_slice
             if now < t < best:

@@ -343,7 +343,8 @@ def flex(s: PassState) -> None:
                     free -= sum(len(p.gpus) for p in pl)
                     s.flex_left[t] = free
                     running = [*running, job]  # counts when `lowest` is recomputed below
-                    lowest = job.bid if lowest is None else min(lowest, job.bid)
+                    if lowest is None or job.bid < lowest:
+                        lowest = job.bid
                     continue
             if job.gpu_type is None and s.fits_elsewhere(job, t):
                 continue  # it starts in another market this pass: no wait, no victims
@@ -408,21 +409,49 @@ def flex(s: PassState) -> None:
                 movable = _lowest_movable(running, now, min_slice)
                 bar = None if movable is None else movable * outbid
             else:
-                failed_need = need if failed_need is None else min(failed_need, need)
+                if failed_need is None or need < failed_need:
+                    failed_need = need
                 if not headed and need > 1:
                     headed = True
                     free = s.flex_left[t] = free - hold_flex_head(s, job, nodes)
         if cut is not None and (len(s.actions), s.took) != cut[:2]:
             raise AssertionError(f"{t}: the book past the cut started, claimed or displaced")
         priced.append((t, lowest, bidders, rest, cut))
+    emit = s.actions.append
     for t, lowest, bidders, rest, cut in priced:
         market = g.markets[t]
-        waiting = _waiting_bid(s, t, bidders, rest)
+        waiting: int | None = None
+        if ample:
+            # `_waiting_bid` while every account can fund its jobs: the first bidder
+            # that did not start, else the rest of the book.
+            for job, _need in bidders:
+                if job.id not in started:
+                    waiting = job.bid
+                    break
+            else:
+                if rest is not None:
+                    waiting = _waiting_bid(s, t, [], rest)
+        else:
+            waiting = _waiting_bid(s, t, bidders, rest)
         if cut is not None and waiting != _waiting_bid(s, t, bidders[: cut[2]], None):
             raise AssertionError(f"{t}: the book past the cut changed the waiting bid")
-        price = clearing_price(waiting, lowest, market.floor, market.rate)
+        # `clearing_price`, inline (three times a pass): the same integers compared.
+        floor = market.floor
+        if waiting is None:
+            price = floor
+        else:
+            price = waiting
+            if lowest is not None and lowest < price:
+                price = lowest
+            rate = market.rate
+            if rate is not None and rate < price:
+                price = rate
+            if floor > price:
+                price = floor
+        if CHECK_KEPT and price != clearing_price(waiting, lowest, floor, market.rate):
+            raise AssertionError(f"{t}: the clearing price inline is not clearing_price's")
         if price != market.price or now - market.price_at >= interval:
-            s.emit(A.set_price(t, price))
+            emit(A.set_price(t, price))
 
 
 def _only_bids(free: int, widest: int | None, min_need: int, smallest_node: int) -> bool:

@@ -248,7 +248,8 @@ class PassState:
             n = len(idx)
         else:
             n = sum(1 for i in idx if node.reserved[i] == reservation)
-        return max(n - self.claimed.get(node.name, 0), 0)
+        n -= self.claimed.get(node.name, 0)
+        return n if n > 0 else 0
 
     def flex_room(self, node: Node) -> int:
         """`node_free_count(node, FLEX_POOL) + soon_count(node, FLEX_POOL)` of a
