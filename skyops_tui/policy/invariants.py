@@ -328,8 +328,11 @@ def check_transactions(grid: Grid, txs: list[Transaction]) -> list[str]:
     add = seen.add
     for tx in txs:
         entries = tx.entries
-        if len(entries) == 2:  # nearly every one (billing's): the same sum, unrolled
+        try:  # nearly every one has two entries (billing's): the same sum, unrolled
             (a, v), (b, w) = entries
+        except ValueError:
+            pass  # more or fewer: summed below
+        else:
             add(a)
             add(b)
             if v + w:

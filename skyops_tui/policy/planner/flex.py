@@ -340,7 +340,8 @@ def flex(s: PassState) -> None:
                         widest = job.gpus - 1
                 if pl:
                     s.start(job, pl, t)
-                    free -= sum(len(p.gpus) for p in pl)
+                    for p in pl:
+                        free -= len(p.gpus)
                     s.flex_left[t] = free
                     running = [*running, job]  # counts when `lowest` is recomputed below
                     if lowest is None or job.bid < lowest:
@@ -570,7 +571,9 @@ def _no_room_on(
             if v.stop_reason:
                 continue
             if eligible(v):
-                free += sum(len(p.gpus) for p in v.placement if p.node == name)
+                for p in v.placement:
+                    if p.node == name:
+                        free += len(p.gpus)
             elif v.bid * outbid <= bid and v.started_at and not now - v.started_at >= min_slice:
                 ahead.append((v.started_at, name))
         if free >= need:

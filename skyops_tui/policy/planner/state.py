@@ -282,7 +282,10 @@ class PassState:
             self.take(p.node, p.gpus)
         self.started.add(job.id)
         self.start_of[job.id] = placement
-        self.guard.started(job, market, sum(len(p.gpus) for p in placement))
+        gpus = 0
+        for p in placement:
+            gpus += len(p.gpus)
+        self.guard.started(job, market, gpus)
         self.emit(A.Start(job.id, tuple(placement), market, resume=job.runs > 0))
 
     def best_fit(

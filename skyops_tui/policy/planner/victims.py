@@ -38,7 +38,10 @@ def choose_victims(
     """
     on_node: dict[str, list[Job]] = {}
     types = set(map(_GPU_TYPE, nodes))
-    running = sum(len(s.g.index.flex_running[t]) for t in types)
+    flex_running = s.g.index.flex_running
+    running = 0
+    for t in types:  # (a loop: a generator for one or two types cost more)
+        running += len(flex_running[t])
     if len(nodes) * 8 < running:
         # Few nodes (a reservation's): read who holds their GPUs.
         for node in nodes:
@@ -104,17 +107,20 @@ def choose_victims(
             continue  # claim_soon or placement would have taken it
         vs = sorted(vs, key=_victim_order)
         picked: list[Job] = []
+        top = 0  # the highest bid picked (`max` over `picked`)
         for v in vs:
             gives = usable(node, v)
             if not gives:
                 continue  # its GPUs are not the pool's: preempting it gives `job` nothing
             picked.append(v)
+            if len(picked) == 1 or v.bid > top:
+                top = v.bid
             free += gives
             if free >= need:
                 break
         if free < need:
             continue
-        cost = (max(v.bid for v in picked), len(picked))
+        cost = (top, len(picked))
         per_node.append((cost, node, picked))
         if not job.nodes and (best is None or cost < best):
             best, chosen, best_node = cost, picked, node.name
