@@ -1022,7 +1022,10 @@ class Grid:
                 continue
             job.charged += due
             user = job.user
-            acct = accounts.get(user) or _account(user)
+            try:
+                acct = accounts[user]  # known after a user's first charge
+            except KeyError:
+                acct = _account(user)
             if due < 0:  # as `settle` credits it
                 job.refunded -= due
                 back = f"{-secs:.0f} s billed past the end of the run"

@@ -20,6 +20,7 @@ from .victims import choose_victims
 # Enum members read in hot paths, looked up once (`Mode.FLEX` costs 100 ns on 3.11).
 _FLEX = Mode.FLEX
 _PRIORITY = Mode.PRIORITY
+_INF = float("inf")
 
 
 def claims_first(s: PassState) -> None:
@@ -171,16 +172,17 @@ def free_at(s: PassState, node: Node) -> list[float]:
     grace = s.cfg.cluster.grace_s + s.cfg.cluster.stop_grace_s
     taken = s.taken.get(node.name, ())
     out = []
+    inf = _INF
     for i in range(node.gpu_count):
         if i in taken:
-            out.append(float("inf"))
+            out.append(inf)
             continue
         at = now
         r = node.reserved[i]
         if r is not None:
             res = g.reservations.get(r)
             aw = res.active_window if res is not None else None
-            at = res.windows[aw][1] if res is not None and aw is not None else float("inf")
+            at = res.windows[aw][1] if res is not None and aw is not None else inf
         h = node.holders[i]
         if h is not None:
             j = g.jobs[h]
@@ -191,7 +193,8 @@ def free_at(s: PassState, node: Node) -> list[float]:
                 e = now + grace
             else:
                 e = at  # a Commit job: until its window closes
-            at = max(at, e)
+            if e > at:  # `max(at, e)`
+                at = e
         out.append(at)
     return out
 
