@@ -9,6 +9,7 @@ calls them for its commands; each refusal says why.
 from __future__ import annotations
 
 import functools
+import operator
 from datetime import UTC, datetime
 from fractions import Fraction
 from typing import TYPE_CHECKING
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 # minutes a Flex bid must fund, a booking's first hour): each builds Fractions, and
 # a long simulation submits 100,000 jobs.
 _to_micro = functools.lru_cache(maxsize=4096)(to_micro)
+_GPU_COUNT = operator.attrgetter("gpu_count")
 _priority_price = functools.lru_cache(maxsize=4096)(pricing.priority_price)
 
 
@@ -71,7 +73,11 @@ def admit(
         if spec.nodes > biggest:
             raise Refused(f"asks for {spec.nodes} whole nodes; the largest type has {biggest}")
     else:
-        size = max(n.gpu_count for t in types for n in grid.by_type[t])
+        size = 0  # the widest node of the types: read in C per type, not a generator
+        for t in types:
+            widest = max(map(_GPU_COUNT, grid.by_type[t]))
+            if widest > size:
+                size = widest
         if spec.gpu_count > size:
             raise Refused(f"asks for {spec.gpu_count} GPUs on one node; the largest has {size}")
     gpus_est = spec.gpu_count or (spec.nodes or 0) * max(

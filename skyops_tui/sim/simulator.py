@@ -306,13 +306,19 @@ class _Wakeups:
         fresh = self.fresh
         while fresh and fresh[0][0] <= now:
             heapq.heappop(fresh)
-        recent = [jobs[j] for _, j in fresh if j in holding]
-        if recent:
-            best = _min_slices(g, now, recent, best)
-        waiting = (
-            job
-            for job in (jobs[j] for j in self.retrying)
-            if job.mode is _FLEX and job.state in _BOOKED
+        if fresh:
+            recent = [jobs[j] for _, j in fresh if j in holding]
+            if recent:
+                best = _min_slices(g, now, recent, best)
+        # (nothing to walk while no job waits for a retry, most steps)
+        waiting: Iterable[Job] = (
+            (
+                job
+                for job in (jobs[j] for j in self.retrying)
+                if job.mode is _FLEX and job.state in _BOOKED
+            )
+            if self.retrying
+            else ()
         )
         book = g.reservations
         last = next(reversed(book.values())) if book else None
@@ -513,7 +519,12 @@ def _simulate(
         actions = engine.others
         violations += check_actions(grid, actions, now)
         violations += check_transactions(grid, txs)
-        touched = {a.job for a in actions if isinstance(a, A.Start)}
+        touched: set[int] | None = None  # the jobs this step started (most start none)
+        for a in actions:
+            if isinstance(a, A.Start):
+                if touched is None:
+                    touched = set()
+                touched.add(a.job)
         if touched:
             violations += check_placements(grid, touched)
         if steps % FULL_CHECK_EVERY == 0:

@@ -496,7 +496,7 @@ def _outbid(
     if got is not None:
         min_slice = s.cfg.pricing.min_slice_s
         # Runs whose min_slice has ended since are new victims, on their nodes only.
-        due = [x[1] for x in got[2] if now - x[0] >= min_slice]
+        due = [x[1] for x in got[2] if now - x[0] >= min_slice] if got[2] else []
         more: Ahead = []
         if job.bid > got[1]:
             # A higher bid can outbid more runs: those too, on their nodes only.

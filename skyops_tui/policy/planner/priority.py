@@ -34,6 +34,8 @@ def claims_first(s: PassState) -> None:
         return
     g, now = s.g, s.now
     s.claims_served = set()
+    if not g.index.priority_queue:
+        return  # (no set built over an empty queue, most passes)
     live = {
         jid
         for _, jid in g.index.priority_queue
