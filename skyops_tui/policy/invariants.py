@@ -266,7 +266,10 @@ def check_actions(grid: Grid, actions: list[A.Action], now: float | None = None)
     force, so only that one is held against the bids running after the step. With
     `now`, the order checks (`check_order`) run too."""
     out = [] if now is None else check_order(grid, actions, now)
-    last_price = {a.gpu_type: a for a in actions if isinstance(a, A.SetPrice)}
+    last_price: dict[str, A.SetPrice] = {}
+    for a in actions:  # (a loop: a comprehension is a call, for two or three actions)
+        if isinstance(a, A.SetPrice):
+            last_price[a.gpu_type] = a
     for a in actions:
         if isinstance(a, A.Preempt):
             job = grid.jobs[a.job]

@@ -55,17 +55,26 @@ Kept = tuple[
 ]
 
 
+_KEPT: PerGrid[Kept] = PerGrid()
+
+
 def _kept(s: PassState) -> Kept:
     """The grid's `_NO_HEAD`, `_NO_HEAD_ON` and `_NO_ROOM`, looked up once a pass (a
     weak dictionary's lookup is Python code; these are read for every blocked bid)."""
     kept = s.flex_kept
     if kept is None:
         g = s.g
-        kept = s.flex_kept = (
-            _NO_HEAD.setdefault(g, {}),
-            _NO_HEAD_ON.setdefault(g, {}),
-            _NO_ROOM.setdefault(g, {}),
-        )
+        kept = _KEPT.get(g)  # the three, together: one lookup a pass
+        if kept is None:
+            kept = _KEPT.put(
+                g,
+                (
+                    _NO_HEAD.setdefault(g, {}),
+                    _NO_HEAD_ON.setdefault(g, {}),
+                    _NO_ROOM.setdefault(g, {}),
+                ),
+            )
+        s.flex_kept = kept
     return kept
 
 

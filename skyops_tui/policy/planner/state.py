@@ -221,8 +221,11 @@ class PassState:
         t = self.g.nodes[node].gpu_type
         self.touched.add(t)
         self.touched_nodes.add(node)
-        if self._type_free:
-            self._type_free = {k: v for k, v in self._type_free.items() if k[0] != t}
+        type_free = self._type_free
+        if type_free:
+            # Its counts go stale (keys are (type, pool), of these two pools only).
+            type_free.pop((t, PRIORITY_POOL), None)
+            type_free.pop((t, FLEX_POOL), None)
         taken = self.taken.setdefault(node, set())
         n = len(taken)
         taken.update(idx)
