@@ -170,7 +170,7 @@ async def test_a_follower_keeps_answering_while_it_reloads_the_grid(tmp_path):
 
     def held(*args, **kwargs):
         loading.set()
-        release.wait(5.0)
+        release.wait(30.0)
         try:
             return load(*args, **kwargs)
         finally:
