@@ -20,7 +20,8 @@ class Start:
 class Preempt:
     """Flex: checkpoint signal, grace, SIGTERM, SIGKILL; the job then pauses.
     `for_job`: the job it makes room for (None: not for room, e.g. unpaid); only such a
-    preemption is called off when that room is no longer needed."""
+    preemption is called off when that room is no longer needed (an outbid only once
+    its bidder no longer outbids the victim: planner/victims.py, `call_offs`)."""
 
     job: int
     cause: str

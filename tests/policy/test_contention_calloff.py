@@ -152,3 +152,48 @@ def test_a_victim_called_off_caps_the_clearing_price_again() -> None:
     w.at(31)
     assert w.state("f") is JobState.RUNNING and w.price() == micro(1.0)
     assert w.violations == []
+
+
+def test_a_flex_preemptor_that_lowered_its_bid_below_its_victim_calls_the_preemption_off():
+    """p (Flex, bid 2.00) outbids f (1.00) once f's `min_slice` is up; in f's grace p's
+    owner lowers p's bid to 0.80. p can no longer outbid f, so pausing f would give p
+    GPUs that f, the higher bid, takes back once p's own slice is up: two preemptions
+    for nothing. f's preemption is called off, f runs on, and p waits behind it."""
+    w = HandWorld(calloff_config())
+    w.priority("a", gpus=4, hours=2)
+    w.flex("f", gpus=4, bid=1.0)
+    w.at(0)
+    w.run()
+    w.flex("p", gpus=4, bid=2.0)
+    w.at(300)
+    assert w.acted(A.Preempt, "f") and w.state("f") is JobState.PREEMPTING
+    w.do(lambda g, t: g.change_bid("p", 0.8, t))
+    acts = w.at(310)
+    assert [w.grid.jobs[a.job].name for a in acts if isinstance(a, A.CallOff)] == ["f"]
+    w.engine.pending.append(CalledOff(w.job("f").id))  # the reason the pass gave
+    w.at(311)
+    assert w.state("f") is JobState.RUNNING and w.job("f").preemptions == 0
+    assert w.causes("f")[-1] == "preemption called off (p's bid no longer outbids it)"
+    assert w.state("p") is JobState.QUEUED
+    w.at(900)  # long past the grace and any slice: f still runs, p still waits
+    assert w.state("f") is JobState.RUNNING and w.state("p") is JobState.QUEUED
+    assert w.violations == []
+
+
+def test_a_flex_preemptor_that_still_outbids_its_victim_keeps_the_preemption():
+    """The same, but p's owner lowers its bid only to 1.50, still 5 % above f's: the
+    preemption stands and p takes f's GPUs once f has stopped."""
+    w = HandWorld(calloff_config())
+    w.priority("a", gpus=4, hours=2)
+    w.flex("f", gpus=4, bid=1.0)
+    w.at(0)
+    w.run()
+    w.flex("p", gpus=4, bid=2.0)
+    w.at(300)
+    w.do(lambda g, t: g.change_bid("p", 1.5, t))
+    acts = w.at(310)
+    assert not [a for a in acts if isinstance(a, A.CallOff)]
+    w.stopped("f")
+    w.at(320)
+    assert w.state("f") is JobState.PAUSED and w.state("p") is JobState.STARTING
+    assert w.violations == []

@@ -409,7 +409,7 @@ def flex(s: PassState) -> None:
             if victims:
                 if job.gpu_type is None:
                     s.waiting_elsewhere.add(job.id)
-                s.preempt(victims, f"outbid by {job.name}")
+                s.preempt(victims, f"outbid by {job.name}", job)
                 soon_nodes = [n for n in nodes if n.name in soon]
                 took = s.took
                 s.hold_victim_nodes(victims, job, FLEX_POOL)

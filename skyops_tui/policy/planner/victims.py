@@ -142,9 +142,12 @@ def call_offs(s: PassState) -> None:
     """Call off the preemptions made for a Priority job that nobody needs any more,
     while their victims are in the checkpoint grace (docs/modes.md, *Queue, backfill
     and claims*): the job they were for started elsewhere (or left), and no claim of
-    this pass counts on their GPUs. A Flex claim counts only against a victim its
-    bid could outbid: a lower bid gains nothing from a preemption it could not make.
-    A victim back in the market caps its clearing price, as any running bid does."""
+    this pass counts on their GPUs. An outbid is called off only when its bidder's
+    owner lowered the bid below what outbids the victim: the victim, the higher bid,
+    would take the GPUs back, and a lower bid cannot choose it again. A Flex claim
+    counts only against a victim its bid could outbid: a lower bid gains nothing from
+    a preemption it could not make. A victim back in the market caps its clearing
+    price, as any running bid does."""
     g, now = s.g, s.now
     if not g.preempted_at:
         return
@@ -169,12 +172,16 @@ def call_offs(s: PassState) -> None:
     for v in cands:
         _, for_id = g.preempted_at[v.id]
         who = g.jobs.get(for_id)
-        if who is not None and for_id not in s.started and who.state not in HOLDING:
-            if not who.finished:
-                # Its preemptor still waits: calling its victims off now could be undone
-                # by its next choice of victims, pass after pass at one instant.
-                continue
         bid = v.bid * outbid
+        outbid_since = who is not None and who.mode is _FLEX and who.bid < bid
+        if who is not None and who.mode is _FLEX and not outbid_since:
+            continue  # an outbid stands while its bid still outbids the victim (see above)
+        if who is not None and for_id not in s.started and who.state not in HOLDING:
+            if not who.finished and not outbid_since:
+                # Its preemptor still waits: calling its victims off now could be undone
+                # by its next choice of victims, pass after pass at one instant. (A bid
+                # that no longer outbids the victim cannot choose it again.)
+                continue
         if not all(_spare(s, p.node, p.gpus, kept.get(p.node, ()), bid) for p in v.placement):
             continue
         for p in v.placement:
@@ -187,6 +194,8 @@ def call_offs(s: PassState) -> None:
             why = f"{who.name} started on other GPUs"
         elif who.state in HOLDING:
             why = f"{who.name} runs on other GPUs"
+        elif outbid_since and not who.finished:
+            why = f"{who.name}'s bid no longer outbids it"
         else:
             why = f"{who.name} is {who.state}"
         s.emit(A.CallOff(v.id, why))
