@@ -154,11 +154,9 @@ def test_a_victim_called_off_caps_the_clearing_price_again() -> None:
     assert w.violations == []
 
 
-def test_a_flex_preemptor_that_lowered_its_bid_below_its_victim_calls_the_preemption_off():
-    """p (Flex, bid 2.00) outbids f (1.00) once f's `min_slice` is up; in f's grace p's
-    owner lowers p's bid to 0.80. p can no longer outbid f, so pausing f would give p
-    GPUs that f, the higher bid, takes back once p's own slice is up: two preemptions
-    for nothing. f's preemption is called off, f runs on, and p waits behind it."""
+def outbid_in_grace() -> HandWorld:
+    """Priority `a` on h100-1; Flex `f` (1.00) on h100-2, outbid by `p` (2.00) at 300 s,
+    once f's `min_slice` is up: f is in its 120 s grace."""
     w = HandWorld(calloff_config())
     w.priority("a", gpus=4, hours=2)
     w.flex("f", gpus=4, bid=1.0)
@@ -167,6 +165,15 @@ def test_a_flex_preemptor_that_lowered_its_bid_below_its_victim_calls_the_preemp
     w.flex("p", gpus=4, bid=2.0)
     w.at(300)
     assert w.acted(A.Preempt, "f") and w.state("f") is JobState.PREEMPTING
+    return w
+
+
+def test_a_flex_preemptor_that_lowered_its_bid_below_its_victim_calls_the_preemption_off():
+    """In f's grace p's owner lowers p's bid to 0.80. p can no longer outbid f, so
+    pausing f would give p GPUs that f, the higher bid, takes back once p's own slice is
+    up: two preemptions for nothing. f's preemption is called off, f runs on, and p
+    waits behind it."""
+    w = outbid_in_grace()
     w.do(lambda g, t: g.change_bid("p", 0.8, t))
     acts = w.at(310)
     assert [w.grid.jobs[a.job].name for a in acts if isinstance(a, A.CallOff)] == ["f"]
@@ -181,15 +188,9 @@ def test_a_flex_preemptor_that_lowered_its_bid_below_its_victim_calls_the_preemp
 
 
 def test_a_flex_preemptor_that_still_outbids_its_victim_keeps_the_preemption():
-    """The same, but p's owner lowers its bid only to 1.50, still 5 % above f's: the
-    preemption stands and p takes f's GPUs once f has stopped."""
-    w = HandWorld(calloff_config())
-    w.priority("a", gpus=4, hours=2)
-    w.flex("f", gpus=4, bid=1.0)
-    w.at(0)
-    w.run()
-    w.flex("p", gpus=4, bid=2.0)
-    w.at(300)
+    """p's owner lowers its bid only to 1.50, still 5 % above f's: the preemption
+    stands and p takes f's GPUs once f has stopped."""
+    w = outbid_in_grace()
     w.do(lambda g, t: g.change_bid("p", 1.5, t))
     acts = w.at(310)
     assert not [a for a in acts if isinstance(a, A.CallOff)]
